@@ -1,0 +1,180 @@
+//! Validation failures, each with one precise `NTSTATUS`.
+
+use core::fmt;
+
+use crate::status::{
+    NTSTATUS, STATUS_BUFFER_TOO_SMALL, STATUS_INFO_LENGTH_MISMATCH,
+    STATUS_INVALID_ADDRESS_COMPONENT, STATUS_INVALID_BUFFER_SIZE, STATUS_INVALID_DEVICE_REQUEST,
+    STATUS_INVALID_PARAMETER, STATUS_REVISION_MISMATCH,
+};
+
+/// Why a request or response buffer was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AbiError {
+    /// The input is shorter than the request's fixed part.
+    InputTooShort {
+        /// Bytes the fixed part needs.
+        needed: usize,
+        /// Bytes supplied.
+        got: usize,
+    },
+    /// The input size is not exactly what the request's fields describe.
+    InputLengthMismatch {
+        /// Size the fields describe.
+        expected: usize,
+        /// Bytes supplied.
+        got: usize,
+    },
+    /// The output buffer cannot hold the response.
+    OutputTooSmall {
+        /// Bytes the response needs.
+        needed: usize,
+        /// Bytes available.
+        got: usize,
+    },
+    /// The request was built for another ABI version.
+    VersionMismatch {
+        /// Version the request carries.
+        got: u32,
+    },
+    /// A reserved field or reserved address byte is not zero.
+    ReservedNotZero,
+    /// Flag bits this ABI version does not define.
+    UnknownFlags(u32),
+    /// An address family other than `AF_INET` (2) or `AF_INET6` (23).
+    UnsupportedFamily(u16),
+    /// A destination port of zero.
+    ZeroPort,
+    /// The source address family differs from the destination's.
+    SourceFamilyMismatch,
+    /// The source address carries a port (the socket's bound port is always used).
+    SourceHasPort,
+    /// More segments than [`crate::MAX_SEGMENTS`].
+    TooManySegments(u32),
+    /// A segment of length zero (an MDL cannot describe zero bytes).
+    ZeroLengthSegment {
+        /// Index of the segment.
+        index: u32,
+    },
+    /// The segment lengths do not add up to the payload length.
+    SegmentSumMismatch {
+        /// Sum of the segment lengths.
+        sum: u64,
+        /// Payload length.
+        payload: u32,
+    },
+    /// A payload of zero bytes.
+    EmptyPayload,
+    /// A payload above [`crate::MAX_PAYLOAD`].
+    PayloadTooLarge(u32),
+    /// A datagram count of zero or above [`crate::MAX_COUNT`].
+    CountOutOfRange(u32),
+    /// An ECN codepoint above 3.
+    EcnOutOfRange(u8),
+    /// A USO segment size of zero or above [`crate::MAX_PAYLOAD`].
+    UsoSegmentSizeOutOfRange(u32),
+    /// An IOCTL code the driver does not implement.
+    UnknownIoctl(u32),
+}
+
+impl AbiError {
+    /// The `NTSTATUS` the driver completes the request with.
+    #[must_use]
+    pub const fn status(&self) -> NTSTATUS {
+        match self {
+            Self::InputTooShort { .. } | Self::InputLengthMismatch { .. } => {
+                STATUS_INFO_LENGTH_MISMATCH
+            }
+            Self::OutputTooSmall { .. } => STATUS_BUFFER_TOO_SMALL,
+            Self::VersionMismatch { .. } => STATUS_REVISION_MISMATCH,
+            Self::ReservedNotZero
+            | Self::UnknownFlags(_)
+            | Self::CountOutOfRange(_)
+            | Self::EcnOutOfRange(_)
+            | Self::UsoSegmentSizeOutOfRange(_) => STATUS_INVALID_PARAMETER,
+            Self::UnsupportedFamily(_)
+            | Self::ZeroPort
+            | Self::SourceFamilyMismatch
+            | Self::SourceHasPort => STATUS_INVALID_ADDRESS_COMPONENT,
+            Self::TooManySegments(_)
+            | Self::ZeroLengthSegment { .. }
+            | Self::SegmentSumMismatch { .. }
+            | Self::EmptyPayload
+            | Self::PayloadTooLarge(_) => STATUS_INVALID_BUFFER_SIZE,
+            Self::UnknownIoctl(_) => STATUS_INVALID_DEVICE_REQUEST,
+        }
+    }
+}
+
+impl fmt::Display for AbiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::InputTooShort { needed, got } => {
+                write!(
+                    f,
+                    "input is {got} bytes, the request needs at least {needed}"
+                )
+            }
+            Self::InputLengthMismatch { expected, got } => {
+                write!(f, "input is {got} bytes, its fields describe {expected}")
+            }
+            Self::OutputTooSmall { needed, got } => {
+                write!(
+                    f,
+                    "output buffer is {got} bytes, the response needs {needed}"
+                )
+            }
+            Self::VersionMismatch { got } => write!(
+                f,
+                "request is for ABI version {got}, the driver speaks version {}",
+                crate::ABI_VERSION
+            ),
+            Self::ReservedNotZero => f.write_str("a reserved field is not zero"),
+            Self::UnknownFlags(bits) => write!(f, "unknown flag bits {bits:#x}"),
+            Self::UnsupportedFamily(family) => {
+                write!(
+                    f,
+                    "address family {family} is neither AF_INET (2) nor AF_INET6 (23)"
+                )
+            }
+            Self::ZeroPort => f.write_str("destination port is 0"),
+            Self::SourceFamilyMismatch => {
+                f.write_str("source address family differs from the destination's")
+            }
+            Self::SourceHasPort => f.write_str("source address must not carry a port"),
+            Self::TooManySegments(n) => {
+                write!(f, "{n} segments, at most {} allowed", crate::MAX_SEGMENTS)
+            }
+            Self::ZeroLengthSegment { index } => write!(f, "segment {index} has length 0"),
+            Self::SegmentSumMismatch { sum, payload } => {
+                write!(
+                    f,
+                    "segment lengths add up to {sum}, payload is {payload} bytes"
+                )
+            }
+            Self::EmptyPayload => f.write_str("payload is empty"),
+            Self::PayloadTooLarge(n) => {
+                write!(
+                    f,
+                    "payload is {n} bytes, at most {} allowed",
+                    crate::MAX_PAYLOAD
+                )
+            }
+            Self::CountOutOfRange(n) => {
+                write!(f, "count {n} is outside 1..={}", crate::MAX_COUNT)
+            }
+            Self::EcnOutOfRange(n) => write!(f, "ECN codepoint {n} is outside 0..=3"),
+            Self::UsoSegmentSizeOutOfRange(n) => {
+                write!(
+                    f,
+                    "USO segment size {n} is outside 1..={}",
+                    crate::MAX_PAYLOAD
+                )
+            }
+            Self::UnknownIoctl(code) => write!(f, "IOCTL code {code:#010x} is not implemented"),
+        }
+    }
+}
+
+impl core::error::Error for AbiError {}

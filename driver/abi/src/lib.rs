@@ -1,0 +1,93 @@
+//! The contract between the wskudp driver and user mode.
+//!
+//! Everything that crosses the IOCTL boundary is defined here once and used by both sides:
+//! the driver (`wskudp-core`, through its dispatcher) parses requests with the `parse_*`
+//! functions, the harness builds them with the `encode_*` functions, and both read and write
+//! the fixed-size responses as plain `#[repr(C)]` structs.
+//!
+//! Rules of the wire format:
+//! - Every IOCTL is `METHOD_BUFFERED` (see [`ioctl`]); buffers are native-endian (x64,
+//!   little-endian) `#[repr(C)]` structs without implicit padding.
+//! - Every request except `QUERY_INFO` starts with a [`RequestHeader`] whose `abi_version` must
+//!   equal [`ABI_VERSION`]; any layout change bumps it.
+//! - Every length, count and offset is checked with checked arithmetic; a request is accepted
+//!   only if its size is exactly what its fields describe. Each failure is an [`AbiError`] with
+//!   one precise `NTSTATUS` ([`AbiError::status`]).
+//!
+//! IRQL: every function here is pure computation on caller-provided memory and may run at any
+//! IRQL as long as that memory is resident (non-paged at `DISPATCH_LEVEL`).
+
+#![no_std]
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects
+)]
+
+mod addr;
+mod error;
+pub mod ioctl;
+mod send;
+pub mod status;
+mod wire;
+
+pub use addr::{AF_INET, AF_INET6, AF_UNSPEC, WireAddr};
+pub use error::AbiError;
+pub use ioctl::Ioctl;
+pub use send::{
+    Ecn, OpenSocketView, SendSpec, SendView, encode_close_socket, encode_open_socket, encode_send,
+    parse_close_socket, parse_open_socket, parse_send, send_request_len,
+};
+pub use wire::{
+    CloseSocketRequest, DescribeSendResponse, InfoResponse, OpenSocketRequest, OpenSocketResponse,
+    RequestHeader, SendRequest, SendResponse, read_response, write_response,
+};
+
+/// Version of every layout in this crate. Requests carrying another version are refused with
+/// `STATUS_REVISION_MISMATCH`.
+pub const ABI_VERSION: u32 = 1;
+
+/// Kernel device name the driver creates.
+pub const DEVICE_NAME: &str = r"\Device\WskUdp";
+/// Symbolic link to [`DEVICE_NAME`] in the global DOS device namespace.
+pub const DOS_DEVICE_NAME: &str = r"\DosDevices\WskUdp";
+/// Path user mode opens with `CreateFileW`.
+pub const USER_DEVICE_PATH: &str = r"\\.\WskUdp";
+
+/// Largest datagram payload accepted: 65535 - 20 (IPv4 header) - 8 (UDP header). Also applied
+/// to IPv6 so one limit holds for both families.
+pub const MAX_PAYLOAD: u32 = 65_507;
+/// Most MDLs one datagram may be split into.
+pub const MAX_SEGMENTS: u32 = 32;
+/// Most datagrams one `SEND` request may ask for.
+pub const MAX_COUNT: u32 = 1024;
+/// Most sockets the driver keeps open at once (all handles together).
+pub const MAX_SOCKETS: u32 = 64;
+/// Bytes the driver reserves for one datagram's control messages (`CMSGHDR` buffer).
+pub const CONTROL_CAPACITY: usize = 128;
+/// Bytes reserved for one encoded `SOCKADDR` (a `SOCKADDR_IN6` is 28).
+pub const SOCKADDR_CAPACITY: usize = 32;
+
+/// Capability bits reported in [`InfoResponse::capabilities`].
+pub mod capability {
+    /// IPv4 datagram sockets.
+    pub const IPV4: u32 = 1 << 0;
+    /// IPv6 datagram sockets.
+    pub const IPV6: u32 = 1 << 1;
+    /// Per-datagram source address (`IP_PKTINFO` / `IPV6_PKTINFO`).
+    pub const SOURCE_ADDRESS: u32 = 1 << 2;
+    /// Per-datagram TOS / traffic class (`IP_TOS` / `IPV6_TCLASS`).
+    pub const TOS: u32 = 1 << 3;
+    /// Per-datagram ECN codepoint (`IP_ECN` / `IPV6_ECN`).
+    pub const ECN: u32 = 1 << 4;
+    /// UDP segmentation offload request (`UDP_SEND_MSG_SIZE`).
+    pub const USO: u32 = 1 << 5;
+    /// Payload split into a caller-chosen MDL chain.
+    pub const MDL_CHAIN: u32 = 1 << 6;
+    /// `DESCRIBE_SEND`: the exact `WskSendTo` arguments, without sending.
+    pub const DESCRIBE_SEND: u32 = 1 << 7;
+    /// Every capability this ABI version defines.
+    pub const ALL: u32 = IPV4 | IPV6 | SOURCE_ADDRESS | TOS | ECN | USO | MDL_CHAIN | DESCRIBE_SEND;
+}

@@ -1,0 +1,645 @@
+//! Parsing (driver side) and encoding (user side) of the variable-size requests.
+//!
+//! Encoding always ends by parsing what it wrote, so the two sides share one set of rules.
+
+use core::net::{IpAddr, SocketAddr};
+
+use zerocopy::{FromBytes, IntoBytes};
+
+use crate::{
+    AbiError, CloseSocketRequest, MAX_COUNT, MAX_PAYLOAD, MAX_SEGMENTS, OpenSocketRequest,
+    RequestHeader, SendRequest, WireAddr,
+};
+
+const SEGMENT_LEN_SIZE: usize = size_of::<u32>();
+
+/// An ECN codepoint (RFC 3168), the two low bits of the TOS byte.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Ecn {
+    /// Not ECN-capable transport.
+    NotEct = 0,
+    /// ECN-capable transport, ECT(1).
+    Ect1 = 1,
+    /// ECN-capable transport, ECT(0).
+    Ect0 = 2,
+    /// Congestion experienced.
+    Ce = 3,
+}
+
+impl Ecn {
+    /// The codepoint with these bits, if they are one.
+    #[must_use]
+    pub const fn from_bits(bits: u8) -> Option<Self> {
+        match bits {
+            0 => Some(Self::NotEct),
+            1 => Some(Self::Ect1),
+            2 => Some(Self::Ect0),
+            3 => Some(Self::Ce),
+            _ => None,
+        }
+    }
+}
+
+/// What a client asks `SEND` to do (everything but the segment lengths and payload bytes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SendSpec {
+    /// Handle from `OPEN_SOCKET`.
+    pub socket: u32,
+    /// Destination.
+    pub remote: SocketAddr,
+    /// Source address to request with `IP_PKTINFO`/`IPV6_PKTINFO`.
+    pub source: Option<IpAddr>,
+    /// TOS byte / traffic class.
+    pub tos: Option<u8>,
+    /// ECN codepoint.
+    pub ecn: Option<Ecn>,
+    /// `UDP_SEND_MSG_SIZE` segment size.
+    pub uso_segment_size: Option<u32>,
+    /// Times to send the datagram.
+    pub count: u32,
+}
+
+/// A validated `SEND`/`DESCRIBE_SEND` request, borrowing the input buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SendView<'a> {
+    /// The request's options.
+    pub spec: SendSpec,
+    /// Raw segment lengths (`segment_count` native-endian `u32`s), possibly empty.
+    segment_bytes: &'a [u8],
+    /// The payload.
+    pub payload: &'a [u8],
+}
+
+impl SendView<'_> {
+    /// The MDL lengths the payload is split into, in order. Never empty, each non-zero, and
+    /// they add up to the payload length.
+    #[must_use]
+    pub fn segment_lengths(&self) -> impl ExactSizeIterator<Item = u32> + '_ {
+        let explicit = self
+            .segment_bytes
+            .chunks_exact(SEGMENT_LEN_SIZE)
+            .map(|chunk| u32::from_ne_bytes(chunk.try_into().unwrap_or_default()));
+        // Validated: the payload is at most MAX_PAYLOAD, so its length fits in u32.
+        let whole = u32::try_from(self.payload.len()).unwrap_or(u32::MAX);
+        let implicit = self.segment_bytes.is_empty().then_some(whole);
+        SegmentLengths { explicit, implicit }
+    }
+
+    /// Number of MDLs ([`SendView::segment_lengths`] count).
+    #[must_use]
+    pub const fn segment_count(&self) -> usize {
+        if self.segment_bytes.is_empty() {
+            1
+        } else {
+            self.segment_bytes.len() / SEGMENT_LEN_SIZE
+        }
+    }
+}
+
+struct SegmentLengths<I> {
+    explicit: I,
+    implicit: Option<u32>,
+}
+
+impl<I: ExactSizeIterator<Item = u32>> Iterator for SegmentLengths<I> {
+    type Item = u32;
+
+    fn next(&mut self) -> Option<u32> {
+        self.implicit.take().or_else(|| self.explicit.next())
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = self
+            .explicit
+            .len()
+            .saturating_add(usize::from(self.implicit.is_some()));
+        (n, Some(n))
+    }
+}
+
+impl<I: ExactSizeIterator<Item = u32>> ExactSizeIterator for SegmentLengths<I> {}
+
+struct Options {
+    source: Option<IpAddr>,
+    tos: Option<u8>,
+    ecn: Option<Ecn>,
+    uso_segment_size: Option<u32>,
+}
+
+/// The flag-gated fields: set when their flag is, and zero when it is not.
+fn parse_options(fixed: &SendRequest, remote: SocketAddr) -> Result<Options, AbiError> {
+    let has = |flag: u32| fixed.flags & flag != 0;
+    let source = if has(SendRequest::FLAG_SOURCE) {
+        let ip = fixed.source.ip()?;
+        if ip.is_ipv4() != remote.is_ipv4() {
+            return Err(AbiError::SourceFamilyMismatch);
+        }
+        if fixed.source.port != 0 {
+            return Err(AbiError::SourceHasPort);
+        }
+        Some(ip)
+    } else if fixed.source.is_none() {
+        None
+    } else {
+        return Err(AbiError::ReservedNotZero);
+    };
+    let tos = if has(SendRequest::FLAG_TOS) {
+        Some(fixed.tos)
+    } else if fixed.tos == 0 {
+        None
+    } else {
+        return Err(AbiError::ReservedNotZero);
+    };
+    let ecn = if has(SendRequest::FLAG_ECN) {
+        Some(Ecn::from_bits(fixed.ecn).ok_or(AbiError::EcnOutOfRange(fixed.ecn))?)
+    } else if fixed.ecn == 0 {
+        None
+    } else {
+        return Err(AbiError::ReservedNotZero);
+    };
+    let uso_segment_size = if has(SendRequest::FLAG_USO) {
+        if fixed.uso_segment_size == 0 || fixed.uso_segment_size > MAX_PAYLOAD {
+            return Err(AbiError::UsoSegmentSizeOutOfRange(fixed.uso_segment_size));
+        }
+        Some(fixed.uso_segment_size)
+    } else if fixed.uso_segment_size == 0 {
+        None
+    } else {
+        return Err(AbiError::ReservedNotZero);
+    };
+    Ok(Options {
+        source,
+        tos,
+        ecn,
+        uso_segment_size,
+    })
+}
+
+/// Total size of a `SEND` request with `segment_count` segment lengths and `payload_len`
+/// payload bytes, or `None` on overflow.
+#[must_use]
+pub const fn send_request_len(segment_count: usize, payload_len: usize) -> Option<usize> {
+    match segment_count.checked_mul(SEGMENT_LEN_SIZE) {
+        Some(segments) => match size_of::<SendRequest>().checked_add(segments) {
+            Some(fixed) => fixed.checked_add(payload_len),
+            None => None,
+        },
+        None => None,
+    }
+}
+
+/// Validates a `SEND`/`DESCRIBE_SEND` input buffer.
+///
+/// # Errors
+/// The first rule the buffer breaks, in field order: size, version, reserved fields, flags,
+/// addresses, options, count, segments, payload, exact total length.
+pub fn parse_send(input: &[u8]) -> Result<SendView<'_>, AbiError> {
+    let (fixed, rest) =
+        SendRequest::ref_from_prefix(input).map_err(|_| AbiError::InputTooShort {
+            needed: size_of::<SendRequest>(),
+            got: input.len(),
+        })?;
+    fixed.header.check()?;
+    if fixed.reserved != 0 || fixed.reserved2 != 0 {
+        return Err(AbiError::ReservedNotZero);
+    }
+    let unknown = fixed.flags & !SendRequest::FLAGS_ALL;
+    if unknown != 0 {
+        return Err(AbiError::UnknownFlags(unknown));
+    }
+    let remote = fixed.remote.socket_addr()?;
+    if remote.port() == 0 {
+        return Err(AbiError::ZeroPort);
+    }
+    let options = parse_options(fixed, remote)?;
+    if fixed.count == 0 || fixed.count > MAX_COUNT {
+        return Err(AbiError::CountOutOfRange(fixed.count));
+    }
+    if fixed.segment_count > MAX_SEGMENTS {
+        return Err(AbiError::TooManySegments(fixed.segment_count));
+    }
+    if fixed.payload_len == 0 {
+        return Err(AbiError::EmptyPayload);
+    }
+    if fixed.payload_len > MAX_PAYLOAD {
+        return Err(AbiError::PayloadTooLarge(fixed.payload_len));
+    }
+
+    let segment_count = fixed.segment_count as usize;
+    let payload_len = fixed.payload_len as usize;
+    let expected =
+        send_request_len(segment_count, payload_len).ok_or(AbiError::InputLengthMismatch {
+            expected: usize::MAX,
+            got: input.len(),
+        })?;
+    if input.len() != expected {
+        return Err(AbiError::InputLengthMismatch {
+            expected,
+            got: input.len(),
+        });
+    }
+    let segment_bytes_len = segment_count.saturating_mul(SEGMENT_LEN_SIZE);
+    let (segment_bytes, payload) =
+        rest.split_at_checked(segment_bytes_len)
+            .ok_or(AbiError::InputLengthMismatch {
+                expected,
+                got: input.len(),
+            })?;
+
+    let view = SendView {
+        spec: SendSpec {
+            socket: fixed.socket,
+            remote,
+            source: options.source,
+            tos: options.tos,
+            ecn: options.ecn,
+            uso_segment_size: options.uso_segment_size,
+            count: fixed.count,
+        },
+        segment_bytes,
+        payload,
+    };
+    let mut sum: u64 = 0;
+    for (index, len) in (0_u32..).zip(view.segment_lengths()) {
+        if len == 0 {
+            return Err(AbiError::ZeroLengthSegment { index });
+        }
+        sum = sum.saturating_add(u64::from(len));
+    }
+    if sum != u64::from(fixed.payload_len) {
+        return Err(AbiError::SegmentSumMismatch {
+            sum,
+            payload: fixed.payload_len,
+        });
+    }
+    Ok(view)
+}
+
+/// Builds a `SEND`/`DESCRIBE_SEND` request into `out` and returns its length. `segments`
+/// may be empty (one segment holding the whole payload).
+///
+/// # Errors
+/// [`AbiError::OutputTooSmall`] if `out` is shorter than [`send_request_len`], or whatever
+/// [`parse_send`] says about the result.
+pub fn encode_send(
+    spec: &SendSpec,
+    segments: &[u32],
+    payload: &[u8],
+    out: &mut [u8],
+) -> Result<usize, AbiError> {
+    let too_large = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+    let needed =
+        send_request_len(segments.len(), payload.len()).ok_or(AbiError::OutputTooSmall {
+            needed: usize::MAX,
+            got: out.len(),
+        })?;
+    let got = out.len();
+    let out = out
+        .get_mut(..needed)
+        .ok_or(AbiError::OutputTooSmall { needed, got })?;
+
+    let mut flags = 0;
+    let mut fixed = SendRequest {
+        header: RequestHeader::CURRENT,
+        socket: spec.socket,
+        remote: WireAddr::from_socket_addr(spec.remote),
+        count: spec.count,
+        segment_count: too_large(segments.len()),
+        payload_len: too_large(payload.len()),
+        ..SendRequest::default()
+    };
+    if let Some(source) = spec.source {
+        flags |= SendRequest::FLAG_SOURCE;
+        fixed.source = WireAddr::from_ip(source);
+    }
+    if let Some(tos) = spec.tos {
+        flags |= SendRequest::FLAG_TOS;
+        fixed.tos = tos;
+    }
+    if let Some(ecn) = spec.ecn {
+        flags |= SendRequest::FLAG_ECN;
+        fixed.ecn = ecn as u8;
+    }
+    if let Some(size) = spec.uso_segment_size {
+        flags |= SendRequest::FLAG_USO;
+        fixed.uso_segment_size = size;
+    }
+    fixed.flags = flags;
+
+    let (head, rest) = out.split_at_mut(size_of::<SendRequest>());
+    head.copy_from_slice(fixed.as_bytes());
+    let (segment_out, payload_out) =
+        rest.split_at_mut(segments.len().saturating_mul(SEGMENT_LEN_SIZE));
+    for (chunk, len) in segment_out.chunks_exact_mut(SEGMENT_LEN_SIZE).zip(segments) {
+        chunk.copy_from_slice(&len.to_ne_bytes());
+    }
+    payload_out.copy_from_slice(payload);
+    parse_send(out)?;
+    Ok(needed)
+}
+
+/// A validated `OPEN_SOCKET` request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OpenSocketView {
+    /// Local address to bind; its family is the socket's.
+    pub local: SocketAddr,
+}
+
+/// Validates an `OPEN_SOCKET` input buffer.
+///
+/// # Errors
+/// Size, version or address problems.
+pub fn parse_open_socket(input: &[u8]) -> Result<OpenSocketView, AbiError> {
+    let request = read_exact::<OpenSocketRequest>(input)?;
+    request.header.check()?;
+    Ok(OpenSocketView {
+        local: request.local.socket_addr()?,
+    })
+}
+
+/// Builds an `OPEN_SOCKET` request.
+#[must_use]
+pub const fn encode_open_socket(local: SocketAddr) -> OpenSocketRequest {
+    OpenSocketRequest {
+        header: RequestHeader::CURRENT,
+        local: WireAddr::from_socket_addr(local),
+    }
+}
+
+/// Validates a `CLOSE_SOCKET` input buffer and returns the handle.
+///
+/// # Errors
+/// Size, version or reserved-field problems.
+pub fn parse_close_socket(input: &[u8]) -> Result<u32, AbiError> {
+    let request = read_exact::<CloseSocketRequest>(input)?;
+    request.header.check()?;
+    if request.reserved != 0 {
+        return Err(AbiError::ReservedNotZero);
+    }
+    Ok(request.socket)
+}
+
+/// Builds a `CLOSE_SOCKET` request.
+#[must_use]
+pub const fn encode_close_socket(socket: u32) -> CloseSocketRequest {
+    CloseSocketRequest {
+        header: RequestHeader::CURRENT,
+        socket,
+        reserved: 0,
+    }
+}
+
+fn read_exact<T: FromBytes>(input: &[u8]) -> Result<T, AbiError> {
+    let needed = size_of::<T>();
+    if input.len() < needed {
+        return Err(AbiError::InputTooShort {
+            needed,
+            got: input.len(),
+        });
+    }
+    if input.len() != needed {
+        return Err(AbiError::InputLengthMismatch {
+            expected: needed,
+            got: input.len(),
+        });
+    }
+    T::read_from_bytes(input).map_err(|_| AbiError::InputLengthMismatch {
+        expected: needed,
+        got: input.len(),
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
+mod tests {
+    extern crate std;
+    use std::{vec, vec::Vec};
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::status::{
+        STATUS_INFO_LENGTH_MISMATCH, STATUS_INVALID_ADDRESS_COMPONENT, STATUS_INVALID_BUFFER_SIZE,
+        STATUS_INVALID_PARAMETER, STATUS_REVISION_MISMATCH,
+    };
+
+    fn spec() -> SendSpec {
+        SendSpec {
+            socket: 7,
+            remote: "127.0.0.1:4000".parse().unwrap(),
+            source: Some("127.0.0.2".parse().unwrap()),
+            tos: Some(0xb8),
+            ecn: Some(Ecn::Ect0),
+            uso_segment_size: Some(100),
+            count: 3,
+        }
+    }
+
+    fn encode(spec: &SendSpec, segments: &[u32], payload: &[u8]) -> Result<Vec<u8>, AbiError> {
+        let mut out = vec![0; send_request_len(segments.len(), payload.len()).unwrap()];
+        let n = encode_send(spec, segments, payload, &mut out)?;
+        assert_eq!(n, out.len());
+        Ok(out)
+    }
+
+    #[test]
+    fn round_trip_keeps_every_field() {
+        let payload: Vec<u8> = (0..=255).collect();
+        let bytes = encode(&spec(), &[1, 55, 200], &payload).unwrap();
+        let view = parse_send(&bytes).unwrap();
+        assert_eq!(view.spec, spec());
+        assert_eq!(view.payload, &payload[..]);
+        assert_eq!(view.segment_lengths().collect::<Vec<_>>(), [1, 55, 200]);
+        assert_eq!(view.segment_count(), 3);
+    }
+
+    #[test]
+    fn no_segments_means_one_segment() {
+        let bytes = encode(&spec(), &[], b"hello").unwrap();
+        let view = parse_send(&bytes).unwrap();
+        assert_eq!(view.segment_lengths().collect::<Vec<_>>(), [5]);
+        assert_eq!(view.segment_lengths().len(), 1);
+    }
+
+    #[test]
+    fn each_rule_has_its_status() {
+        let good = encode(&spec(), &[2, 3], b"hello").unwrap();
+        let with = |f: &mut dyn FnMut(&mut SendRequest)| {
+            let mut bytes = good.clone();
+            let (fixed, _) = SendRequest::mut_from_prefix(&mut bytes).unwrap();
+            f(fixed);
+            parse_send(&bytes).map(|_| ())
+        };
+        let cases: Vec<(AbiError, i32)> = vec![
+            (
+                with(&mut |r| r.header.abi_version = 2).unwrap_err(),
+                STATUS_REVISION_MISMATCH,
+            ),
+            (
+                with(&mut |r| r.reserved2 = 1).unwrap_err(),
+                STATUS_INVALID_PARAMETER,
+            ),
+            (
+                with(&mut |r| r.flags |= 1 << 9).unwrap_err(),
+                STATUS_INVALID_PARAMETER,
+            ),
+            (
+                with(&mut |r| r.remote.port = 0).unwrap_err(),
+                STATUS_INVALID_ADDRESS_COMPONENT,
+            ),
+            (
+                with(&mut |r| r.remote.family = 10).unwrap_err(),
+                STATUS_INVALID_ADDRESS_COMPONENT,
+            ),
+            (
+                with(&mut |r| r.source.port = 1).unwrap_err(),
+                STATUS_INVALID_ADDRESS_COMPONENT,
+            ),
+            (
+                with(&mut |r| r.ecn = 4).unwrap_err(),
+                STATUS_INVALID_PARAMETER,
+            ),
+            (
+                with(&mut |r| r.count = 0).unwrap_err(),
+                STATUS_INVALID_PARAMETER,
+            ),
+            (
+                with(&mut |r| r.count = MAX_COUNT + 1).unwrap_err(),
+                STATUS_INVALID_PARAMETER,
+            ),
+            (
+                with(&mut |r| r.uso_segment_size = 0).unwrap_err(),
+                STATUS_INVALID_PARAMETER,
+            ),
+            (
+                with(&mut |r| r.segment_count = MAX_SEGMENTS + 1).unwrap_err(),
+                STATUS_INVALID_BUFFER_SIZE,
+            ),
+            (
+                with(&mut |r| r.payload_len = 4).unwrap_err(),
+                STATUS_INFO_LENGTH_MISMATCH,
+            ),
+            (
+                with(&mut |r| r.payload_len = MAX_PAYLOAD + 1).unwrap_err(),
+                STATUS_INVALID_BUFFER_SIZE,
+            ),
+            (
+                with(&mut |r| r.payload_len = 0).unwrap_err(),
+                STATUS_INVALID_BUFFER_SIZE,
+            ),
+            (
+                with(&mut |r| r.flags &= !SendRequest::FLAG_TOS).unwrap_err(),
+                STATUS_INVALID_PARAMETER,
+            ),
+        ];
+        for (error, status) in cases {
+            assert_eq!(error.status(), status, "{error}");
+        }
+        // Segments that do not add up, and a zero-length segment.
+        assert_eq!(
+            encode(&spec(), &[2, 2], b"hello").unwrap_err(),
+            AbiError::SegmentSumMismatch { sum: 4, payload: 5 }
+        );
+        assert_eq!(
+            encode(&spec(), &[5, 0], b"hello").unwrap_err(),
+            AbiError::ZeroLengthSegment { index: 1 }
+        );
+        // Source family must match the destination.
+        let mut mixed = spec();
+        mixed.source = Some("::1".parse().unwrap());
+        assert_eq!(
+            encode(&mixed, &[], b"x").unwrap_err(),
+            AbiError::SourceFamilyMismatch
+        );
+        // Trailing bytes are refused, and so is a truncated request.
+        let mut long = good.clone();
+        long.push(0);
+        assert!(matches!(
+            parse_send(&long),
+            Err(AbiError::InputLengthMismatch { .. })
+        ));
+        assert!(matches!(
+            parse_send(&good[..10]),
+            Err(AbiError::InputTooShort {
+                needed: 88,
+                got: 10
+            })
+        ));
+    }
+
+    #[test]
+    fn open_and_close_requests() {
+        let local: SocketAddr = "[::1]:0".parse().unwrap();
+        let open = encode_open_socket(local);
+        assert_eq!(parse_open_socket(open.as_bytes()).unwrap().local, local);
+        assert!(matches!(
+            parse_open_socket(&open.as_bytes()[1..]),
+            Err(AbiError::InputTooShort { .. })
+        ));
+        let close = encode_close_socket(9);
+        assert_eq!(parse_close_socket(close.as_bytes()), Ok(9));
+        let mut bytes = close.as_bytes().to_vec();
+        bytes.push(0);
+        assert_eq!(
+            parse_close_socket(&bytes),
+            Err(AbiError::InputLengthMismatch {
+                expected: 16,
+                got: 17
+            })
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let _ = parse_send(&bytes);
+            let _ = parse_open_socket(&bytes);
+            let _ = parse_close_socket(&bytes);
+        }
+
+        #[test]
+        fn valid_requests_round_trip(
+            payload in proptest::collection::vec(any::<u8>(), 1..2000),
+            cuts in proptest::collection::vec(any::<u16>(), 0..8),
+            v6 in any::<bool>(),
+            port in 1..=u16::MAX,
+            count in 1..=MAX_COUNT,
+            tos in proptest::option::of(any::<u8>()),
+            ecn in proptest::option::of(0_u8..4),
+        ) {
+            // Split the payload at sorted, distinct cut points.
+            let mut points: Vec<usize> = cuts.iter().map(|c| *c as usize % payload.len()).filter(|p| *p > 0).collect();
+            points.sort_unstable();
+            points.dedup();
+            let mut segments = Vec::new();
+            let mut last = 0;
+            for p in points.iter().copied().chain([payload.len()]) {
+                segments.push(u32::try_from(p - last).unwrap());
+                last = p;
+            }
+            let remote: SocketAddr = if v6 { (core::net::Ipv6Addr::LOCALHOST, port).into() } else { (core::net::Ipv4Addr::LOCALHOST, port).into() };
+            let spec = SendSpec { socket: 1, remote, source: None, tos, ecn: ecn.and_then(Ecn::from_bits), uso_segment_size: None, count };
+            let bytes = encode(&spec, &segments, &payload).unwrap();
+            let view = parse_send(&bytes).unwrap();
+            prop_assert_eq!(view.spec, spec);
+            prop_assert_eq!(view.payload, &payload[..]);
+            prop_assert_eq!(view.segment_lengths().collect::<Vec<_>>(), segments);
+        }
+
+        #[test]
+        fn any_single_byte_change_is_caught_or_harmless(index in 0_usize..100, value in any::<u8>()) {
+            let mut bytes = encode(&spec(), &[2, 3], b"hello").unwrap();
+            let index = index % bytes.len();
+            bytes[index] = value;
+            match parse_send(&bytes) {
+                // A change that still parses must describe a consistent request.
+                Ok(view) => {
+                    let sum: u64 = view.segment_lengths().map(u64::from).sum();
+                    prop_assert_eq!(sum, view.payload.len() as u64);
+                }
+                Err(error) => prop_assert!(error.status() < 0),
+            }
+        }
+    }
+}

@@ -1,0 +1,282 @@
+//! Fixed-size request and response layouts.
+//!
+//! Each struct is `#[repr(C)]` with explicit reserved fields, so it has no implicit padding
+//! and `zerocopy` can read it from and write it to any byte buffer without `unsafe`.
+
+use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes, KnownLayout};
+
+use crate::{AbiError, CONTROL_CAPACITY, MAX_SEGMENTS, SOCKADDR_CAPACITY, WireAddr};
+
+/// First field of every versioned request.
+#[repr(C)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable,
+)]
+pub struct RequestHeader {
+    /// Must be [`crate::ABI_VERSION`].
+    pub abi_version: u32,
+    /// Must be zero.
+    pub reserved: u32,
+}
+
+impl RequestHeader {
+    /// The header of a request built by this crate version.
+    pub const CURRENT: Self = Self {
+        abi_version: crate::ABI_VERSION,
+        reserved: 0,
+    };
+
+    /// Checks the version, then the reserved field.
+    ///
+    /// # Errors
+    /// [`AbiError::VersionMismatch`] or [`AbiError::ReservedNotZero`].
+    pub const fn check(&self) -> Result<(), AbiError> {
+        if self.abi_version != crate::ABI_VERSION {
+            return Err(AbiError::VersionMismatch {
+                got: self.abi_version,
+            });
+        }
+        if self.reserved != 0 {
+            return Err(AbiError::ReservedNotZero);
+        }
+        Ok(())
+    }
+}
+
+/// `QUERY_INFO` output (the request takes no input). Its layout is frozen across ABI versions
+/// up to `abi_version`, so an old client can always learn which version the driver speaks.
+#[repr(C)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable,
+)]
+pub struct InfoResponse {
+    /// [`crate::ABI_VERSION`] of the driver.
+    pub abi_version: u32,
+    /// Driver version: major, minor, patch, 0.
+    pub driver_version: [u16; 4],
+    /// Result of capturing the WSK provider NPI (`STATUS_SUCCESS` once captured).
+    pub provider_status: i32,
+    /// `WSK_PROVIDER_DISPATCH::Version` (`MAKE_WSK_VERSION(major, minor)`), 0 if not captured.
+    pub provider_wsk_version: u16,
+    /// Zero.
+    pub reserved: u16,
+    /// [`crate::capability`] bits.
+    pub capabilities: u32,
+    /// [`crate::MAX_SOCKETS`] as the driver applies it.
+    pub max_sockets: u32,
+    /// [`crate::MAX_SEGMENTS`].
+    pub max_segments: u32,
+    /// [`crate::MAX_PAYLOAD`].
+    pub max_payload: u32,
+    /// [`crate::MAX_COUNT`].
+    pub max_count: u32,
+    /// [`crate::CONTROL_CAPACITY`].
+    pub control_capacity: u32,
+    /// Sockets currently open, all handles together.
+    pub open_sockets: u32,
+}
+
+/// `OPEN_SOCKET` input: create a datagram socket of `local.family` and bind it to `local`
+/// (an unspecified address and/or port 0 let the stack choose).
+#[repr(C)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable,
+)]
+pub struct OpenSocketRequest {
+    /// Version header.
+    pub header: RequestHeader,
+    /// Local address to bind.
+    pub local: WireAddr,
+}
+
+/// `OPEN_SOCKET` output.
+#[repr(C)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable,
+)]
+pub struct OpenSocketResponse {
+    /// Handle for `SEND`/`CLOSE_SOCKET`; valid only on the device handle that opened it.
+    pub socket: u32,
+    /// Zero.
+    pub reserved: u32,
+    /// The address the socket is bound to (as `WskGetLocalAddress` reports it).
+    pub local: WireAddr,
+}
+
+/// `CLOSE_SOCKET` input (no output). Waits for the socket's in-flight sends first.
+#[repr(C)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable,
+)]
+pub struct CloseSocketRequest {
+    /// Version header.
+    pub header: RequestHeader,
+    /// Handle from `OPEN_SOCKET`.
+    pub socket: u32,
+    /// Zero.
+    pub reserved: u32,
+}
+
+/// `SEND` / `DESCRIBE_SEND` input, fixed part. It is followed by `segment_count` `u32`
+/// segment lengths and then `payload_len` payload bytes, and nothing else.
+#[repr(C)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable,
+)]
+pub struct SendRequest {
+    /// Version header.
+    pub header: RequestHeader,
+    /// Handle from `OPEN_SOCKET`.
+    pub socket: u32,
+    /// `SendRequest::FLAG_*` bits saying which optional fields apply.
+    pub flags: u32,
+    /// Destination.
+    pub remote: WireAddr,
+    /// Source address for `IP_PKTINFO`/`IPV6_PKTINFO` (with [`SendRequest::FLAG_SOURCE`]).
+    pub source: WireAddr,
+    /// TOS byte / traffic class (with [`SendRequest::FLAG_TOS`]).
+    pub tos: u8,
+    /// ECN codepoint 0..=3 (with [`SendRequest::FLAG_ECN`]).
+    pub ecn: u8,
+    /// Zero.
+    pub reserved: u16,
+    /// `UDP_SEND_MSG_SIZE` segment size (with [`SendRequest::FLAG_USO`]).
+    pub uso_segment_size: u32,
+    /// Times to send the datagram, 1..=[`crate::MAX_COUNT`].
+    pub count: u32,
+    /// Number of segment lengths that follow; 0 means one segment holding the whole payload.
+    pub segment_count: u32,
+    /// Payload bytes that follow the segment lengths.
+    pub payload_len: u32,
+    /// Zero.
+    pub reserved2: u32,
+}
+
+impl SendRequest {
+    /// `source` is set.
+    pub const FLAG_SOURCE: u32 = 1 << 0;
+    /// `tos` is set.
+    pub const FLAG_TOS: u32 = 1 << 1;
+    /// `ecn` is set.
+    pub const FLAG_ECN: u32 = 1 << 2;
+    /// `uso_segment_size` is set.
+    pub const FLAG_USO: u32 = 1 << 3;
+    /// Every defined flag.
+    pub const FLAGS_ALL: u32 = Self::FLAG_SOURCE | Self::FLAG_TOS | Self::FLAG_ECN | Self::FLAG_USO;
+}
+
+/// `SEND` output. The IOCTL itself succeeds whenever the request was valid and every datagram
+/// was accounted for; the per-datagram outcome is here.
+#[repr(C)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable,
+)]
+pub struct SendResponse {
+    /// `STATUS_SUCCESS` if every datagram was sent, otherwise the first failure's status.
+    pub status: i32,
+    /// Datagrams whose IRP completed successfully.
+    pub datagrams_sent: u32,
+    /// Datagrams that failed (allocation, submission or completion status).
+    pub datagrams_failed: u32,
+    /// Zero.
+    pub reserved: u32,
+    /// Sum of `IoStatus.Information` over the successful IRPs.
+    pub bytes_sent: u64,
+}
+
+/// `DESCRIBE_SEND` output: exactly what `SEND` would pass to `WskSendTo` for one datagram.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable)]
+pub struct DescribeSendResponse {
+    /// `ControlInfoLength`.
+    pub control_len: u32,
+    /// Bytes of `remote` used (`sizeof(SOCKADDR_IN)` or `sizeof(SOCKADDR_IN6)`).
+    pub remote_len: u32,
+    /// `WSK_BUF::Length`.
+    pub payload_len: u32,
+    /// MDLs in the `WSK_BUF` chain.
+    pub mdl_count: u32,
+    /// `ByteCount` of each MDL, in chain order.
+    pub mdl_lengths: [u32; MAX_SEGMENTS as usize],
+    /// The `SOCKADDR` bytes (`RemoteAddress`).
+    pub remote: [u8; SOCKADDR_CAPACITY],
+    /// The `CMSGHDR` buffer bytes (`ControlInfo`).
+    pub control: [u8; CONTROL_CAPACITY],
+}
+
+impl Default for DescribeSendResponse {
+    fn default() -> Self {
+        Self::new_zeroed()
+    }
+}
+
+impl DescribeSendResponse {
+    /// The used part of `control`.
+    #[must_use]
+    pub fn control_bytes(&self) -> &[u8] {
+        self.control
+            .get(..self.control_len as usize)
+            .unwrap_or(&self.control)
+    }
+
+    /// The used part of `remote`.
+    #[must_use]
+    pub fn remote_bytes(&self) -> &[u8] {
+        self.remote
+            .get(..self.remote_len as usize)
+            .unwrap_or(&self.remote)
+    }
+
+    /// The used part of `mdl_lengths`.
+    #[must_use]
+    pub fn mdl_lengths(&self) -> &[u32] {
+        self.mdl_lengths
+            .get(..self.mdl_count as usize)
+            .unwrap_or(&self.mdl_lengths)
+    }
+}
+
+/// Writes a response at the start of `out`, returning its size (the IRP's `Information`).
+///
+/// # Errors
+/// [`AbiError::OutputTooSmall`] if `out` is shorter than `T`.
+pub fn write_response<T: IntoBytes + Immutable>(
+    value: &T,
+    out: &mut [u8],
+) -> Result<usize, AbiError> {
+    let bytes = value.as_bytes();
+    let got = out.len();
+    out.get_mut(..bytes.len())
+        .ok_or(AbiError::OutputTooSmall {
+            needed: bytes.len(),
+            got,
+        })?
+        .copy_from_slice(bytes);
+    Ok(bytes.len())
+}
+
+/// Reads a response written by [`write_response`].
+///
+/// # Errors
+/// [`AbiError::InputTooShort`] if `bytes` is shorter than `T`.
+pub fn read_response<T: FromBytes>(bytes: &[u8]) -> Result<T, AbiError> {
+    T::read_from_prefix(bytes)
+        .map(|(value, _)| value)
+        .map_err(|_| AbiError::InputTooShort {
+            needed: size_of::<T>(),
+            got: bytes.len(),
+        })
+}
+
+// The sizes a C client would declare; any change here is an ABI break and bumps ABI_VERSION.
+const _: () = {
+    assert!(size_of::<RequestHeader>() == 8);
+    assert!(size_of::<WireAddr>() == 24);
+    assert!(size_of::<InfoResponse>() == 48);
+    assert!(size_of::<OpenSocketRequest>() == 32);
+    assert!(size_of::<OpenSocketResponse>() == 32);
+    assert!(size_of::<CloseSocketRequest>() == 16);
+    assert!(size_of::<SendRequest>() == 88);
+    assert!(size_of::<SendResponse>() == 24);
+    assert!(size_of::<DescribeSendResponse>() == 304);
+};

@@ -1,0 +1,167 @@
+//! Kernel (ntoskrnl.exe) declarations core uses, from `windows-sys`, plus the few `wdm.h`
+//! macros and constants `windows-sys` does not carry (written out here from the header).
+//!
+//! Only functions `windows-sys` attributes to `ntoskrnl.exe` may be used: it binds `DbgPrint`,
+//! the `Rtl*` and `Zw*` families to `ntdll.dll`, a user-mode DLL a driver cannot import.
+
+use core::ffi::c_void;
+
+pub use windows_sys::Wdk::Foundation::{DEVICE_OBJECT, IO_STACK_LOCATION, IRP, KEVENT, MDL};
+pub use windows_sys::Wdk::System::SystemServices::{
+    EX_RUNDOWN_REF, ExAcquireRundownProtection, ExAcquireSpinLockExclusive,
+    ExAcquireSpinLockShared, ExAllocatePool2, ExFreePoolWithTag, ExInitializeRundownProtection,
+    ExReleaseRundownProtection, ExReleaseSpinLockExclusive, ExReleaseSpinLockShared,
+    ExWaitForRundownProtectionRelease, Executive, IoAllocateIrp, IoAllocateMdl, IoFreeIrp,
+    IoFreeMdl, KeGetCurrentIrql, KeInitializeEvent, KeSetEvent, KeWaitForSingleObject, KernelMode,
+    MmBuildMdlForNonPagedPool, SL_INVOKE_ON_CANCEL, SL_INVOKE_ON_ERROR, SL_INVOKE_ON_SUCCESS,
+    SL_PENDING_RETURNED,
+};
+pub use windows_sys::Win32::Foundation::NTSTATUS;
+pub use windows_sys::Win32::System::Kernel::{EVENT_TYPE, NotificationEvent, SynchronizationEvent};
+
+/// `POOL_FLAG_NON_PAGED` (wdm.h): non-paged, no-execute pool (`NonPagedPoolNx`).
+pub const POOL_FLAG_NON_PAGED: u64 = 0x0000_0000_0000_0040;
+
+/// `MDL_MAPPED_TO_SYSTEM_VA` (wdm.h).
+pub const MDL_MAPPED_TO_SYSTEM_VA: i16 = 0x0001;
+/// `MDL_PAGES_LOCKED` (wdm.h).
+pub const MDL_PAGES_LOCKED: i16 = 0x0002;
+/// `MDL_SOURCE_IS_NONPAGED_POOL` (wdm.h): set by `MmBuildMdlForNonPagedPool`.
+pub const MDL_SOURCE_IS_NONPAGED_POOL: i16 = 0x0004;
+
+/// `IO_COMPLETION_ROUTINE` (wdm.h) with its real parameters. `windows-sys` declares
+/// `PIO_COMPLETION_ROUTINE` without them, so the pointer is converted where it is stored.
+pub type IoCompletionRoutine =
+    unsafe extern "system" fn(*const DEVICE_OBJECT, *mut IRP, *mut c_void) -> NTSTATUS;
+
+/// The `SL_INVOKE_ON_*` bits of a stack location's `Control`, all three: a driver-allocated
+/// IRP must reach its owner's completion routine whatever the outcome.
+// The three constants are single bits below 0x100, so the narrowing is exact.
+#[allow(clippy::cast_possible_truncation)]
+pub const SL_INVOKE_ON_ALL: u8 =
+    (SL_INVOKE_ON_SUCCESS | SL_INVOKE_ON_ERROR | SL_INVOKE_ON_CANCEL) as u8;
+
+/// `IoGetCurrentIrpStackLocation` (a wdm.h inline).
+///
+/// IRQL: any.
+///
+/// # Safety
+/// `irp` must point to a valid IRP whose current stack location is within its stack
+/// (i.e. the IRP was delivered to this driver by the I/O manager or a provider).
+#[must_use]
+pub unsafe fn io_get_current_irp_stack_location(irp: *mut IRP) -> *mut IO_STACK_LOCATION {
+    let slot;
+    // SAFETY: The caller guarantees `irp` is a valid IRP.
+    unsafe {
+        slot = current_stack_location_slot(irp);
+    }
+    let location;
+    // SAFETY: `slot` points into the IRP; `Tail.Overlay` is the active member of the tail union
+    // for any IRP that is not queued as an APC, so the pointer member holds a pointer.
+    unsafe {
+        location = slot.read();
+    }
+    location
+}
+
+/// Address of `Irp->Tail.Overlay.CurrentStackLocation`.
+///
+/// IRQL: any.
+///
+/// # Safety
+/// `irp` must point to a valid IRP.
+#[must_use]
+pub unsafe fn current_stack_location_slot(irp: *mut IRP) -> *mut *mut IO_STACK_LOCATION {
+    let slot;
+    // SAFETY: `irp` is valid (caller's guarantee); only an address is computed, nothing read.
+    unsafe {
+        slot = &raw mut (*irp)
+            .Tail
+            .Overlay
+            .Anonymous2
+            .Anonymous
+            .CurrentStackLocation;
+    }
+    slot
+}
+
+/// `IoGetNextIrpStackLocation` (a wdm.h inline).
+///
+/// IRQL: any.
+///
+/// # Safety
+/// `irp` must point to a valid IRP with at least one stack location below the current one
+/// (`CurrentLocation > 1`).
+#[must_use]
+pub unsafe fn io_get_next_irp_stack_location(irp: *mut IRP) -> *mut IO_STACK_LOCATION {
+    let current;
+    // SAFETY: The caller guarantees `irp` is a valid IRP.
+    unsafe {
+        current = io_get_current_irp_stack_location(irp);
+    }
+    // The next location is the array element before the current one; `wrapping_sub` keeps
+    // this a pure address computation (the caller guarantees it stays inside the IRP).
+    current.wrapping_sub(1)
+}
+
+/// `IoSetCompletionRoutine(Irp, Routine, Context, TRUE, TRUE, TRUE)` (a wdm.h inline).
+///
+/// IRQL: any.
+///
+/// # Safety
+/// As [`io_get_next_irp_stack_location`]; `routine` must be safe to call with `context`
+/// at `DISPATCH_LEVEL` for as long as the IRP can complete.
+pub unsafe fn io_set_completion_routine(
+    irp: *mut IRP,
+    routine: IoCompletionRoutine,
+    context: *mut c_void,
+) {
+    let next;
+    // SAFETY: The caller guarantees the IRP has a next stack location.
+    unsafe {
+        next = io_get_next_irp_stack_location(irp);
+    }
+    // SAFETY: Both types are `extern "system"` function pointers of the same size;
+    // `windows-sys` only erases the parameter list of PIO_COMPLETION_ROUTINE, and the I/O
+    // manager calls it with exactly the IO_COMPLETION_ROUTINE parameters.
+    let erased = unsafe {
+        core::mem::transmute::<IoCompletionRoutine, unsafe extern "system" fn() -> NTSTATUS>(
+            routine,
+        )
+    };
+    // SAFETY: `next` is a stack location inside the IRP (caller's guarantee) that this
+    // driver owns until it passes the IRP on.
+    unsafe {
+        (*next).CompletionRoutine = Some(erased);
+    }
+    // SAFETY: As above.
+    unsafe {
+        (*next).Context = context;
+    }
+    // SAFETY: As above.
+    unsafe {
+        (*next).Control = SL_INVOKE_ON_ALL;
+    }
+}
+
+/// `IoMarkIrpPending` (a wdm.h inline): sets `SL_PENDING_RETURNED` in the current location.
+///
+/// IRQL: any.
+///
+/// # Safety
+/// As [`io_get_current_irp_stack_location`]; the caller must then return `STATUS_PENDING`.
+pub unsafe fn io_mark_irp_pending(irp: *mut IRP) {
+    let current;
+    // SAFETY: The caller guarantees `irp` is valid with a current stack location.
+    unsafe {
+        current = io_get_current_irp_stack_location(irp);
+    }
+    // SAFETY: `current` points into the IRP's stack, owned by this driver right now.
+    // SL_PENDING_RETURNED is 0x01, so the narrowing is exact.
+    unsafe {
+        #[allow(clippy::cast_possible_truncation)]
+        {
+            (*current).Control |= SL_PENDING_RETURNED as u8;
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! The framework-neutral IOCTL dispatcher.
+//!
+//! A front door (KMDF, WDM, or the harness's model backend) wraps each `METHOD_BUFFERED`
+//! request in an [`IoctlRequest`] and hands it to [`crate::Driver::dispatch`]. Core completes
+//! it exactly once through the front door's callback, either before `dispatch` returns or
+//! later from a WSK completion routine.
+
+use core::ffi::c_void;
+
+use zerocopy::{Immutable, IntoBytes};
+
+use crate::ddi::nt::NTSTATUS;
+use crate::status::{STATUS_BUFFER_TOO_SMALL, STATUS_INTERNAL_ERROR, STATUS_SUCCESS};
+
+/// How a front door completes a request: `complete(context, status, information)`.
+///
+/// Called exactly once per request, at IRQL <= `DISPATCH_LEVEL`, on any thread, possibly
+/// before `dispatch` returns. `information` is the number of output bytes written (the IRP's
+/// `IoStatus.Information`); it is zero for error statuses.
+pub type CompleteFn = unsafe fn(context: *mut c_void, status: NTSTATUS, information: usize);
+
+/// One buffered IOCTL, owned by core until completed.
+///
+/// IRQL: <= `DISPATCH_LEVEL` for every operation.
+///
+/// # Invariants
+/// `buffer` is valid for reads of `input_len` and writes of `output_len` bytes until
+/// `complete` has been called (the I/O manager's `SystemBuffer` is
+/// `max(input_len, output_len)` bytes); `complete`/`context` have not been called yet.
+pub struct IoctlRequest {
+    code: u32,
+    buffer: *mut u8,
+    input_len: usize,
+    output_len: usize,
+    complete: CompleteFn,
+    context: *mut c_void,
+}
+
+// SAFETY: The request may be completed from any thread (the front door's contract for
+// `CompleteFn`), and its buffer is non-paged system memory.
+unsafe impl Send for IoctlRequest {}
+
+impl IoctlRequest {
+    /// Wraps a front door's request.
+    ///
+    /// # Safety
+    /// - `buffer` must be valid for reads of `input_len` bytes and writes of `output_len`
+    ///   bytes, in non-paged memory, until `complete` is called (it may be null if both
+    ///   lengths are zero); input and output may overlap (`METHOD_BUFFERED`).
+    /// - `complete(context, ..)` must be callable once at IRQL <= `DISPATCH_LEVEL` from any
+    ///   thread.
+    #[must_use]
+    pub const unsafe fn new(
+        code: u32,
+        buffer: *mut u8,
+        input_len: usize,
+        output_len: usize,
+        complete: CompleteFn,
+        context: *mut c_void,
+    ) -> Self {
+        // INVARIANT: the caller's guarantees, verbatim.
+        Self {
+            code,
+            buffer,
+            input_len,
+            output_len,
+            complete,
+            context,
+        }
+    }
+
+    /// The IOCTL code.
+    #[must_use]
+    pub const fn code(&self) -> u32 {
+        self.code
+    }
+
+    /// The input bytes. Borrowing `self` shared keeps output writes out until done reading.
+    #[must_use]
+    pub const fn input(&self) -> &[u8] {
+        if self.buffer.is_null() || self.input_len == 0 {
+            return &[];
+        }
+        // SAFETY: Valid for reads of `input_len` bytes (type invariant); no `&mut` to the
+        // buffer exists while this shared borrow of `self` lives.
+        unsafe { core::slice::from_raw_parts(self.buffer, self.input_len) }
+    }
+
+    /// Bytes available for the response.
+    #[must_use]
+    pub const fn output_len(&self) -> usize {
+        self.output_len
+    }
+
+    const fn output(&mut self) -> &mut [u8] {
+        if self.buffer.is_null() || self.output_len == 0 {
+            return &mut [];
+        }
+        // SAFETY: Valid for writes of `output_len` bytes (type invariant); `&mut self`
+        // guarantees no input slice is alive.
+        unsafe { core::slice::from_raw_parts_mut(self.buffer, self.output_len) }
+    }
+
+    /// Fails with `STATUS_BUFFER_TOO_SMALL` unless the output buffer can hold a `T`.
+    ///
+    /// # Errors
+    /// `STATUS_BUFFER_TOO_SMALL`.
+    pub const fn require_output<T>(&self) -> Result<(), NTSTATUS> {
+        if self.output_len < size_of::<T>() {
+            Err(STATUS_BUFFER_TOO_SMALL)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Completes the request.
+    pub fn complete(self, status: NTSTATUS, information: usize) {
+        let this = core::mem::ManuallyDrop::new(self);
+        let information = if status < 0 { 0 } else { information };
+        // SAFETY: Called exactly once (self is consumed and its Drop suppressed); the front
+        // door's contract allows any thread at IRQL <= DISPATCH_LEVEL.
+        unsafe { (this.complete)(this.context, status, information) };
+    }
+
+    /// Writes `response` to the output buffer and completes with `STATUS_SUCCESS`, or with
+    /// `STATUS_BUFFER_TOO_SMALL` if it does not fit.
+    pub fn complete_with_response<T: IntoBytes + Immutable>(mut self, response: &T) {
+        match wskudp_abi::write_response(response, self.output()) {
+            Ok(written) => self.complete(STATUS_SUCCESS, written),
+            Err(error) => self.complete(error.status(), 0),
+        }
+    }
+
+    /// Completes with `result`'s response or error status.
+    pub fn finish<T: IntoBytes + Immutable>(self, result: Result<T, NTSTATUS>) {
+        match result {
+            Ok(response) => self.complete_with_response(&response),
+            Err(status) => self.complete(status, 0),
+        }
+    }
+}
+
+impl Drop for IoctlRequest {
+    /// Reached only if a code path forgot the request: complete it rather than leave the
+    /// client waiting forever.
+    fn drop(&mut self) {
+        // SAFETY: Not completed yet (every completion consumes the request without running
+        // this Drop), so this is the one call.
+        unsafe { (self.complete)(self.context, STATUS_INTERNAL_ERROR, 0) };
+    }
+}

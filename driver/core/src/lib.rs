@@ -1,0 +1,50 @@
+//! wskudp's datapath: a Winsock Kernel client that sends UDP datagrams from the kernel.
+//!
+//! Core is framework-neutral and platform-neutral. It calls the kernel only through
+//! [`ddi`] (windows-sys DDI declarations and a hand-declared, layout-asserted WSK ABI), so the
+//! same code links against `ntoskrnl.exe`/`netio.sys` in the driver and against the kernel
+//! model (`tests/kmodel`) on a Linux host. Front doors (KMDF, WDM, the harness's model backend)
+//! create a [`Driver`], hand it [`IoctlRequest`]s, and drop it at unload.
+//!
+//! Kernel rules kept here (and checked by the model):
+//! - the send path and every completion routine run at IRQL <= `DISPATCH_LEVEL` and touch
+//!   non-paged memory only; every function documents its IRQL;
+//! - each WSK call gets a fresh `IoAllocateIrp` IRP whose completion routine runs on success,
+//!   error and cancel, returns `STATUS_MORE_PROCESSING_REQUIRED`, and is the only place the
+//!   IRP and the buffers it describes are freed;
+//! - `CMSGHDR` buffers follow `ws2def.h` exactly ([`cmsg`]);
+//! - the provider NPI is captured at `PASSIVE_LEVEL` and released once; `WskDeregister` runs
+//!   after every socket is closed; closing a socket waits out its sends (rundown);
+//! - no panic is reachable from request data.
+
+#![no_std]
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects
+)]
+
+pub mod cmsg;
+pub mod ddi;
+mod dispatch;
+mod driver;
+pub mod irp;
+pub mod irql;
+mod mdl;
+pub mod pool;
+mod send;
+pub mod sockaddr;
+mod sockets;
+pub mod sync;
+pub mod wsk;
+
+/// The `NTSTATUS` values core uses (shared with the ABI crate).
+pub mod status {
+    pub use wskudp_abi::status::*;
+}
+
+pub use dispatch::{CompleteFn, IoctlRequest};
+pub use driver::Driver;
+pub use sockets::Owner;

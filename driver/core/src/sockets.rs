@@ -1,0 +1,299 @@
+//! The table of open sockets, keyed by handle and owned per device handle.
+//!
+//! A handle is `generation << 8 | (slot + 1)`: never zero, and a closed handle's number is
+//! not valid again until its slot's generation wraps (65536 reuses).
+//!
+//! Lifetime of an entry: the table owns it; a send takes a rundown reference ([`SocketRef`])
+//! under the shared lock; closing takes the entry out under the exclusive lock, waits out the
+//! references, then closes the WSK socket and frees the entry.
+
+use core::net::SocketAddr;
+use core::ptr::NonNull;
+
+use wskudp_abi::MAX_SOCKETS;
+
+use crate::ddi::nt::NTSTATUS;
+use crate::pool::{PoolBox, TAG_SOCKET};
+use crate::status::{STATUS_INVALID_HANDLE, STATUS_TOO_MANY_OPENED_FILES};
+use crate::sync::{Rundown, SpinLock};
+use crate::wsk::DatagramSocket;
+
+/// Identifies the client a socket belongs to.
+///
+/// The front door passes its file object (WDM) or `WDFFILEOBJECT` (KMDF). Sockets are usable
+/// only through the handle that opened them and are closed when it is cleaned up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Owner(pub usize);
+
+const SLOTS: usize = MAX_SOCKETS as usize;
+const _: () = assert!(
+    SLOTS < 256,
+    "the slot index must fit in the handle's low byte"
+);
+
+/// One open socket.
+struct SocketEntry {
+    owner: Owner,
+    local: SocketAddr,
+    rundown: Rundown,
+    socket: DatagramSocket,
+}
+
+#[derive(Default)]
+enum SlotState {
+    #[default]
+    Free,
+    /// Claimed by an `OPEN_SOCKET` still creating its socket.
+    Reserved,
+    Open(PoolBox<SocketEntry>),
+}
+
+#[derive(Default)]
+struct Slot {
+    generation: u16,
+    state: SlotState,
+}
+
+/// The socket table.
+///
+/// IRQL: lookups (`reference`) at <= `DISPATCH_LEVEL`; everything that opens or closes a
+/// socket at `PASSIVE_LEVEL`.
+pub(crate) struct SocketTable {
+    slots: SpinLock<[Slot; SLOTS]>,
+}
+
+/// A claimed slot, released unless [`Reservation::fill`] consumes it.
+pub(crate) struct Reservation<'a> {
+    table: &'a SocketTable,
+    index: usize,
+}
+
+/// A socket that cannot be closed while this reference lives (rundown protection).
+///
+/// IRQL: <= `DISPATCH_LEVEL`, including drop.
+///
+/// # Invariants
+/// `entry` is a live socket entry on which this value owns one rundown reference.
+pub(crate) struct SocketRef {
+    entry: NonNull<SocketEntry>,
+}
+
+// SAFETY: The reference may be released from any thread (rundown references are not
+// thread-affine), and the entry is only read through it.
+unsafe impl Send for SocketRef {}
+// SAFETY: As above.
+unsafe impl Sync for SocketRef {}
+
+impl SocketRef {
+    const fn entry(&self) -> &SocketEntry {
+        // SAFETY: The rundown reference keeps the entry alive (type invariant).
+        unsafe { self.entry.as_ref() }
+    }
+
+    /// The WSK socket.
+    #[must_use]
+    pub(crate) const fn socket(&self) -> &DatagramSocket {
+        &self.entry().socket
+    }
+
+    /// The address the socket is bound to.
+    #[must_use]
+    pub(crate) const fn local(&self) -> SocketAddr {
+        self.entry().local
+    }
+}
+
+impl Drop for SocketRef {
+    fn drop(&mut self) {
+        // SAFETY: This value owns one reference (type invariant) and gives it up once.
+        unsafe { self.entry().rundown.release() };
+    }
+}
+
+const fn handle_of(index: usize, generation: u16) -> u32 {
+    // `index < SLOTS < 256`, so `index + 1` fits in the low byte.
+    let low = (index.to_le_bytes()[0]).saturating_add(1);
+    ((generation as u32) << 8) | low as u32
+}
+
+/// The slot index a handle names, if its low byte is in range.
+fn index_of(handle: u32) -> Option<usize> {
+    let low = (handle & 0xFF) as usize;
+    low.checked_sub(1).filter(|index| *index < SLOTS)
+}
+
+impl SocketTable {
+    /// An empty table.
+    #[must_use]
+    pub(crate) fn new() -> Self {
+        Self {
+            slots: SpinLock::new(core::array::from_fn(|_| Slot::default())),
+        }
+    }
+
+    /// Claims a free slot for a socket about to be opened.
+    ///
+    /// # Errors
+    /// `STATUS_TOO_MANY_OPENED_FILES` when all [`MAX_SOCKETS`] slots are in use.
+    pub(crate) fn reserve(&self) -> Result<Reservation<'_>, NTSTATUS> {
+        let mut slots = self.slots.lock_exclusive();
+        let index = slots
+            .iter()
+            .position(|slot| matches!(slot.state, SlotState::Free))
+            .ok_or(STATUS_TOO_MANY_OPENED_FILES)?;
+        if let Some(slot) = slots.get_mut(index) {
+            slot.state = SlotState::Reserved;
+        }
+        Ok(Reservation { table: self, index })
+    }
+
+    /// A rundown reference on `owner`'s socket `handle`.
+    ///
+    /// # Errors
+    /// `STATUS_INVALID_HANDLE` if the handle is not open, belongs to another owner, or is
+    /// being closed.
+    pub(crate) fn reference(&self, owner: Owner, handle: u32) -> Result<SocketRef, NTSTATUS> {
+        let slots = self.slots.lock_shared();
+        let index = index_of(handle).ok_or(STATUS_INVALID_HANDLE)?;
+        let slot = slots.get(index).ok_or(STATUS_INVALID_HANDLE)?;
+        match &slot.state {
+            SlotState::Open(entry)
+                if handle_of(index, slot.generation) == handle
+                    && entry.owner == owner
+                    && entry.rundown.try_acquire() =>
+            {
+                // INVARIANT: one rundown reference was just taken on this live entry.
+                Ok(SocketRef {
+                    entry: NonNull::from(&**entry),
+                })
+            }
+            _ => Err(STATUS_INVALID_HANDLE),
+        }
+    }
+
+    /// Takes `owner`'s socket `handle` out of the table (its handle stops working at once).
+    fn take(&self, owner: Owner, handle: u32) -> Option<PoolBox<SocketEntry>> {
+        let mut slots = self.slots.lock_exclusive();
+        let index = index_of(handle)?;
+        let slot = slots.get_mut(index)?;
+        let matches = matches!(&slot.state, SlotState::Open(entry)
+            if handle_of(index, slot.generation) == handle && entry.owner == owner);
+        if !matches {
+            return None;
+        }
+        slot.generation = slot.generation.wrapping_add(1);
+        match core::mem::take(&mut slot.state) {
+            SlotState::Open(entry) => Some(entry),
+            _ => None,
+        }
+    }
+
+    /// The handle of any open socket of `owner` (any owner if `None`).
+    fn any_handle(&self, owner: Option<Owner>) -> Option<(Owner, u32)> {
+        let slots = self.slots.lock_shared();
+        slots
+            .iter()
+            .enumerate()
+            .find_map(|(index, slot)| match &slot.state {
+                SlotState::Open(entry) if owner.is_none_or(|o| o == entry.owner) => {
+                    Some((entry.owner, handle_of(index, slot.generation)))
+                }
+                _ => None,
+            })
+    }
+
+    /// Closes `owner`'s socket `handle`, after waiting for its sends in flight.
+    ///
+    /// IRQL: `PASSIVE_LEVEL`.
+    ///
+    /// # Errors
+    /// `STATUS_INVALID_HANDLE` if the handle is not open for this owner.
+    pub(crate) fn close(&self, owner: Owner, handle: u32) -> Result<(), NTSTATUS> {
+        crate::paged_code!();
+        let entry = self.take(owner, handle).ok_or(STATUS_INVALID_HANDLE)?;
+        entry.rundown.wait();
+        // Dropping the entry closes the WSK socket (WskCloseSocket) and frees it.
+        drop(entry);
+        Ok(())
+    }
+
+    /// Closes every socket of `owner`, or every socket if `None`.
+    ///
+    /// IRQL: `PASSIVE_LEVEL`.
+    pub(crate) fn close_all(&self, owner: Option<Owner>) {
+        crate::paged_code!();
+        while let Some((found, handle)) = self.any_handle(owner) {
+            // Only this thread closes on behalf of `owner` (cleanup / unload), so the handle
+            // found is still open; a concurrent CLOSE_SOCKET of the same handle is harmless.
+            let _ = self.close(found, handle);
+        }
+    }
+
+    /// Sockets currently open.
+    #[must_use]
+    pub(crate) fn open_count(&self) -> u32 {
+        let slots = self.slots.lock_shared();
+        let open = slots
+            .iter()
+            .filter(|slot| matches!(slot.state, SlotState::Open(_)))
+            .count();
+        u32::try_from(open).unwrap_or(u32::MAX)
+    }
+}
+
+impl Default for SocketTable {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Reservation<'_> {
+    /// Publishes an opened socket in the reserved slot and returns its handle.
+    ///
+    /// IRQL: `PASSIVE_LEVEL`.
+    ///
+    /// # Errors
+    /// `STATUS_INSUFFICIENT_RESOURCES` if the entry cannot be allocated; the socket is
+    /// closed and the slot released.
+    pub(crate) fn fill(
+        self,
+        owner: Owner,
+        socket: DatagramSocket,
+        local: SocketAddr,
+    ) -> Result<u32, NTSTATUS> {
+        let entry = PoolBox::try_new(
+            SocketEntry {
+                owner,
+                local,
+                rundown: Rundown::new(),
+                socket,
+            },
+            TAG_SOCKET,
+        )?;
+        // SAFETY: Structural pinning: the rundown is a field of a pinned entry and is never
+        // moved out of it.
+        unsafe { PoolBox::as_pin(&entry).map_unchecked(|entry| &entry.rundown) }.init();
+        let mut entry = Some(entry);
+        let mut slots = self.table.slots.lock_exclusive();
+        let handle = slots.get_mut(self.index).and_then(|slot| {
+            slot.state = SlotState::Open(entry.take()?);
+            Some(handle_of(self.index, slot.generation))
+        });
+        drop(slots);
+        // The reserved index is always in range; if it were not, the entry (and its socket)
+        // is released here, at PASSIVE_LEVEL, not under the lock.
+        drop(entry);
+        let handle = handle.ok_or(STATUS_INVALID_HANDLE)?;
+        core::mem::forget(self);
+        Ok(handle)
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        let mut slots = self.table.slots.lock_exclusive();
+        if let Some(slot) = slots.get_mut(self.index) {
+            slot.state = SlotState::Free;
+        }
+    }
+}

@@ -1,0 +1,249 @@
+//! WSK datagram sockets.
+
+use core::net::SocketAddr;
+use core::ptr::NonNull;
+
+use windows_sys::Win32::Networking::WinSock::{AF_INET, AF_INET6, IPPROTO_UDP, SOCK_DGRAM};
+
+use super::Provider;
+use crate::cmsg::ControlBuffer;
+use crate::ddi::nt::{IRP, NTSTATUS};
+use crate::ddi::wsk::{
+    WSK_BUF, WSK_FLAG_DATAGRAM_SOCKET, WSK_PROVIDER_BASIC_DISPATCH, WSK_PROVIDER_DATAGRAM_DISPATCH,
+    WSK_SOCKET,
+};
+use crate::irp::call_and_wait;
+use crate::sockaddr::{self, SockAddrBuffer};
+use crate::status::{STATUS_INVALID_ADDRESS, STATUS_NOT_SUPPORTED};
+
+/// `SOCK_DGRAM` as the `USHORT` `WskSocket` takes (the value is 2).
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+const SOCKET_TYPE: u16 = SOCK_DGRAM as u16;
+/// `IPPROTO_UDP` as the `ULONG` `WskSocket` takes (the value is 17).
+#[allow(clippy::cast_sign_loss)]
+const PROTOCOL: u32 = IPPROTO_UDP as u32;
+
+/// A bound WSK datagram socket. Dropping it closes it (`WskCloseSocket`).
+///
+/// Drop runs at `PASSIVE_LEVEL` with no send in flight: the socket table's rundown waits
+/// them out first.
+///
+/// # Invariants
+/// `socket` is an open WSK datagram socket whose dispatch table has every slot wskudp calls
+/// (`WskCloseSocket`, `WskBind`, `WskSendTo`, `WskGetLocalAddress`).
+pub struct DatagramSocket {
+    socket: NonNull<WSK_SOCKET>,
+}
+
+// SAFETY: A WSK socket may be used from any thread; the provider synchronizes.
+unsafe impl Send for DatagramSocket {}
+// SAFETY: As above: WskSendTo may be called concurrently on one socket.
+unsafe impl Sync for DatagramSocket {}
+
+/// The datagram dispatch table of `socket`.
+///
+/// # Safety
+/// `socket` must be an open WSK datagram socket.
+const unsafe fn dispatch_of(
+    socket: NonNull<WSK_SOCKET>,
+) -> Option<&'static WSK_PROVIDER_DATAGRAM_DISPATCH> {
+    let table;
+    // SAFETY: `socket` is open (caller's guarantee), so its header is readable.
+    unsafe {
+        table = socket
+            .as_ref()
+            .Dispatch
+            .cast::<WSK_PROVIDER_DATAGRAM_DISPATCH>();
+    }
+    // SAFETY: A datagram socket's Dispatch points to the provider's
+    // WSK_PROVIDER_DATAGRAM_DISPATCH, valid while the provider NPI is captured, which outlasts
+    // every socket.
+    unsafe { table.as_ref() }
+}
+
+/// `true` if `dispatch` has every slot wskudp calls.
+const fn is_complete(dispatch: &WSK_PROVIDER_DATAGRAM_DISPATCH) -> bool {
+    dispatch.Basic.WskCloseSocket.is_some()
+        && dispatch.WskBind.is_some()
+        && dispatch.WskSendTo.is_some()
+        && dispatch.WskGetLocalAddress.is_some()
+}
+
+/// Stand-in for a missing dispatch table: every slot absent, so every call reports
+/// `STATUS_NOT_SUPPORTED`.
+static MISSING_DISPATCH: WSK_PROVIDER_DATAGRAM_DISPATCH = WSK_PROVIDER_DATAGRAM_DISPATCH {
+    Basic: WSK_PROVIDER_BASIC_DISPATCH {
+        WskControlSocket: None,
+        WskCloseSocket: None,
+    },
+    WskBind: None,
+    WskSendTo: None,
+    WskReceiveFrom: None,
+    WskRelease: None,
+    WskGetLocalAddress: None,
+    WskSendMessages: None,
+};
+
+impl DatagramSocket {
+    /// `WskSocket(AF_INET or AF_INET6, SOCK_DGRAM, IPPROTO_UDP, WSK_FLAG_DATAGRAM_SOCKET)`,
+    /// `WskBind(local)`, then `WskGetLocalAddress`. Returns the socket and its bound address.
+    ///
+    /// IRQL: `PASSIVE_LEVEL`.
+    ///
+    /// # Errors
+    /// The first failing call's status; a socket created before the failure is closed.
+    pub fn open(provider: &Provider, local: SocketAddr) -> Result<(Self, SocketAddr), NTSTATUS> {
+        crate::paged_code!();
+        let family = if local.is_ipv4() { AF_INET } else { AF_INET6 };
+        let wsk_socket = provider.dispatch().and_then(|d| d.WskSocket);
+        let client = provider.client();
+        let created = call_and_wait(|irp| {
+            let wsk_socket = wsk_socket.ok_or(STATUS_NOT_SUPPORTED)?;
+            let status;
+            // SAFETY: 1. `client` comes from the captured NPI;
+            //         2. no socket context or event dispatch table (no callbacks enabled);
+            //         3. no owning process/thread or security descriptor (kernel socket);
+            //         4. `irp` is a fresh IRP with a completion routine; PASSIVE_LEVEL.
+            unsafe {
+                status = wsk_socket(
+                    client,
+                    family,
+                    SOCKET_TYPE,
+                    PROTOCOL,
+                    WSK_FLAG_DATAGRAM_SOCKET,
+                    core::ptr::null_mut(),
+                    core::ptr::null(),
+                    core::ptr::null_mut(),
+                    core::ptr::null_mut(),
+                    core::ptr::null_mut(),
+                    irp,
+                );
+            }
+            Ok(status)
+        })?;
+        // On success, IoStatus.Information holds the new PWSK_SOCKET.
+        let raw = NonNull::new(core::ptr::with_exposed_provenance_mut::<WSK_SOCKET>(
+            created.information,
+        ))
+        .ok_or(STATUS_INVALID_ADDRESS)?;
+        // SAFETY: `raw` is the socket WskSocket just created.
+        if !unsafe { dispatch_of(raw) }.is_some_and(is_complete) {
+            close(raw);
+            return Err(STATUS_NOT_SUPPORTED);
+        }
+        // INVARIANT: open, with a complete dispatch table. From here on Drop closes it.
+        let socket = Self { socket: raw };
+        socket.bind(local)?;
+        let bound = socket.local_address()?;
+        Ok((socket, bound))
+    }
+
+    fn dispatch(&self) -> &'static WSK_PROVIDER_DATAGRAM_DISPATCH {
+        // SAFETY: The socket is open (type invariant).
+        let dispatch = unsafe { dispatch_of(self.socket) };
+        // The invariant guarantees a table; the fallback only keeps this free of panics.
+        dispatch.unwrap_or(&MISSING_DISPATCH)
+    }
+
+    fn bind(&self, local: SocketAddr) -> Result<(), NTSTATUS> {
+        let mut address = SockAddrBuffer::new(local);
+        let bind = self.dispatch().WskBind;
+        let socket = self.socket.as_ptr();
+        call_and_wait(|irp| {
+            let bind = bind.ok_or(STATUS_NOT_SUPPORTED)?;
+            let status;
+            // SAFETY: 1. the socket is open; 2. `address` is a valid SOCKADDR that outlives
+            //         the call (we wait for completion); 3. flags are reserved (0);
+            //         4. fresh IRP; PASSIVE_LEVEL.
+            unsafe {
+                status = bind(socket, address.as_sockaddr_mut(), 0, irp);
+            }
+            Ok(status)
+        })
+        .map(|_| ())
+    }
+
+    fn local_address(&self) -> Result<SocketAddr, NTSTATUS> {
+        let mut address = SockAddrBuffer::zeroed();
+        let get = self.dispatch().WskGetLocalAddress;
+        let socket = self.socket.as_ptr();
+        call_and_wait(|irp| {
+            let get = get.ok_or(STATUS_NOT_SUPPORTED)?;
+            let status;
+            // SAFETY: 1. the socket is open and bound; 2. `address` has room for a
+            //         SOCKADDR_IN6 and outlives the call; 3. fresh IRP; PASSIVE_LEVEL.
+            unsafe {
+                status = get(socket, address.as_sockaddr_mut(), irp);
+            }
+            Ok(status)
+        })?;
+        sockaddr::decode(address.as_bytes()).ok_or(STATUS_INVALID_ADDRESS)
+    }
+
+    /// `WskSendTo`. Once issued (`Ok`), the IRP completes whatever status is returned; `Err`
+    /// means nothing was issued and the IRP will not complete.
+    ///
+    /// IRQL: <= `DISPATCH_LEVEL`.
+    ///
+    /// # Errors
+    /// `STATUS_NOT_SUPPORTED` if the provider lacks `WskSendTo` (never, for a socket that
+    /// opened).
+    ///
+    /// # Safety
+    /// `buffer`'s MDL chain and data, `remote` and `control` must stay valid and unchanged
+    /// until `irp` completes; `irp` must be a driver-allocated IRP with a completion routine
+    /// that takes care of all of them.
+    pub unsafe fn send_to(
+        &self,
+        buffer: *mut WSK_BUF,
+        remote: &SockAddrBuffer,
+        control: &ControlBuffer,
+        irp: *mut IRP,
+    ) -> Result<NTSTATUS, NTSTATUS> {
+        let send_to = self.dispatch().WskSendTo.ok_or(STATUS_NOT_SUPPORTED)?;
+        let (control_info, control_len) = control.as_control_info();
+        let status;
+        // SAFETY: 1. the socket is open (type invariant);
+        //         2. buffer, remote and control outlive the IRP (caller's guarantee); WSK
+        //            only reads RemoteAddress and ControlInfo despite the non-const types;
+        //         3. Flags is reserved and must be 0;
+        //         4. WskSendTo may be called at IRQL <= DISPATCH_LEVEL.
+        unsafe {
+            status = send_to(
+                self.socket.as_ptr(),
+                buffer,
+                0,
+                remote.as_sockaddr().cast_mut(),
+                control_len,
+                control_info.cast_mut(),
+                irp,
+            );
+        }
+        Ok(status)
+    }
+}
+
+/// `WskCloseSocket`, waiting for it. The provider cancels and completes any IRP still pending
+/// on the socket first.
+fn close(socket: NonNull<WSK_SOCKET>) {
+    // SAFETY: `socket` is open until this call.
+    let close = unsafe { dispatch_of(socket) }.and_then(|dispatch| dispatch.Basic.WskCloseSocket);
+    // A failed close leaves nothing for the driver to do: WSK owns the socket either way.
+    let _ = call_and_wait(|irp| {
+        let close = close.ok_or(STATUS_NOT_SUPPORTED)?;
+        let status;
+        // SAFETY: 1. the socket is open and closed exactly once (callers give it up);
+        //         2. fresh IRP; PASSIVE_LEVEL.
+        unsafe {
+            status = close(socket.as_ptr(), irp);
+        }
+        Ok(status)
+    });
+}
+
+impl Drop for DatagramSocket {
+    fn drop(&mut self) {
+        crate::paged_code!();
+        close(self.socket);
+    }
+}
