@@ -1,1 +1,204 @@
-//! placeholder
+//! A host model of the Windows kernel, for running `wskudp-core` unchanged on Linux.
+//!
+//! It exports, with `#[unsafe(export_name)] extern "system"`, exactly the DDIs core imports
+//! (`wskudp_core::ddi::REQUIRED_SYMBOLS`), and enforces the contracts Driver Verifier
+//! enforces: each violation is recorded with the rule it breaks, and a [`Report`] at shutdown
+//! lists them with every leak (pool by tag, IRPs, MDLs, sockets, NPI captures, registrations).
+//! Its WSK provider sends real UDP through Linux sockets, translating the Windows control
+//! buffer into Linux control messages.
+//!
+//! | rule | what broke (Windows would...) |
+//! |---|---|
+//! | `IrqlTooHigh` | a DDI called above its maximum IRQL (Verifier IRQL checking, 0xC4) |
+//! | `IrqlNotRestored` | a completion routine returned at another IRQL |
+//! | `PoolFreeUnknown` / `PoolTagMismatch` / `PoolFlags` / `PoolTagZero` / `ExecutablePool` | bad pool call (0xC2 `BAD_POOL_CALLER`, code integrity) |
+//! | `IoAllocateFree` | `IoFreeIrp` of an IRP not from `IoAllocateIrp`, or twice (DDI rule) |
+//! | `IrpFreedInFlight` | `IoFreeIrp` before the provider completed the IRP |
+//! | `IrpNotDriverAllocated` / `IrpAlreadyInFlight` / `IrpReusedWithoutReset` | an IRP handed to WSK that is not a fresh driver-allocated one (0xC9) |
+//! | `IrpCompletionRoutine` | no completion routine invoked on success, error and cancel |
+//! | `IrpCompletedPastDriver` | no routine returned `STATUS_MORE_PROCESSING_REQUIRED` (the I/O manager would touch an IRP it does not own) |
+//! | `IrpCompletedPending` | an IRP completed with `STATUS_PENDING` (0xC9) |
+//! | `MdlNotNonPagedPool` / `MdlNotLocked` / `MdlBufferFreed` / `MdlFreedInFlight` / `WskBufTooShort` | an MDL chain that does not describe locked, live memory until completion |
+//! | `BufferFreedInFlight` | remote address or control buffer freed before completion |
+//! | `CmsgPaddingNotZero` | a control message with non-zero padding |
+//! | `EventNotInitialized` / `RundownNotInitialized` / `RundownReleaseWithoutAcquire` | misused dispatcher objects |
+//! | `SpinLockNotHeld` / `SpinLockIrql` | unbalanced spin lock |
+//! | `WskRegistration` / `WskReleaseWithoutCapture` / `WskDeregisterWithCapture` / `WskDeregisterWithSockets` | WSK client lifecycle (the last two would hang `WskDeregister`) |
+//! | `WskUnknownSocket` / `WskSocketClosed` / `WskClient` | calls on sockets or clients the provider does not know |
+//!
+//! Unrecoverable states (`SpinLockRecursion`, `NoMoreIrpStackLocations`) abort the process
+//! with the rule's name, as a bugcheck would.
+//!
+//! One [`Machine`] exists per process at a time ([`Machine::boot`] waits for the previous
+//! one to shut down); IRQL is per thread.
+
+mod completion;
+mod faults;
+mod irp;
+pub mod irql;
+mod mdl;
+mod pool;
+mod report;
+mod state;
+mod sync;
+mod wsk;
+
+use std::sync::{Condvar, Mutex};
+
+pub use completion::{CompletionMode, Order};
+pub use faults::FaultPlan;
+pub use report::{Leaks, Report, Stats, Violation};
+pub use wsk::PROVIDER_WSK_VERSION;
+
+/// Every symbol this crate exports for core to link against.
+pub const EXPORTS: &[&str] = &[
+    "ExAcquireRundownProtection",
+    "ExAcquireSpinLockExclusive",
+    "ExAcquireSpinLockShared",
+    "ExAllocatePool2",
+    "ExFreePoolWithTag",
+    "ExInitializeRundownProtection",
+    "ExReleaseRundownProtection",
+    "ExReleaseSpinLockExclusive",
+    "ExReleaseSpinLockShared",
+    "ExWaitForRundownProtectionRelease",
+    "IoAllocateIrp",
+    "IoAllocateMdl",
+    "IoFreeIrp",
+    "IoFreeMdl",
+    "KeGetCurrentIrql",
+    "KeInitializeEvent",
+    "KeSetEvent",
+    "KeWaitForSingleObject",
+    "MmBuildMdlForNonPagedPool",
+    "WskCaptureProviderNPI",
+    "WskDeregister",
+    "WskRegister",
+    "WskReleaseProviderNPI",
+];
+
+/// Each export has exactly the signature core declares: the two function items only unify if
+/// their types are identical, so a mismatch does not compile.
+#[allow(dead_code, clippy::too_many_lines)]
+fn exports_match_declarations() {
+    macro_rules! same {
+        ($declared:path, $exported:path) => {
+            let _ = if true { $declared } else { $exported };
+        };
+    }
+    use windows_sys::Wdk::System::SystemServices as nt;
+    use wskudp_core::ddi::wsk as netio;
+    same!(nt::ExAcquireRundownProtection, sync::ex_acquire_rundown_protection);
+    same!(nt::ExAcquireSpinLockExclusive, sync::ex_acquire_spin_lock_exclusive);
+    same!(nt::ExAcquireSpinLockShared, sync::ex_acquire_spin_lock_shared);
+    same!(nt::ExAllocatePool2, pool::ex_allocate_pool2);
+    same!(nt::ExFreePoolWithTag, pool::ex_free_pool_with_tag);
+    same!(nt::ExInitializeRundownProtection, sync::ex_initialize_rundown_protection);
+    same!(nt::ExReleaseRundownProtection, sync::ex_release_rundown_protection);
+    same!(nt::ExReleaseSpinLockExclusive, sync::ex_release_spin_lock_exclusive);
+    same!(nt::ExReleaseSpinLockShared, sync::ex_release_spin_lock_shared);
+    same!(nt::ExWaitForRundownProtectionRelease, sync::ex_wait_for_rundown_protection_release);
+    same!(nt::IoAllocateIrp, irp::io_allocate_irp);
+    same!(nt::IoAllocateMdl, mdl::io_allocate_mdl);
+    same!(nt::IoFreeIrp, irp::io_free_irp);
+    same!(nt::IoFreeMdl, mdl::io_free_mdl);
+    same!(nt::KeGetCurrentIrql, sync::ke_get_current_irql);
+    same!(nt::KeInitializeEvent, sync::ke_initialize_event);
+    same!(nt::KeSetEvent, sync::ke_set_event);
+    same!(nt::KeWaitForSingleObject, sync::ke_wait_for_single_object);
+    same!(nt::MmBuildMdlForNonPagedPool, mdl::mm_build_mdl_for_non_paged_pool);
+    same!(netio::WskCaptureProviderNPI, wsk::wsk_capture_provider_npi);
+    same!(netio::WskDeregister, wsk::wsk_deregister);
+    same!(netio::WskRegister, wsk::wsk_register);
+    same!(netio::WskReleaseProviderNPI, wsk::wsk_release_provider_npi);
+}
+
+/// How a machine behaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// When the WSK provider completes IRPs.
+    pub completion: CompletionMode,
+    /// Which fallible calls fail.
+    pub faults: FaultPlan,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            completion: CompletionMode::Inline,
+            faults: FaultPlan::None,
+        }
+    }
+}
+
+/// Whether a machine is running in this process (the model's state is process-wide).
+static MACHINE_IN_USE: Mutex<bool> = Mutex::new(false);
+static MACHINE_FREED: Condvar = Condvar::new();
+
+/// One simulated machine: boot it, load the driver (create core's `Driver`), use it, unload
+/// the driver, then [`Machine::shutdown`] for the report.
+#[must_use = "shut the machine down to get its report"]
+pub struct Machine {
+    running: bool,
+}
+
+impl Machine {
+    /// Boots a fresh machine, waiting for any other machine of this process to shut down.
+    pub fn boot(config: Config) -> Self {
+        let mut in_use = MACHINE_IN_USE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        while *in_use {
+            in_use = MACHINE_FREED
+                .wait(in_use)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        *in_use = true;
+        drop(in_use);
+        let rng = match config.faults {
+            FaultPlan::Random { seed, .. } => seed | 1,
+            _ => 1,
+        };
+        *state::lock() = state::Inner {
+            faults: config.faults,
+            rng,
+            ..state::Inner::default()
+        };
+        wsk::reset();
+        completion::start(config.completion);
+        Self { running: true }
+    }
+
+    /// Counters so far (e.g. allocations per datagram in a benchmark).
+    #[must_use]
+    pub fn stats(&self) -> Stats {
+        state::lock().stats
+    }
+
+    /// Completes anything still queued, stops the provider, and reports violations and
+    /// everything still outstanding. Call after the driver was unloaded.
+    #[must_use]
+    pub fn shutdown(mut self) -> Report {
+        self.running = false;
+        completion::stop();
+        let (sockets, captures, registrations) = wsk::outstanding();
+        let report = {
+            let inner = state::lock();
+            Report {
+                violations: inner.violations.clone(),
+                leaked: inner.leaks(sockets, captures, registrations),
+                stats: inner.stats,
+            }
+        };
+        pool::drain_quarantine();
+        report
+    }
+}
+
+impl Drop for Machine {
+    fn drop(&mut self) {
+        if self.running {
+            completion::stop();
+        }
+        *MACHINE_IN_USE.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = false;
+        MACHINE_FREED.notify_one();
+    }
+}

@@ -1,0 +1,177 @@
+//! The `model` backend: `wskudp-core` in this process on the kernel model, with the I/O
+//! manager's `METHOD_BUFFERED` handling emulated.
+
+#[cfg(unix)]
+pub use imp::{ModelBackend, ModelConfig};
+#[cfg(not(unix))]
+pub use shell::{ModelBackend, ModelConfig};
+
+#[cfg(unix)]
+mod imp {
+    use std::ffi::c_void;
+    use std::sync::{Arc, Condvar, Mutex};
+    use std::time::Duration;
+
+    use wskudp_abi::status::nt_error;
+    use wskudp_core::pool::PoolBox;
+    use wskudp_core::{Driver, IoctlRequest, Owner};
+    use wskudp_kmodel::{Config, Machine};
+
+    use crate::backend::{Backend, BackendError, IoctlOutcome, ModelReport};
+
+    /// How the model machine behaves (completion mode, fault plan).
+    pub type ModelConfig = Config;
+
+    /// How long a request may stay pending before the harness calls the driver hung.
+    const COMPLETION_TIMEOUT: Duration = Duration::from_secs(30);
+
+    /// The owner token of this backend's one "file handle".
+    const OWNER: Owner = Owner(1);
+
+    /// A model machine with the driver loaded and one handle open.
+    pub struct ModelBackend {
+        driver: Option<PoolBox<Driver>>,
+        machine: Option<Machine>,
+    }
+
+    /// Where a completion lands: `(status, information)` once completed.
+    #[derive(Default)]
+    struct Slot {
+        done: Mutex<Option<(i32, usize)>>,
+        signal: Condvar,
+    }
+
+    /// The front door's `CompleteFn`: records the outcome and wakes the issuing thread.
+    ///
+    /// # Safety
+    /// `context` must come from `Arc::into_raw` of a `Slot`, once per request.
+    unsafe fn complete(context: *mut c_void, status: i32, information: usize) {
+        // SAFETY: `context` is the Arc given to this request (one strong count per request).
+        let slot = unsafe { Arc::from_raw(context.cast_const().cast::<Slot>()) };
+        *slot.done.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some((status, information));
+        slot.signal.notify_all();
+    }
+
+    impl ModelBackend {
+        /// Boots a model machine and loads the driver (`Driver::create`, as `DriverEntry`).
+        ///
+        /// # Errors
+        /// [`BackendError::LoadFailed`] if the driver does not load (the machine is shut down).
+        pub fn start(config: ModelConfig) -> Result<Self, BackendError> {
+            let machine = Machine::boot(config);
+            match Driver::create() {
+                Ok(driver) => Ok(Self {
+                    driver: Some(driver),
+                    machine: Some(machine),
+                }),
+                Err(status) => {
+                    let _ = machine.shutdown();
+                    Err(BackendError::LoadFailed(status))
+                }
+            }
+        }
+
+        /// Counters of the machine so far.
+        #[must_use]
+        pub fn stats(&self) -> Option<wskudp_kmodel::Stats> {
+            self.machine.as_ref().map(Machine::stats)
+        }
+    }
+
+    impl Backend for ModelBackend {
+        fn name(&self) -> &'static str {
+            "model"
+        }
+
+        fn ioctl(&self, code: u32, input: &[u8], output_len: usize) -> Result<IoctlOutcome, BackendError> {
+            let Some(driver) = self.driver.as_ref() else {
+                return Err(BackendError::Unsupported("the model driver is unloaded"));
+            };
+            // The I/O manager's system buffer: max(input, output) bytes, input copied in.
+            let mut system = vec![0_u8; input.len().max(output_len)];
+            system[..input.len()].copy_from_slice(input);
+            let buffer = if system.is_empty() { std::ptr::null_mut() } else { system.as_mut_ptr() };
+            let slot = Arc::new(Slot::default());
+            let context = Arc::into_raw(Arc::clone(&slot)).cast_mut().cast::<c_void>();
+            // SAFETY: `system` stays alive and unmoved until the completion is observed below
+            // (or is leaked on timeout); `complete` takes the Arc given as context exactly once.
+            let request = unsafe { IoctlRequest::new(code, buffer, input.len(), output_len, complete, context) };
+            driver.dispatch(OWNER, request);
+            let done = slot.done.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let (done, timeout) = slot
+                .signal
+                .wait_timeout_while(done, COMPLETION_TIMEOUT, |done| done.is_none())
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let Some((status, information)) = *done else {
+                drop(done);
+                let _ = timeout;
+                // The driver may still write into the buffer: it must outlive the process.
+                std::mem::forget(system);
+                return Err(BackendError::Timeout);
+            };
+            if information > output_len {
+                return Err(BackendError::DriverBug(format!(
+                    "the driver reported {information} output bytes for a {output_len}-byte buffer"
+                )));
+            }
+            let output = if nt_error(status) { Vec::new() } else { system[..information].to_vec() };
+            Ok(IoctlOutcome { status, output })
+        }
+
+        fn finish(mut self: Box<Self>) -> Option<ModelReport> {
+            if let Some(driver) = self.driver.take() {
+                // IRP_MJ_CLEANUP for the handle, then unload.
+                driver.cleanup(OWNER);
+                drop(driver);
+            }
+            self.machine.take().map(|machine| machine.shutdown().into())
+        }
+    }
+
+    impl Drop for ModelBackend {
+        fn drop(&mut self) {
+            if let Some(driver) = self.driver.take() {
+                driver.cleanup(OWNER);
+                drop(driver);
+            }
+        }
+    }
+}
+
+#[cfg(not(unix))]
+mod shell {
+    use crate::backend::{Backend, BackendError, IoctlOutcome, ModelReport};
+
+    /// Model settings (none on this host).
+    #[derive(Clone, Copy, Debug, Default)]
+    pub struct ModelConfig;
+
+    /// The model backend needs the Linux kernel model; on this host it only reports that.
+    pub struct ModelBackend;
+
+    impl ModelBackend {
+        /// Always fails here.
+        ///
+        /// # Errors
+        /// [`BackendError::Unsupported`].
+        pub fn start(_config: ModelConfig) -> Result<Self, BackendError> {
+            Err(BackendError::Unsupported(
+                "the model backend runs only on Linux/Unix hosts (it emulates the kernel with host sockets)",
+            ))
+        }
+    }
+
+    impl Backend for ModelBackend {
+        fn name(&self) -> &'static str {
+            "model"
+        }
+
+        fn ioctl(&self, _code: u32, _input: &[u8], _output_len: usize) -> Result<IoctlOutcome, BackendError> {
+            Err(BackendError::Unsupported("the model backend is not available on this host"))
+        }
+
+        fn finish(self: Box<Self>) -> Option<ModelReport> {
+            None
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! When and where the provider completes IRPs: inline (before the WSK call returns) or from a
+//! worker thread (the call returns `STATUS_PENDING`), late and in any order on demand.
+
+use std::collections::VecDeque;
+use std::sync::{Condvar, LazyLock, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use windows_sys::Wdk::Foundation::IRP;
+use windows_sys::Win32::Foundation::{NTSTATUS, STATUS_CANCELLED, STATUS_PENDING};
+
+use crate::irp;
+
+/// The order a worker completes a batch of queued IRPs in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Order {
+    /// Submission order.
+    Fifo,
+    /// Reverse submission order.
+    Reverse,
+    /// A seeded shuffle.
+    Shuffled {
+        /// Shuffle seed.
+        seed: u64,
+    },
+}
+
+/// How the provider completes IRPs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CompletionMode {
+    /// Before the WSK function returns, on the caller's thread (the function returns the
+    /// final status).
+    Inline,
+    /// On a worker thread; the WSK function returns `STATUS_PENDING`. The worker waits
+    /// `delay` after the first queued request (so more queue up), then completes up to
+    /// `batch` of them in `order`. Failures detected on submission still complete inline,
+    /// as Windows fails bad arguments synchronously.
+    Worker {
+        /// Time to let requests accumulate before completing.
+        delay: Duration,
+        /// Most requests completed per round.
+        batch: usize,
+        /// Completion order within a round.
+        order: Order,
+    },
+}
+
+impl CompletionMode {
+    /// A worker completing each request as soon as it can.
+    #[must_use]
+    pub const fn worker() -> Self {
+        Self::Worker {
+            delay: Duration::ZERO,
+            batch: 1,
+            order: Order::Fifo,
+        }
+    }
+
+    /// A worker that lets requests pile up and completes them late, out of order.
+    #[must_use]
+    pub const fn late_out_of_order(seed: u64) -> Self {
+        Self::Worker {
+            delay: Duration::from_millis(2),
+            batch: 64,
+            order: Order::Shuffled { seed },
+        }
+    }
+}
+
+/// The provider's work for one IRP, run when it completes: returns `(status, information)`.
+pub(crate) type Operation = Box<dyn FnOnce() -> (NTSTATUS, usize) + Send>;
+
+struct Work {
+    irp: usize,
+    socket: usize,
+    operation: Operation,
+}
+
+struct Engine {
+    mode: CompletionMode,
+    queue: VecDeque<Work>,
+    stop: bool,
+}
+
+static ENGINE: LazyLock<Mutex<Engine>> = LazyLock::new(|| {
+    Mutex::new(Engine {
+        mode: CompletionMode::Inline,
+        queue: VecDeque::new(),
+        stop: false,
+    })
+});
+static QUEUED: Condvar = Condvar::new();
+static WORKER: Mutex<Option<JoinHandle<()>>> = Mutex::new(None);
+
+fn engine() -> MutexGuard<'static, Engine> {
+    ENGINE.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn irp_ptr(addr: usize) -> *mut IRP {
+    std::ptr::with_exposed_provenance_mut(addr)
+}
+
+/// Runs `operation` for an accepted IRP and completes it, now or on the worker. Returns what
+/// the WSK function returns.
+pub(crate) fn submit(irp: *mut IRP, socket: usize, operation: Operation) -> NTSTATUS {
+    let mut engine = engine();
+    if engine.mode == CompletionMode::Inline {
+        drop(engine);
+        let (status, information) = operation();
+        irp::complete(irp, status, information);
+        return status;
+    }
+    irp::mark_pending(irp);
+    engine.queue.push_back(Work {
+        irp: irp.expose_provenance(),
+        socket,
+        operation,
+    });
+    drop(engine);
+    QUEUED.notify_all();
+    STATUS_PENDING
+}
+
+/// Completes, as cancelled, every queued IRP of `socket` (what closing a socket does).
+pub(crate) fn cancel_socket(socket: usize) {
+    let cancelled: VecDeque<Work> = {
+        let mut engine = engine();
+        let (matching, rest) = engine.queue.drain(..).partition(|w| w.socket == socket);
+        engine.queue = rest;
+        matching
+    };
+    for work in cancelled {
+        irp::set_cancel(irp_ptr(work.irp));
+        irp::complete(irp_ptr(work.irp), STATUS_CANCELLED, 0);
+    }
+}
+
+fn shuffle(items: &mut [Work], seed: &mut u64) {
+    for i in (1..items.len()).rev() {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        let j = usize::try_from(*seed % (i as u64 + 1)).unwrap_or(0);
+        items.swap(i, j);
+    }
+}
+
+fn worker(delay: Duration, batch: usize, order: Order) {
+    let mut seed = match order {
+        Order::Shuffled { seed } => seed | 1,
+        _ => 1,
+    };
+    loop {
+        let mut engine = engine();
+        while engine.queue.is_empty() && !engine.stop {
+            engine = QUEUED.wait(engine).unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        if engine.queue.is_empty() && engine.stop {
+            return;
+        }
+        if !delay.is_zero() && !engine.stop {
+            drop(engine);
+            std::thread::sleep(delay);
+            engine = self::engine();
+        }
+        let take = batch.max(1).min(engine.queue.len());
+        let mut round: Vec<Work> = engine.queue.drain(..take).collect();
+        drop(engine);
+        match order {
+            Order::Fifo => {}
+            Order::Reverse => round.reverse(),
+            Order::Shuffled { .. } => shuffle(&mut round, &mut seed),
+        }
+        for work in round {
+            let (status, information) = (work.operation)();
+            irp::complete(irp_ptr(work.irp), status, information);
+        }
+    }
+}
+
+/// Sets the mode for a new machine and starts its worker if it has one.
+pub(crate) fn start(mode: CompletionMode) {
+    {
+        let mut engine = engine();
+        engine.mode = mode;
+        engine.queue.clear();
+        engine.stop = false;
+    }
+    if let CompletionMode::Worker { delay, batch, order } = mode {
+        let handle = std::thread::Builder::new()
+            .name("kmodel-completion".into())
+            .spawn(move || worker(delay, batch, order))
+            .ok();
+        *WORKER.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = handle;
+    }
+}
+
+/// Completes whatever is still queued and stops the worker.
+pub(crate) fn stop() {
+    engine().stop = true;
+    QUEUED.notify_all();
+    let handle = WORKER.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+    if let Some(handle) = handle {
+        let _ = handle.join();
+    }
+    let mut engine = engine();
+    engine.mode = CompletionMode::Inline;
+}

@@ -1,0 +1,260 @@
+//! IRPs as the I/O manager lays them out and completes them.
+//!
+//! `IoAllocateIrp(n)` returns an `IRP` followed by `n` `IO_STACK_LOCATION`s with
+//! `CurrentLocation = n + 1` (one past the last location): the driver sets its completion
+//! routine in the next location (`IoSetCompletionRoutine`). A provider accepts the IRP the way
+//! `IoCallDriver` passes it down (`IoSetNextIrpStackLocation`), and completes it the way
+//! `IoCompleteRequest` does: walk the locations upward, call each completion routine whose
+//! `SL_INVOKE_ON_*` bits match (at `DISPATCH_LEVEL`), stop at
+//! `STATUS_MORE_PROCESSING_REQUIRED`.
+
+use std::alloc::Layout;
+use std::ffi::c_void;
+
+use windows_sys::Wdk::Foundation::{DEVICE_OBJECT, IO_STACK_LOCATION, IRP};
+use windows_sys::Wdk::System::SystemServices::{
+    IO_TYPE_IRP, SL_INVOKE_ON_CANCEL, SL_INVOKE_ON_ERROR, SL_INVOKE_ON_SUCCESS,
+    SL_PENDING_RETURNED,
+};
+use windows_sys::Win32::Foundation::{NTSTATUS, STATUS_MORE_PROCESSING_REQUIRED, STATUS_PENDING};
+use wskudp_core::ddi::nt::{IoCompletionRoutine, current_stack_location_slot};
+
+use crate::faults::{self, Site};
+use crate::irql::{self, DISPATCH_LEVEL};
+use crate::state::{self, IrpOwner, IrpRecord};
+
+const IRP_SIZE: usize = size_of::<IRP>();
+const LOCATION_SIZE: usize = size_of::<IO_STACK_LOCATION>();
+#[allow(clippy::cast_possible_truncation)]
+const SL_INVOKE_ON_ALL: u8 = (SL_INVOKE_ON_SUCCESS | SL_INVOKE_ON_ERROR | SL_INVOKE_ON_CANCEL) as u8;
+
+fn layout(stack_size: i8) -> Option<Layout> {
+    let locations = usize::try_from(stack_size).ok()?;
+    Layout::from_size_align(IRP_SIZE + locations * LOCATION_SIZE, align_of::<IRP>()).ok()
+}
+
+/// `IoAllocateIrp` (IRQL <= `DISPATCH_LEVEL`).
+///
+/// # Safety
+/// None beyond the DDI's contract.
+#[unsafe(export_name = "IoAllocateIrp")]
+pub(crate) unsafe extern "system" fn io_allocate_irp(stack_size: i8, _charge_quota: bool) -> *mut IRP {
+    irql::require_at_most("IoAllocateIrp", DISPATCH_LEVEL);
+    if stack_size < 1 {
+        state::violation("IrpStackSize", format!("IoAllocateIrp({stack_size})"));
+        return std::ptr::null_mut();
+    }
+    if faults::should_fail(Site::Irp) {
+        return std::ptr::null_mut();
+    }
+    let Some(layout) = layout(stack_size) else {
+        return std::ptr::null_mut();
+    };
+    // SAFETY: Non-zero size.
+    let irp = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<IRP>();
+    if irp.is_null() {
+        return irp;
+    }
+    // SAFETY: `irp` is a fresh zeroed block large enough for the IRP and its locations.
+    unsafe {
+        (*irp).Type = i16::try_from(IO_TYPE_IRP).unwrap_or_default();
+        (*irp).Size = u16::try_from(layout.size()).unwrap_or(u16::MAX);
+        (*irp).StackCount = stack_size;
+        (*irp).CurrentLocation = stack_size + 1;
+        let past_last = irp.cast::<u8>().add(layout.size()).cast::<IO_STACK_LOCATION>();
+        current_stack_location_slot(irp).write(past_last);
+    }
+    let mut inner = state::lock();
+    inner.stats.irp_allocations += 1;
+    inner.irps.insert(
+        irp.expose_provenance(),
+        IrpRecord {
+            stack_size,
+            owner: IrpOwner::Driver,
+        },
+    );
+    irp
+}
+
+/// `IoFreeIrp` (IRQL <= `DISPATCH_LEVEL`): only for `IoAllocateIrp` IRPs the driver owns.
+///
+/// # Safety
+/// `irp` must be an IRP from `IoAllocateIrp`.
+#[unsafe(export_name = "IoFreeIrp")]
+pub(crate) unsafe extern "system" fn io_free_irp(irp: *const IRP) {
+    irql::require_at_most("IoFreeIrp", DISPATCH_LEVEL);
+    let addr = irp.expose_provenance();
+    let record = state::lock().irps.get(&addr).copied();
+    let Some(record) = record else {
+        state::violation(
+            "IoAllocateFree",
+            format!("IoFreeIrp({addr:#x}) of an IRP not allocated by IoAllocateIrp (or freed twice)"),
+        );
+        return;
+    };
+    if record.owner == IrpOwner::Provider {
+        state::violation(
+            "IrpFreedInFlight",
+            format!("IoFreeIrp({addr:#x}) while the WSK provider still owns it (before completion)"),
+        );
+        return;
+    }
+    state::lock().irps.remove(&addr);
+    if let Some(layout) = layout(record.stack_size) {
+        // SAFETY: Allocated with this layout by io_allocate_irp, freed once (just untracked).
+        unsafe { std::alloc::dealloc(irp.cast_mut().cast(), layout) };
+    }
+}
+
+/// The provider takes `irp` from the driver, as `IoCallDriver` would pass it down: checks the
+/// driver kept the contract, then moves to the next stack location. Returns `false` if the
+/// IRP cannot be used at all (then it must not be completed).
+pub(crate) fn accept(irp: *mut IRP, call: &str) -> bool {
+    let addr = irp.expose_provenance();
+    let record = state::lock().irps.get(&addr).copied();
+    let Some(record) = record else {
+        state::violation(
+            "IrpNotDriverAllocated",
+            format!("{call} given IRP {addr:#x}, which is not a live IoAllocateIrp IRP"),
+        );
+        return false;
+    };
+    if record.owner == IrpOwner::Provider {
+        state::violation(
+            "IrpAlreadyInFlight",
+            format!("{call} given IRP {addr:#x}, which a provider call already owns"),
+        );
+        return false;
+    }
+    // SAFETY: A live IRP from io_allocate_irp, owned by the driver, which handed it over.
+    let (current, count) = unsafe { ((*irp).CurrentLocation, (*irp).StackCount) };
+    if current != count + 1 {
+        state::violation(
+            "IrpReusedWithoutReset",
+            format!("{call} given IRP {addr:#x} at stack location {current} of {count}: reused without IoReuseIrp"),
+        );
+        return false;
+    }
+    if current <= 1 {
+        state::bugcheck("NoMoreIrpStackLocations", &format!("{call}: IRP {addr:#x} has no stack location left"));
+    }
+    // SAFETY: The IRP has a next location (current > 1); we only read and move to it.
+    let ok = unsafe {
+        let slot = current_stack_location_slot(irp);
+        let next = slot.read().sub(1);
+        let routine_set = (*next).CompletionRoutine.is_some();
+        let all = (*next).Control & SL_INVOKE_ON_ALL == SL_INVOKE_ON_ALL;
+        (*irp).CurrentLocation -= 1;
+        slot.write(next);
+        (*irp).PendingReturned = false;
+        (*irp).Cancel = false;
+        routine_set && all
+    };
+    if !ok {
+        state::violation(
+            "IrpCompletionRoutine",
+            format!("{call} given IRP {addr:#x} without a completion routine invoked on success, error and cancel"),
+        );
+    }
+    if let Some(record) = state::lock().irps.get_mut(&addr) {
+        record.owner = IrpOwner::Provider;
+    }
+    true
+}
+
+/// Marks the provider's stack location pending (`IoMarkIrpPending`), before it returns
+/// `STATUS_PENDING`.
+pub(crate) fn mark_pending(irp: *mut IRP) {
+    // SAFETY: The provider owns the IRP and its current location (after `accept`).
+    unsafe {
+        let location = current_stack_location_slot(irp).read();
+        #[allow(clippy::cast_possible_truncation)]
+        {
+            (*location).Control |= SL_PENDING_RETURNED as u8;
+        }
+    }
+    state::lock().stats.irps_pended += 1;
+}
+
+/// Sets `Irp->Cancel` (the provider is cancelling it, e.g. on close).
+pub(crate) fn set_cancel(irp: *mut IRP) {
+    // SAFETY: The provider owns the IRP.
+    unsafe { (*irp).Cancel = true };
+}
+
+/// `IoCompleteRequest` for an IRP the provider owns.
+pub(crate) fn complete(irp: *mut IRP, status: NTSTATUS, information: usize) {
+    let addr = irp.expose_provenance();
+    if status == STATUS_PENDING {
+        state::violation("IrpCompletedPending", format!("IRP {addr:#x} completed with STATUS_PENDING"));
+    }
+    // SAFETY: The provider owns the IRP (accepted, not yet completed).
+    unsafe {
+        (*irp).IoStatus.Anonymous.Status = status;
+        (*irp).IoStatus.Information = information;
+    }
+    state::lock().stats.irps_completed += 1;
+    loop {
+        // SAFETY: Still owned here (checked below after every routine).
+        let (current, count) = unsafe { ((*irp).CurrentLocation, (*irp).StackCount) };
+        if current > count {
+            break;
+        }
+        // SAFETY: `current <= count`, so the current location is inside the IRP.
+        let (routine, context, control, cancel) = unsafe {
+            let slot = current_stack_location_slot(irp);
+            let location = slot.read();
+            let routine = (*location).CompletionRoutine;
+            let context = (*location).Context;
+            let control = (*location).Control;
+            (*location).Control = 0;
+            (*irp).CurrentLocation += 1;
+            slot.write(location.add(1));
+            #[allow(clippy::cast_possible_truncation)]
+            {
+                (*irp).PendingReturned = control & (SL_PENDING_RETURNED as u8) != 0;
+            }
+            (routine, context, control, (*irp).Cancel)
+        };
+        let success = status >= 0;
+        #[allow(clippy::cast_possible_truncation)]
+        let invoke = routine.is_some()
+            && ((success && control & SL_INVOKE_ON_SUCCESS as u8 != 0)
+                || (!success && control & SL_INVOKE_ON_ERROR as u8 != 0)
+                || (cancel && control & SL_INVOKE_ON_CANCEL as u8 != 0));
+        let Some(routine) = routine.filter(|_| invoke) else {
+            continue;
+        };
+        // The driver owns the IRP again while its routine runs.
+        if let Some(record) = state::lock().irps.get_mut(&addr) {
+            record.owner = IrpOwner::Driver;
+        }
+        // SAFETY: The routine was stored by IoSetCompletionRoutine, which erases the
+        // IO_COMPLETION_ROUTINE parameter list; this restores it.
+        let routine = unsafe {
+            std::mem::transmute::<unsafe extern "system" fn() -> NTSTATUS, IoCompletionRoutine>(routine)
+        };
+        // SAFETY: Called as the I/O manager does: no device object for a driver-allocated
+        // IRP's top location, the IRP, and the driver's context; at DISPATCH_LEVEL.
+        let result = irql::at_dispatch("completion routine", || unsafe {
+            routine(std::ptr::null::<DEVICE_OBJECT>(), irp, context.cast::<c_void>())
+        });
+        if result == STATUS_MORE_PROCESSING_REQUIRED {
+            return;
+        }
+        if !state::lock().irps.contains_key(&addr) {
+            state::violation(
+                "IrpCompletedPastDriver",
+                format!("completion routine freed IRP {addr:#x} but returned {result:#x}, not STATUS_MORE_PROCESSING_REQUIRED"),
+            );
+            return;
+        }
+    }
+    state::violation(
+        "IrpCompletedPastDriver",
+        format!("driver-allocated IRP {addr:#x} completed past its last stack location: no completion routine returned STATUS_MORE_PROCESSING_REQUIRED"),
+    );
+    if let Some(record) = state::lock().irps.get_mut(&addr) {
+        record.owner = IrpOwner::Driver;
+    }
+}

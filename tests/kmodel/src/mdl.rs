@@ -1,0 +1,193 @@
+//! MDLs: `IoAllocateMdl`, `MmBuildMdlForNonPagedPool`, `IoFreeMdl`, and the provider's view
+//! of a `WSK_BUF` (reading the data an MDL chain describes, with every check Verifier's MDL
+//! checks would make).
+
+use std::alloc::Layout;
+use std::ffi::c_void;
+
+use windows_sys::Wdk::Foundation::{IRP, MDL};
+use windows_sys::Wdk::System::SystemServices::MDL_ALLOCATED_FIXED_SIZE;
+use wskudp_core::ddi::nt::{MDL_MAPPED_TO_SYSTEM_VA, MDL_PAGES_LOCKED, MDL_SOURCE_IS_NONPAGED_POOL};
+use wskudp_core::ddi::wsk::WSK_BUF;
+
+use crate::faults::{self, Site};
+use crate::irql::{self, DISPATCH_LEVEL};
+use crate::pool;
+use crate::state;
+
+const PAGE_SIZE: usize = 4096;
+
+fn layout(pages: usize) -> Option<Layout> {
+    Layout::from_size_align(size_of::<MDL>() + pages * size_of::<usize>(), align_of::<MDL>()).ok()
+}
+
+/// `ADDRESS_AND_SIZE_TO_SPAN_PAGES`.
+const fn span_pages(va: usize, len: usize) -> usize {
+    ((va % PAGE_SIZE) + len).div_ceil(PAGE_SIZE)
+}
+
+/// `IoAllocateMdl` (IRQL <= `DISPATCH_LEVEL`). Only the form wskudp uses is modelled: no IRP
+/// association.
+///
+/// # Safety
+/// None beyond the DDI's contract.
+#[unsafe(export_name = "IoAllocateMdl")]
+pub(crate) unsafe extern "system" fn io_allocate_mdl(
+    virtual_address: *const c_void,
+    length: u32,
+    _secondary_buffer: bool,
+    _charge_quota: bool,
+    irp: *mut IRP,
+) -> *mut MDL {
+    irql::require_at_most("IoAllocateMdl", DISPATCH_LEVEL);
+    if !irp.is_null() {
+        state::violation("MdlUnsupported", "IoAllocateMdl with an IRP is not modelled".into());
+        return std::ptr::null_mut();
+    }
+    if length == 0 {
+        state::violation("MdlZeroLength", format!("IoAllocateMdl({virtual_address:p}, 0)"));
+        return std::ptr::null_mut();
+    }
+    if faults::should_fail(Site::Mdl) {
+        return std::ptr::null_mut();
+    }
+    let va = virtual_address.expose_provenance();
+    let pages = span_pages(va, length as usize);
+    let Some(layout) = layout(pages) else {
+        return std::ptr::null_mut();
+    };
+    // SAFETY: Non-zero size.
+    let mdl = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<MDL>();
+    if mdl.is_null() {
+        return mdl;
+    }
+    // SAFETY: A fresh zeroed MDL block.
+    unsafe {
+        (*mdl).Size = i16::try_from(layout.size()).unwrap_or(i16::MAX);
+        #[allow(clippy::cast_possible_truncation)]
+        {
+            (*mdl).MdlFlags = MDL_ALLOCATED_FIXED_SIZE as i16;
+        }
+        (*mdl).StartVa = std::ptr::with_exposed_provenance_mut(va - va % PAGE_SIZE);
+        (*mdl).ByteOffset = u32::try_from(va % PAGE_SIZE).unwrap_or_default();
+        (*mdl).ByteCount = length;
+    }
+    let mut inner = state::lock();
+    inner.stats.mdl_allocations += 1;
+    inner.mdls.insert(mdl.expose_provenance(), pages);
+    mdl
+}
+
+/// `MmBuildMdlForNonPagedPool` (IRQL <= `DISPATCH_LEVEL`): the memory must be non-paged pool.
+///
+/// # Safety
+/// `mdl` must come from `IoAllocateMdl`.
+#[unsafe(export_name = "MmBuildMdlForNonPagedPool")]
+pub(crate) unsafe extern "system" fn mm_build_mdl_for_non_paged_pool(mdl: *mut MDL) {
+    irql::require_at_most("MmBuildMdlForNonPagedPool", DISPATCH_LEVEL);
+    let addr = mdl.expose_provenance();
+    let Some(pages) = state::lock().mdls.get(&addr).copied() else {
+        state::violation("MdlUnknown", format!("MmBuildMdlForNonPagedPool({addr:#x}) of an unknown MDL"));
+        return;
+    };
+    // SAFETY: A live MDL from io_allocate_mdl.
+    let (start, len) = unsafe {
+        let start = (*mdl).StartVa.expose_provenance() + (*mdl).ByteOffset as usize;
+        (start, (*mdl).ByteCount as usize)
+    };
+    if !pool::is_live_nonpaged(start, len) {
+        state::violation(
+            "MdlNotNonPagedPool",
+            format!("MmBuildMdlForNonPagedPool over [{start:#x}, +{len}), which is not inside one live non-paged pool block"),
+        );
+    }
+    // SAFETY: A live MDL with `pages` PFN slots after the header.
+    unsafe {
+        (*mdl).MappedSystemVa = std::ptr::with_exposed_provenance_mut(start);
+        (*mdl).MdlFlags |= MDL_SOURCE_IS_NONPAGED_POOL;
+        let pfns = mdl.add(1).cast::<usize>();
+        for page in 0..pages {
+            pfns.add(page).write((*mdl).StartVa.expose_provenance() / PAGE_SIZE + page);
+        }
+    }
+}
+
+/// `IoFreeMdl` (IRQL <= `DISPATCH_LEVEL`).
+///
+/// # Safety
+/// `mdl` must come from `IoAllocateMdl`.
+#[unsafe(export_name = "IoFreeMdl")]
+pub(crate) unsafe extern "system" fn io_free_mdl(mdl: *mut MDL) {
+    irql::require_at_most("IoFreeMdl", DISPATCH_LEVEL);
+    let addr = mdl.expose_provenance();
+    let Some(pages) = state::lock().mdls.remove(&addr) else {
+        state::violation("MdlFreeUnknown", format!("IoFreeMdl({addr:#x}) of an MDL not allocated (or freed twice)"));
+        return;
+    };
+    if let Some(layout) = layout(pages) {
+        // SAFETY: Allocated with this layout, untracked just now, freed once.
+        unsafe { std::alloc::dealloc(mdl.cast(), layout) };
+    }
+}
+
+/// Why a `WSK_BUF` could not be read. The provider fails the IRP with
+/// `STATUS_INVALID_PARAMETER`; the violation is already recorded.
+#[derive(Debug)]
+pub(crate) struct BadBuffer;
+
+/// Reads the bytes a `WSK_BUF` describes, as the stack would when sending: every MDL must be
+/// live, locked/mapped, and describe live non-paged memory (the driver must keep all of it
+/// until the IRP completes).
+pub(crate) fn read_wsk_buf(buffer: &WSK_BUF, call: &str) -> Result<Vec<u8>, BadBuffer> {
+    let mut out = Vec::with_capacity(buffer.Length);
+    let mut skip = buffer.Offset as usize;
+    let mut mdl = buffer.Mdl;
+    let live_mdls = state::lock().mdls.len();
+    let mut walked = 0;
+    while out.len() < buffer.Length {
+        let addr = mdl.expose_provenance();
+        if mdl.is_null() {
+            state::violation(
+                "WskBufTooShort",
+                format!("{call}: WSK_BUF Length {} but its MDL chain describes only {} bytes after Offset", buffer.Length, out.len()),
+            );
+            return Err(BadBuffer);
+        }
+        walked += 1;
+        if walked > live_mdls || !state::lock().mdls.contains_key(&addr) {
+            state::violation(
+                "MdlFreedInFlight",
+                format!("{call}: MDL {addr:#x} in the WSK_BUF chain is not a live MDL (freed before the IRP completed, or a cycle)"),
+            );
+            return Err(BadBuffer);
+        }
+        // SAFETY: A live MDL.
+        let (flags, mapped, count, next) =
+            unsafe { ((*mdl).MdlFlags, (*mdl).MappedSystemVa, (*mdl).ByteCount as usize, (*mdl).Next) };
+        let locked = flags & MDL_SOURCE_IS_NONPAGED_POOL != 0
+            || (flags & MDL_PAGES_LOCKED != 0 && flags & MDL_MAPPED_TO_SYSTEM_VA != 0);
+        if !locked {
+            state::violation(
+                "MdlNotLocked",
+                format!("{call}: MDL {addr:#x} is neither built for non-paged pool nor locked and mapped"),
+            );
+            return Err(BadBuffer);
+        }
+        let start = mapped.expose_provenance();
+        if !pool::is_live_nonpaged(start, count) {
+            state::violation(
+                "MdlBufferFreed",
+                format!("{call}: MDL {addr:#x} describes [{start:#x}, +{count}), no longer live non-paged pool: the buffer was freed before the IRP completed"),
+            );
+            return Err(BadBuffer);
+        }
+        let take_from = skip.min(count);
+        skip -= take_from;
+        let wanted = (buffer.Length - out.len()).min(count - take_from);
+        // SAFETY: `[start, start + count)` is live pool memory (checked just above).
+        let bytes = unsafe { std::slice::from_raw_parts(mapped.cast::<u8>().cast_const().add(take_from), wanted) };
+        out.extend_from_slice(bytes);
+        mdl = next;
+    }
+    Ok(out)
+}

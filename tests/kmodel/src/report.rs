@@ -1,0 +1,103 @@
+//! What a model run reports at shutdown.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// A broken kernel contract, named like the Driver Verifier check that would catch it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    /// The rule (see the table in the crate docs).
+    pub rule: &'static str,
+    /// What happened, with addresses and values.
+    pub detail: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.rule, self.detail)
+    }
+}
+
+/// Objects still outstanding when the driver was unloaded.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Leaks {
+    /// Live pool blocks, by tag.
+    pub pool_by_tag: BTreeMap<String, usize>,
+    /// Bytes in live pool blocks.
+    pub pool_bytes: usize,
+    /// IRPs from `IoAllocateIrp` not freed.
+    pub irps: usize,
+    /// MDLs from `IoAllocateMdl` not freed.
+    pub mdls: usize,
+    /// WSK sockets not closed.
+    pub sockets: usize,
+    /// `WskCaptureProviderNPI` without `WskReleaseProviderNPI`.
+    pub npi_captures: usize,
+    /// `WskRegister` without `WskDeregister`.
+    pub registrations: usize,
+}
+
+impl Leaks {
+    /// `true` when nothing is outstanding.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// Counters over the whole run (for benchmarks: allocations and copies per datagram).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// `ExAllocatePool2` successes.
+    pub pool_allocations: u64,
+    /// `IoAllocateIrp` successes.
+    pub irp_allocations: u64,
+    /// `IoAllocateMdl` successes.
+    pub mdl_allocations: u64,
+    /// Datagrams the provider put on the wire (`sendmsg` calls that succeeded).
+    pub datagrams_sent: u64,
+    /// Payload bytes the provider put on the wire.
+    pub bytes_sent: u64,
+    /// IRPs the provider completed.
+    pub irps_completed: u64,
+    /// IRPs the provider completed with `STATUS_PENDING` returned first (asynchronously).
+    pub irps_pended: u64,
+    /// Faults injected by the fault plan.
+    pub faults_injected: u64,
+    /// Fault points passed (every fallible call counts one).
+    pub fault_points: u64,
+}
+
+/// The unload report: violations, leaks, counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Every contract violation, in order.
+    pub violations: Vec<Violation>,
+    /// What was still outstanding at shutdown.
+    pub leaked: Leaks,
+    /// Counters.
+    pub stats: Stats,
+}
+
+impl Report {
+    /// `true` when there were no violations and nothing leaked.
+    #[must_use]
+    pub fn is_clean(&self) -> bool {
+        self.violations.is_empty() && self.leaked.is_empty()
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_clean() {
+            return f.write_str("clean: no violations, nothing leaked");
+        }
+        for violation in &self.violations {
+            writeln!(f, "violation {violation}")?;
+        }
+        if !self.leaked.is_empty() {
+            write!(f, "leaked {:?}", self.leaked)?;
+        }
+        Ok(())
+    }
+}

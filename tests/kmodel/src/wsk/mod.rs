@@ -1,0 +1,200 @@
+//! The WSK subsystem (netio.sys) of the model: registration, provider NPI, and a datagram
+//! provider backed by Linux UDP sockets.
+
+mod datagram;
+mod linux;
+
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex, MutexGuard};
+
+use windows_sys::Win32::Foundation::{
+    NTSTATUS, STATUS_DEVICE_NOT_READY, STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_PARAMETER,
+    STATUS_NOINTERFACE, STATUS_SUCCESS,
+};
+use wskudp_core::ddi::wsk::{
+    WSK_CLIENT, WSK_CLIENT_NPI, WSK_PROVIDER_DISPATCH, WSK_PROVIDER_NPI, WSK_REGISTRATION,
+    make_wsk_version,
+};
+
+pub(crate) use datagram::SocketRecord;
+
+use crate::faults::{self, Site};
+use crate::irql::{self, DISPATCH_LEVEL, PASSIVE_LEVEL};
+use crate::state;
+
+/// The WSK version the model's provider reports.
+pub const PROVIDER_WSK_VERSION: u16 = make_wsk_version(1, 0);
+
+/// The provider-level dispatch table handed out by `WskCaptureProviderNPI`.
+static PROVIDER_DISPATCH: WSK_PROVIDER_DISPATCH = WSK_PROVIDER_DISPATCH {
+    Version: PROVIDER_WSK_VERSION,
+    Reserved: 0,
+    WskSocket: Some(datagram::wsk_socket),
+    WskSocketConnect: None,
+    WskControlClient: Some(datagram::wsk_control_client),
+    WskGetAddressInfo: None,
+    WskFreeAddressInfo: None,
+    WskGetNameInfo: None,
+};
+
+/// What the model hands out as `WSK_CLIENT*`: an address only the provider interprets.
+static CLIENT_TOKEN: u8 = 0;
+
+pub(crate) fn client() -> *mut WSK_CLIENT {
+    (&raw const CLIENT_TOKEN).cast_mut().cast()
+}
+
+#[derive(Default)]
+struct Registration {
+    captures: u32,
+}
+
+#[derive(Default)]
+pub(crate) struct Wsk {
+    registrations: HashMap<usize, Registration>,
+    pub(crate) sockets: HashMap<usize, SocketRecord>,
+}
+
+static WSK: LazyLock<Mutex<Wsk>> = LazyLock::new(|| Mutex::new(Wsk::default()));
+
+pub(crate) fn wsk() -> MutexGuard<'static, Wsk> {
+    WSK.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Forgets everything (a new machine).
+pub(crate) fn reset() {
+    let old = std::mem::take(&mut *wsk());
+    drop(old);
+}
+
+/// `(open sockets, outstanding NPI captures, live registrations)` for the leak report; frees
+/// the memory of closed sockets.
+pub(crate) fn outstanding() -> (usize, usize, usize) {
+    let mut wsk = wsk();
+    let sockets = wsk.sockets.values().filter(|s| !s.closed()).count();
+    let captures = wsk.registrations.values().map(|r| r.captures as usize).sum();
+    let registrations = wsk.registrations.len();
+    wsk.sockets.retain(|_, record| !record.closed());
+    (sockets, captures, registrations)
+}
+
+/// `WskRegister` (`PASSIVE_LEVEL`).
+///
+/// # Safety
+/// `npi` must point to a valid `WSK_CLIENT_NPI`, `registration` to registration storage that
+/// stays put until `WskDeregister`.
+#[unsafe(export_name = "WskRegister")]
+pub(crate) unsafe extern "system" fn wsk_register(
+    npi: *const WSK_CLIENT_NPI,
+    registration: *mut WSK_REGISTRATION,
+) -> NTSTATUS {
+    irql::require_at_most("WskRegister", PASSIVE_LEVEL);
+    // SAFETY: `npi` is valid (caller's contract).
+    let dispatch = unsafe { npi.as_ref() }.map_or(std::ptr::null(), |npi| npi.Dispatch);
+    // SAFETY: The client dispatch table must be valid for the registration's life.
+    let Some(version) = (unsafe { dispatch.as_ref() }).map(|d| d.Version) else {
+        state::violation("WskRegister", "WSK_CLIENT_NPI without a dispatch table".into());
+        return STATUS_INVALID_PARAMETER;
+    };
+    if version >> 8 != 1 {
+        return STATUS_NOINTERFACE;
+    }
+    if faults::should_fail(Site::WskRegister) {
+        return STATUS_INSUFFICIENT_RESOURCES;
+    }
+    let key = registration.expose_provenance();
+    let mut wsk = wsk();
+    if wsk.registrations.contains_key(&key) {
+        drop(wsk);
+        state::violation("WskRegistration", format!("WskRegister twice on registration {key:#x}"));
+        return STATUS_INVALID_PARAMETER;
+    }
+    wsk.registrations.insert(key, Registration::default());
+    STATUS_SUCCESS
+}
+
+/// `WskCaptureProviderNPI` (`PASSIVE_LEVEL` unless `WSK_NO_WAIT`).
+///
+/// # Safety
+/// `registration` must be registered; `npi` writable.
+#[unsafe(export_name = "WskCaptureProviderNPI")]
+pub(crate) unsafe extern "system" fn wsk_capture_provider_npi(
+    registration: *mut WSK_REGISTRATION,
+    wait_timeout: u32,
+    npi: *mut WSK_PROVIDER_NPI,
+) -> NTSTATUS {
+    irql::require_at_most(
+        "WskCaptureProviderNPI",
+        if wait_timeout == 0 { DISPATCH_LEVEL } else { PASSIVE_LEVEL },
+    );
+    let key = registration.expose_provenance();
+    if !wsk().registrations.contains_key(&key) {
+        state::violation("WskRegistration", format!("WskCaptureProviderNPI on unregistered {key:#x}"));
+        return STATUS_DEVICE_NOT_READY;
+    }
+    if faults::should_fail(Site::WskCapture) {
+        return STATUS_DEVICE_NOT_READY;
+    }
+    if let Some(record) = wsk().registrations.get_mut(&key) {
+        record.captures += 1;
+    }
+    // SAFETY: `npi` is writable (caller's contract).
+    unsafe {
+        npi.write(WSK_PROVIDER_NPI {
+            Client: client(),
+            Dispatch: &raw const PROVIDER_DISPATCH,
+        });
+    }
+    STATUS_SUCCESS
+}
+
+/// `WskReleaseProviderNPI` (IRQL <= `DISPATCH_LEVEL`).
+///
+/// # Safety
+/// `registration` must be registered.
+#[unsafe(export_name = "WskReleaseProviderNPI")]
+pub(crate) unsafe extern "system" fn wsk_release_provider_npi(registration: *mut WSK_REGISTRATION) {
+    irql::require_at_most("WskReleaseProviderNPI", DISPATCH_LEVEL);
+    let key = registration.expose_provenance();
+    let released = wsk()
+        .registrations
+        .get_mut(&key)
+        .is_some_and(|r| r.captures.checked_sub(1).map(|c| r.captures = c).is_some());
+    if !released {
+        state::violation(
+            "WskReleaseWithoutCapture",
+            format!("WskReleaseProviderNPI({key:#x}) without a capture to release"),
+        );
+    }
+}
+
+/// `WskDeregister` (`PASSIVE_LEVEL`). On Windows it blocks until every socket is closed and
+/// every capture released; here, outstanding ones are violations (the call would hang).
+///
+/// # Safety
+/// `registration` must be registered.
+#[unsafe(export_name = "WskDeregister")]
+pub(crate) unsafe extern "system" fn wsk_deregister(registration: *mut WSK_REGISTRATION) {
+    irql::require_at_most("WskDeregister", PASSIVE_LEVEL);
+    let key = registration.expose_provenance();
+    let mut wsk = wsk();
+    let Some(record) = wsk.registrations.remove(&key) else {
+        drop(wsk);
+        state::violation("WskRegistration", format!("WskDeregister of unregistered {key:#x}"));
+        return;
+    };
+    let open = wsk.sockets.values().filter(|s| !s.closed()).count();
+    drop(wsk);
+    if record.captures != 0 {
+        state::violation(
+            "WskDeregisterWithCapture",
+            format!("WskDeregister with {} provider NPI capture(s) not released: it would block forever", record.captures),
+        );
+    }
+    if open != 0 {
+        state::violation(
+            "WskDeregisterWithSockets",
+            format!("WskDeregister with {open} socket(s) open: it would block until they close"),
+        );
+    }
+}
