@@ -90,4 +90,16 @@ pub mod capability {
     pub const DESCRIBE_SEND: u32 = 1 << 7;
     /// Every capability this ABI version defines.
     pub const ALL: u32 = IPV4 | IPV6 | SOURCE_ADDRESS | TOS | ECN | USO | MDL_CHAIN | DESCRIBE_SEND;
+
+    /// Each capability bit with the name user mode shows for it.
+    pub const NAMES: [(u32, &str); 8] = [
+        (IPV4, "ipv4"),
+        (IPV6, "ipv6"),
+        (SOURCE_ADDRESS, "source_address"),
+        (TOS, "tos"),
+        (ECN, "ecn"),
+        (USO, "uso"),
+        (MDL_CHAIN, "mdl_chain"),
+        (DESCRIBE_SEND, "describe_send"),
+    ];
 }

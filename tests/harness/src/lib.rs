@@ -5,6 +5,7 @@
 
 pub mod backend;
 pub mod client;
+pub mod demo;
 pub mod receiver;
 pub mod report;
 

@@ -1,1 +1,371 @@
-fn main() {}
+//! `wskudp`: drive the wskudp kernel UDP sender — the real driver on Windows, or the driver's
+//! datapath running in-process on the kernel model (`--backend model`, the default elsewhere).
+
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::process::ExitCode;
+
+use clap::{ArgGroup, Parser, Subcommand, ValueEnum};
+use serde_json::{Value, json};
+use wskudp_abi::{Ecn, InfoResponse, Ioctl, SendSpec, capability};
+use wskudp_harness::backend::{self, Kind};
+use wskudp_harness::client::Client;
+use wskudp_harness::report::ModelReport;
+use wskudp_harness::{demo, pattern, status_hex, status_text};
+
+#[derive(Parser)]
+#[command(name = "wskudp", version, about, propagate_version = true)]
+struct Cli {
+    /// Where requests go: `device` (the driver, Windows) or `model` (in-process, any Unix host).
+    /// Defaults to `device` on Windows and `model` elsewhere.
+    #[arg(long, value_enum, global = true)]
+    backend: Option<BackendArg>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum BackendArg {
+    Model,
+    Device,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// ABI and driver versions, the WSK provider's version, capabilities, limits, IOCTL codes.
+    Info {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send a datagram (or `--count` copies) from the kernel.
+    Send(SendArgs),
+    /// Send raw bytes to the driver's dispatcher and print the status (for bad-input testing).
+    Ioctl {
+        /// IOCTL code, e.g. 0x12A00C.
+        #[arg(long, value_parser = parse_code)]
+        code: u32,
+        /// Input buffer as hex (may be empty).
+        #[arg(long, default_value = "")]
+        in_hex: String,
+        /// Output buffer size in bytes.
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1_048_576))]
+        out_len: u32,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start local receivers, send a few datagrams (MDL chains, IPv4 and IPv6, source address,
+    /// TOS/ECN, USO) and show what was sent next to what arrived.
+    Demo {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(clap::Args)]
+#[command(group(ArgGroup::new("payload").required(true).args(["payload_hex", "size"])))]
+struct SendArgs {
+    /// Destination, e.g. 127.0.0.1:9000 or [::1]:9000.
+    #[arg(long)]
+    to: SocketAddr,
+    /// Local address to bind the driver's socket to (default: any address of the
+    /// destination's family, port chosen by the stack).
+    #[arg(long)]
+    bind: Option<SocketAddr>,
+    /// Source address to send from (`IP_PKTINFO` / `IPV6_PKTINFO`).
+    #[arg(long)]
+    src: Option<IpAddr>,
+    /// TOS byte / IPv6 traffic class (`IP_TOS` / `IPV6_TCLASS`), 0-255.
+    #[arg(long)]
+    tos: Option<u8>,
+    /// ECN codepoint (`IP_ECN` / `IPV6_ECN`): 0 not-ECT, 1 ECT(1), 2 ECT(0), 3 CE.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=3))]
+    ecn: Option<u8>,
+    /// USO segment size (`UDP_SEND_MSG_SIZE`): the payload leaves as datagrams of this size.
+    #[arg(long)]
+    uso: Option<u32>,
+    /// How the payload is split into MDLs, e.g. 100,200,700 (must add up to the payload size;
+    /// default: one MDL).
+    #[arg(long, value_delimiter = ',')]
+    segments: Vec<u32>,
+    /// Payload as hex.
+    #[arg(long)]
+    payload_hex: Option<String>,
+    /// Payload of this many pattern bytes.
+    #[arg(long)]
+    size: Option<usize>,
+    /// Datagrams to send.
+    #[arg(long, default_value_t = 1)]
+    count: u32,
+    /// Print the exact bytes the driver would pass to WskSendTo instead of sending.
+    #[arg(long)]
+    dry_run: bool,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_code(text: &str) -> Result<u32, String> {
+    let digits = text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")).unwrap_or(text);
+    u32::from_str_radix(digits, 16).map_err(|e| format!("not a hexadecimal 32-bit code: {e}"))
+}
+
+/// What a command produced: its JSON, its text, and whether it succeeded.
+struct Outcome {
+    json: Value,
+    text: String,
+    ok: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let kind = match cli.backend {
+        Some(BackendArg::Model) => Kind::Model,
+        Some(BackendArg::Device) => Kind::Device,
+        None => Kind::default_for_host(),
+    };
+    let client = match backend::open(kind) {
+        Ok(backend) => Client::new(backend),
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let (json_wanted, result) = match &cli.command {
+        Command::Info { json } => (*json, info(&client)),
+        Command::Send(args) => (args.json, send(&client, args)),
+        Command::Ioctl {
+            code,
+            in_hex,
+            out_len,
+            json,
+        } => (*json, raw_ioctl(&client, *code, in_hex, *out_len)),
+        Command::Demo { json } => (*json, run_demo(&client)),
+    };
+    let report = client.finish();
+    let mut outcome = match result {
+        Ok(outcome) => outcome,
+        Err(message) => {
+            eprintln!("error: {message}");
+            if let Some(report) = report.as_ref().filter(|r| !r.is_clean()) {
+                eprintln!("{}", report_text(report));
+            }
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(report) = &report {
+        outcome.ok &= report.is_clean();
+        if let Value::Object(map) = &mut outcome.json {
+            map.insert(
+                "model".into(),
+                json!({ "violations": report.violations, "leaked": report.leaked, "stats": report.stats }),
+            );
+        }
+        outcome.text.push_str(&report_text(report));
+    }
+    if json_wanted {
+        println!("{}", serde_json::to_string_pretty(&outcome.json).unwrap_or_default());
+    } else {
+        print!("{}", outcome.text);
+    }
+    if outcome.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+fn report_text(report: &ModelReport) -> String {
+    if report.is_clean() {
+        return "model: no contract violations, nothing leaked\n".into();
+    }
+    let mut text = String::new();
+    for violation in &report.violations {
+        let _ = writeln!(text, "model violation {}: {}", violation.rule, violation.detail);
+    }
+    if !report.leaked.is_empty() {
+        let _ = writeln!(text, "model leaked: {:?}", report.leaked);
+    }
+    text
+}
+
+fn info(client: &Client) -> Result<Outcome, String> {
+    let info: InfoResponse = client.info().map_err(|e| e.to_string())?;
+    let [major, minor, patch, _] = info.driver_version;
+    let capabilities: Vec<&str> = capability::NAMES
+        .iter()
+        .filter(|(bit, _)| info.capabilities & bit != 0)
+        .map(|(_, name)| *name)
+        .collect();
+    let ioctls: serde_json::Map<String, Value> = Ioctl::ALL
+        .iter()
+        .map(|ioctl| (ioctl.name().to_owned(), Value::from(format!("{:#010X}", ioctl.code()).replacen("0X", "0x", 1))))
+        .collect();
+    let wsk = format!("{}.{}", info.provider_wsk_version >> 8, info.provider_wsk_version & 0xFF);
+    let json = json!({
+        "backend": client.backend_name(),
+        "abi_version": info.abi_version,
+        "driver_version": format!("{major}.{minor}.{patch}"),
+        "provider_status": status_hex(info.provider_status),
+        "provider_wsk_version": wsk,
+        "capabilities": capabilities,
+        "limits": {
+            "max_sockets": info.max_sockets,
+            "max_segments": info.max_segments,
+            "max_payload": info.max_payload,
+            "max_count": info.max_count,
+            "control_capacity": info.control_capacity,
+        },
+        "open_sockets": info.open_sockets,
+        "ioctls": ioctls,
+    });
+    let mut text = format!(
+        "backend {}\nABI version {}, driver {major}.{minor}.{patch}\nWSK provider {} (capture {})\ncapabilities: {}\nlimits: {} sockets, {} MDLs/datagram, {} bytes/datagram, {} datagrams/request\n",
+        client.backend_name(),
+        info.abi_version,
+        wsk,
+        status_text(info.provider_status),
+        capabilities.join(", "),
+        info.max_sockets,
+        info.max_segments,
+        info.max_payload,
+        info.max_count,
+    );
+    for ioctl in Ioctl::ALL {
+        let _ = writeln!(text, "IOCTL_WSKUDP_{:<14} {:#010x}", ioctl.name(), ioctl.code());
+    }
+    Ok(Outcome { json, text, ok: true })
+}
+
+fn send(client: &Client, args: &SendArgs) -> Result<Outcome, String> {
+    let payload = match (&args.payload_hex, args.size) {
+        (Some(hex), _) => hex::decode(hex.trim()).map_err(|e| format!("--payload-hex: {e}"))?,
+        (None, Some(size)) => pattern(size),
+        (None, None) => return Err("give --payload-hex or --size".into()),
+    };
+    let bind = args.bind.unwrap_or_else(|| match args.to {
+        SocketAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
+        SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+    });
+    if bind.is_ipv4() != args.to.is_ipv4() {
+        return Err(format!("--bind {bind} and --to {} are of different address families", args.to));
+    }
+    let opened = client.open_socket(bind).map_err(|e| format!("opening a socket bound to {bind}: {e}"))?;
+    let spec = SendSpec {
+        socket: opened.socket,
+        remote: args.to,
+        source: args.src,
+        tos: args.tos,
+        ecn: args.ecn.and_then(Ecn::from_bits),
+        uso_segment_size: args.uso,
+        count: args.count,
+    };
+    let local = opened.local.socket_addr().map(|a| a.to_string()).unwrap_or_default();
+    let result = if args.dry_run {
+        describe(client, &spec, &args.segments, &payload)
+    } else {
+        send_for_real(client, &spec, &args.segments, &payload, &local)
+    };
+    let closed = client.close_socket(opened.socket);
+    let mut outcome = result?;
+    if let Err(error) = closed {
+        outcome.ok = false;
+        let _ = writeln!(outcome.text, "closing the socket failed: {error}");
+    }
+    Ok(outcome)
+}
+
+fn describe(client: &Client, spec: &SendSpec, segments: &[u32], payload: &[u8]) -> Result<Outcome, String> {
+    let described = client.describe_send(spec, segments, payload).map_err(|e| e.to_string())?;
+    let json = json!({
+        "control_hex": hex::encode(described.control_bytes()),
+        "control_len": described.control_len,
+        "remote_hex": hex::encode(described.remote_bytes()),
+        "remote_len": described.remote_len,
+        "mdl_chain": described.mdl_lengths(),
+        "payload_len": described.payload_len,
+    });
+    let text = format!(
+        "WskSendTo would get:\n  WSK_BUF: {} bytes in MDLs {:?}\n  RemoteAddress ({} bytes): {}\n  ControlInfoLength {}: {}\n",
+        described.payload_len,
+        described.mdl_lengths(),
+        described.remote_len,
+        hex::encode(described.remote_bytes()),
+        described.control_len,
+        hex::encode(described.control_bytes()),
+    );
+    Ok(Outcome { json, text, ok: true })
+}
+
+fn send_for_real(
+    client: &Client,
+    spec: &SendSpec,
+    segments: &[u32],
+    payload: &[u8],
+    local: &str,
+) -> Result<Outcome, String> {
+    let response = client.send(spec, segments, payload).map_err(|e| e.to_string())?;
+    let json = json!({
+        "status": status_hex(response.status),
+        "status_name": wskudp_abi::status::status_name(response.status),
+        "bytes_sent": response.bytes_sent,
+        "datagrams_sent": response.datagrams_sent,
+        "datagrams_failed": response.datagrams_failed,
+        "local": local,
+    });
+    let text = format!(
+        "sent {} of {} datagram(s), {} bytes, from {local} to {}: {}\n",
+        response.datagrams_sent,
+        spec.count,
+        response.bytes_sent,
+        spec.remote,
+        status_text(response.status),
+    );
+    Ok(Outcome {
+        json,
+        text,
+        ok: response.status == 0,
+    })
+}
+
+fn raw_ioctl(client: &Client, code: u32, in_hex: &str, out_len: u32) -> Result<Outcome, String> {
+    let input = hex::decode(in_hex.trim()).map_err(|e| format!("--in-hex: {e}"))?;
+    let (status, output) = client
+        .raw(code, &input, out_len as usize)
+        .map_err(|e| e.to_string())?;
+    let json = json!({
+        "status": status_hex(status),
+        "status_name": wskudp_abi::status::status_name(status),
+        "output_hex": hex::encode(&output),
+    });
+    let text = format!("{}\noutput ({} bytes): {}\n", status_text(status), output.len(), hex::encode(&output));
+    Ok(Outcome { json, text, ok: true })
+}
+
+fn run_demo(client: &Client) -> Result<Outcome, String> {
+    let rows = demo::run(client)?;
+    let ok = rows.iter().all(|row| row.ok);
+    let mut text = String::new();
+    for row in &rows {
+        let _ = writeln!(text, "{} {}", if row.ok { "ok  " } else { "FAIL" }, row.case);
+        let _ = writeln!(
+            text,
+            "     sent    {} bytes in MDLs {:?}{} -> {}",
+            row.sent_bytes,
+            row.mdl_chain,
+            row.requested_source.map(|s| format!(", source {s}")).unwrap_or_default(),
+            row.status
+        );
+        let _ = writeln!(
+            text,
+            "     arrived {} datagram(s) {:?} from {}{}",
+            row.arrived,
+            row.arrived_bytes,
+            row.arrived_from.map(|a| a.to_string()).unwrap_or_else(|| "-".into()),
+            row.arrived_tos.map(|t| format!(", TOS {t:#04x}")).unwrap_or_default()
+        );
+    }
+    Ok(Outcome {
+        json: json!({ "cases": rows }),
+        text,
+        ok,
+    })
+}
