@@ -181,11 +181,24 @@ unsafe extern "system" fn signal_waiter(
 pub fn call_and_wait(
     call: impl FnOnce(*mut IRP) -> Result<NTSTATUS, NTSTATUS>,
 ) -> Result<IoResult, NTSTATUS> {
+    call_and_wait_on(Irp::allocate()?, call)
+}
+
+/// [`call_and_wait`] on an IRP allocated beforehand, for calls that must not fail for lack of
+/// resources (closing a socket). The IRP is freed once the call completed.
+///
+/// IRQL: `PASSIVE_LEVEL`.
+///
+/// # Errors
+/// `call`'s own error, or the IRP's failure status.
+pub fn call_and_wait_on(
+    irp: Irp,
+    call: impl FnOnce(*mut IRP) -> Result<NTSTATUS, NTSTATUS>,
+) -> Result<IoResult, NTSTATUS> {
     crate::paged_code!();
     let event = pin!(Event::new());
     let event = event.as_ref();
     event.init(EventKind::Notification, false);
-    let irp = Irp::allocate()?;
     // SAFETY: `signal_waiter` only signals the event, which outlives the IRP's completion
     // because this function waits for that signal before returning.
     unsafe {

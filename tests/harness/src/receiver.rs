@@ -24,7 +24,8 @@ pub struct Receiver {
 }
 
 impl Receiver {
-    /// Binds `address` (port 0 picks one) and asks for destination and TOS information.
+    /// Binds `address` (port 0 picks one) with a large receive buffer, and asks for
+    /// destination and TOS information.
     ///
     /// # Errors
     /// The bind or socket-option failure.
@@ -94,6 +95,8 @@ mod unix {
     use super::Arrival;
 
     pub(super) fn enable_ancillary(socket: &UdpSocket, v6: bool) -> io::Result<()> {
+        // Room for bursts (the kernel caps it at net.core.rmem_max).
+        setsockopt(socket, sockopt::RcvBuf, &(8 << 20))?;
         if v6 {
             setsockopt(socket, sockopt::Ipv6RecvPacketInfo, &true)?;
             setsockopt(socket, sockopt::Ipv6RecvTClass, &true)?;

@@ -71,6 +71,7 @@ pub(crate) unsafe extern "system" fn io_allocate_irp(stack_size: i8, _charge_quo
         IrpRecord {
             stack_size,
             owner: IrpOwner::Driver,
+            completed: false,
         },
     );
     irp
@@ -128,7 +129,7 @@ pub(crate) fn accept(irp: *mut IRP, call: &str) -> bool {
     }
     // SAFETY: A live IRP from io_allocate_irp, owned by the driver, which handed it over.
     let (current, count) = unsafe { ((*irp).CurrentLocation, (*irp).StackCount) };
-    if current != count + 1 {
+    if record.completed || current != count + 1 {
         state::violation(
             "IrpReusedWithoutReset",
             format!("{call} given IRP {addr:#x} at stack location {current} of {count}: reused without IoReuseIrp"),
@@ -228,6 +229,7 @@ pub(crate) fn complete(irp: *mut IRP, status: NTSTATUS, information: usize) {
         // The driver owns the IRP again while its routine runs.
         if let Some(record) = state::lock().irps.get_mut(&addr) {
             record.owner = IrpOwner::Driver;
+            record.completed = true;
         }
         // SAFETY: The routine was stored by IoSetCompletionRoutine, which erases the
         // IO_COMPLETION_ROUTINE parameter list; this restores it.
@@ -256,5 +258,6 @@ pub(crate) fn complete(irp: *mut IRP, status: NTSTATUS, information: usize) {
     );
     if let Some(record) = state::lock().irps.get_mut(&addr) {
         record.owner = IrpOwner::Driver;
+        record.completed = true;
     }
 }

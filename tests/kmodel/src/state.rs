@@ -28,6 +28,8 @@ pub(crate) enum IrpOwner {
 pub(crate) struct IrpRecord {
     pub(crate) stack_size: i8,
     pub(crate) owner: IrpOwner,
+    /// Completed once: it may only be freed now (the model does not export `IoReuseIrp`).
+    pub(crate) completed: bool,
 }
 
 /// Everything the model tracks. Guarded by one mutex, held only briefly: never across a call

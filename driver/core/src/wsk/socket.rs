@@ -12,7 +12,7 @@ use crate::ddi::wsk::{
     WSK_BUF, WSK_FLAG_DATAGRAM_SOCKET, WSK_PROVIDER_BASIC_DISPATCH, WSK_PROVIDER_DATAGRAM_DISPATCH,
     WSK_SOCKET,
 };
-use crate::irp::call_and_wait;
+use crate::irp::{Irp, call_and_wait, call_and_wait_on};
 use crate::sockaddr::{self, SockAddrBuffer};
 use crate::status::{STATUS_INVALID_ADDRESS, STATUS_NOT_SUPPORTED};
 
@@ -30,9 +30,11 @@ const PROTOCOL: u32 = IPPROTO_UDP as u32;
 ///
 /// # Invariants
 /// `socket` is an open WSK datagram socket whose dispatch table has every slot wskudp calls
-/// (`WskCloseSocket`, `WskBind`, `WskSendTo`, `WskGetLocalAddress`).
+/// (`WskCloseSocket`, `WskBind`, `WskSendTo`, `WskGetLocalAddress`). `close_irp` is `Some`
+/// until the socket is closed: closing never waits on an allocation that could fail.
 pub struct DatagramSocket {
     socket: NonNull<WSK_SOCKET>,
+    close_irp: Option<Irp>,
 }
 
 // SAFETY: A WSK socket may be used from any thread; the provider synchronizes.
@@ -94,6 +96,8 @@ impl DatagramSocket {
     /// The first failing call's status; a socket created before the failure is closed.
     pub fn open(provider: &Provider, local: SocketAddr) -> Result<(Self, SocketAddr), NTSTATUS> {
         crate::paged_code!();
+        // Allocated first: once a socket exists, closing it must not depend on the pool.
+        let close_irp = Irp::allocate()?;
         let family = if local.is_ipv4() { AF_INET } else { AF_INET6 };
         let wsk_socket = provider.dispatch().and_then(|d| d.WskSocket);
         let client = provider.client();
@@ -128,11 +132,15 @@ impl DatagramSocket {
         .ok_or(STATUS_INVALID_ADDRESS)?;
         // SAFETY: `raw` is the socket WskSocket just created.
         if !unsafe { dispatch_of(raw) }.is_some_and(is_complete) {
-            close(raw);
+            close(raw, close_irp);
             return Err(STATUS_NOT_SUPPORTED);
         }
-        // INVARIANT: open, with a complete dispatch table. From here on Drop closes it.
-        let socket = Self { socket: raw };
+        // INVARIANT: open, with a complete dispatch table and its close IRP. From here on
+        // Drop closes it.
+        let socket = Self {
+            socket: raw,
+            close_irp: Some(close_irp),
+        };
         socket.bind(local)?;
         let bound = socket.local_address()?;
         Ok((socket, bound))
@@ -223,13 +231,13 @@ impl DatagramSocket {
     }
 }
 
-/// `WskCloseSocket`, waiting for it. The provider cancels and completes any IRP still pending
-/// on the socket first.
-fn close(socket: NonNull<WSK_SOCKET>) {
+/// `WskCloseSocket` on the socket's preallocated IRP, waiting for it. The provider cancels and
+/// completes any IRP still pending on the socket first.
+fn close(socket: NonNull<WSK_SOCKET>, irp: Irp) {
     // SAFETY: `socket` is open until this call.
     let close = unsafe { dispatch_of(socket) }.and_then(|dispatch| dispatch.Basic.WskCloseSocket);
     // A failed close leaves nothing for the driver to do: WSK owns the socket either way.
-    let _ = call_and_wait(|irp| {
+    let _ = call_and_wait_on(irp, |irp| {
         let close = close.ok_or(STATUS_NOT_SUPPORTED)?;
         let status;
         // SAFETY: 1. the socket is open and closed exactly once (callers give it up);
@@ -244,6 +252,8 @@ fn close(socket: NonNull<WSK_SOCKET>) {
 impl Drop for DatagramSocket {
     fn drop(&mut self) {
         crate::paged_code!();
-        close(self.socket);
+        if let Some(irp) = self.close_irp.take() {
+            close(self.socket, irp);
+        }
     }
 }

@@ -58,16 +58,22 @@ mod imp {
         /// # Errors
         /// [`BackendError::LoadFailed`] if the driver does not load (the machine is shut down).
         pub fn start(config: ModelConfig) -> Result<Self, BackendError> {
+            Self::start_or_report(config).map_err(|(status, _)| BackendError::LoadFailed(status))
+        }
+
+        /// Like [`ModelBackend::start`], but a failed load also returns the machine's report
+        /// (a `DriverEntry` that fails must still leave nothing behind).
+        ///
+        /// # Errors
+        /// The status `Driver::create` failed with, and the report.
+        pub fn start_or_report(config: ModelConfig) -> Result<Self, (i32, ModelReport)> {
             let machine = Machine::boot(config);
             match Driver::create() {
                 Ok(driver) => Ok(Self {
                     driver: Some(driver),
                     machine: Some(machine),
                 }),
-                Err(status) => {
-                    let _ = machine.shutdown();
-                    Err(BackendError::LoadFailed(status))
-                }
+                Err(status) => Err((status, machine.shutdown().into())),
             }
         }
 
@@ -78,12 +84,30 @@ mod imp {
         }
     }
 
-    impl Backend for ModelBackend {
-        fn name(&self) -> &'static str {
-            "model"
+    impl ModelBackend {
+        /// Issues an IOCTL as if through another open handle of the device (`handle` 1 is the
+        /// backend's own), e.g. to check that sockets are private to the handle that opened them.
+        ///
+        /// # Errors
+        /// As [`Backend::ioctl`].
+        pub fn ioctl_as(
+            &self,
+            handle: usize,
+            code: u32,
+            input: &[u8],
+            output_len: usize,
+        ) -> Result<IoctlOutcome, BackendError> {
+            self.issue(Owner(handle), code, input, output_len)
         }
 
-        fn ioctl(&self, code: u32, input: &[u8], output_len: usize) -> Result<IoctlOutcome, BackendError> {
+        /// `IRP_MJ_CLEANUP` for another handle (see [`ModelBackend::ioctl_as`]).
+        pub fn close_handle(&self, handle: usize) {
+            if let Some(driver) = self.driver.as_ref() {
+                driver.cleanup(Owner(handle));
+            }
+        }
+
+        fn issue(&self, owner: Owner, code: u32, input: &[u8], output_len: usize) -> Result<IoctlOutcome, BackendError> {
             let Some(driver) = self.driver.as_ref() else {
                 return Err(BackendError::Unsupported("the model driver is unloaded"));
             };
@@ -96,7 +120,7 @@ mod imp {
             // SAFETY: `system` stays alive and unmoved until the completion is observed below
             // (or is leaked on timeout); `complete` takes the Arc given as context exactly once.
             let request = unsafe { IoctlRequest::new(code, buffer, input.len(), output_len, complete, context) };
-            driver.dispatch(OWNER, request);
+            driver.dispatch(owner, request);
             let done = slot.done.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             let (done, timeout) = slot
                 .signal
@@ -116,6 +140,16 @@ mod imp {
             }
             let output = if nt_error(status) { Vec::new() } else { system[..information].to_vec() };
             Ok(IoctlOutcome { status, output })
+        }
+    }
+
+    impl Backend for ModelBackend {
+        fn name(&self) -> &'static str {
+            "model"
+        }
+
+        fn ioctl(&self, code: u32, input: &[u8], output_len: usize) -> Result<IoctlOutcome, BackendError> {
+            self.issue(OWNER, code, input, output_len)
         }
 
         fn finish(mut self: Box<Self>) -> Option<ModelReport> {

@@ -1,0 +1,75 @@
+//! Shared scenario helpers: a model-backed client, loopback receivers, clean-report checks.
+#![allow(dead_code, unreachable_pub)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use wskudp_abi::SendSpec;
+use wskudp_harness::backend::{ModelBackend, ModelConfig};
+use wskudp_harness::client::Client;
+use wskudp_harness::receiver::{Arrival, Receiver};
+use wskudp_harness::report::ModelReport;
+use wskudp_kmodel::{CompletionMode, FaultPlan};
+
+/// How long a receiver waits for each expected datagram.
+pub const WAIT: Duration = Duration::from_secs(3);
+
+pub const V4: &str = "127.0.0.1:0";
+pub const V6: &str = "[::1]:0";
+
+pub fn addr(text: &str) -> SocketAddr {
+    text.parse().unwrap()
+}
+
+/// A client on a fresh model machine.
+pub fn client(completion: CompletionMode) -> Client {
+    client_with(completion, FaultPlan::None)
+}
+
+pub fn client_with(completion: CompletionMode, faults: FaultPlan) -> Client {
+    Client::new(Box::new(ModelBackend::start(ModelConfig { completion, faults }).unwrap()))
+}
+
+/// Every completion mode the model offers: inline, worker, late and out of order.
+pub fn modes() -> [CompletionMode; 3] {
+    [
+        CompletionMode::Inline,
+        CompletionMode::worker(),
+        CompletionMode::late_out_of_order(0x5eed),
+    ]
+}
+
+/// Unloads the driver and asserts the model saw no violation and nothing leaked.
+pub fn finish_clean(client: Client) -> ModelReport {
+    let report = client.finish().expect("the model backend reports");
+    assert!(report.violations.is_empty(), "violations: {:#?}", report.violations);
+    assert!(report.leaked.is_empty(), "leaked: {:#?}", report.leaked);
+    report
+}
+
+/// A receiver on `local`, or `None` if this host has no such loopback (IPv6 may be off).
+pub fn receiver(local: &str) -> Option<Receiver> {
+    Receiver::bind(addr(local)).ok()
+}
+
+/// A send spec with no options.
+pub fn plain(socket: u32, remote: SocketAddr, count: u32) -> SendSpec {
+    SendSpec {
+        socket,
+        remote,
+        source: None,
+        tos: None,
+        ecn: None,
+        uso_segment_size: None,
+        count,
+    }
+}
+
+/// Receives exactly `n` datagrams (fails the test otherwise).
+pub fn receive(receiver: &Receiver, n: usize) -> Vec<Arrival> {
+    let arrivals = receiver.recv_up_to(n, WAIT);
+    assert_eq!(arrivals.len(), n, "expected {n} datagrams");
+    // Nothing more is on the way.
+    assert!(receiver.recv(Duration::from_millis(50)).is_err(), "more datagrams than expected");
+    arrivals
+}
