@@ -173,6 +173,16 @@ impl Machine {
         state::lock().stats
     }
 
+    /// Successful `ExAllocatePool2` calls so far, by tag.
+    #[must_use]
+    pub fn allocations_by_tag(&self) -> std::collections::BTreeMap<String, u64> {
+        state::lock()
+            .allocations_by_tag
+            .iter()
+            .map(|(tag, count)| (state::tag_name(*tag), *count))
+            .collect()
+    }
+
     /// Completes anything still queued, stops the provider, and reports violations and
     /// everything still outstanding. Call after the driver was unloaded.
     #[must_use]

@@ -75,6 +75,7 @@ pub(crate) unsafe extern "system" fn ex_allocate_pool2(flags: u64, size: usize, 
     }
     let mut inner = state::lock();
     inner.stats.pool_allocations += 1;
+    *inner.allocations_by_tag.entry(tag).or_insert(0) += 1;
     inner.pool.insert(ptr.expose_provenance(), PoolBlock { size, tag, nonpaged });
     ptr.cast()
 }

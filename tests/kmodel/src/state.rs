@@ -46,6 +46,7 @@ pub(crate) struct Inner {
     pub(crate) rundowns: HashSet<usize>,
     pub(crate) violations: Vec<Violation>,
     pub(crate) stats: Stats,
+    pub(crate) allocations_by_tag: BTreeMap<u32, u64>,
     pub(crate) faults: FaultPlan,
     pub(crate) fault_points: u64,
     pub(crate) rng: u64,

@@ -82,6 +82,12 @@ mod imp {
         pub fn stats(&self) -> Option<wskudp_kmodel::Stats> {
             self.machine.as_ref().map(Machine::stats)
         }
+
+        /// Pool allocations so far, by tag.
+        #[must_use]
+        pub fn allocations_by_tag(&self) -> std::collections::BTreeMap<String, u64> {
+            self.machine.as_ref().map(Machine::allocations_by_tag).unwrap_or_default()
+        }
     }
 
     impl ModelBackend {

@@ -1,0 +1,194 @@
+//! Send throughput of the driver's datapath on the kernel model, next to a baseline measured
+//! in the same run: plain `send_to` on a Linux UDP socket to the same loopback receiver.
+//!
+//! Prints, per payload size and request shape: datagrams/s, the ratio to the baseline, and per
+//! datagram the pool, IRP and MDL allocations and the payload copies (the I/O manager's copy
+//! into the system buffer, counted per IOCTL, plus the driver's copy into pool, counted from
+//! the model's allocations tagged `WkuP`).
+//!
+//! `cargo bench -p wskudp-harness --bench throughput` (`WSKUDP_BENCH_DATAGRAMS` sets the
+//! number of datagrams per row, default 100000). These are host figures for the model, not
+//! Windows figures: they show the datapath's own cost and its allocation discipline.
+
+use std::net::UdpSocket;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use wskudp_abi::SendSpec;
+use wskudp_harness::backend::{Backend, ModelBackend, ModelConfig};
+use wskudp_harness::client::Client;
+use wskudp_harness::pattern;
+use wskudp_kmodel::CompletionMode;
+
+/// A loopback receiver draining on its own thread.
+struct Sink {
+    address: std::net::SocketAddr,
+    stop: Arc<AtomicBool>,
+    received: Arc<AtomicU64>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Sink {
+    fn start() -> Self {
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind the sink");
+        socket.set_read_timeout(Some(Duration::from_millis(20))).expect("timeout");
+        let address = socket.local_addr().expect("address");
+        let stop = Arc::new(AtomicBool::new(false));
+        let received = Arc::new(AtomicU64::new(0));
+        let thread = {
+            let (stop, received) = (Arc::clone(&stop), Arc::clone(&received));
+            std::thread::spawn(move || {
+                let mut buffer = vec![0; 65_536];
+                while !stop.load(Ordering::Relaxed) {
+                    if socket.recv(&mut buffer).is_ok() {
+                        received.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        };
+        Self {
+            address,
+            stop,
+            received,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn rate(datagrams: u64, elapsed: Duration) -> f64 {
+    datagrams as f64 / elapsed.as_secs_f64()
+}
+
+fn baseline(size: usize, datagrams: u64) -> f64 {
+    let sink = Sink::start();
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let payload = pattern(size);
+    let start = Instant::now();
+    for _ in 0..datagrams {
+        socket.send_to(&payload, sink.address).expect("send_to");
+    }
+    rate(datagrams, start.elapsed())
+}
+
+struct Row {
+    rate: f64,
+    pool: f64,
+    irps: f64,
+    mdls: f64,
+    copies: f64,
+}
+
+fn model(size: usize, segments: &[u32], per_request: u32, completion: CompletionMode, datagrams: u64) -> Row {
+    let sink = Sink::start();
+    let backend = ModelBackend::start(ModelConfig {
+        completion,
+        ..ModelConfig::default()
+    })
+    .expect("model loads");
+    let backend: Arc<ModelBackend> = Arc::new(backend);
+    let client = Client::new(Box::new(Shared(Arc::clone(&backend))));
+    let socket = client.open_socket("127.0.0.1:0".parse().expect("address")).expect("open");
+    let spec = SendSpec {
+        socket: socket.socket,
+        remote: sink.address,
+        source: None,
+        tos: None,
+        ecn: None,
+        uso_segment_size: None,
+        count: per_request,
+    };
+    let payload = pattern(size);
+    let requests = datagrams / u64::from(per_request);
+    let before = backend.stats().unwrap_or_default();
+    let payload_copies_before = backend.allocations_by_tag().get("WkuP").copied().unwrap_or(0);
+    let start = Instant::now();
+    for _ in 0..requests {
+        let response = client.send(&spec, segments, &payload).expect("send");
+        assert_eq!(response.datagrams_failed, 0, "a datagram failed: {response:?}");
+    }
+    let elapsed = start.elapsed();
+    let after = backend.stats().unwrap_or_default();
+    let payload_copies = backend.allocations_by_tag().get("WkuP").copied().unwrap_or(0) - payload_copies_before;
+    let sent = (requests * u64::from(per_request)) as f64;
+    let per = |n: u64| n as f64 / sent;
+    client.close_socket(socket.socket).expect("close");
+    drop(client);
+    let report = Arc::into_inner(backend).map(|b| Box::new(b).finish());
+    assert!(report.flatten().is_some_and(|r| r.is_clean()), "model report not clean");
+    Row {
+        rate: rate(requests * u64::from(per_request), elapsed),
+        pool: per(after.pool_allocations - before.pool_allocations),
+        irps: per(after.irp_allocations - before.irp_allocations),
+        mdls: per(after.mdl_allocations - before.mdl_allocations),
+        // One system-buffer copy per IOCTL, plus the driver's pool copies.
+        copies: (requests + payload_copies) as f64 / sent,
+    }
+}
+
+/// Lets the benchmark keep a handle on the backend's counters while a `Client` owns a box.
+struct Shared(Arc<ModelBackend>);
+
+impl Backend for Shared {
+    fn name(&self) -> &'static str {
+        "model"
+    }
+
+    fn ioctl(
+        &self,
+        code: u32,
+        input: &[u8],
+        output_len: usize,
+    ) -> Result<wskudp_harness::backend::IoctlOutcome, wskudp_harness::backend::BackendError> {
+        self.0.ioctl(code, input, output_len)
+    }
+
+    fn finish(self: Box<Self>) -> Option<wskudp_harness::report::ModelReport> {
+        None
+    }
+}
+
+fn main() {
+    let datagrams: u64 = std::env::var("WSKUDP_BENCH_DATAGRAMS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    println!("wskudp send throughput on the kernel model, {datagrams} datagrams per row, loopback");
+    println!(
+        "{:>6} {:<34} {:>12} {:>9} {:>8} {:>8} {:>8} {:>8}",
+        "bytes", "path", "datagrams/s", "vs base", "pool/dg", "IRPs/dg", "MDLs/dg", "copy/dg"
+    );
+    for size in [64, 1200] {
+        let base = baseline(size, datagrams);
+        println!("{size:>6} {:<34} {base:>12.0} {:>9} {:>8} {:>8} {:>8} {:>8}", "baseline: send_to()", "1.00", "-", "-", "-", "1");
+        let half = u32::try_from(size / 2).unwrap_or(1);
+        let shapes: [(&str, &[u32], u32, CompletionMode); 4] = [
+            ("SEND x1, 1 MDL, inline", &[], 1, CompletionMode::Inline),
+            ("SEND x64, 1 MDL, inline", &[], 64, CompletionMode::Inline),
+            ("SEND x64, 2 MDLs, inline", &[half, half], 64, CompletionMode::Inline),
+            ("SEND x64, 1 MDL, worker thread", &[], 64, CompletionMode::worker()),
+        ];
+        for (name, segments, per_request, completion) in shapes {
+            let row = model(size, segments, per_request, completion, datagrams);
+            println!(
+                "{size:>6} {name:<34} {:>12.0} {:>9.2} {:>8.2} {:>8.2} {:>8.2} {:>8.3}",
+                row.rate,
+                row.rate / base,
+                row.pool,
+                row.irps,
+                row.mdls,
+                row.copies
+            );
+        }
+    }
+}
