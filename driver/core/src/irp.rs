@@ -32,6 +32,9 @@ pub struct Irp {
     ptr: NonNull<IRP>,
 }
 
+// SAFETY: An IRP is not tied to a thread: the kernel completes and frees IRPs on any thread.
+unsafe impl Send for Irp {}
+
 /// An IRP's final `IoStatus`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IoResult {

@@ -29,7 +29,11 @@ impl fmt::Display for ClientError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Invalid(error) => write!(f, "invalid request: {error}"),
-            Self::Status(status) => write!(f, "the driver refused the request: {}", crate::status_text(*status)),
+            Self::Status(status) => write!(
+                f,
+                "the driver refused the request: {}",
+                crate::status_text(*status)
+            ),
             Self::Backend(error) => write!(f, "{error}"),
             Self::ShortResponse(error) => write!(f, "malformed response: {error}"),
         }
@@ -72,7 +76,12 @@ impl Client {
     ///
     /// # Errors
     /// [`ClientError::Backend`].
-    pub fn raw(&self, code: u32, input: &[u8], output_len: usize) -> Result<(i32, Vec<u8>), ClientError> {
+    pub fn raw(
+        &self,
+        code: u32,
+        input: &[u8],
+        output_len: usize,
+    ) -> Result<(i32, Vec<u8>), ClientError> {
         let outcome = self.backend.ioctl(code, input, output_len)?;
         Ok((outcome.status, outcome.output))
     }
@@ -106,9 +115,11 @@ impl Client {
     /// # Errors
     /// See [`ClientError`].
     pub fn close_socket(&self, socket: u32) -> Result<(), ClientError> {
-        let outcome = self
-            .backend
-            .ioctl(Ioctl::CloseSocket.code(), encode_close_socket(socket).as_bytes(), 0)?;
+        let outcome = self.backend.ioctl(
+            Ioctl::CloseSocket.code(),
+            encode_close_socket(socket).as_bytes(),
+            0,
+        )?;
         if nt_success(outcome.status) {
             Ok(())
         } else {
@@ -130,7 +141,12 @@ impl Client {
     ///
     /// # Errors
     /// See [`ClientError`].
-    pub fn send(&self, spec: &SendSpec, segments: &[u32], payload: &[u8]) -> Result<SendResponse, ClientError> {
+    pub fn send(
+        &self,
+        spec: &SendSpec,
+        segments: &[u32],
+        payload: &[u8],
+    ) -> Result<SendResponse, ClientError> {
         self.call(Ioctl::Send, &Self::encode(spec, segments, payload)?)
     }
 

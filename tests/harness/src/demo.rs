@@ -27,10 +27,15 @@ struct Case {
 impl Case {
     /// Datagrams expected on the wire: one, or one per USO segment.
     fn expected(&self) -> Vec<Vec<u8>> {
-        match self.uso {
-            Some(size) => self.payload.chunks(size as usize).map(<[u8]>::to_vec).collect(),
-            None => vec![self.payload.clone()],
-        }
+        self.uso.map_or_else(
+            || vec![self.payload.clone()],
+            |size| {
+                self.payload
+                    .chunks(size as usize)
+                    .map(<[u8]>::to_vec)
+                    .collect()
+            },
+        )
     }
 
     /// The TOS byte / traffic class expected on the wire (ECN sets its two low bits).
@@ -53,7 +58,7 @@ fn cases() -> Vec<Case> {
             v6: false,
             segments: vec![6, 19, u32::try_from(text.len()).unwrap_or(0) - 25],
             payload: text,
-            source: Some("127.0.0.2".parse().unwrap_or(IpAddr::from([127, 0, 0, 2]))),
+            source: Some(IpAddr::from([127, 0, 0, 2])),
             tos: None,
             ecn: None,
             uso: None,
@@ -135,7 +140,9 @@ pub fn run(client: &Client) -> Result<Vec<Row>, String> {
             Err(error) => return Err(format!("receiver on {local}: {error}")),
         };
         let to = receiver.local_addr().map_err(|e| e.to_string())?;
-        let socket = client.open_socket(local).map_err(|e| format!("OPEN_SOCKET {local}: {e}"))?;
+        let socket = client
+            .open_socket(local)
+            .map_err(|e| format!("OPEN_SOCKET {local}: {e}"))?;
         let spec = SendSpec {
             socket: socket.socket,
             remote: to,
@@ -159,7 +166,10 @@ pub fn run(client: &Client) -> Result<Vec<Row>, String> {
         let ok = sent.is_ok_and(|r| r.status == 0)
             && arrivals.iter().map(|a| &a.payload).eq(expected.iter())
             && arrivals.iter().all(|a| a.source.ip() == expected_source)
-            && (cfg!(not(unix)) || arrivals.iter().all(|a| a.tos.unwrap_or(0) == case.expected_tos().unwrap_or(0)));
+            && (cfg!(not(unix))
+                || arrivals
+                    .iter()
+                    .all(|a| a.tos.unwrap_or(0) == case.expected_tos().unwrap_or(0)));
         rows.push(Row {
             case: case.name.to_owned(),
             sent_bytes: case.payload.len(),

@@ -13,7 +13,8 @@ pub mod report;
 #[must_use]
 pub fn status_text(status: i32) -> String {
     let hex = status_hex(status);
-    wskudp_abi::status::status_name(status).map_or(hex.clone(), |name| format!("{hex} ({name})"))
+    wskudp_abi::status::status_name(status)
+        .map_or_else(|| hex.clone(), |name| format!("{hex} ({name})"))
 }
 
 /// `"0x%08X"`.
@@ -26,7 +27,9 @@ pub fn status_hex(status: i32) -> String {
 /// with a repeating pattern).
 #[must_use]
 pub fn pattern(len: usize) -> Vec<u8> {
-    (0..len).map(|i| u8::try_from(i % 251).unwrap_or(0)).collect()
+    (0..len)
+        .map(|i| u8::try_from(i % 251).unwrap_or(0))
+        .collect()
 }
 
 #[cfg(test)]
@@ -36,7 +39,10 @@ mod tests {
     #[test]
     fn status_formatting() {
         assert_eq!(status_hex(0), "0x00000000");
-        assert_eq!(status_text(0xC000_0008_u32.cast_signed()), "0xC0000008 (STATUS_INVALID_HANDLE)");
+        assert_eq!(
+            status_text(0xC000_0008_u32.cast_signed()),
+            "0xC0000008 (STATUS_INVALID_HANDLE)"
+        );
         assert_eq!(status_text(0x1234), "0x00001234");
         assert_eq!(pattern(3), [0, 1, 2]);
     }

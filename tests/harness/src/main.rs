@@ -67,7 +67,7 @@ enum Command {
 #[derive(clap::Args)]
 #[command(group(ArgGroup::new("payload").required(true).args(["payload_hex", "size"])))]
 struct SendArgs {
-    /// Destination, e.g. 127.0.0.1:9000 or [::1]:9000.
+    /// Destination, e.g. `127.0.0.1:9000` or `[::1]:9000`.
     #[arg(long)]
     to: SocketAddr,
     /// Local address to bind the driver's socket to (default: any address of the
@@ -99,7 +99,7 @@ struct SendArgs {
     /// Datagrams to send.
     #[arg(long, default_value_t = 1)]
     count: u32,
-    /// Print the exact bytes the driver would pass to WskSendTo instead of sending.
+    /// Print the exact bytes the driver would pass to `WskSendTo` instead of sending.
     #[arg(long)]
     dry_run: bool,
     /// Print JSON.
@@ -108,7 +108,10 @@ struct SendArgs {
 }
 
 fn parse_code(text: &str) -> Result<u32, String> {
-    let digits = text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")).unwrap_or(text);
+    let digits = text
+        .strip_prefix("0x")
+        .or_else(|| text.strip_prefix("0X"))
+        .unwrap_or(text);
     u32::from_str_radix(digits, 16).map_err(|e| format!("not a hexadecimal 32-bit code: {e}"))
 }
 
@@ -166,11 +169,18 @@ fn main() -> ExitCode {
         outcome.text.push_str(&report_text(report));
     }
     if json_wanted {
-        println!("{}", serde_json::to_string_pretty(&outcome.json).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&outcome.json).unwrap_or_default()
+        );
     } else {
         print!("{}", outcome.text);
     }
-    if outcome.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    if outcome.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 fn report_text(report: &ModelReport) -> String {
@@ -179,7 +189,11 @@ fn report_text(report: &ModelReport) -> String {
     }
     let mut text = String::new();
     for violation in &report.violations {
-        let _ = writeln!(text, "model violation {}: {}", violation.rule, violation.detail);
+        let _ = writeln!(
+            text,
+            "model violation {}: {}",
+            violation.rule, violation.detail
+        );
     }
     if !report.leaked.is_empty() {
         let _ = writeln!(text, "model leaked: {:?}", report.leaked);
@@ -197,9 +211,18 @@ fn info(client: &Client) -> Result<Outcome, String> {
         .collect();
     let ioctls: serde_json::Map<String, Value> = Ioctl::ALL
         .iter()
-        .map(|ioctl| (ioctl.name().to_owned(), Value::from(format!("{:#010X}", ioctl.code()).replacen("0X", "0x", 1))))
+        .map(|ioctl| {
+            (
+                ioctl.name().to_owned(),
+                Value::from(format!("{:#010X}", ioctl.code()).replacen("0X", "0x", 1)),
+            )
+        })
         .collect();
-    let wsk = format!("{}.{}", info.provider_wsk_version >> 8, info.provider_wsk_version & 0xFF);
+    let wsk = format!(
+        "{}.{}",
+        info.provider_wsk_version >> 8,
+        info.provider_wsk_version & 0xFF
+    );
     let json = json!({
         "backend": client.backend_name(),
         "abi_version": info.abi_version,
@@ -230,9 +253,18 @@ fn info(client: &Client) -> Result<Outcome, String> {
         info.max_count,
     );
     for ioctl in Ioctl::ALL {
-        let _ = writeln!(text, "IOCTL_WSKUDP_{:<14} {:#010x}", ioctl.name(), ioctl.code());
+        let _ = writeln!(
+            text,
+            "IOCTL_WSKUDP_{:<14} {:#010x}",
+            ioctl.name(),
+            ioctl.code()
+        );
     }
-    Ok(Outcome { json, text, ok: true })
+    Ok(Outcome {
+        json,
+        text,
+        ok: true,
+    })
 }
 
 fn send(client: &Client, args: &SendArgs) -> Result<Outcome, String> {
@@ -246,9 +278,14 @@ fn send(client: &Client, args: &SendArgs) -> Result<Outcome, String> {
         SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
     });
     if bind.is_ipv4() != args.to.is_ipv4() {
-        return Err(format!("--bind {bind} and --to {} are of different address families", args.to));
+        return Err(format!(
+            "--bind {bind} and --to {} are of different address families",
+            args.to
+        ));
     }
-    let opened = client.open_socket(bind).map_err(|e| format!("opening a socket bound to {bind}: {e}"))?;
+    let opened = client
+        .open_socket(bind)
+        .map_err(|e| format!("opening a socket bound to {bind}: {e}"))?;
     let spec = SendSpec {
         socket: opened.socket,
         remote: args.to,
@@ -258,7 +295,11 @@ fn send(client: &Client, args: &SendArgs) -> Result<Outcome, String> {
         uso_segment_size: args.uso,
         count: args.count,
     };
-    let local = opened.local.socket_addr().map(|a| a.to_string()).unwrap_or_default();
+    let local = opened
+        .local
+        .socket_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
     let result = if args.dry_run {
         describe(client, &spec, &args.segments, &payload)
     } else {
@@ -273,8 +314,15 @@ fn send(client: &Client, args: &SendArgs) -> Result<Outcome, String> {
     Ok(outcome)
 }
 
-fn describe(client: &Client, spec: &SendSpec, segments: &[u32], payload: &[u8]) -> Result<Outcome, String> {
-    let described = client.describe_send(spec, segments, payload).map_err(|e| e.to_string())?;
+fn describe(
+    client: &Client,
+    spec: &SendSpec,
+    segments: &[u32],
+    payload: &[u8],
+) -> Result<Outcome, String> {
+    let described = client
+        .describe_send(spec, segments, payload)
+        .map_err(|e| e.to_string())?;
     let json = json!({
         "control_hex": hex::encode(described.control_bytes()),
         "control_len": described.control_len,
@@ -292,7 +340,11 @@ fn describe(client: &Client, spec: &SendSpec, segments: &[u32], payload: &[u8]) 
         described.control_len,
         hex::encode(described.control_bytes()),
     );
-    Ok(Outcome { json, text, ok: true })
+    Ok(Outcome {
+        json,
+        text,
+        ok: true,
+    })
 }
 
 fn send_for_real(
@@ -302,7 +354,9 @@ fn send_for_real(
     payload: &[u8],
     local: &str,
 ) -> Result<Outcome, String> {
-    let response = client.send(spec, segments, payload).map_err(|e| e.to_string())?;
+    let response = client
+        .send(spec, segments, payload)
+        .map_err(|e| e.to_string())?;
     let json = json!({
         "status": status_hex(response.status),
         "status_name": wskudp_abi::status::status_name(response.status),
@@ -336,8 +390,17 @@ fn raw_ioctl(client: &Client, code: u32, in_hex: &str, out_len: u32) -> Result<O
         "status_name": wskudp_abi::status::status_name(status),
         "output_hex": hex::encode(&output),
     });
-    let text = format!("{}\noutput ({} bytes): {}\n", status_text(status), output.len(), hex::encode(&output));
-    Ok(Outcome { json, text, ok: true })
+    let text = format!(
+        "{}\noutput ({} bytes): {}\n",
+        status_text(status),
+        output.len(),
+        hex::encode(&output)
+    );
+    Ok(Outcome {
+        json,
+        text,
+        ok: true,
+    })
 }
 
 fn run_demo(client: &Client) -> Result<Outcome, String> {
@@ -345,13 +408,20 @@ fn run_demo(client: &Client) -> Result<Outcome, String> {
     let ok = rows.iter().all(|row| row.ok);
     let mut text = String::new();
     for row in &rows {
-        let _ = writeln!(text, "{} {}", if row.ok { "ok  " } else { "FAIL" }, row.case);
+        let _ = writeln!(
+            text,
+            "{} {}",
+            if row.ok { "ok  " } else { "FAIL" },
+            row.case
+        );
         let _ = writeln!(
             text,
             "     sent    {} bytes in MDLs {:?}{} -> {}",
             row.sent_bytes,
             row.mdl_chain,
-            row.requested_source.map(|s| format!(", source {s}")).unwrap_or_default(),
+            row.requested_source
+                .map(|s| format!(", source {s}"))
+                .unwrap_or_default(),
             row.status
         );
         let _ = writeln!(
@@ -359,8 +429,11 @@ fn run_demo(client: &Client) -> Result<Outcome, String> {
             "     arrived {} datagram(s) {:?} from {}{}",
             row.arrived,
             row.arrived_bytes,
-            row.arrived_from.map(|a| a.to_string()).unwrap_or_else(|| "-".into()),
-            row.arrived_tos.map(|t| format!(", TOS {t:#04x}")).unwrap_or_default()
+            row.arrived_from
+                .map_or_else(|| "-".into(), |a| a.to_string()),
+            row.arrived_tos
+                .map(|t| format!(", TOS {t:#04x}"))
+                .unwrap_or_default()
         );
     }
     Ok(Outcome {

@@ -109,7 +109,12 @@ mod unix {
 
     pub(super) fn recv(socket: &UdpSocket) -> io::Result<Arrival> {
         let mut buffer = vec![0_u8; 65_536];
-        let mut control = nix::cmsg_space!(nix::libc::in6_pktinfo, nix::libc::c_int, nix::libc::in_pktinfo, u8);
+        let mut control = nix::cmsg_space!(
+            nix::libc::in6_pktinfo,
+            nix::libc::c_int,
+            nix::libc::in_pktinfo,
+            u8
+        );
         let (len, source, destination, tos) = {
             let mut iov = [IoSliceMut::new(&mut buffer)];
             let message = recvmsg::<SockaddrStorage>(
@@ -123,7 +128,9 @@ mod unix {
             for cmsg in message.cmsgs()? {
                 match cmsg {
                     ControlMessageOwned::Ipv4PacketInfo(info) => {
-                        destination = Some(IpAddr::V4(Ipv4Addr::from(info.ipi_addr.s_addr.to_ne_bytes())));
+                        destination = Some(IpAddr::V4(Ipv4Addr::from(
+                            info.ipi_addr.s_addr.to_ne_bytes(),
+                        )));
                     }
                     ControlMessageOwned::Ipv6PacketInfo(info) => {
                         destination = Some(IpAddr::V6(Ipv6Addr::from(info.ipi6_addr.s6_addr)));
@@ -137,7 +144,11 @@ mod unix {
                 address
                     .as_sockaddr_in()
                     .map(|v4| SocketAddr::V4((*v4).into()))
-                    .or_else(|| address.as_sockaddr_in6().map(|v6| SocketAddr::V6((*v6).into())))
+                    .or_else(|| {
+                        address
+                            .as_sockaddr_in6()
+                            .map(|v6| SocketAddr::V6((*v6).into()))
+                    })
             });
             (message.bytes, source, destination, tos)
         };

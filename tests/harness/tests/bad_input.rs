@@ -37,54 +37,213 @@ fn mutated(socket: u32, change: impl FnOnce(&mut SendRequest)) -> Vec<u8> {
 }
 
 #[test]
+#[allow(clippy::too_many_lines, reason = "one table of cases")]
 fn each_malformed_request_has_its_status_and_changes_nothing() {
     let client = client(CompletionMode::Inline);
     let socket = client.open_socket(addr(V4)).unwrap().socket;
     let out = size_of::<SendResponse>();
     let send = Ioctl::Send.code();
     let cases: Vec<(&str, u32, Vec<u8>, usize, i32)> = vec![
-        ("unknown IOCTL", 0x0012_A0FC, vec![], 0, STATUS_INVALID_DEVICE_REQUEST),
-        ("truncated SEND", send, valid_send(socket)[..40].to_vec(), out, STATUS_INFO_LENGTH_MISMATCH),
-        ("trailing byte", send, [valid_send(socket), vec![0]].concat(), out, STATUS_INFO_LENGTH_MISMATCH),
-        ("old ABI version", send, mutated(socket, |r| r.header.abi_version = 0), out, STATUS_REVISION_MISMATCH),
-        ("reserved field", send, mutated(socket, |r| r.reserved = 7), out, STATUS_INVALID_PARAMETER),
-        ("unknown flag", send, mutated(socket, |r| r.flags |= 0x100), out, STATUS_INVALID_PARAMETER),
-        ("Linux AF_INET6 value", send, mutated(socket, |r| r.remote.family = 10), out, STATUS_INVALID_ADDRESS_COMPONENT),
-        ("port 0", send, mutated(socket, |r| r.remote.port = 0), out, STATUS_INVALID_ADDRESS_COMPONENT),
-        ("ECN 4", send, mutated(socket, |r| { r.flags |= SendRequest::FLAG_ECN; r.ecn = 4 }), out, STATUS_INVALID_PARAMETER),
-        ("count 0", send, mutated(socket, |r| r.count = 0), out, STATUS_INVALID_PARAMETER),
-        ("count 1025", send, mutated(socket, |r| r.count = 1025), out, STATUS_INVALID_PARAMETER),
-        ("USO 0", send, mutated(socket, |r| r.flags |= SendRequest::FLAG_USO), out, STATUS_INVALID_PARAMETER),
-        ("33 segments", send, mutated(socket, |r| r.segment_count = 33), out, STATUS_INVALID_BUFFER_SIZE),
-        ("payload length lies", send, mutated(socket, |r| r.payload_len = 6), out, STATUS_INFO_LENGTH_MISMATCH),
-        ("payload too large", send, mutated(socket, |r| r.payload_len = 70_000), out, STATUS_INVALID_BUFFER_SIZE),
-        ("stale handle", send, mutated(socket, |r| r.socket ^= 0x100), out, STATUS_INVALID_HANDLE),
-        ("handle 0", send, mutated(socket, |r| r.socket = 0), out, STATUS_INVALID_HANDLE),
-        ("IPv6 destination on an IPv4 socket", send, {
-            let spec = plain(socket, addr("[::1]:9"), 1);
-            let mut bytes = vec![0; send_request_len(0, 1).unwrap()];
-            encode_send(&spec, &[], b"x", &mut bytes).unwrap();
-            bytes
-        }, out, STATUS_INVALID_ADDRESS_COMPONENT),
-        ("no room for the response", send, valid_send(socket), out - 1, STATUS_BUFFER_TOO_SMALL),
-        ("OPEN_SOCKET without room", Ioctl::OpenSocket.code(), encode_open_socket(addr(V4)).as_bytes().to_vec(), size_of::<OpenSocketResponse>() - 1, STATUS_BUFFER_TOO_SMALL),
-        ("OPEN_SOCKET of AF 0", Ioctl::OpenSocket.code(), vec![1, 0, 0, 0, 0, 0, 0, 0].into_iter().chain([0; 24]).collect(), 32, STATUS_INVALID_ADDRESS_COMPONENT),
-        ("CLOSE_SOCKET of a stranger", Ioctl::CloseSocket.code(), encode_close_socket(0xFFFF_FF01).as_bytes().to_vec(), 0, STATUS_INVALID_HANDLE),
-        ("CLOSE_SOCKET short", Ioctl::CloseSocket.code(), vec![1, 0, 0, 0], 0, STATUS_INFO_LENGTH_MISMATCH),
+        (
+            "unknown IOCTL",
+            0x0012_A0FC,
+            vec![],
+            0,
+            STATUS_INVALID_DEVICE_REQUEST,
+        ),
+        (
+            "truncated SEND",
+            send,
+            valid_send(socket)[..40].to_vec(),
+            out,
+            STATUS_INFO_LENGTH_MISMATCH,
+        ),
+        (
+            "trailing byte",
+            send,
+            [valid_send(socket), vec![0]].concat(),
+            out,
+            STATUS_INFO_LENGTH_MISMATCH,
+        ),
+        (
+            "old ABI version",
+            send,
+            mutated(socket, |r| r.header.abi_version = 0),
+            out,
+            STATUS_REVISION_MISMATCH,
+        ),
+        (
+            "reserved field",
+            send,
+            mutated(socket, |r| r.reserved = 7),
+            out,
+            STATUS_INVALID_PARAMETER,
+        ),
+        (
+            "unknown flag",
+            send,
+            mutated(socket, |r| r.flags |= 0x100),
+            out,
+            STATUS_INVALID_PARAMETER,
+        ),
+        (
+            "Linux AF_INET6 value",
+            send,
+            mutated(socket, |r| r.remote.family = 10),
+            out,
+            STATUS_INVALID_ADDRESS_COMPONENT,
+        ),
+        (
+            "port 0",
+            send,
+            mutated(socket, |r| r.remote.port = 0),
+            out,
+            STATUS_INVALID_ADDRESS_COMPONENT,
+        ),
+        (
+            "ECN 4",
+            send,
+            mutated(socket, |r| {
+                r.flags |= SendRequest::FLAG_ECN;
+                r.ecn = 4;
+            }),
+            out,
+            STATUS_INVALID_PARAMETER,
+        ),
+        (
+            "count 0",
+            send,
+            mutated(socket, |r| r.count = 0),
+            out,
+            STATUS_INVALID_PARAMETER,
+        ),
+        (
+            "count 1025",
+            send,
+            mutated(socket, |r| r.count = 1025),
+            out,
+            STATUS_INVALID_PARAMETER,
+        ),
+        (
+            "USO 0",
+            send,
+            mutated(socket, |r| r.flags |= SendRequest::FLAG_USO),
+            out,
+            STATUS_INVALID_PARAMETER,
+        ),
+        (
+            "33 segments",
+            send,
+            mutated(socket, |r| r.segment_count = 33),
+            out,
+            STATUS_INVALID_BUFFER_SIZE,
+        ),
+        (
+            "payload length lies",
+            send,
+            mutated(socket, |r| r.payload_len = 6),
+            out,
+            STATUS_INFO_LENGTH_MISMATCH,
+        ),
+        (
+            "payload too large",
+            send,
+            mutated(socket, |r| r.payload_len = 70_000),
+            out,
+            STATUS_INVALID_BUFFER_SIZE,
+        ),
+        (
+            "stale handle",
+            send,
+            mutated(socket, |r| r.socket ^= 0x100),
+            out,
+            STATUS_INVALID_HANDLE,
+        ),
+        (
+            "handle 0",
+            send,
+            mutated(socket, |r| r.socket = 0),
+            out,
+            STATUS_INVALID_HANDLE,
+        ),
+        (
+            "IPv6 destination on an IPv4 socket",
+            send,
+            {
+                let spec = plain(socket, addr("[::1]:9"), 1);
+                let mut bytes = vec![0; send_request_len(0, 1).unwrap()];
+                encode_send(&spec, &[], b"x", &mut bytes).unwrap();
+                bytes
+            },
+            out,
+            STATUS_INVALID_ADDRESS_COMPONENT,
+        ),
+        (
+            "no room for the response",
+            send,
+            valid_send(socket),
+            out - 1,
+            STATUS_BUFFER_TOO_SMALL,
+        ),
+        (
+            "OPEN_SOCKET without room",
+            Ioctl::OpenSocket.code(),
+            encode_open_socket(addr(V4)).as_bytes().to_vec(),
+            size_of::<OpenSocketResponse>() - 1,
+            STATUS_BUFFER_TOO_SMALL,
+        ),
+        (
+            "OPEN_SOCKET of AF 0",
+            Ioctl::OpenSocket.code(),
+            vec![1, 0, 0, 0, 0, 0, 0, 0]
+                .into_iter()
+                .chain([0; 24])
+                .collect(),
+            32,
+            STATUS_INVALID_ADDRESS_COMPONENT,
+        ),
+        (
+            "CLOSE_SOCKET of a stranger",
+            Ioctl::CloseSocket.code(),
+            encode_close_socket(0xFFFF_FF01).as_bytes().to_vec(),
+            0,
+            STATUS_INVALID_HANDLE,
+        ),
+        (
+            "CLOSE_SOCKET short",
+            Ioctl::CloseSocket.code(),
+            vec![1, 0, 0, 0],
+            0,
+            STATUS_INFO_LENGTH_MISMATCH,
+        ),
     ];
     for (what, code, input, output_len, expected) in cases {
         let (status, output) = client.raw(code, &input, output_len).unwrap();
-        assert_eq!(status, expected, "{what}: got {}", wskudp_harness::status_text(status));
+        assert_eq!(
+            status,
+            expected,
+            "{what}: got {}",
+            wskudp_harness::status_text(status)
+        );
         assert!(output.is_empty(), "{what}: output on an error status");
     }
     // Nothing changed: the one socket is still open and still sends.
     assert_eq!(client.info().unwrap().open_sockets, 1);
     let rx = receiver(V4).unwrap();
-    let response = client.send(&plain(socket, rx.local_addr().unwrap(), 1), &[], b"still fine").unwrap();
+    let response = client
+        .send(
+            &plain(socket, rx.local_addr().unwrap(), 1),
+            &[],
+            b"still fine",
+        )
+        .unwrap();
     assert_eq!(response.status, STATUS_SUCCESS);
     assert_eq!(receive(&rx, 1)[0].payload, b"still fine");
     let report = finish_clean(client);
-    assert_eq!(report.stats.datagrams_sent, 1, "no malformed request sent anything");
+    assert_eq!(
+        report.stats.datagrams_sent, 1,
+        "no malformed request sent anything"
+    );
 }
 
 #[test]
@@ -95,21 +254,35 @@ fn the_client_refuses_what_the_driver_would_refuse() {
         .send(&plain(socket, addr("127.0.0.1:9"), 1), &[3, 3], b"hello")
         .unwrap_err();
     assert!(matches!(error, ClientError::Invalid(_)));
-    assert_eq!(error.to_string(), "invalid request: segment lengths add up to 6, payload is 5 bytes");
+    assert_eq!(
+        error.to_string(),
+        "invalid request: segment lengths add up to 6, payload is 5 bytes"
+    );
     finish_clean(client);
 }
 
 #[test]
 fn socket_table_full_is_refused_cleanly() {
     let client = client(CompletionMode::Inline);
-    let handles: Vec<u32> = (0..MAX_SOCKETS).map(|_| client.open_socket(addr(V4)).unwrap().socket).collect();
+    let handles: Vec<u32> = (0..MAX_SOCKETS)
+        .map(|_| client.open_socket(addr(V4)).unwrap().socket)
+        .collect();
     let error = client.open_socket(addr(V4)).unwrap_err();
-    assert!(matches!(error, ClientError::Status(STATUS_TOO_MANY_OPENED_FILES)), "{error}");
+    assert!(
+        matches!(error, ClientError::Status(STATUS_TOO_MANY_OPENED_FILES)),
+        "{error}"
+    );
     assert_eq!(client.info().unwrap().open_sockets, MAX_SOCKETS);
     client.close_socket(handles[7]).unwrap();
     let reopened = client.open_socket(addr(V4)).unwrap().socket;
-    assert_ne!(reopened, handles[7], "a closed handle's number is not reused at once");
-    assert!(matches!(client.close_socket(handles[7]), Err(ClientError::Status(STATUS_INVALID_HANDLE))));
+    assert_ne!(
+        reopened, handles[7],
+        "a closed handle's number is not reused at once"
+    );
+    assert!(matches!(
+        client.close_socket(handles[7]),
+        Err(ClientError::Status(STATUS_INVALID_HANDLE))
+    ));
     // The rest are closed by the handle's cleanup.
     finish_clean(client);
 }
@@ -131,23 +304,43 @@ fn bind_failures_leave_no_socket_behind() {
 fn sockets_are_private_to_the_handle_that_opened_them() {
     let backend = ModelBackend::start(ModelConfig::default()).unwrap();
     let opened = backend
-        .ioctl(Ioctl::OpenSocket.code(), encode_open_socket(addr(V4)).as_bytes(), 32)
+        .ioctl(
+            Ioctl::OpenSocket.code(),
+            encode_open_socket(addr(V4)).as_bytes(),
+            32,
+        )
         .unwrap();
-    let handle = OpenSocketResponse::read_from_bytes(&opened.output).unwrap().socket;
+    let handle = OpenSocketResponse::read_from_bytes(&opened.output)
+        .unwrap()
+        .socket;
     // Another handle can neither send on it nor close it.
-    let send = backend.ioctl_as(2, Ioctl::Send.code(), &valid_send(handle), 24).unwrap();
+    let send = backend
+        .ioctl_as(2, Ioctl::Send.code(), &valid_send(handle), 24)
+        .unwrap();
     assert_eq!(send.status, STATUS_INVALID_HANDLE);
     let close = backend
-        .ioctl_as(2, Ioctl::CloseSocket.code(), encode_close_socket(handle).as_bytes(), 0)
+        .ioctl_as(
+            2,
+            Ioctl::CloseSocket.code(),
+            encode_close_socket(handle).as_bytes(),
+            0,
+        )
         .unwrap();
     assert_eq!(close.status, STATUS_INVALID_HANDLE);
     // Its own sockets go when it is cleaned up; ours stay.
     let theirs = backend
-        .ioctl_as(2, Ioctl::OpenSocket.code(), encode_open_socket(addr(V4)).as_bytes(), 32)
+        .ioctl_as(
+            2,
+            Ioctl::OpenSocket.code(),
+            encode_open_socket(addr(V4)).as_bytes(),
+            32,
+        )
         .unwrap();
     assert_eq!(theirs.status, STATUS_SUCCESS);
     backend.close_handle(2);
-    let ours = backend.ioctl(Ioctl::Send.code(), &valid_send(handle), 24).unwrap();
+    let ours = backend
+        .ioctl(Ioctl::Send.code(), &valid_send(handle), 24)
+        .unwrap();
     assert_eq!(ours.status, STATUS_SUCCESS);
     let report = Box::new(backend).finish().unwrap();
     assert!(report.is_clean(), "{report:?}");

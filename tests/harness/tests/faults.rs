@@ -14,7 +14,7 @@ use wskudp_harness::report::ModelReport;
 use wskudp_kmodel::{CompletionMode, FaultPlan};
 
 /// A status a simulated resource failure may legitimately surface as.
-fn expected_failure(status: i32) -> bool {
+const fn expected_failure(status: i32) -> bool {
     status == STATUS_INSUFFICIENT_RESOURCES || status == STATUS_DEVICE_NOT_READY
 }
 
@@ -22,7 +22,11 @@ fn check(result: Result<(), ClientError>, step: &str) {
     match result {
         Ok(()) => {}
         Err(ClientError::Status(status)) => {
-            assert!(expected_failure(status), "{step}: unexpected {}", wskudp_harness::status_text(status));
+            assert!(
+                expected_failure(status),
+                "{step}: unexpected {}",
+                wskudp_harness::status_text(status)
+            );
         }
         Err(other) => panic!("{step}: {other}"),
     }
@@ -35,7 +39,7 @@ fn scenario(config: ModelConfig) -> ModelReport {
         Ok(backend) => backend,
         Err((status, report)) => {
             assert!(expected_failure(status), "load failed with {status:#x}");
-            return report;
+            return *report;
         }
     };
     let client = Client::new(Box::new(backend));
@@ -51,13 +55,24 @@ fn scenario(config: ModelConfig) -> ModelReport {
                 ..plain(socket.socket, rx.local_addr().unwrap(), 4)
             };
             let payload = pattern(900);
-            check(client.describe_send(&spec, &[100, 400, 400], &payload).map(|_| ()), "DESCRIBE_SEND");
+            check(
+                client
+                    .describe_send(&spec, &[100, 400, 400], &payload)
+                    .map(|_| ()),
+                "DESCRIBE_SEND",
+            );
             match client.send(&spec, &[100, 400, 400], &payload) {
                 Ok(response) => {
                     assert_eq!(response.datagrams_sent + response.datagrams_failed, 4);
-                    assert_eq!(response.bytes_sent, u64::from(response.datagrams_sent) * 900);
+                    assert_eq!(
+                        response.bytes_sent,
+                        u64::from(response.datagrams_sent) * 900
+                    );
                     assert!(response.status == STATUS_SUCCESS || expected_failure(response.status));
-                    assert_eq!(response.status == STATUS_SUCCESS, response.datagrams_failed == 0);
+                    assert_eq!(
+                        response.status == STATUS_SUCCESS,
+                        response.datagrams_failed == 0
+                    );
                     // Whatever the driver says it sent arrived (3 USO segments each).
                     let arrived = rx.recv_up_to(3 * response.datagrams_sent as usize, common::WAIT);
                     assert_eq!(arrived.len(), 3 * response.datagrams_sent as usize);
@@ -73,14 +88,20 @@ fn scenario(config: ModelConfig) -> ModelReport {
 
 #[test]
 fn every_single_fault_point_fails_cleanly() {
-    for completion in [CompletionMode::Inline, CompletionMode::late_out_of_order(11)] {
+    for completion in [
+        CompletionMode::Inline,
+        CompletionMode::late_out_of_order(11),
+    ] {
         let mut n = 1;
         loop {
             let report = scenario(ModelConfig {
                 completion,
                 faults: FaultPlan::FailNth(n),
             });
-            assert!(report.is_clean(), "fault point {n} ({completion:?}): {report:#?}");
+            assert!(
+                report.is_clean(),
+                "fault point {n} ({completion:?}): {report:#?}"
+            );
             if report.stats.faults_injected == 0 {
                 // Point n does not exist: every point before it was failed once.
                 assert!(n > 20, "the scenario has only {} fault points", n - 1);
@@ -96,7 +117,11 @@ fn every_single_fault_point_fails_cleanly() {
 fn random_faults_fail_cleanly() {
     for seed in 1..=24 {
         let report = scenario(ModelConfig {
-            completion: if seed % 2 == 0 { CompletionMode::Inline } else { CompletionMode::worker() },
+            completion: if seed % 2 == 0 {
+                CompletionMode::Inline
+            } else {
+                CompletionMode::worker()
+            },
             faults: FaultPlan::Random { seed, one_in: 6 },
         });
         assert!(report.is_clean(), "seed {seed}: {report:#?}");

@@ -21,9 +21,17 @@ fn payload_arrives_intact_through_any_mdl_chain() {
             let payload = pattern(1000);
             for segments in layouts {
                 let response = client
-                    .send(&plain(socket.socket, rx.local_addr().unwrap(), 1), segments, &payload)
+                    .send(
+                        &plain(socket.socket, rx.local_addr().unwrap(), 1),
+                        segments,
+                        &payload,
+                    )
                     .unwrap();
-                assert_eq!(response.status, status::STATUS_SUCCESS, "{mode:?} {local} {segments:?}");
+                assert_eq!(
+                    response.status,
+                    status::STATUS_SUCCESS,
+                    "{mode:?} {local} {segments:?}"
+                );
                 assert_eq!((response.datagrams_sent, response.bytes_sent), (1, 1000));
                 let arrival = &receive(&rx, 1)[0];
                 assert_eq!(arrival.payload, payload, "{mode:?} {local} {segments:?}");
@@ -43,9 +51,20 @@ fn count_sends_that_many_copies_concurrently() {
         let socket = client.open_socket(addr(V4)).unwrap();
         let payload = pattern(333);
         let response = client
-            .send(&plain(socket.socket, rx.local_addr().unwrap(), 128), &[111, 222], &payload)
+            .send(
+                &plain(socket.socket, rx.local_addr().unwrap(), 128),
+                &[111, 222],
+                &payload,
+            )
             .unwrap();
-        assert_eq!((response.status, response.datagrams_sent, response.datagrams_failed), (0, 128, 0));
+        assert_eq!(
+            (
+                response.status,
+                response.datagrams_sent,
+                response.datagrams_failed
+            ),
+            (0, 128, 0)
+        );
         assert_eq!(response.bytes_sent, 128 * 333);
         let arrivals = receive(&rx, 128);
         assert!(arrivals.iter().all(|a| a.payload == payload));
@@ -64,7 +83,10 @@ fn source_address_is_the_requested_one() {
                 source: Some(source.parse().unwrap()),
                 ..plain(socket.socket, rx.local_addr().unwrap(), 1)
             };
-            assert_eq!(client.send(&spec, &[], b"from elsewhere").unwrap().status, 0);
+            assert_eq!(
+                client.send(&spec, &[], b"from elsewhere").unwrap().status,
+                0
+            );
             let arrival = &receive(&rx, 1)[0];
             assert_eq!(arrival.source.ip(), source.parse::<IpAddr>().unwrap());
             assert_eq!(arrival.source.port(), socket.local.port);
@@ -84,8 +106,14 @@ fn ipv6_source_address_is_applied() {
         source: Some(IpAddr::V6(Ipv6Addr::LOCALHOST)),
         ..plain(socket.socket, to, 1)
     };
-    assert_eq!(client.send(&spec, &[3, 7], b"v6 pktinfo").unwrap().status, 0);
-    assert_eq!(receive(&rx, 1)[0].source.ip(), IpAddr::V6(Ipv6Addr::LOCALHOST));
+    assert_eq!(
+        client.send(&spec, &[3, 7], b"v6 pktinfo").unwrap().status,
+        0
+    );
+    assert_eq!(
+        receive(&rx, 1)[0].source.ip(),
+        IpAddr::V6(Ipv6Addr::LOCALHOST)
+    );
     // A source the host does not own is refused by the stack: proof the option reaches it.
     let foreign = SendSpec {
         source: Some("2001:db8::1".parse().unwrap()),
@@ -118,7 +146,11 @@ fn tos_and_ecn_reach_the_wire() {
                 ..plain(socket.socket, rx.local_addr().unwrap(), 1)
             };
             assert_eq!(client.send(&spec, &[], b"marked").unwrap().status, 0);
-            assert_eq!(receive(&rx, 1)[0].tos, Some(wire), "{local} tos {tos:?} ecn {ecn:?}");
+            assert_eq!(
+                receive(&rx, 1)[0].tos,
+                Some(wire),
+                "{local} tos {tos:?} ecn {ecn:?}"
+            );
         }
         finish_clean(client);
     }
@@ -188,10 +220,17 @@ fn describe_send_returns_the_exact_wsksendto_arguments() {
         uso_segment_size: Some(400),
         ..plain(socket.socket, addr("127.0.0.1:4660"), 1)
     };
-    let described = client.describe_send(&spec, &[200, 600, 400], &pattern(1200)).unwrap();
+    let described = client
+        .describe_send(&spec, &[200, 600, 400], &pattern(1200))
+        .unwrap();
     // cmsg_len (SIZE_T), level (INT), type (INT), data, zero padding to 8.
     let header = |len: u64, level: i32, ty: i32| -> Vec<u8> {
-        [len.to_le_bytes().as_slice(), &level.to_le_bytes(), &ty.to_le_bytes()].concat()
+        [
+            len.to_le_bytes().as_slice(),
+            &level.to_le_bytes(),
+            &ty.to_le_bytes(),
+        ]
+        .concat()
     };
     let mut expected = header(16 + 8, 0, 19); // IPPROTO_IP, IP_PKTINFO, IN_PKTINFO
     expected.extend([127, 0, 0, 2, 0, 0, 0, 0]);
@@ -204,7 +243,10 @@ fn describe_send_returns_the_exact_wsksendto_arguments() {
     assert_eq!(described.control_bytes(), expected);
     assert_eq!(described.control_len, 96);
     // SOCKADDR_IN: AF_INET, port 4660 (0x1234) big-endian, 127.0.0.1, zero.
-    assert_eq!(described.remote_bytes(), [2, 0, 0x12, 0x34, 127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(
+        described.remote_bytes(),
+        [2, 0, 0x12, 0x34, 127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0]
+    );
     assert_eq!(described.mdl_lengths(), [200, 600, 400]);
     assert_eq!(described.payload_len, 1200);
     // Nothing was sent.
@@ -224,9 +266,15 @@ fn describe_send_ipv6_uses_the_ipv6_options_and_sockaddr_in6() {
     let described = client.describe_send(&spec, &[], b"abc").unwrap();
     let control = described.control_bytes();
     assert_eq!(control.len(), 40 + 24);
-    assert_eq!(&control[..16], [36, 0, 0, 0, 0, 0, 0, 0, 41, 0, 0, 0, 19, 0, 0, 0]); // IPV6_PKTINFO
+    assert_eq!(
+        &control[..16],
+        [36, 0, 0, 0, 0, 0, 0, 0, 41, 0, 0, 0, 19, 0, 0, 0]
+    ); // IPV6_PKTINFO
     assert_eq!(&control[36..40], [0, 0, 0, 0]); // padding after IN6_PKTINFO
-    assert_eq!(&control[40..56], [20, 0, 0, 0, 0, 0, 0, 0, 41, 0, 0, 0, 39, 0, 0, 0]); // IPV6_TCLASS
+    assert_eq!(
+        &control[40..56],
+        [20, 0, 0, 0, 0, 0, 0, 0, 41, 0, 0, 0, 39, 0, 0, 0]
+    ); // IPV6_TCLASS
     let remote = described.remote_bytes();
     assert_eq!(remote.len(), 28);
     assert_eq!(&remote[..4], [23, 0, 0, 53]);
@@ -239,7 +287,9 @@ fn sends_to_a_closed_port_still_succeed_like_udp() {
     let client = client(common::modes()[1]);
     let socket = client.open_socket(addr(V4)).unwrap();
     // Nobody listens on port 9 (discard) here; UDP does not know.
-    let response = client.send(&plain(socket.socket, addr("127.0.0.1:9"), 5), &[], b"void").unwrap();
+    let response = client
+        .send(&plain(socket.socket, addr("127.0.0.1:9"), 5), &[], b"void")
+        .unwrap();
     assert_eq!((response.status, response.datagrams_sent), (0, 5));
     finish_clean(client);
 }

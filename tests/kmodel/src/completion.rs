@@ -93,10 +93,12 @@ static QUEUED: Condvar = Condvar::new();
 static WORKER: Mutex<Option<JoinHandle<()>>> = Mutex::new(None);
 
 fn engine() -> MutexGuard<'static, Engine> {
-    ENGINE.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    ENGINE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn irp_ptr(addr: usize) -> *mut IRP {
+const fn irp_ptr(addr: usize) -> *mut IRP {
     std::ptr::with_exposed_provenance_mut(addr)
 }
 
@@ -153,7 +155,9 @@ fn worker(delay: Duration, batch: usize, order: Order) {
     loop {
         let mut engine = engine();
         while engine.queue.is_empty() && !engine.stop {
-            engine = QUEUED.wait(engine).unwrap_or_else(std::sync::PoisonError::into_inner);
+            engine = QUEUED
+                .wait(engine)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
         }
         if engine.queue.is_empty() && engine.stop {
             return;
@@ -186,12 +190,19 @@ pub(crate) fn start(mode: CompletionMode) {
         engine.queue.clear();
         engine.stop = false;
     }
-    if let CompletionMode::Worker { delay, batch, order } = mode {
+    if let CompletionMode::Worker {
+        delay,
+        batch,
+        order,
+    } = mode
+    {
         let handle = std::thread::Builder::new()
             .name("kmodel-completion".into())
             .spawn(move || worker(delay, batch, order))
             .ok();
-        *WORKER.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = handle;
+        *WORKER
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = handle;
     }
 }
 
@@ -199,7 +210,10 @@ pub(crate) fn start(mode: CompletionMode) {
 pub(crate) fn stop() {
     engine().stop = true;
     QUEUED.notify_all();
-    let handle = WORKER.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+    let handle = WORKER
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
     if let Some(handle) = handle {
         let _ = handle.join();
     }

@@ -53,13 +53,18 @@ pub(crate) fn should_fail(site: Site) -> bool {
             x ^= x << 25;
             x ^= x >> 27;
             inner.rng = x;
-            one_in != 0 && x.wrapping_mul(0x2545_F491_4F6C_DD1D) % u64::from(one_in) == 0
+            one_in != 0
+                && x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+                    .is_multiple_of(u64::from(one_in))
         }
     };
     if fail {
         inner.stats.faults_injected += 1;
         if std::env::var_os("WSKUDP_KMODEL_TRACE").is_some() {
-            eprintln!("kmodel fault injected at point {} ({site:?})", inner.fault_points);
+            eprintln!(
+                "kmodel fault injected at point {} ({site:?})",
+                inner.fault_points
+            );
         }
     }
     fail

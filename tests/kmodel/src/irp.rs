@@ -13,8 +13,7 @@ use std::ffi::c_void;
 
 use windows_sys::Wdk::Foundation::{DEVICE_OBJECT, IO_STACK_LOCATION, IRP};
 use windows_sys::Wdk::System::SystemServices::{
-    IO_TYPE_IRP, SL_INVOKE_ON_CANCEL, SL_INVOKE_ON_ERROR, SL_INVOKE_ON_SUCCESS,
-    SL_PENDING_RETURNED,
+    IO_TYPE_IRP, SL_INVOKE_ON_CANCEL, SL_INVOKE_ON_ERROR, SL_INVOKE_ON_SUCCESS, SL_PENDING_RETURNED,
 };
 use windows_sys::Win32::Foundation::{NTSTATUS, STATUS_MORE_PROCESSING_REQUIRED, STATUS_PENDING};
 use wskudp_core::ddi::nt::{IoCompletionRoutine, current_stack_location_slot};
@@ -26,7 +25,8 @@ use crate::state::{self, IrpOwner, IrpRecord};
 const IRP_SIZE: usize = size_of::<IRP>();
 const LOCATION_SIZE: usize = size_of::<IO_STACK_LOCATION>();
 #[allow(clippy::cast_possible_truncation)]
-const SL_INVOKE_ON_ALL: u8 = (SL_INVOKE_ON_SUCCESS | SL_INVOKE_ON_ERROR | SL_INVOKE_ON_CANCEL) as u8;
+const SL_INVOKE_ON_ALL: u8 =
+    (SL_INVOKE_ON_SUCCESS | SL_INVOKE_ON_ERROR | SL_INVOKE_ON_CANCEL) as u8;
 
 fn layout(stack_size: i8) -> Option<Layout> {
     let locations = usize::try_from(stack_size).ok()?;
@@ -38,7 +38,10 @@ fn layout(stack_size: i8) -> Option<Layout> {
 /// # Safety
 /// None beyond the DDI's contract.
 #[unsafe(export_name = "IoAllocateIrp")]
-pub(crate) unsafe extern "system" fn io_allocate_irp(stack_size: i8, _charge_quota: bool) -> *mut IRP {
+pub(crate) unsafe extern "system" fn io_allocate_irp(
+    stack_size: i8,
+    _charge_quota: bool,
+) -> *mut IRP {
     irql::require_at_most("IoAllocateIrp", DISPATCH_LEVEL);
     if stack_size < 1 {
         state::violation("IrpStackSize", format!("IoAllocateIrp({stack_size})"));
@@ -50,7 +53,8 @@ pub(crate) unsafe extern "system" fn io_allocate_irp(stack_size: i8, _charge_quo
     let Some(layout) = layout(stack_size) else {
         return std::ptr::null_mut();
     };
-    // SAFETY: Non-zero size.
+    // SAFETY: Non-zero size. The layout has IRP's alignment, so the cast is aligned.
+    #[allow(clippy::cast_ptr_alignment)]
     let irp = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<IRP>();
     if irp.is_null() {
         return irp;
@@ -61,7 +65,12 @@ pub(crate) unsafe extern "system" fn io_allocate_irp(stack_size: i8, _charge_quo
         (*irp).Size = u16::try_from(layout.size()).unwrap_or(u16::MAX);
         (*irp).StackCount = stack_size;
         (*irp).CurrentLocation = stack_size + 1;
-        let past_last = irp.cast::<u8>().add(layout.size()).cast::<IO_STACK_LOCATION>();
+        // IRP and IO_STACK_LOCATION sizes are multiples of 8, so this stays aligned.
+        #[allow(clippy::cast_ptr_alignment)]
+        let past_last = irp
+            .cast::<u8>()
+            .add(layout.size())
+            .cast::<IO_STACK_LOCATION>();
         current_stack_location_slot(irp).write(past_last);
     }
     let mut inner = state::lock();
@@ -89,14 +98,18 @@ pub(crate) unsafe extern "system" fn io_free_irp(irp: *const IRP) {
     let Some(record) = record else {
         state::violation(
             "IoAllocateFree",
-            format!("IoFreeIrp({addr:#x}) of an IRP not allocated by IoAllocateIrp (or freed twice)"),
+            format!(
+                "IoFreeIrp({addr:#x}) of an IRP not allocated by IoAllocateIrp (or freed twice)"
+            ),
         );
         return;
     };
     if record.owner == IrpOwner::Provider {
         state::violation(
             "IrpFreedInFlight",
-            format!("IoFreeIrp({addr:#x}) while the WSK provider still owns it (before completion)"),
+            format!(
+                "IoFreeIrp({addr:#x}) while the WSK provider still owns it (before completion)"
+            ),
         );
         return;
     }
@@ -132,12 +145,17 @@ pub(crate) fn accept(irp: *mut IRP, call: &str) -> bool {
     if record.completed || current != count + 1 {
         state::violation(
             "IrpReusedWithoutReset",
-            format!("{call} given IRP {addr:#x} at stack location {current} of {count}: reused without IoReuseIrp"),
+            format!(
+                "{call} given IRP {addr:#x} at stack location {current} of {count}: reused without IoReuseIrp"
+            ),
         );
         return false;
     }
     if current <= 1 {
-        state::bugcheck("NoMoreIrpStackLocations", &format!("{call}: IRP {addr:#x} has no stack location left"));
+        state::bugcheck(
+            "NoMoreIrpStackLocations",
+            &format!("{call}: IRP {addr:#x} has no stack location left"),
+        );
     }
     // SAFETY: The IRP has a next location (current > 1); we only read and move to it.
     let ok = unsafe {
@@ -154,7 +172,9 @@ pub(crate) fn accept(irp: *mut IRP, call: &str) -> bool {
     if !ok {
         state::violation(
             "IrpCompletionRoutine",
-            format!("{call} given IRP {addr:#x} without a completion routine invoked on success, error and cancel"),
+            format!(
+                "{call} given IRP {addr:#x} without a completion routine invoked on success, error and cancel"
+            ),
         );
     }
     if let Some(record) = state::lock().irps.get_mut(&addr) {
@@ -187,7 +207,10 @@ pub(crate) fn set_cancel(irp: *mut IRP) {
 pub(crate) fn complete(irp: *mut IRP, status: NTSTATUS, information: usize) {
     let addr = irp.expose_provenance();
     if status == STATUS_PENDING {
-        state::violation("IrpCompletedPending", format!("IRP {addr:#x} completed with STATUS_PENDING"));
+        state::violation(
+            "IrpCompletedPending",
+            format!("IRP {addr:#x} completed with STATUS_PENDING"),
+        );
     }
     // SAFETY: The provider owns the IRP (accepted, not yet completed).
     unsafe {
@@ -234,12 +257,18 @@ pub(crate) fn complete(irp: *mut IRP, status: NTSTATUS, information: usize) {
         // SAFETY: The routine was stored by IoSetCompletionRoutine, which erases the
         // IO_COMPLETION_ROUTINE parameter list; this restores it.
         let routine = unsafe {
-            std::mem::transmute::<unsafe extern "system" fn() -> NTSTATUS, IoCompletionRoutine>(routine)
+            std::mem::transmute::<unsafe extern "system" fn() -> NTSTATUS, IoCompletionRoutine>(
+                routine,
+            )
         };
         // SAFETY: Called as the I/O manager does: no device object for a driver-allocated
         // IRP's top location, the IRP, and the driver's context; at DISPATCH_LEVEL.
         let result = irql::at_dispatch("completion routine", || unsafe {
-            routine(std::ptr::null::<DEVICE_OBJECT>(), irp, context.cast::<c_void>())
+            routine(
+                std::ptr::null::<DEVICE_OBJECT>(),
+                irp,
+                context.cast::<c_void>(),
+            )
         });
         if result == STATUS_MORE_PROCESSING_REQUIRED {
             return;
@@ -247,14 +276,18 @@ pub(crate) fn complete(irp: *mut IRP, status: NTSTATUS, information: usize) {
         if !state::lock().irps.contains_key(&addr) {
             state::violation(
                 "IrpCompletedPastDriver",
-                format!("completion routine freed IRP {addr:#x} but returned {result:#x}, not STATUS_MORE_PROCESSING_REQUIRED"),
+                format!(
+                    "completion routine freed IRP {addr:#x} but returned {result:#x}, not STATUS_MORE_PROCESSING_REQUIRED"
+                ),
             );
             return;
         }
     }
     state::violation(
         "IrpCompletedPastDriver",
-        format!("driver-allocated IRP {addr:#x} completed past its last stack location: no completion routine returned STATUS_MORE_PROCESSING_REQUIRED"),
+        format!(
+            "driver-allocated IRP {addr:#x} completed past its last stack location: no completion routine returned STATUS_MORE_PROCESSING_REQUIRED"
+        ),
     );
     if let Some(record) = state::lock().irps.get_mut(&addr) {
         record.owner = IrpOwner::Driver;

@@ -88,16 +88,40 @@ fn exports_match_declarations() {
     }
     use windows_sys::Wdk::System::SystemServices as nt;
     use wskudp_core::ddi::wsk as netio;
-    same!(nt::ExAcquireRundownProtection, sync::ex_acquire_rundown_protection);
-    same!(nt::ExAcquireSpinLockExclusive, sync::ex_acquire_spin_lock_exclusive);
-    same!(nt::ExAcquireSpinLockShared, sync::ex_acquire_spin_lock_shared);
+    same!(
+        nt::ExAcquireRundownProtection,
+        sync::ex_acquire_rundown_protection
+    );
+    same!(
+        nt::ExAcquireSpinLockExclusive,
+        sync::ex_acquire_spin_lock_exclusive
+    );
+    same!(
+        nt::ExAcquireSpinLockShared,
+        sync::ex_acquire_spin_lock_shared
+    );
     same!(nt::ExAllocatePool2, pool::ex_allocate_pool2);
     same!(nt::ExFreePoolWithTag, pool::ex_free_pool_with_tag);
-    same!(nt::ExInitializeRundownProtection, sync::ex_initialize_rundown_protection);
-    same!(nt::ExReleaseRundownProtection, sync::ex_release_rundown_protection);
-    same!(nt::ExReleaseSpinLockExclusive, sync::ex_release_spin_lock_exclusive);
-    same!(nt::ExReleaseSpinLockShared, sync::ex_release_spin_lock_shared);
-    same!(nt::ExWaitForRundownProtectionRelease, sync::ex_wait_for_rundown_protection_release);
+    same!(
+        nt::ExInitializeRundownProtection,
+        sync::ex_initialize_rundown_protection
+    );
+    same!(
+        nt::ExReleaseRundownProtection,
+        sync::ex_release_rundown_protection
+    );
+    same!(
+        nt::ExReleaseSpinLockExclusive,
+        sync::ex_release_spin_lock_exclusive
+    );
+    same!(
+        nt::ExReleaseSpinLockShared,
+        sync::ex_release_spin_lock_shared
+    );
+    same!(
+        nt::ExWaitForRundownProtectionRelease,
+        sync::ex_wait_for_rundown_protection_release
+    );
     same!(nt::IoAllocateIrp, irp::io_allocate_irp);
     same!(nt::IoAllocateMdl, mdl::io_allocate_mdl);
     same!(nt::IoFreeIrp, irp::io_free_irp);
@@ -106,7 +130,10 @@ fn exports_match_declarations() {
     same!(nt::KeInitializeEvent, sync::ke_initialize_event);
     same!(nt::KeSetEvent, sync::ke_set_event);
     same!(nt::KeWaitForSingleObject, sync::ke_wait_for_single_object);
-    same!(nt::MmBuildMdlForNonPagedPool, mdl::mm_build_mdl_for_non_paged_pool);
+    same!(
+        nt::MmBuildMdlForNonPagedPool,
+        mdl::mm_build_mdl_for_non_paged_pool
+    );
     same!(netio::WskCaptureProviderNPI, wsk::wsk_capture_provider_npi);
     same!(netio::WskDeregister, wsk::wsk_deregister);
     same!(netio::WskRegister, wsk::wsk_register);
@@ -145,7 +172,9 @@ pub struct Machine {
 impl Machine {
     /// Boots a fresh machine, waiting for any other machine of this process to shut down.
     pub fn boot(config: Config) -> Self {
-        let mut in_use = MACHINE_IN_USE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut in_use = MACHINE_IN_USE
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         while *in_use {
             in_use = MACHINE_FREED
                 .wait(in_use)
@@ -208,7 +237,9 @@ impl Drop for Machine {
         if self.running {
             completion::stop();
         }
-        *MACHINE_IN_USE.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = false;
+        *MACHINE_IN_USE
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = false;
         MACHINE_FREED.notify_one();
     }
 }

@@ -7,7 +7,9 @@ use std::ffi::c_void;
 
 use windows_sys::Wdk::Foundation::{IRP, MDL};
 use windows_sys::Wdk::System::SystemServices::MDL_ALLOCATED_FIXED_SIZE;
-use wskudp_core::ddi::nt::{MDL_MAPPED_TO_SYSTEM_VA, MDL_PAGES_LOCKED, MDL_SOURCE_IS_NONPAGED_POOL};
+use wskudp_core::ddi::nt::{
+    MDL_MAPPED_TO_SYSTEM_VA, MDL_PAGES_LOCKED, MDL_SOURCE_IS_NONPAGED_POOL,
+};
 use wskudp_core::ddi::wsk::WSK_BUF;
 
 use crate::faults::{self, Site};
@@ -18,7 +20,11 @@ use crate::state;
 const PAGE_SIZE: usize = 4096;
 
 fn layout(pages: usize) -> Option<Layout> {
-    Layout::from_size_align(size_of::<MDL>() + pages * size_of::<usize>(), align_of::<MDL>()).ok()
+    Layout::from_size_align(
+        size_of::<MDL>() + pages * size_of::<usize>(),
+        align_of::<MDL>(),
+    )
+    .ok()
 }
 
 /// `ADDRESS_AND_SIZE_TO_SPAN_PAGES`.
@@ -41,11 +47,17 @@ pub(crate) unsafe extern "system" fn io_allocate_mdl(
 ) -> *mut MDL {
     irql::require_at_most("IoAllocateMdl", DISPATCH_LEVEL);
     if !irp.is_null() {
-        state::violation("MdlUnsupported", "IoAllocateMdl with an IRP is not modelled".into());
+        state::violation(
+            "MdlUnsupported",
+            "IoAllocateMdl with an IRP is not modelled".into(),
+        );
         return std::ptr::null_mut();
     }
     if length == 0 {
-        state::violation("MdlZeroLength", format!("IoAllocateMdl({virtual_address:p}, 0)"));
+        state::violation(
+            "MdlZeroLength",
+            format!("IoAllocateMdl({virtual_address:p}, 0)"),
+        );
         return std::ptr::null_mut();
     }
     if faults::should_fail(Site::Mdl) {
@@ -56,7 +68,8 @@ pub(crate) unsafe extern "system" fn io_allocate_mdl(
     let Some(layout) = layout(pages) else {
         return std::ptr::null_mut();
     };
-    // SAFETY: Non-zero size.
+    // SAFETY: Non-zero size. The layout has MDL's alignment, so the cast is aligned.
+    #[allow(clippy::cast_ptr_alignment)]
     let mdl = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<MDL>();
     if mdl.is_null() {
         return mdl;
@@ -87,7 +100,10 @@ pub(crate) unsafe extern "system" fn mm_build_mdl_for_non_paged_pool(mdl: *mut M
     irql::require_at_most("MmBuildMdlForNonPagedPool", DISPATCH_LEVEL);
     let addr = mdl.expose_provenance();
     let Some(pages) = state::lock().mdls.get(&addr).copied() else {
-        state::violation("MdlUnknown", format!("MmBuildMdlForNonPagedPool({addr:#x}) of an unknown MDL"));
+        state::violation(
+            "MdlUnknown",
+            format!("MmBuildMdlForNonPagedPool({addr:#x}) of an unknown MDL"),
+        );
         return;
     };
     // SAFETY: A live MDL from io_allocate_mdl.
@@ -98,7 +114,9 @@ pub(crate) unsafe extern "system" fn mm_build_mdl_for_non_paged_pool(mdl: *mut M
     if !pool::is_live_nonpaged(start, len) {
         state::violation(
             "MdlNotNonPagedPool",
-            format!("MmBuildMdlForNonPagedPool over [{start:#x}, +{len}), which is not inside one live non-paged pool block"),
+            format!(
+                "MmBuildMdlForNonPagedPool over [{start:#x}, +{len}), which is not inside one live non-paged pool block"
+            ),
         );
     }
     // SAFETY: A live MDL with `pages` PFN slots after the header.
@@ -107,7 +125,8 @@ pub(crate) unsafe extern "system" fn mm_build_mdl_for_non_paged_pool(mdl: *mut M
         (*mdl).MdlFlags |= MDL_SOURCE_IS_NONPAGED_POOL;
         let pfns = mdl.add(1).cast::<usize>();
         for page in 0..pages {
-            pfns.add(page).write((*mdl).StartVa.expose_provenance() / PAGE_SIZE + page);
+            pfns.add(page)
+                .write((*mdl).StartVa.expose_provenance() / PAGE_SIZE + page);
         }
     }
 }
@@ -121,7 +140,10 @@ pub(crate) unsafe extern "system" fn io_free_mdl(mdl: *mut MDL) {
     irql::require_at_most("IoFreeMdl", DISPATCH_LEVEL);
     let addr = mdl.expose_provenance();
     let Some(pages) = state::lock().mdls.remove(&addr) else {
-        state::violation("MdlFreeUnknown", format!("IoFreeMdl({addr:#x}) of an MDL not allocated (or freed twice)"));
+        state::violation(
+            "MdlFreeUnknown",
+            format!("IoFreeMdl({addr:#x}) of an MDL not allocated (or freed twice)"),
+        );
         return;
     };
     if let Some(layout) = layout(pages) {
@@ -149,7 +171,11 @@ pub(crate) fn read_wsk_buf(buffer: &WSK_BUF, call: &str) -> Result<Vec<u8>, BadB
         if mdl.is_null() {
             state::violation(
                 "WskBufTooShort",
-                format!("{call}: WSK_BUF Length {} but its MDL chain describes only {} bytes after Offset", buffer.Length, out.len()),
+                format!(
+                    "{call}: WSK_BUF Length {} but its MDL chain describes only {} bytes after Offset",
+                    buffer.Length,
+                    out.len()
+                ),
             );
             return Err(BadBuffer);
         }
@@ -157,19 +183,29 @@ pub(crate) fn read_wsk_buf(buffer: &WSK_BUF, call: &str) -> Result<Vec<u8>, BadB
         if walked > live_mdls || !state::lock().mdls.contains_key(&addr) {
             state::violation(
                 "MdlFreedInFlight",
-                format!("{call}: MDL {addr:#x} in the WSK_BUF chain is not a live MDL (freed before the IRP completed, or a cycle)"),
+                format!(
+                    "{call}: MDL {addr:#x} in the WSK_BUF chain is not a live MDL (freed before the IRP completed, or a cycle)"
+                ),
             );
             return Err(BadBuffer);
         }
         // SAFETY: A live MDL.
-        let (flags, mapped, count, next) =
-            unsafe { ((*mdl).MdlFlags, (*mdl).MappedSystemVa, (*mdl).ByteCount as usize, (*mdl).Next) };
+        let (flags, mapped, count, next) = unsafe {
+            (
+                (*mdl).MdlFlags,
+                (*mdl).MappedSystemVa,
+                (*mdl).ByteCount as usize,
+                (*mdl).Next,
+            )
+        };
         let locked = flags & MDL_SOURCE_IS_NONPAGED_POOL != 0
             || (flags & MDL_PAGES_LOCKED != 0 && flags & MDL_MAPPED_TO_SYSTEM_VA != 0);
         if !locked {
             state::violation(
                 "MdlNotLocked",
-                format!("{call}: MDL {addr:#x} is neither built for non-paged pool nor locked and mapped"),
+                format!(
+                    "{call}: MDL {addr:#x} is neither built for non-paged pool nor locked and mapped"
+                ),
             );
             return Err(BadBuffer);
         }
@@ -177,7 +213,9 @@ pub(crate) fn read_wsk_buf(buffer: &WSK_BUF, call: &str) -> Result<Vec<u8>, BadB
         if !pool::is_live_nonpaged(start, count) {
             state::violation(
                 "MdlBufferFreed",
-                format!("{call}: MDL {addr:#x} describes [{start:#x}, +{count}), no longer live non-paged pool: the buffer was freed before the IRP completed"),
+                format!(
+                    "{call}: MDL {addr:#x} describes [{start:#x}, +{count}), no longer live non-paged pool: the buffer was freed before the IRP completed"
+                ),
             );
             return Err(BadBuffer);
         }
@@ -185,7 +223,9 @@ pub(crate) fn read_wsk_buf(buffer: &WSK_BUF, call: &str) -> Result<Vec<u8>, BadB
         skip -= take_from;
         let wanted = (buffer.Length - out.len()).min(count - take_from);
         // SAFETY: `[start, start + count)` is live pool memory (checked just above).
-        let bytes = unsafe { std::slice::from_raw_parts(mapped.cast::<u8>().cast_const().add(take_from), wanted) };
+        let bytes = unsafe {
+            std::slice::from_raw_parts(mapped.cast::<u8>().cast_const().add(take_from), wanted)
+        };
         out.extend_from_slice(bytes);
         mdl = next;
     }

@@ -34,7 +34,11 @@ fn layout(size: usize) -> Option<Layout> {
 /// # Safety
 /// None beyond the DDI's own contract; exported with `unsafe` like every DDI.
 #[unsafe(export_name = "ExAllocatePool2")]
-pub(crate) unsafe extern "system" fn ex_allocate_pool2(flags: u64, size: usize, tag: u32) -> *mut c_void {
+pub(crate) unsafe extern "system" fn ex_allocate_pool2(
+    flags: u64,
+    size: usize,
+    tag: u32,
+) -> *mut c_void {
     let kind = flags & (POOL_FLAG_NON_PAGED | POOL_FLAG_NON_PAGED_EXECUTE | POOL_FLAG_PAGED);
     let nonpaged = match kind {
         POOL_FLAG_NON_PAGED => true,
@@ -42,7 +46,10 @@ pub(crate) unsafe extern "system" fn ex_allocate_pool2(flags: u64, size: usize, 
         POOL_FLAG_NON_PAGED_EXECUTE => {
             state::violation(
                 "ExecutablePool",
-                format!("ExAllocatePool2 of executable non-paged pool, tag {}", tag_name(tag)),
+                format!(
+                    "ExAllocatePool2 of executable non-paged pool, tag {}",
+                    tag_name(tag)
+                ),
             );
             true
         }
@@ -54,7 +61,10 @@ pub(crate) unsafe extern "system" fn ex_allocate_pool2(flags: u64, size: usize, 
             return std::ptr::null_mut();
         }
     };
-    irql::require_at_most("ExAllocatePool2", if nonpaged { DISPATCH_LEVEL } else { APC_LEVEL });
+    irql::require_at_most(
+        "ExAllocatePool2",
+        if nonpaged { DISPATCH_LEVEL } else { APC_LEVEL },
+    );
     if tag == 0 {
         state::violation("PoolTagZero", "ExAllocatePool2 with tag 0".into());
     }
@@ -76,7 +86,14 @@ pub(crate) unsafe extern "system" fn ex_allocate_pool2(flags: u64, size: usize, 
     let mut inner = state::lock();
     inner.stats.pool_allocations += 1;
     *inner.allocations_by_tag.entry(tag).or_insert(0) += 1;
-    inner.pool.insert(ptr.expose_provenance(), PoolBlock { size, tag, nonpaged });
+    inner.pool.insert(
+        ptr.expose_provenance(),
+        PoolBlock {
+            size,
+            tag,
+            nonpaged,
+        },
+    );
     ptr.cast()
 }
 
@@ -97,7 +114,14 @@ pub(crate) unsafe extern "system" fn ex_free_pool_with_tag(p: *mut c_void, tag: 
         return;
     };
     drop(inner);
-    irql::require_at_most("ExFreePoolWithTag", if block.nonpaged { DISPATCH_LEVEL } else { APC_LEVEL });
+    irql::require_at_most(
+        "ExFreePoolWithTag",
+        if block.nonpaged {
+            DISPATCH_LEVEL
+        } else {
+            APC_LEVEL
+        },
+    );
     if block.tag != tag {
         state::violation(
             "PoolTagMismatch",

@@ -62,12 +62,15 @@ pub(crate) static SYNC: Mutex<()> = Mutex::new(());
 
 /// Locks the model state (a panic elsewhere must not hide later reports).
 pub(crate) fn lock() -> MutexGuard<'static, Inner> {
-    STATE.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    STATE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Locks the event/rundown mutex.
 pub(crate) fn lock_sync() -> MutexGuard<'static, ()> {
-    SYNC.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    SYNC.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Records a contract violation: what Driver Verifier would stop the machine for.
@@ -108,6 +111,12 @@ impl Inner {
 pub(crate) fn tag_name(tag: u32) -> String {
     tag.to_ne_bytes()
         .iter()
-        .map(|b| if b.is_ascii_graphic() { char::from(*b) } else { '?' })
+        .map(|b| {
+            if b.is_ascii_graphic() {
+                char::from(*b)
+            } else {
+                '?'
+            }
+        })
         .collect()
 }

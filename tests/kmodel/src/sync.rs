@@ -29,7 +29,11 @@ pub(crate) unsafe extern "system" fn ke_get_current_irql() -> u8 {
 /// # Safety
 /// `event` must point to writable `KEVENT` storage.
 #[unsafe(export_name = "KeInitializeEvent")]
-pub(crate) unsafe extern "system" fn ke_initialize_event(event: *mut KEVENT, kind: EVENT_TYPE, signaled: bool) {
+pub(crate) unsafe extern "system" fn ke_initialize_event(
+    event: *mut KEVENT,
+    kind: EVENT_TYPE,
+    signaled: bool,
+) {
     if kind != NotificationEvent && kind != SynchronizationEvent {
         state::violation("EventType", format!("KeInitializeEvent with type {kind}"));
     }
@@ -38,7 +42,9 @@ pub(crate) unsafe extern "system" fn ke_initialize_event(event: *mut KEVENT, kin
     // is `Type` (EventNotificationObject = 0, EventSynchronizationObject = 1).
     unsafe {
         event.write(std::mem::zeroed());
-        event.cast::<u8>().write(u8::try_from(kind).unwrap_or_default());
+        event
+            .cast::<u8>()
+            .write(u8::try_from(kind).unwrap_or_default());
         (*event).Header.SignalState = i32::from(signaled);
     }
     state::lock().events.insert(event.expose_provenance());
@@ -47,7 +53,10 @@ pub(crate) unsafe extern "system" fn ke_initialize_event(event: *mut KEVENT, kin
 fn check_event(event: *const KEVENT, ddi: &str) -> bool {
     let known = state::lock().events.contains(&event.expose_provenance());
     if !known {
-        state::violation("EventNotInitialized", format!("{ddi}({event:p}) on an event never initialized"));
+        state::violation(
+            "EventNotInitialized",
+            format!("{ddi}({event:p}) on an event never initialized"),
+        );
     }
     known
 }
@@ -57,10 +66,17 @@ fn check_event(event: *const KEVENT, ddi: &str) -> bool {
 /// # Safety
 /// `event` must be an initialized `KEVENT`.
 #[unsafe(export_name = "KeSetEvent")]
-pub(crate) unsafe extern "system" fn ke_set_event(event: *mut KEVENT, _increment: i32, wait: bool) -> i32 {
+pub(crate) unsafe extern "system" fn ke_set_event(
+    event: *mut KEVENT,
+    _increment: i32,
+    wait: bool,
+) -> i32 {
     irql::require_at_most("KeSetEvent", DISPATCH_LEVEL);
     if wait {
-        state::violation("KeSetEventWait", "KeSetEvent with Wait = TRUE is not modelled".into());
+        state::violation(
+            "KeSetEventWait",
+            "KeSetEvent with Wait = TRUE is not modelled".into(),
+        );
     }
     if !check_event(event, "KeSetEvent") {
         return 0;
@@ -88,9 +104,15 @@ pub(crate) unsafe extern "system" fn ke_wait_for_single_object(
     // SAFETY: `timeout` is null or points to an i64 (caller's contract).
     let poll = !timeout.is_null() && unsafe { *timeout } == 0;
     if !timeout.is_null() && !poll {
-        state::violation("KeWaitTimeout", "KeWaitForSingleObject with a non-zero timeout is not modelled".into());
+        state::violation(
+            "KeWaitTimeout",
+            "KeWaitForSingleObject with a non-zero timeout is not modelled".into(),
+        );
     }
-    irql::require_at_most("KeWaitForSingleObject", if poll { DISPATCH_LEVEL } else { APC_LEVEL });
+    irql::require_at_most(
+        "KeWaitForSingleObject",
+        if poll { DISPATCH_LEVEL } else { APC_LEVEL },
+    );
     let event = object.cast::<KEVENT>().cast_mut();
     if !check_event(event, "KeWaitForSingleObject") {
         return STATUS_SUCCESS;
@@ -109,7 +131,9 @@ pub(crate) unsafe extern "system" fn ke_wait_for_single_object(
         if poll {
             return STATUS_TIMEOUT;
         }
-        sync = WAKE.wait(sync).unwrap_or_else(std::sync::PoisonError::into_inner);
+        sync = WAKE
+            .wait(sync)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
     }
 }
 
@@ -118,14 +142,19 @@ const RUNDOWN_ACTIVE: usize = 1;
 /// Each reference counts 2 (the low bit is the active flag), as in Windows.
 const RUNDOWN_COUNT_INC: usize = 2;
 
-fn rundown_count(rundown: *mut EX_RUNDOWN_REF) -> *mut usize {
+const fn rundown_count(rundown: *mut EX_RUNDOWN_REF) -> *mut usize {
     rundown.cast()
 }
 
 fn check_rundown(rundown: *mut EX_RUNDOWN_REF, ddi: &str) -> bool {
-    let known = state::lock().rundowns.contains(&rundown.expose_provenance());
+    let known = state::lock()
+        .rundowns
+        .contains(&rundown.expose_provenance());
     if !known {
-        state::violation("RundownNotInitialized", format!("{ddi}({rundown:p}) before ExInitializeRundownProtection"));
+        state::violation(
+            "RundownNotInitialized",
+            format!("{ddi}({rundown:p}) before ExInitializeRundownProtection"),
+        );
     }
     known
 }
@@ -135,7 +164,9 @@ fn check_rundown(rundown: *mut EX_RUNDOWN_REF, ddi: &str) -> bool {
 /// # Safety
 /// `rundown` must be writable.
 #[unsafe(export_name = "ExInitializeRundownProtection")]
-pub(crate) unsafe extern "system" fn ex_initialize_rundown_protection(rundown: *mut EX_RUNDOWN_REF) {
+pub(crate) unsafe extern "system" fn ex_initialize_rundown_protection(
+    rundown: *mut EX_RUNDOWN_REF,
+) {
     let _sync = state::lock_sync();
     // SAFETY: Writable storage (caller's contract).
     unsafe { rundown_count(rundown).write(0) };
@@ -147,7 +178,9 @@ pub(crate) unsafe extern "system" fn ex_initialize_rundown_protection(rundown: *
 /// # Safety
 /// `rundown` must be initialized.
 #[unsafe(export_name = "ExAcquireRundownProtection")]
-pub(crate) unsafe extern "system" fn ex_acquire_rundown_protection(rundown: *mut EX_RUNDOWN_REF) -> bool {
+pub(crate) unsafe extern "system" fn ex_acquire_rundown_protection(
+    rundown: *mut EX_RUNDOWN_REF,
+) -> bool {
     irql::require_at_most("ExAcquireRundownProtection", DISPATCH_LEVEL);
     if !check_rundown(rundown, "ExAcquireRundownProtection") {
         return false;
@@ -174,7 +207,7 @@ pub(crate) unsafe extern "system" fn ex_release_rundown_protection(rundown: *mut
     if !check_rundown(rundown, "ExReleaseRundownProtection") {
         return;
     }
-    let _sync = state::lock_sync();
+    let sync = state::lock_sync();
     // SAFETY: Initialized; changed only under SYNC.
     let underflow = unsafe {
         let count = rundown_count(rundown);
@@ -186,9 +219,12 @@ pub(crate) unsafe extern "system" fn ex_release_rundown_protection(rundown: *mut
         }
     };
     WAKE.notify_all();
-    drop(_sync);
+    drop(sync);
     if underflow {
-        state::violation("RundownReleaseWithoutAcquire", format!("ExReleaseRundownProtection({rundown:p}) with no reference held"));
+        state::violation(
+            "RundownReleaseWithoutAcquire",
+            format!("ExReleaseRundownProtection({rundown:p}) with no reference held"),
+        );
     }
 }
 
@@ -197,7 +233,9 @@ pub(crate) unsafe extern "system" fn ex_release_rundown_protection(rundown: *mut
 /// # Safety
 /// `rundown` must be initialized.
 #[unsafe(export_name = "ExWaitForRundownProtectionRelease")]
-pub(crate) unsafe extern "system" fn ex_wait_for_rundown_protection_release(rundown: *mut EX_RUNDOWN_REF) {
+pub(crate) unsafe extern "system" fn ex_wait_for_rundown_protection_release(
+    rundown: *mut EX_RUNDOWN_REF,
+) {
     irql::require_at_most("ExWaitForRundownProtectionRelease", APC_LEVEL);
     if !check_rundown(rundown, "ExWaitForRundownProtectionRelease") {
         return;
@@ -207,14 +245,16 @@ pub(crate) unsafe extern "system" fn ex_wait_for_rundown_protection_release(rund
     unsafe { *rundown_count(rundown) |= RUNDOWN_ACTIVE };
     // SAFETY: As above.
     while unsafe { *rundown_count(rundown) } != RUNDOWN_ACTIVE {
-        sync = WAKE.wait(sync).unwrap_or_else(std::sync::PoisonError::into_inner);
+        sync = WAKE
+            .wait(sync)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
     }
 }
 
 /// Exclusive owner bit of an `EX_SPIN_LOCK` (the rest counts shared owners).
 const EXCLUSIVE: i32 = i32::MIN;
 
-fn lock_word<'a>(lock: *mut i32) -> &'a AtomicI32 {
+const fn lock_word<'a>(lock: *mut i32) -> &'a AtomicI32 {
     // SAFETY: `EX_SPIN_LOCK` is a LONG the caller keeps alive while locked; AtomicI32 has the
     // same layout, and every access goes through these functions.
     unsafe { AtomicI32::from_ptr(lock) }
@@ -240,10 +280,15 @@ fn acquire(lock: *mut i32, ddi: &str, try_once: impl Fn(&AtomicI32) -> bool) -> 
     while !try_once(word) {
         spins += 1;
         if spins == 50_000_000 {
-            state::bugcheck("SpinLockDeadlock", &format!("{ddi}({lock:p}) spun 50M times: recursive acquisition or a lock never released"));
+            state::bugcheck(
+                "SpinLockDeadlock",
+                &format!(
+                    "{ddi}({lock:p}) spun 50M times: recursive acquisition or a lock never released"
+                ),
+            );
         }
         std::hint::spin_loop();
-        if spins % 64 == 0 {
+        if spins.is_multiple_of(64) {
             std::thread::yield_now();
         }
     }
@@ -253,10 +298,19 @@ fn acquire(lock: *mut i32, ddi: &str, try_once: impl Fn(&AtomicI32) -> bool) -> 
 
 fn release(lock: *mut i32, old_irql: u8, ddi: &str, undo: impl Fn(&AtomicI32) -> bool) {
     if irql::current() != DISPATCH_LEVEL {
-        state::violation("SpinLockIrql", format!("{ddi}({lock:p}) at IRQL {}, the lock holds DISPATCH_LEVEL", irql::current()));
+        state::violation(
+            "SpinLockIrql",
+            format!(
+                "{ddi}({lock:p}) at IRQL {}, the lock holds DISPATCH_LEVEL",
+                irql::current()
+            ),
+        );
     }
     if !undo(lock_word(lock)) {
-        state::violation("SpinLockNotHeld", format!("{ddi}({lock:p}) of a lock not held that way"));
+        state::violation(
+            "SpinLockNotHeld",
+            format!("{ddi}({lock:p}) of a lock not held that way"),
+        );
     }
     let addr = lock.expose_provenance();
     HELD.with(|held| held.borrow_mut().retain(|a| *a != addr));
@@ -270,7 +324,8 @@ fn release(lock: *mut i32, old_irql: u8, ddi: &str, undo: impl Fn(&AtomicI32) ->
 #[unsafe(export_name = "ExAcquireSpinLockExclusive")]
 pub(crate) unsafe extern "system" fn ex_acquire_spin_lock_exclusive(lock: *mut i32) -> u8 {
     acquire(lock, "ExAcquireSpinLockExclusive", |w| {
-        w.compare_exchange(0, EXCLUSIVE, Ordering::Acquire, Ordering::Relaxed).is_ok()
+        w.compare_exchange(0, EXCLUSIVE, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
     })
 }
 
@@ -281,7 +336,8 @@ pub(crate) unsafe extern "system" fn ex_acquire_spin_lock_exclusive(lock: *mut i
 #[unsafe(export_name = "ExReleaseSpinLockExclusive")]
 pub(crate) unsafe extern "system" fn ex_release_spin_lock_exclusive(lock: *mut i32, old_irql: u8) {
     release(lock, old_irql, "ExReleaseSpinLockExclusive", |w| {
-        w.compare_exchange(EXCLUSIVE, 0, Ordering::Release, Ordering::Relaxed).is_ok()
+        w.compare_exchange(EXCLUSIVE, 0, Ordering::Release, Ordering::Relaxed)
+            .is_ok()
     });
 }
 
@@ -293,7 +349,9 @@ pub(crate) unsafe extern "system" fn ex_release_spin_lock_exclusive(lock: *mut i
 pub(crate) unsafe extern "system" fn ex_acquire_spin_lock_shared(lock: *mut i32) -> u8 {
     acquire(lock, "ExAcquireSpinLockShared", |w| {
         let current = w.load(Ordering::Relaxed);
-        current >= 0 && w.compare_exchange(current, current + 1, Ordering::Acquire, Ordering::Relaxed).is_ok()
+        current >= 0
+            && w.compare_exchange(current, current + 1, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
     })
 }
 
@@ -305,6 +363,8 @@ pub(crate) unsafe extern "system" fn ex_acquire_spin_lock_shared(lock: *mut i32)
 pub(crate) unsafe extern "system" fn ex_release_spin_lock_shared(lock: *mut i32, old_irql: u8) {
     release(lock, old_irql, "ExReleaseSpinLockShared", |w| {
         let current = w.load(Ordering::Relaxed);
-        current > 0 && w.compare_exchange(current, current - 1, Ordering::Release, Ordering::Relaxed).is_ok()
+        current > 0
+            && w.compare_exchange(current, current - 1, Ordering::Release, Ordering::Relaxed)
+                .is_ok()
     });
 }

@@ -1,8 +1,13 @@
 //! The model catches what Driver Verifier would: each test breaks one contract on purpose and
 //! checks the report names it. A model that passed everything would be worthless.
-#![allow(clippy::undocumented_unsafe_blocks, clippy::multiple_unsafe_ops_per_block, missing_docs)]
+#![allow(
+    clippy::undocumented_unsafe_blocks,
+    clippy::multiple_unsafe_ops_per_block,
+    missing_docs
+)]
 
 use std::ffi::c_void;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use windows_sys::Wdk::Foundation::{DEVICE_OBJECT, IRP};
@@ -13,9 +18,9 @@ use wskudp_core::ddi::nt::{
     POOL_FLAG_NON_PAGED, io_set_completion_routine,
 };
 use wskudp_core::ddi::wsk::{
-    WSK_BUF, WSK_CLIENT_DISPATCH, WSK_CLIENT_NPI, WSK_PROVIDER_DATAGRAM_DISPATCH,
-    WSK_PROVIDER_NPI, WSK_REGISTRATION, WSK_SOCKET, WskCaptureProviderNPI, WskDeregister,
-    WskRegister, WskReleaseProviderNPI,
+    WSK_BUF, WSK_CLIENT_DISPATCH, WSK_CLIENT_NPI, WSK_PROVIDER_DATAGRAM_DISPATCH, WSK_PROVIDER_NPI,
+    WSK_REGISTRATION, WSK_SOCKET, WskCaptureProviderNPI, WskDeregister, WskRegister,
+    WskReleaseProviderNPI,
 };
 use wskudp_core::sockaddr::SockAddrBuffer;
 use wskudp_kmodel::{CompletionMode, Config, Machine, Order, Report};
@@ -33,7 +38,10 @@ fn rules(report: &Report) -> Vec<&'static str> {
 
 #[test]
 fn exports_are_exactly_what_core_imports() {
-    let mut required: Vec<&str> = wskudp_core::ddi::REQUIRED_SYMBOLS.iter().map(|(_, name)| *name).collect();
+    let mut required: Vec<&str> = wskudp_core::ddi::REQUIRED_SYMBOLS
+        .iter()
+        .map(|(_, name)| *name)
+        .collect();
     required.sort_unstable();
     let mut exported = wskudp_kmodel::EXPORTS.to_vec();
     exported.sort_unstable();
@@ -70,21 +78,39 @@ fn irql_too_high_for_paged_pool() {
     let machine = machine();
     let mut lock = 0_i32;
     let old = unsafe { ExAcquireSpinLockExclusive(&raw mut lock) };
-    assert_eq!(wskudp_kmodel::irql::current(), wskudp_kmodel::irql::DISPATCH_LEVEL);
+    assert_eq!(
+        wskudp_kmodel::irql::current(),
+        wskudp_kmodel::irql::DISPATCH_LEVEL
+    );
     let p = unsafe { ExAllocatePool2(POOL_FLAG_PAGED, 8, TAG) };
     unsafe { ExReleaseSpinLockExclusive(&raw mut lock, old) };
-    assert_eq!(wskudp_kmodel::irql::current(), wskudp_kmodel::irql::PASSIVE_LEVEL);
+    assert_eq!(
+        wskudp_kmodel::irql::current(),
+        wskudp_kmodel::irql::PASSIVE_LEVEL
+    );
     unsafe { ExFreePoolWithTag(p, TAG) };
     let report = machine.shutdown();
     assert_eq!(rules(&report), ["IrqlTooHigh"]);
-    assert!(report.violations[0].detail.contains("ExAllocatePool2 called at IRQL 2"));
+    assert!(
+        report.violations[0]
+            .detail
+            .contains("ExAllocatePool2 called at IRQL 2")
+    );
 }
 
 #[test]
 fn mdl_over_stack_memory_and_irp_not_from_ioallocateirp() {
     let machine = machine();
     let stack = [0_u8; 64];
-    let mdl = unsafe { IoAllocateMdl(stack.as_ptr().cast(), 64, false, false, std::ptr::null_mut()) };
+    let mdl = unsafe {
+        IoAllocateMdl(
+            stack.as_ptr().cast(),
+            64,
+            false,
+            false,
+            std::ptr::null_mut(),
+        )
+    };
     unsafe { MmBuildMdlForNonPagedPool(mdl) };
     unsafe { IoFreeMdl(mdl) };
     let mut fake = std::mem::MaybeUninit::<IRP>::zeroed();
@@ -112,10 +138,19 @@ impl Client {
             ClientContext: std::ptr::null_mut(),
             Dispatch: &raw const DISPATCH,
         };
-        assert_eq!(unsafe { WskRegister(&raw const npi, &raw mut *registration) }, STATUS_SUCCESS);
+        assert_eq!(
+            unsafe { WskRegister(&raw const npi, &raw mut *registration) },
+            STATUS_SUCCESS
+        );
         let mut provider = unsafe { std::mem::zeroed() };
-        assert_eq!(unsafe { WskCaptureProviderNPI(&raw mut *registration, 1000, &raw mut provider) }, STATUS_SUCCESS);
-        Self { registration, npi: provider }
+        assert_eq!(
+            unsafe { WskCaptureProviderNPI(&raw mut *registration, 1000, &raw mut provider) },
+            STATUS_SUCCESS
+        );
+        Self {
+            registration,
+            npi: provider,
+        }
     }
 
     fn unregister(mut self) {
@@ -124,38 +159,64 @@ impl Client {
     }
 }
 
-unsafe extern "system" fn returns_success(_: *const DEVICE_OBJECT, _: *mut IRP, _: *mut c_void) -> NTSTATUS {
+#[allow(clippy::missing_const_for_fn, reason = "a completion routine")]
+unsafe extern "system" fn returns_success(
+    _: *const DEVICE_OBJECT,
+    _: *mut IRP,
+    _: *mut c_void,
+) -> NTSTATUS {
     STATUS_SUCCESS
 }
 
-unsafe extern "system" fn keeps_irp(_: *const DEVICE_OBJECT, _: *mut IRP, done: *mut c_void) -> NTSTATUS {
-    unsafe { *done.cast::<bool>() = true };
+unsafe extern "system" fn keeps_irp(
+    _: *const DEVICE_OBJECT,
+    _: *mut IRP,
+    done: *mut c_void,
+) -> NTSTATUS {
+    unsafe { &*done.cast::<AtomicBool>() }.store(true, Ordering::Release);
     STATUS_MORE_PROCESSING_REQUIRED
 }
 
 /// Waits for `keeps_irp` to have run (the provider may complete on its worker thread).
-fn wait(done: &bool) {
-    while !unsafe { std::ptr::read_volatile(done) } {
+fn wait(done: &AtomicBool) {
+    while !done.load(Ordering::Acquire) {
         std::thread::sleep(Duration::from_millis(1));
     }
 }
 
 /// Creates a bound IPv4 socket on the model provider, the right way.
 fn bound_socket(client: &Client) -> *mut WSK_SOCKET {
-    let mut done = false;
+    let done = AtomicBool::new(false);
     let irp = unsafe { IoAllocateIrp(1, false) };
-    unsafe { io_set_completion_routine(irp, keeps_irp, (&raw mut done).cast()) };
+    unsafe {
+        io_set_completion_routine(irp, keeps_irp, std::ptr::from_ref(&done).cast_mut().cast());
+    };
     let socket = unsafe { (*client.npi.Dispatch).WskSocket.unwrap() };
     unsafe {
-        socket(client.npi.Client, 2, 2, 17, 4, std::ptr::null_mut(), std::ptr::null(), std::ptr::null_mut(), std::ptr::null_mut(), std::ptr::null_mut(), irp)
+        socket(
+            client.npi.Client,
+            2,
+            2,
+            17,
+            4,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            irp,
+        )
     };
     wait(&done);
-    let created: *mut WSK_SOCKET = std::ptr::with_exposed_provenance_mut(unsafe { (*irp).IoStatus.Information });
+    let created: *mut WSK_SOCKET =
+        std::ptr::with_exposed_provenance_mut(unsafe { (*irp).IoStatus.Information });
     unsafe { IoFreeIrp(irp) };
     let dispatch = unsafe { &*(*created).Dispatch.cast::<WSK_PROVIDER_DATAGRAM_DISPATCH>() };
     let irp = unsafe { IoAllocateIrp(1, false) };
-    let mut done = false;
-    unsafe { io_set_completion_routine(irp, keeps_irp, (&raw mut done).cast()) };
+    let done = AtomicBool::new(false);
+    unsafe {
+        io_set_completion_routine(irp, keeps_irp, std::ptr::from_ref(&done).cast_mut().cast());
+    };
     let mut local = SockAddrBuffer::new("127.0.0.1:0".parse().unwrap());
     unsafe { dispatch.WskBind.unwrap()(created, local.as_sockaddr_mut(), 0, irp) };
     wait(&done);
@@ -166,8 +227,10 @@ fn bound_socket(client: &Client) -> *mut WSK_SOCKET {
 fn close(socket: *mut WSK_SOCKET) {
     let dispatch = unsafe { &*(*socket).Dispatch.cast::<WSK_PROVIDER_DATAGRAM_DISPATCH>() };
     let irp = unsafe { IoAllocateIrp(1, false) };
-    let mut done = false;
-    unsafe { io_set_completion_routine(irp, keeps_irp, (&raw mut done).cast()) };
+    let done = AtomicBool::new(false);
+    unsafe {
+        io_set_completion_routine(irp, keeps_irp, std::ptr::from_ref(&done).cast_mut().cast());
+    };
     unsafe { dispatch.Basic.WskCloseSocket.unwrap()(socket, irp) };
     wait(&done);
     unsafe { IoFreeIrp(irp) };
@@ -182,7 +245,19 @@ fn completion_routine_must_return_more_processing_required() {
     let socket = unsafe { (*client.npi.Dispatch).WskSocket.unwrap() };
     // Unsupported flags: the provider fails and completes the IRP at once.
     unsafe {
-        socket(client.npi.Client, 2, 2, 17, 0x40, std::ptr::null_mut(), std::ptr::null(), std::ptr::null_mut(), std::ptr::null_mut(), std::ptr::null_mut(), irp)
+        socket(
+            client.npi.Client,
+            2,
+            2,
+            17,
+            0x40,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            irp,
+        )
     };
     unsafe { IoFreeIrp(irp) };
     client.unregister();
@@ -206,7 +281,14 @@ fn irp_without_completion_routine_and_irp_reused_without_reset() {
     close(socket);
     client.unregister();
     let report = machine.shutdown();
-    assert_eq!(rules(&report), ["IrpCompletionRoutine", "IrpCompletedPastDriver", "IrpReusedWithoutReset"]);
+    assert_eq!(
+        rules(&report),
+        [
+            "IrpCompletionRoutine",
+            "IrpCompletedPastDriver",
+            "IrpReusedWithoutReset"
+        ]
+    );
 }
 
 #[test]
@@ -216,7 +298,10 @@ fn deregister_with_capture_and_socket_open_would_hang() {
     let _socket = bound_socket(&client);
     unsafe { WskDeregister(&raw mut *client.registration) };
     let report = machine.shutdown();
-    assert_eq!(rules(&report), ["WskDeregisterWithCapture", "WskDeregisterWithSockets"]);
+    assert_eq!(
+        rules(&report),
+        ["WskDeregisterWithCapture", "WskDeregisterWithSockets"]
+    );
     assert_eq!(report.leaked.sockets, 1);
 }
 
@@ -238,13 +323,27 @@ fn buffer_freed_before_completion_is_caught() {
     let payload = unsafe { ExAllocatePool2(POOL_FLAG_NON_PAGED, 100, TAG) };
     let mdl = unsafe { IoAllocateMdl(payload, 100, false, false, std::ptr::null_mut()) };
     unsafe { MmBuildMdlForNonPagedPool(mdl) };
-    let mut buffer = WSK_BUF { Mdl: mdl, Offset: 0, Length: 100 };
+    let mut buffer = WSK_BUF {
+        Mdl: mdl,
+        Offset: 0,
+        Length: 100,
+    };
     let mut remote = SockAddrBuffer::new("127.0.0.1:9".parse().unwrap());
     let irp = unsafe { IoAllocateIrp(1, false) };
-    let mut done = false;
-    unsafe { io_set_completion_routine(irp, keeps_irp, (&raw mut done).cast()) };
+    let done = AtomicBool::new(false);
+    unsafe {
+        io_set_completion_routine(irp, keeps_irp, std::ptr::from_ref(&done).cast_mut().cast());
+    };
     let status = unsafe {
-        dispatch.WskSendTo.unwrap()(socket, &raw mut buffer, 0, remote.as_sockaddr_mut(), 0, std::ptr::null_mut(), irp)
+        dispatch.WskSendTo.unwrap()(
+            socket,
+            &raw mut buffer,
+            0,
+            remote.as_sockaddr_mut(),
+            0,
+            std::ptr::null_mut(),
+            irp,
+        )
     };
     assert_eq!(status, windows_sys::Win32::Foundation::STATUS_PENDING);
     // Wrong: the buffer is freed while the IRP is in flight.

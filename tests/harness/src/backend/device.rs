@@ -89,10 +89,17 @@ mod imp {
             "device"
         }
 
-        fn ioctl(&self, code: u32, input: &[u8], output_len: usize) -> Result<IoctlOutcome, BackendError> {
+        fn ioctl(
+            &self,
+            code: u32,
+            input: &[u8],
+            output_len: usize,
+        ) -> Result<IoctlOutcome, BackendError> {
             let mut output = vec![0_u8; output_len];
-            let in_len = u32::try_from(input.len()).map_err(|e| BackendError::Io(std::io::Error::other(e)))?;
-            let out_len = u32::try_from(output_len).map_err(|e| BackendError::Io(std::io::Error::other(e)))?;
+            let in_len = u32::try_from(input.len())
+                .map_err(|e| BackendError::Io(std::io::Error::other(e)))?;
+            let out_len = u32::try_from(output_len)
+                .map_err(|e| BackendError::Io(std::io::Error::other(e)))?;
             // SAFETY: A manual-reset, unnamed event.
             let event = unsafe { CreateEventW(std::ptr::null(), 1, 0, std::ptr::null()) };
             if event.is_null() {
@@ -129,7 +136,13 @@ mod imp {
                 let mut transferred = 0_u32;
                 // SAFETY: The request was issued with this OVERLAPPED.
                 let waited = unsafe {
-                    GetOverlappedResultEx(self.handle, &raw const overlapped, &raw mut transferred, TIMEOUT_MS, 0)
+                    GetOverlappedResultEx(
+                        self.handle,
+                        &raw const overlapped,
+                        &raw mut transferred,
+                        TIMEOUT_MS,
+                        0,
+                    )
                 };
                 // SAFETY: No preconditions.
                 if waited == 0 && unsafe { GetLastError() } == WAIT_TIMEOUT {
@@ -137,7 +150,14 @@ mod imp {
                     // SAFETY: Same handle and OVERLAPPED.
                     unsafe { CancelIoEx(self.handle, &raw const overlapped) };
                     // SAFETY: As above; waits until the driver completed the request.
-                    unsafe { GetOverlappedResult(self.handle, &raw const overlapped, &raw mut transferred, 1) };
+                    unsafe {
+                        GetOverlappedResult(
+                            self.handle,
+                            &raw const overlapped,
+                            &raw mut transferred,
+                            1,
+                        )
+                    };
                     return Err(BackendError::Timeout);
                 }
             }
@@ -186,8 +206,15 @@ mod shell {
             "device"
         }
 
-        fn ioctl(&self, _code: u32, _input: &[u8], _output_len: usize) -> Result<IoctlOutcome, BackendError> {
-            Err(BackendError::Unsupported("the device backend is not available on this host"))
+        fn ioctl(
+            &self,
+            _code: u32,
+            _input: &[u8],
+            _output_len: usize,
+        ) -> Result<IoctlOutcome, BackendError> {
+            Err(BackendError::Unsupported(
+                "the device backend is not available on this host",
+            ))
         }
 
         fn finish(self: Box<Self>) -> Option<ModelReport> {

@@ -48,7 +48,11 @@ impl fmt::Display for BackendError {
             Self::Unsupported(what) => write!(f, "{what}"),
             Self::Io(error) => write!(f, "device I/O failed: {error}"),
             Self::Timeout => f.write_str("the driver did not complete the request in time"),
-            Self::LoadFailed(status) => write!(f, "loading the driver failed with {}", crate::status_text(*status)),
+            Self::LoadFailed(status) => write!(
+                f,
+                "loading the driver failed with {}",
+                crate::status_text(*status)
+            ),
             Self::DriverBug(what) => write!(f, "driver bug: {what}"),
         }
     }
@@ -67,7 +71,12 @@ pub trait Backend: Send + Sync {
     ///
     /// # Errors
     /// [`BackendError`] if the request could not be issued or did not complete.
-    fn ioctl(&self, code: u32, input: &[u8], output_len: usize) -> Result<IoctlOutcome, BackendError>;
+    fn ioctl(
+        &self,
+        code: u32,
+        input: &[u8],
+        output_len: usize,
+    ) -> Result<IoctlOutcome, BackendError>;
 
     /// Closes the handle (the driver cleans up its sockets) and, for the model, unloads the
     /// driver and returns the machine's report.
@@ -87,7 +96,11 @@ impl Kind {
     /// `device` on Windows, `model` elsewhere.
     #[must_use]
     pub const fn default_for_host() -> Self {
-        if cfg!(windows) { Self::Device } else { Self::Model }
+        if cfg!(windows) {
+            Self::Device
+        } else {
+            Self::Model
+        }
     }
 }
 

@@ -48,7 +48,10 @@ mod imp {
     unsafe fn complete(context: *mut c_void, status: i32, information: usize) {
         // SAFETY: `context` is the Arc given to this request (one strong count per request).
         let slot = unsafe { Arc::from_raw(context.cast_const().cast::<Slot>()) };
-        *slot.done.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some((status, information));
+        *slot
+            .done
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((status, information));
         slot.signal.notify_all();
     }
 
@@ -66,14 +69,14 @@ mod imp {
         ///
         /// # Errors
         /// The status `Driver::create` failed with, and the report.
-        pub fn start_or_report(config: ModelConfig) -> Result<Self, (i32, ModelReport)> {
+        pub fn start_or_report(config: ModelConfig) -> Result<Self, (i32, Box<ModelReport>)> {
             let machine = Machine::boot(config);
             match Driver::create() {
                 Ok(driver) => Ok(Self {
                     driver: Some(driver),
                     machine: Some(machine),
                 }),
-                Err(status) => Err((status, machine.shutdown().into())),
+                Err(status) => Err((status, Box::new(machine.shutdown().into()))),
             }
         }
 
@@ -86,7 +89,10 @@ mod imp {
         /// Pool allocations so far, by tag.
         #[must_use]
         pub fn allocations_by_tag(&self) -> std::collections::BTreeMap<String, u64> {
-            self.machine.as_ref().map(Machine::allocations_by_tag).unwrap_or_default()
+            self.machine
+                .as_ref()
+                .map(Machine::allocations_by_tag)
+                .unwrap_or_default()
         }
     }
 
@@ -113,28 +119,44 @@ mod imp {
             }
         }
 
-        fn issue(&self, owner: Owner, code: u32, input: &[u8], output_len: usize) -> Result<IoctlOutcome, BackendError> {
+        fn issue(
+            &self,
+            owner: Owner,
+            code: u32,
+            input: &[u8],
+            output_len: usize,
+        ) -> Result<IoctlOutcome, BackendError> {
             let Some(driver) = self.driver.as_ref() else {
                 return Err(BackendError::Unsupported("the model driver is unloaded"));
             };
             // The I/O manager's system buffer: max(input, output) bytes, input copied in.
             let mut system = vec![0_u8; input.len().max(output_len)];
             system[..input.len()].copy_from_slice(input);
-            let buffer = if system.is_empty() { std::ptr::null_mut() } else { system.as_mut_ptr() };
+            let buffer = if system.is_empty() {
+                std::ptr::null_mut()
+            } else {
+                system.as_mut_ptr()
+            };
             let slot = Arc::new(Slot::default());
             let context = Arc::into_raw(Arc::clone(&slot)).cast_mut().cast::<c_void>();
             // SAFETY: `system` stays alive and unmoved until the completion is observed below
             // (or is leaked on timeout); `complete` takes the Arc given as context exactly once.
-            let request = unsafe { IoctlRequest::new(code, buffer, input.len(), output_len, complete, context) };
+            let request = unsafe {
+                IoctlRequest::new(code, buffer, input.len(), output_len, complete, context)
+            };
             driver.dispatch(owner, request);
-            let done = slot.done.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            let (done, timeout) = slot
+            let outcome = *slot
                 .signal
-                .wait_timeout_while(done, COMPLETION_TIMEOUT, |done| done.is_none())
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let Some((status, information)) = *done else {
-                drop(done);
-                let _ = timeout;
+                .wait_timeout_while(
+                    slot.done
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner),
+                    COMPLETION_TIMEOUT,
+                    |done| done.is_none(),
+                )
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+            let Some((status, information)) = outcome else {
                 // The driver may still write into the buffer: it must outlive the process.
                 std::mem::forget(system);
                 return Err(BackendError::Timeout);
@@ -144,7 +166,11 @@ mod imp {
                     "the driver reported {information} output bytes for a {output_len}-byte buffer"
                 )));
             }
-            let output = if nt_error(status) { Vec::new() } else { system[..information].to_vec() };
+            let output = if nt_error(status) {
+                Vec::new()
+            } else {
+                system[..information].to_vec()
+            };
             Ok(IoctlOutcome { status, output })
         }
     }
@@ -154,7 +180,12 @@ mod imp {
             "model"
         }
 
-        fn ioctl(&self, code: u32, input: &[u8], output_len: usize) -> Result<IoctlOutcome, BackendError> {
+        fn ioctl(
+            &self,
+            code: u32,
+            input: &[u8],
+            output_len: usize,
+        ) -> Result<IoctlOutcome, BackendError> {
             self.issue(OWNER, code, input, output_len)
         }
 
@@ -184,7 +215,9 @@ mod shell {
 
     /// Model settings (none on this host).
     #[derive(Clone, Copy, Debug, Default)]
-    pub struct ModelConfig;
+    pub struct ModelConfig {
+        _none: (),
+    }
 
     /// The model backend needs the Linux kernel model; on this host it only reports that.
     pub struct ModelBackend;
@@ -194,7 +227,7 @@ mod shell {
         ///
         /// # Errors
         /// [`BackendError::Unsupported`].
-        pub fn start(_config: ModelConfig) -> Result<Self, BackendError> {
+        pub const fn start(_config: ModelConfig) -> Result<Self, BackendError> {
             Err(BackendError::Unsupported(
                 "the model backend runs only on Linux/Unix hosts (it emulates the kernel with host sockets)",
             ))
@@ -206,8 +239,15 @@ mod shell {
             "model"
         }
 
-        fn ioctl(&self, _code: u32, _input: &[u8], _output_len: usize) -> Result<IoctlOutcome, BackendError> {
-            Err(BackendError::Unsupported("the model backend is not available on this host"))
+        fn ioctl(
+            &self,
+            _code: u32,
+            _input: &[u8],
+            _output_len: usize,
+        ) -> Result<IoctlOutcome, BackendError> {
+            Err(BackendError::Unsupported(
+                "the model backend is not available on this host",
+            ))
         }
 
         fn finish(self: Box<Self>) -> Option<ModelReport> {

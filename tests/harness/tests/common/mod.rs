@@ -27,11 +27,13 @@ pub fn client(completion: CompletionMode) -> Client {
 }
 
 pub fn client_with(completion: CompletionMode, faults: FaultPlan) -> Client {
-    Client::new(Box::new(ModelBackend::start(ModelConfig { completion, faults }).unwrap()))
+    Client::new(Box::new(
+        ModelBackend::start(ModelConfig { completion, faults }).unwrap(),
+    ))
 }
 
 /// Every completion mode the model offers: inline, worker, late and out of order.
-pub fn modes() -> [CompletionMode; 3] {
+pub const fn modes() -> [CompletionMode; 3] {
     [
         CompletionMode::Inline,
         CompletionMode::worker(),
@@ -42,7 +44,11 @@ pub fn modes() -> [CompletionMode; 3] {
 /// Unloads the driver and asserts the model saw no violation and nothing leaked.
 pub fn finish_clean(client: Client) -> ModelReport {
     let report = client.finish().expect("the model backend reports");
-    assert!(report.violations.is_empty(), "violations: {:#?}", report.violations);
+    assert!(
+        report.violations.is_empty(),
+        "violations: {:#?}",
+        report.violations
+    );
     assert!(report.leaked.is_empty(), "leaked: {:#?}", report.leaked);
     report
 }
@@ -53,7 +59,7 @@ pub fn receiver(local: &str) -> Option<Receiver> {
 }
 
 /// A send spec with no options.
-pub fn plain(socket: u32, remote: SocketAddr, count: u32) -> SendSpec {
+pub const fn plain(socket: u32, remote: SocketAddr, count: u32) -> SendSpec {
     SendSpec {
         socket,
         remote,
@@ -70,6 +76,9 @@ pub fn receive(receiver: &Receiver, n: usize) -> Vec<Arrival> {
     let arrivals = receiver.recv_up_to(n, WAIT);
     assert_eq!(arrivals.len(), n, "expected {n} datagrams");
     // Nothing more is on the way.
-    assert!(receiver.recv(Duration::from_millis(50)).is_err(), "more datagrams than expected");
+    assert!(
+        receiver.recv(Duration::from_millis(50)).is_err(),
+        "more datagrams than expected"
+    );
     arrivals
 }

@@ -78,12 +78,18 @@ fn lookup(socket: *mut WSK_SOCKET, call: &str) -> Result<(Arc<OwnedFd>, bool, bo
     let wsk = wsk();
     let Some(record) = wsk.sockets.get(&key) else {
         drop(wsk);
-        state::violation("WskUnknownSocket", format!("{call} on {key:#x}, not a socket of this provider"));
+        state::violation(
+            "WskUnknownSocket",
+            format!("{call} on {key:#x}, not a socket of this provider"),
+        );
         return Err(STATUS_INVALID_HANDLE);
     };
     let Some(fd) = record.fd.clone() else {
         drop(wsk);
-        state::violation("WskSocketClosed", format!("{call} on socket {key:#x} after WskCloseSocket"));
+        state::violation(
+            "WskSocketClosed",
+            format!("{call} on socket {key:#x} after WskCloseSocket"),
+        );
         return Err(STATUS_INVALID_HANDLE);
     };
     Ok((fd, record.v6, record.bound))
@@ -114,7 +120,10 @@ pub(super) unsafe extern "system" fn wsk_socket(
         return STATUS_INVALID_PARAMETER;
     }
     if client != super::client() {
-        state::violation("WskClient", format!("WskSocket with client {client:p}, not the captured one"));
+        state::violation(
+            "WskClient",
+            format!("WskSocket with client {client:p}, not the captured one"),
+        );
         return fail_now(irp, STATUS_INVALID_PARAMETER);
     }
     if flags != WSK_FLAG_DATAGRAM_SOCKET
@@ -341,7 +350,8 @@ unsafe extern "system" fn wsk_send_to(
         Ok(found) => found,
         Err(status) => return fail_now(irp, status),
     };
-    if flags != 0 || buffer.is_null() || remote.is_null() || (control_len != 0 && control.is_null()) {
+    if flags != 0 || buffer.is_null() || remote.is_null() || (control_len != 0 && control.is_null())
+    {
         return fail_now(irp, STATUS_INVALID_PARAMETER);
     }
     if !bound {
@@ -360,5 +370,9 @@ unsafe extern "system" fn wsk_send_to(
         control: control.expose_provenance(),
         control_len: control_len as usize,
     };
-    completion::submit(irp, socket.expose_provenance(), Box::new(move || request.execute()))
+    completion::submit(
+        irp,
+        socket.expose_provenance(),
+        Box::new(move || request.execute()),
+    )
 }

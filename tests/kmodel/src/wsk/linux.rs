@@ -10,8 +10,8 @@ use std::sync::Arc;
 use nix::errno::Errno;
 use nix::sys::socket::{
     AddressFamily, ControlMessage, MsgFlags, SockFlag, SockProtocol, SockType, SockaddrIn,
-    SockaddrIn6, SockaddrStorage, bind as nix_bind, getsockname, sendmsg,
-    setsockopt, socket, sockopt,
+    SockaddrIn6, SockaddrStorage, bind as nix_bind, getsockname, sendmsg, setsockopt, socket,
+    sockopt,
 };
 use windows_sys::Win32::Foundation::{
     NTSTATUS, STATUS_ACCESS_DENIED, STATUS_ADDRESS_ALREADY_EXISTS, STATUS_CONNECTION_REFUSED,
@@ -45,9 +45,18 @@ pub(crate) const fn status_of(errno: Errno) -> NTSTATUS {
 
 /// A UDP socket; IPv6 sockets are IPv6-only, the Windows default for `AF_INET6`.
 pub(crate) fn udp_socket(v6: bool) -> Result<OwnedFd, NTSTATUS> {
-    let family = if v6 { AddressFamily::Inet6 } else { AddressFamily::Inet };
-    let fd = socket(family, SockType::Datagram, SockFlag::SOCK_CLOEXEC, SockProtocol::Udp)
-        .map_err(status_of)?;
+    let family = if v6 {
+        AddressFamily::Inet6
+    } else {
+        AddressFamily::Inet
+    };
+    let fd = socket(
+        family,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        SockProtocol::Udp,
+    )
+    .map_err(status_of)?;
     if v6 {
         setsockopt(&fd, sockopt::Ipv6V6Only, &true).map_err(status_of)?;
     }
@@ -67,13 +76,13 @@ pub(crate) fn bind(fd: RawFd, address: SocketAddr) -> Result<(), NTSTATUS> {
 
 pub(crate) fn local_address(fd: RawFd) -> Result<SocketAddr, NTSTATUS> {
     let name: SockaddrStorage = getsockname(fd).map_err(status_of)?;
-    if let Some(v4) = name.as_sockaddr_in() {
-        Ok(SocketAddr::V4((*v4).into()))
-    } else if let Some(v6) = name.as_sockaddr_in6() {
-        Ok(SocketAddr::V6((*v6).into()))
-    } else {
-        Err(STATUS_INVALID_ADDRESS_COMPONENT)
-    }
+    name.as_sockaddr_in()
+        .map(|v4| SocketAddr::V4((*v4).into()))
+        .or_else(|| {
+            name.as_sockaddr_in6()
+                .map(|v6| SocketAddr::V6((*v6).into()))
+        })
+        .ok_or(STATUS_INVALID_ADDRESS_COMPONENT)
 }
 
 /// Where a driver buffer handed to WSK lives, for the late read.
@@ -124,7 +133,10 @@ impl SendRequest {
         // SAFETY: The driver keeps RemoteAddress valid until completion (checked above against
         // freed pool); a SOCKADDR of the socket's family is `remote_len` bytes.
         let remote_bytes = unsafe {
-            std::slice::from_raw_parts(std::ptr::with_exposed_provenance::<u8>(self.remote), remote_len)
+            std::slice::from_raw_parts(
+                std::ptr::with_exposed_provenance::<u8>(self.remote),
+                remote_len,
+            )
         };
         let Some(remote) = sockaddr::decode(remote_bytes).filter(|r| r.is_ipv6() == self.v6) else {
             return (STATUS_INVALID_ADDRESS_COMPONENT, 0);
@@ -159,7 +171,10 @@ impl SendRequest {
         }
         // SAFETY: The driver keeps ControlInfo valid until completion (checked above).
         let bytes = unsafe {
-            std::slice::from_raw_parts(std::ptr::with_exposed_provenance::<u8>(self.control), self.control_len)
+            std::slice::from_raw_parts(
+                std::ptr::with_exposed_provenance::<u8>(self.control),
+                self.control_len,
+            )
         };
         let messages = Iter::new(bytes, self.control).map_err(|_| STATUS_INVALID_PARAMETER)?;
         for raw in messages {
@@ -167,20 +182,30 @@ impl SendRequest {
             if raw.padding.iter().any(|b| *b != 0) {
                 state::violation(
                     "CmsgPaddingNotZero",
-                    format!("control message level {} type {} has non-zero padding", raw.level, raw.ty),
+                    format!(
+                        "control message level {} type {} has non-zero padding",
+                        raw.level, raw.ty
+                    ),
                 );
             }
-            let message = WinMessage::decode(raw.level, raw.ty, raw.data).map_err(|_| STATUS_INVALID_PARAMETER)?;
+            let message = WinMessage::decode(raw.level, raw.ty, raw.data)
+                .map_err(|_| STATUS_INVALID_PARAMETER)?;
             let fresh = match (message, self.v6) {
-                (WinMessage::SourceV4(ip), false) => options.source.replace(IpAddr::V4(ip)).is_none(),
-                (WinMessage::SourceV6(ip), true) => options.source.replace(IpAddr::V6(ip)).is_none(),
+                (WinMessage::SourceV4(ip), false) => {
+                    options.source.replace(IpAddr::V4(ip)).is_none()
+                }
+                (WinMessage::SourceV6(ip), true) => {
+                    options.source.replace(IpAddr::V6(ip)).is_none()
+                }
                 (WinMessage::TosV4(tos), false) | (WinMessage::TrafficClassV6(tos), true) => {
                     options.tos.replace(tos).is_none()
                 }
                 (WinMessage::EcnV4(ecn), false) | (WinMessage::EcnV6(ecn), true) => {
                     options.ecn.replace(ecn as u8).is_none()
                 }
-                (WinMessage::UdpSendMsgSize(size), _) => options.segment_size.replace(size).is_none(),
+                (WinMessage::UdpSendMsgSize(size), _) => {
+                    options.segment_size.replace(size).is_none()
+                }
                 // An option of the other IP version than the socket's.
                 _ => return Err(STATUS_INVALID_PARAMETER),
             };
@@ -215,14 +240,18 @@ fn send(fd: RawFd, data: &[u8], remote: SocketAddr, options: &Options) -> Result
         Some(IpAddr::V4(ip)) => {
             pktinfo4 = libc::in_pktinfo {
                 ipi_ifindex: 0,
-                ipi_spec_dst: libc::in_addr { s_addr: u32::from_ne_bytes(ip.octets()) },
+                ipi_spec_dst: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(ip.octets()),
+                },
                 ipi_addr: libc::in_addr { s_addr: 0 },
             };
             cmsgs.push(ControlMessage::Ipv4PacketInfo(&pktinfo4));
         }
         Some(IpAddr::V6(ip)) => {
             pktinfo6 = libc::in6_pktinfo {
-                ipi6_addr: libc::in6_addr { s6_addr: ip.octets() },
+                ipi6_addr: libc::in6_addr {
+                    s6_addr: ip.octets(),
+                },
                 ipi6_ifindex: 0,
             };
             cmsgs.push(ControlMessage::Ipv6PacketInfo(&pktinfo6));
@@ -243,8 +272,20 @@ fn send(fd: RawFd, data: &[u8], remote: SocketAddr, options: &Options) -> Result
     }
     let iov = [IoSlice::new(data)];
     let sent = match remote {
-        SocketAddr::V4(v4) => sendmsg(fd, &iov, &cmsgs, MsgFlags::empty(), Some(&SockaddrIn::from(v4))),
-        SocketAddr::V6(v6) => sendmsg(fd, &iov, &cmsgs, MsgFlags::empty(), Some(&SockaddrIn6::from(v6))),
+        SocketAddr::V4(v4) => sendmsg(
+            fd,
+            &iov,
+            &cmsgs,
+            MsgFlags::empty(),
+            Some(&SockaddrIn::from(v4)),
+        ),
+        SocketAddr::V6(v6) => sendmsg(
+            fd,
+            &iov,
+            &cmsgs,
+            MsgFlags::empty(),
+            Some(&SockaddrIn6::from(v6)),
+        ),
     };
     sent.map_err(status_of)
 }
@@ -255,7 +296,10 @@ mod tests {
 
     #[test]
     fn errno_mapping() {
-        assert_eq!(status_of(Errno::EADDRNOTAVAIL), STATUS_INVALID_ADDRESS_COMPONENT);
+        assert_eq!(
+            status_of(Errno::EADDRNOTAVAIL),
+            STATUS_INVALID_ADDRESS_COMPONENT
+        );
         assert_eq!(status_of(Errno::EMSGSIZE), STATUS_INVALID_BUFFER_SIZE);
         assert_eq!(status_of(Errno::EIO), STATUS_UNSUCCESSFUL);
     }

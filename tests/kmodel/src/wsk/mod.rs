@@ -58,7 +58,8 @@ pub(crate) struct Wsk {
 static WSK: LazyLock<Mutex<Wsk>> = LazyLock::new(|| Mutex::new(Wsk::default()));
 
 pub(crate) fn wsk() -> MutexGuard<'static, Wsk> {
-    WSK.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    WSK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Forgets everything (a new machine).
@@ -72,7 +73,11 @@ pub(crate) fn reset() {
 pub(crate) fn outstanding() -> (usize, usize, usize) {
     let mut wsk = wsk();
     let sockets = wsk.sockets.values().filter(|s| !s.closed()).count();
-    let captures = wsk.registrations.values().map(|r| r.captures as usize).sum();
+    let captures = wsk
+        .registrations
+        .values()
+        .map(|r| r.captures as usize)
+        .sum();
     let registrations = wsk.registrations.len();
     wsk.sockets.retain(|_, record| !record.closed());
     (sockets, captures, registrations)
@@ -93,7 +98,10 @@ pub(crate) unsafe extern "system" fn wsk_register(
     let dispatch = unsafe { npi.as_ref() }.map_or(std::ptr::null(), |npi| npi.Dispatch);
     // SAFETY: The client dispatch table must be valid for the registration's life.
     let Some(version) = (unsafe { dispatch.as_ref() }).map(|d| d.Version) else {
-        state::violation("WskRegister", "WSK_CLIENT_NPI without a dispatch table".into());
+        state::violation(
+            "WskRegister",
+            "WSK_CLIENT_NPI without a dispatch table".into(),
+        );
         return STATUS_INVALID_PARAMETER;
     };
     if version >> 8 != 1 {
@@ -106,7 +114,10 @@ pub(crate) unsafe extern "system" fn wsk_register(
     let mut wsk = wsk();
     if wsk.registrations.contains_key(&key) {
         drop(wsk);
-        state::violation("WskRegistration", format!("WskRegister twice on registration {key:#x}"));
+        state::violation(
+            "WskRegistration",
+            format!("WskRegister twice on registration {key:#x}"),
+        );
         return STATUS_INVALID_PARAMETER;
     }
     wsk.registrations.insert(key, Registration::default());
@@ -125,11 +136,18 @@ pub(crate) unsafe extern "system" fn wsk_capture_provider_npi(
 ) -> NTSTATUS {
     irql::require_at_most(
         "WskCaptureProviderNPI",
-        if wait_timeout == 0 { DISPATCH_LEVEL } else { PASSIVE_LEVEL },
+        if wait_timeout == 0 {
+            DISPATCH_LEVEL
+        } else {
+            PASSIVE_LEVEL
+        },
     );
     let key = registration.expose_provenance();
     if !wsk().registrations.contains_key(&key) {
-        state::violation("WskRegistration", format!("WskCaptureProviderNPI on unregistered {key:#x}"));
+        state::violation(
+            "WskRegistration",
+            format!("WskCaptureProviderNPI on unregistered {key:#x}"),
+        );
         return STATUS_DEVICE_NOT_READY;
     }
     if faults::should_fail(Site::WskCapture) {
@@ -180,7 +198,10 @@ pub(crate) unsafe extern "system" fn wsk_deregister(registration: *mut WSK_REGIS
     let mut wsk = wsk();
     let Some(record) = wsk.registrations.remove(&key) else {
         drop(wsk);
-        state::violation("WskRegistration", format!("WskDeregister of unregistered {key:#x}"));
+        state::violation(
+            "WskRegistration",
+            format!("WskDeregister of unregistered {key:#x}"),
+        );
         return;
     };
     let open = wsk.sockets.values().filter(|s| !s.closed()).count();
@@ -188,7 +209,10 @@ pub(crate) unsafe extern "system" fn wsk_deregister(registration: *mut WSK_REGIS
     if record.captures != 0 {
         state::violation(
             "WskDeregisterWithCapture",
-            format!("WskDeregister with {} provider NPI capture(s) not released: it would block forever", record.captures),
+            format!(
+                "WskDeregister with {} provider NPI capture(s) not released: it would block forever",
+                record.captures
+            ),
         );
     }
     if open != 0 {
