@@ -19,7 +19,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use wskudp_abi::SendSpec;
-use wskudp_harness::backend::{Backend, ModelBackend, ModelConfig};
+use wskudp_harness::backend::{ModelBackend, ModelConfig};
 use wskudp_harness::client::Client;
 use wskudp_harness::pattern;
 use wskudp_kmodel::CompletionMode;
@@ -101,8 +101,8 @@ fn model(
         ..ModelConfig::default()
     })
     .expect("model loads");
-    let backend: Arc<ModelBackend> = Arc::new(backend);
-    let client = Client::new(Box::new(Shared(Arc::clone(&backend))));
+    let client = Client::new(Box::new(backend));
+    let backend = client.backend();
     let socket = client
         .open_socket("127.0.0.1:0".parse().expect("address"))
         .expect("open");
@@ -142,10 +142,9 @@ fn model(
     let sent = (requests * u64::from(per_request)) as f64;
     let per = |n: u64| n as f64 / sent;
     client.close_socket(socket.socket).expect("close");
-    drop(client);
-    let report = Arc::into_inner(backend).map(|b| Box::new(b).finish());
+    let report = client.finish();
     assert!(
-        report.flatten().is_some_and(|r| r.is_clean()),
+        report.is_some_and(|r| r.is_clean()),
         "model report not clean"
     );
     Row {
@@ -155,28 +154,6 @@ fn model(
         mdls: per(after.mdl_allocations - before.mdl_allocations),
         // One system-buffer copy per IOCTL, plus the driver's pool copies.
         copies: (requests + payload_copies) as f64 / sent,
-    }
-}
-
-/// Lets the benchmark keep a handle on the backend's counters while a `Client` owns a box.
-struct Shared(Arc<ModelBackend>);
-
-impl Backend for Shared {
-    fn name(&self) -> &'static str {
-        "model"
-    }
-
-    fn ioctl(
-        &self,
-        code: u32,
-        input: &[u8],
-        output_len: usize,
-    ) -> Result<wskudp_harness::backend::IoctlOutcome, wskudp_harness::backend::BackendError> {
-        self.0.ioctl(code, input, output_len)
-    }
-
-    fn finish(self: Box<Self>) -> Option<wskudp_harness::report::ModelReport> {
-        None
     }
 }
 

@@ -48,16 +48,23 @@ impl From<BackendError> for ClientError {
     }
 }
 
-/// A handle on the driver.
-pub struct Client {
-    backend: Box<dyn Backend>,
+/// A handle on the driver, through any backend (`dyn Backend` unless a caller needs the
+/// concrete one, e.g. for the model's counters).
+pub struct Client<B: Backend + ?Sized = dyn Backend> {
+    backend: Box<B>,
 }
 
-impl Client {
+impl<B: Backend + ?Sized> Client<B> {
     /// Wraps an open backend.
     #[must_use]
-    pub fn new(backend: Box<dyn Backend>) -> Self {
+    pub const fn new(backend: Box<B>) -> Self {
         Self { backend }
+    }
+
+    /// The backend.
+    #[must_use]
+    pub fn backend(&self) -> &B {
+        &self.backend
     }
 
     /// The backend's name.

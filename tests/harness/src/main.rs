@@ -163,7 +163,7 @@ fn main() -> ExitCode {
         if let Value::Object(map) = &mut outcome.json {
             map.insert(
                 "model".into(),
-                json!({ "violations": report.violations, "leaked": report.leaked, "stats": report.stats }),
+                serde_json::to_value(report).unwrap_or_default(),
             );
         }
         outcome.text.push_str(&report_text(report));
@@ -184,21 +184,10 @@ fn main() -> ExitCode {
 }
 
 fn report_text(report: &ModelReport) -> String {
-    if report.is_clean() {
-        return "model: no contract violations, nothing leaked\n".into();
-    }
-    let mut text = String::new();
-    for violation in &report.violations {
-        let _ = writeln!(
-            text,
-            "model violation {}: {}",
-            violation.rule, violation.detail
-        );
-    }
-    if !report.leaked.is_empty() {
-        let _ = writeln!(text, "model leaked: {:?}", report.leaked);
-    }
-    text
+    format!(
+        "model: {report}
+"
+    )
 }
 
 fn info(client: &Client) -> Result<Outcome, String> {

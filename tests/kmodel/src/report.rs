@@ -3,8 +3,10 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use serde::Serialize;
+
 /// A broken kernel contract, named like the Driver Verifier check that would catch it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Violation {
     /// The rule (see the table in the crate docs).
     pub rule: &'static str,
@@ -19,7 +21,7 @@ impl fmt::Display for Violation {
 }
 
 /// Objects still outstanding when the driver was unloaded.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Leaks {
     /// Live pool blocks, by tag.
     pub pool_by_tag: BTreeMap<String, usize>,
@@ -46,7 +48,7 @@ impl Leaks {
 }
 
 /// Counters over the whole run (for benchmarks: allocations and copies per datagram).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Stats {
     /// `ExAllocatePool2` successes.
     pub pool_allocations: u64,
@@ -69,7 +71,7 @@ pub struct Stats {
 }
 
 /// The unload report: violations, leaks, counters.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Report {
     /// Every contract violation, in order.
     pub violations: Vec<Violation>,

@@ -76,7 +76,7 @@ mod imp {
                     driver: Some(driver),
                     machine: Some(machine),
                 }),
-                Err(status) => Err((status, Box::new(machine.shutdown().into()))),
+                Err(status) => Err((status, Box::new(machine.shutdown()))),
             }
         }
 
@@ -195,7 +195,7 @@ mod imp {
                 driver.cleanup(OWNER);
                 drop(driver);
             }
-            self.machine.take().map(|machine| machine.shutdown().into())
+            self.machine.take().map(Machine::shutdown)
         }
     }
 

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use wskudp_abi::SendSpec;
-use wskudp_harness::backend::{ModelBackend, ModelConfig};
+use wskudp_harness::backend::{Backend, ModelBackend, ModelConfig};
 use wskudp_harness::client::Client;
 use wskudp_harness::receiver::{Arrival, Receiver};
 use wskudp_harness::report::ModelReport;
@@ -27,9 +27,9 @@ pub fn client(completion: CompletionMode) -> Client {
 }
 
 pub fn client_with(completion: CompletionMode, faults: FaultPlan) -> Client {
-    Client::new(Box::new(
-        ModelBackend::start(ModelConfig { completion, faults }).unwrap(),
-    ))
+    let backend: Box<dyn Backend> =
+        Box::new(ModelBackend::start(ModelConfig { completion, faults }).unwrap());
+    Client::new(backend)
 }
 
 /// Every completion mode the model offers: inline, worker, late and out of order.
