@@ -577,6 +577,30 @@ fn irp_layouts(unit: &mut Unit) {
         Parameters.DeviceIoControl.OutputBufferLength,
         DeviceObject, FileObject, CompletionRoutine, Context,
     });
+    // Core's own view of the DeviceIoControl parameters, which front doors read instead of
+    // windows-sys' misaligned one (see `known_windows_sys_defects`).
+    type View = wskudp_core::ddi::nt::DeviceIoControlParameters;
+    let base = offset_of!(IO_STACK_LOCATION, Parameters);
+    for (field, rust) in [
+        (
+            "OutputBufferLength",
+            base + offset_of!(View, OutputBufferLength),
+        ),
+        (
+            "InputBufferLength",
+            base + offset_of!(View, InputBufferLength),
+        ),
+        ("IoControlCode", base + offset_of!(View, IoControlCode)),
+        (
+            "Type3InputBuffer",
+            base + offset_of!(View, Type3InputBuffer),
+        ),
+    ] {
+        unit.holds(
+            &format!("DeviceIoControlParameters.{field} at IO_STACK_LOCATION offset {rust}"),
+            &format!("offsetof(IO_STACK_LOCATION, Parameters.DeviceIoControl.{field}) == {rust}"),
+        );
+    }
 }
 
 /// windows-sys 0.61.2 drops wdm.h's `POINTER_ALIGNMENT` (8 on x64) from three fields of

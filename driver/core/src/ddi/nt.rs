@@ -41,6 +41,65 @@ pub type IoCompletionRoutine =
 pub const SL_INVOKE_ON_ALL: u8 =
     (SL_INVOKE_ON_SUCCESS | SL_INVOKE_ON_ERROR | SL_INVOKE_ON_CANCEL) as u8;
 
+/// `IO_STACK_LOCATION::Parameters.DeviceIoControl` as wdm.h lays it out on x64.
+///
+/// Every field after the first is `POINTER_ALIGNMENT` (8 bytes). windows-sys 0.61 drops that alignment
+/// (microsoft/windows-rs#4404) and puts three of the four fields at the wrong offsets, so
+/// front doors read the parameters through this view (checked against mingw-w64's wdm.h by
+/// `tests/kmodel/tests/abi_conformance.rs`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+#[allow(non_snake_case, reason = "field names from wdm.h")]
+pub struct DeviceIoControlParameters {
+    /// `OutputBufferLength`.
+    pub OutputBufferLength: u32,
+    _align0: u32,
+    /// `InputBufferLength`.
+    pub InputBufferLength: u32,
+    _align1: u32,
+    /// `IoControlCode`.
+    pub IoControlCode: u32,
+    _align2: u32,
+    /// `Type3InputBuffer`.
+    pub Type3InputBuffer: *mut c_void,
+}
+
+const _: () = {
+    use core::mem::offset_of;
+    assert!(offset_of!(DeviceIoControlParameters, InputBufferLength) == 8);
+    assert!(offset_of!(DeviceIoControlParameters, IoControlCode) == 16);
+    assert!(offset_of!(DeviceIoControlParameters, Type3InputBuffer) == 24);
+    assert!(offset_of!(IO_STACK_LOCATION, Parameters) == 8);
+    // The view ends before the next field after the Parameters union.
+    assert!(size_of::<DeviceIoControlParameters>() == 32);
+    assert!(offset_of!(IO_STACK_LOCATION, DeviceObject) == 40);
+};
+
+/// The `DeviceIoControl` parameters of a stack location (`IRP_MJ_DEVICE_CONTROL`).
+///
+/// IRQL: any.
+///
+/// # Safety
+/// `location` must point to a valid stack location of an `IRP_MJ_DEVICE_CONTROL` request.
+#[must_use]
+pub const unsafe fn device_io_control_parameters(
+    location: *const IO_STACK_LOCATION,
+) -> DeviceIoControlParameters {
+    let parameters;
+    // SAFETY: `location` is valid (caller's guarantee); only an address is computed.
+    unsafe {
+        parameters = (&raw const (*location).Parameters).cast::<DeviceIoControlParameters>();
+    }
+    let value;
+    // SAFETY: The Parameters union of a device-control location holds this structure at its
+    // start (wdm.h layout, asserted above and against the C header), and it fits before
+    // `DeviceObject`.
+    unsafe {
+        value = parameters.read();
+    }
+    value
+}
+
 /// `IoGetCurrentIrpStackLocation` (a wdm.h inline).
 ///
 /// IRQL: any.
