@@ -549,6 +549,8 @@ fn kernel_declarations_match_mingw_wdm_h() {
 }
 
 fn irp_layouts(unit: &mut Unit) {
+    use wskudp_core::ddi::nt::DeviceIoControlParameters as View;
+
     layout!(unit, IO_STATUS_BLOCK => "IO_STATUS_BLOCK" {
         Anonymous.Status => "Status", Anonymous.Pointer => "Pointer", Information,
     });
@@ -579,7 +581,6 @@ fn irp_layouts(unit: &mut Unit) {
     });
     // Core's own view of the DeviceIoControl parameters, which front doors read instead of
     // windows-sys' misaligned one (see `known_windows_sys_defects`).
-    type View = wskudp_core::ddi::nt::DeviceIoControlParameters;
     let base = offset_of!(IO_STACK_LOCATION, Parameters);
     for (field, rust) in [
         (
