@@ -152,7 +152,19 @@ fn main() -> ExitCode {
         Ok(outcome) => outcome,
         Err(message) => {
             eprintln!("error: {message}");
-            if let Some(report) = report.as_ref().filter(|r| !r.is_clean()) {
+            if json_wanted {
+                let mut json = json!({ "error": message });
+                if let (Some(report), Value::Object(map)) = (&report, &mut json) {
+                    map.insert(
+                        "model".into(),
+                        serde_json::to_value(report).unwrap_or_default(),
+                    );
+                }
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&json).unwrap_or_default()
+                );
+            } else if let Some(report) = report.as_ref().filter(|r| !r.is_clean()) {
                 eprintln!("{}", report_text(report));
             }
             return ExitCode::from(2);
