@@ -359,3 +359,75 @@ fn buffer_freed_before_completion_is_caught() {
     assert_eq!(rules(&report), ["MdlBufferFreed"]);
     assert_eq!(report.stats.datagrams_sent, 0);
 }
+
+/// Sends `control` (with `ControlInfoLength = len`) on a bound IPv4 socket; returns the IRP's
+/// final status.
+fn send_with_control(control: &wskudp_core::cmsg::ControlBuffer, len: u32) -> NTSTATUS {
+    let client = Client::register();
+    let socket = bound_socket(&client);
+    let dispatch = unsafe { &*(*socket).Dispatch.cast::<WSK_PROVIDER_DATAGRAM_DISPATCH>() };
+    let payload = unsafe { ExAllocatePool2(POOL_FLAG_NON_PAGED, 8, TAG) };
+    let mdl = unsafe { IoAllocateMdl(payload, 8, false, false, std::ptr::null_mut()) };
+    unsafe { MmBuildMdlForNonPagedPool(mdl) };
+    let mut buffer = WSK_BUF {
+        Mdl: mdl,
+        Offset: 0,
+        Length: 8,
+    };
+    let mut remote = SockAddrBuffer::new("127.0.0.1:9".parse().unwrap());
+    let irp = unsafe { IoAllocateIrp(1, false) };
+    let done = AtomicBool::new(false);
+    unsafe {
+        io_set_completion_routine(irp, keeps_irp, std::ptr::from_ref(&done).cast_mut().cast());
+    };
+    let (info, _) = control.as_control_info();
+    unsafe {
+        dispatch.WskSendTo.unwrap()(
+            socket,
+            &raw mut buffer,
+            0,
+            remote.as_sockaddr_mut(),
+            len,
+            info.cast_mut(),
+            irp,
+        )
+    };
+    wait(&done);
+    let status = unsafe { (*irp).IoStatus.Anonymous.Status };
+    unsafe { IoFreeIrp(irp) };
+    unsafe { IoFreeMdl(mdl) };
+    unsafe { ExFreePoolWithTag(payload, TAG) };
+    close(socket);
+    client.unregister();
+    status
+}
+
+/// The provider applies the `ws2def.h` rules to control buffers, as a Windows transport does:
+/// a padded total is required, and options must match the socket's family.
+#[test]
+fn malformed_control_buffers_are_rejected() {
+    use windows_sys::Win32::Foundation::STATUS_INVALID_PARAMETER;
+    use wskudp_core::cmsg::{ControlBuffer, ControlMessage};
+    let machine = machine();
+    let encode = |messages: &[ControlMessage]| {
+        let mut buffer = ControlBuffer::new();
+        let mut encoder = buffer.encoder();
+        for message in messages {
+            encoder.push(message).unwrap();
+        }
+        buffer
+    };
+    let tos = encode(&[ControlMessage::TosV4(0x10)]);
+    assert_eq!(send_with_control(&tos, 24), STATUS_SUCCESS);
+    // ControlInfoLength = the last cmsg_len instead of the padded total (wireguard-nt's bug).
+    assert_eq!(send_with_control(&tos, 20), STATUS_INVALID_PARAMETER);
+    // An IPv6 option on an IPv4 socket.
+    let v6 = encode(&[ControlMessage::TrafficClassV6(1)]);
+    assert_eq!(send_with_control(&v6, 24), STATUS_INVALID_PARAMETER);
+    // The same option twice.
+    let twice = encode(&[ControlMessage::TosV4(1), ControlMessage::TosV4(2)]);
+    assert_eq!(send_with_control(&twice, 48), STATUS_INVALID_PARAMETER);
+    let report = machine.shutdown();
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(report.stats.datagrams_sent, 1);
+}
