@@ -8,6 +8,7 @@ pub mod client;
 pub mod demo;
 pub mod receiver;
 pub mod report;
+pub mod scenarios;
 
 /// `0xC0000008 (STATUS_INVALID_HANDLE)`, or just the number for statuses wskudp does not name.
 #[must_use]

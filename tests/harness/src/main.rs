@@ -11,7 +11,7 @@ use wskudp_abi::{Ecn, InfoResponse, Ioctl, SendSpec, capability};
 use wskudp_harness::backend::{self, Kind};
 use wskudp_harness::client::Client;
 use wskudp_harness::report::ModelReport;
-use wskudp_harness::{demo, pattern, status_hex, status_text};
+use wskudp_harness::{demo, pattern, scenarios, status_hex, status_text};
 
 #[derive(Parser)]
 #[command(name = "wskudp", version, about, propagate_version = true)]
@@ -58,6 +58,12 @@ enum Command {
     /// Start local receivers, send a few datagrams (MDL chains, IPv4 and IPv6, source address,
     /// TOS/ECN, USO) and show what was sent next to what arrived.
     Demo {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the scenario suite against the backend (e.g. the real driver on a test VM).
+    Scenarios {
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -146,6 +152,7 @@ fn main() -> ExitCode {
             json,
         } => (*json, raw_ioctl(&client, *code, in_hex, *out_len)),
         Command::Demo { json } => (*json, run_demo(&client)),
+        Command::Scenarios { json } => (*json, Ok(run_scenarios(&client))),
     };
     let report = client.finish();
     let mut outcome = match result {
@@ -402,6 +409,30 @@ fn raw_ioctl(client: &Client, code: u32, in_hex: &str, out_len: u32) -> Result<O
         text,
         ok: true,
     })
+}
+
+fn run_scenarios(client: &Client) -> Outcome {
+    let outcomes = scenarios::run_all(client);
+    let ok = outcomes.iter().all(|o| o.result != "fail");
+    let mut text = String::new();
+    for outcome in &outcomes {
+        let _ = writeln!(
+            text,
+            "{:<4} {}{}",
+            outcome.result,
+            outcome.name,
+            outcome
+                .detail
+                .as_ref()
+                .map(|d| format!(": {d}"))
+                .unwrap_or_default()
+        );
+    }
+    Outcome {
+        json: json!({ "scenarios": outcomes }),
+        text,
+        ok,
+    }
 }
 
 fn run_demo(client: &Client) -> Result<Outcome, String> {

@@ -2,249 +2,15 @@
 
 mod common;
 
-use common::{V4, addr, client, finish_clean, plain, receive, receiver};
+use common::{V4, addr, client, finish_clean, plain};
 use proptest::prelude::*;
-use wskudp_abi::status::{
-    STATUS_BUFFER_TOO_SMALL, STATUS_INFO_LENGTH_MISMATCH, STATUS_INVALID_ADDRESS_COMPONENT,
-    STATUS_INVALID_BUFFER_SIZE, STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_HANDLE,
-    STATUS_INVALID_PARAMETER, STATUS_REVISION_MISMATCH, STATUS_SUCCESS,
-    STATUS_TOO_MANY_OPENED_FILES,
-};
-use wskudp_abi::{
-    Ioctl, MAX_SOCKETS, OpenSocketResponse, SendRequest, SendResponse, SendSpec,
-    encode_close_socket, encode_open_socket, encode_send, send_request_len,
-};
+use wskudp_abi::status::{STATUS_INVALID_HANDLE, STATUS_SUCCESS, STATUS_TOO_MANY_OPENED_FILES};
+use wskudp_abi::{Ioctl, MAX_SOCKETS, OpenSocketResponse, encode_close_socket, encode_open_socket};
 use wskudp_harness::backend::{Backend, ModelBackend, ModelConfig};
 use wskudp_harness::client::{Client, ClientError};
+use wskudp_harness::scenarios::valid_send;
 use wskudp_kmodel::CompletionMode;
 use zerocopy::{FromBytes, IntoBytes};
-
-fn valid_send(socket: u32) -> Vec<u8> {
-    let spec = SendSpec {
-        tos: Some(1),
-        ..plain(socket, addr("127.0.0.1:9"), 1)
-    };
-    let mut bytes = vec![0; send_request_len(2, 5).unwrap()];
-    encode_send(&spec, &[2, 3], b"hello", &mut bytes).unwrap();
-    bytes
-}
-
-/// Mutates the fixed part of a valid SEND request.
-fn mutated(socket: u32, change: impl FnOnce(&mut SendRequest)) -> Vec<u8> {
-    let mut bytes = valid_send(socket);
-    change(SendRequest::mut_from_prefix(&mut bytes).unwrap().0);
-    bytes
-}
-
-#[test]
-#[allow(clippy::too_many_lines, reason = "one table of cases")]
-fn each_malformed_request_has_its_status_and_changes_nothing() {
-    let client = client(CompletionMode::Inline);
-    let socket = client.open_socket(addr(V4)).unwrap().socket;
-    let out = size_of::<SendResponse>();
-    let send = Ioctl::Send.code();
-    let cases: Vec<(&str, u32, Vec<u8>, usize, i32)> = vec![
-        (
-            "unknown IOCTL",
-            0x0012_A0FC,
-            vec![],
-            0,
-            STATUS_INVALID_DEVICE_REQUEST,
-        ),
-        (
-            "truncated SEND",
-            send,
-            valid_send(socket)[..40].to_vec(),
-            out,
-            STATUS_INFO_LENGTH_MISMATCH,
-        ),
-        (
-            "trailing byte",
-            send,
-            [valid_send(socket), vec![0]].concat(),
-            out,
-            STATUS_INFO_LENGTH_MISMATCH,
-        ),
-        (
-            "old ABI version",
-            send,
-            mutated(socket, |r| r.header.abi_version = 0),
-            out,
-            STATUS_REVISION_MISMATCH,
-        ),
-        (
-            "reserved field",
-            send,
-            mutated(socket, |r| r.reserved = 7),
-            out,
-            STATUS_INVALID_PARAMETER,
-        ),
-        (
-            "unknown flag",
-            send,
-            mutated(socket, |r| r.flags |= 0x100),
-            out,
-            STATUS_INVALID_PARAMETER,
-        ),
-        (
-            "Linux AF_INET6 value",
-            send,
-            mutated(socket, |r| r.remote.family = 10),
-            out,
-            STATUS_INVALID_ADDRESS_COMPONENT,
-        ),
-        (
-            "port 0",
-            send,
-            mutated(socket, |r| r.remote.port = 0),
-            out,
-            STATUS_INVALID_ADDRESS_COMPONENT,
-        ),
-        (
-            "ECN 4",
-            send,
-            mutated(socket, |r| {
-                r.flags |= SendRequest::FLAG_ECN;
-                r.ecn = 4;
-            }),
-            out,
-            STATUS_INVALID_PARAMETER,
-        ),
-        (
-            "count 0",
-            send,
-            mutated(socket, |r| r.count = 0),
-            out,
-            STATUS_INVALID_PARAMETER,
-        ),
-        (
-            "count 1025",
-            send,
-            mutated(socket, |r| r.count = 1025),
-            out,
-            STATUS_INVALID_PARAMETER,
-        ),
-        (
-            "USO 0",
-            send,
-            mutated(socket, |r| r.flags |= SendRequest::FLAG_USO),
-            out,
-            STATUS_INVALID_PARAMETER,
-        ),
-        (
-            "33 segments",
-            send,
-            mutated(socket, |r| r.segment_count = 33),
-            out,
-            STATUS_INVALID_BUFFER_SIZE,
-        ),
-        (
-            "payload length lies",
-            send,
-            mutated(socket, |r| r.payload_len = 6),
-            out,
-            STATUS_INFO_LENGTH_MISMATCH,
-        ),
-        (
-            "payload too large",
-            send,
-            mutated(socket, |r| r.payload_len = 70_000),
-            out,
-            STATUS_INVALID_BUFFER_SIZE,
-        ),
-        (
-            "stale handle",
-            send,
-            mutated(socket, |r| r.socket ^= 0x100),
-            out,
-            STATUS_INVALID_HANDLE,
-        ),
-        (
-            "handle 0",
-            send,
-            mutated(socket, |r| r.socket = 0),
-            out,
-            STATUS_INVALID_HANDLE,
-        ),
-        (
-            "IPv6 destination on an IPv4 socket",
-            send,
-            {
-                let spec = plain(socket, addr("[::1]:9"), 1);
-                let mut bytes = vec![0; send_request_len(0, 1).unwrap()];
-                encode_send(&spec, &[], b"x", &mut bytes).unwrap();
-                bytes
-            },
-            out,
-            STATUS_INVALID_ADDRESS_COMPONENT,
-        ),
-        (
-            "no room for the response",
-            send,
-            valid_send(socket),
-            out - 1,
-            STATUS_BUFFER_TOO_SMALL,
-        ),
-        (
-            "OPEN_SOCKET without room",
-            Ioctl::OpenSocket.code(),
-            encode_open_socket(addr(V4)).as_bytes().to_vec(),
-            size_of::<OpenSocketResponse>() - 1,
-            STATUS_BUFFER_TOO_SMALL,
-        ),
-        (
-            "OPEN_SOCKET of AF 0",
-            Ioctl::OpenSocket.code(),
-            vec![1, 0, 0, 0, 0, 0, 0, 0]
-                .into_iter()
-                .chain([0; 24])
-                .collect(),
-            32,
-            STATUS_INVALID_ADDRESS_COMPONENT,
-        ),
-        (
-            "CLOSE_SOCKET of a stranger",
-            Ioctl::CloseSocket.code(),
-            encode_close_socket(0xFFFF_FF01).as_bytes().to_vec(),
-            0,
-            STATUS_INVALID_HANDLE,
-        ),
-        (
-            "CLOSE_SOCKET short",
-            Ioctl::CloseSocket.code(),
-            vec![1, 0, 0, 0],
-            0,
-            STATUS_INFO_LENGTH_MISMATCH,
-        ),
-    ];
-    for (what, code, input, output_len, expected) in cases {
-        let (status, output) = client.raw(code, &input, output_len).unwrap();
-        assert_eq!(
-            status,
-            expected,
-            "{what}: got {}",
-            wskudp_harness::status_text(status)
-        );
-        assert!(output.is_empty(), "{what}: output on an error status");
-    }
-    // Nothing changed: the one socket is still open and still sends.
-    assert_eq!(client.info().unwrap().open_sockets, 1);
-    let rx = receiver(V4).unwrap();
-    let response = client
-        .send(
-            &plain(socket, rx.local_addr().unwrap(), 1),
-            &[],
-            b"still fine",
-        )
-        .unwrap();
-    assert_eq!(response.status, STATUS_SUCCESS);
-    assert_eq!(receive(&rx, 1)[0].payload, b"still fine");
-    let report = finish_clean(client);
-    assert_eq!(
-        report.stats.datagrams_sent, 1,
-        "no malformed request sent anything"
-    );
-}
 
 #[test]
 fn the_client_refuses_what_the_driver_would_refuse() {
@@ -315,7 +81,7 @@ fn sockets_are_private_to_the_handle_that_opened_them() {
         .socket;
     // Another handle can neither send on it nor close it.
     let send = backend
-        .ioctl_as(2, Ioctl::Send.code(), &valid_send(handle), 24)
+        .ioctl_as(2, Ioctl::Send.code(), &valid_send(handle).unwrap(), 24)
         .unwrap();
     assert_eq!(send.status, STATUS_INVALID_HANDLE);
     let close = backend
@@ -339,7 +105,7 @@ fn sockets_are_private_to_the_handle_that_opened_them() {
     assert_eq!(theirs.status, STATUS_SUCCESS);
     backend.close_handle(2);
     let ours = backend
-        .ioctl(Ioctl::Send.code(), &valid_send(handle), 24)
+        .ioctl(Ioctl::Send.code(), &valid_send(handle).unwrap(), 24)
         .unwrap();
     assert_eq!(ours.status, STATUS_SUCCESS);
     let report = Box::new(backend).finish().unwrap();
@@ -373,7 +139,7 @@ proptest! {
             let code = Ioctl::ALL.get(which).map_or(0x0012_A0FC, |ioctl| ioctl.code());
             // Half the time, start from a valid header so deeper checks are reached.
             if which == 3 && input.len() > 8 {
-                let valid = valid_send(socket);
+                let valid = valid_send(socket).unwrap();
                 let n = input.len().min(valid.len());
                 input[..n.min(16)].copy_from_slice(&valid[..n.min(16)]);
             }

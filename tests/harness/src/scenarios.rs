@@ -1,0 +1,743 @@
+//! The scenario suite: what the driver must do, checked against real loopback receivers.
+//!
+//! It runs through any backend. `wskudp scenarios` runs it on the real driver (Windows) or the model;
+//! the cargo tests run it on the model in every completion mode and check the model's report.
+//!
+//! Each scenario opens its own sockets and closes them, so scenarios can share one client.
+
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+use wskudp_abi::status::{
+    STATUS_BUFFER_TOO_SMALL, STATUS_INFO_LENGTH_MISMATCH, STATUS_INVALID_ADDRESS_COMPONENT,
+    STATUS_INVALID_BUFFER_SIZE, STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_HANDLE,
+    STATUS_INVALID_PARAMETER, STATUS_REVISION_MISMATCH, STATUS_SUCCESS,
+};
+use wskudp_abi::{
+    Ecn, Ioctl, SendRequest, SendResponse, SendSpec, encode_close_socket, encode_send,
+    send_request_len,
+};
+use zerocopy::{FromBytes, IntoBytes};
+
+use crate::client::Client;
+use crate::pattern;
+use crate::receiver::{Arrival, Receiver};
+
+/// How long a receiver waits for each expected datagram.
+const WAIT: Duration = Duration::from_secs(3);
+
+/// What a failed scenario says.
+pub type Failure = String;
+
+/// One scenario.
+pub struct Scenario {
+    /// Its name.
+    pub name: &'static str,
+    /// Runs it; `Ok(Some(reason))` means it could not run here (e.g. no IPv6 loopback).
+    pub run: fn(&Client) -> Result<Option<String>, Failure>,
+}
+
+/// Every scenario, in order.
+#[must_use]
+pub const fn all() -> &'static [Scenario] {
+    &[
+        Scenario {
+            name: "payload arrives intact through any MDL chain (IPv4)",
+            run: mdl_chains_v4,
+        },
+        Scenario {
+            name: "payload arrives intact through any MDL chain (IPv6)",
+            run: mdl_chains_v6,
+        },
+        Scenario {
+            name: "count sends that many copies",
+            run: count_copies,
+        },
+        Scenario {
+            name: "IPv4 source address (IP_PKTINFO)",
+            run: source_v4,
+        },
+        Scenario {
+            name: "IPv6 source address (IPV6_PKTINFO)",
+            run: source_v6,
+        },
+        Scenario {
+            name: "TOS / traffic class and ECN reach the wire",
+            run: tos_and_ecn,
+        },
+        Scenario {
+            name: "USO segments the payload (UDP_SEND_MSG_SIZE)",
+            run: uso,
+        },
+        Scenario {
+            name: "every option together, both families",
+            run: everything,
+        },
+        Scenario {
+            name: "DESCRIBE_SEND returns the exact WskSendTo arguments",
+            run: describe_exact,
+        },
+        Scenario {
+            name: "malformed requests: precise status, nothing changed",
+            run: malformed,
+        },
+        Scenario {
+            name: "sockets are closed and their handles go stale",
+            run: stale_handles,
+        },
+    ]
+}
+
+macro_rules! ensure {
+    ($condition:expr, $($message:tt)+) => {
+        if !$condition {
+            return Err(format!($($message)+));
+        }
+    };
+}
+
+fn addr(text: &str) -> SocketAddr {
+    text.parse()
+        .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+}
+
+fn error(e: impl std::fmt::Display) -> Failure {
+    e.to_string()
+}
+
+/// A receiver on `local`, or the reason there is none (IPv6 loopback may be disabled).
+fn receiver(local: &str) -> Result<Receiver, String> {
+    Receiver::bind(addr(local)).map_err(|e| format!("no receiver on {local}: {e}"))
+}
+
+const fn plain(socket: u32, remote: SocketAddr, count: u32) -> SendSpec {
+    SendSpec {
+        socket,
+        remote,
+        source: None,
+        tos: None,
+        ecn: None,
+        uso_segment_size: None,
+        count,
+    }
+}
+
+/// Exactly `n` datagrams, and nothing more.
+fn receive(receiver: &Receiver, n: usize) -> Result<Vec<Arrival>, Failure> {
+    let arrivals = receiver.recv_up_to(n, WAIT);
+    ensure!(
+        arrivals.len() == n,
+        "expected {n} datagrams, {} arrived",
+        arrivals.len()
+    );
+    ensure!(
+        receiver.recv(Duration::from_millis(50)).is_err(),
+        "more than {n} datagrams arrived"
+    );
+    Ok(arrivals)
+}
+
+fn sent_ok(response: &SendResponse, datagrams: u32) -> Result<(), Failure> {
+    ensure!(
+        response.status == STATUS_SUCCESS
+            && response.datagrams_sent == datagrams
+            && response.datagrams_failed == 0,
+        "send: {} ({} sent, {} failed, expected {datagrams} sent)",
+        crate::status_text(response.status),
+        response.datagrams_sent,
+        response.datagrams_failed
+    );
+    Ok(())
+}
+
+fn mdl_chains(client: &Client, local: &str) -> Result<Option<String>, Failure> {
+    let rx = match receiver(local) {
+        Ok(rx) => rx,
+        Err(reason) if local.contains("::") => return Ok(Some(reason)),
+        Err(reason) => return Err(reason),
+    };
+    let socket = client.open_socket(addr(local)).map_err(error)?;
+    let payload = pattern(1000);
+    let to = rx.local_addr().map_err(error)?;
+    for segments in [&[][..], &[1000], &[1, 998, 1], &[100; 10]] {
+        let response = client
+            .send(&plain(socket.socket, to, 1), segments, &payload)
+            .map_err(error)?;
+        sent_ok(&response, 1)?;
+        ensure!(
+            response.bytes_sent == 1000,
+            "bytes_sent {}",
+            response.bytes_sent
+        );
+        let arrival = receive(&rx, 1)?.remove(0);
+        ensure!(
+            arrival.payload == payload,
+            "payload differs with MDLs {segments:?}"
+        );
+        ensure!(
+            Some(arrival.source) == socket.local.socket_addr().ok(),
+            "source {} is not the bound {:?}",
+            arrival.source,
+            socket.local.socket_addr()
+        );
+    }
+    client.close_socket(socket.socket).map_err(error)?;
+    Ok(None)
+}
+
+fn mdl_chains_v4(client: &Client) -> Result<Option<String>, Failure> {
+    mdl_chains(client, "127.0.0.1:0")
+}
+
+fn mdl_chains_v6(client: &Client) -> Result<Option<String>, Failure> {
+    mdl_chains(client, "[::1]:0")
+}
+
+fn count_copies(client: &Client) -> Result<Option<String>, Failure> {
+    let rx = receiver("127.0.0.1:0")?;
+    let socket = client.open_socket(addr("127.0.0.1:0")).map_err(error)?;
+    let payload = pattern(333);
+    let spec = plain(socket.socket, rx.local_addr().map_err(error)?, 128);
+    let response = client.send(&spec, &[111, 222], &payload).map_err(error)?;
+    sent_ok(&response, 128)?;
+    ensure!(
+        response.bytes_sent == 128 * 333,
+        "bytes_sent {}",
+        response.bytes_sent
+    );
+    let arrivals = receive(&rx, 128)?;
+    ensure!(
+        arrivals.iter().all(|a| a.payload == payload),
+        "a copy differs"
+    );
+    client.close_socket(socket.socket).map_err(error)?;
+    Ok(None)
+}
+
+fn source_v4(client: &Client) -> Result<Option<String>, Failure> {
+    let rx = receiver("127.0.0.1:0")?;
+    let socket = client.open_socket(addr("0.0.0.0:0")).map_err(error)?;
+    for source in [IpAddr::from([127, 0, 0, 2]), IpAddr::from([127, 1, 2, 3])] {
+        let spec = SendSpec {
+            source: Some(source),
+            ..plain(socket.socket, rx.local_addr().map_err(error)?, 1)
+        };
+        sent_ok(
+            &client.send(&spec, &[], b"from elsewhere").map_err(error)?,
+            1,
+        )?;
+        let arrival = receive(&rx, 1)?.remove(0);
+        ensure!(
+            arrival.source.ip() == source,
+            "arrived from {}, asked for {source}",
+            arrival.source
+        );
+        ensure!(
+            arrival.source.port() == socket.local.port,
+            "source port {}",
+            arrival.source.port()
+        );
+    }
+    client.close_socket(socket.socket).map_err(error)?;
+    Ok(None)
+}
+
+fn source_v6(client: &Client) -> Result<Option<String>, Failure> {
+    let Ok(rx) = receiver("[::1]:0") else {
+        return Ok(Some("no IPv6 loopback".into()));
+    };
+    let socket = client.open_socket(addr("[::]:0")).map_err(error)?;
+    let to = rx.local_addr().map_err(error)?;
+    let spec = SendSpec {
+        source: Some(IpAddr::V6(Ipv6Addr::LOCALHOST)),
+        ..plain(socket.socket, to, 1)
+    };
+    sent_ok(
+        &client.send(&spec, &[3, 7], b"v6 pktinfo").map_err(error)?,
+        1,
+    )?;
+    let arrival = receive(&rx, 1)?.remove(0);
+    ensure!(
+        arrival.source.ip() == IpAddr::V6(Ipv6Addr::LOCALHOST),
+        "arrived from {}",
+        arrival.source
+    );
+    // A source this host does not own is refused by the stack: the option reaches it.
+    let foreign = SendSpec {
+        source: Some("2001:db8::1".parse().map_err(error)?),
+        ..plain(socket.socket, to, 1)
+    };
+    let response = client.send(&foreign, &[], b"x").map_err(error)?;
+    ensure!(
+        response.status < 0 && response.datagrams_failed == 1,
+        "a foreign source address was accepted: {}",
+        crate::status_text(response.status)
+    );
+    client.close_socket(socket.socket).map_err(error)?;
+    Ok(None)
+}
+
+fn tos_and_ecn(client: &Client) -> Result<Option<String>, Failure> {
+    let cases = [
+        (Some(0xB8), None, 0xB8),
+        (None, Some(Ecn::Ect0), 0x02),
+        (None, Some(Ecn::Ect1), 0x01),
+        (Some(0xB8), Some(Ecn::Ce), 0xBB),
+        (Some(0x03), Some(Ecn::NotEct), 0x00),
+    ];
+    for local in ["127.0.0.1:0", "[::1]:0"] {
+        let Ok(rx) = receiver(local) else { continue };
+        let socket = client.open_socket(addr(local)).map_err(error)?;
+        for (tos, ecn, wire) in cases {
+            let spec = SendSpec {
+                tos,
+                ecn,
+                ..plain(socket.socket, rx.local_addr().map_err(error)?, 1)
+            };
+            sent_ok(&client.send(&spec, &[], b"marked").map_err(error)?, 1)?;
+            let arrival = receive(&rx, 1)?.remove(0);
+            // The receiver sees TOS only on hosts that report it (Unix).
+            if let Some(seen) = arrival.tos {
+                ensure!(
+                    seen == wire,
+                    "{local} tos {tos:?} ecn {ecn:?}: wire {seen:#04x}, expected {wire:#04x}"
+                );
+            }
+        }
+        client.close_socket(socket.socket).map_err(error)?;
+    }
+    Ok(None)
+}
+
+fn uso(client: &Client) -> Result<Option<String>, Failure> {
+    for local in ["127.0.0.1:0", "[::1]:0"] {
+        let Ok(rx) = receiver(local) else { continue };
+        let socket = client.open_socket(addr(local)).map_err(error)?;
+        let payload = pattern(2500);
+        let spec = SendSpec {
+            uso_segment_size: Some(1000),
+            ..plain(socket.socket, rx.local_addr().map_err(error)?, 1)
+        };
+        let response = client.send(&spec, &[500, 2000], &payload).map_err(error)?;
+        sent_ok(&response, 1)?;
+        let arrivals = receive(&rx, 3)?;
+        let sizes: Vec<usize> = arrivals.iter().map(|a| a.payload.len()).collect();
+        ensure!(sizes == [1000, 1000, 500], "{local}: segments {sizes:?}");
+        let joined: Vec<u8> = arrivals.iter().flat_map(|a| a.payload.clone()).collect();
+        ensure!(
+            joined == payload,
+            "{local}: segments do not rebuild the payload"
+        );
+        client.close_socket(socket.socket).map_err(error)?;
+    }
+    Ok(None)
+}
+
+fn everything(client: &Client) -> Result<Option<String>, Failure> {
+    for (local, source) in [("127.0.0.1:0", "127.0.0.9"), ("[::1]:0", "::1")] {
+        let Ok(rx) = receiver(local) else { continue };
+        let socket = client.open_socket(addr(local)).map_err(error)?;
+        let source: IpAddr = source.parse().map_err(error)?;
+        let spec = SendSpec {
+            source: Some(source),
+            tos: Some(0x28),
+            ecn: Some(Ecn::Ect1),
+            uso_segment_size: Some(700),
+            ..plain(socket.socket, rx.local_addr().map_err(error)?, 3)
+        };
+        let response = client
+            .send(&spec, &[7, 693, 700], &pattern(1400))
+            .map_err(error)?;
+        sent_ok(&response, 3)?;
+        for arrival in receive(&rx, 6)? {
+            ensure!(
+                arrival.payload.len() == 700,
+                "{local}: a {}-byte segment",
+                arrival.payload.len()
+            );
+            ensure!(
+                arrival.source.ip() == source,
+                "{local}: from {}",
+                arrival.source
+            );
+            ensure!(
+                arrival.tos.is_none_or(|t| t == 0x29),
+                "{local}: TOS {:?}",
+                arrival.tos
+            );
+        }
+        client.close_socket(socket.socket).map_err(error)?;
+    }
+    Ok(None)
+}
+
+/// The `ws2def.h` encoding of the expected control buffer, written out independently of core.
+fn expected_v4_control() -> Vec<u8> {
+    let header = |len: u64, level: i32, ty: i32| -> Vec<u8> {
+        [
+            len.to_le_bytes().as_slice(),
+            &level.to_le_bytes(),
+            &ty.to_le_bytes(),
+        ]
+        .concat()
+    };
+    let mut expected = header(16 + 8, 0, 19); // IPPROTO_IP, IP_PKTINFO, IN_PKTINFO
+    expected.extend([127, 0, 0, 2, 0, 0, 0, 0]);
+    expected.extend(header(16 + 4, 0, 3)); // IP_TOS, INT
+    expected.extend([0xB8, 0, 0, 0, 0, 0, 0, 0]);
+    expected.extend(header(16 + 4, 0, 50)); // IP_ECN, INT
+    expected.extend([3, 0, 0, 0, 0, 0, 0, 0]);
+    expected.extend(header(16 + 4, 17, 2)); // IPPROTO_UDP, UDP_SEND_MSG_SIZE, DWORD
+    expected.extend([0x90, 0x01, 0, 0, 0, 0, 0, 0]);
+    expected
+}
+
+fn describe_exact(client: &Client) -> Result<Option<String>, Failure> {
+    let socket = client.open_socket(addr("127.0.0.1:0")).map_err(error)?;
+    let spec = SendSpec {
+        source: Some(IpAddr::from([127, 0, 0, 2])),
+        tos: Some(0xB8),
+        ecn: Some(Ecn::Ce),
+        uso_segment_size: Some(400),
+        ..plain(socket.socket, addr("127.0.0.1:4660"), 1)
+    };
+    let described = client
+        .describe_send(&spec, &[200, 600, 400], &pattern(1200))
+        .map_err(error)?;
+    ensure!(
+        described.control_bytes() == expected_v4_control(),
+        "control bytes {:02x?}",
+        described.control_bytes()
+    );
+    ensure!(
+        described.control_len == 96,
+        "ControlInfoLength {}",
+        described.control_len
+    );
+    ensure!(
+        described.remote_bytes() == [2, 0, 0x12, 0x34, 127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0],
+        "SOCKADDR_IN {:02x?}",
+        described.remote_bytes()
+    );
+    ensure!(
+        described.mdl_lengths() == [200, 600, 400],
+        "MDLs {:?}",
+        described.mdl_lengths()
+    );
+    ensure!(
+        described.payload_len == 1200,
+        "WSK_BUF length {}",
+        described.payload_len
+    );
+    client.close_socket(socket.socket).map_err(error)?;
+    Ok(None)
+}
+
+/// A valid `SEND` request for `socket` (TOS 1, two MDLs, 5 bytes to 127.0.0.1:9).
+///
+/// # Errors
+/// Never in practice (the request is valid by construction).
+pub fn valid_send(socket: u32) -> Result<Vec<u8>, Failure> {
+    let spec = SendSpec {
+        tos: Some(1),
+        ..plain(socket, addr("127.0.0.1:9"), 1)
+    };
+    let mut bytes = vec![0; send_request_len(2, 5).unwrap_or(0)];
+    encode_send(&spec, &[2, 3], b"hello", &mut bytes).map_err(error)?;
+    Ok(bytes)
+}
+
+fn mutated(socket: u32, change: impl FnOnce(&mut SendRequest)) -> Result<Vec<u8>, Failure> {
+    let mut bytes = valid_send(socket)?;
+    let (fixed, _) =
+        SendRequest::mut_from_prefix(&mut bytes).map_err(|_| "request too short".to_owned())?;
+    change(fixed);
+    Ok(bytes)
+}
+
+#[allow(clippy::too_many_lines, reason = "one table of cases")]
+fn malformed(client: &Client) -> Result<Option<String>, Failure> {
+    let socket = client
+        .open_socket(addr("127.0.0.1:0"))
+        .map_err(error)?
+        .socket;
+    let before = client.info().map_err(error)?.open_sockets;
+    let out = size_of::<SendResponse>();
+    let send = Ioctl::Send.code();
+    let v6_to_v4 = {
+        let mut bytes = vec![0; send_request_len(0, 1).unwrap_or(0)];
+        encode_send(&plain(socket, addr("[::1]:9"), 1), &[], b"x", &mut bytes).map_err(error)?;
+        bytes
+    };
+    let cases: Vec<(&str, u32, Vec<u8>, usize, i32)> = vec![
+        (
+            "unknown IOCTL",
+            0x0012_A0FC,
+            vec![],
+            0,
+            STATUS_INVALID_DEVICE_REQUEST,
+        ),
+        (
+            "truncated SEND",
+            send,
+            valid_send(socket)?[..40].to_vec(),
+            out,
+            STATUS_INFO_LENGTH_MISMATCH,
+        ),
+        (
+            "trailing byte",
+            send,
+            [valid_send(socket)?, vec![0]].concat(),
+            out,
+            STATUS_INFO_LENGTH_MISMATCH,
+        ),
+        (
+            "old ABI version",
+            send,
+            mutated(socket, |r| r.header.abi_version = 0)?,
+            out,
+            STATUS_REVISION_MISMATCH,
+        ),
+        (
+            "reserved field",
+            send,
+            mutated(socket, |r| r.reserved = 7)?,
+            out,
+            STATUS_INVALID_PARAMETER,
+        ),
+        (
+            "unknown flag",
+            send,
+            mutated(socket, |r| r.flags |= 0x100)?,
+            out,
+            STATUS_INVALID_PARAMETER,
+        ),
+        (
+            "Linux AF_INET6 value",
+            send,
+            mutated(socket, |r| r.remote.family = 10)?,
+            out,
+            STATUS_INVALID_ADDRESS_COMPONENT,
+        ),
+        (
+            "port 0",
+            send,
+            mutated(socket, |r| r.remote.port = 0)?,
+            out,
+            STATUS_INVALID_ADDRESS_COMPONENT,
+        ),
+        (
+            "ECN 4",
+            send,
+            mutated(socket, |r| {
+                r.flags |= SendRequest::FLAG_ECN;
+                r.ecn = 4;
+            })?,
+            out,
+            STATUS_INVALID_PARAMETER,
+        ),
+        (
+            "count 0",
+            send,
+            mutated(socket, |r| r.count = 0)?,
+            out,
+            STATUS_INVALID_PARAMETER,
+        ),
+        (
+            "count 1025",
+            send,
+            mutated(socket, |r| r.count = 1025)?,
+            out,
+            STATUS_INVALID_PARAMETER,
+        ),
+        (
+            "USO 0",
+            send,
+            mutated(socket, |r| r.flags |= SendRequest::FLAG_USO)?,
+            out,
+            STATUS_INVALID_PARAMETER,
+        ),
+        (
+            "33 segments",
+            send,
+            mutated(socket, |r| r.segment_count = 33)?,
+            out,
+            STATUS_INVALID_BUFFER_SIZE,
+        ),
+        (
+            "payload length lies",
+            send,
+            mutated(socket, |r| r.payload_len = 6)?,
+            out,
+            STATUS_INFO_LENGTH_MISMATCH,
+        ),
+        (
+            "payload too large",
+            send,
+            mutated(socket, |r| r.payload_len = 70_000)?,
+            out,
+            STATUS_INVALID_BUFFER_SIZE,
+        ),
+        (
+            "stale handle",
+            send,
+            mutated(socket, |r| r.socket ^= 0x100)?,
+            out,
+            STATUS_INVALID_HANDLE,
+        ),
+        (
+            "handle 0",
+            send,
+            mutated(socket, |r| r.socket = 0)?,
+            out,
+            STATUS_INVALID_HANDLE,
+        ),
+        (
+            "IPv6 destination on an IPv4 socket",
+            send,
+            v6_to_v4,
+            out,
+            STATUS_INVALID_ADDRESS_COMPONENT,
+        ),
+        (
+            "no room for the response",
+            send,
+            valid_send(socket)?,
+            out - 1,
+            STATUS_BUFFER_TOO_SMALL,
+        ),
+        (
+            "OPEN_SOCKET without room",
+            Ioctl::OpenSocket.code(),
+            wskudp_abi::encode_open_socket(addr("127.0.0.1:0"))
+                .as_bytes()
+                .to_vec(),
+            31,
+            STATUS_BUFFER_TOO_SMALL,
+        ),
+        (
+            "OPEN_SOCKET of AF 0",
+            Ioctl::OpenSocket.code(),
+            [1, 0, 0, 0, 0, 0, 0, 0]
+                .into_iter()
+                .chain([0; 24])
+                .collect(),
+            32,
+            STATUS_INVALID_ADDRESS_COMPONENT,
+        ),
+        (
+            "CLOSE_SOCKET of a stranger",
+            Ioctl::CloseSocket.code(),
+            encode_close_socket(0xFFFF_FF01).as_bytes().to_vec(),
+            0,
+            STATUS_INVALID_HANDLE,
+        ),
+        (
+            "CLOSE_SOCKET short",
+            Ioctl::CloseSocket.code(),
+            vec![1, 0, 0, 0],
+            0,
+            STATUS_INFO_LENGTH_MISMATCH,
+        ),
+    ];
+    for (what, code, input, output_len, expected) in cases {
+        let (status, output) = client.raw(code, &input, output_len).map_err(error)?;
+        ensure!(
+            status == expected,
+            "{what}: {} instead of {}",
+            crate::status_text(status),
+            crate::status_text(expected)
+        );
+        ensure!(output.is_empty(), "{what}: output on an error status");
+    }
+    // Nothing changed: the socket is still there and still sends.
+    ensure!(
+        client.info().map_err(error)?.open_sockets == before,
+        "open socket count changed"
+    );
+    let rx = receiver("127.0.0.1:0")?;
+    let response = client
+        .send(
+            &plain(socket, rx.local_addr().map_err(error)?, 1),
+            &[],
+            b"still fine",
+        )
+        .map_err(error)?;
+    sent_ok(&response, 1)?;
+    ensure!(
+        receive(&rx, 1)?[0].payload == b"still fine",
+        "payload differs"
+    );
+    client.close_socket(socket).map_err(error)?;
+    Ok(None)
+}
+
+fn stale_handles(client: &Client) -> Result<Option<String>, Failure> {
+    let before = client.info().map_err(error)?.open_sockets;
+    let first = client
+        .open_socket(addr("127.0.0.1:0"))
+        .map_err(error)?
+        .socket;
+    client.close_socket(first).map_err(error)?;
+    let second = client
+        .open_socket(addr("127.0.0.1:0"))
+        .map_err(error)?
+        .socket;
+    ensure!(
+        second != first,
+        "a closed handle's number was reused at once"
+    );
+    let stale = client.close_socket(first);
+    ensure!(
+        matches!(
+            stale,
+            Err(crate::client::ClientError::Status(STATUS_INVALID_HANDLE))
+        ),
+        "closing a closed handle: {stale:?}"
+    );
+    let response = client
+        .raw(Ioctl::Send.code(), &valid_send(first)?, 24)
+        .map_err(error)?;
+    ensure!(
+        response.0 == STATUS_INVALID_HANDLE,
+        "send on a closed handle: {}",
+        crate::status_text(response.0)
+    );
+    client.close_socket(second).map_err(error)?;
+    ensure!(
+        client.info().map_err(error)?.open_sockets == before,
+        "sockets left open"
+    );
+    Ok(None)
+}
+
+/// A scenario's outcome.
+#[derive(Debug, serde::Serialize)]
+pub struct Outcome {
+    /// Scenario name.
+    pub name: &'static str,
+    /// `"pass"`, `"fail"` or `"skip"`.
+    pub result: &'static str,
+    /// Why it failed or was skipped.
+    pub detail: Option<String>,
+}
+
+/// Runs every scenario through `client`.
+#[must_use]
+pub fn run_all(client: &Client) -> Vec<Outcome> {
+    all()
+        .iter()
+        .map(|scenario| {
+            let (result, detail) = match (scenario.run)(client) {
+                Ok(None) => ("pass", None),
+                Ok(Some(reason)) => ("skip", Some(reason)),
+                Err(failure) => ("fail", Some(failure)),
+            };
+            Outcome {
+                name: scenario.name,
+                result,
+                detail,
+            }
+        })
+        .collect()
+}
