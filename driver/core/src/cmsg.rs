@@ -14,6 +14,9 @@
 //! [`ControlMessage`]s, each knowing its level, type and wire type, written with zeroed
 //! padding. The decoder applies the same rules to a received buffer; the kernel model uses it
 //! to read what core produced the way Windows would.
+//!
+//! IRQL: everything here is computation on caller-provided memory: any IRQL, as long as that
+//! memory is resident.
 
 use core::net::{Ipv4Addr, Ipv6Addr};
 

@@ -106,6 +106,7 @@ impl Driver {
         self.sockets.close_all(Some(owner));
     }
 
+    /// `QUERY_INFO`; captures the provider NPI if needed. IRQL: `PASSIVE_LEVEL`.
     fn query_info(&self, request: &IoctlRequest) -> Result<InfoResponse, NTSTATUS> {
         request.require_output::<InfoResponse>()?;
         let provider = self.client.provider();
@@ -144,6 +145,8 @@ impl Driver {
         })
     }
 
+    /// `DESCRIBE_SEND`: everything a send builds, returned instead of sent.
+    /// IRQL: <= `DISPATCH_LEVEL`.
     fn describe_send(
         &self,
         owner: Owner,
@@ -155,6 +158,8 @@ impl Driver {
         Datagram::prepare(&view, socket.local())?.describe()
     }
 
+    /// `SEND`: validate, copy, and start the datagrams; the request completes when the last
+    /// one does. IRQL: <= `DISPATCH_LEVEL`.
     fn send(&self, owner: Owner, request: IoctlRequest) {
         let prepared = (|| {
             let view = parse_send(request.input()).map_err(|e| e.status())?;

@@ -48,7 +48,7 @@ pub(crate) struct Datagram {
 }
 
 /// The control messages a request asks for, in the order wskudp always writes them: source
-/// address, TOS / traffic class, ECN, USO segment size.
+/// address, TOS / traffic class, ECN, USO segment size. IRQL: any.
 fn control_messages(spec: &SendSpec) -> impl Iterator<Item = ControlMessage> {
     let v4 = spec.remote.is_ipv4();
     let source = spec.source.map(|ip| match ip {
@@ -180,7 +180,7 @@ unsafe impl Sync for Batch {}
 unsafe impl Send for Batch {}
 
 impl Batch {
-    /// Records one datagram's outcome.
+    /// Records one datagram's outcome. IRQL: <= `DISPATCH_LEVEL`.
     fn record(&self, status: NTSTATUS, bytes: usize) {
         if status >= 0 {
             self.sent.fetch_add(1, Ordering::Relaxed);
@@ -244,7 +244,7 @@ struct SendOp {
 }
 
 impl SendOp {
-    /// Builds the MDL chain and IRP for one datagram of `batch`.
+    /// Builds the MDL chain and IRP for one datagram of `batch`. IRQL: <= `DISPATCH_LEVEL`.
     fn new(batch: NonNull<Batch>) -> Result<PoolBox<Self>, NTSTATUS> {
         // SAFETY: The submitter holds a reference on the batch for the whole submission.
         let datagram = unsafe { &batch.as_ref().datagram };
@@ -269,7 +269,7 @@ impl SendOp {
     }
 
     /// Hands the datagram to `WskSendTo`. From here on only the completion routine touches
-    /// it.
+    /// it. IRQL: <= `DISPATCH_LEVEL`.
     fn submit(op: PoolBox<Self>) {
         let irp = op.irp.as_ptr();
         let buffer = op.wsk_buf.get();
@@ -305,7 +305,7 @@ impl SendOp {
     }
 }
 
-/// Frees a finished datagram and releases its batch reference.
+/// Frees a finished datagram and releases its batch reference. IRQL: <= `DISPATCH_LEVEL`.
 fn finish(op: PoolBox<SendOp>, status: NTSTATUS, bytes: usize) {
     let batch = op.batch;
     // SAFETY: The op owns a reference on the batch (type invariant), so it is alive.

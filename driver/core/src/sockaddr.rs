@@ -1,4 +1,6 @@
 //! `SOCKADDR_IN` / `SOCKADDR_IN6` in the Windows layout.
+//!
+//! IRQL: computation on caller-provided memory only: any IRQL, if that memory is resident.
 
 use core::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 

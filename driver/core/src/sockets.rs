@@ -131,7 +131,7 @@ impl SocketTable {
         }
     }
 
-    /// Claims a free slot for a socket about to be opened.
+    /// Claims a free slot for a socket about to be opened. IRQL: <= `DISPATCH_LEVEL`.
     ///
     /// # Errors
     /// `STATUS_TOO_MANY_OPENED_FILES` when all [`MAX_SOCKETS`] slots are in use.
@@ -147,7 +147,7 @@ impl SocketTable {
         Ok(Reservation { table: self, index })
     }
 
-    /// A rundown reference on `owner`'s socket `handle`.
+    /// A rundown reference on `owner`'s socket `handle`. IRQL: <= `DISPATCH_LEVEL`.
     ///
     /// # Errors
     /// `STATUS_INVALID_HANDLE` if the handle is not open, belongs to another owner, or is
@@ -172,6 +172,7 @@ impl SocketTable {
     }
 
     /// Takes `owner`'s socket `handle` out of the table (its handle stops working at once).
+    /// IRQL: <= `DISPATCH_LEVEL` (the entry is returned, not dropped, under the lock).
     fn take(&self, owner: Owner, handle: u32) -> Option<PoolBox<SocketEntry>> {
         let mut slots = self.slots.lock_exclusive();
         let index = index_of(handle)?;
@@ -188,7 +189,7 @@ impl SocketTable {
         }
     }
 
-    /// The handle of any open socket of `owner` (any owner if `None`).
+    /// The handle of any open socket of `owner` (any owner if `None`). IRQL: <= `DISPATCH_LEVEL`.
     fn any_handle(&self, owner: Option<Owner>) -> Option<(Owner, u32)> {
         let slots = self.slots.lock_shared();
         slots
@@ -229,7 +230,7 @@ impl SocketTable {
         }
     }
 
-    /// Sockets currently open.
+    /// Sockets currently open. IRQL: <= `DISPATCH_LEVEL`.
     #[must_use]
     pub(crate) fn open_count(&self) -> u32 {
         let slots = self.slots.lock_shared();

@@ -39,7 +39,7 @@ pub struct Provider {
 }
 
 impl Provider {
-    /// `WSK_PROVIDER_DISPATCH::Version`.
+    /// `WSK_PROVIDER_DISPATCH::Version`. IRQL: any.
     #[must_use]
     pub fn version(&self) -> u16 {
         self.dispatch().map_or(0, |dispatch| dispatch.Version)
@@ -150,7 +150,7 @@ impl WskClient {
         result
     }
 
-    /// Captures the NPI. Called with `capture_lock` held.
+    /// Captures the NPI. Called with `capture_lock` held. IRQL: `PASSIVE_LEVEL`.
     fn capture(&self) -> Result<Provider, NTSTATUS> {
         // SAFETY: WSK_PROVIDER_NPI is plain data; WskCaptureProviderNPI overwrites it.
         let mut npi: WSK_PROVIDER_NPI = unsafe { core::mem::zeroed() };
@@ -189,7 +189,7 @@ impl WskClient {
         }
     }
 
-    /// Status of the last capture attempt (`STATUS_DEVICE_NOT_READY` before any).
+    /// Status of the last capture attempt (`STATUS_DEVICE_NOT_READY` before any). IRQL: any.
     #[must_use]
     pub fn capture_status(&self) -> NTSTATUS {
         if self.captured.load(Ordering::Acquire) {

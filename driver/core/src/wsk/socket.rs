@@ -153,6 +153,7 @@ impl DatagramSocket {
         dispatch.unwrap_or(&MISSING_DISPATCH)
     }
 
+    /// `WskBind`. IRQL: `PASSIVE_LEVEL`.
     fn bind(&self, local: SocketAddr) -> Result<(), NTSTATUS> {
         let mut address = SockAddrBuffer::new(local);
         let bind = self.dispatch().WskBind;
@@ -171,6 +172,7 @@ impl DatagramSocket {
         .map(|_| ())
     }
 
+    /// `WskGetLocalAddress`. IRQL: `PASSIVE_LEVEL`.
     fn local_address(&self) -> Result<SocketAddr, NTSTATUS> {
         let mut address = SockAddrBuffer::zeroed();
         let get = self.dispatch().WskGetLocalAddress;
@@ -232,7 +234,7 @@ impl DatagramSocket {
 }
 
 /// `WskCloseSocket` on the socket's preallocated IRP, waiting for it. The provider cancels and
-/// completes any IRP still pending on the socket first.
+/// completes any IRP still pending on the socket first. IRQL: `PASSIVE_LEVEL`.
 fn close(socket: NonNull<WSK_SOCKET>, irp: Irp) {
     // SAFETY: `socket` is open until this call.
     let close = unsafe { dispatch_of(socket) }.and_then(|dispatch| dispatch.Basic.WskCloseSocket);
