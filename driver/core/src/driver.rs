@@ -126,6 +126,8 @@ impl Driver {
         })
     }
 
+    /// `OPEN_SOCKET`: reserve a slot, create and bind the socket, publish it.
+    /// IRQL: `PASSIVE_LEVEL`.
     fn open_socket(
         &self,
         owner: Owner,
