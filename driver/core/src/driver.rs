@@ -34,7 +34,7 @@ const fn parse_u16(digits: &str) -> u16 {
 /// routine.
 pub struct Driver {
     client: WskClient,
-    sockets: SocketTable,
+    sockets: PoolBox<SocketTable>,
 }
 
 impl Driver {
@@ -51,7 +51,7 @@ impl Driver {
         let driver = PoolBox::try_new(
             Self {
                 client: WskClient::new(),
-                sockets: SocketTable::new(),
+                sockets: PoolBox::try_new_zeroed(TAG_DRIVER)?,
             },
             TAG_DRIVER,
         )?;

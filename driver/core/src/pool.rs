@@ -104,6 +104,24 @@ impl<T> PoolBox<T> {
         Ok(Self { ptr, tag })
     }
 
+    /// A zeroed `T` in a new pool block, built in place: large tables never pass through a
+    /// kernel stack (12-24 KiB; frames above a page would also need `__chkstk`, which
+    /// ntoskrnl does not export). `FromZeros` proves all-zero is a valid `T`.
+    ///
+    /// # Errors
+    /// `STATUS_INSUFFICIENT_RESOURCES` if the pool is exhausted.
+    pub fn try_new_zeroed(tag: PoolTag) -> Result<Self, NTSTATUS>
+    where
+        T: zerocopy::FromZeros,
+    {
+        let () = Self::ALIGNMENT_OK;
+        // ExAllocatePool2 zeroes the block (no POOL_FLAG_UNINITIALIZED).
+        let ptr = allocate(size_of::<T>().max(1), tag)?.cast::<T>();
+        // INVARIANT: the block is live, tagged, and all-zero, which `FromZeros` guarantees is
+        // an initialized T.
+        Ok(Self { ptr, tag })
+    }
+
     /// Gives up ownership, e.g. as an IRP completion context (Rust-for-Linux's
     /// `into_foreign`). The block is leaked unless [`PoolBox::from_raw`] takes it back.
     #[must_use]

@@ -17,6 +17,7 @@ use crate::pool::{PoolBox, TAG_SOCKET};
 use crate::status::{STATUS_INVALID_HANDLE, STATUS_TOO_MANY_OPENED_FILES};
 use crate::sync::{Rundown, SpinLock};
 use crate::wsk::DatagramSocket;
+use zerocopy::FromZeros;
 
 /// Identifies the client a socket belongs to.
 ///
@@ -39,25 +40,47 @@ struct SocketEntry {
     socket: DatagramSocket,
 }
 
-#[derive(Default)]
-enum SlotState {
-    #[default]
-    Free,
-    /// Claimed by an `OPEN_SOCKET` still creating its socket.
-    Reserved,
-    Open(PoolBox<SocketEntry>),
-}
-
-#[derive(Default)]
+/// One slot; all-zero is a free slot of generation 0.
+///
+/// # Invariants
+/// `entry`, when `Some`, came from `PoolBox::into_raw` (tag `TAG_SOCKET`) and is owned by
+/// the table; `reserved` and `entry` are never set together.
+#[derive(FromZeros)]
 struct Slot {
     generation: u16,
-    state: SlotState,
+    /// Claimed by an `OPEN_SOCKET` still creating its socket.
+    reserved: bool,
+    entry: Option<NonNull<SocketEntry>>,
 }
 
-/// The socket table.
+// SAFETY: The slot owns its entry (type invariant); SocketEntry is Send, so moving the slot
+// moves an owned SocketEntry.
+unsafe impl Send for Slot {}
+// SAFETY: Shared access only reads the entry (`&SocketEntry`), and SocketEntry is Sync.
+unsafe impl Sync for Slot {}
+
+impl Slot {
+    /// The open socket in this slot.
+    const fn entry(&self) -> Option<&SocketEntry> {
+        match self.entry {
+            // SAFETY: An entry in the table is live until it is taken out (type invariant),
+            // and the caller holds the table lock.
+            Some(entry) => Some(unsafe { entry.as_ref() }),
+            None => None,
+        }
+    }
+
+    const fn is_free(&self) -> bool {
+        !self.reserved && self.entry.is_none()
+    }
+}
+
+/// The socket table. All-zero is an empty table, so it is allocated in place
+/// ([`PoolBox::try_new_zeroed`]) rather than built on a kernel stack.
 ///
 /// IRQL: lookups (`reference`) at <= `DISPATCH_LEVEL`; everything that opens or closes a
 /// socket at `PASSIVE_LEVEL`.
+#[derive(FromZeros)]
 pub(crate) struct SocketTable {
     slots: SpinLock<[Slot; SLOTS]>,
 }
@@ -123,14 +146,6 @@ fn index_of(handle: u32) -> Option<usize> {
 }
 
 impl SocketTable {
-    /// An empty table.
-    #[must_use]
-    pub(crate) fn new() -> Self {
-        Self {
-            slots: SpinLock::new(core::array::from_fn(|_| Slot::default())),
-        }
-    }
-
     /// Claims a free slot for a socket about to be opened. IRQL: <= `DISPATCH_LEVEL`.
     ///
     /// # Errors
@@ -139,10 +154,10 @@ impl SocketTable {
         let mut slots = self.slots.lock_exclusive();
         let index = slots
             .iter()
-            .position(|slot| matches!(slot.state, SlotState::Free))
+            .position(Slot::is_free)
             .ok_or(STATUS_TOO_MANY_OPENED_FILES)?;
         if let Some(slot) = slots.get_mut(index) {
-            slot.state = SlotState::Reserved;
+            slot.reserved = true;
         }
         Ok(Reservation { table: self, index })
     }
@@ -156,16 +171,14 @@ impl SocketTable {
         let slots = self.slots.lock_shared();
         let index = index_of(handle).ok_or(STATUS_INVALID_HANDLE)?;
         let slot = slots.get(index).ok_or(STATUS_INVALID_HANDLE)?;
-        match &slot.state {
-            SlotState::Open(entry)
+        match (slot.entry, slot.entry()) {
+            (Some(pointer), Some(entry))
                 if handle_of(index, slot.generation) == handle
                     && entry.owner == owner
                     && entry.rundown.try_acquire() =>
             {
                 // INVARIANT: one rundown reference was just taken on this live entry.
-                Ok(SocketRef {
-                    entry: NonNull::from(&**entry),
-                })
+                Ok(SocketRef { entry: pointer })
             }
             _ => Err(STATUS_INVALID_HANDLE),
         }
@@ -177,30 +190,27 @@ impl SocketTable {
         let mut slots = self.slots.lock_exclusive();
         let index = index_of(handle)?;
         let slot = slots.get_mut(index)?;
-        let matches = matches!(&slot.state, SlotState::Open(entry)
-            if handle_of(index, slot.generation) == handle && entry.owner == owner);
+        let matches = slot.entry().is_some_and(|entry| {
+            handle_of(index, slot.generation) == handle && entry.owner == owner
+        });
         if !matches {
             return None;
         }
         slot.generation = slot.generation.wrapping_add(1);
-        match core::mem::take(&mut slot.state) {
-            SlotState::Open(entry) => Some(entry),
-            _ => None,
-        }
+        let entry = slot.entry.take()?;
+        // SAFETY: The entry came from PoolBox::into_raw with TAG_SOCKET and leaves the table
+        // here, once (type invariant of Slot).
+        Some(unsafe { PoolBox::from_raw(entry, TAG_SOCKET) })
     }
 
     /// The handle of any open socket of `owner` (any owner if `None`). IRQL: <= `DISPATCH_LEVEL`.
     fn any_handle(&self, owner: Option<Owner>) -> Option<(Owner, u32)> {
         let slots = self.slots.lock_shared();
-        slots
-            .iter()
-            .enumerate()
-            .find_map(|(index, slot)| match &slot.state {
-                SlotState::Open(entry) if owner.is_none_or(|o| o == entry.owner) => {
-                    Some((entry.owner, handle_of(index, slot.generation)))
-                }
-                _ => None,
-            })
+        slots.iter().enumerate().find_map(|(index, slot)| {
+            slot.entry()
+                .filter(|entry| owner.is_none_or(|o| o == entry.owner))
+                .map(|entry| (entry.owner, handle_of(index, slot.generation)))
+        })
     }
 
     /// Closes `owner`'s socket `handle`, after waiting for its sends in flight.
@@ -234,17 +244,8 @@ impl SocketTable {
     #[must_use]
     pub(crate) fn open_count(&self) -> u32 {
         let slots = self.slots.lock_shared();
-        let open = slots
-            .iter()
-            .filter(|slot| matches!(slot.state, SlotState::Open(_)))
-            .count();
+        let open = slots.iter().filter(|slot| slot.entry.is_some()).count();
         u32::try_from(open).unwrap_or(u32::MAX)
-    }
-}
-
-impl Default for SocketTable {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
@@ -276,9 +277,12 @@ impl Reservation<'_> {
         unsafe { PoolBox::as_pin(&entry).map_unchecked(|entry| &entry.rundown) }.init();
         let mut entry = Some(entry);
         let mut slots = self.table.slots.lock_exclusive();
-        let handle = slots.get_mut(self.index).and_then(|slot| {
-            slot.state = SlotState::Open(entry.take()?);
-            Some(handle_of(self.index, slot.generation))
+        let handle = slots.get_mut(self.index).map(|slot| {
+            // INVARIANT: the entry is given to the table as a raw pointer it now owns; the
+            // slot stops being reserved.
+            slot.entry = entry.take().map(PoolBox::into_raw);
+            slot.reserved = false;
+            handle_of(self.index, slot.generation)
         });
         drop(slots);
         // The reserved index is always in range; if it were not, the entry (and its socket)
@@ -294,7 +298,7 @@ impl Drop for Reservation<'_> {
     fn drop(&mut self) {
         let mut slots = self.table.slots.lock_exclusive();
         if let Some(slot) = slots.get_mut(self.index) {
-            slot.state = SlotState::Free;
+            slot.reserved = false;
         }
     }
 }

@@ -106,10 +106,12 @@ impl Default for Event {
     }
 }
 
-/// Data behind an executive spin lock (`EX_SPIN_LOCK`), with reader/writer guards.
+/// Data behind an executive spin lock (`EX_SPIN_LOCK`), with reader/writer guards. All-zero
+/// is a released lock, so a zeroed `SpinLock<T: FromZeros>` is valid.
 ///
 /// IRQL: acquiring raises to `DISPATCH_LEVEL` (callers must be at <= `DISPATCH_LEVEL`);
 /// dropping the guard restores the caller's IRQL. Hold it only for short, non-blocking work.
+#[derive(zerocopy::FromZeros)]
 pub struct SpinLock<T> {
     lock: UnsafeCell<i32>,
     data: UnsafeCell<T>,

@@ -1,0 +1,333 @@
+//! The WDM front door: `IoCreateDevice` + a `MajorFunction` table, no WDK needed.
+//!
+//! The device is created with `FILE_DEVICE_SECURE_OPEN`; without `IoCreateDeviceSecure`
+//! (wdmsec.lib, a WDK static library) it gets the default device ACL, under which only
+//! Administrators and SYSTEM get the write access every IOCTL but `QUERY_INFO` requires. The
+//! KMDF front door sets an explicit SDDL instead.
+
+use core::ffi::c_void;
+use core::ptr::NonNull;
+
+use windows_sys::Wdk::Foundation::{DEVICE_OBJECT, DRIVER_OBJECT, IRP};
+use windows_sys::Wdk::System::SystemServices::{
+    FILE_DEVICE_SECURE_OPEN, IRP_MJ_CLEANUP, IRP_MJ_CLOSE, IRP_MJ_CREATE, IRP_MJ_DEVICE_CONTROL,
+    IoCreateDevice, IoCreateSymbolicLink, IoDeleteDevice, IoDeleteSymbolicLink, IofCompleteRequest,
+};
+use windows_sys::Win32::Foundation::{NTSTATUS, STATUS_PENDING, STATUS_SUCCESS, UNICODE_STRING};
+use windows_sys::Win32::System::Ioctl::{FILE_DEVICE_NETWORK, METHOD_BUFFERED};
+use wskudp_abi::ioctl::method_of;
+use wskudp_core::ddi::nt::{
+    device_io_control_parameters, io_get_current_irp_stack_location, io_mark_irp_pending,
+};
+use wskudp_core::pool::{PoolBox, TAG_DRIVER};
+use wskudp_core::{Driver, IoctlRequest, Owner};
+
+use crate::{DEVICE_NAME, DOS_DEVICE_NAME};
+
+/// `IO_NO_INCREMENT`.
+const IO_NO_INCREMENT: i8 = 0;
+
+/// A `DRIVER_DISPATCH` routine.
+type Dispatch = unsafe extern "system" fn(*const DEVICE_OBJECT, *mut IRP) -> NTSTATUS;
+
+/// The device extension: the driver state, owned by the device from `DriverEntry` to unload.
+#[repr(C)]
+struct Extension {
+    driver: NonNull<Driver>,
+}
+
+/// A `UNICODE_STRING` over a static UTF-16 name.
+fn unicode(name: &'static [u16]) -> UNICODE_STRING {
+    let bytes = u16::try_from(name.len().saturating_mul(2)).unwrap_or(u16::MAX);
+    UNICODE_STRING {
+        Length: bytes,
+        MaximumLength: bytes,
+        // The kernel only reads the buffer of a name passed in.
+        Buffer: name.as_ptr().cast_mut(),
+    }
+}
+
+/// The driver state of a device created by `driver_entry`.
+///
+/// # Safety
+/// `device` must be this driver's device, whose extension `driver_entry` initialized and
+/// unload has not torn down.
+unsafe fn driver_of<'a>(device: *const DEVICE_OBJECT) -> &'a Driver {
+    let extension;
+    // SAFETY: `device` is this driver's live device (caller's guarantee).
+    unsafe {
+        extension = (*device).DeviceExtension.cast::<Extension>();
+    }
+    let driver;
+    // SAFETY: `driver_entry` wrote a valid Extension before publishing the device.
+    unsafe {
+        driver = (*extension).driver;
+    }
+    // SAFETY: The driver state lives until unload, after which no IRP reaches the device.
+    unsafe { driver.as_ref() }
+}
+
+/// `DriverEntry`.
+///
+/// IRQL: `PASSIVE_LEVEL`.
+///
+/// # Safety
+/// Called by the I/O manager with its driver object.
+#[unsafe(export_name = "DriverEntry")]
+pub(crate) unsafe extern "system" fn driver_entry(
+    driver_object: *mut DRIVER_OBJECT,
+    _registry_path: *const UNICODE_STRING,
+) -> NTSTATUS {
+    let driver = match Driver::create() {
+        Ok(driver) => driver,
+        Err(status) => return status,
+    };
+    let name = unicode(&DEVICE_NAME);
+    let mut device: *mut DEVICE_OBJECT = core::ptr::null_mut();
+    let status;
+    // SAFETY: 1. `driver_object` is the I/O manager's; 2. the name is a valid UNICODE_STRING;
+    //         3. `device` is writable; 4. PASSIVE_LEVEL.
+    unsafe {
+        status = IoCreateDevice(
+            driver_object,
+            u32::try_from(size_of::<Extension>()).unwrap_or(u32::MAX),
+            &raw const name,
+            FILE_DEVICE_NETWORK,
+            FILE_DEVICE_SECURE_OPEN,
+            false,
+            &raw mut device,
+        );
+    }
+    if status < 0 {
+        return status;
+    }
+    let extension;
+    // SAFETY: IoCreateDevice succeeded: `device` is live with an extension of our size.
+    unsafe {
+        extension = (*device).DeviceExtension.cast::<Extension>();
+    }
+    // SAFETY: The extension is ours, sized and aligned for Extension (pool-aligned), unused.
+    unsafe {
+        extension.write(Extension {
+            driver: PoolBox::into_raw(driver),
+        });
+    }
+    let link = unicode(&DOS_DEVICE_NAME);
+    let status;
+    // SAFETY: Both names are valid UNICODE_STRINGs; PASSIVE_LEVEL.
+    unsafe {
+        status = IoCreateSymbolicLink(&raw const link, &raw const name);
+    }
+    if status < 0 {
+        // SAFETY: The device and its extension are ours and nothing else refers to them yet.
+        unsafe { tear_down(device) };
+        return status;
+    }
+    let routines: [(u32, Dispatch); 4] = [
+        (IRP_MJ_CREATE, dispatch_create_close),
+        (IRP_MJ_CLOSE, dispatch_create_close),
+        (IRP_MJ_CLEANUP, dispatch_cleanup),
+        (IRP_MJ_DEVICE_CONTROL, dispatch_device_control),
+    ];
+    for (major, routine) in routines {
+        // SAFETY: `driver_object` is ours to fill during DriverEntry.
+        let table = unsafe { &mut (*driver_object).MajorFunction };
+        if let Some(slot) = table.get_mut(major as usize) {
+            *slot = Some(routine);
+        }
+    }
+    // SAFETY: As above.
+    unsafe {
+        (*driver_object).DriverUnload = Some(driver_unload);
+    }
+    STATUS_SUCCESS
+}
+
+/// Drops the driver state (closing every socket, deregistering WSK) and deletes the device.
+///
+/// IRQL: `PASSIVE_LEVEL`.
+///
+/// # Safety
+/// `device` must be this driver's device with an initialized extension, no longer reachable
+/// by new requests.
+unsafe fn tear_down(device: *mut DEVICE_OBJECT) {
+    let extension;
+    // SAFETY: The device is live (caller's guarantee).
+    unsafe {
+        extension = (*device).DeviceExtension.cast::<Extension>();
+    }
+    let driver;
+    // SAFETY: `driver_entry` initialized the extension.
+    unsafe {
+        driver = (*extension).driver;
+    }
+    // SAFETY: The pointer came from PoolBox::into_raw with TAG_DRIVER and is taken back once.
+    drop(unsafe { PoolBox::from_raw(driver, TAG_DRIVER) });
+    // SAFETY: The device is ours; PASSIVE_LEVEL.
+    unsafe {
+        IoDeleteDevice(device);
+    }
+}
+
+/// `DriverUnload`: the I/O manager calls it only once every handle is closed (so every
+/// socket is already closed by cleanup) .
+///
+/// IRQL: `PASSIVE_LEVEL`.
+unsafe extern "system" fn driver_unload(driver_object: *const DRIVER_OBJECT) {
+    let link = unicode(&DOS_DEVICE_NAME);
+    // SAFETY: The link was created in DriverEntry; PASSIVE_LEVEL.
+    unsafe {
+        IoDeleteSymbolicLink(&raw const link);
+    }
+    let device;
+    // SAFETY: `driver_object` is ours.
+    unsafe {
+        device = (*driver_object).DeviceObject;
+    }
+    if !device.is_null() {
+        // SAFETY: Our one device, initialized by DriverEntry; no new request can arrive.
+        unsafe { tear_down(device) };
+    }
+}
+
+/// Completes `irp` with `status` and no output.
+///
+/// IRQL: <= `DISPATCH_LEVEL`.
+///
+/// # Safety
+/// `irp` must be a request this driver owns and has not completed.
+unsafe fn complete(irp: *mut IRP, status: NTSTATUS, information: usize) {
+    let status_slot;
+    // SAFETY: The IRP is ours (caller's guarantee); only an address is computed.
+    unsafe {
+        status_slot = &raw mut (*irp).IoStatus.Anonymous.Status;
+    }
+    // SAFETY: Writing the NTSTATUS member of the IRP's IoStatus union.
+    unsafe {
+        status_slot.write(status);
+    }
+    // SAFETY: As above.
+    unsafe {
+        (*irp).IoStatus.Information = information;
+    }
+    // SAFETY: Completing an IRP we own, once; IofCompleteRequest allows <= DISPATCH_LEVEL.
+    unsafe {
+        IofCompleteRequest(irp, IO_NO_INCREMENT);
+    }
+}
+
+/// `IRP_MJ_CREATE` / `IRP_MJ_CLOSE`: nothing to do per handle until it is used.
+///
+/// IRQL: `PASSIVE_LEVEL`.
+unsafe extern "system" fn dispatch_create_close(
+    _device: *const DEVICE_OBJECT,
+    irp: *mut IRP,
+) -> NTSTATUS {
+    // SAFETY: The I/O manager hands us the IRP to complete.
+    unsafe { complete(irp, STATUS_SUCCESS, 0) };
+    STATUS_SUCCESS
+}
+
+/// The owner token of the handle an IRP came through: its file object.
+///
+/// # Safety
+/// `irp` must be a request delivered to this driver.
+unsafe fn owner_of(irp: *mut IRP) -> Owner {
+    let location;
+    // SAFETY: A delivered IRP has a current stack location.
+    unsafe {
+        location = io_get_current_irp_stack_location(irp);
+    }
+    let file;
+    // SAFETY: `location` is the IRP's current stack location.
+    unsafe {
+        file = (*location).FileObject;
+    }
+    Owner(file.expose_provenance())
+}
+
+/// `IRP_MJ_CLEANUP`: the last user handle on a file object is closed; close its sockets
+/// (waiting for their sends).
+///
+/// IRQL: `PASSIVE_LEVEL`.
+unsafe extern "system" fn dispatch_cleanup(
+    device: *const DEVICE_OBJECT,
+    irp: *mut IRP,
+) -> NTSTATUS {
+    // SAFETY: The I/O manager delivered this IRP to our device.
+    let owner = unsafe { owner_of(irp) };
+    // SAFETY: Our device, between DriverEntry and unload.
+    unsafe { driver_of(device) }.cleanup(owner);
+    // SAFETY: Ours to complete.
+    unsafe { complete(irp, STATUS_SUCCESS, 0) };
+    STATUS_SUCCESS
+}
+
+/// Core's `CompleteFn` for WDM: completes the IRP with core's status and output size.
+///
+/// IRQL: <= `DISPATCH_LEVEL`, any thread.
+///
+/// # Safety
+/// `context` must be an IRP marked pending by `dispatch_device_control`, completed once.
+unsafe fn complete_ioctl(context: *mut c_void, status: NTSTATUS, information: usize) {
+    // SAFETY: Core calls this exactly once per request, with the IRP given as context.
+    unsafe { complete(context.cast::<IRP>(), status, information) };
+}
+
+/// `IRP_MJ_DEVICE_CONTROL`: hands the request to core. It is always marked pending and
+/// completed through `complete_ioctl`, before or after this returns.
+///
+/// IRQL: `PASSIVE_LEVEL` (the I/O manager calls it in the requester's thread).
+unsafe extern "system" fn dispatch_device_control(
+    device: *const DEVICE_OBJECT,
+    irp: *mut IRP,
+) -> NTSTATUS {
+    let location;
+    // SAFETY: The I/O manager delivered this IRP: it has a current stack location.
+    unsafe {
+        location = io_get_current_irp_stack_location(irp);
+    }
+    // SAFETY: A device-control location; read through core's wdm.h-exact view (windows-sys
+    // misplaces these fields).
+    let parameters = unsafe { device_io_control_parameters(location) };
+    // SAFETY: As in `owner_of`.
+    let owner = unsafe { owner_of(irp) };
+    let buffer = if method_of(parameters.IoControlCode) == METHOD_BUFFERED {
+        let slot;
+        // SAFETY: A delivered IRP; only an address is computed.
+        unsafe {
+            slot = &raw const (*irp).AssociatedIrp.SystemBuffer;
+        }
+        // SAFETY: For METHOD_BUFFERED, AssociatedIrp.SystemBuffer is the union member in use.
+        unsafe { slot.read() }.cast::<u8>()
+    } else {
+        // Core implements buffered codes only; it refuses the others without a buffer.
+        core::ptr::null_mut()
+    };
+    let (input_len, output_len) = if buffer.is_null() {
+        (0, 0)
+    } else {
+        (
+            parameters.InputBufferLength as usize,
+            parameters.OutputBufferLength as usize,
+        )
+    };
+    // SAFETY: Marked pending before core may complete it; STATUS_PENDING is returned below.
+    unsafe { io_mark_irp_pending(irp) };
+    // SAFETY: 1. the system buffer is max(input, output) bytes of non-paged memory, valid
+    //            until the IRP completes;
+    //         2. `complete_ioctl` completes the IRP once, at <= DISPATCH_LEVEL, any thread.
+    let request = unsafe {
+        IoctlRequest::new(
+            parameters.IoControlCode,
+            buffer,
+            input_len,
+            output_len,
+            complete_ioctl,
+            irp.cast::<c_void>(),
+        )
+    };
+    // SAFETY: Our device, between DriverEntry and unload.
+    unsafe { driver_of(device) }.dispatch(owner, request);
+    STATUS_PENDING
+}

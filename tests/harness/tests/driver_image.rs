@@ -1,0 +1,185 @@
+//! Checks the PE image `tests/build-wdm.sh` links on Linux: what Windows needs to load it as
+//! a kernel driver, and that it imports nothing but the kernel functions wskudp declares.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use object::pe::{
+    IMAGE_DLLCHARACTERISTICS_DYNAMIC_BASE, IMAGE_DLLCHARACTERISTICS_FORCE_INTEGRITY,
+    IMAGE_DLLCHARACTERISTICS_NX_COMPAT, IMAGE_FILE_MACHINE_AMD64, IMAGE_NT_OPTIONAL_HDR64_MAGIC,
+    IMAGE_SCN_MEM_EXECUTE, IMAGE_SCN_MEM_WRITE, IMAGE_SUBSYSTEM_NATIVE,
+};
+use object::read::pe::{ImageNtHeaders, ImageOptionalHeader, PeFile64};
+use object::{LittleEndian as LE, Object};
+
+/// What the WDM front door imports itself, on top of core's `REQUIRED_SYMBOLS`.
+const FRONT_DOOR_IMPORTS: &[(&str, &str)] = &[
+    // Device and symbolic link, created in DriverEntry and deleted at unload.
+    ("ntoskrnl.exe", "IoCreateDevice"),
+    ("ntoskrnl.exe", "IoCreateSymbolicLink"),
+    ("ntoskrnl.exe", "IoDeleteDevice"),
+    ("ntoskrnl.exe", "IoDeleteSymbolicLink"),
+    // Completing the I/O manager's IRPs.
+    ("ntoskrnl.exe", "IofCompleteRequest"),
+    // The panic handler (unreachable; imported only if the optimizer keeps it).
+    ("ntoskrnl.exe", "KeBugCheckEx"),
+    // The compiler's memory intrinsics (there is no CRT in a driver).
+    ("ntoskrnl.exe", "memcpy"),
+    ("ntoskrnl.exe", "memmove"),
+    ("ntoskrnl.exe", "memset"),
+    ("ntoskrnl.exe", "memcmp"),
+];
+
+fn image() -> Vec<u8> {
+    let path = std::env::var_os("WSKUDP_SYS").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/wskudp-wdm/wskudp.sys"),
+        PathBuf::from,
+    );
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; build it first with tests/build-wdm.sh",
+            path.display()
+        )
+    })
+}
+
+/// The PE checksum (as `CheckSumMappedFile` computes it): 16-bit one's-complement-style sum
+/// of the file with the checksum field taken as zero, plus the file length.
+fn pe_checksum(data: &[u8], checksum_offset: usize) -> u32 {
+    let mut sum: u64 = 0;
+    for (i, chunk) in data.chunks(2).enumerate() {
+        let offset = i * 2;
+        if offset == checksum_offset || offset == checksum_offset + 2 {
+            continue;
+        }
+        let word = u16::from_le_bytes([chunk[0], *chunk.get(1).unwrap_or(&0)]);
+        sum += u64::from(word);
+        sum = (sum & 0xFFFF) + (sum >> 16);
+    }
+    sum = (sum & 0xFFFF) + (sum >> 16);
+    u32::try_from(sum).unwrap() + u32::try_from(data.len()).unwrap()
+}
+
+/// The RVA of export `name`. Read by hand: lld may place the export directory at an
+/// unaligned address (fine for the loader, refused by `object`'s aligned reads).
+fn export_rva(file: &PeFile64<'_>, data: &[u8], name: &str) -> Option<u32> {
+    let sections = file.section_table();
+    let at = |rva: u32, len: u32| -> Option<&[u8]> {
+        let (offset, size) = sections.pe_file_range_at(rva)?;
+        (size >= len).then(|| &data[offset as usize..(offset + len) as usize])
+    };
+    let u32_at = |rva: u32| at(rva, 4).map(|b| u32::from_le_bytes(b.try_into().unwrap()));
+    let u16_at = |rva: u32| at(rva, 2).map(|b| u16::from_le_bytes(b.try_into().unwrap()));
+    let directory = file.data_directory(object::pe::IMAGE_DIRECTORY_ENTRY_EXPORT)?;
+    let base = directory.virtual_address.get(LE);
+    let names = u32_at(base + 24)?;
+    let functions = u32_at(base + 28)?;
+    let name_table = u32_at(base + 32)?;
+    let ordinals = u32_at(base + 36)?;
+    (0..names).find_map(|i| {
+        let name_rva = u32_at(name_table + 4 * i)?;
+        let found = at(name_rva, u32::try_from(name.len()).ok()? + 1)?;
+        if &found[..name.len()] != name.as_bytes() || found[name.len()] != 0 {
+            return None;
+        }
+        let ordinal = u32::from(u16_at(ordinals + 2 * i)?);
+        u32_at(functions + 4 * ordinal)
+    })
+}
+
+#[test]
+fn image_is_a_loadable_amd64_kernel_driver() {
+    let data = image();
+    let file = PeFile64::parse(&*data).expect("a PE32+ image");
+    let nt = file.nt_headers();
+    let header = nt.file_header();
+    let optional = nt.optional_header();
+    assert_eq!(header.machine.get(LE), IMAGE_FILE_MACHINE_AMD64, "machine");
+    assert_eq!(optional.magic(), IMAGE_NT_OPTIONAL_HDR64_MAGIC, "PE32+");
+    assert_eq!(
+        optional.subsystem(),
+        IMAGE_SUBSYSTEM_NATIVE,
+        "subsystem must be NATIVE"
+    );
+    let characteristics = optional.dll_characteristics();
+    for (flag, name) in [
+        (IMAGE_DLLCHARACTERISTICS_NX_COMPAT, "NX_COMPAT"),
+        (IMAGE_DLLCHARACTERISTICS_DYNAMIC_BASE, "DYNAMIC_BASE"),
+        (IMAGE_DLLCHARACTERISTICS_FORCE_INTEGRITY, "FORCE_INTEGRITY"),
+    ] {
+        assert!(
+            characteristics & flag != 0,
+            "DllCharacteristics {characteristics:#x} lacks {name}"
+        );
+    }
+
+    // The entry point is DriverEntry.
+    let driver_entry = export_rva(&file, &data, "DriverEntry").expect("DriverEntry is exported");
+    assert_eq!(
+        optional.address_of_entry_point(),
+        driver_entry,
+        "the entry point is not DriverEntry"
+    );
+
+    // The checksum is set and right (the loader checks it for drivers).
+    let checksum_offset =
+        usize::try_from(file.dos_header().nt_headers_offset()).unwrap() + 4 + 20 + 64;
+    let stored = u32::from_le_bytes(
+        data[checksum_offset..checksum_offset + 4]
+            .try_into()
+            .unwrap(),
+    );
+    assert_eq!(stored, optional.check_sum(), "checksum field offset");
+    assert_ne!(stored, 0, "the PE checksum is not set");
+    assert_eq!(
+        stored,
+        pe_checksum(&data, checksum_offset),
+        "the PE checksum is wrong"
+    );
+
+    // No section is both writable and executable.
+    for section in file.section_table().iter() {
+        let flags = section.characteristics.get(LE);
+        let name = String::from_utf8_lossy(section.raw_name());
+        assert!(
+            flags & IMAGE_SCN_MEM_WRITE == 0 || flags & IMAGE_SCN_MEM_EXECUTE == 0,
+            "section {name} is writable and executable"
+        );
+    }
+}
+
+#[test]
+fn image_imports_only_the_declared_kernel_functions() {
+    let data = image();
+    let file = PeFile64::parse(&*data).expect("a PE32+ image");
+    let allowed: BTreeSet<(String, String)> = wskudp_core::ddi::REQUIRED_SYMBOLS
+        .iter()
+        .chain(FRONT_DOOR_IMPORTS)
+        .map(|(module, name)| (module.to_ascii_lowercase(), (*name).to_owned()))
+        .collect();
+    let imports = file.imports().expect("import table");
+    let mut seen = BTreeSet::new();
+    for import in &imports {
+        let module = String::from_utf8_lossy(import.library()).to_ascii_lowercase();
+        let name = String::from_utf8_lossy(import.name()).into_owned();
+        assert!(
+            ["ntoskrnl.exe", "netio.sys", "hal.dll"].contains(&module.as_str()),
+            "{name} is imported from {module}: a driver may import only from the kernel"
+        );
+        assert!(
+            allowed.contains(&(module.clone(), name.clone())),
+            "{module}!{name} is imported but neither core (REQUIRED_SYMBOLS) nor the front door declares it"
+        );
+        seen.insert(name);
+    }
+    // The WSK client really is linked in.
+    for name in [
+        "WskRegister",
+        "WskCaptureProviderNPI",
+        "WskReleaseProviderNPI",
+        "WskDeregister",
+        "IoAllocateIrp",
+    ] {
+        assert!(seen.contains(name), "{name} is not imported");
+    }
+}
