@@ -47,12 +47,12 @@ fn unicode(name: &'static [u16]) -> UNICODE_STRING {
     }
 }
 
-/// The driver state of a device created by `driver_entry`.
+/// The driver state pointer kept in the extension of a device created by `driver_entry`.
 ///
 /// # Safety
 /// `device` must be this driver's device, whose extension `driver_entry` initialized and
 /// unload has not torn down.
-unsafe fn driver_of<'a>(device: *const DEVICE_OBJECT) -> &'a Driver {
+unsafe fn state_of(device: *const DEVICE_OBJECT) -> NonNull<Driver> {
     let extension;
     // SAFETY: `device` is this driver's live device (caller's guarantee).
     unsafe {
@@ -63,6 +63,16 @@ unsafe fn driver_of<'a>(device: *const DEVICE_OBJECT) -> &'a Driver {
     unsafe {
         driver = (*extension).driver;
     }
+    driver
+}
+
+/// The driver state of a device created by `driver_entry`.
+///
+/// # Safety
+/// As [`state_of`].
+unsafe fn driver_of<'a>(device: *const DEVICE_OBJECT) -> &'a Driver {
+    // SAFETY: The device is ours (caller's guarantee).
+    let driver = unsafe { state_of(device) };
     // SAFETY: The driver state lives until unload, after which no IRP reaches the device.
     unsafe { driver.as_ref() }
 }
@@ -151,16 +161,8 @@ pub(crate) unsafe extern "system" fn driver_entry(
 /// `device` must be this driver's device with an initialized extension, no longer reachable
 /// by new requests.
 unsafe fn tear_down(device: *mut DEVICE_OBJECT) {
-    let extension;
-    // SAFETY: The device is live (caller's guarantee).
-    unsafe {
-        extension = (*device).DeviceExtension.cast::<Extension>();
-    }
-    let driver;
-    // SAFETY: `driver_entry` initialized the extension.
-    unsafe {
-        driver = (*extension).driver;
-    }
+    // SAFETY: The device is ours with an initialized extension (caller's guarantee).
+    let driver = unsafe { state_of(device) };
     // SAFETY: The pointer came from PoolBox::into_raw with TAG_DRIVER and is taken back once.
     drop(unsafe { PoolBox::from_raw(driver, TAG_DRIVER) });
     // SAFETY: The device is ours; PASSIVE_LEVEL.

@@ -110,7 +110,9 @@ fn receiver(local: &str) -> Result<Receiver, String> {
     Receiver::bind(addr(local)).map_err(|e| format!("no receiver on {local}: {e}"))
 }
 
-const fn plain(socket: u32, remote: SocketAddr, count: u32) -> SendSpec {
+/// A `SEND` of `count` datagrams to `remote` with no options.
+#[must_use]
+pub const fn plain(socket: u32, remote: SocketAddr, count: u32) -> SendSpec {
     SendSpec {
         socket,
         remote,

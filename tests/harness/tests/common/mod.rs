@@ -4,11 +4,11 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use wskudp_abi::SendSpec;
 use wskudp_harness::backend::{Backend, ModelBackend, ModelConfig};
 use wskudp_harness::client::Client;
 use wskudp_harness::receiver::{Arrival, Receiver};
 use wskudp_harness::report::ModelReport;
+pub use wskudp_harness::scenarios::plain;
 use wskudp_kmodel::{CompletionMode, FaultPlan};
 
 /// How long a receiver waits for each expected datagram.
@@ -56,19 +56,6 @@ pub fn finish_clean(client: Client) -> ModelReport {
 /// A receiver on `local`, or `None` if this host has no such loopback (IPv6 may be off).
 pub fn receiver(local: &str) -> Option<Receiver> {
     Receiver::bind(addr(local)).ok()
-}
-
-/// A send spec with no options.
-pub const fn plain(socket: u32, remote: SocketAddr, count: u32) -> SendSpec {
-    SendSpec {
-        socket,
-        remote,
-        source: None,
-        tos: None,
-        ecn: None,
-        uso_segment_size: None,
-        count,
-    }
 }
 
 /// Receives exactly `n` datagrams (fails the test otherwise).
