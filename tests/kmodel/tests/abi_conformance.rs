@@ -542,6 +542,7 @@ fn kernel_declarations_match_mingw_wdm_h() {
     let mut unit = Unit::new("wdm", WDM_HEAD);
     irp_layouts(&mut unit);
     known_windows_sys_defects(&mut unit);
+    front_door_layouts(&mut unit);
     kernel_object_layouts(&mut unit);
     kernel_constants(&mut unit);
     kernel_signatures(&mut unit);
@@ -633,6 +634,38 @@ fn known_windows_sys_defects(unit: &mut Unit) {
                  known wrong (windows-rs#4404); if this fails it was fixed: check it like the rest"
             ),
             &format!("{c} != {rust}"),
+        );
+    }
+}
+
+/// What the WDM front door (driver/sys/src/wdm.rs) reads and writes through windows-sys:
+/// the driver object's dispatch table and unload slot, and the device extension pointer.
+/// (windows-sys' DEVICE_OBJECT is 8 bytes short at the end, having lost
+/// `DECLSPEC_ALIGN(MEMORY_ALLOCATION_ALIGNMENT)`, so only its fields are compared.)
+fn front_door_layouts(unit: &mut Unit) {
+    use windows_sys::Wdk::Foundation::DRIVER_OBJECT;
+    layout!(unit, DRIVER_OBJECT => "DRIVER_OBJECT" {
+        Type, Size, DeviceObject, Flags, DriverStart, DriverSize, DriverSection,
+        DriverExtension, DriverName, HardwareDatabase, FastIoDispatch, DriverInit,
+        DriverStartIo, DriverUnload, MajorFunction,
+    });
+    for (field, rust) in [
+        ("DriverObject", offset_of!(DEVICE_OBJECT, DriverObject)),
+        ("Flags", offset_of!(DEVICE_OBJECT, Flags)),
+        (
+            "Characteristics",
+            offset_of!(DEVICE_OBJECT, Characteristics),
+        ),
+        (
+            "DeviceExtension",
+            offset_of!(DEVICE_OBJECT, DeviceExtension),
+        ),
+        ("DeviceType", offset_of!(DEVICE_OBJECT, DeviceType)),
+    ] {
+        unit.eq(
+            &format!("offset_of!(DEVICE_OBJECT, {field})"),
+            &format!("offsetof(DEVICE_OBJECT, {field})"),
+            rust,
         );
     }
 }
