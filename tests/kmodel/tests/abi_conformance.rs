@@ -640,7 +640,7 @@ fn known_windows_sys_defects(unit: &mut Unit) {
 
 /// What the WDM front door (driver/sys/src/wdm.rs) reads and writes through windows-sys:
 /// the driver object's dispatch table and unload slot, and the device extension pointer.
-/// (windows-sys' DEVICE_OBJECT is 8 bytes short at the end, having lost
+/// (windows-sys' `DEVICE_OBJECT` is 8 bytes short at the end, having lost
 /// `DECLSPEC_ALIGN(MEMORY_ALLOCATION_ALIGNMENT)`, so only its fields are compared.)
 fn front_door_layouts(unit: &mut Unit) {
     use windows_sys::Wdk::Foundation::DRIVER_OBJECT;
