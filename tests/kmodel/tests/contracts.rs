@@ -305,6 +305,56 @@ fn deregister_with_capture_and_socket_open_would_hang() {
     assert_eq!(report.leaked.sockets, 1);
 }
 
+/// One `WskSendTo` of `len` pool bytes on `socket` (with `control` and its
+/// `ControlInfoLength`, if any). `meanwhile(payload)` runs while the IRP may still be in
+/// flight and says whether it freed the payload. Returns what `WskSendTo` returned and the
+/// IRP's final status.
+fn send_once(
+    socket: *mut WSK_SOCKET,
+    len: u32,
+    control: Option<(&wskudp_core::cmsg::ControlBuffer, u32)>,
+    meanwhile: impl FnOnce(*mut c_void) -> bool,
+) -> (NTSTATUS, NTSTATUS) {
+    let dispatch = unsafe { &*(*socket).Dispatch.cast::<WSK_PROVIDER_DATAGRAM_DISPATCH>() };
+    let payload = unsafe { ExAllocatePool2(POOL_FLAG_NON_PAGED, len as usize, TAG) };
+    let mdl = unsafe { IoAllocateMdl(payload, len, false, false, std::ptr::null_mut()) };
+    unsafe { MmBuildMdlForNonPagedPool(mdl) };
+    let mut buffer = WSK_BUF {
+        Mdl: mdl,
+        Offset: 0,
+        Length: len as usize,
+    };
+    let mut remote = SockAddrBuffer::new("127.0.0.1:9".parse().unwrap());
+    let irp = unsafe { IoAllocateIrp(1, false) };
+    let done = AtomicBool::new(false);
+    unsafe {
+        io_set_completion_routine(irp, keeps_irp, std::ptr::from_ref(&done).cast_mut().cast());
+    };
+    let (info, info_len) = control.map_or((std::ptr::null(), 0), |(buffer, len)| {
+        (buffer.as_control_info().0, len)
+    });
+    let returned = unsafe {
+        dispatch.WskSendTo.unwrap()(
+            socket,
+            &raw mut buffer,
+            0,
+            remote.as_sockaddr_mut(),
+            info_len,
+            info.cast_mut(),
+            irp,
+        )
+    };
+    let freed = meanwhile(payload);
+    wait(&done);
+    let status = unsafe { (*irp).IoStatus.Anonymous.Status };
+    unsafe { IoFreeIrp(irp) };
+    unsafe { IoFreeMdl(mdl) };
+    if !freed {
+        unsafe { ExFreePoolWithTag(payload, TAG) };
+    }
+    (returned, status)
+}
+
 /// The provider reads the data late (worker mode): a driver that frees the buffer an MDL
 /// describes before the IRP completes is caught, and nothing is sent.
 #[test]
@@ -319,40 +369,13 @@ fn buffer_freed_before_completion_is_caught() {
     });
     let client = Client::register();
     let socket = bound_socket(&client);
-    let dispatch = unsafe { &*(*socket).Dispatch.cast::<WSK_PROVIDER_DATAGRAM_DISPATCH>() };
-    let payload = unsafe { ExAllocatePool2(POOL_FLAG_NON_PAGED, 100, TAG) };
-    let mdl = unsafe { IoAllocateMdl(payload, 100, false, false, std::ptr::null_mut()) };
-    unsafe { MmBuildMdlForNonPagedPool(mdl) };
-    let mut buffer = WSK_BUF {
-        Mdl: mdl,
-        Offset: 0,
-        Length: 100,
-    };
-    let mut remote = SockAddrBuffer::new("127.0.0.1:9".parse().unwrap());
-    let irp = unsafe { IoAllocateIrp(1, false) };
-    let done = AtomicBool::new(false);
-    unsafe {
-        io_set_completion_routine(irp, keeps_irp, std::ptr::from_ref(&done).cast_mut().cast());
-    };
-    let status = unsafe {
-        dispatch.WskSendTo.unwrap()(
-            socket,
-            &raw mut buffer,
-            0,
-            remote.as_sockaddr_mut(),
-            0,
-            std::ptr::null_mut(),
-            irp,
-        )
-    };
-    assert_eq!(status, windows_sys::Win32::Foundation::STATUS_PENDING);
-    // Wrong: the buffer is freed while the IRP is in flight.
-    unsafe { ExFreePoolWithTag(payload, TAG) };
-    wait(&done);
-    let status = unsafe { (*irp).IoStatus.Anonymous.Status };
+    let (returned, status) = send_once(socket, 100, None, |payload| {
+        // Wrong: the buffer is freed while the IRP is in flight.
+        unsafe { ExFreePoolWithTag(payload, TAG) };
+        true
+    });
+    assert_eq!(returned, windows_sys::Win32::Foundation::STATUS_PENDING);
     assert!(status < 0, "the send must fail");
-    unsafe { IoFreeIrp(irp) };
-    unsafe { IoFreeMdl(mdl) };
     close(socket);
     client.unregister();
     let report = machine.shutdown();
@@ -365,38 +388,7 @@ fn buffer_freed_before_completion_is_caught() {
 fn send_with_control(control: &wskudp_core::cmsg::ControlBuffer, len: u32) -> NTSTATUS {
     let client = Client::register();
     let socket = bound_socket(&client);
-    let dispatch = unsafe { &*(*socket).Dispatch.cast::<WSK_PROVIDER_DATAGRAM_DISPATCH>() };
-    let payload = unsafe { ExAllocatePool2(POOL_FLAG_NON_PAGED, 8, TAG) };
-    let mdl = unsafe { IoAllocateMdl(payload, 8, false, false, std::ptr::null_mut()) };
-    unsafe { MmBuildMdlForNonPagedPool(mdl) };
-    let mut buffer = WSK_BUF {
-        Mdl: mdl,
-        Offset: 0,
-        Length: 8,
-    };
-    let mut remote = SockAddrBuffer::new("127.0.0.1:9".parse().unwrap());
-    let irp = unsafe { IoAllocateIrp(1, false) };
-    let done = AtomicBool::new(false);
-    unsafe {
-        io_set_completion_routine(irp, keeps_irp, std::ptr::from_ref(&done).cast_mut().cast());
-    };
-    let (info, _) = control.as_control_info();
-    unsafe {
-        dispatch.WskSendTo.unwrap()(
-            socket,
-            &raw mut buffer,
-            0,
-            remote.as_sockaddr_mut(),
-            len,
-            info.cast_mut(),
-            irp,
-        )
-    };
-    wait(&done);
-    let status = unsafe { (*irp).IoStatus.Anonymous.Status };
-    unsafe { IoFreeIrp(irp) };
-    unsafe { IoFreeMdl(mdl) };
-    unsafe { ExFreePoolWithTag(payload, TAG) };
+    let (_, status) = send_once(socket, 8, Some((control, len)), |_| false);
     close(socket);
     client.unregister();
     status

@@ -184,10 +184,15 @@ mod imp {
 
 #[cfg(not(windows))]
 mod shell {
+    use std::convert::Infallible;
+
     use crate::backend::{Backend, BackendError, IoctlOutcome, ModelReport};
 
-    /// The device backend needs Windows with the driver loaded; here it only reports that.
-    pub struct DeviceBackend;
+    /// The device backend needs Windows with the driver loaded; here it cannot be opened, so no
+    /// value of it exists.
+    pub struct DeviceBackend {
+        never: Infallible,
+    }
 
     impl DeviceBackend {
         /// Always fails here.
@@ -203,22 +208,15 @@ mod shell {
 
     impl Backend for DeviceBackend {
         fn name(&self) -> &'static str {
-            "device"
+            match self.never {}
         }
 
-        fn ioctl(
-            &self,
-            _code: u32,
-            _input: &[u8],
-            _output_len: usize,
-        ) -> Result<IoctlOutcome, BackendError> {
-            Err(BackendError::Unsupported(
-                "the device backend is not available on this host",
-            ))
+        fn ioctl(&self, _: u32, _: &[u8], _: usize) -> Result<IoctlOutcome, BackendError> {
+            match self.never {}
         }
 
         fn finish(self: Box<Self>) -> Option<ModelReport> {
-            None
+            match self.never {}
         }
     }
 }

@@ -211,6 +211,8 @@ mod imp {
 
 #[cfg(not(unix))]
 mod shell {
+    use std::convert::Infallible;
+
     use crate::backend::{Backend, BackendError, IoctlOutcome, ModelReport};
 
     /// Model settings (none on this host).
@@ -219,8 +221,11 @@ mod shell {
         _none: (),
     }
 
-    /// The model backend needs the Linux kernel model; on this host it only reports that.
-    pub struct ModelBackend;
+    /// The model backend needs the kernel model, which runs on Unix hosts (it emulates the
+    /// kernel with host sockets); here it cannot start, so no value of it exists.
+    pub struct ModelBackend {
+        never: Infallible,
+    }
 
     impl ModelBackend {
         /// Always fails here.
@@ -236,22 +241,15 @@ mod shell {
 
     impl Backend for ModelBackend {
         fn name(&self) -> &'static str {
-            "model"
+            match self.never {}
         }
 
-        fn ioctl(
-            &self,
-            _code: u32,
-            _input: &[u8],
-            _output_len: usize,
-        ) -> Result<IoctlOutcome, BackendError> {
-            Err(BackendError::Unsupported(
-                "the model backend is not available on this host",
-            ))
+        fn ioctl(&self, _: u32, _: &[u8], _: usize) -> Result<IoctlOutcome, BackendError> {
+            match self.never {}
         }
 
         fn finish(self: Box<Self>) -> Option<ModelReport> {
-            None
+            match self.never {}
         }
     }
 }

@@ -95,6 +95,15 @@ fn lookup(socket: *mut WSK_SOCKET, call: &str) -> Result<(Arc<OwnedFd>, bool, bo
     Ok((fd, record.v6, record.bound))
 }
 
+/// A call the model does not implement: takes the IRP and fails it with
+/// `STATUS_NOT_SUPPORTED`, as a provider refuses an unknown control code.
+fn not_modelled(irp: *mut IRP, call: &str) -> NTSTATUS {
+    if !irp::accept(irp, call) {
+        return STATUS_INVALID_PARAMETER;
+    }
+    fail_now(irp, STATUS_NOT_SUPPORTED)
+}
+
 /// Accepts `irp` and completes it at once with `status` (a synchronous failure).
 fn fail_now(irp: *mut IRP, status: NTSTATUS) -> NTSTATUS {
     irp::complete(irp, status, 0);
@@ -179,10 +188,7 @@ pub(super) unsafe extern "system" fn wsk_control_client(
     _returned: *mut usize,
     irp: *mut IRP,
 ) -> NTSTATUS {
-    if !irp::accept(irp, "WskControlClient") {
-        return STATUS_INVALID_PARAMETER;
-    }
-    fail_now(irp, STATUS_NOT_SUPPORTED)
+    not_modelled(irp, "WskControlClient")
 }
 
 /// `WskControlSocket`: nothing is modelled.
@@ -198,10 +204,7 @@ unsafe extern "system" fn wsk_control_socket(
     _returned: *mut usize,
     irp: *mut IRP,
 ) -> NTSTATUS {
-    if !irp::accept(irp, "WskControlSocket") {
-        return STATUS_INVALID_PARAMETER;
-    }
-    fail_now(irp, STATUS_NOT_SUPPORTED)
+    not_modelled(irp, "WskControlSocket")
 }
 
 /// `WskCloseSocket` (IRQL <= `DISPATCH_LEVEL`): cancels the socket's queued IRPs, then closes.
