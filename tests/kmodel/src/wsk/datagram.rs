@@ -95,6 +95,20 @@ fn lookup(socket: *mut WSK_SOCKET, call: &str) -> Result<(Arc<OwnedFd>, bool, bo
     Ok((fd, record.v6, record.bound))
 }
 
+/// The common start of a socket call: IRQL check, take the IRP, find the socket. `Err` is
+/// what the call returns: the IRP was refused, or already completed with the failure.
+fn begin(
+    call: &str,
+    socket: *mut WSK_SOCKET,
+    irp: *mut IRP,
+) -> Result<(Arc<OwnedFd>, bool, bool), NTSTATUS> {
+    irql::require_at_most(call, DISPATCH_LEVEL);
+    if !irp::accept(irp, call) {
+        return Err(STATUS_INVALID_PARAMETER);
+    }
+    lookup(socket, call).map_err(|status| fail_now(irp, status))
+}
+
 /// A call the model does not implement: takes the IRP and fails it with
 /// `STATUS_NOT_SUPPORTED`, as a provider refuses an unknown control code.
 fn not_modelled(irp: *mut IRP, call: &str) -> NTSTATUS {
@@ -209,12 +223,8 @@ unsafe extern "system" fn wsk_control_socket(
 
 /// `WskCloseSocket` (IRQL <= `DISPATCH_LEVEL`): cancels the socket's queued IRPs, then closes.
 unsafe extern "system" fn wsk_close_socket(socket: *mut WSK_SOCKET, irp: *mut IRP) -> NTSTATUS {
-    irql::require_at_most("WskCloseSocket", DISPATCH_LEVEL);
-    if !irp::accept(irp, "WskCloseSocket") {
-        return STATUS_INVALID_PARAMETER;
-    }
-    if let Err(status) = lookup(socket, "WskCloseSocket") {
-        return fail_now(irp, status);
+    if let Err(returned) = begin("WskCloseSocket", socket, irp) {
+        return returned;
     }
     let key = socket.expose_provenance();
     completion::cancel_socket(key);
@@ -231,13 +241,9 @@ unsafe extern "system" fn wsk_bind(
     flags: u32,
     irp: *mut IRP,
 ) -> NTSTATUS {
-    irql::require_at_most("WskBind", DISPATCH_LEVEL);
-    if !irp::accept(irp, "WskBind") {
-        return STATUS_INVALID_PARAMETER;
-    }
-    let (fd, v6, bound) = match lookup(socket, "WskBind") {
+    let (fd, v6, bound) = match begin("WskBind", socket, irp) {
         Ok(found) => found,
-        Err(status) => return fail_now(irp, status),
+        Err(returned) => return returned,
     };
     if flags != 0 || local.is_null() {
         return fail_now(irp, STATUS_INVALID_PARAMETER);
@@ -278,13 +284,9 @@ unsafe extern "system" fn wsk_get_local_address(
     local: *mut SOCKADDR,
     irp: *mut IRP,
 ) -> NTSTATUS {
-    irql::require_at_most("WskGetLocalAddress", DISPATCH_LEVEL);
-    if !irp::accept(irp, "WskGetLocalAddress") {
-        return STATUS_INVALID_PARAMETER;
-    }
-    let (fd, _, bound) = match lookup(socket, "WskGetLocalAddress") {
+    let (fd, _, bound) = match begin("WskGetLocalAddress", socket, irp) {
         Ok(found) => found,
-        Err(status) => return fail_now(irp, status),
+        Err(returned) => return returned,
     };
     if !bound || local.is_null() {
         return fail_now(irp, STATUS_INVALID_DEVICE_STATE);
@@ -345,13 +347,9 @@ unsafe extern "system" fn wsk_send_to(
     control: *mut CMSGHDR,
     irp: *mut IRP,
 ) -> NTSTATUS {
-    irql::require_at_most("WskSendTo", DISPATCH_LEVEL);
-    if !irp::accept(irp, "WskSendTo") {
-        return STATUS_INVALID_PARAMETER;
-    }
-    let (fd, v6, bound) = match lookup(socket, "WskSendTo") {
+    let (fd, v6, bound) = match begin("WskSendTo", socket, irp) {
         Ok(found) => found,
-        Err(status) => return fail_now(irp, status),
+        Err(returned) => return returned,
     };
     if flags != 0 || buffer.is_null() || remote.is_null() || (control_len != 0 && control.is_null())
     {
