@@ -32,18 +32,19 @@ cargo fmt --all -- --check
 step "clippy, host (abi, core, kmodel, harness)"
 cargo clippy --locked --all-targets -- -D warnings
 
-step "clippy, x86_64-pc-windows-msvc (core as the driver links it, the WDM front door, the device backend)"
+step "clippy, x86_64-pc-windows-msvc: core, both front doors (the KMDF one against KMDF 1.33's declarations: the source cargo make builds against the real wdk-sys), the WDM .sys, the device backend"
 cargo clippy --locked -p wskudp-core --target x86_64-pc-windows-msvc -- -D warnings
+cargo clippy --locked -p wskudp-front -p wskudp-wdf-decls --target x86_64-pc-windows-msvc -- -D warnings
 cargo clippy --locked -p wskudp --target x86_64-pc-windows-msvc --no-default-features --features wdm -- -D warnings
 cargo clippy --locked -p wskudp-harness --target x86_64-pc-windows-msvc --lib --bins -- -D warnings
 
 step "cross-building the WDM driver to target/wskudp-wdm/wskudp.sys"
 tests/build-wdm.sh
 
-step "tests: ABI, kernel model contracts, ABI conformance vs mingw-w64 and Wine, scenarios on the model, .sys image"
+step "tests: ABI, kernel and WDF model contracts, ABI conformance vs mingw-w64 and Wine, KMDF header facts, scenarios through every front door, .sys image"
 cargo test --locked
 
-step "demo (model backend)"
-cargo run --locked --quiet -p wskudp-harness -- --backend model demo
+step "demo (model backend, through the KMDF front door)"
+cargo run --locked --quiet -p wskudp-harness -- --backend model --front-door kmdf demo
 
 step "all green"

@@ -7,11 +7,17 @@ use wskudp_abi::{
 };
 
 use crate::ddi::nt::NTSTATUS;
+use core::sync::atomic::{AtomicU64, Ordering};
+
 use crate::dispatch::IoctlRequest;
+use crate::handle::HandleState;
+use crate::irp::DriverDevice;
 use crate::pool::{PoolBox, TAG_DRIVER};
 use crate::send::{self, Datagram};
 use crate::sockets::{Owner, SocketTable};
-use crate::status::{STATUS_INVALID_DEVICE_REQUEST, STATUS_SUCCESS};
+use crate::status::{
+    STATUS_FILE_CLOSED, STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_HANDLE, STATUS_SUCCESS,
+};
 use crate::wsk::{DatagramSocket, WskClient};
 
 /// This driver's version, from Cargo.
@@ -35,23 +41,29 @@ const fn parse_u16(digits: &str) -> u16 {
 pub struct Driver {
     client: WskClient,
     sockets: PoolBox<SocketTable>,
+    device: DriverDevice,
+    /// The last handle number given out.
+    handles: AtomicU64,
 }
 
 impl Driver {
     /// Allocates the driver state and registers as a WSK application. The provider NPI is
     /// captured later, by the first request that needs it, so loading never waits on the
-    /// network stack.
+    /// network stack. Completion routines of the WSK IRPs are registered on `device`, whose
+    /// references then keep the driver image loaded until each routine has returned.
     ///
     /// IRQL: `PASSIVE_LEVEL`.
     ///
     /// # Errors
     /// `STATUS_INSUFFICIENT_RESOURCES`, or the status of `WskRegister`.
-    pub fn create() -> Result<PoolBox<Self>, NTSTATUS> {
+    pub fn create(device: DriverDevice) -> Result<PoolBox<Self>, NTSTATUS> {
         crate::paged_code!();
         let driver = PoolBox::try_new(
             Self {
                 client: WskClient::new(),
                 sockets: PoolBox::try_new_zeroed(TAG_DRIVER)?,
+                device,
+                handles: AtomicU64::new(0),
             },
             TAG_DRIVER,
         )?;
@@ -61,23 +73,41 @@ impl Driver {
         Ok(driver)
     }
 
-    /// Handles one IOCTL from `owner`. The request is completed exactly once, before this
-    /// returns or (for `SEND`) when its last datagram completes.
+    /// A handle was opened (`IRP_MJ_CREATE`, `EvtDeviceFileCreate`): gives it its number.
+    ///
+    /// IRQL: <= `DISPATCH_LEVEL`.
+    pub fn open_handle(&self, handle: &HandleState) {
+        // Numbers start at 1 and a u64 does not wrap in a driver's lifetime.
+        let id = self.handles.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+        handle.assign(id);
+    }
+
+    /// Handles one IOCTL that came through `handle`. The request is completed exactly once,
+    /// before this returns or (for `SEND`) when its last datagram completes.
     ///
     /// IRQL: `PASSIVE_LEVEL` (opening and closing sockets wait for WSK).
-    pub fn dispatch(&self, owner: Owner, request: IoctlRequest) {
+    pub fn dispatch(&self, handle: &HandleState, request: IoctlRequest) {
         crate::paged_code!();
         let Some(ioctl) = Ioctl::from_code(request.code()) else {
             request.complete(STATUS_INVALID_DEVICE_REQUEST, 0);
             return;
         };
+        if handle.id() == 0 {
+            request.complete(STATUS_INVALID_HANDLE, 0);
+            return;
+        }
+        if handle.is_cleaned_up() {
+            request.complete(STATUS_FILE_CLOSED, 0);
+            return;
+        }
+        let owner = Owner::of(handle);
         match ioctl {
             Ioctl::QueryInfo => {
                 let info = self.query_info(&request);
                 request.finish(info);
             }
             Ioctl::OpenSocket => {
-                let opened = self.open_socket(owner, &request);
+                let opened = self.open_socket(handle, &request);
                 request.finish(opened);
             }
             Ioctl::CloseSocket => {
@@ -97,13 +127,16 @@ impl Driver {
         }
     }
 
-    /// Closes every socket `owner` opened (`IRP_MJ_CLEANUP` / `EvtFileCleanup`), waiting for
-    /// their sends in flight.
+    /// The last user handle on `handle`'s file object was closed (`IRP_MJ_CLEANUP`,
+    /// `EvtFileCleanup`): closes every socket it opened, waiting for their sends in flight. A
+    /// socket still being opened through it is closed by its own request (see
+    /// [`HandleState`]).
     ///
     /// IRQL: `PASSIVE_LEVEL`.
-    pub fn cleanup(&self, owner: Owner) {
+    pub fn cleanup(&self, handle: &HandleState) {
         crate::paged_code!();
-        self.sockets.close_all(Some(owner));
+        self.sockets.stop_publishing(handle);
+        self.sockets.close_all(Some(Owner::of(handle)));
     }
 
     /// `QUERY_INFO`; captures the provider NPI if needed. IRQL: `PASSIVE_LEVEL`.
@@ -130,7 +163,7 @@ impl Driver {
     /// IRQL: `PASSIVE_LEVEL`.
     fn open_socket(
         &self,
-        owner: Owner,
+        handle: &HandleState,
         request: &IoctlRequest,
     ) -> Result<OpenSocketResponse, NTSTATUS> {
         let view = parse_open_socket(request.input()).map_err(|e| e.status())?;
@@ -138,10 +171,10 @@ impl Driver {
         request.require_output::<OpenSocketResponse>()?;
         let reservation = self.sockets.reserve()?;
         let provider = self.client.provider()?;
-        let (socket, bound) = DatagramSocket::open(&provider, view.local)?;
-        let handle = reservation.fill(owner, socket, bound)?;
+        let (socket, bound) = DatagramSocket::open(&provider, self.device, view.local)?;
+        let socket = reservation.fill(handle, socket, bound)?;
         Ok(OpenSocketResponse {
-            socket: handle,
+            socket,
             reserved: 0,
             local: WireAddr::from_socket_addr(bound),
         })

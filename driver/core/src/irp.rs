@@ -6,20 +6,63 @@
 //! allocate), and the IRP is freed only after it completed. A WSK function completes the IRP
 //! whatever it returns, so the caller never frees after the call: the completion routine
 //! always runs.
+//!
+//! Every routine is set with `IoSetCompletionRoutineEx` on the driver's device object
+//! ([`DriverDevice`]): the I/O manager then holds a device reference until the routine has
+//! returned, and the driver image is not unloaded while any routine still executes, even if
+//! the routine itself released the last thing unload waits for (a socket's rundown, a close
+//! event). Plain `IoSetCompletionRoutine` leaves a window between that release and the
+//! routine's return in which a non-PnP driver can be unloaded (bugcheck 0xCE).
 
 use core::ffi::c_void;
 use core::pin::pin;
 use core::ptr::NonNull;
 
 use crate::ddi::nt::{
-    IRP, IoAllocateIrp, IoCompletionRoutine, IoFreeIrp, NTSTATUS, io_set_completion_routine,
+    DEVICE_OBJECT, IRP, IoAllocateIrp, IoCompletionRoutine, IoFreeIrp, NTSTATUS,
+    io_set_completion_routine, io_set_completion_routine_ex,
 };
+use crate::pool::{PoolBox, TAG_CALL};
 use crate::status::{STATUS_INSUFFICIENT_RESOURCES, STATUS_MORE_PROCESSING_REQUIRED};
 use crate::sync::{Event, EventKind};
 
 /// Stack locations in every IRP wskudp allocates: one, for the WSK provider's use of the
 /// completion routine slot.
 const STACK_SIZE: i8 = 1;
+
+/// The driver's device object, which completion routines are registered against.
+///
+/// IRQL: any.
+///
+/// # Invariants
+/// `device` is a device object of this driver that lives until the driver state is dropped.
+#[derive(Clone, Copy, Debug)]
+pub struct DriverDevice {
+    device: NonNull<DEVICE_OBJECT>,
+}
+
+// SAFETY: A device object is a kernel object usable from any thread; only its address is
+// passed to the I/O manager.
+unsafe impl Send for DriverDevice {}
+// SAFETY: As above.
+unsafe impl Sync for DriverDevice {}
+
+impl DriverDevice {
+    /// Wraps the front door's device object.
+    ///
+    /// # Safety
+    /// `device` must be a device object this driver created, not deleted before every IRP
+    /// core issues has completed (i.e. before the driver state is dropped).
+    #[must_use]
+    pub const unsafe fn new(device: NonNull<DEVICE_OBJECT>) -> Self {
+        // INVARIANT: the caller's guarantee.
+        Self { device }
+    }
+
+    const fn as_ptr(self) -> *mut DEVICE_OBJECT {
+        self.device.as_ptr()
+    }
+}
 
 /// An IRP from `IoAllocateIrp`, owned by the driver (not in flight).
 ///
@@ -60,34 +103,46 @@ impl Irp {
         Ok(Self { ptr })
     }
 
-    /// Sets the completion routine, invoked on success, error and cancel.
+    /// Sets the completion routine, invoked on success, error and cancel, with
+    /// `IoSetCompletionRoutineEx` on `device` (see the module docs).
+    ///
+    /// # Errors
+    /// `STATUS_INSUFFICIENT_RESOURCES`: nothing was set. Once this succeeded the IRP must be
+    /// completed (issued to WSK): only completion frees the I/O manager's context.
     ///
     /// # Safety
     /// `routine` must accept `context` at `DISPATCH_LEVEL` on any thread, for as long as the
     /// IRP can complete, and must return `STATUS_MORE_PROCESSING_REQUIRED`.
-    pub unsafe fn set_completion(&self, routine: IoCompletionRoutine, context: *mut c_void) {
+    pub unsafe fn set_completion(
+        &self,
+        device: DriverDevice,
+        routine: IoCompletionRoutine,
+        context: *mut c_void,
+    ) -> Result<(), NTSTATUS> {
         // SAFETY: 1. the IRP has STACK_SIZE = 1 location and was not passed on, so its next
         //            location is that one (type invariant);
-        //         2. the routine's contract is the caller's.
+        //         2. `device` is this driver's (DriverDevice invariant);
+        //         3. the routine's contract is the caller's.
         unsafe {
-            io_set_completion_routine(self.ptr.as_ptr(), routine, context);
+            io_set_completion_routine_ex(device.as_ptr(), self.ptr.as_ptr(), routine, context)
         }
     }
 
-    /// [`Irp::set_completion`] on a raw IRP pointer, for an IRP whose owner was already given
-    /// up as the completion context.
+    /// Sets the completion routine with plain `IoSetCompletionRoutine`, which cannot fail.
+    /// Only for an IRP whose completion a thread of this driver waits for before the driver
+    /// can go on (so no unload can overtake the routine), when [`Irp::set_completion`] failed
+    /// for lack of memory and the call must still be made (closing a socket).
     ///
     /// # Safety
-    /// As [`Irp::set_completion`]; `irp` must come from [`Irp::as_ptr`] of a live `Irp` that no
-    /// provider owns yet.
-    pub unsafe fn set_completion_raw(
-        irp: *mut IRP,
+    /// As [`Irp::set_completion`].
+    pub unsafe fn set_completion_unguarded(
+        &self,
         routine: IoCompletionRoutine,
         context: *mut c_void,
     ) {
-        // SAFETY: The IRP has one stack location and was not passed on (caller's guarantee).
+        // SAFETY: As in `set_completion`.
         unsafe {
-            io_set_completion_routine(irp, routine, context);
+            io_set_completion_routine(self.ptr.as_ptr(), routine, context);
         }
     }
 
@@ -155,63 +210,23 @@ impl Drop for Irp {
     }
 }
 
-/// Completion routine of [`call_and_wait`]: signals the waiting thread.
+/// Completion routine of the synchronous calls: signals the waiting thread.
 ///
 /// IRQL: <= `DISPATCH_LEVEL`, arbitrary thread.
 unsafe extern "system" fn signal_waiter(
-    _device: *const crate::ddi::nt::DEVICE_OBJECT,
+    _device: *const DEVICE_OBJECT,
     _irp: *mut IRP,
     context: *mut c_void,
 ) -> NTSTATUS {
-    // SAFETY: `context` is the pinned Event of the call_and_wait frame, which does not return
-    // before this signal.
+    // SAFETY: `context` is an initialized, pinned Event that outlives the IRP's completion:
+    // its owner waits for this signal before releasing it.
     let event = unsafe { &*context.cast::<Event>() };
     event.set();
     STATUS_MORE_PROCESSING_REQUIRED
 }
 
-/// Issues one WSK call on a fresh IRP and waits for the IRP to complete, whatever the call
-/// returned (a WSK function completes its IRP even when it fails).
-///
-/// `call` returns `Err(status)` without calling anything when the call cannot be made (a
-/// missing dispatch slot); nothing is then waited for.
-///
-/// IRQL: `PASSIVE_LEVEL`.
-///
-/// # Errors
-/// `STATUS_INSUFFICIENT_RESOURCES` if no IRP can be allocated, `call`'s own error, or the
-/// IRP's failure status.
-pub fn call_and_wait(
-    call: impl FnOnce(*mut IRP) -> Result<NTSTATUS, NTSTATUS>,
-) -> Result<IoResult, NTSTATUS> {
-    call_and_wait_on(Irp::allocate()?, call)
-}
-
-/// [`call_and_wait`] on an IRP allocated beforehand, for calls that must not fail for lack of
-/// resources (closing a socket). The IRP is freed once the call completed.
-///
-/// IRQL: `PASSIVE_LEVEL`.
-///
-/// # Errors
-/// `call`'s own error, or the IRP's failure status.
-pub fn call_and_wait_on(
-    irp: Irp,
-    call: impl FnOnce(*mut IRP) -> Result<NTSTATUS, NTSTATUS>,
-) -> Result<IoResult, NTSTATUS> {
-    crate::paged_code!();
-    let event = pin!(Event::new());
-    let event = event.as_ref();
-    event.init(EventKind::Notification, false);
-    // SAFETY: `signal_waiter` only signals the event, which outlives the IRP's completion
-    // because this function waits for that signal before returning.
-    unsafe {
-        irp.set_completion(
-            signal_waiter,
-            core::ptr::from_ref(event.get_ref()).cast_mut().cast(),
-        );
-    }
-    // Once issued, the returned status is also in IoStatus after completion: that is read.
-    call(irp.as_ptr())?;
+/// `irp`'s outcome, once `event` (its completion routine's) was signaled. Frees the IRP.
+fn wait_result(irp: Irp, event: &Event) -> Result<IoResult, NTSTATUS> {
     event.wait();
     let result = irp.io_result();
     drop(irp);
@@ -219,5 +234,115 @@ pub fn call_and_wait_on(
         Err(result.status)
     } else {
         Ok(result)
+    }
+}
+
+/// Issues one WSK call on a fresh IRP and waits for the IRP to complete.
+///
+/// The IRP completes whatever the call returned (a WSK function completes its IRP even when
+/// it fails). `call` must issue the IRP: once the completion routine is set, only completion releases it.
+///
+/// IRQL: `PASSIVE_LEVEL`.
+///
+/// # Errors
+/// `STATUS_INSUFFICIENT_RESOURCES` if no IRP or completion context can be allocated, or the
+/// IRP's failure status.
+pub fn call_and_wait(
+    device: DriverDevice,
+    call: impl FnOnce(*mut IRP) -> NTSTATUS,
+) -> Result<IoResult, NTSTATUS> {
+    crate::paged_code!();
+    let irp = Irp::allocate()?;
+    let event = pin!(Event::new());
+    let event = event.as_ref();
+    event.init(EventKind::Notification, false);
+    // SAFETY: `signal_waiter` only signals the event, which outlives the IRP's completion
+    // because this function waits for that signal before returning.
+    unsafe {
+        irp.set_completion(
+            device,
+            signal_waiter,
+            core::ptr::from_ref(event.get_ref()).cast_mut().cast(),
+        )?;
+    }
+    // Issued: the returned status is also in IoStatus after completion, which is read.
+    let _ = call(irp.as_ptr());
+    wait_result(irp, &event)
+}
+
+/// An IRP and the event its completion signals, allocated and armed ahead of a call that
+/// must not fail for lack of memory when it is finally made (closing a socket).
+///
+/// IRQL: `PASSIVE_LEVEL` for every operation.
+///
+/// # Invariants
+/// `event` is initialized; once `armed`, `irp`'s completion routine signals `event` and the
+/// IRP must be issued (the I/O manager's `IoSetCompletionRoutineEx` context is freed only by
+/// its completion).
+pub struct ReservedCall {
+    irp: Irp,
+    event: PoolBox<Event>,
+    armed: bool,
+}
+
+impl ReservedCall {
+    /// Allocates the IRP and the event.
+    ///
+    /// # Errors
+    /// `STATUS_INSUFFICIENT_RESOURCES`.
+    pub fn allocate() -> Result<Self, NTSTATUS> {
+        let irp = Irp::allocate()?;
+        let event = PoolBox::try_new(Event::new(), TAG_CALL)?;
+        PoolBox::as_pin(&event).init(EventKind::Notification, false);
+        // INVARIANT: the event is initialized in its final place; not armed yet.
+        Ok(Self {
+            irp,
+            event,
+            armed: false,
+        })
+    }
+
+    /// Sets the completion routine with `IoSetCompletionRoutineEx`, once the call is certain to
+    /// be made (e.g. right after the socket it closes was created). If the I/O manager cannot
+    /// allocate its context, [`ReservedCall::call_and_wait`] sets a plain completion routine
+    /// instead: the caller waits for it in this driver's own code, so the window it leaves
+    /// (the routine's return racing a completed unload) needs the whole unload to run first.
+    pub fn arm(&mut self, device: DriverDevice) {
+        if self.armed {
+            return;
+        }
+        // SAFETY: `signal_waiter` only signals the event, which lives in pool until this
+        // value is dropped, after the IRP completed (armed IRPs are always issued: invariant).
+        let armed = unsafe {
+            self.irp
+                .set_completion(device, signal_waiter, self.event_ptr())
+        };
+        // INVARIANT: armed only if the routine is now set.
+        self.armed = armed.is_ok();
+    }
+
+    const fn event_ptr(&self) -> *mut c_void {
+        PoolBox::as_ptr(&self.event).cast()
+    }
+
+    /// Makes the call on the reserved IRP and waits for it to complete.
+    ///
+    /// # Errors
+    /// The IRP's failure status.
+    pub fn call_and_wait(
+        self,
+        call: impl FnOnce(*mut IRP) -> NTSTATUS,
+    ) -> Result<IoResult, NTSTATUS> {
+        crate::paged_code!();
+        if !self.armed {
+            // SAFETY: As in `arm`; this thread waits for the routine below.
+            unsafe {
+                self.irp
+                    .set_completion_unguarded(signal_waiter, self.event_ptr());
+            }
+        }
+        let Self { irp, event, .. } = self;
+        let _ = call(irp.as_ptr());
+        wait_result(irp, &event)
     }
 }

@@ -30,6 +30,7 @@ pub mod cmsg;
 pub mod ddi;
 mod dispatch;
 mod driver;
+mod handle;
 pub mod irp;
 pub mod irql;
 mod mdl;
@@ -47,4 +48,5 @@ pub mod status {
 
 pub use dispatch::{CompleteFn, IoctlRequest};
 pub use driver::Driver;
-pub use sockets::Owner;
+pub use handle::HandleState;
+pub use irp::DriverDevice;

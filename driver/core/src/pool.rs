@@ -28,6 +28,8 @@ pub const TAG_BATCH: PoolTag = PoolTag::new(*b"WkuB");
 pub const TAG_DATAGRAM: PoolTag = PoolTag::new(*b"WkuX");
 /// A payload copy.
 pub const TAG_PAYLOAD: PoolTag = PoolTag::new(*b"WkuP");
+/// The event of a call reserved ahead of time (a socket's close).
+pub const TAG_CALL: PoolTag = PoolTag::new(*b"WkuC");
 
 /// `MEMORY_ALLOCATION_ALIGNMENT` on x64: what every pool block is aligned to.
 const POOL_ALIGNMENT: usize = 16;

@@ -271,37 +271,35 @@ impl SendOp {
     /// Hands the datagram to `WskSendTo`. From here on only the completion routine touches
     /// it. IRQL: <= `DISPATCH_LEVEL`.
     fn submit(op: PoolBox<Self>) {
+        // SAFETY: The op owns a reference on the batch (type invariant), so it is alive.
+        let batch = unsafe { op.batch.as_ref() };
+        let socket = batch.socket.socket();
+        let sender = match socket.sender() {
+            Ok(sender) => sender,
+            Err(status) => return finish(op, status, 0),
+        };
+        let context = PoolBox::as_ptr(&op).cast::<c_void>();
+        // SAFETY: `send_complete` takes the op back exactly once, frees it and returns
+        // STATUS_MORE_PROCESSING_REQUIRED; it runs at <= DISPATCH_LEVEL on any thread. The op
+        // stays at `context` (pool) until then.
+        let armed = unsafe {
+            op.irp
+                .set_completion(socket.device(), send_complete, context)
+        };
+        if let Err(status) = armed {
+            // Nothing was set: the op is still ours, and nothing was issued.
+            return finish(op, status, 0);
+        }
         let irp = op.irp.as_ptr();
         let buffer = op.wsk_buf.get();
-        let batch = op.batch;
-        let op = PoolBox::into_raw(op);
-        // SAFETY: `send_complete` takes the op back exactly once, frees it and returns
-        // STATUS_MORE_PROCESSING_REQUIRED; it runs at <= DISPATCH_LEVEL on any thread. The
-        // IRP handle is read through `irp`, copied out before the op was given up.
-        unsafe {
-            Irp::set_completion_raw(irp, send_complete, op.as_ptr().cast::<c_void>());
-        }
-        // SAFETY: The batch outlives the op (the op owns a reference on it).
-        let batch = unsafe { batch.as_ref() };
+        // Given up: the completion routine takes it back with `from_raw`.
+        let _ = PoolBox::into_raw(op);
         // SAFETY: The MDL chain, payload, remote address and control buffer all live until the
-        // completion routine has run (the op holds them or a reference on the batch that does);
-        // the IRP's completion routine frees the op.
-        let issued = unsafe {
-            batch.socket.socket().send_to(
-                buffer,
-                &batch.datagram.remote,
-                &batch.datagram.control,
-                irp,
-            )
-        };
-        if let Err(status) = issued {
-            // Not issued (missing dispatch slot): the IRP will never complete, so finish the
-            // op here as its completion routine would have.
-            // SAFETY: `op` came from into_raw above and was not handed to anyone.
-            let op = unsafe { PoolBox::from_raw(op, TAG_DATAGRAM) };
-            finish(op, status, 0);
-        }
-        // Issued: the returned status is also the IRP's, which send_complete reads.
+        // completion routine has run (the op holds them, or a reference on the batch that does);
+        // the IRP's completion routine frees the op. The returned status is also the IRP's,
+        // which `send_complete` reads.
+        let _ =
+            unsafe { sender.send_to(buffer, &batch.datagram.remote, &batch.datagram.control, irp) };
     }
 }
 

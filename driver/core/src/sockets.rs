@@ -13,18 +13,24 @@ use core::ptr::NonNull;
 use wskudp_abi::MAX_SOCKETS;
 
 use crate::ddi::nt::NTSTATUS;
+use crate::handle::HandleState;
 use crate::pool::{PoolBox, TAG_SOCKET};
-use crate::status::{STATUS_INVALID_HANDLE, STATUS_TOO_MANY_OPENED_FILES};
+use crate::status::{STATUS_FILE_CLOSED, STATUS_INVALID_HANDLE, STATUS_TOO_MANY_OPENED_FILES};
 use crate::sync::{Rundown, SpinLock};
 use crate::wsk::DatagramSocket;
 use zerocopy::FromZeros;
 
-/// Identifies the client a socket belongs to.
-///
-/// The front door passes its file object (WDM) or `WDFFILEOBJECT` (KMDF). Sockets are usable
-/// only through the handle that opened them and are closed when it is cleaned up.
+/// The handle a socket belongs to: its [`HandleState`] number. Sockets are usable only
+/// through the handle that opened them and are closed when it is cleaned up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Owner(pub usize);
+pub(crate) struct Owner(pub(crate) u64);
+
+impl Owner {
+    /// The owner `handle` stands for.
+    pub(crate) fn of(handle: &HandleState) -> Self {
+        Self(handle.id())
+    }
+}
 
 const SLOTS: usize = MAX_SOCKETS as usize;
 const _: () = assert!(
@@ -228,6 +234,13 @@ impl SocketTable {
         Ok(())
     }
 
+    /// Marks `handle` cleaned up, so that no socket is published for it any more (see
+    /// [`Reservation::fill`]). IRQL: <= `DISPATCH_LEVEL`.
+    pub(crate) fn stop_publishing(&self, handle: &HandleState) {
+        let _slots = self.slots.lock_exclusive();
+        handle.mark_cleaned_up();
+    }
+
     /// Closes every socket of `owner`, or every socket if `None`.
     ///
     /// IRQL: `PASSIVE_LEVEL`.
@@ -250,22 +263,23 @@ impl SocketTable {
 }
 
 impl Reservation<'_> {
-    /// Publishes an opened socket in the reserved slot and returns its handle.
+    /// Publishes an opened socket in the reserved slot for `handle` and returns its number.
     ///
     /// IRQL: `PASSIVE_LEVEL`.
     ///
     /// # Errors
-    /// `STATUS_INSUFFICIENT_RESOURCES` if the entry cannot be allocated; the socket is
-    /// closed and the slot released.
+    /// `STATUS_FILE_CLOSED` if the handle was cleaned up meanwhile,
+    /// `STATUS_INSUFFICIENT_RESOURCES` if the entry cannot be allocated; either way the socket
+    /// is closed and the slot released.
     pub(crate) fn fill(
         self,
-        owner: Owner,
+        handle: &HandleState,
         socket: DatagramSocket,
         local: SocketAddr,
     ) -> Result<u32, NTSTATUS> {
         let entry = PoolBox::try_new(
             SocketEntry {
-                owner,
+                owner: Owner::of(handle),
                 local,
                 rundown: Rundown::new(),
                 socket,
@@ -277,7 +291,14 @@ impl Reservation<'_> {
         unsafe { PoolBox::as_pin(&entry).map_unchecked(|entry| &entry.rundown) }.init();
         let mut entry = Some(entry);
         let mut slots = self.table.slots.lock_exclusive();
-        let handle = slots.get_mut(self.index).map(|slot| {
+        if handle.is_cleaned_up() {
+            // Cleanup ran while the socket was being opened: it has already closed this
+            // handle's sockets and will not look again. Close this one (after the lock).
+            drop(slots);
+            drop(entry);
+            return Err(STATUS_FILE_CLOSED);
+        }
+        let number = slots.get_mut(self.index).map(|slot| {
             // INVARIANT: the entry is given to the table as a raw pointer it now owns; the
             // slot stops being reserved.
             slot.entry = entry.take().map(PoolBox::into_raw);
@@ -288,9 +309,9 @@ impl Reservation<'_> {
         // The reserved index is always in range; if it were not, the entry (and its socket)
         // is released here, at PASSIVE_LEVEL, not under the lock.
         drop(entry);
-        let handle = handle.ok_or(STATUS_INVALID_HANDLE)?;
+        let number = number.ok_or(STATUS_INVALID_HANDLE)?;
         core::mem::forget(self);
-        Ok(handle)
+        Ok(number)
     }
 }
 

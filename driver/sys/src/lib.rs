@@ -1,16 +1,11 @@
-//! The wskudp driver: thin front doors over `wskudp-core`.
+//! The wskudp driver image (`wskudp.sys`): one of the front doors of `wskudp-front`, with its
+//! `DriverEntry` exported and the runtime pieces a kernel image needs.
 //!
-//! Each front door does four things and nothing else: create the core [`Driver`] in
-//! `DriverEntry`; expose `\Device\WskUdp` (`\\.\WskUdp` to user mode); hand every
-//! `IRP_MJ_DEVICE_CONTROL` to `Driver::dispatch` with a completion callback, and every
-//! cleanup of a handle to `Driver::cleanup`; drop the driver state at unload.
-//!
-//! - `kmdf` (default): the shipping driver, on the windows-drivers-rs crates. Built on Windows
-//!   with the WDK (`cargo make`).
-//! - `wdm`: the same core behind `IoCreateDevice` and a `MajorFunction` table, needing no WDK:
-//!   cross-built on Linux with `rust-lld` and its PE image checked (`tests/build-wdm.sh`).
-//!
-//! [`Driver`]: wskudp_core::Driver
+//! - feature `kmdf` (default): the shipping KMDF driver on the windows-drivers-rs crates,
+//!   built on Windows with the WDK (`cargo make`); the KMDF stub (`FxDriverEntry`, from
+//!   `WdfDriverEntry.lib`) calls the exported `DriverEntry`.
+//! - feature `wdm`: the WDM front door, which needs no WDK: cross-built on Linux with
+//!   `rust-lld` (`tests/build-wdm.sh`) and its PE image checked.
 
 #![no_std]
 #![deny(
@@ -21,46 +16,45 @@
     clippy::arithmetic_side_effects
 )]
 
-#[cfg(all(feature = "kmdf", feature = "wdm"))]
+#[cfg(any(
+    all(feature = "kmdf", feature = "wdm"),
+    not(any(feature = "kmdf", feature = "wdm"))
+))]
 compile_error!(
     "choose one front door: `--features kmdf` (default) or `--no-default-features --features wdm`"
 );
 
+// The shipping build takes its panic handler and allocator from windows-drivers-rs.
 #[cfg(feature = "kmdf")]
-mod kmdf;
+extern crate wdk_panic;
+#[cfg(feature = "kmdf")]
+#[global_allocator]
+static GLOBAL_ALLOCATOR: wdk_alloc::WdkAllocator = wdk_alloc::WdkAllocator;
 
-#[cfg(all(feature = "wdm", not(feature = "kmdf")))]
-mod wdm;
-#[cfg(all(feature = "wdm", not(feature = "kmdf")))]
+// A `.sys` built without the WDK's libraries links its own C runtime pieces and panic handler.
+#[cfg(feature = "wdm")]
 mod wdm_runtime;
 
-/// ASCII `text` as UTF-16 code units, for the static device names. `N` must be `text.len()`.
-/// Only evaluated at compile time (static initializers), where an out-of-range index is a
-/// build error, not a runtime panic.
-#[allow(
-    clippy::indexing_slicing,
-    reason = "compile-time only; bounds are N = text.len()"
-)]
-const fn utf16<const N: usize>(text: &str) -> [u16; N] {
-    let bytes = text.as_bytes();
-    let mut out = [0_u16; N];
-    let mut i = 0;
-    while i < N {
-        out[i] = bytes[i] as u16;
-        i = i.saturating_add(1);
-    }
-    out
+/// The entry point the loader calls: the chosen front door's `DriverEntry`.
+///
+/// IRQL: `PASSIVE_LEVEL`.
+///
+/// # Safety
+/// Called once by the I/O manager (WDM, `/ENTRY`) or the KMDF stub (`FxDriverEntry`) with its
+/// driver object and registry path.
+// SAFETY: `DriverEntry` is the entry symbol the kernel or the KMDF stub calls; nothing else in
+// the image exports it.
+#[unsafe(export_name = "DriverEntry")]
+pub unsafe extern "system" fn driver_entry(
+    driver_object: *mut windows_sys::Wdk::Foundation::DRIVER_OBJECT,
+    registry_path: *const windows_sys::Win32::Foundation::UNICODE_STRING,
+) -> i32 {
+    #[cfg(feature = "kmdf")]
+    // SAFETY: The loader's arguments, passed on unchanged (wdk-sys' layouts of the same types).
+    let status =
+        unsafe { wskudp_front::kmdf::driver_entry(driver_object.cast(), registry_path.cast()) };
+    #[cfg(feature = "wdm")]
+    // SAFETY: The loader's arguments, passed on unchanged.
+    let status = unsafe { wskudp_front::wdm::driver_entry(driver_object, registry_path) };
+    status
 }
-
-const DEVICE_NAME_LEN: usize = wskudp_abi::DEVICE_NAME.len();
-const DOS_DEVICE_NAME_LEN: usize = wskudp_abi::DOS_DEVICE_NAME.len();
-/// `\Device\WskUdp` in UTF-16.
-static DEVICE_NAME: [u16; DEVICE_NAME_LEN] = utf16(wskudp_abi::DEVICE_NAME);
-/// `\DosDevices\WskUdp` in UTF-16.
-static DOS_DEVICE_NAME: [u16; DOS_DEVICE_NAME_LEN] = utf16(wskudp_abi::DOS_DEVICE_NAME);
-
-const _: () = {
-    assert!(wskudp_abi::DEVICE_NAME.is_ascii() && wskudp_abi::DOS_DEVICE_NAME.is_ascii());
-    // UNICODE_STRING lengths are USHORT byte counts.
-    assert!(DOS_DEVICE_NAME_LEN * 2 <= u16::MAX as usize);
-};

@@ -97,7 +97,10 @@ fn model(
 ) -> Row {
     let sink = Sink::start();
     let backend = ModelBackend::start(ModelConfig {
-        completion,
+        machine: wskudp_kmodel::Config {
+            completion,
+            ..wskudp_kmodel::Config::default()
+        },
         ..ModelConfig::default()
     })
     .expect("model loads");

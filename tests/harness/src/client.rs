@@ -73,6 +73,12 @@ impl<B: Backend + ?Sized> Client<B> {
         self.backend.name()
     }
 
+    /// The front door requests go through (see [`Backend::front_door`]).
+    #[must_use]
+    pub fn front_door(&self) -> &'static str {
+        self.backend.front_door()
+    }
+
     /// Closes the handle; for the model, unloads the driver and returns the report.
     #[must_use]
     pub fn finish(self) -> Option<ModelReport> {

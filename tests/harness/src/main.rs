@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::{ArgGroup, Parser, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 use wskudp_abi::{Ecn, InfoResponse, Ioctl, SendSpec, capability};
-use wskudp_harness::backend::{self, Kind};
+use wskudp_harness::backend::{self, FrontDoor, Kind};
 use wskudp_harness::client::Client;
 use wskudp_harness::report::ModelReport;
 use wskudp_harness::{demo, pattern, scenarios, status_hex, status_text};
@@ -20,6 +20,10 @@ struct Cli {
     /// Defaults to `device` on Windows and `model` elsewhere.
     #[arg(long, value_enum, global = true)]
     backend: Option<BackendArg>,
+    /// The model backend's way into the driver: `kmdf` (the shipping front door, over the WDF
+    /// model), `wdm`, or `none` (core's dispatcher directly).
+    #[arg(long, value_enum, global = true, default_value = "kmdf")]
+    front_door: FrontDoorArg,
     #[command(subcommand)]
     command: Command,
 }
@@ -28,6 +32,23 @@ struct Cli {
 enum BackendArg {
     Model,
     Device,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum FrontDoorArg {
+    Kmdf,
+    Wdm,
+    None,
+}
+
+impl From<FrontDoorArg> for FrontDoor {
+    fn from(arg: FrontDoorArg) -> Self {
+        match arg {
+            FrontDoorArg::Kmdf => Self::Kmdf,
+            FrontDoorArg::Wdm => Self::Wdm,
+            FrontDoorArg::None => Self::None,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -135,7 +156,7 @@ fn main() -> ExitCode {
         Some(BackendArg::Device) => Kind::Device,
         None => Kind::default_for_host(),
     };
-    let client = match backend::open(kind) {
+    let client = match backend::open(kind, cli.front_door.into()) {
         Ok(backend) => Client::new(backend),
         Err(error) => {
             eprintln!("error: {error}");
@@ -233,6 +254,7 @@ fn info(client: &Client) -> Result<Outcome, String> {
     );
     let json = json!({
         "backend": client.backend_name(),
+        "front_door": client.front_door(),
         "abi_version": info.abi_version,
         "driver_version": format!("{major}.{minor}.{patch}"),
         "provider_status": status_hex(info.provider_status),
@@ -249,8 +271,9 @@ fn info(client: &Client) -> Result<Outcome, String> {
         "ioctls": ioctls,
     });
     let mut text = format!(
-        "backend {}\nABI version {}, driver {major}.{minor}.{patch}\nWSK provider {} (capture {})\ncapabilities: {}\nlimits: {} sockets, {} MDLs/datagram, {} bytes/datagram, {} datagrams/request\n",
+        "backend {} (front door {})\nABI version {}, driver {major}.{minor}.{patch}\nWSK provider {} (capture {})\ncapabilities: {}\nlimits: {} sockets, {} MDLs/datagram, {} bytes/datagram, {} datagrams/request\n",
         client.backend_name(),
+        client.front_door(),
         info.abi_version,
         wsk,
         status_text(info.provider_status),

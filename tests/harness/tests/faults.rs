@@ -7,7 +7,7 @@ mod common;
 use common::{V4, addr, plain, receiver};
 use wskudp_abi::status::{STATUS_DEVICE_NOT_READY, STATUS_INSUFFICIENT_RESOURCES, STATUS_SUCCESS};
 use wskudp_abi::{Ecn, SendSpec};
-use wskudp_harness::backend::{ModelBackend, ModelConfig};
+use wskudp_harness::backend::{BackendError, FrontDoor, ModelBackend, ModelConfig};
 use wskudp_harness::client::{Client, ClientError};
 use wskudp_harness::pattern;
 use wskudp_harness::report::ModelReport;
@@ -21,7 +21,9 @@ const fn expected_failure(status: i32) -> bool {
 fn check(result: Result<(), ClientError>, step: &str) {
     match result {
         Ok(()) => {}
-        Err(ClientError::Status(status)) => {
+        Err(
+            ClientError::Status(status) | ClientError::Backend(BackendError::OpenFailed(status)),
+        ) => {
             assert!(
                 expected_failure(status),
                 "{step}: unexpected {}",
@@ -86,21 +88,21 @@ fn scenario(config: ModelConfig) -> ModelReport {
     client.finish().unwrap()
 }
 
-#[test]
-fn every_single_fault_point_fails_cleanly() {
+fn every_single_fault_point_fails_cleanly(front_door: FrontDoor) {
     for completion in [
         CompletionMode::Inline,
         CompletionMode::late_out_of_order(11),
     ] {
         let mut n = 1;
         loop {
-            let report = scenario(ModelConfig {
+            let report = scenario(common::config(
+                front_door,
                 completion,
-                faults: FaultPlan::FailNth(n),
-            });
+                FaultPlan::FailNth(n),
+            ));
             assert!(
                 report.is_clean(),
-                "fault point {n} ({completion:?}): {report:#?}"
+                "fault point {n} ({front_door:?}, {completion:?}): {report:#?}"
             );
             if report.stats.faults_injected == 0 {
                 // Point n does not exist: every point before it was failed once.
@@ -114,16 +116,38 @@ fn every_single_fault_point_fails_cleanly() {
 }
 
 #[test]
-fn random_faults_fail_cleanly() {
-    for seed in 1..=24 {
-        let report = scenario(ModelConfig {
-            completion: if seed % 2 == 0 {
+fn every_single_fault_point_fails_cleanly_through_the_kmdf_front_door() {
+    every_single_fault_point_fails_cleanly(FrontDoor::Kmdf);
+}
+
+#[test]
+fn every_single_fault_point_fails_cleanly_through_the_wdm_front_door() {
+    every_single_fault_point_fails_cleanly(FrontDoor::Wdm);
+}
+
+#[test]
+fn every_single_fault_point_fails_cleanly_on_core_directly() {
+    every_single_fault_point_fails_cleanly(FrontDoor::None);
+}
+
+#[test]
+fn random_faults_fail_cleanly_through_every_front_door() {
+    for front_door in FrontDoor::ALL {
+        for seed in 1..=24 {
+            let completion = if seed % 2 == 0 {
                 CompletionMode::Inline
             } else {
                 CompletionMode::worker()
-            },
-            faults: FaultPlan::Random { seed, one_in: 6 },
-        });
-        assert!(report.is_clean(), "seed {seed}: {report:#?}");
+            };
+            let report = scenario(common::config(
+                front_door,
+                completion,
+                FaultPlan::Random { seed, one_in: 6 },
+            ));
+            assert!(
+                report.is_clean(),
+                "seed {seed} ({front_door:?}): {report:#?}"
+            );
+        }
     }
 }

@@ -4,31 +4,53 @@
 
 mod common;
 
-use common::{V4, addr, client, finish_clean, modes, plain, receive, receiver};
+use common::{V4, addr, client, client_on, finish_clean, modes, plain, receive, receiver};
+use wskudp_harness::backend::FrontDoor;
 use wskudp_harness::pattern;
 use wskudp_harness::scenarios;
+use wskudp_kmodel::FaultPlan;
 
-#[test]
-fn every_scenario_passes_on_the_model_in_every_completion_mode() {
+fn every_scenario_passes(front_door: FrontDoor) {
     let mut failures = Vec::new();
     for mode in modes() {
         for scenario in scenarios::all() {
-            let client = client(mode);
+            let client = client_on(front_door, mode, FaultPlan::None);
             match (scenario.run)(&client) {
                 Ok(None) => {}
-                Ok(Some(skipped)) => eprintln!("skipped {} ({mode:?}): {skipped}", scenario.name),
-                Err(failure) => failures.push(format!("{} ({mode:?}): {failure}", scenario.name)),
+                Ok(Some(skipped)) => eprintln!(
+                    "skipped {} ({front_door:?}, {mode:?}): {skipped}",
+                    scenario.name
+                ),
+                Err(failure) => failures.push(format!(
+                    "{} ({front_door:?}, {mode:?}): {failure}",
+                    scenario.name
+                )),
             }
             let report = client.finish().expect("the model reports");
             if !report.is_clean() {
                 failures.push(format!(
-                    "{} ({mode:?}): model report {report}",
+                    "{} ({front_door:?}, {mode:?}): model report {report}",
                     scenario.name
                 ));
             }
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");
+}
+
+#[test]
+fn every_scenario_passes_through_the_kmdf_front_door_in_every_completion_mode() {
+    every_scenario_passes(FrontDoor::Kmdf);
+}
+
+#[test]
+fn every_scenario_passes_through_the_wdm_front_door_in_every_completion_mode() {
+    every_scenario_passes(FrontDoor::Wdm);
+}
+
+#[test]
+fn every_scenario_passes_on_core_directly_in_every_completion_mode() {
+    every_scenario_passes(FrontDoor::None);
 }
 
 /// The allocation budget of the send path, exactly: per datagram one context, one IRP and one
@@ -50,11 +72,11 @@ fn allocations_per_datagram_are_bounded() {
     client.close_socket(socket.socket).unwrap();
     let report = finish_clean(client);
     // Everything the run allocated, minus what loading, opening and closing cost: the driver
-    // state and its socket table (2 pool), the socket entry (1 pool), 4 socket IRPs (create,
-    // bind, local address, and the close IRP preallocated at open).
+    // state and its socket table (2 pool), the socket entry (1 pool), the close call's event
+    // (1 pool), 4 socket IRPs (create, bind, local address, and the close IRP reserved at open).
     let stats = report.stats;
     assert_eq!(
-        stats.pool_allocations - 3,
+        stats.pool_allocations - 4,
         64 + 2,
         "pool: 1 per datagram + batch + payload"
     );

@@ -36,6 +36,8 @@ pub(crate) enum Site {
     WskBind,
     WskGetLocalAddress,
     WskSendTo,
+    CompletionContext,
+    Wdf,
 }
 
 /// Counts a fault point and says whether it fails.

@@ -104,6 +104,33 @@ pub(crate) unsafe extern "system" fn io_free_irp(irp: *const IRP) {
         );
         return;
     };
+    if !record.completed && record.owner == IrpOwner::Driver {
+        // An IoSetCompletionRoutineEx context is released only by completion.
+        #[allow(
+            clippy::cast_ptr_alignment,
+            reason = "the IRP's stack follows it, aligned"
+        )]
+        let location = irp
+            .cast::<u8>()
+            .wrapping_add(IRP_SIZE)
+            .cast::<IO_STACK_LOCATION>()
+            .cast_mut();
+        // SAFETY: A live driver-owned IRP: its one stack location is readable.
+        let routine = unsafe { ((*location).CompletionRoutine, (*location).Context) };
+        if routine.0.map(|r| r as usize) == Some(unload_safe_completion_erased() as usize) {
+            state::violation(
+                "CompletionContextLeaked",
+                format!(
+                    "IoFreeIrp({addr:#x}) of an IRP armed with IoSetCompletionRoutineEx that never completed: the I/O manager's context and device reference leak"
+                ),
+            );
+            // SAFETY: The context was made by io_set_completion_routine_ex and never used.
+            let context = unsafe { Box::from_raw(routine.1.cast::<ExContext>()) };
+            crate::iomgr::dereference_device(std::ptr::with_exposed_provenance(context.device));
+            let mut inner = state::lock();
+            inner.ex_contexts = inner.ex_contexts.saturating_sub(1);
+        }
+    }
     if record.owner == IrpOwner::Provider {
         state::violation(
             "IrpFreedInFlight",
@@ -261,6 +288,9 @@ pub(crate) fn complete(irp: *mut IRP, status: NTSTATUS, information: usize) {
                 routine,
             )
         };
+        let guarded = routine as usize == unload_safe_completion_erased() as usize;
+        crate::iomgr::routine_running(guarded, true);
+        let previous = IN_DRIVER_ROUTINE.with(|flag| flag.replace(!guarded));
         // SAFETY: Called as the I/O manager does: no device object for a driver-allocated
         // IRP's top location, the IRP, and the driver's context; at DISPATCH_LEVEL.
         let result = irql::at_dispatch("completion routine", || unsafe {
@@ -270,6 +300,8 @@ pub(crate) fn complete(irp: *mut IRP, status: NTSTATUS, information: usize) {
                 context.cast::<c_void>(),
             )
         });
+        IN_DRIVER_ROUTINE.with(|flag| flag.set(previous));
+        crate::iomgr::routine_running(guarded, false);
         if result == STATUS_MORE_PROCESSING_REQUIRED {
             return;
         }
@@ -293,4 +325,127 @@ pub(crate) fn complete(irp: *mut IRP, status: NTSTATUS, information: usize) {
         record.owner = IrpOwner::Driver;
         record.completed = true;
     }
+}
+
+thread_local! {
+    /// Set while a driver completion routine runs unguarded by a device reference.
+    static IN_DRIVER_ROUTINE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Inside a driver completion routine that no device reference protects, the model widens the
+/// window between what the routine releases and its return by this much (see
+/// [`crate::Config::unload_race_window`]).
+pub(crate) fn widen_unload_race() {
+    if IN_DRIVER_ROUTINE.with(std::cell::Cell::get) {
+        let window = state::lock().unload_race_window;
+        if !window.is_zero() {
+            std::thread::sleep(window);
+        }
+    }
+}
+
+/// What `IoSetCompletionRoutineEx` keeps: the driver's routine and context, and the device it
+/// holds a reference on until the routine has returned.
+struct ExContext {
+    routine: IoCompletionRoutine,
+    context: *mut c_void,
+    device: usize,
+}
+
+fn unload_safe_completion_erased() -> unsafe extern "system" fn() -> NTSTATUS {
+    // SAFETY: Erasing the parameter list, as PIO_COMPLETION_ROUTINE stores it.
+    unsafe {
+        std::mem::transmute::<IoCompletionRoutine, unsafe extern "system" fn() -> NTSTATUS>(
+            unload_safe_completion,
+        )
+    }
+}
+
+/// The I/O manager's wrapper around a routine set with `IoSetCompletionRoutineEx`: calls it,
+/// then frees its context and drops the device reference, so the driver image outlives the
+/// routine.
+unsafe extern "system" fn unload_safe_completion(
+    device: *const DEVICE_OBJECT,
+    irp: *mut IRP,
+    context: *mut c_void,
+) -> NTSTATUS {
+    // SAFETY: Made by io_set_completion_routine_ex; the IRP completes once.
+    let record = unsafe { Box::from_raw(context.cast::<ExContext>()) };
+    {
+        let mut inner = state::lock();
+        inner.ex_contexts = inner.ex_contexts.saturating_sub(1);
+    }
+    crate::iomgr::routine_running(false, true);
+    let previous = IN_DRIVER_ROUTINE.with(|flag| flag.replace(false));
+    // SAFETY: The driver's routine with its context, as the I/O manager calls it.
+    let result = unsafe { (record.routine)(device, irp, record.context) };
+    IN_DRIVER_ROUTINE.with(|flag| flag.set(previous));
+    crate::iomgr::routine_running(false, false);
+    crate::iomgr::dereference_device(std::ptr::with_exposed_provenance(record.device));
+    result
+}
+
+/// `IoSetCompletionRoutineEx` (IRQL <= `DISPATCH_LEVEL`).
+///
+/// # Safety
+/// `irp` must be an IRP with a next stack location the caller owns; `device` a device object.
+#[unsafe(export_name = "IoSetCompletionRoutineEx")]
+pub(crate) unsafe extern "system" fn io_set_completion_routine_ex(
+    device: *const DEVICE_OBJECT,
+    irp: *const IRP,
+    routine: windows_sys::Wdk::Foundation::PIO_COMPLETION_ROUTINE,
+    context: *const c_void,
+    on_success: bool,
+    on_error: bool,
+    on_cancel: bool,
+) -> NTSTATUS {
+    irql::require_at_most("IoSetCompletionRoutineEx", DISPATCH_LEVEL);
+    let Some(routine) = routine else {
+        state::violation(
+            "IoSetCompletionRoutineExNull",
+            "IoSetCompletionRoutineEx without a routine".into(),
+        );
+        return windows_sys::Win32::Foundation::STATUS_INVALID_PARAMETER;
+    };
+    if faults::should_fail(Site::CompletionContext) {
+        return windows_sys::Win32::Foundation::STATUS_INSUFFICIENT_RESOURCES;
+    }
+    if !crate::iomgr::reference_device(device) {
+        state::violation(
+            "IoSetCompletionRoutineExDevice",
+            format!("IoSetCompletionRoutineEx on {device:p}, not a live device object"),
+        );
+        return windows_sys::Win32::Foundation::STATUS_INVALID_PARAMETER;
+    }
+    // SAFETY: Restoring the IO_COMPLETION_ROUTINE parameter list PIO_COMPLETION_ROUTINE erases.
+    let routine = unsafe {
+        std::mem::transmute::<unsafe extern "system" fn() -> NTSTATUS, IoCompletionRoutine>(routine)
+    };
+    let record = Box::into_raw(Box::new(ExContext {
+        routine,
+        context: context.cast_mut(),
+        device: device.expose_provenance(),
+    }));
+    state::lock().ex_contexts += 1;
+    let mut control = 0_u8;
+    #[allow(clippy::cast_possible_truncation)]
+    {
+        if on_success {
+            control |= SL_INVOKE_ON_SUCCESS as u8;
+        }
+        if on_error {
+            control |= SL_INVOKE_ON_ERROR as u8;
+        }
+        if on_cancel {
+            control |= SL_INVOKE_ON_CANCEL as u8;
+        }
+    }
+    // SAFETY: The caller owns the IRP's next location (IoGetNextIrpStackLocation).
+    unsafe {
+        let next = current_stack_location_slot(irp.cast_mut()).read().sub(1);
+        (*next).CompletionRoutine = Some(unload_safe_completion_erased());
+        (*next).Context = record.cast();
+        (*next).Control = control;
+    }
+    windows_sys::Win32::Foundation::STATUS_SUCCESS
 }

@@ -32,15 +32,19 @@
 //! One [`Machine`] exists per process at a time ([`Machine::boot`] waits for the previous
 //! one to shut down); IRQL is per thread.
 
+mod cancel;
 mod completion;
 mod faults;
+pub mod iomgr;
 mod irp;
 pub mod irql;
 mod mdl;
 mod pool;
 mod report;
+mod security;
 mod state;
 mod sync;
+pub mod wdf;
 mod wsk;
 
 use std::sync::{Condvar, Mutex};
@@ -48,6 +52,7 @@ use std::sync::{Condvar, Mutex};
 pub use completion::{CompletionMode, Order};
 pub use faults::FaultPlan;
 pub use report::{Leaks, Report, Stats, Violation};
+pub use security::{Access, Caller};
 pub use wsk::PROVIDER_WSK_VERSION;
 
 /// Every symbol this crate exports for core to link against.
@@ -66,6 +71,7 @@ pub const EXPORTS: &[&str] = &[
     "IoAllocateMdl",
     "IoFreeIrp",
     "IoFreeMdl",
+    "IoSetCompletionRoutineEx",
     "KeGetCurrentIrql",
     "KeInitializeEvent",
     "KeSetEvent",
@@ -126,6 +132,23 @@ fn exports_match_declarations() {
     same!(nt::IoAllocateMdl, mdl::io_allocate_mdl);
     same!(nt::IoFreeIrp, irp::io_free_irp);
     same!(nt::IoFreeMdl, mdl::io_free_mdl);
+    same!(
+        nt::IoSetCompletionRoutineEx,
+        irp::io_set_completion_routine_ex
+    );
+    same!(nt::IoCreateDevice, iomgr::io_create_device);
+    same!(nt::IoDeleteDevice, iomgr::io_delete_device);
+    same!(nt::IoCreateSymbolicLink, iomgr::io_create_symbolic_link);
+    same!(nt::IoDeleteSymbolicLink, iomgr::io_delete_symbolic_link);
+    same!(nt::IofCompleteRequest, iomgr::iof_complete_request);
+    same!(
+        nt::IoAcquireCancelSpinLock,
+        cancel::io_acquire_cancel_spin_lock
+    );
+    same!(
+        nt::IoReleaseCancelSpinLock,
+        cancel::io_release_cancel_spin_lock
+    );
     same!(nt::KeGetCurrentIrql, sync::ke_get_current_irql);
     same!(nt::KeInitializeEvent, sync::ke_initialize_event);
     same!(nt::KeSetEvent, sync::ke_set_event);
@@ -147,6 +170,10 @@ pub struct Config {
     pub completion: CompletionMode,
     /// Which fallible calls fail.
     pub faults: FaultPlan,
+    /// How long a driver completion routine that no device reference protects (one set with
+    /// plain `IoSetCompletionRoutine`) is held after it sets an event or releases a rundown
+    /// reference: the window in which an unload can overtake it. Zero in normal runs.
+    pub unload_race_window: std::time::Duration,
 }
 
 impl Default for Config {
@@ -154,6 +181,7 @@ impl Default for Config {
         Self {
             completion: CompletionMode::Inline,
             faults: FaultPlan::None,
+            unload_race_window: std::time::Duration::ZERO,
         }
     }
 }
@@ -189,9 +217,12 @@ impl Machine {
         *state::lock() = state::Inner {
             faults: config.faults,
             rng,
+            unload_race_window: config.unload_race_window,
             ..state::Inner::default()
         };
         wsk::reset();
+        iomgr::reset();
+        wdf::reset();
         completion::start(config.completion);
         Self { running: true }
     }
@@ -219,11 +250,20 @@ impl Machine {
         self.running = false;
         completion::stop();
         let (sockets, captures, registrations) = wsk::outstanding();
+        let (device_objects, file_objects, io_requests) = iomgr::outstanding();
+        let symbolic_links = iomgr::links();
+        let wdf_objects = wdf::outstanding();
         let report = {
             let inner = state::lock();
+            let mut leaked = inner.leaks(sockets, captures, registrations);
+            leaked.device_objects = device_objects;
+            leaked.file_objects = file_objects;
+            leaked.io_requests = io_requests;
+            leaked.symbolic_links = symbolic_links;
+            leaked.wdf_objects = wdf_objects;
             Report {
                 violations: inner.violations.clone(),
-                leaked: inner.leaks(sockets, captures, registrations),
+                leaked,
                 stats: inner.stats,
             }
         };
@@ -242,4 +282,9 @@ impl Drop for Machine {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = false;
         MACHINE_FREED.notify_one();
     }
+}
+
+/// `NT_ERROR`: the I/O manager copies no output back on an error status.
+pub(crate) const fn nt_error(status: i32) -> bool {
+    wskudp_abi::status::nt_error(status)
 }

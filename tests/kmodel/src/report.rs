@@ -37,6 +37,18 @@ pub struct Leaks {
     pub npi_captures: usize,
     /// `WskRegister` without `WskDeregister`.
     pub registrations: usize,
+    /// `IoSetCompletionRoutineEx` contexts whose IRP never completed.
+    pub completion_contexts: usize,
+    /// Device objects not deleted.
+    pub device_objects: usize,
+    /// Symbolic links not deleted.
+    pub symbolic_links: usize,
+    /// File objects (handles) still open.
+    pub file_objects: usize,
+    /// User-mode requests not completed.
+    pub io_requests: usize,
+    /// WDF objects (driver, devices, queues, requests, file objects) still alive.
+    pub wdf_objects: usize,
 }
 
 impl Leaks {

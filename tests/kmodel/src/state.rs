@@ -50,6 +50,10 @@ pub(crate) struct Inner {
     pub(crate) faults: FaultPlan,
     pub(crate) fault_points: u64,
     pub(crate) rng: u64,
+    /// Live `IoSetCompletionRoutineEx` contexts.
+    pub(crate) ex_contexts: usize,
+    /// See [`crate::Config::unload_race_window`].
+    pub(crate) unload_race_window: std::time::Duration,
 }
 
 static STATE: LazyLock<Mutex<Inner>> = LazyLock::new(|| Mutex::new(Inner::default()));
@@ -103,6 +107,8 @@ impl Inner {
             sockets,
             npi_captures: captures,
             registrations,
+            completion_contexts: self.ex_contexts,
+            ..Leaks::default()
         }
     }
 }

@@ -81,10 +81,12 @@ pub(crate) unsafe extern "system" fn ke_set_event(
     if !check_event(event, "KeSetEvent") {
         return 0;
     }
-    let _sync = state::lock_sync();
+    let sync = state::lock_sync();
     // SAFETY: An initialized event; its state changes only under SYNC.
     let previous = unsafe { std::mem::replace(&mut (*event).Header.SignalState, 1) };
     WAKE.notify_all();
+    drop(sync);
+    crate::irp::widen_unload_race();
     previous
 }
 
@@ -220,6 +222,7 @@ pub(crate) unsafe extern "system" fn ex_release_rundown_protection(rundown: *mut
     };
     WAKE.notify_all();
     drop(sync);
+    crate::irp::widen_unload_race();
     if underflow {
         state::violation(
             "RundownReleaseWithoutAcquire",

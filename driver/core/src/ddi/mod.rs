@@ -28,6 +28,7 @@ pub const REQUIRED_SYMBOLS: &[(&str, &str)] = &[
     ("ntoskrnl.exe", "IoAllocateMdl"),
     ("ntoskrnl.exe", "IoFreeIrp"),
     ("ntoskrnl.exe", "IoFreeMdl"),
+    ("ntoskrnl.exe", "IoSetCompletionRoutineEx"),
     ("ntoskrnl.exe", "KeGetCurrentIrql"),
     ("ntoskrnl.exe", "KeInitializeEvent"),
     ("ntoskrnl.exe", "KeSetEvent"),

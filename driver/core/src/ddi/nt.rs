@@ -12,9 +12,9 @@ pub use windows_sys::Wdk::System::SystemServices::{
     ExAcquireSpinLockShared, ExAllocatePool2, ExFreePoolWithTag, ExInitializeRundownProtection,
     ExReleaseRundownProtection, ExReleaseSpinLockExclusive, ExReleaseSpinLockShared,
     ExWaitForRundownProtectionRelease, Executive, IoAllocateIrp, IoAllocateMdl, IoFreeIrp,
-    IoFreeMdl, KeGetCurrentIrql, KeInitializeEvent, KeSetEvent, KeWaitForSingleObject, KernelMode,
-    MmBuildMdlForNonPagedPool, SL_INVOKE_ON_CANCEL, SL_INVOKE_ON_ERROR, SL_INVOKE_ON_SUCCESS,
-    SL_PENDING_RETURNED,
+    IoFreeMdl, IoSetCompletionRoutineEx, KeGetCurrentIrql, KeInitializeEvent, KeSetEvent,
+    KeWaitForSingleObject, KernelMode, MmBuildMdlForNonPagedPool, SL_INVOKE_ON_CANCEL,
+    SL_INVOKE_ON_ERROR, SL_INVOKE_ON_SUCCESS, SL_PENDING_RETURNED,
 };
 pub use windows_sys::Win32::Foundation::NTSTATUS;
 pub use windows_sys::Win32::System::Kernel::{EVENT_TYPE, NotificationEvent, SynchronizationEvent};
@@ -201,6 +201,51 @@ pub unsafe fn io_set_completion_routine(
     unsafe {
         (*next).Control = SL_INVOKE_ON_ALL;
     }
+}
+
+/// `IoSetCompletionRoutineEx(Device, Irp, Routine, Context, TRUE, TRUE, TRUE)`.
+///
+/// Like [`io_set_completion_routine`], but the I/O manager holds a reference on `device` until
+/// the routine has returned, so the driver image cannot be unloaded while the routine still runs
+/// (a routine running in an unloaded image is bugcheck 0xCE). It allocates a small context
+/// that only the IRP's completion frees: call it only on an IRP that will be completed.
+///
+/// IRQL: <= `DISPATCH_LEVEL`.
+///
+/// # Errors
+/// `STATUS_INSUFFICIENT_RESOURCES` if the context cannot be allocated (nothing was set).
+///
+/// # Safety
+/// As [`io_set_completion_routine`]; `device` must be a device object of this driver that
+/// outlives the IRP.
+pub unsafe fn io_set_completion_routine_ex(
+    device: *mut DEVICE_OBJECT,
+    irp: *mut IRP,
+    routine: IoCompletionRoutine,
+    context: *mut c_void,
+) -> Result<(), NTSTATUS> {
+    // SAFETY: As in `io_set_completion_routine`: only the parameter list is erased.
+    let erased = unsafe {
+        core::mem::transmute::<IoCompletionRoutine, unsafe extern "system" fn() -> NTSTATUS>(
+            routine,
+        )
+    };
+    let status;
+    // SAFETY: 1. `device` is this driver's device (caller's guarantee);
+    //         2. `irp` has a next stack location the driver owns (caller's guarantee);
+    //         3. IRQL <= DISPATCH_LEVEL.
+    unsafe {
+        status = IoSetCompletionRoutineEx(
+            device,
+            irp,
+            Some(erased),
+            context.cast_const(),
+            true,
+            true,
+            true,
+        );
+    }
+    if status < 0 { Err(status) } else { Ok(()) }
 }
 
 /// `IoMarkIrpPending` (a wdm.h inline): sets `SL_PENDING_RETURNED` in the current location.

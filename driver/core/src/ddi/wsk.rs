@@ -256,17 +256,18 @@ pub type PFN_WSK_BIND = Option<
 >;
 
 /// `PFN_WSK_SEND_TO`.
-pub type PFN_WSK_SEND_TO = Option<
-    unsafe extern "system" fn(
-        Socket: *mut WSK_SOCKET,
-        Buffer: *mut WSK_BUF,
-        Flags: u32,
-        RemoteAddress: *mut SOCKADDR,
-        ControlInfoLength: u32,
-        ControlInfo: *mut CMSGHDR,
-        Irp: *mut IRP,
-    ) -> NTSTATUS,
->;
+pub type PFN_WSK_SEND_TO = Option<WskSendToFn>;
+
+/// The function type behind [`PFN_WSK_SEND_TO`].
+pub type WskSendToFn = unsafe extern "system" fn(
+    Socket: *mut WSK_SOCKET,
+    Buffer: *mut WSK_BUF,
+    Flags: u32,
+    RemoteAddress: *mut SOCKADDR,
+    ControlInfoLength: u32,
+    ControlInfo: *mut CMSGHDR,
+    Irp: *mut IRP,
+) -> NTSTATUS;
 
 /// `PFN_WSK_RECEIVE_FROM`.
 pub type PFN_WSK_RECEIVE_FROM = Option<

@@ -10,9 +10,9 @@ use crate::cmsg::ControlBuffer;
 use crate::ddi::nt::{IRP, NTSTATUS};
 use crate::ddi::wsk::{
     WSK_BUF, WSK_FLAG_DATAGRAM_SOCKET, WSK_PROVIDER_BASIC_DISPATCH, WSK_PROVIDER_DATAGRAM_DISPATCH,
-    WSK_SOCKET,
+    WSK_SOCKET, WskSendToFn,
 };
-use crate::irp::{Irp, call_and_wait, call_and_wait_on};
+use crate::irp::{DriverDevice, ReservedCall, call_and_wait};
 use crate::sockaddr::{self, SockAddrBuffer};
 use crate::status::{STATUS_INVALID_ADDRESS, STATUS_NOT_SUPPORTED};
 
@@ -30,11 +30,13 @@ const PROTOCOL: u32 = IPPROTO_UDP as u32;
 ///
 /// # Invariants
 /// `socket` is an open WSK datagram socket whose dispatch table has every slot wskudp calls
-/// (`WskCloseSocket`, `WskBind`, `WskSendTo`, `WskGetLocalAddress`). `close_irp` is `Some`
+/// (`WskCloseSocket`, `WskBind`, `WskSendTo`, `WskGetLocalAddress`). `close` is `Some`
 /// until the socket is closed: closing never waits on an allocation that could fail.
+/// `device` is the driver's device, which every IRP's completion routine is registered on.
 pub struct DatagramSocket {
     socket: NonNull<WSK_SOCKET>,
-    close_irp: Option<Irp>,
+    close: Option<ReservedCall>,
+    device: DriverDevice,
 }
 
 // SAFETY: A WSK socket may be used from any thread; the provider synchronizes.
@@ -94,15 +96,21 @@ impl DatagramSocket {
     ///
     /// # Errors
     /// The first failing call's status; a socket created before the failure is closed.
-    pub fn open(provider: &Provider, local: SocketAddr) -> Result<(Self, SocketAddr), NTSTATUS> {
+    pub fn open(
+        provider: &Provider,
+        device: DriverDevice,
+        local: SocketAddr,
+    ) -> Result<(Self, SocketAddr), NTSTATUS> {
         crate::paged_code!();
         // Allocated first: once a socket exists, closing it must not depend on the pool.
-        let close_irp = Irp::allocate()?;
+        let mut close = ReservedCall::allocate()?;
         let family = if local.is_ipv4() { AF_INET } else { AF_INET6 };
-        let wsk_socket = provider.dispatch().and_then(|d| d.WskSocket);
+        let wsk_socket = provider
+            .dispatch()
+            .and_then(|d| d.WskSocket)
+            .ok_or(STATUS_NOT_SUPPORTED)?;
         let client = provider.client();
-        let created = call_and_wait(|irp| {
-            let wsk_socket = wsk_socket.ok_or(STATUS_NOT_SUPPORTED)?;
+        let created = call_and_wait(device, |irp| {
             let status;
             // SAFETY: 1. `client` comes from the captured NPI;
             //         2. no socket context or event dispatch table (no callbacks enabled);
@@ -123,23 +131,26 @@ impl DatagramSocket {
                     irp,
                 );
             }
-            Ok(status)
+            status
         })?;
         // On success, IoStatus.Information holds the new PWSK_SOCKET.
         let raw = NonNull::new(core::ptr::with_exposed_provenance_mut::<WSK_SOCKET>(
             created.information,
         ))
         .ok_or(STATUS_INVALID_ADDRESS)?;
+        // The socket exists: its close will be made, so its IRP may now be armed.
+        close.arm(device);
         // SAFETY: `raw` is the socket WskSocket just created.
         if !unsafe { dispatch_of(raw) }.is_some_and(is_complete) {
-            close(raw, close_irp);
+            self::close(raw, close);
             return Err(STATUS_NOT_SUPPORTED);
         }
-        // INVARIANT: open, with a complete dispatch table and its close IRP. From here on
-        // Drop closes it.
+        // INVARIANT: open, with a complete dispatch table and its armed close call. From here
+        // on Drop closes it.
         let socket = Self {
             socket: raw,
-            close_irp: Some(close_irp),
+            close: Some(close),
+            device,
         };
         socket.bind(local)?;
         let bound = socket.local_address()?;
@@ -156,10 +167,9 @@ impl DatagramSocket {
     /// `WskBind`. IRQL: `PASSIVE_LEVEL`.
     fn bind(&self, local: SocketAddr) -> Result<(), NTSTATUS> {
         let mut address = SockAddrBuffer::new(local);
-        let bind = self.dispatch().WskBind;
+        let bind = self.dispatch().WskBind.ok_or(STATUS_NOT_SUPPORTED)?;
         let socket = self.socket.as_ptr();
-        call_and_wait(|irp| {
-            let bind = bind.ok_or(STATUS_NOT_SUPPORTED)?;
+        call_and_wait(self.device, |irp| {
             let status;
             // SAFETY: 1. the socket is open; 2. `address` is a valid SOCKADDR that outlives
             //         the call (we wait for completion); 3. flags are reserved (0);
@@ -167,7 +177,7 @@ impl DatagramSocket {
             unsafe {
                 status = bind(socket, address.as_sockaddr_mut(), 0, irp);
             }
-            Ok(status)
+            status
         })
         .map(|_| ())
     }
@@ -175,52 +185,79 @@ impl DatagramSocket {
     /// `WskGetLocalAddress`. IRQL: `PASSIVE_LEVEL`.
     fn local_address(&self) -> Result<SocketAddr, NTSTATUS> {
         let mut address = SockAddrBuffer::zeroed();
-        let get = self.dispatch().WskGetLocalAddress;
+        let get = self
+            .dispatch()
+            .WskGetLocalAddress
+            .ok_or(STATUS_NOT_SUPPORTED)?;
         let socket = self.socket.as_ptr();
-        call_and_wait(|irp| {
-            let get = get.ok_or(STATUS_NOT_SUPPORTED)?;
+        call_and_wait(self.device, |irp| {
             let status;
             // SAFETY: 1. the socket is open and bound; 2. `address` has room for a
             //         SOCKADDR_IN6 and outlives the call; 3. fresh IRP; PASSIVE_LEVEL.
             unsafe {
                 status = get(socket, address.as_sockaddr_mut(), irp);
             }
-            Ok(status)
+            status
         })?;
         sockaddr::decode(address.as_bytes()).ok_or(STATUS_INVALID_ADDRESS)
     }
 
-    /// `WskSendTo`. Once issued (`Ok`), the IRP completes whatever status is returned; `Err`
-    /// means nothing was issued and the IRP will not complete.
+    /// The driver's device, which completion routines for this socket are registered on.
+    #[must_use]
+    pub const fn device(&self) -> DriverDevice {
+        self.device
+    }
+
+    /// This socket's `WskSendTo`, resolved before an IRP is armed for it (an armed IRP must be
+    /// issued).
     ///
-    /// IRQL: <= `DISPATCH_LEVEL`.
+    /// IRQL: any.
     ///
     /// # Errors
     /// `STATUS_NOT_SUPPORTED` if the provider lacks `WskSendTo` (never, for a socket that
     /// opened).
+    pub fn sender(&self) -> Result<Sender<'_>, NTSTATUS> {
+        let send_to = self.dispatch().WskSendTo.ok_or(STATUS_NOT_SUPPORTED)?;
+        Ok(Sender {
+            socket: self,
+            send_to,
+        })
+    }
+}
+
+/// A socket's resolved `WskSendTo`.
+pub struct Sender<'a> {
+    socket: &'a DatagramSocket,
+    send_to: WskSendToFn,
+}
+
+impl Sender<'_> {
+    /// `WskSendTo`. The IRP completes whatever status is returned, and that status is also the
+    /// IRP's.
+    ///
+    /// IRQL: <= `DISPATCH_LEVEL`.
     ///
     /// # Safety
     /// `buffer`'s MDL chain and data, `remote` and `control` must stay valid and unchanged
     /// until `irp` completes; `irp` must be a driver-allocated IRP with a completion routine
     /// that takes care of all of them.
     pub unsafe fn send_to(
-        &self,
+        self,
         buffer: *mut WSK_BUF,
         remote: &SockAddrBuffer,
         control: &ControlBuffer,
         irp: *mut IRP,
-    ) -> Result<NTSTATUS, NTSTATUS> {
-        let send_to = self.dispatch().WskSendTo.ok_or(STATUS_NOT_SUPPORTED)?;
+    ) -> NTSTATUS {
         let (control_info, control_len) = control.as_control_info();
         let status;
-        // SAFETY: 1. the socket is open (type invariant);
+        // SAFETY: 1. the socket is open (type invariant of DatagramSocket);
         //         2. buffer, remote and control outlive the IRP (caller's guarantee); WSK
         //            only reads RemoteAddress and ControlInfo despite the non-const types;
         //         3. Flags is reserved and must be 0;
         //         4. WskSendTo may be called at IRQL <= DISPATCH_LEVEL.
         unsafe {
-            status = send_to(
-                self.socket.as_ptr(),
+            status = (self.send_to)(
+                self.socket.socket.as_ptr(),
                 buffer,
                 0,
                 remote.as_sockaddr().cast_mut(),
@@ -229,33 +266,38 @@ impl DatagramSocket {
                 irp,
             );
         }
-        Ok(status)
+        status
     }
 }
 
-/// `WskCloseSocket` on the socket's preallocated IRP, waiting for it. The provider cancels and
+/// `WskCloseSocket` on the socket's reserved call, waiting for it. The provider cancels and
 /// completes any IRP still pending on the socket first. IRQL: `PASSIVE_LEVEL`.
-fn close(socket: NonNull<WSK_SOCKET>, irp: Irp) {
+fn close(socket: NonNull<WSK_SOCKET>, call: ReservedCall) {
     // SAFETY: `socket` is open until this call.
     let close = unsafe { dispatch_of(socket) }.and_then(|dispatch| dispatch.Basic.WskCloseSocket);
+    let Some(close) = close else {
+        // No close slot (never, for a socket that opened): nothing can be issued, and an armed
+        // IRP must not be freed without completing; keep it rather than corrupt the pool.
+        core::mem::forget(call);
+        return;
+    };
     // A failed close leaves nothing for the driver to do: WSK owns the socket either way.
-    let _ = call_and_wait_on(irp, |irp| {
-        let close = close.ok_or(STATUS_NOT_SUPPORTED)?;
+    let _ = call.call_and_wait(|irp| {
         let status;
         // SAFETY: 1. the socket is open and closed exactly once (callers give it up);
-        //         2. fresh IRP; PASSIVE_LEVEL.
+        //         2. the reserved IRP is fresh; PASSIVE_LEVEL.
         unsafe {
             status = close(socket.as_ptr(), irp);
         }
-        Ok(status)
+        status
     });
 }
 
 impl Drop for DatagramSocket {
     fn drop(&mut self) {
         crate::paged_code!();
-        if let Some(irp) = self.close_irp.take() {
-            close(self.socket, irp);
+        if let Some(call) = self.close.take() {
+            close(self.socket, call);
         }
     }
 }

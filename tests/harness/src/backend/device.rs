@@ -85,6 +85,10 @@ mod imp {
     }
 
     impl Backend for DeviceBackend {
+        fn front_door(&self) -> &'static str {
+            "installed"
+        }
+
         fn name(&self) -> &'static str {
             "device"
         }
@@ -207,6 +211,10 @@ mod shell {
     }
 
     impl Backend for DeviceBackend {
+        fn front_door(&self) -> &'static str {
+            match self.never {}
+        }
+
         fn name(&self) -> &'static str {
             match self.never {}
         }

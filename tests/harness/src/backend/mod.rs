@@ -16,7 +16,7 @@ mod model;
 use std::fmt;
 
 pub use device::DeviceBackend;
-pub use model::{ModelBackend, ModelConfig};
+pub use model::{FrontDoor, ModelBackend, ModelConfig};
 
 /// What an IOCTL came back with.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,8 +36,10 @@ pub enum BackendError {
     Io(std::io::Error),
     /// The driver did not complete the request in time (it was cancelled).
     Timeout,
-    /// The model could not load the driver (`Driver::create` failed with this status).
+    /// The model could not load the driver (`DriverEntry` failed with this status).
     LoadFailed(i32),
+    /// Opening the device failed with this status (`IRP_MJ_CREATE`'s, or the I/O manager's).
+    OpenFailed(i32),
     /// The driver broke the I/O contract (e.g. more output than the buffer holds).
     DriverBug(String),
 }
@@ -53,6 +55,11 @@ impl fmt::Display for BackendError {
                 "loading the driver failed with {}",
                 crate::status_text(*status)
             ),
+            Self::OpenFailed(status) => write!(
+                f,
+                "opening the device failed with {}",
+                crate::status_text(*status)
+            ),
             Self::DriverBug(what) => write!(f, "driver bug: {what}"),
         }
     }
@@ -66,6 +73,10 @@ pub use crate::report::ModelReport;
 pub trait Backend: Send + Sync {
     /// `"model"` or `"device"`.
     fn name(&self) -> &'static str;
+
+    /// The driver entry point requests go through: `"kmdf"`, `"wdm"` or `"none"` on the
+    /// model; on the device, whichever flavor is installed (`"installed"`).
+    fn front_door(&self) -> &'static str;
 
     /// Issues one buffered IOCTL and waits for its completion.
     ///
@@ -104,13 +115,13 @@ impl Kind {
     }
 }
 
-/// Opens a backend of `kind`.
+/// Opens a backend of `kind`; the model's requests go through `front_door`.
 ///
 /// # Errors
 /// [`BackendError`] if it cannot be opened here.
-pub fn open(kind: Kind) -> Result<Box<dyn Backend>, BackendError> {
+pub fn open(kind: Kind, front_door: FrontDoor) -> Result<Box<dyn Backend>, BackendError> {
     Ok(match kind {
         Kind::Device => Box::new(DeviceBackend::open()?),
-        Kind::Model => Box::new(ModelBackend::start(ModelConfig::default())?),
+        Kind::Model => Box::new(ModelBackend::start(ModelConfig::through(front_door))?),
     })
 }

@@ -1,47 +1,120 @@
-//! The `model` backend: `wskudp-core` in this process on the kernel model, with the I/O
-//! manager's `METHOD_BUFFERED` handling emulated.
+//! The `model` backend: the driver in this process, on the kernel model, reached through one
+//! of its front doors:
+//! - `kmdf` (default): the shipping KMDF front door, loaded through the WDF model's
+//!   `FxDriverEntry`; requests are IRPs the model's I/O manager builds and delivers to the
+//!   `MajorFunction` table KMDF installed;
+//! - `wdm`: the WDM front door, the same way without the framework;
+//! - `none`: core's dispatcher called directly (no IRPs), as a baseline.
 
 #[cfg(unix)]
 pub use imp::{ModelBackend, ModelConfig};
 #[cfg(not(unix))]
 pub use shell::{ModelBackend, ModelConfig};
 
+/// Which of the driver's entry points the model backend goes through.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FrontDoor {
+    /// The KMDF front door over the WDF model (the shipping driver).
+    #[default]
+    Kmdf,
+    /// The WDM front door.
+    Wdm,
+    /// Core's dispatcher, called directly.
+    None,
+}
+
+impl FrontDoor {
+    /// `"kmdf"`, `"wdm"` or `"none"`.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Kmdf => "kmdf",
+            Self::Wdm => "wdm",
+            Self::None => "none",
+        }
+    }
+
+    /// Every front door.
+    pub const ALL: [Self; 3] = [Self::Kmdf, Self::Wdm, Self::None];
+}
+
 #[cfg(unix)]
 mod imp {
+    use std::collections::BTreeMap;
     use std::ffi::c_void;
     use std::sync::{Arc, Condvar, Mutex};
     use std::time::Duration;
 
     use wskudp_abi::status::nt_error;
     use wskudp_core::pool::PoolBox;
-    use wskudp_core::{Driver, IoctlRequest, Owner};
-    use wskudp_kmodel::{Config, Machine};
+    use wskudp_core::{Driver, DriverDevice, HandleState, IoctlRequest};
+    use wskudp_kmodel::iomgr::{self, EntryKind, Handle, LoadedDriver};
+    use wskudp_kmodel::{Access, Caller, Config, Machine};
 
+    use super::FrontDoor;
     use crate::backend::{Backend, BackendError, IoctlOutcome, ModelReport};
 
-    /// How the model machine behaves (completion mode, fault plan).
-    pub type ModelConfig = Config;
-
-    /// How long a request may stay pending before the harness calls the driver hung.
-    const COMPLETION_TIMEOUT: Duration = Duration::from_secs(30);
-
-    /// The owner token of this backend's one "file handle".
-    const OWNER: Owner = Owner(1);
-
-    /// A model machine with the driver loaded and one handle open.
-    pub struct ModelBackend {
-        driver: Option<PoolBox<Driver>>,
-        machine: Option<Machine>,
+    /// How the model machine behaves and which front door requests take.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct ModelConfig {
+        /// Completion mode, fault plan, unload race window.
+        pub machine: Config,
+        /// The entry point requests go through.
+        pub front_door: FrontDoor,
     }
 
-    /// Where a completion lands: `(status, information)` once completed.
+    impl ModelConfig {
+        /// The default machine, through `front_door`.
+        #[must_use]
+        pub fn through(front_door: FrontDoor) -> Self {
+            Self {
+                machine: Config::default(),
+                front_door,
+            }
+        }
+    }
+
+    /// How long a request may stay pending before the harness cancels it and calls the driver
+    /// hung.
+    const COMPLETION_TIMEOUT: Duration = Duration::from_secs(30);
+    /// How long a cancelled request may take to complete.
+    const CANCEL_TIMEOUT: Duration = Duration::from_secs(5);
+    /// The service name the model loads the driver as.
+    const SERVICE: &str = "wskudp";
+    /// The backend's own handle.
+    const OWN_HANDLE: usize = 1;
+
+    /// The loaded driver, by front door.
+    enum Loaded {
+        /// Reached through IRPs: the KMDF or WDM front door.
+        Io {
+            driver: Option<LoadedDriver>,
+            handles: Mutex<BTreeMap<usize, Arc<Handle>>>,
+        },
+        /// Core's dispatcher, called directly.
+        Direct {
+            driver: Option<LoadedDriver>,
+            state: Option<PoolBox<Driver>>,
+            handles: Mutex<BTreeMap<usize, Arc<HandleState>>>,
+        },
+    }
+
+    /// A model machine with the driver loaded and handles open on it.
+    pub struct ModelBackend {
+        loaded: Loaded,
+        machine: Option<Machine>,
+        front_door: FrontDoor,
+        caller: Caller,
+    }
+
+    /// Where a direct completion lands: `(status, information)` once completed.
     #[derive(Default)]
     struct Slot {
         done: Mutex<Option<(i32, usize)>>,
         signal: Condvar,
     }
 
-    /// The front door's `CompleteFn`: records the outcome and wakes the issuing thread.
+    /// Core's `CompleteFn` for the direct front door: records the outcome and wakes the issuer.
     ///
     /// # Safety
     /// `context` must come from `Arc::into_raw` of a `Slot`, once per request.
@@ -56,7 +129,7 @@ mod imp {
     }
 
     impl ModelBackend {
-        /// Boots a model machine and loads the driver (`Driver::create`, as `DriverEntry`).
+        /// Boots a model machine and loads the driver through `config.front_door`.
         ///
         /// # Errors
         /// [`BackendError::LoadFailed`] if the driver does not load (the machine is shut down).
@@ -68,16 +141,63 @@ mod imp {
         /// (a `DriverEntry` that fails must still leave nothing behind).
         ///
         /// # Errors
-        /// The status `Driver::create` failed with, and the report.
+        /// The status the load failed with, and the report.
         pub fn start_or_report(config: ModelConfig) -> Result<Self, (i32, Box<ModelReport>)> {
-            let machine = Machine::boot(config);
-            match Driver::create() {
+            let machine = Machine::boot(config.machine);
+            let loaded = match config.front_door {
+                FrontDoor::Kmdf => {
+                    iomgr::load(SERVICE, wskudp_front::kmdf::driver_entry, EntryKind::Kmdf)
+                }
+                FrontDoor::Wdm => {
+                    iomgr::load(SERVICE, wskudp_front::wdm::driver_entry, EntryKind::Direct)
+                }
+                FrontDoor::None => return Self::start_direct(machine),
+            };
+            match loaded {
                 Ok(driver) => Ok(Self {
-                    driver: Some(driver),
+                    loaded: Loaded::Io {
+                        driver: Some(driver),
+                        handles: Mutex::new(BTreeMap::new()),
+                    },
                     machine: Some(machine),
+                    front_door: config.front_door,
+                    caller: Caller::Administrator,
                 }),
                 Err(status) => Err((status, Box::new(machine.shutdown()))),
             }
+        }
+
+        fn start_direct(machine: Machine) -> Result<Self, (i32, Box<ModelReport>)> {
+            let (driver, device) = match iomgr::load_bare(SERVICE) {
+                Ok(loaded) => loaded,
+                Err(status) => return Err((status, Box::new(machine.shutdown()))),
+            };
+            let Some(device) = std::ptr::NonNull::new(device) else {
+                return Err((-1, Box::new(machine.shutdown())));
+            };
+            // SAFETY: The bare driver's device lives until its unload, after the state is
+            // dropped (`finish`).
+            match Driver::create(unsafe { DriverDevice::new(device) }) {
+                Ok(state) => Ok(Self {
+                    loaded: Loaded::Direct {
+                        driver: Some(driver),
+                        state: Some(state),
+                        handles: Mutex::new(BTreeMap::new()),
+                    },
+                    machine: Some(machine),
+                    front_door: FrontDoor::None,
+                    caller: Caller::Administrator,
+                }),
+                Err(status) => {
+                    let _ = driver.unload();
+                    Err((status, Box::new(machine.shutdown())))
+                }
+            }
+        }
+
+        /// Opens handles as `caller` from now on (the model's access checks).
+        pub const fn set_caller(&mut self, caller: Caller) {
+            self.caller = caller;
         }
 
         /// Counters of the machine so far.
@@ -88,17 +208,54 @@ mod imp {
 
         /// Pool allocations so far, by tag.
         #[must_use]
-        pub fn allocations_by_tag(&self) -> std::collections::BTreeMap<String, u64> {
+        pub fn allocations_by_tag(&self) -> BTreeMap<String, u64> {
             self.machine
                 .as_ref()
                 .map(Machine::allocations_by_tag)
                 .unwrap_or_default()
         }
-    }
 
-    impl ModelBackend {
+        /// Opens handle `index` (`CreateFile` on `\\.\WskUdp`), if not open yet.
+        ///
+        /// # Errors
+        /// The status `IRP_MJ_CREATE` failed with (e.g. `STATUS_ACCESS_DENIED`).
+        pub fn open_handle(&self, index: usize) -> Result<(), i32> {
+            match &self.loaded {
+                Loaded::Io { handles, .. } => {
+                    let mut handles = handles
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    if let std::collections::btree_map::Entry::Vacant(slot) = handles.entry(index) {
+                        let handle = iomgr::open(
+                            wskudp_abi::USER_DEVICE_PATH,
+                            self.caller,
+                            Access::READ_WRITE,
+                        )?;
+                        slot.insert(Arc::new(handle));
+                    }
+                    drop(handles);
+                    Ok(())
+                }
+                Loaded::Direct { state, handles, .. } => {
+                    let mut handles = handles
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    if let (std::collections::btree_map::Entry::Vacant(slot), Some(state)) =
+                        (handles.entry(index), state)
+                    {
+                        let handle = Arc::new(HandleState::new());
+                        state.open_handle(&handle);
+                        slot.insert(handle);
+                    }
+                    drop(handles);
+                    Ok(())
+                }
+            }
+        }
+
         /// Issues an IOCTL as if through another open handle of the device (`handle` 1 is the
-        /// backend's own), e.g. to check that sockets are private to the handle that opened them.
+        /// backend's own), e.g. to check that sockets are private to the handle that opened
+        /// them. The handle is opened on first use.
         ///
         /// # Errors
         /// As [`Backend::ioctl`].
@@ -109,75 +266,174 @@ mod imp {
             input: &[u8],
             output_len: usize,
         ) -> Result<IoctlOutcome, BackendError> {
-            self.issue(Owner(handle), code, input, output_len)
+            self.issue(handle, code, input, output_len)
         }
 
-        /// `IRP_MJ_CLEANUP` for another handle (see [`ModelBackend::ioctl_as`]).
-        pub fn close_handle(&self, handle: usize) {
-            if let Some(driver) = self.driver.as_ref() {
-                driver.cleanup(Owner(handle));
+        /// Closes handle `index` (`IRP_MJ_CLEANUP` now, `IRP_MJ_CLOSE` once its requests are
+        /// done).
+        pub fn close_handle(&self, index: usize) {
+            match &self.loaded {
+                Loaded::Io { handles, .. } => {
+                    let handle = handles
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .remove(&index);
+                    if let Some(handle) = handle.and_then(Arc::into_inner) {
+                        handle.close();
+                    }
+                }
+                Loaded::Direct { state, handles, .. } => {
+                    let handle = handles
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .remove(&index);
+                    if let (Some(state), Some(handle)) = (state, handle) {
+                        state.cleanup(&handle);
+                    }
+                }
             }
         }
 
         fn issue(
             &self,
-            owner: Owner,
+            index: usize,
             code: u32,
             input: &[u8],
             output_len: usize,
         ) -> Result<IoctlOutcome, BackendError> {
-            let Some(driver) = self.driver.as_ref() else {
-                return Err(BackendError::Unsupported("the model driver is unloaded"));
-            };
-            // The I/O manager's system buffer: max(input, output) bytes, input copied in.
-            let mut system = vec![0_u8; input.len().max(output_len)];
-            system[..input.len()].copy_from_slice(input);
-            let buffer = if system.is_empty() {
-                std::ptr::null_mut()
-            } else {
-                system.as_mut_ptr()
-            };
-            let slot = Arc::new(Slot::default());
-            let context = Arc::into_raw(Arc::clone(&slot)).cast_mut().cast::<c_void>();
-            // SAFETY: `system` stays alive and unmoved until the completion is observed below
-            // (or is leaked on timeout); `complete` takes the Arc given as context exactly once.
-            let request = unsafe {
-                IoctlRequest::new(code, buffer, input.len(), output_len, complete, context)
-            };
-            driver.dispatch(owner, request);
-            let outcome = *slot
-                .signal
-                .wait_timeout_while(
-                    slot.done
+            self.open_handle(index).map_err(BackendError::OpenFailed)?;
+            match &self.loaded {
+                Loaded::Io { handles, .. } => {
+                    let handle = handles
                         .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner),
-                    COMPLETION_TIMEOUT,
-                    |done| done.is_none(),
-                )
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .0;
-            let Some((status, information)) = outcome else {
-                // The driver may still write into the buffer: it must outlive the process.
-                std::mem::forget(system);
-                return Err(BackendError::Timeout);
-            };
-            if information > output_len {
-                return Err(BackendError::DriverBug(format!(
-                    "the driver reported {information} output bytes for a {output_len}-byte buffer"
-                )));
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .get(&index)
+                        .cloned();
+                    let handle = handle.ok_or(BackendError::Unsupported("the handle is closed"))?;
+                    let pending = match handle.ioctl(code, input, output_len) {
+                        Ok(pending) => pending,
+                        Err(status) => {
+                            return Ok(IoctlOutcome {
+                                status,
+                                output: Vec::new(),
+                            });
+                        }
+                    };
+                    let outcome = pending.wait(Some(COMPLETION_TIMEOUT)).or_else(|| {
+                        pending.cancel();
+                        pending.wait(Some(CANCEL_TIMEOUT))
+                    });
+                    let Some((status, output)) = outcome else {
+                        return Err(BackendError::Timeout);
+                    };
+                    Ok(IoctlOutcome { status, output })
+                }
+                Loaded::Direct { state, handles, .. } => {
+                    let Some(state) = state.as_ref() else {
+                        return Err(BackendError::Unsupported("the model driver is unloaded"));
+                    };
+                    let handle = handles
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .get(&index)
+                        .cloned()
+                        .ok_or(BackendError::Unsupported("the handle is closed"))?;
+                    direct_ioctl(state, &handle, code, input, output_len)
+                }
             }
-            let output = if nt_error(status) {
-                Vec::new()
-            } else {
-                system[..information].to_vec()
-            };
-            Ok(IoctlOutcome { status, output })
         }
+
+        fn unload(&mut self) {
+            let open: Vec<usize> = match &self.loaded {
+                Loaded::Io { handles, .. } => handles
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .keys()
+                    .copied()
+                    .collect(),
+                Loaded::Direct { handles, .. } => handles
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .keys()
+                    .copied()
+                    .collect(),
+            };
+            for index in open {
+                self.close_handle(index);
+            }
+            let driver = match &mut self.loaded {
+                Loaded::Io { driver, .. } => driver.take(),
+                Loaded::Direct { driver, state, .. } => {
+                    drop(state.take());
+                    driver.take()
+                }
+            };
+            if let Some(driver) = driver {
+                let _ = driver.unload();
+            }
+        }
+    }
+
+    /// One request straight into core's dispatcher, with the I/O manager's `METHOD_BUFFERED`
+    /// handling emulated.
+    fn direct_ioctl(
+        state: &Driver,
+        handle: &HandleState,
+        code: u32,
+        input: &[u8],
+        output_len: usize,
+    ) -> Result<IoctlOutcome, BackendError> {
+        // The I/O manager's system buffer: max(input, output) bytes, input copied in.
+        let mut system = vec![0_u8; input.len().max(output_len)];
+        system[..input.len()].copy_from_slice(input);
+        let buffer = if system.is_empty() {
+            std::ptr::null_mut()
+        } else {
+            system.as_mut_ptr()
+        };
+        let slot = Arc::new(Slot::default());
+        let context = Arc::into_raw(Arc::clone(&slot)).cast_mut().cast::<c_void>();
+        // SAFETY: `system` stays alive and unmoved until the completion is observed below (or is
+        // leaked on timeout); `complete` takes the Arc given as context exactly once.
+        let request =
+            unsafe { IoctlRequest::new(code, buffer, input.len(), output_len, complete, context) };
+        state.dispatch(handle, request);
+        let outcome = *slot
+            .signal
+            .wait_timeout_while(
+                slot.done
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+                COMPLETION_TIMEOUT,
+                |done| done.is_none(),
+            )
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .0;
+        let Some((status, information)) = outcome else {
+            // The driver may still write into the buffer: it must outlive the process.
+            std::mem::forget(system);
+            return Err(BackendError::Timeout);
+        };
+        if information > output_len {
+            return Err(BackendError::DriverBug(format!(
+                "the driver reported {information} output bytes for a {output_len}-byte buffer"
+            )));
+        }
+        let output = if nt_error(status) {
+            Vec::new()
+        } else {
+            system[..information].to_vec()
+        };
+        Ok(IoctlOutcome { status, output })
     }
 
     impl Backend for ModelBackend {
         fn name(&self) -> &'static str {
             "model"
+        }
+
+        fn front_door(&self) -> &'static str {
+            self.front_door.name()
         }
 
         fn ioctl(
@@ -186,25 +442,18 @@ mod imp {
             input: &[u8],
             output_len: usize,
         ) -> Result<IoctlOutcome, BackendError> {
-            self.issue(OWNER, code, input, output_len)
+            self.issue(OWN_HANDLE, code, input, output_len)
         }
 
         fn finish(mut self: Box<Self>) -> Option<ModelReport> {
-            if let Some(driver) = self.driver.take() {
-                // IRP_MJ_CLEANUP for the handle, then unload.
-                driver.cleanup(OWNER);
-                drop(driver);
-            }
+            self.unload();
             self.machine.take().map(Machine::shutdown)
         }
     }
 
     impl Drop for ModelBackend {
         fn drop(&mut self) {
-            if let Some(driver) = self.driver.take() {
-                driver.cleanup(OWNER);
-                drop(driver);
-            }
+            self.unload();
         }
     }
 }
@@ -213,12 +462,22 @@ mod imp {
 mod shell {
     use std::convert::Infallible;
 
+    use super::FrontDoor;
     use crate::backend::{Backend, BackendError, IoctlOutcome, ModelReport};
 
     /// Model settings (none on this host).
     #[derive(Clone, Copy, Debug, Default)]
     pub struct ModelConfig {
-        _none: (),
+        /// The entry point requests would go through.
+        pub front_door: FrontDoor,
+    }
+
+    impl ModelConfig {
+        /// The default machine, through `front_door`.
+        #[must_use]
+        pub const fn through(front_door: FrontDoor) -> Self {
+            Self { front_door }
+        }
     }
 
     /// The model backend needs the kernel model, which runs on Unix hosts (it emulates the
@@ -241,6 +500,10 @@ mod shell {
 
     impl Backend for ModelBackend {
         fn name(&self) -> &'static str {
+            match self.never {}
+        }
+
+        fn front_door(&self) -> &'static str {
             match self.never {}
         }
 

@@ -4,12 +4,12 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use wskudp_harness::backend::{Backend, ModelBackend, ModelConfig};
+use wskudp_harness::backend::{Backend, FrontDoor, ModelBackend, ModelConfig};
 use wskudp_harness::client::Client;
 use wskudp_harness::receiver::{Arrival, Receiver};
 use wskudp_harness::report::ModelReport;
 pub use wskudp_harness::scenarios::plain;
-use wskudp_kmodel::{CompletionMode, FaultPlan};
+use wskudp_kmodel::{CompletionMode, Config, FaultPlan};
 
 /// How long a receiver waits for each expected datagram.
 pub const WAIT: Duration = Duration::from_secs(3);
@@ -27,9 +27,26 @@ pub fn client(completion: CompletionMode) -> Client {
 }
 
 pub fn client_with(completion: CompletionMode, faults: FaultPlan) -> Client {
+    client_on(FrontDoor::default(), completion, faults)
+}
+
+/// A client on a fresh model machine, through `front_door`.
+pub fn client_on(front_door: FrontDoor, completion: CompletionMode, faults: FaultPlan) -> Client {
     let backend: Box<dyn Backend> =
-        Box::new(ModelBackend::start(ModelConfig { completion, faults }).unwrap());
+        Box::new(ModelBackend::start(config(front_door, completion, faults)).unwrap());
     Client::new(backend)
+}
+
+/// A model configuration.
+pub fn config(front_door: FrontDoor, completion: CompletionMode, faults: FaultPlan) -> ModelConfig {
+    ModelConfig {
+        machine: Config {
+            completion,
+            faults,
+            ..Config::default()
+        },
+        front_door,
+    }
 }
 
 /// Every completion mode the model offers: inline, worker, late and out of order.

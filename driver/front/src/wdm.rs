@@ -8,21 +8,27 @@
 use core::ffi::c_void;
 use core::ptr::NonNull;
 
-use windows_sys::Wdk::Foundation::{DEVICE_OBJECT, DRIVER_OBJECT, IRP};
+use windows_sys::Wdk::Foundation::{DEVICE_OBJECT, DRIVER_OBJECT, FILE_OBJECT, IRP};
 use windows_sys::Wdk::System::SystemServices::{
     FILE_DEVICE_SECURE_OPEN, IRP_MJ_CLEANUP, IRP_MJ_CLOSE, IRP_MJ_CREATE, IRP_MJ_DEVICE_CONTROL,
     IoCreateDevice, IoCreateSymbolicLink, IoDeleteDevice, IoDeleteSymbolicLink, IofCompleteRequest,
 };
-use windows_sys::Win32::Foundation::{NTSTATUS, STATUS_PENDING, STATUS_SUCCESS, UNICODE_STRING};
+use windows_sys::Win32::Foundation::{
+    NTSTATUS, STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_HANDLE, STATUS_PENDING, STATUS_SUCCESS,
+    STATUS_UNSUCCESSFUL, UNICODE_STRING,
+};
 use windows_sys::Win32::System::Ioctl::{FILE_DEVICE_NETWORK, METHOD_BUFFERED};
 use wskudp_abi::ioctl::method_of;
 use wskudp_core::ddi::nt::{
     device_io_control_parameters, io_get_current_irp_stack_location, io_mark_irp_pending,
 };
-use wskudp_core::pool::{PoolBox, TAG_DRIVER};
-use wskudp_core::{Driver, IoctlRequest, Owner};
+use wskudp_core::pool::{PoolBox, PoolTag, TAG_DRIVER};
+use wskudp_core::{Driver, DriverDevice, HandleState, IoctlRequest};
 
 use crate::{DEVICE_NAME, DOS_DEVICE_NAME};
+
+/// One open handle's [`HandleState`], kept in its file object's `FsContext`.
+const TAG_HANDLE: PoolTag = PoolTag::new(*b"WkuH");
 
 /// `IO_NO_INCREMENT`.
 const IO_NO_INCREMENT: i8 = 0;
@@ -38,13 +44,11 @@ struct Extension {
 
 /// A `UNICODE_STRING` over a static UTF-16 name.
 fn unicode(name: &'static [u16]) -> UNICODE_STRING {
-    let bytes = u16::try_from(name.len().saturating_mul(2)).unwrap_or(u16::MAX);
-    UNICODE_STRING {
+    crate::unicode(name, |bytes, buffer| UNICODE_STRING {
         Length: bytes,
         MaximumLength: bytes,
-        // The kernel only reads the buffer of a name passed in.
-        Buffer: name.as_ptr().cast_mut(),
-    }
+        Buffer: buffer,
+    })
 }
 
 /// The driver state pointer kept in the extension of a device created by `driver_entry`.
@@ -83,15 +87,10 @@ unsafe fn driver_of<'a>(device: *const DEVICE_OBJECT) -> &'a Driver {
 ///
 /// # Safety
 /// Called by the I/O manager with its driver object.
-#[unsafe(export_name = "DriverEntry")]
-pub(crate) unsafe extern "system" fn driver_entry(
+pub unsafe extern "system" fn driver_entry(
     driver_object: *mut DRIVER_OBJECT,
     _registry_path: *const UNICODE_STRING,
 ) -> NTSTATUS {
-    let driver = match Driver::create() {
-        Ok(driver) => driver,
-        Err(status) => return status,
-    };
     let name = unicode(&DEVICE_NAME);
     let mut device: *mut DEVICE_OBJECT = core::ptr::null_mut();
     let status;
@@ -111,6 +110,19 @@ pub(crate) unsafe extern "system" fn driver_entry(
     if status < 0 {
         return status;
     }
+    let Some(device_ref) = NonNull::new(device) else {
+        return STATUS_UNSUCCESSFUL;
+    };
+    // SAFETY: The device is this driver's, and is deleted only after the driver state is
+    // dropped (`tear_down`).
+    let driver = match Driver::create(unsafe { DriverDevice::new(device_ref) }) {
+        Ok(driver) => driver,
+        Err(status) => {
+            // SAFETY: Our device, created above, with nothing referring to it yet.
+            unsafe { IoDeleteDevice(device) };
+            return status;
+        }
+    };
     let extension;
     // SAFETY: IoCreateDevice succeeded: `device` is live with an extension of our size.
     unsafe {
@@ -134,8 +146,8 @@ pub(crate) unsafe extern "system" fn driver_entry(
         return status;
     }
     let routines: [(u32, Dispatch); 4] = [
-        (IRP_MJ_CREATE, dispatch_create_close),
-        (IRP_MJ_CLOSE, dispatch_create_close),
+        (IRP_MJ_CREATE, dispatch_create),
+        (IRP_MJ_CLOSE, dispatch_close),
         (IRP_MJ_CLEANUP, dispatch_cleanup),
         (IRP_MJ_DEVICE_CONTROL, dispatch_device_control),
     ];
@@ -218,23 +230,11 @@ unsafe fn complete(irp: *mut IRP, status: NTSTATUS, information: usize) {
     }
 }
 
-/// `IRP_MJ_CREATE` / `IRP_MJ_CLOSE`: nothing to do per handle until it is used.
-///
-/// IRQL: `PASSIVE_LEVEL`.
-unsafe extern "system" fn dispatch_create_close(
-    _device: *const DEVICE_OBJECT,
-    irp: *mut IRP,
-) -> NTSTATUS {
-    // SAFETY: The I/O manager hands us the IRP to complete.
-    unsafe { complete(irp, STATUS_SUCCESS, 0) };
-    STATUS_SUCCESS
-}
-
-/// The owner token of the handle an IRP came through: its file object.
+/// The file object an IRP came through.
 ///
 /// # Safety
 /// `irp` must be a request delivered to this driver.
-unsafe fn owner_of(irp: *mut IRP) -> Owner {
+unsafe fn file_object_of(irp: *mut IRP) -> *mut FILE_OBJECT {
     let location;
     // SAFETY: A delivered IRP has a current stack location.
     unsafe {
@@ -245,7 +245,72 @@ unsafe fn owner_of(irp: *mut IRP) -> Owner {
     unsafe {
         file = (*location).FileObject;
     }
-    Owner(file.expose_provenance())
+    file
+}
+
+/// The handle state `dispatch_create` put in `file`'s `FsContext`, if any.
+///
+/// # Safety
+/// `file` must be null or a file object opened on this driver's device.
+unsafe fn handle_of<'a>(file: *mut FILE_OBJECT) -> Option<&'a HandleState> {
+    if file.is_null() {
+        return None;
+    }
+    let context;
+    // SAFETY: A live file object of our device (caller's guarantee).
+    unsafe {
+        context = (*file).FsContext.cast::<HandleState>();
+    }
+    // SAFETY: `FsContext` is null or the HandleState `dispatch_create` stored, freed only by
+    // `dispatch_close`, after every other IRP on the file object.
+    unsafe { context.as_ref() }
+}
+
+/// `IRP_MJ_CREATE`: a new handle; its state goes in the file object's `FsContext`.
+///
+/// IRQL: `PASSIVE_LEVEL`.
+unsafe extern "system" fn dispatch_create(device: *const DEVICE_OBJECT, irp: *mut IRP) -> NTSTATUS {
+    // SAFETY: The I/O manager delivered this IRP to our device.
+    let file = unsafe { file_object_of(irp) };
+    let status = match PoolBox::try_new(HandleState::new(), TAG_HANDLE) {
+        Ok(handle) if !file.is_null() => {
+            // SAFETY: Our device, between DriverEntry and unload.
+            unsafe { driver_of(device) }.open_handle(&handle);
+            // SAFETY: The file object is being opened on our device: FsContext is ours.
+            unsafe {
+                (*file).FsContext = PoolBox::into_raw(handle).as_ptr().cast();
+            }
+            STATUS_SUCCESS
+        }
+        Ok(_) => STATUS_UNSUCCESSFUL,
+        Err(_) => STATUS_INSUFFICIENT_RESOURCES,
+    };
+    // SAFETY: Ours to complete.
+    unsafe { complete(irp, status, 0) };
+    status
+}
+
+/// `IRP_MJ_CLOSE`: the file object goes away (after every IRP on it completed); so does its
+/// handle state.
+///
+/// IRQL: `PASSIVE_LEVEL`.
+unsafe extern "system" fn dispatch_close(_device: *const DEVICE_OBJECT, irp: *mut IRP) -> NTSTATUS {
+    // SAFETY: The I/O manager delivered this IRP to our device.
+    let file = unsafe { file_object_of(irp) };
+    if !file.is_null() {
+        let context;
+        // SAFETY: A file object of our device, being closed: FsContext is ours.
+        unsafe {
+            context = core::mem::replace(&mut (*file).FsContext, core::ptr::null_mut());
+        }
+        if let Some(handle) = NonNull::new(context.cast::<HandleState>()) {
+            // SAFETY: Stored by `dispatch_create` from PoolBox::into_raw(TAG_HANDLE); taken once.
+            drop(unsafe { PoolBox::from_raw(handle, TAG_HANDLE) });
+        }
+    }
+    // SAFETY: Ours to complete.
+    unsafe { complete(irp, STATUS_SUCCESS, 0) };
+    STATUS_SUCCESS
 }
 
 /// `IRP_MJ_CLEANUP`: the last user handle on a file object is closed; close its sockets
@@ -257,9 +322,12 @@ unsafe extern "system" fn dispatch_cleanup(
     irp: *mut IRP,
 ) -> NTSTATUS {
     // SAFETY: The I/O manager delivered this IRP to our device.
-    let owner = unsafe { owner_of(irp) };
-    // SAFETY: Our device, between DriverEntry and unload.
-    unsafe { driver_of(device) }.cleanup(owner);
+    let file = unsafe { file_object_of(irp) };
+    // SAFETY: A file object of our device.
+    if let Some(handle) = unsafe { handle_of(file) } {
+        // SAFETY: Our device, between DriverEntry and unload.
+        unsafe { driver_of(device) }.cleanup(handle);
+    }
     // SAFETY: Ours to complete.
     unsafe { complete(irp, STATUS_SUCCESS, 0) };
     STATUS_SUCCESS
@@ -292,8 +360,14 @@ unsafe extern "system" fn dispatch_device_control(
     // SAFETY: A device-control location; read through core's wdm.h-exact view (windows-sys
     // misplaces these fields).
     let parameters = unsafe { device_io_control_parameters(location) };
-    // SAFETY: As in `owner_of`.
-    let owner = unsafe { owner_of(irp) };
+    // SAFETY: The I/O manager delivered this IRP to our device.
+    let file = unsafe { file_object_of(irp) };
+    // SAFETY: A file object of our device.
+    let Some(handle) = (unsafe { handle_of(file) }) else {
+        // SAFETY: Ours to complete; not marked pending.
+        unsafe { complete(irp, STATUS_INVALID_HANDLE, 0) };
+        return STATUS_INVALID_HANDLE;
+    };
     let buffer = if method_of(parameters.IoControlCode) == METHOD_BUFFERED {
         let slot;
         // SAFETY: A delivered IRP; only an address is computed.
@@ -330,6 +404,6 @@ unsafe extern "system" fn dispatch_device_control(
         )
     };
     // SAFETY: Our device, between DriverEntry and unload.
-    unsafe { driver_of(device) }.dispatch(owner, request);
+    unsafe { driver_of(device) }.dispatch(handle, request);
     STATUS_PENDING
 }

@@ -1,0 +1,1232 @@
+//! The I/O manager: driver and device objects, the object namespace, file objects, and the
+//! IRPs user-mode calls become, delivered through the driver's `MajorFunction` table.
+//!
+//! What a front door sees is what Windows gives it (wdm.h layouts, windows-sys types):
+//! - loading calls `DriverEntry` with a `DRIVER_OBJECT` at `PASSIVE_LEVEL` (for KMDF through
+//!   the [`crate::wdf`] model's `FxDriverEntry`) and then clears `DO_DEVICE_INITIALIZING` on
+//!   the devices `DriverEntry` created ("Initializing a Device Object": the I/O manager clears
+//!   it for devices created in `DriverEntry`);
+//! - `CreateFile` on `\\.\Name` resolves `\DosDevices\Name` to its device, fails with
+//!   `STATUS_NO_SUCH_DEVICE` while the device is initializing or deleted, checks the caller
+//!   against the device's security descriptor, and sends `IRP_MJ_CREATE` with a new
+//!   `FILE_OBJECT`;
+//! - `DeviceIoControl` checks the code's required access against the handle's, and sends
+//!   `IRP_MJ_DEVICE_CONTROL` with `METHOD_BUFFERED`'s system buffer (input copied in, output
+//!   copied back on completion, `IoStatus.Information` bytes of it, none on an error status);
+//! - closing the last handle sends `IRP_MJ_CLEANUP` at once and `IRP_MJ_CLOSE` once the last
+//!   IRP on the file object has completed;
+//! - unloading (`sc stop`) a driver whose devices still have open files is deferred until the
+//!   last one closes (legacy driver unload); after `DriverUnload`, the image goes away once every
+//!   device object is deleted and unreferenced, and a completion routine of the driver still
+//!   running then is bugcheck 0xCE (`DRIVER_UNLOADED_WITHOUT_CANCELLING_PENDING_OPERATIONS`).
+//!
+//! Every dispatch routine is called at `PASSIVE_LEVEL` and must return at it (the system
+//! service exit checks: bugcheck 0x4A `IRQL_GT_ZERO_AT_SYSTEM_SERVICE`); one returning
+//! `STATUS_PENDING` must have marked the IRP pending, and one returning anything else must have
+//! completed the IRP with that status (Driver Verifier's I/O verification, bugcheck 0xC9).
+
+#![allow(
+    clippy::cast_ptr_alignment,
+    reason = "every kernel object here is allocated with its type's alignment or a multiple"
+)]
+
+use std::alloc::Layout;
+use std::collections::HashMap;
+use std::sync::{Condvar, LazyLock, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use windows_sys::Wdk::Foundation::{
+    DEVICE_OBJECT, DRIVER_EXTENSION, DRIVER_OBJECT, FILE_OBJECT, IO_STACK_LOCATION, IRP,
+};
+use windows_sys::Wdk::System::SystemServices::{
+    IO_TYPE_DEVICE, IO_TYPE_DRIVER, IO_TYPE_FILE, IO_TYPE_IRP, IRP_MJ_CLEANUP, IRP_MJ_CLOSE,
+    IRP_MJ_CREATE, IRP_MJ_DEVICE_CONTROL, SL_PENDING_RETURNED,
+};
+use windows_sys::Win32::Foundation::{
+    NTSTATUS, STATUS_ACCESS_DENIED, STATUS_CANCELLED, STATUS_INSUFFICIENT_RESOURCES,
+    STATUS_INVALID_DEVICE_REQUEST, STATUS_NO_SUCH_DEVICE, STATUS_OBJECT_NAME_COLLISION,
+    STATUS_OBJECT_NAME_NOT_FOUND, STATUS_PENDING, STATUS_SUCCESS, UNICODE_STRING,
+};
+use wskudp_core::ddi::nt::{DeviceIoControlParameters, current_stack_location_slot};
+
+use crate::faults::{self, Site};
+use crate::irql::{self, DISPATCH_LEVEL, PASSIVE_LEVEL};
+use crate::security::{Access, Caller, SecurityDescriptor};
+use crate::state;
+
+/// `DO_DEVICE_INITIALIZING` (wdm.h).
+pub(crate) const DO_DEVICE_INITIALIZING: u32 = 0x0000_0080;
+
+/// A `DriverEntry`.
+pub type DriverEntry =
+    unsafe extern "system" fn(*mut DRIVER_OBJECT, *const UNICODE_STRING) -> NTSTATUS;
+
+/// `IRP_BUFFERED_IO`, `IRP_DEALLOCATE_BUFFER`, `IRP_INPUT_OPERATION` (wdm.h).
+const IRP_BUFFERED_IO: u32 = 0x0000_0010;
+const IRP_DEALLOCATE_BUFFER: u32 = 0x0000_0020;
+const IRP_INPUT_OPERATION: u32 = 0x0000_0040;
+/// `UserMode` (`KPROCESSOR_MODE`).
+const USER_MODE: i8 = 1;
+/// `METHOD_BUFFERED`.
+const METHOD_BUFFERED: u32 = 0;
+/// How long an unload waits for the driver's device objects to go away.
+const UNLOAD_WAIT: Duration = Duration::from_secs(20);
+
+/// A device object the model allocated.
+struct DeviceRecord {
+    driver: usize,
+    layout: Layout,
+    name: Option<String>,
+    /// Object references besides the driver's own (`IoSetCompletionRoutineEx`, open files).
+    references: usize,
+    deleted: bool,
+    security: SecurityDescriptor,
+}
+
+/// A file object: one `CreateFile` handle.
+struct FileRecord {
+    device: usize,
+    granted: Access,
+    /// I/O requests on this file object not yet completed.
+    outstanding: usize,
+    /// `IRP_MJ_CLEANUP` was sent; `IRP_MJ_CLOSE` goes once `outstanding` is zero.
+    close_pending: bool,
+}
+
+/// A loaded driver image.
+struct DriverRecord {
+    unload_requested: bool,
+    unloaded: bool,
+}
+
+/// One IRP the I/O manager built for a user-mode request.
+struct RequestRecord {
+    file: usize,
+    major: u32,
+    output_len: usize,
+    buffered: bool,
+    system_buffer: Option<(usize, Layout)>,
+    completed: Option<(NTSTATUS, usize)>,
+    output: Vec<u8>,
+    dispatch_returned: bool,
+}
+
+#[derive(Default)]
+struct IoState {
+    drivers: HashMap<usize, DriverRecord>,
+    devices: HashMap<usize, DeviceRecord>,
+    names: HashMap<String, usize>,
+    links: HashMap<String, String>,
+    files: HashMap<usize, FileRecord>,
+    requests: HashMap<usize, RequestRecord>,
+    /// Devices created while their driver's `DriverEntry` runs.
+    loading: Vec<usize>,
+    /// Completion routines of drivers running now, not covered by a device reference.
+    unguarded_routines: usize,
+}
+
+static IO: LazyLock<Mutex<IoState>> = LazyLock::new(|| Mutex::new(IoState::default()));
+/// Signaled when a request completes, a file closes or a device goes away.
+static IO_CHANGED: Condvar = Condvar::new();
+
+fn io() -> MutexGuard<'static, IoState> {
+    IO.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Forgets everything (a new machine).
+pub(crate) fn reset() {
+    *io() = IoState::default();
+}
+
+/// Outstanding I/O objects for the leak report: (device objects, file objects, requests).
+pub(crate) fn outstanding() -> (usize, usize, usize) {
+    let io = io();
+    (
+        io.devices.values().filter(|d| !d.deleted).count(),
+        io.files.len(),
+        io.requests.len(),
+    )
+}
+
+/// Counts a driver completion routine starting (`guarded`: under a device reference taken by
+/// `IoSetCompletionRoutineEx`) or ending.
+pub(crate) fn routine_running(guarded: bool, running: bool) {
+    if guarded {
+        return;
+    }
+    let mut io = io();
+    if running {
+        io.unguarded_routines += 1;
+    } else {
+        io.unguarded_routines = io.unguarded_routines.saturating_sub(1);
+        drop(io);
+        IO_CHANGED.notify_all();
+    }
+}
+
+/// Takes a reference on a device object (`ObReferenceObject`).
+pub(crate) fn reference_device(device: *const DEVICE_OBJECT) -> bool {
+    let mut io = io();
+    match io.devices.get_mut(&device.expose_provenance()) {
+        Some(record) => {
+            record.references += 1;
+            true
+        }
+        None => false,
+    }
+}
+
+/// Drops a device reference (`ObDereferenceObject`); frees a deleted device with none left.
+pub(crate) fn dereference_device(device: *const DEVICE_OBJECT) {
+    let mut io = io();
+    if let Some(record) = io.devices.get_mut(&device.expose_provenance()) {
+        record.references = record.references.saturating_sub(1);
+    }
+    free_if_gone(&mut io, device.expose_provenance());
+    drop(io);
+    IO_CHANGED.notify_all();
+}
+
+fn free_if_gone(io: &mut IoState, device: usize) {
+    let gone = io
+        .devices
+        .get(&device)
+        .is_some_and(|d| d.deleted && d.references == 0);
+    if gone && let Some(record) = io.devices.remove(&device) {
+        // SAFETY: Allocated by io_create_device with this layout; nothing refers to it now.
+        unsafe {
+            std::alloc::dealloc(std::ptr::with_exposed_provenance_mut(device), record.layout);
+        }
+    }
+}
+
+fn unicode_to_string(text: *const UNICODE_STRING) -> Option<String> {
+    // SAFETY: A UNICODE_STRING the driver passed (caller's contract), read-only.
+    let text = unsafe { text.as_ref()? };
+    if text.Buffer.is_null() || text.Length % 2 != 0 {
+        return None;
+    }
+    // SAFETY: `Length` bytes of UTF-16 at `Buffer` (UNICODE_STRING contract).
+    let units = unsafe { std::slice::from_raw_parts(text.Buffer, usize::from(text.Length / 2)) };
+    Some(String::from_utf16_lossy(units))
+}
+
+/// `IoCreateDevice` (`PASSIVE_LEVEL`), and `IoCreateDeviceSecure`'s work when `sddl` is given.
+pub(crate) fn create_device(
+    driver: *const DRIVER_OBJECT,
+    extension_size: u32,
+    name: *const UNICODE_STRING,
+    device_type: u32,
+    characteristics: u32,
+    sddl: Option<&str>,
+    device_out: *mut *mut DEVICE_OBJECT,
+) -> NTSTATUS {
+    irql::require_at_most("IoCreateDevice", PASSIVE_LEVEL);
+    let name = if name.is_null() {
+        None
+    } else {
+        unicode_to_string(name)
+    };
+    let security = match sddl {
+        Some(text) => match SecurityDescriptor::parse(text) {
+            Some(descriptor) => descriptor,
+            None => return windows_sys::Win32::Foundation::STATUS_INVALID_PARAMETER,
+        },
+        None => SecurityDescriptor::default_device(),
+    };
+    if faults::should_fail(Site::Pool) {
+        return STATUS_INSUFFICIENT_RESOURCES;
+    }
+    let mut io = io();
+    if let Some(name) = &name
+        && io.names.contains_key(&name.to_ascii_lowercase())
+    {
+        return STATUS_OBJECT_NAME_COLLISION;
+    }
+    let extension = usize::try_from(extension_size).unwrap_or(0);
+    let extension_offset = size_of::<DEVICE_OBJECT>().next_multiple_of(16);
+    let Ok(layout) = Layout::from_size_align(extension_offset + extension, 16) else {
+        return STATUS_INSUFFICIENT_RESOURCES;
+    };
+    // SAFETY: Non-zero size.
+    let device = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<DEVICE_OBJECT>();
+    if device.is_null() {
+        return STATUS_INSUFFICIENT_RESOURCES;
+    }
+    // SAFETY: A fresh zeroed block large enough for the device object and its extension; the
+    // driver object is the caller's.
+    unsafe {
+        (*device).Type = i16::try_from(IO_TYPE_DEVICE).unwrap_or_default();
+        (*device).Size = u16::try_from(layout.size()).unwrap_or(u16::MAX);
+        (*device).DriverObject = driver.cast_mut();
+        (*device).DeviceType = device_type;
+        (*device).Characteristics = characteristics;
+        (*device).StackSize = 1;
+        (*device).Flags = DO_DEVICE_INITIALIZING;
+        (*device).DeviceExtension = if extension == 0 {
+            std::ptr::null_mut()
+        } else {
+            device.cast::<u8>().add(extension_offset).cast()
+        };
+        // Linked at the head of the driver's list, as IoCreateDevice does.
+        (*device).NextDevice = (*driver).DeviceObject;
+        (*driver.cast_mut()).DeviceObject = device;
+        device_out.write(device);
+    }
+    let address = device.expose_provenance();
+    if let Some(name) = &name {
+        io.names.insert(name.to_ascii_lowercase(), address);
+    }
+    io.devices.insert(
+        address,
+        DeviceRecord {
+            driver: driver.expose_provenance(),
+            layout,
+            name,
+            references: 0,
+            deleted: false,
+            security,
+        },
+    );
+    io.loading.push(address);
+    STATUS_SUCCESS
+}
+
+/// `IoCreateDevice` (`PASSIVE_LEVEL`).
+///
+/// # Safety
+/// The DDI's contract: a valid driver object, name and out pointer.
+#[unsafe(export_name = "IoCreateDevice")]
+pub(crate) unsafe extern "system" fn io_create_device(
+    driver: *const DRIVER_OBJECT,
+    extension_size: u32,
+    name: *const UNICODE_STRING,
+    device_type: u32,
+    characteristics: u32,
+    _exclusive: bool,
+    device_out: *mut *mut DEVICE_OBJECT,
+) -> NTSTATUS {
+    create_device(
+        driver,
+        extension_size,
+        name,
+        device_type,
+        characteristics,
+        None,
+        device_out,
+    )
+}
+
+/// `IoDeleteDevice` (`PASSIVE_LEVEL`): the device stops accepting opens at once and is freed
+/// when its last reference goes.
+///
+/// # Safety
+/// `device` must be a device object of the caller's driver.
+#[unsafe(export_name = "IoDeleteDevice")]
+pub(crate) unsafe extern "system" fn io_delete_device(device: *const DEVICE_OBJECT) {
+    irql::require_at_most("IoDeleteDevice", PASSIVE_LEVEL);
+    let address = device.expose_provenance();
+    let mut io = io();
+    let Some(record) = io.devices.get_mut(&address) else {
+        drop(io);
+        state::violation(
+            "IoDeleteDeviceUnknown",
+            format!("IoDeleteDevice({address:#x}) of a device object that is not live"),
+        );
+        return;
+    };
+    if record.deleted {
+        drop(io);
+        state::violation(
+            "IoDeleteDeviceTwice",
+            format!("IoDeleteDevice({address:#x}) twice"),
+        );
+        return;
+    }
+    record.deleted = true;
+    let driver = record.driver;
+    let name = record.name.take();
+    if let Some(name) = name {
+        io.names.remove(&name.to_ascii_lowercase());
+    }
+    // Unlink from the driver's device list.
+    let driver_object = std::ptr::with_exposed_provenance_mut::<DRIVER_OBJECT>(driver);
+    // SAFETY: The driver object and its device list are live; the list is only changed under
+    // this lock.
+    unsafe {
+        let mut link = &raw mut (*driver_object).DeviceObject;
+        while !(*link).is_null() {
+            if (*link).expose_provenance() == address {
+                *link = (**link).NextDevice;
+                break;
+            }
+            link = &raw mut (**link).NextDevice;
+        }
+    }
+    free_if_gone(&mut io, address);
+    drop(io);
+    IO_CHANGED.notify_all();
+}
+
+/// `IoCreateSymbolicLink` (`PASSIVE_LEVEL`).
+///
+/// # Safety
+/// Both names must be valid `UNICODE_STRING`s.
+#[unsafe(export_name = "IoCreateSymbolicLink")]
+pub(crate) unsafe extern "system" fn io_create_symbolic_link(
+    link: *const UNICODE_STRING,
+    target: *const UNICODE_STRING,
+) -> NTSTATUS {
+    irql::require_at_most("IoCreateSymbolicLink", PASSIVE_LEVEL);
+    let (Some(link), Some(target)) = (unicode_to_string(link), unicode_to_string(target)) else {
+        return windows_sys::Win32::Foundation::STATUS_INVALID_PARAMETER;
+    };
+    let mut io = io();
+    let key = link.to_ascii_lowercase();
+    if io.links.contains_key(&key) {
+        return STATUS_OBJECT_NAME_COLLISION;
+    }
+    io.links.insert(key, target.to_ascii_lowercase());
+    STATUS_SUCCESS
+}
+
+/// `IoDeleteSymbolicLink` (`PASSIVE_LEVEL`).
+///
+/// # Safety
+/// `link` must be a valid `UNICODE_STRING`.
+#[unsafe(export_name = "IoDeleteSymbolicLink")]
+pub(crate) unsafe extern "system" fn io_delete_symbolic_link(
+    link: *const UNICODE_STRING,
+) -> NTSTATUS {
+    irql::require_at_most("IoDeleteSymbolicLink", PASSIVE_LEVEL);
+    let Some(link) = unicode_to_string(link) else {
+        return windows_sys::Win32::Foundation::STATUS_INVALID_PARAMETER;
+    };
+    if io().links.remove(&link.to_ascii_lowercase()).is_some() {
+        STATUS_SUCCESS
+    } else {
+        STATUS_OBJECT_NAME_NOT_FOUND
+    }
+}
+
+/// Symbolic links left behind (for the leak report).
+pub(crate) fn links() -> usize {
+    io().links.len()
+}
+
+/// `IofCompleteRequest` (IRQL <= `DISPATCH_LEVEL`) for an IRP the I/O manager sent.
+///
+/// # Safety
+/// `irp` must be an IRP delivered to the caller.
+#[unsafe(export_name = "IofCompleteRequest")]
+pub(crate) unsafe extern "system" fn iof_complete_request(irp: *const IRP, _boost: i8) {
+    irql::require_at_most("IofCompleteRequest", DISPATCH_LEVEL);
+    complete_request(irp.cast_mut());
+}
+
+/// The I/O manager's side of completing one of its IRPs: checks, output copy, wake-up.
+pub(crate) fn complete_request(irp: *mut IRP) {
+    let address = irp.expose_provenance();
+    // SAFETY: The caller completes an IRP it was delivered; reading its status fields.
+    let (status, information, cancel_routine) = unsafe {
+        (
+            (*irp).IoStatus.Anonymous.Status,
+            (*irp).IoStatus.Information,
+            (*irp).CancelRoutine,
+        )
+    };
+    let mut io = io();
+    let Some(request) = io.requests.get_mut(&address) else {
+        drop(io);
+        state::violation(
+            "IofCompleteRequestUnknownIrp",
+            format!(
+                "IofCompleteRequest({address:#x}) of an IRP the I/O manager did not send (or already retired)"
+            ),
+        );
+        return;
+    };
+    if request.completed.is_some() {
+        drop(io);
+        state::violation(
+            "MultipleIrpComplete",
+            format!(
+                "IRP {address:#x} completed twice (bugcheck 0x44 MULTIPLE_IRP_COMPLETE_REQUESTS)"
+            ),
+        );
+        return;
+    }
+    let mut problems = Vec::new();
+    if status == STATUS_PENDING {
+        problems.push((
+            "IrpCompletedPending",
+            format!("IRP {address:#x} completed with STATUS_PENDING (Driver Verifier 0xC9)"),
+        ));
+    }
+    if cancel_routine.is_some() {
+        problems.push((
+            "IrpCompletedWithCancelRoutine",
+            format!("IRP {address:#x} completed with its cancel routine still set (Driver Verifier 0xC9)"),
+        ));
+    }
+    let information = if crate::nt_error(status) {
+        0
+    } else {
+        information
+    };
+    if request.buffered && request.major == IRP_MJ_DEVICE_CONTROL {
+        if information > request.output_len {
+            problems.push((
+                "InformationExceedsOutputBuffer",
+                format!(
+                    "IRP {address:#x} completed with Information {information} for a {}-byte output buffer: the I/O manager would copy past the caller's buffer",
+                    request.output_len
+                ),
+            ));
+        }
+        if let Some((buffer, _)) = request.system_buffer {
+            let len = information.min(request.output_len);
+            // SAFETY: The system buffer holds max(input, output) bytes and lives until the
+            // request is retired.
+            let bytes = unsafe {
+                std::slice::from_raw_parts(std::ptr::with_exposed_provenance::<u8>(buffer), len)
+            };
+            request.output = bytes.to_vec();
+        }
+    }
+    request.completed = Some((status, information));
+    let file = request.file;
+    let retire = request.dispatch_returned;
+    if let Some(record) = io.files.get_mut(&file) {
+        record.outstanding = record.outstanding.saturating_sub(1);
+    }
+    if retire {
+        // The waiter collects the outcome; the IRP itself is no longer the driver's.
+    }
+    drop(io);
+    for (rule, detail) in problems {
+        state::violation(rule, detail);
+    }
+    IO_CHANGED.notify_all();
+    close_if_idle(file);
+}
+
+/// A loaded driver.
+#[derive(Debug)]
+pub struct LoadedDriver {
+    object: usize,
+}
+
+/// Builds a zeroed `T` on the heap for the life of the process (objects the kernel owns).
+fn leak_zeroed<T>() -> *mut T {
+    // SAFETY: Every kernel object built here is plain data for which zero is valid.
+    Box::into_raw(Box::new(unsafe { std::mem::zeroed::<T>() }))
+}
+
+fn leak_unicode(text: &str) -> UNICODE_STRING {
+    let units: Vec<u16> = text.encode_utf16().collect();
+    let bytes = u16::try_from(units.len() * 2).unwrap_or(u16::MAX);
+    UNICODE_STRING {
+        Length: bytes,
+        MaximumLength: bytes,
+        Buffer: Box::leak(units.into_boxed_slice()).as_mut_ptr(),
+    }
+}
+
+/// How `DriverEntry` is reached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntryKind {
+    /// Called directly, as `/ENTRY:DriverEntry` (WDM).
+    Direct,
+    /// Through KMDF's `FxDriverEntry` stub ([`crate::wdf`]).
+    Kmdf,
+}
+
+/// Loads a driver: builds its `DRIVER_OBJECT` and calls `entry` at `PASSIVE_LEVEL`.
+///
+/// # Errors
+/// `DriverEntry`'s failure status; the driver is then gone (a failed `DriverEntry` must
+/// leave nothing: device objects left behind are a violation).
+pub fn load(name: &str, entry: DriverEntry, kind: EntryKind) -> Result<LoadedDriver, NTSTATUS> {
+    let object = leak_zeroed::<DRIVER_OBJECT>();
+    let extension = leak_zeroed::<DRIVER_EXTENSION>();
+    let service = leak_unicode(name);
+    let path = leak_unicode(&format!(
+        r"\Registry\Machine\System\CurrentControlSet\Services\{name}"
+    ));
+    // SAFETY: Fresh, zeroed, leaked objects.
+    unsafe {
+        (*object).Type = i16::try_from(IO_TYPE_DRIVER).unwrap_or_default();
+        (*object).Size = i16::try_from(size_of::<DRIVER_OBJECT>()).unwrap_or(i16::MAX);
+        (*object).DriverExtension = extension;
+        (*object).DriverName = leak_unicode(&format!(r"\Driver\{name}"));
+        (*extension).DriverObject = object;
+        (*extension).ServiceKeyName = service;
+    }
+    let path = Box::leak(Box::new(path));
+    io().loading.clear();
+    irql::set(PASSIVE_LEVEL);
+    let status = match kind {
+        // SAFETY: The driver's entry point with its driver object and registry path.
+        EntryKind::Direct => unsafe { entry(object, path) },
+        EntryKind::Kmdf => crate::wdf::fx_driver_entry(entry, object, path),
+    };
+    check_passive("DriverEntry");
+    let mut io = io();
+    let created = std::mem::take(&mut io.loading);
+    if status < 0 {
+        let left = io
+            .devices
+            .values()
+            .filter(|d| d.driver == object.expose_provenance() && !d.deleted)
+            .count();
+        drop(io);
+        if left != 0 {
+            state::violation(
+                "DeviceObjectsLeftByFailedDriverEntry",
+                format!("DriverEntry failed with {status:#x} but left {left} device object(s)"),
+            );
+        }
+        return Err(status);
+    }
+    // The I/O manager readies the device objects DriverEntry created.
+    for device in created {
+        if io.devices.get(&device).is_some_and(|d| !d.deleted) {
+            let pointer = std::ptr::with_exposed_provenance_mut::<DEVICE_OBJECT>(device);
+            // SAFETY: A live device object of this driver.
+            unsafe { (*pointer).Flags &= !DO_DEVICE_INITIALIZING };
+        }
+    }
+    io.drivers.insert(
+        object.expose_provenance(),
+        DriverRecord {
+            unload_requested: false,
+            unloaded: false,
+        },
+    );
+    Ok(LoadedDriver {
+        object: object.expose_provenance(),
+    })
+}
+
+/// Records a violation and restores `PASSIVE_LEVEL` if a driver routine returned above it.
+fn check_passive(routine: &str) {
+    let irql = irql::current();
+    if irql != PASSIVE_LEVEL {
+        state::violation(
+            "IrqlNotPassiveOnReturn",
+            format!(
+                "{routine} returned at IRQL {irql} to a caller at PASSIVE_LEVEL (bugcheck 0x4A IRQL_GT_ZERO_AT_SYSTEM_SERVICE)"
+            ),
+        );
+        irql::set(PASSIVE_LEVEL);
+    }
+}
+
+impl LoadedDriver {
+    /// The driver object, e.g. to create a device for a front door that has none.
+    #[must_use]
+    pub const fn object(&self) -> *mut DRIVER_OBJECT {
+        std::ptr::with_exposed_provenance_mut(self.object)
+    }
+
+    /// `sc stop`: calls `DriverUnload` now if no file object is open on the driver's devices,
+    /// else when the last one closes; then waits for its device objects to be deleted and
+    /// unreferenced ("the image is unloaded").
+    ///
+    /// # Errors
+    /// `STATUS_INVALID_DEVICE_REQUEST` if the driver has no unload routine (it cannot be
+    /// stopped).
+    pub fn unload(self) -> Result<(), NTSTATUS> {
+        let object = self.object();
+        // SAFETY: The driver object lives for the process.
+        if unsafe { (*object).DriverUnload }.is_none() {
+            return Err(STATUS_INVALID_DEVICE_REQUEST);
+        }
+        {
+            let mut io = io();
+            if let Some(record) = io.drivers.get_mut(&self.object) {
+                record.unload_requested = true;
+            }
+        }
+        unload_if_unused(self.object);
+        // Wait until DriverUnload ran (it may wait for handles to close) and the devices are
+        // gone.
+        let deadline = Instant::now() + UNLOAD_WAIT;
+        let mut io = io();
+        loop {
+            let unloaded = io.drivers.get(&self.object).is_some_and(|d| d.unloaded);
+            let devices = io
+                .devices
+                .values()
+                .filter(|d| d.driver == self.object)
+                .count();
+            if unloaded && devices == 0 {
+                break;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                let live = io
+                    .devices
+                    .values()
+                    .filter(|d| d.driver == self.object && !d.deleted)
+                    .count();
+                let referenced = devices - live;
+                drop(io);
+                state::violation(
+                    "DriverNotUnloaded",
+                    format!(
+                        "after sc stop: DriverUnload ran: {unloaded}; {live} device object(s) not deleted, {referenced} deleted but still referenced (the image stays loaded)"
+                    ),
+                );
+                return Ok(());
+            }
+            io = IO_CHANGED
+                .wait_timeout(io, deadline - now)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
+        // The image is unmapped now: no routine of the driver may still run.
+        let running = io.unguarded_routines;
+        io.drivers.remove(&self.object);
+        drop(io);
+        if running != 0 {
+            state::violation(
+                "DriverUnloadedWithRoutineRunning",
+                format!(
+                    "the driver image was unloaded while {running} of its completion routine(s) still ran (bugcheck 0xCE DRIVER_UNLOADED_WITHOUT_CANCELLING_PENDING_OPERATIONS); use IoSetCompletionRoutineEx"
+                ),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Calls `DriverUnload` if an unload was requested and no file object is open on the driver.
+fn unload_if_unused(driver: usize) {
+    {
+        let mut io = io();
+        let open = io.files.values().any(|f| {
+            io.devices
+                .get(&f.device)
+                .is_some_and(|d| d.driver == driver)
+        });
+        let Some(record) = io.drivers.get_mut(&driver) else {
+            return;
+        };
+        if !record.unload_requested || record.unloaded || open {
+            return;
+        }
+        record.unloaded = true;
+    }
+    let object = std::ptr::with_exposed_provenance_mut::<DRIVER_OBJECT>(driver);
+    // SAFETY: The driver object lives for the process.
+    if let Some(unload) = unsafe { (*object).DriverUnload } {
+        irql::set(PASSIVE_LEVEL);
+        // SAFETY: The driver's unload routine, once, at PASSIVE_LEVEL.
+        unsafe { unload(object) };
+        check_passive("DriverUnload");
+    }
+    IO_CHANGED.notify_all();
+}
+
+/// An open handle on a device.
+#[derive(Debug)]
+pub struct Handle {
+    file: usize,
+}
+
+// SAFETY: A handle is an address the I/O manager resolves under its lock.
+unsafe impl Send for Handle {}
+// SAFETY: As above.
+unsafe impl Sync for Handle {}
+
+fn resolve(path: &str) -> Option<String> {
+    let path = path.to_ascii_lowercase();
+    let dos = path
+        .strip_prefix(r"\\.\")
+        .map(|name| format!(r"\dosdevices\{name}"))
+        .unwrap_or(path);
+    let io = io();
+    io.links.get(&dos).cloned().or(Some(dos))
+}
+
+/// `CreateFileW(path)` by `caller` asking for `access`.
+///
+/// # Errors
+/// `STATUS_OBJECT_NAME_NOT_FOUND`, `STATUS_NO_SUCH_DEVICE`, `STATUS_ACCESS_DENIED`, or the
+/// status the driver completed `IRP_MJ_CREATE` with.
+pub fn open(path: &str, caller: Caller, access: Access) -> Result<Handle, NTSTATUS> {
+    let name = resolve(path).ok_or(STATUS_OBJECT_NAME_NOT_FOUND)?;
+    let device = {
+        let io = io();
+        let device = *io.names.get(&name).ok_or(STATUS_OBJECT_NAME_NOT_FOUND)?;
+        let record = io.devices.get(&device).ok_or(STATUS_NO_SUCH_DEVICE)?;
+        let pointer = std::ptr::with_exposed_provenance::<DEVICE_OBJECT>(device);
+        // SAFETY: A live device object.
+        let flags = unsafe { (*pointer).Flags };
+        if record.deleted || flags & DO_DEVICE_INITIALIZING != 0 {
+            return Err(STATUS_NO_SUCH_DEVICE);
+        }
+        if !record.security.grants(caller, access) {
+            return Err(STATUS_ACCESS_DENIED);
+        }
+        device
+    };
+    let file = leak_zeroed::<FILE_OBJECT>();
+    // SAFETY: A fresh file object.
+    unsafe {
+        (*file).Type = i16::try_from(IO_TYPE_FILE).unwrap_or_default();
+        (*file).Size = i16::try_from(size_of::<FILE_OBJECT>()).unwrap_or(i16::MAX);
+        (*file).DeviceObject = std::ptr::with_exposed_provenance_mut(device);
+        (*file).ReadAccess = access.read;
+        (*file).WriteAccess = access.write;
+    }
+    let address = file.expose_provenance();
+    {
+        let mut io = io();
+        io.files.insert(
+            address,
+            FileRecord {
+                device,
+                granted: access,
+                outstanding: 0,
+                close_pending: false,
+            },
+        );
+        if let Some(record) = io.devices.get_mut(&device) {
+            record.references += 1;
+        }
+    }
+    let request = send(address, IRP_MJ_CREATE, None, 0, 0);
+    let (status, _) = request.wait(None).unwrap_or((STATUS_CANCELLED, Vec::new()));
+    if status < 0 {
+        // The file object is dereferenced without cleanup or close (a failed create).
+        forget_file(address);
+        return Err(status);
+    }
+    Ok(Handle { file: address })
+}
+
+fn forget_file(file: usize) {
+    let mut io = io();
+    if let Some(record) = io.files.remove(&file) {
+        if let Some(device) = io.devices.get_mut(&record.device) {
+            device.references = device.references.saturating_sub(1);
+        }
+        free_if_gone(&mut io, record.device);
+    }
+    drop(io);
+    IO_CHANGED.notify_all();
+}
+
+/// A request sent to a driver, not necessarily completed.
+#[derive(Debug)]
+pub struct PendingRequest {
+    irp: usize,
+}
+
+// SAFETY: An address resolved under the I/O manager's lock.
+unsafe impl Send for PendingRequest {}
+// SAFETY: As above.
+unsafe impl Sync for PendingRequest {}
+
+impl PendingRequest {
+    /// Waits up to `timeout` (forever if `None`) for completion: the status and the output
+    /// bytes the I/O manager copied back. `None` on timeout (the request stays pending).
+    #[must_use]
+    pub fn wait(&self, timeout: Option<Duration>) -> Option<(NTSTATUS, Vec<u8>)> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut io = io();
+        loop {
+            let done = io
+                .requests
+                .get(&self.irp)
+                .is_some_and(|r| r.completed.is_some() && r.dispatch_returned);
+            if done {
+                let record = io.requests.remove(&self.irp)?;
+                drop(io);
+                retire(self.irp, &record);
+                let (status, _) = record.completed?;
+                return Some((status, record.output));
+            }
+            match deadline {
+                None => {
+                    io = IO_CHANGED
+                        .wait(io)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                }
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return None;
+                    }
+                    io = IO_CHANGED
+                        .wait_timeout(io, deadline - now)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .0;
+                }
+            }
+        }
+    }
+
+    /// `CancelIoEx` for this request: `IoCancelIrp`.
+    pub fn cancel(&self) {
+        cancel_irp(self.irp);
+    }
+}
+
+/// Frees an I/O manager IRP and its system buffer once nobody can touch them.
+fn retire(irp: usize, record: &RequestRecord) {
+    if let Some((buffer, layout)) = record.system_buffer {
+        // SAFETY: Allocated in `send` with this layout; the request is complete.
+        unsafe { std::alloc::dealloc(std::ptr::with_exposed_provenance_mut(buffer), layout) };
+    }
+    if let Some(layout) = irp_layout() {
+        // SAFETY: Allocated in `send` with this layout; completed and retired.
+        unsafe { std::alloc::dealloc(std::ptr::with_exposed_provenance_mut(irp), layout) };
+    }
+}
+
+fn irp_layout() -> Option<Layout> {
+    Layout::from_size_align(
+        size_of::<IRP>() + size_of::<IO_STACK_LOCATION>(),
+        align_of::<IRP>(),
+    )
+    .ok()
+}
+
+/// `IoCancelIrp`: sets `Cancel` and calls the IRP's cancel routine, if any, with the cancel
+/// spin lock held at `DISPATCH_LEVEL`.
+fn cancel_irp(irp: usize) {
+    let pointer = std::ptr::with_exposed_provenance_mut::<IRP>(irp);
+    let routine = {
+        let io = io();
+        match io.requests.get(&irp) {
+            Some(record) if record.completed.is_none() => {}
+            _ => return,
+        }
+        // SAFETY: A live request IRP; Cancel and CancelRoutine change only under the cancel
+        // lock, which IoCancelIrp takes (the model's I/O lock stands in for it here).
+        unsafe {
+            (*pointer).Cancel = true;
+            std::mem::take(&mut (*pointer).CancelRoutine)
+        }
+    };
+    if let Some(routine) = routine {
+        let previous = crate::cancel::acquire_for_cancel();
+        // SAFETY: The IRP's cancel routine, called as IoCancelIrp does: the device, the IRP,
+        // the cancel lock held, CancelIrql set.
+        unsafe {
+            (*pointer).CancelIrql = previous;
+            let location = current_stack_location_slot(pointer).read();
+            routine((*location).DeviceObject, pointer);
+        }
+        crate::cancel::check_released_after_cancel(previous);
+    }
+}
+
+/// Builds the IRP for one request on `file` and delivers it (`IoCallDriver` at
+/// `PASSIVE_LEVEL`).
+fn send(
+    file: usize,
+    major: u32,
+    code: Option<u32>,
+    input: usize,
+    output_len: usize,
+) -> PendingRequest {
+    send_with(file, major, code, &vec![0; input], output_len)
+}
+
+#[allow(
+    clippy::too_many_lines,
+    reason = "one IRP built as IopXxxControlFile builds it"
+)]
+fn send_with(
+    file: usize,
+    major: u32,
+    code: Option<u32>,
+    input: &[u8],
+    output_len: usize,
+) -> PendingRequest {
+    let Some(layout) = irp_layout() else {
+        return PendingRequest { irp: 0 };
+    };
+    let device = io().files.get(&file).map_or(0, |f| f.device);
+    // SAFETY: Non-zero size.
+    let irp = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<IRP>();
+    let buffered = code.is_some_and(|code| code & 3 == METHOD_BUFFERED);
+    let system_len = input.len().max(output_len);
+    let system_buffer = if buffered && system_len > 0 {
+        Layout::from_size_align(system_len, 16).ok().map(|layout| {
+            // SAFETY: Non-zero size.
+            let buffer = unsafe { std::alloc::alloc_zeroed(layout) };
+            // SAFETY: `buffer` holds at least input.len() bytes.
+            unsafe { std::ptr::copy_nonoverlapping(input.as_ptr(), buffer, input.len()) };
+            (buffer.expose_provenance(), layout)
+        })
+    } else {
+        None
+    };
+    // SAFETY: A fresh zeroed IRP with one stack location, built as IopXxxControlFile does.
+    unsafe {
+        (*irp).Type = i16::try_from(IO_TYPE_IRP).unwrap_or_default();
+        (*irp).Size = u16::try_from(layout.size()).unwrap_or(u16::MAX);
+        (*irp).StackCount = 1;
+        (*irp).CurrentLocation = 2;
+        (*irp).RequestorMode = USER_MODE;
+        (*irp).Tail.Overlay.OriginalFileObject = std::ptr::with_exposed_provenance_mut(file);
+        if let Some((buffer, _)) = system_buffer {
+            (*irp).AssociatedIrp.SystemBuffer = std::ptr::with_exposed_provenance_mut(buffer);
+            (*irp).Flags = IRP_BUFFERED_IO
+                | IRP_DEALLOCATE_BUFFER
+                | if output_len > 0 {
+                    IRP_INPUT_OPERATION
+                } else {
+                    0
+                };
+        }
+        let past_last = irp
+            .cast::<u8>()
+            .add(layout.size())
+            .cast::<IO_STACK_LOCATION>();
+        current_stack_location_slot(irp).write(past_last);
+        // IoGetNextIrpStackLocation: the one location, filled for the driver.
+        let location = past_last.sub(1);
+        (*location).MajorFunction = u8::try_from(major).unwrap_or(u8::MAX);
+        (*location).FileObject = std::ptr::with_exposed_provenance_mut(file);
+        if let Some(code) = code {
+            let parameters = (&raw mut (*location).Parameters).cast::<DeviceIoControlParameters>();
+            let mut value: DeviceIoControlParameters = std::mem::zeroed();
+            value.OutputBufferLength = u32::try_from(output_len).unwrap_or(u32::MAX);
+            value.InputBufferLength = u32::try_from(input.len()).unwrap_or(u32::MAX);
+            value.IoControlCode = code;
+            parameters.write(value);
+        }
+    }
+    let address = irp.expose_provenance();
+    {
+        let mut io = io();
+        io.requests.insert(
+            address,
+            RequestRecord {
+                file,
+                major,
+                output_len,
+                buffered: system_buffer.is_some(),
+                system_buffer,
+                completed: None,
+                output: Vec::new(),
+                dispatch_returned: false,
+            },
+        );
+        if let Some(record) = io.files.get_mut(&file) {
+            record.outstanding += 1;
+        }
+    }
+    let status = call_driver(device, irp);
+    let mut io = io();
+    let mut problems = Vec::new();
+    if let Some(record) = io.requests.get_mut(&address) {
+        record.dispatch_returned = true;
+        // SAFETY: The IRP lives until retired by the waiter, which needs dispatch_returned.
+        let marked = unsafe {
+            let location = std::ptr::with_exposed_provenance_mut::<IRP>(address)
+                .cast::<u8>()
+                .add(size_of::<IRP>())
+                .cast::<IO_STACK_LOCATION>();
+            u32::from((*location).Control) & SL_PENDING_RETURNED != 0
+        };
+        match record.completed {
+            _ if status == STATUS_PENDING && !marked => problems.push((
+                "PendingNotMarked",
+                format!("the dispatch routine returned STATUS_PENDING for IRP {address:#x} without IoMarkIrpPending (Driver Verifier 0xC9)"),
+            )),
+            None if status != STATUS_PENDING => problems.push((
+                "DispatchReturnedWithoutCompleting",
+                format!("the dispatch routine returned {status:#x} for IRP {address:#x} without completing it (Driver Verifier 0xC9)"),
+            )),
+            Some((completed, _)) if status != STATUS_PENDING && completed != status => problems.push((
+                "DispatchStatusMismatch",
+                format!("the dispatch routine returned {status:#x} for IRP {address:#x}, completed with {completed:#x} (Driver Verifier 0xC9)"),
+            )),
+            _ => {}
+        }
+    }
+    drop(io);
+    for (rule, detail) in problems {
+        state::violation(rule, detail);
+    }
+    IO_CHANGED.notify_all();
+    PendingRequest { irp: address }
+}
+
+/// `IoCallDriver` from the I/O manager: the driver's dispatch routine for the IRP's major
+/// function, at `PASSIVE_LEVEL`, which it must return at.
+fn call_driver(device: usize, irp: *mut IRP) -> NTSTATUS {
+    let device_object = std::ptr::with_exposed_provenance_mut::<DEVICE_OBJECT>(device);
+    // SAFETY: The IRP was built by `send` with one location; IoCallDriver moves to it and
+    // records the device in it. The device is live (referenced by the file object).
+    let (major, dispatch) = unsafe {
+        (*irp).CurrentLocation -= 1;
+        let slot = current_stack_location_slot(irp);
+        let location = slot.read().sub(1);
+        slot.write(location);
+        (*location).DeviceObject = device_object;
+        let major = usize::from((*location).MajorFunction);
+        let driver = (*device_object).DriverObject;
+        (major, (*driver).MajorFunction.get(major).copied().flatten())
+    };
+    irql::set(PASSIVE_LEVEL);
+    let status = if let Some(dispatch) = dispatch {
+        // SAFETY: The driver's dispatch routine for this major function.
+        unsafe { dispatch(device_object, irp) }
+    } else {
+        // IopInvalidDeviceRequest.
+        // SAFETY: The IRP is ours to complete here.
+        unsafe { (*irp).IoStatus.Anonymous.Status = STATUS_INVALID_DEVICE_REQUEST };
+        complete_request(irp);
+        STATUS_INVALID_DEVICE_REQUEST
+    };
+    check_passive(&format!("the dispatch routine of IRP_MJ {major:#x}"));
+    status
+}
+
+impl Handle {
+    /// `DeviceIoControl`, asynchronously (`FILE_FLAG_OVERLAPPED`).
+    ///
+    /// # Errors
+    /// `STATUS_ACCESS_DENIED` if the code needs access the handle was not granted (the
+    /// request never reaches the driver).
+    pub fn ioctl(
+        &self,
+        code: u32,
+        input: &[u8],
+        output_len: usize,
+    ) -> Result<PendingRequest, NTSTATUS> {
+        let granted = io().files.get(&self.file).map(|f| f.granted);
+        let Some(granted) = granted else {
+            return Err(windows_sys::Win32::Foundation::STATUS_INVALID_HANDLE);
+        };
+        // CTL_CODE access bits: FILE_READ_ACCESS (1) needs read, FILE_WRITE_ACCESS (2) write.
+        let required = (code >> 14) & 3;
+        if (required & 1 != 0 && !granted.read) || (required & 2 != 0 && !granted.write) {
+            return Err(STATUS_ACCESS_DENIED);
+        }
+        Ok(send_with(
+            self.file,
+            IRP_MJ_DEVICE_CONTROL,
+            Some(code),
+            input,
+            output_len,
+        ))
+    }
+
+    /// `CloseHandle` (the last one on the file object): `IRP_MJ_CLEANUP` now,
+    /// `IRP_MJ_CLOSE` once every request on the file object has completed.
+    pub fn close(self) {
+        let request = send(self.file, IRP_MJ_CLEANUP, None, 0, 0);
+        let _ = request.wait(None);
+        if let Some(record) = io().files.get_mut(&self.file) {
+            record.close_pending = true;
+        }
+        close_if_idle(self.file);
+    }
+
+    /// The file object, as the driver sees it.
+    #[must_use]
+    pub const fn file_object(&self) -> *mut FILE_OBJECT {
+        std::ptr::with_exposed_provenance_mut(self.file)
+    }
+}
+
+/// Sends `IRP_MJ_CLOSE` if the file was cleaned up and nothing is outstanding on it, then
+/// finishes a deferred unload. The close runs on a thread of its own when the last request
+/// completed at raised IRQL, as the I/O manager defers it to a worker.
+fn close_if_idle(file: usize) {
+    let ready = {
+        let mut io = io();
+        io.files
+            .get_mut(&file)
+            .filter(|record| record.close_pending && record.outstanding == 0)
+            .map(|record| record.close_pending = false)
+            .is_some()
+    };
+    if !ready {
+        return;
+    }
+    let close = move || {
+        let request = send(file, IRP_MJ_CLOSE, None, 0, 0);
+        let _ = request.wait(None);
+        let driver = {
+            let io = io();
+            io.files
+                .get(&file)
+                .and_then(|f| io.devices.get(&f.device))
+                .map(|d| d.driver)
+        };
+        forget_file(file);
+        if let Some(driver) = driver {
+            unload_if_unused(driver);
+        }
+    };
+    if irql::current() == PASSIVE_LEVEL {
+        close();
+    } else {
+        std::thread::spawn(close);
+    }
+}
+
+/// The `DEVICE_OBJECT` a name resolves to, for checks in tests.
+#[must_use]
+pub fn device_named(path: &str) -> Option<*mut DEVICE_OBJECT> {
+    let name = resolve(path)?;
+    io().names
+        .get(&name)
+        .map(|d| std::ptr::with_exposed_provenance_mut(*d))
+}
+
+/// `DriverEntry` of a driver with no front door of its own: one unnamed device object for
+/// the driver state's completion routines, deleted at unload.
+unsafe extern "system" fn bare_entry(
+    driver: *mut DRIVER_OBJECT,
+    _registry_path: *const UNICODE_STRING,
+) -> NTSTATUS {
+    let mut device = std::ptr::null_mut();
+    let status = create_device(
+        driver,
+        0,
+        std::ptr::null(),
+        0x12,
+        0x100,
+        None,
+        &raw mut device,
+    );
+    if status >= 0 {
+        // SAFETY: The driver object being loaded.
+        unsafe { (*driver).DriverUnload = Some(bare_unload) };
+    }
+    status
+}
+
+unsafe extern "system" fn bare_unload(driver: *const DRIVER_OBJECT) {
+    // SAFETY: The driver object and its one device, deleted once.
+    unsafe {
+        let device = (*driver).DeviceObject;
+        if !device.is_null() {
+            io_delete_device(device);
+        }
+    }
+}
+
+/// Loads a driver with no front door (core's dispatcher is called directly) and returns it
+/// with its one device object.
+///
+/// # Errors
+/// The status of creating the device.
+pub fn load_bare(name: &str) -> Result<(LoadedDriver, *mut DEVICE_OBJECT), NTSTATUS> {
+    let driver = load(name, bare_entry, EntryKind::Direct)?;
+    // SAFETY: The driver object lives for the process.
+    let device = unsafe { (*driver.object()).DeviceObject };
+    Ok((driver, device))
+}

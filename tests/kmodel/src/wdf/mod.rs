@@ -1,0 +1,244 @@
+//! A model of KMDF 1.33, written from the framework's published source
+//! (microsoft/Windows-Driver-Frameworks, commit b6191d9, MIT) so that the shipping KMDF front
+//! door runs here unchanged.
+//!
+//! It exports what the `WdfDriverEntry.lib` stub links a driver against — `WdfFunctions_01033`
+//! (the function table), `WdfDriverGlobals`, `WdfFunctionCount` — and [`fx_driver_entry`] does
+//! what `FxDriverEntry` does: bind (fill those three), call `DriverEntry`, and on failure
+//! delete the driver's WDF objects without `EvtDriverUnload`; on success displace
+//! `DriverUnload` so that unload reaches `FxDriver::Unload` and then unbinds.
+//!
+//! Every function the table offers implements KMDF's semantics for a non-PnP driver with a
+//! control device: configuration fields honoured as KMDF honours them (queue dispatch type,
+//! presentation limits, power management forced off for control devices, default queue,
+//! file-object class), request presentation inside the dispatch routine, buffer retrieval,
+//! completion, cancellation, file-object callbacks, contexts and deletion order. Each check
+//! KMDF or its verifier makes on these paths becomes a named violation (listed with its
+//! source in [`CHECKS`]); behaviour that is not a check (a parallel queue with
+//! `NumberOfPresentedRequests == 0` never presenting a request, say) is reproduced, not
+//! reported. The model runs as KMDF does with its verifier on (`VerifierOn`), which is how the
+//! runbook runs the driver. Table entries the model does not implement stop the machine with
+//! `WdfFunctionNotModelled` and the entry's index (wdffuncenum.h).
+//!
+//! Source paths below are relative to `src/framework/` of that repository.
+
+mod checks;
+mod device;
+mod objects;
+mod queue;
+mod table;
+
+use std::sync::{LazyLock, Mutex, MutexGuard};
+
+use windows_sys::Wdk::Foundation::DRIVER_OBJECT;
+use windows_sys::Win32::Foundation::{NTSTATUS, UNICODE_STRING};
+use wskudp_wdf_decls::{ULONG, WDF_DRIVER_GLOBALS, WDFFUNC};
+
+pub use checks::{CHECKS, Check};
+
+use crate::iomgr::DriverEntry;
+use crate::state;
+
+/// `WdfFunctions_01033`: the table a bound driver calls through (wdf.h:60-63).
+// SAFETY: The symbol name is the one KMDF 1.33 drivers link against; nothing else in the
+// process defines it (the real one lives in WdfDriverEntry.lib, not linked here).
+#[unsafe(export_name = "WdfFunctions_01033")]
+pub static mut WDF_FUNCTIONS: *const WDFFUNC = std::ptr::null();
+
+/// `WdfDriverGlobals` (wdffuncenum.h:21).
+// SAFETY: As above.
+#[unsafe(export_name = "WdfDriverGlobals")]
+pub static mut WDF_DRIVER_GLOBALS: *mut WDF_DRIVER_GLOBALS = std::ptr::null_mut();
+
+/// `WdfFunctionCount` (wdffuncenum.h:91).
+// SAFETY: As above.
+#[unsafe(export_name = "WdfFunctionCount")]
+pub static mut WDF_FUNCTION_COUNT: ULONG = 0;
+
+/// The model's framework state: one bound driver at a time, as one machine runs one driver.
+pub(crate) struct Framework {
+    pub(crate) objects: objects::Objects,
+    pub(crate) devices: device::Devices,
+    pub(crate) queues: queue::Queues,
+    /// The bound driver's globals (`FX_DRIVER_GLOBALS::Public`), while bound.
+    pub(crate) globals: usize,
+    /// The WDFDRIVER, once `WdfDriverCreate` succeeded.
+    pub(crate) driver: Option<usize>,
+    pub(crate) driver_object: usize,
+    /// `DriverObject->DriverUnload` before the stub displaced it (`FxDriver::Unload` or none).
+    pub(crate) saved_unload: windows_sys::Wdk::Foundation::DRIVER_UNLOAD,
+    pub(crate) evt_driver_unload: wskudp_wdf_decls::PFN_WDF_DRIVER_UNLOAD,
+}
+
+// SAFETY: The framework state holds copies of the driver's configuration structures, whose
+// raw pointers are function pointers, static type infos and handles: plain addresses, only
+// touched under the FRAMEWORK mutex.
+#[allow(clippy::non_send_fields_in_send_ty, reason = "see the SAFETY note")]
+unsafe impl Send for Framework {}
+
+static FRAMEWORK: LazyLock<Mutex<Framework>> = LazyLock::new(|| {
+    Mutex::new(Framework {
+        objects: objects::Objects::default(),
+        devices: device::Devices::default(),
+        queues: queue::Queues::default(),
+        globals: 0,
+        driver: None,
+        driver_object: 0,
+        saved_unload: None,
+        evt_driver_unload: None,
+    })
+});
+
+pub(crate) fn framework() -> MutexGuard<'static, Framework> {
+    FRAMEWORK
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Forgets everything (a new machine).
+pub(crate) fn reset() {
+    let mut fx = framework();
+    fx.objects = objects::Objects::default();
+    fx.devices = device::Devices::default();
+    fx.queues = queue::Queues::default();
+    fx.globals = 0;
+    fx.driver = None;
+    fx.driver_object = 0;
+    fx.saved_unload = None;
+    fx.evt_driver_unload = None;
+}
+
+/// WDF objects still alive (for the leak report): none may outlive the driver.
+pub(crate) fn outstanding() -> usize {
+    framework().objects.live()
+}
+
+/// Records a KMDF check that failed: `rule` names it as [`CHECKS`] does.
+pub(crate) fn violation(rule: &'static str, detail: String) {
+    debug_assert!(
+        CHECKS.iter().any(|check| check.rule == rule),
+        "{rule} is not in CHECKS"
+    );
+    state::violation(rule, detail);
+}
+
+/// `FxDriverEntry`: binds the driver to the model's framework, calls its `DriverEntry`, and
+/// unbinds again if it fails (deleting whatever WDF objects it made, without
+/// `EvtDriverUnload`: `kmdf/src/librarycommon/fxlibrarycommon.cpp:645-652`). On success, when
+/// `WdfDriverCreate` set `DisplaceDriverUnload`, `DriverUnload` becomes the stub's, which runs
+/// `FxDriver::Unload` and then unbinds (the stub itself is not in the published source; its
+/// behaviour is documented on the WDF page "`DriverEntry` for KMDF drivers").
+pub(crate) fn fx_driver_entry(
+    entry: DriverEntry,
+    driver_object: *mut DRIVER_OBJECT,
+    registry_path: *const UNICODE_STRING,
+) -> NTSTATUS {
+    bind(driver_object);
+    // SAFETY: The driver's entry point with the loader's arguments.
+    let status = unsafe { entry(driver_object, registry_path) };
+    if status < 0 {
+        device::delete_driver_objects();
+        unbind();
+        return status;
+    }
+    let displace = {
+        let fx = framework();
+        let globals = std::ptr::with_exposed_provenance::<WDF_DRIVER_GLOBALS>(fx.globals);
+        // SAFETY: The bound globals, alive until unbind.
+        !globals.is_null() && unsafe { (*globals).DisplaceDriverUnload } != 0
+    };
+    if displace {
+        // SAFETY: The driver object is the loader's, alive for the process.
+        let current = unsafe { (*driver_object).DriverUnload };
+        framework().saved_unload = current;
+        // SAFETY: As above.
+        unsafe { (*driver_object).DriverUnload = Some(fx_stub_driver_unload) };
+    }
+    // The stub returns STATUS_SUCCESS, not DriverEntry's exact success code.
+    windows_sys::Win32::Foundation::STATUS_SUCCESS
+}
+
+/// `FxStubDriverUnload`: the saved unload routine (`FxDriver::Unload`), then unbind.
+unsafe extern "system" fn fx_stub_driver_unload(driver_object: *const DRIVER_OBJECT) {
+    let saved = framework().saved_unload;
+    if let Some(unload) = saved {
+        // SAFETY: The unload routine WdfDriverCreate installed, with its driver object.
+        unsafe { unload(driver_object) };
+    }
+    unbind();
+}
+
+fn bind(driver_object: *mut DRIVER_OBJECT) {
+    let globals = Box::into_raw(Box::new(WDF_DRIVER_GLOBALS::default()));
+    {
+        let mut fx = framework();
+        fx.globals = globals.expose_provenance();
+        fx.driver_object = driver_object.expose_provenance();
+    }
+    // SAFETY: Written before DriverEntry runs and read only by the bound driver.
+    unsafe {
+        WDF_FUNCTIONS = table::table();
+        WDF_FUNCTION_COUNT = table::COUNT;
+        WDF_DRIVER_GLOBALS = globals;
+    }
+}
+
+fn unbind() {
+    let globals = {
+        let mut fx = framework();
+        fx.driver = None;
+        std::mem::take(&mut fx.globals)
+    };
+    // SAFETY: The driver is gone; nothing reads these any more.
+    unsafe {
+        WDF_FUNCTIONS = std::ptr::null();
+        WDF_FUNCTION_COUNT = 0;
+        WDF_DRIVER_GLOBALS = std::ptr::null_mut();
+    }
+    if globals != 0 {
+        // SAFETY: Made by `bind` with Box::into_raw.
+        drop(unsafe {
+            Box::from_raw(std::ptr::with_exposed_provenance_mut::<WDF_DRIVER_GLOBALS>(
+                globals,
+            ))
+        });
+    }
+}
+
+/// The driver globals pointer is the first argument of every call: it must be the bound one.
+pub(crate) fn check_globals(globals: *mut WDF_DRIVER_GLOBALS, api: &str) -> bool {
+    let bound = framework().globals;
+    if globals.expose_provenance() != bound || bound == 0 {
+        violation(
+            "WdfDriverGlobalsMismatch",
+            format!("{api} called with driver globals {globals:p}, not the bound driver's"),
+        );
+        return false;
+    }
+    true
+}
+
+/// A pointer argument as an address (for maps).
+pub(crate) fn address<T>(pointer: *const T) -> usize {
+    pointer.expose_provenance()
+}
+
+/// An address back to a pointer.
+pub(crate) const fn pointer<T>(address: usize) -> *mut T {
+    std::ptr::with_exposed_provenance_mut(address)
+}
+
+/// Runs a driver callback at `PASSIVE_LEVEL` (the device's execution level): callbacks are
+/// never run with the framework lock held.
+pub(crate) fn at_passive<R>(f: impl FnOnce() -> R) -> R {
+    let previous = crate::irql::set(crate::irql::PASSIVE_LEVEL);
+    let result = f();
+    let after = crate::irql::set(previous);
+    if after != crate::irql::PASSIVE_LEVEL {
+        state::violation(
+            "IrqlNotRestored",
+            format!("a WDF callback returned at IRQL {after}, entered at PASSIVE_LEVEL"),
+        );
+    }
+    result
+}

@@ -1,0 +1,1097 @@
+//! Queues and requests: `WdfIoQueueCreate` (`shared/irphandlers/io/fxioqueueapi.cpp`,
+//! `FxIoQueue::Initialize` in `fxioqueue.cpp`), request presentation (`FxPkgIo::Dispatch`,
+//! `FxIoQueue::QueueRequest` / `DispatchEvents`), and the request DDIs
+//! (`shared/core/fxrequestapi.cpp`, `fxrequest.cpp`).
+//!
+//! Presentation follows `DispatchEvents` (`fxioqueue.cpp:2758-3132`): an arriving IOCTL is
+//! marked pending and, if the queue may present it (sequential: nothing driver-owned; parallel:
+//! fewer driver-owned than `NumberOfPresentedRequests`, stored as given, 0 included), the
+//! callback runs inside the dispatch routine, in the caller's thread; otherwise it waits in the
+//! queue. A completion presents the next waiting request, in the completing thread unless that
+//! thread is inside one of the queue's callbacks (then the callback's loop does), and through a
+//! worker thread when a passive-level queue is completed above `PASSIVE_LEVEL` (KMDF's work
+//! item, `fxioqueue.cpp:2684-2707`).
+
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use windows_sys::Wdk::Foundation::{DEVICE_OBJECT, IRP};
+use windows_sys::Wdk::System::SystemServices::{
+    IRP_MJ_CREATE, IRP_MJ_DEVICE_CONTROL, IRP_MJ_READ, IRP_MJ_WRITE,
+};
+use windows_sys::Win32::Foundation::{
+    NTSTATUS, STATUS_BUFFER_TOO_SMALL, STATUS_CANCELLED, STATUS_INFO_LENGTH_MISMATCH,
+    STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_DEVICE_STATE, STATUS_INVALID_PARAMETER,
+    STATUS_INVALID_PARAMETER_4, STATUS_PENDING, STATUS_SUCCESS, STATUS_UNSUCCESSFUL,
+};
+use wskudp_core::ddi::nt::{device_io_control_parameters, io_get_current_irp_stack_location};
+use wskudp_wdf_decls::{
+    _WDF_EXECUTION_LEVEL, _WDF_FILEOBJECT_CLASS, _WDF_IO_QUEUE_DISPATCH_TYPE,
+    PFN_WDF_REQUEST_CANCEL, PVOID, PWDF_DRIVER_GLOBALS, PWDF_IO_QUEUE_CONFIG,
+    PWDF_OBJECT_ATTRIBUTES, STATUS_WDF_NO_CALLBACK, ULONG_PTR, WDF_IO_QUEUE_CONFIG, WDFDEVICE,
+    WDFFILEOBJECT, WDFQUEUE, WDFREQUEST,
+};
+
+use super::objects::{Kind, validate_attributes};
+use super::{address, check_globals, device, framework, objects, pointer, violation};
+use crate::irql::{self, DISPATCH_LEVEL, PASSIVE_LEVEL};
+
+/// `sizeof(WDF_IO_QUEUE_CONFIG)` and its `V1_9` / `V1_7` predecessors on x64
+/// (`shared/inc/private/common/fxversionedstructures.h`).
+const CONFIG_SIZE: u32 = 96;
+const CONFIG_SIZE_V1_9: u32 = 88;
+const CONFIG_SIZE_V1_7: u32 = 80;
+const _: () = assert!(CONFIG_SIZE as usize == size_of::<WDF_IO_QUEUE_CONFIG>());
+/// How long deleting a queue waits for the requests its driver still owns before the model
+/// reports the hang KMDF would sit in (`fxioqueue.cpp:541-544`).
+const DISPOSE_WAIT: Duration = Duration::from_secs(10);
+
+/// Where a request is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Owner {
+    /// Waiting in its queue, not presented.
+    Queued,
+    /// Presented: the driver must complete it.
+    Driver,
+}
+
+/// One request the framework created for an IRP.
+struct RequestState {
+    irp: usize,
+    queue: Option<usize>,
+    device: usize,
+    file: usize,
+    major: u32,
+    owner: Owner,
+    input_len: usize,
+    output_len: usize,
+    code: u32,
+    cancel: PFN_WDF_REQUEST_CANCEL,
+    /// Marked cancelable and not unmarked.
+    cancelable: bool,
+    /// The cancel routine took it: `EvtRequestCancel` runs or ran.
+    cancelled: bool,
+}
+
+/// One queue.
+struct QueueState {
+    dispatch: i32,
+    max_presented: u32,
+    config: WDF_IO_QUEUE_CONFIG,
+    passive: bool,
+    /// Requests presented and not completed (`m_DriverIoCount`).
+    driver_io: u32,
+    pending: VecDeque<usize>,
+    /// Threads inside one of the queue's callbacks (`m_Dispatching`).
+    dispatching: usize,
+    /// Cancelled driver-owned requests whose `EvtRequestCancel` is due.
+    cancelled: VecDeque<usize>,
+    accepting: bool,
+    worker_queued: bool,
+}
+
+/// Queues and live requests.
+#[derive(Default)]
+pub(crate) struct Queues {
+    by_handle: HashMap<usize, QueueState>,
+    requests: HashMap<usize, RequestState>,
+    by_irp: HashMap<usize, usize>,
+    completed: HashSet<usize>,
+}
+
+thread_local! {
+    /// The queues whose callbacks this thread is inside.
+    static DISPATCHING: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+}
+
+fn in_callback_of(queue: usize) -> bool {
+    DISPATCHING.with(|d| d.borrow().contains(&queue))
+}
+
+/// `WdfIoQueueCreate` (`fxioqueueapi.cpp:52-247`, `FxPkgIo::CreateQueue`,
+/// `FxIoQueue::Initialize` `fxioqueue.cpp:260-470`).
+#[allow(
+    clippy::too_many_lines,
+    reason = "every check of WdfIoQueueCreate, in its order"
+)]
+pub(crate) unsafe extern "C" fn wdf_io_queue_create(
+    globals: PWDF_DRIVER_GLOBALS,
+    device: WDFDEVICE,
+    config: PWDF_IO_QUEUE_CONFIG,
+    attributes: PWDF_OBJECT_ATTRIBUTES,
+    queue_out: *mut WDFQUEUE,
+) -> NTSTATUS {
+    const API: &str = "WdfIoQueueCreate";
+    if !check_globals(globals, API) {
+        return STATUS_INVALID_PARAMETER;
+    }
+    let device = address(device);
+    if !framework()
+        .objects
+        .get(device)
+        .is_some_and(|o| o.kind == Kind::Device)
+    {
+        violation(
+            "WDF_INVALID_HANDLE",
+            format!("{API}: Device {device:#x} is not a WDFDEVICE (bugcheck 0x10D)"),
+        );
+        return STATUS_INVALID_PARAMETER;
+    }
+    if config.is_null() {
+        violation(
+            "WDF_REQUIRED_PARAMETER_IS_NULL",
+            format!("{API}: Config is NULL (bugcheck 0x10D)"),
+        );
+        return STATUS_INVALID_PARAMETER;
+    }
+    if let Err(status) = validate_attributes(attributes, true, API) {
+        return status;
+    }
+    // SAFETY: Non-null, the driver's configuration.
+    let config = unsafe { *config };
+    if ![CONFIG_SIZE, CONFIG_SIZE_V1_9, CONFIG_SIZE_V1_7].contains(&config.Size) {
+        violation(
+            "WdfQueueConfigSize",
+            format!("{API}: WDF_IO_QUEUE_CONFIG.Size is {}", config.Size),
+        );
+        return STATUS_INFO_LENGTH_MISMATCH;
+    }
+    let default = config.DefaultQueue != 0;
+    if !default && queue_out.is_null() {
+        violation(
+            "WdfQueueOutNull",
+            format!("{API}: a non-default queue with Queue NULL"),
+        );
+        return STATUS_INVALID_PARAMETER_4;
+    }
+    if default && !device::device_initializing(device) {
+        violation(
+            "WdfDefaultQueueAfterFinishInitializing",
+            format!(
+                "{API}: a default queue after WdfControlFinishInitializing (fxioqueueapi.cpp:162-182)"
+            ),
+        );
+        return STATUS_INVALID_DEVICE_STATE;
+    }
+    // SAFETY: Null or validated attributes.
+    let queue_attributes = unsafe { attributes.as_ref() };
+    if let Some(parent) = queue_attributes
+        .map(|a| address(a.ParentObject))
+        .filter(|p| *p != 0)
+        && !descends_from(parent, device)
+    {
+        violation(
+            "WdfQueueParent",
+            format!("{API}: ParentObject {parent:#x} is not the device or one of its descendants"),
+        );
+        return STATUS_INVALID_DEVICE_REQUEST;
+    }
+    let dispatch = config.DispatchType;
+    if dispatch <= _WDF_IO_QUEUE_DISPATCH_TYPE::WdfIoQueueDispatchInvalid
+        || dispatch >= _WDF_IO_QUEUE_DISPATCH_TYPE::WdfIoQueueDispatchMax
+    {
+        violation(
+            "WdfQueueDispatchType",
+            format!("{API}: DispatchType {dispatch}"),
+        );
+        return STATUS_INVALID_PARAMETER;
+    }
+    let io_callbacks = [
+        config.EvtIoDefault.is_some(),
+        config.EvtIoRead.is_some(),
+        config.EvtIoWrite.is_some(),
+        config.EvtIoDeviceControl.is_some(),
+        config.EvtIoInternalDeviceControl.is_some(),
+    ];
+    let manual = dispatch == _WDF_IO_QUEUE_DISPATCH_TYPE::WdfIoQueueDispatchManual;
+    if !manual && !io_callbacks.contains(&true) {
+        violation(
+            "WdfQueueNoCallback",
+            format!("{API}: no I/O callback on an automatic queue"),
+        );
+        return STATUS_WDF_NO_CALLBACK;
+    }
+    if manual && io_callbacks.contains(&true) {
+        violation(
+            "WdfQueueManualWithCallback",
+            format!("{API}: I/O callbacks on a manual queue"),
+        );
+        return STATUS_INVALID_PARAMETER;
+    }
+    // SAFETY: A union of one ULONG, read as written.
+    let presented = unsafe { config.Settings.Parallel.NumberOfPresentedRequests };
+    if config.Size > CONFIG_SIZE_V1_7
+        && presented != 0
+        && dispatch != _WDF_IO_QUEUE_DISPATCH_TYPE::WdfIoQueueDispatchParallel
+    {
+        violation(
+            "WdfQueuePresentedLimitNotParallel",
+            format!("{API}: NumberOfPresentedRequests {presented} on a non-parallel queue"),
+        );
+        return STATUS_INVALID_PARAMETER;
+    }
+    // Stored as given for every type, 0 included (fxioqueue.cpp:372-375); a V1_7 config has no
+    // such field and stays unlimited.
+    let max_presented = if config.Size > CONFIG_SIZE_V1_7 {
+        presented
+    } else {
+        u32::MAX
+    };
+    // A control device's queue is never power-managed, whatever was asked
+    // (fxioqueue.cpp:419-424); nothing to model beyond ignoring PowerManaged.
+    let level = queue_attributes.map_or(
+        _WDF_EXECUTION_LEVEL::WdfExecutionLevelInheritFromParent,
+        |a| a.ExecutionLevel,
+    );
+    let passive = level == _WDF_EXECUTION_LEVEL::WdfExecutionLevelPassive
+        || (level == _WDF_EXECUTION_LEVEL::WdfExecutionLevelInheritFromParent
+            && device::device_passive(device));
+    let queue = {
+        let mut fx = framework();
+        let parent = queue_attributes
+            .map(|a| address(a.ParentObject))
+            .filter(|p| *p != 0)
+            .unwrap_or(device);
+        let queue = fx.objects.create(Kind::Queue, Some(parent), attributes);
+        if default && let Some(object) = fx.objects.get_mut(queue) {
+            object.no_delete_ddi = true;
+        }
+        fx.queues.by_handle.insert(
+            queue,
+            QueueState {
+                dispatch,
+                max_presented,
+                config,
+                passive,
+                driver_io: 0,
+                pending: VecDeque::new(),
+                dispatching: 0,
+                cancelled: VecDeque::new(),
+                accepting: true,
+                worker_queued: false,
+            },
+        );
+        queue
+    };
+    if default && !device::set_default_queue(device, queue) {
+        violation(
+            "WdfDefaultQueueTwice",
+            format!("{API}: a second default queue"),
+        );
+        objects::delete_tree(queue);
+        framework().queues.by_handle.remove(&queue);
+        return STATUS_UNSUCCESSFUL;
+    }
+    if !queue_out.is_null() {
+        // SAFETY: Non-null out pointer.
+        unsafe { queue_out.write(pointer(queue)) };
+    }
+    STATUS_SUCCESS
+}
+
+fn descends_from(mut object: usize, ancestor: usize) -> bool {
+    let fx = framework();
+    loop {
+        if object == ancestor {
+            return true;
+        }
+        match fx.objects.get(object).and_then(|o| o.parent) {
+            Some(parent) => object = parent,
+            None => return false,
+        }
+    }
+}
+
+/// A request for `irp` (`FxRequest::_CreateForPackage`); not parented to the device
+/// (`RequestParentOptimizationOn`, default 1).
+pub(crate) fn create_request(
+    device: usize,
+    queue: Option<usize>,
+    irp: *mut IRP,
+    create: bool,
+) -> usize {
+    // SAFETY: A delivered IRP with a current location.
+    let location = unsafe { io_get_current_irp_stack_location(irp) };
+    // SAFETY: As above.
+    let (major, file) = unsafe {
+        (
+            u32::from((*location).MajorFunction),
+            address((*location).FileObject),
+        )
+    };
+    let (input_len, output_len, code) = if major == IRP_MJ_DEVICE_CONTROL {
+        // SAFETY: A device-control location.
+        let p = unsafe { device_io_control_parameters(location) };
+        (
+            p.InputBufferLength as usize,
+            p.OutputBufferLength as usize,
+            p.IoControlCode,
+        )
+    } else {
+        (0, 0, 0)
+    };
+    let mut fx = framework();
+    let request = fx.objects.create(Kind::Request, None, std::ptr::null());
+    fx.queues.by_irp.insert(address(irp), request);
+    fx.queues.requests.insert(
+        request,
+        RequestState {
+            irp: address(irp),
+            queue,
+            device,
+            file,
+            major: if create { IRP_MJ_CREATE } else { major },
+            owner: if create { Owner::Driver } else { Owner::Queued },
+            input_len,
+            output_len,
+            code,
+            cancel: None,
+            cancelable: false,
+            cancelled: false,
+        },
+    );
+    request
+}
+
+/// `FxPkgIo::Dispatch` for I/O on `device`: to its default queue, which presents the request
+/// before this returns `STATUS_PENDING`, or queues it (`fxpkgio.cpp:166-476`,
+/// `fxioqueue.cpp:2317-2371`).
+pub(crate) fn dispatch_io(device: usize, irp: *mut IRP) -> NTSTATUS {
+    let queue = framework()
+        .devices
+        .by_handle
+        .get(&device)
+        .and_then(|d| d.default_queue);
+    let Some(queue) = queue else {
+        return device::complete_irp(irp, STATUS_INVALID_DEVICE_REQUEST);
+    };
+    let accepting = framework()
+        .queues
+        .by_handle
+        .get(&queue)
+        .is_some_and(|q| q.accepting);
+    if !accepting {
+        return device::complete_irp(irp, STATUS_INVALID_DEVICE_STATE);
+    }
+    let request = create_request(device, Some(queue), irp, false);
+    // SAFETY: The framework owns the IRP and returns STATUS_PENDING.
+    unsafe { wskudp_core::ddi::nt::io_mark_irp_pending(irp) };
+    {
+        let mut fx = framework();
+        if let Some(state) = fx.queues.by_handle.get_mut(&queue) {
+            state.pending.push_back(request);
+        }
+        // A queued request is cancelable through the queue (its cancel-safe queue).
+        // SAFETY: The framework owns the IRP; its cancel routine changes under this lock.
+        unsafe { (*irp).CancelRoutine = Some(queued_request_cancelled) };
+    }
+    dispatch_events(queue);
+    STATUS_PENDING
+}
+
+/// `DispatchEvents`: presents what the queue may present, delivers due cancel callbacks.
+fn dispatch_events(queue: usize) {
+    if in_callback_of(queue) {
+        // The callback's own loop carries on when it returns (fxioqueue.hpp:1007-1038).
+        return;
+    }
+    loop {
+        enum Next {
+            Present(usize),
+            Cancel(usize),
+        }
+        let next = {
+            let mut fx = framework();
+            let Some(state) = fx.queues.by_handle.get_mut(&queue) else {
+                return;
+            };
+            if state.passive && irql::current() > PASSIVE_LEVEL {
+                if !state.worker_queued
+                    && (!state.pending.is_empty() || !state.cancelled.is_empty())
+                {
+                    state.worker_queued = true;
+                    std::thread::spawn(move || {
+                        if let Some(state) = framework().queues.by_handle.get_mut(&queue) {
+                            state.worker_queued = false;
+                        }
+                        dispatch_events(queue);
+                    });
+                }
+                return;
+            }
+            if state.dispatching == 0
+                && let Some(request) = state.cancelled.pop_front()
+            {
+                state.dispatching += 1;
+                Next::Cancel(request)
+            } else {
+                let may_present = match state.dispatch {
+                    _WDF_IO_QUEUE_DISPATCH_TYPE::WdfIoQueueDispatchSequential => {
+                        state.driver_io == 0
+                    }
+                    _WDF_IO_QUEUE_DISPATCH_TYPE::WdfIoQueueDispatchParallel => {
+                        state.driver_io < state.max_presented
+                    }
+                    _ => false,
+                };
+                if !may_present || !state.accepting {
+                    return;
+                }
+                let Some(request) = state.pending.pop_front() else {
+                    return;
+                };
+                state.driver_io += 1;
+                state.dispatching += 1;
+                if let Some(record) = fx.queues.requests.get_mut(&request) {
+                    record.owner = Owner::Driver;
+                    let irp = pointer::<IRP>(record.irp);
+                    // SAFETY: Leaving the cancel-safe queue: no queue cancel routine any more.
+                    unsafe { (*irp).CancelRoutine = None };
+                }
+                Next::Present(request)
+            }
+        };
+        DISPATCHING.with(|d| d.borrow_mut().push(queue));
+        match next {
+            Next::Present(request) => present(queue, request),
+            Next::Cancel(request) => deliver_cancel(request),
+        }
+        DISPATCHING.with(|d| {
+            let mut d = d.borrow_mut();
+            if let Some(position) = d.iter().rposition(|q| *q == queue) {
+                d.remove(position);
+            }
+        });
+        if let Some(state) = framework().queues.by_handle.get_mut(&queue) {
+            state.dispatching = state.dispatching.saturating_sub(1);
+        }
+    }
+}
+
+/// Calls the queue's callback for `request` (`fxioqueue.cpp:3240-3441`).
+fn present(queue: usize, request: usize) {
+    let (config, major, input_len, output_len, code) = {
+        let fx = framework();
+        let (Some(state), Some(record)) = (
+            fx.queues.by_handle.get(&queue),
+            fx.queues.requests.get(&request),
+        ) else {
+            return;
+        };
+        (
+            state.config,
+            record.major,
+            record.input_len,
+            record.output_len,
+            record.code,
+        )
+    };
+    let q = pointer(queue);
+    let r = pointer(request);
+    super::at_passive(|| match major {
+        // SAFETY: The driver's EvtIoDeviceControl with a request it now owns.
+        IRP_MJ_DEVICE_CONTROL if config.EvtIoDeviceControl.is_some() => unsafe {
+            if let Some(callback) = config.EvtIoDeviceControl {
+                callback(q, r, output_len, input_len, code);
+            }
+        },
+        _ => match config.EvtIoDefault {
+            // SAFETY: The driver's EvtIoDefault.
+            Some(callback) => unsafe { callback(q, r) },
+            None => complete(
+                request,
+                STATUS_INVALID_DEVICE_REQUEST,
+                None,
+                "the framework",
+            ),
+        },
+    });
+}
+
+/// Completes a request (`FxRequest::CompleteInternal`, `fxrequest.cpp:522-928`) with the
+/// verifier's checks.
+fn complete(request: usize, status: NTSTATUS, information: Option<ULONG_PTR>, api: &str) {
+    if irql::current() > DISPATCH_LEVEL {
+        violation(
+            "WdfIrqlAboveDispatch",
+            format!("{api} above DISPATCH_LEVEL (its _IRQL_requires_max_)"),
+        );
+    }
+    let mut problems = Vec::new();
+    let (record, queue) = {
+        let mut fx = framework();
+        if fx.queues.completed.contains(&request) {
+            drop(fx);
+            violation(
+                "WdfRequestCompletedTwice",
+                format!("{api}({request:#x}) of a request already completed (a freed WDFREQUEST)"),
+            );
+            return;
+        }
+        let Some(state) = fx.queues.requests.get(&request) else {
+            drop(fx);
+            violation(
+                "WDF_INVALID_HANDLE",
+                format!("{api}({request:#x}): not a WDFREQUEST (bugcheck 0x10D)"),
+            );
+            return;
+        };
+        if state.owner != Owner::Driver {
+            drop(fx);
+            violation(
+                "WdfRequestNotDriverOwned",
+                format!("{api}({request:#x}) of a request still in its queue: not completed"),
+            );
+            return;
+        }
+        if state.cancelable && !state.cancelled {
+            problems.push((
+                "WdfRequestCompletedCancelable",
+                format!("{api}({request:#x}) of a request still marked cancelable: call WdfRequestUnmarkCancelable first"),
+            ));
+        }
+        let irp = pointer::<IRP>(state.irp);
+        // SAFETY: The framework owns the IRP until completion.
+        let final_information =
+            information.unwrap_or(unsafe { (*irp).IoStatus.Information } as ULONG_PTR);
+        if state.major == IRP_MJ_DEVICE_CONTROL
+            && state.output_len > 0
+            && status >= 0
+            && final_information > state.output_len as ULONG_PTR
+        {
+            problems.push((
+                "WDF_REQUEST_FATAL_ERROR",
+                format!(
+                    "{api}({request:#x}): Information {final_information} > OutputBufferLength {} (bugcheck 0x10D, WDF_REQUEST_FATAL_ERROR, INFORMATION_LENGTH_MISMATCH)",
+                    state.output_len
+                ),
+            ));
+        }
+        let Some(record) = fx.queues.requests.remove(&request) else {
+            return;
+        };
+        fx.queues.by_irp.remove(&record.irp);
+        fx.queues.completed.insert(request);
+        let queue = record.queue;
+        if let Some(state) = queue.and_then(|q| fx.queues.by_handle.get_mut(&q)) {
+            state.driver_io = state.driver_io.saturating_sub(1);
+        }
+        fx.objects.remove(&[request]);
+        // SAFETY: As above: status and information go to the IRP, the cancel routine goes.
+        unsafe {
+            if let Some(information) = information {
+                (*irp).IoStatus.Information = usize::try_from(information).unwrap_or(usize::MAX);
+            }
+            (*irp).CancelRoutine = None;
+        }
+        (record, queue)
+    };
+    for (rule, detail) in problems {
+        violation(rule, detail);
+    }
+    if record.major == IRP_MJ_CREATE && status < 0 {
+        device::create_failed(record.device, record.file);
+    }
+    device::complete_irp(pointer(record.irp), status);
+    if let Some(queue) = queue {
+        dispatch_events(queue);
+    }
+}
+
+/// `WdfRequestComplete` (`fxrequestapi.cpp:379-436`).
+pub(crate) unsafe extern "C" fn wdf_request_complete(
+    globals: PWDF_DRIVER_GLOBALS,
+    request: WDFREQUEST,
+    status: NTSTATUS,
+) {
+    let _ = check_globals(globals, "WdfRequestComplete");
+    complete(address(request), status, None, "WdfRequestComplete");
+}
+
+/// `WdfRequestCompleteWithInformation` (`fxrequestapi.cpp:507-571`).
+pub(crate) unsafe extern "C" fn wdf_request_complete_with_information(
+    globals: PWDF_DRIVER_GLOBALS,
+    request: WDFREQUEST,
+    status: NTSTATUS,
+    information: ULONG_PTR,
+) {
+    let _ = check_globals(globals, "WdfRequestCompleteWithInformation");
+    complete(
+        address(request),
+        status,
+        Some(information),
+        "WdfRequestCompleteWithInformation",
+    );
+}
+
+/// Looks up a live request for `api`, recording use after completion or a bad handle.
+fn live_request<R>(
+    api: &str,
+    request: WDFREQUEST,
+    f: impl FnOnce(&mut RequestState) -> R,
+) -> Option<R> {
+    let mut fx = framework();
+    let handle = address(request);
+    if let Some(state) = fx.queues.requests.get_mut(&handle) {
+        return Some(f(state));
+    }
+    let completed = fx.queues.completed.contains(&handle);
+    drop(fx);
+    if completed {
+        violation(
+            "WdfRequestUsedAfterCompletion",
+            format!(
+                "{api}({handle:#x}) after the request was completed (its handle is dead; KMDF dereferences a NULL IRP or a freed object)"
+            ),
+        );
+    } else {
+        violation(
+            "WDF_INVALID_HANDLE",
+            format!("{api}({handle:#x}): not a WDFREQUEST (bugcheck 0x10D)"),
+        );
+    }
+    None
+}
+
+/// `WdfRequestSetInformation` (`fxrequestapi.cpp:574-628`).
+pub(crate) unsafe extern "C" fn wdf_request_set_information(
+    globals: PWDF_DRIVER_GLOBALS,
+    request: WDFREQUEST,
+    information: ULONG_PTR,
+) {
+    let _ = check_globals(globals, "WdfRequestSetInformation");
+    live_request("WdfRequestSetInformation", request, |state| {
+        // SAFETY: The framework owns the IRP until completion.
+        unsafe {
+            (*pointer::<IRP>(state.irp)).IoStatus.Information =
+                usize::try_from(information).unwrap_or(usize::MAX);
+        }
+    });
+}
+
+fn retrieve(
+    api: &str,
+    request: WDFREQUEST,
+    required: usize,
+    buffer: *mut PVOID,
+    length: *mut usize,
+    input: bool,
+) -> NTSTATUS {
+    if buffer.is_null() {
+        violation(
+            "WDF_REQUIRED_PARAMETER_IS_NULL",
+            format!("{api}: Buffer is NULL (bugcheck 0x10D)"),
+        );
+        return STATUS_INVALID_PARAMETER;
+    }
+    // SAFETY: Non-null out pointers (Length is optional).
+    unsafe {
+        buffer.write(std::ptr::null_mut());
+        if !length.is_null() {
+            length.write(0);
+        }
+    }
+    let Some((irp, major, len, code)) = live_request(api, request, |state| {
+        (
+            state.irp,
+            state.major,
+            if input {
+                state.input_len
+            } else {
+                state.output_len
+            },
+            state.code,
+        )
+    }) else {
+        return STATUS_INVALID_DEVICE_REQUEST;
+    };
+    if (input && major == IRP_MJ_READ) || (!input && major == IRP_MJ_WRITE) {
+        return STATUS_INVALID_DEVICE_REQUEST;
+    }
+    if len == 0 {
+        // Zero-length buffers fail whatever the required size (fxrequest.cpp:1361-1374, 1636-1647).
+        return STATUS_BUFFER_TOO_SMALL;
+    }
+    let method = code & 3;
+    let irp = pointer::<IRP>(irp);
+    // SAFETY: The IRP the request wraps, owned by the framework until completion.
+    let requestor_user = unsafe { (*irp).RequestorMode } != 0;
+    let address = match method {
+        // METHOD_NEITHER from user mode (fxrequest.cpp:1376-1409, 1666-1697).
+        3 if requestor_user => return STATUS_INVALID_DEVICE_REQUEST,
+        // METHOD_BUFFERED: both buffers are the system buffer.
+        // SAFETY: As above.
+        0 => unsafe { (*irp).AssociatedIrp.SystemBuffer },
+        _ if input => {
+            // SAFETY: As above.
+            unsafe { (*irp).AssociatedIrp.SystemBuffer }
+        }
+        _ => {
+            crate::state::bugcheck(
+                "WdfFunctionNotModelled",
+                "output buffers of METHOD_IN_DIRECT / OUT_DIRECT / NEITHER requests",
+            );
+        }
+    };
+    if len < required {
+        return STATUS_BUFFER_TOO_SMALL;
+    }
+    // SAFETY: Non-null out pointers.
+    unsafe {
+        buffer.write(address);
+        if !length.is_null() {
+            length.write(len);
+        }
+    }
+    STATUS_SUCCESS
+}
+
+/// `WdfRequestRetrieveInputBuffer` (`fxrequestapi.cpp:906-1045`).
+pub(crate) unsafe extern "C" fn wdf_request_retrieve_input_buffer(
+    globals: PWDF_DRIVER_GLOBALS,
+    request: WDFREQUEST,
+    required: usize,
+    buffer: *mut PVOID,
+    length: *mut usize,
+) -> NTSTATUS {
+    let _ = check_globals(globals, "WdfRequestRetrieveInputBuffer");
+    retrieve(
+        "WdfRequestRetrieveInputBuffer",
+        request,
+        required,
+        buffer,
+        length,
+        true,
+    )
+}
+
+/// `WdfRequestRetrieveOutputBuffer` (`fxrequestapi.cpp:1049-1198`).
+pub(crate) unsafe extern "C" fn wdf_request_retrieve_output_buffer(
+    globals: PWDF_DRIVER_GLOBALS,
+    request: WDFREQUEST,
+    required: usize,
+    buffer: *mut PVOID,
+    length: *mut usize,
+) -> NTSTATUS {
+    let _ = check_globals(globals, "WdfRequestRetrieveOutputBuffer");
+    retrieve(
+        "WdfRequestRetrieveOutputBuffer",
+        request,
+        required,
+        buffer,
+        length,
+        false,
+    )
+}
+
+/// `WdfRequestGetFileObject` (`fxrequestapi.cpp:2613-2686`, `fxfileobject.cpp:279-455`).
+pub(crate) unsafe extern "C" fn wdf_request_get_file_object(
+    globals: PWDF_DRIVER_GLOBALS,
+    request: WDFREQUEST,
+) -> WDFFILEOBJECT {
+    const API: &str = "WdfRequestGetFileObject";
+    let _ = check_globals(globals, API);
+    let Some((owner, device, file)) = live_request(API, request, |s| (s.owner, s.device, s.file))
+    else {
+        return std::ptr::null_mut();
+    };
+    if owner != Owner::Driver {
+        violation(
+            "WdfRequestNotDriverOwned",
+            format!("{API} on a request still in its queue: NULL"),
+        );
+        return std::ptr::null_mut();
+    }
+    let class = framework()
+        .devices
+        .by_handle
+        .get(&device)
+        .and_then(|d| d.file_config)
+        .map_or(_WDF_FILEOBJECT_CLASS::WdfFileObjectNotRequired, |c| {
+            c.FileObjectClass
+        });
+    if class == _WDF_FILEOBJECT_CLASS::WdfFileObjectNotRequired {
+        return std::ptr::null_mut();
+    }
+    device::wdf_file_of(device, file).map_or(std::ptr::null_mut(), pointer)
+}
+
+/// `WdfRequestMarkCancelableEx` (`fxrequestapi.cpp:3468-3536`, `FxIoQueue::RequestCancelable`
+/// `fxioqueue.cpp:2118-2235`).
+pub(crate) unsafe extern "C" fn wdf_request_mark_cancelable_ex(
+    globals: PWDF_DRIVER_GLOBALS,
+    request: WDFREQUEST,
+    cancel: PFN_WDF_REQUEST_CANCEL,
+) -> NTSTATUS {
+    const API: &str = "WdfRequestMarkCancelableEx";
+    let _ = check_globals(globals, API);
+    if cancel.is_none() {
+        violation(
+            "WDF_REQUIRED_PARAMETER_IS_NULL",
+            format!("{API}: EvtRequestCancel is NULL (bugcheck 0x10D)"),
+        );
+        return STATUS_INVALID_PARAMETER;
+    }
+    let result = live_request(API, request, |state| {
+        if state.owner != Owner::Driver {
+            return Err(("WdfRequestNotDriverOwned", STATUS_INVALID_DEVICE_REQUEST));
+        }
+        if state.cancelable {
+            return Err((
+                "WdfRequestMarkedCancelableTwice",
+                STATUS_INVALID_DEVICE_REQUEST,
+            ));
+        }
+        let irp = pointer::<IRP>(state.irp);
+        // SAFETY: The framework owns the IRP; Cancel is read under the framework lock, which
+        // the model's IoCancelIrp also takes before calling a cancel routine.
+        if unsafe { (*irp).Cancel } {
+            // Already cancelled: the routine is not called; the driver completes the request.
+            return Ok(STATUS_CANCELLED);
+        }
+        state.cancelable = true;
+        state.cancel = cancel;
+        // SAFETY: As above.
+        unsafe { (*irp).CancelRoutine = Some(driver_request_cancelled) };
+        Ok(STATUS_SUCCESS)
+    });
+    match result {
+        Some(Ok(status)) => status,
+        Some(Err((rule, status))) => {
+            violation(rule, format!("{API}({request:p})"));
+            status
+        }
+        None => STATUS_INVALID_DEVICE_REQUEST,
+    }
+}
+
+/// `WdfRequestUnmarkCancelable` (`fxrequestapi.cpp:3539-3592`, `fxioqueue.cpp:2236-2265`).
+pub(crate) unsafe extern "C" fn wdf_request_unmark_cancelable(
+    globals: PWDF_DRIVER_GLOBALS,
+    request: WDFREQUEST,
+) -> NTSTATUS {
+    const API: &str = "WdfRequestUnmarkCancelable";
+    let _ = check_globals(globals, API);
+    let result = live_request(API, request, |state| {
+        if !state.cancelable {
+            return Err(("WdfRequestNotCancelable", STATUS_INVALID_DEVICE_REQUEST));
+        }
+        if state.cancelled {
+            // The cancel routine took it: EvtRequestCancel completes it.
+            return Ok(STATUS_CANCELLED);
+        }
+        let irp = pointer::<IRP>(state.irp);
+        // SAFETY: As in MarkCancelableEx.
+        let routine = unsafe { (*irp).CancelRoutine.take() };
+        if routine.is_none() {
+            // IoCancelIrp took the routine and is about to call it.
+            state.cancelled = true;
+            return Ok(STATUS_CANCELLED);
+        }
+        state.cancelable = false;
+        state.cancel = None;
+        Ok(STATUS_SUCCESS)
+    });
+    match result {
+        Some(Ok(status)) => status,
+        Some(Err((rule, status))) => {
+            violation(rule, format!("{API}({request:p})"));
+            status
+        }
+        None => STATUS_INVALID_DEVICE_REQUEST,
+    }
+}
+
+/// The cancel routine of an IRP waiting in a queue: the framework completes it cancelled
+/// (`CancelForQueue`, `fxioqueue.cpp:4353-4496`).
+unsafe extern "system" fn queued_request_cancelled(_device: *mut DEVICE_OBJECT, irp: *mut IRP) {
+    // SAFETY: Called by IoCancelIrp with the cancel lock held.
+    unsafe { crate::cancel::io_release_cancel_spin_lock((*irp).CancelIrql) };
+    let request = {
+        let mut fx = framework();
+        let Some(request) = fx.queues.by_irp.get(&address(irp)).copied() else {
+            return;
+        };
+        let queue = fx.queues.requests.get(&request).and_then(|r| r.queue);
+        let removed = queue
+            .and_then(|q| fx.queues.by_handle.get_mut(&q))
+            .is_some_and(|state| {
+                let before = state.pending.len();
+                state.pending.retain(|r| *r != request);
+                before != state.pending.len()
+            });
+        if !removed {
+            return;
+        }
+        if let Some(record) = fx.queues.requests.get_mut(&request) {
+            // Completed by the framework: it counts as driver-owned for `complete`, without
+            // adding to the queue's driver I/O count.
+            record.owner = Owner::Driver;
+            record.queue = None;
+        }
+        request
+    };
+    complete(
+        request,
+        STATUS_CANCELLED,
+        Some(0),
+        "the framework (request cancelled in its queue)",
+    );
+}
+
+/// The cancel routine of a request the driver marked cancelable: `EvtRequestCancel` is
+/// delivered from the queue's dispatch loop (`fxioqueue.cpp:4559-4689, 4859-4939`).
+unsafe extern "system" fn driver_request_cancelled(_device: *mut DEVICE_OBJECT, irp: *mut IRP) {
+    // SAFETY: Called by IoCancelIrp with the cancel lock held.
+    unsafe { crate::cancel::io_release_cancel_spin_lock((*irp).CancelIrql) };
+    let queue = {
+        let mut fx = framework();
+        let Some(request) = fx.queues.by_irp.get(&address(irp)).copied() else {
+            return;
+        };
+        let Some(record) = fx.queues.requests.get_mut(&request) else {
+            return;
+        };
+        record.cancelled = true;
+        let queue = record.queue;
+        match queue.and_then(|q| fx.queues.by_handle.get_mut(&q)) {
+            Some(state) => state.cancelled.push_back(request),
+            None => return,
+        }
+        queue
+    };
+    if let Some(queue) = queue {
+        dispatch_events(queue);
+    }
+}
+
+fn deliver_cancel(request: usize) {
+    let cancel = framework()
+        .queues
+        .requests
+        .get(&request)
+        .and_then(|r| r.cancel);
+    if let Some(cancel) = cancel {
+        // SAFETY: The driver's EvtRequestCancel for its cancelled request.
+        super::at_passive(|| unsafe { cancel(pointer(request)) });
+    }
+}
+
+/// Cleanup of `file` on `device`: its requests still waiting in the queue are completed
+/// cancelled (`FlushAllQueuesByFileObject`, `fxioqueue.cpp:4280-4349`).
+pub(crate) fn flush_by_file_object(device: usize, file: usize) {
+    let victims: Vec<usize> = {
+        let mut fx = framework();
+        let Some(queue) = fx
+            .devices
+            .by_handle
+            .get(&device)
+            .and_then(|d| d.default_queue)
+        else {
+            return;
+        };
+        let requests = &fx.queues.requests;
+        let waiting: Vec<usize> = fx
+            .queues
+            .by_handle
+            .get(&queue)
+            .map(|q| {
+                q.pending
+                    .iter()
+                    .copied()
+                    .filter(|r| requests.get(r).is_some_and(|s| s.file == file))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Some(state) = fx.queues.by_handle.get_mut(&queue) {
+            state.pending.retain(|r| !waiting.contains(r));
+        }
+        for request in &waiting {
+            if let Some(record) = fx.queues.requests.get_mut(request) {
+                record.owner = Owner::Driver;
+                record.queue = None;
+            }
+        }
+        waiting
+    };
+    for request in victims {
+        complete(
+            request,
+            STATUS_CANCELLED,
+            Some(0),
+            "the framework (cleanup flushed the queue)",
+        );
+    }
+}
+
+/// Deleting a queue (its device's deletion): stop accepting, cancel what waits, deliver
+/// `EvtRequestCancel` to cancelable driver-owned requests, and wait for the rest — forever in
+/// KMDF (`fxioqueue.cpp:470-592, 3918-4127`); the model reports it after [`DISPOSE_WAIT`].
+pub(crate) fn dispose(queue: usize) {
+    let (waiting, cancelable) = {
+        let mut fx = framework();
+        let Some(state) = fx.queues.by_handle.get_mut(&queue) else {
+            return;
+        };
+        state.accepting = false;
+        let waiting: Vec<usize> = state.pending.drain(..).collect();
+        let owned: Vec<usize> = fx
+            .queues
+            .requests
+            .iter()
+            .filter(|(_, r)| {
+                r.queue == Some(queue) && r.owner == Owner::Driver && r.cancelable && !r.cancelled
+            })
+            .map(|(handle, _)| *handle)
+            .collect();
+        for request in &waiting {
+            if let Some(record) = fx.queues.requests.get_mut(request) {
+                record.owner = Owner::Driver;
+                record.queue = None;
+            }
+        }
+        for request in &owned {
+            if let Some(record) = fx.queues.requests.get_mut(request) {
+                record.cancelled = true;
+            }
+        }
+        if let Some(state) = fx.queues.by_handle.get_mut(&queue) {
+            state.cancelled.extend(owned.iter().copied());
+        }
+        (waiting, owned)
+    };
+    for request in waiting {
+        complete(
+            request,
+            STATUS_CANCELLED,
+            Some(0),
+            "the framework (queue purged)",
+        );
+    }
+    if !cancelable.is_empty() {
+        dispatch_events(queue);
+    }
+    let deadline = Instant::now() + DISPOSE_WAIT;
+    loop {
+        let owned = framework()
+            .queues
+            .by_handle
+            .get(&queue)
+            .map_or(0, |q| q.driver_io);
+        if owned == 0 {
+            break;
+        }
+        if Instant::now() >= deadline {
+            violation(
+                "WdfQueueDeletedWithDriverRequests",
+                format!(
+                    "deleting queue {queue:#x} waits for {owned} request(s) the driver never completes: unload hangs"
+                ),
+            );
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    framework().queues.by_handle.remove(&queue);
+}
