@@ -31,6 +31,10 @@ pub enum CompletionMode {
     /// Before the WSK function returns, on the caller's thread (the function returns the
     /// final status).
     Inline,
+    /// Never on its own: every IRP stays pending (the WSK function returns `STATUS_PENDING`)
+    /// until the test calls [`release_held`], which completes them in submission order on the
+    /// calling thread. Failures detected on submission still complete inline.
+    Held,
     /// On a worker thread; the WSK function returns `STATUS_PENDING`. The worker waits
     /// `delay` after the first queued request (so more queue up), then completes up to
     /// `batch` of them in `order`. Failures detected on submission still complete inline,
@@ -121,6 +125,28 @@ pub(crate) fn submit(irp: *mut IRP, socket: usize, operation: Operation) -> NTST
     drop(engine);
     QUEUED.notify_all();
     STATUS_PENDING
+}
+
+/// IRPs held back ([`CompletionMode::Held`]) or queued for the worker, not completed yet.
+#[must_use]
+pub fn held_completions() -> usize {
+    engine().queue.len()
+}
+
+/// Completes up to `max` held IRPs, oldest first, on the calling thread; returns how many.
+#[allow(clippy::must_use_candidate, reason = "the count is informative")]
+pub fn release_held(max: usize) -> usize {
+    let works: Vec<Work> = {
+        let mut engine = engine();
+        let take = max.min(engine.queue.len());
+        engine.queue.drain(..take).collect()
+    };
+    let released = works.len();
+    for work in works {
+        let (status, information) = (work.operation)();
+        irp::complete(irp_ptr(work.irp), status, information);
+    }
+    released
 }
 
 /// Completes, as cancelled, every queued IRP of `socket` (what closing a socket does).
@@ -217,6 +243,8 @@ pub(crate) fn stop() {
     if let Some(handle) = handle {
         let _ = handle.join();
     }
+    // Whatever a test held back completes now, as a machine going down would.
+    release_held(usize::MAX);
     let mut engine = engine();
     engine.mode = CompletionMode::Inline;
 }

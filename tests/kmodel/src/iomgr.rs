@@ -91,6 +91,8 @@ struct FileRecord {
     outstanding: usize,
     /// `IRP_MJ_CLEANUP` was sent; `IRP_MJ_CLOSE` goes once `outstanding` is zero.
     close_pending: bool,
+    /// The handle was closed (cleanup sent or being sent).
+    cleaned_up: bool,
 }
 
 /// A loaded driver image.
@@ -792,6 +794,7 @@ pub fn open(path: &str, caller: Caller, access: Access) -> Result<Handle, NTSTAT
                 granted: access,
                 outstanding: 0,
                 close_pending: false,
+                cleaned_up: false,
             },
         );
         if let Some(record) = io.devices.get_mut(&device) {
@@ -1122,9 +1125,17 @@ impl Handle {
         ))
     }
 
-    /// `CloseHandle` (the last one on the file object): `IRP_MJ_CLEANUP` now,
-    /// `IRP_MJ_CLOSE` once every request on the file object has completed.
-    pub fn close(self) {
+    /// `CloseHandle` (the last one on the file object): `IRP_MJ_CLEANUP` now, even with
+    /// requests still in flight on it, and `IRP_MJ_CLOSE` once every request on the file
+    /// object has completed. Closing twice does nothing more.
+    pub fn close(&self) {
+        let first = io()
+            .files
+            .get_mut(&self.file)
+            .is_some_and(|record| !std::mem::replace(&mut record.cleaned_up, true));
+        if !first {
+            return;
+        }
         let request = send(self.file, IRP_MJ_CLEANUP, None, 0, 0);
         let _ = request.wait(None);
         if let Some(record) = io().files.get_mut(&self.file) {

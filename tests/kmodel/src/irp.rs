@@ -375,12 +375,12 @@ unsafe extern "system" fn unload_safe_completion(
         let mut inner = state::lock();
         inner.ex_contexts = inner.ex_contexts.saturating_sub(1);
     }
-    crate::iomgr::routine_running(false, true);
+    // The device reference taken when the routine was set keeps the image loaded: the routine
+    // runs guarded.
     let previous = IN_DRIVER_ROUTINE.with(|flag| flag.replace(false));
     // SAFETY: The driver's routine with its context, as the I/O manager calls it.
     let result = unsafe { (record.routine)(device, irp, record.context) };
     IN_DRIVER_ROUTINE.with(|flag| flag.set(previous));
-    crate::iomgr::routine_running(false, false);
     crate::iomgr::dereference_device(std::ptr::with_exposed_provenance(record.device));
     result
 }

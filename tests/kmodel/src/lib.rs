@@ -49,7 +49,7 @@ mod wsk;
 
 use std::sync::{Condvar, Mutex};
 
-pub use completion::{CompletionMode, Order};
+pub use completion::{CompletionMode, Order, held_completions, release_held};
 pub use faults::FaultPlan;
 pub use report::{Leaks, Report, Stats, Violation};
 pub use security::{Access, Caller};

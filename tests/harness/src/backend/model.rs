@@ -278,7 +278,7 @@ mod imp {
                         .lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner)
                         .remove(&index);
-                    if let Some(handle) = handle.and_then(Arc::into_inner) {
+                    if let Some(handle) = handle {
                         handle.close();
                     }
                 }

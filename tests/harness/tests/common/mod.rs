@@ -8,6 +8,7 @@ use wskudp_harness::backend::{Backend, FrontDoor, ModelBackend, ModelConfig};
 use wskudp_harness::client::Client;
 use wskudp_harness::receiver::{Arrival, Receiver};
 use wskudp_harness::report::ModelReport;
+#[allow(unused_imports, reason = "not every test uses it")]
 pub use wskudp_harness::scenarios::plain;
 use wskudp_kmodel::{CompletionMode, Config, FaultPlan};
 

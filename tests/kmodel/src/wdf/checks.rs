@@ -411,18 +411,18 @@ pub const CHECKS: &[Check] = &[
     check(
         "WdfQueueDeletedWithDriverRequests",
         "WdfObjectDelete(device), unload",
-        "deleting a queue waits forever for driver-owned requests that are not cancelable (a verifier break every 60 s)",
+        "deleting a queue waits forever for driver-owned requests that are not cancelable (a verifier break every 60 s); a control device is deleted only after its last handle closed, which waits for every request on it, so the front door cannot reach this (the model reports it after 2 s should it happen)",
         "shared/irphandlers/io/fxioqueue.cpp:470-592, 2924-2936",
         false,
-        true,
+        false,
     ),
     check(
         "WdfIrqlAboveDispatch",
         "WdfRequestComplete*",
-        "called above DISPATCH_LEVEL; KMDF only annotates it (_IRQL_requires_max_), the model checks it",
+        "called above DISPATCH_LEVEL; only an annotation in KMDF (_IRQL_requires_max_), and nothing in the model runs a driver above DISPATCH_LEVEL",
         "shared/core/fxrequestapi.cpp:379, 507",
         false,
-        true,
+        false,
     ),
     check(
         "IrqlNotRestored",

@@ -55,6 +55,14 @@ pub static mut WDF_DRIVER_GLOBALS: *mut WDF_DRIVER_GLOBALS = std::ptr::null_mut(
 #[unsafe(export_name = "WdfFunctionCount")]
 pub static mut WDF_FUNCTION_COUNT: ULONG = 0;
 
+/// The function table a bound driver calls through (null when no driver is bound), for tests
+/// that call an entry directly.
+#[must_use]
+pub fn function_table() -> *const WDFFUNC {
+    // SAFETY: Reading the pointer value, written only at bind and unbind.
+    unsafe { WDF_FUNCTIONS }
+}
+
 /// The model's framework state: one bound driver at a time, as one machine runs one driver.
 pub(crate) struct Framework {
     pub(crate) objects: objects::Objects,

@@ -35,7 +35,7 @@ use wskudp_wdf_decls::{
 
 use super::objects::{Kind, validate_attributes};
 use super::{address, check_globals, device, framework, objects, pointer, violation};
-use crate::irql::{self, DISPATCH_LEVEL, PASSIVE_LEVEL};
+use crate::irql::{self, PASSIVE_LEVEL};
 
 /// `sizeof(WDF_IO_QUEUE_CONFIG)` and its `V1_9` / `V1_7` predecessors on x64
 /// (`shared/inc/private/common/fxversionedstructures.h`).
@@ -45,7 +45,7 @@ const CONFIG_SIZE_V1_7: u32 = 80;
 const _: () = assert!(CONFIG_SIZE as usize == size_of::<WDF_IO_QUEUE_CONFIG>());
 /// How long deleting a queue waits for the requests its driver still owns before the model
 /// reports the hang KMDF would sit in (`fxioqueue.cpp:541-544`).
-const DISPOSE_WAIT: Duration = Duration::from_secs(10);
+const DISPOSE_WAIT: Duration = Duration::from_secs(2);
 
 /// Where a request is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -512,12 +512,6 @@ fn present(queue: usize, request: usize) {
 /// Completes a request (`FxRequest::CompleteInternal`, `fxrequest.cpp:522-928`) with the
 /// verifier's checks.
 fn complete(request: usize, status: NTSTATUS, information: Option<ULONG_PTR>, api: &str) {
-    if irql::current() > DISPATCH_LEVEL {
-        violation(
-            "WdfIrqlAboveDispatch",
-            format!("{api} above DISPATCH_LEVEL (its _IRQL_requires_max_)"),
-        );
-    }
     let mut problems = Vec::new();
     let (record, queue) = {
         let mut fx = framework();

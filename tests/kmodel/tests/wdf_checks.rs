@@ -1,0 +1,1023 @@
+//! Every KMDF check the WDF model makes (`wskudp_kmodel::wdf::CHECKS`, modelled ones), broken on
+//! purpose by a small KMDF driver written for the purpose, and reported under its name. A last
+//! test checks that no modelled check is left without a case here.
+
+#![allow(
+    clippy::missing_const_for_fn,
+    clippy::too_many_lines,
+    clippy::items_after_statements,
+    clippy::cast_possible_truncation,
+    reason = "test drivers"
+)]
+
+use std::ffi::c_void;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use windows_sys::Wdk::Foundation::DRIVER_OBJECT;
+use windows_sys::Wdk::System::SystemServices::{
+    ExAcquireSpinLockExclusive, ExReleaseSpinLockExclusive,
+};
+use windows_sys::Win32::Foundation::{NTSTATUS, STATUS_SUCCESS, UNICODE_STRING};
+use wskudp_kmodel::iomgr::{self, EntryKind, Handle, LoadedDriver};
+use wskudp_kmodel::wdf::CHECKS;
+use wskudp_kmodel::{Access, Caller, Config, Machine, Report};
+use wskudp_wdf_decls::{
+    _WDF_DRIVER_INIT_FLAGS, _WDF_EXECUTION_LEVEL, _WDF_FILEOBJECT_CLASS,
+    _WDF_IO_QUEUE_DISPATCH_TYPE, _WDF_SYNCHRONIZATION_SCOPE, _WDF_TRI_STATE,
+    PFN_WDF_REQUEST_CANCEL, PWDFDEVICE_INIT, WDF_DRIVER_CONFIG, WDF_FILEOBJECT_CONFIG,
+    WDF_IO_QUEUE_CONFIG, WDF_NO_OBJECT_ATTRIBUTES, WDF_OBJECT_ATTRIBUTES,
+    WDF_OBJECT_CONTEXT_TYPE_INFO, WDFDEVICE, WDFDRIVER, WDFOBJECT, WDFQUEUE, WDFREQUEST,
+    call_unsafe_wdf_function_binding,
+};
+
+/// What a test driver does in `DriverEntry`, after binding.
+type Entry = Box<dyn FnOnce(*mut DRIVER_OBJECT, *const UNICODE_STRING) -> NTSTATUS + Send>;
+/// What the test driver's `EvtIoDeviceControl` does with each request.
+type OnIoctl = fn(WDFQUEUE, WDFREQUEST, usize, usize);
+
+static ENTRY: Mutex<Option<Entry>> = Mutex::new(None);
+static ON_IOCTL: Mutex<Option<OnIoctl>> = Mutex::new(None);
+static KEPT: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+
+unsafe extern "system" fn driver_entry(
+    driver: *mut DRIVER_OBJECT,
+    path: *const UNICODE_STRING,
+) -> NTSTATUS {
+    let entry = ENTRY.lock().unwrap().take().unwrap();
+    entry(driver, path)
+}
+
+unsafe extern "C" fn unload(_: WDFDRIVER) {}
+
+unsafe extern "C" fn io_device_control(
+    queue: WDFQUEUE,
+    request: WDFREQUEST,
+    output: usize,
+    input: usize,
+    _code: u32,
+) {
+    let on_ioctl = ON_IOCTL.lock().unwrap().unwrap_or(complete_success);
+    on_ioctl(queue, request, output, input);
+}
+
+fn complete_success(_: WDFQUEUE, request: WDFREQUEST, _: usize, _: usize) {
+    // SAFETY: A presented request, completed once.
+    unsafe { call_unsafe_wdf_function_binding!(WdfRequestComplete, request, STATUS_SUCCESS) };
+}
+
+const fn size<T>() -> u32 {
+    size_of::<T>() as u32
+}
+
+fn driver_config() -> WDF_DRIVER_CONFIG {
+    WDF_DRIVER_CONFIG {
+        Size: size::<WDF_DRIVER_CONFIG>(),
+        EvtDriverUnload: Some(unload),
+        DriverInitFlags: _WDF_DRIVER_INIT_FLAGS::WdfDriverInitNonPnpDriver.cast_unsigned(),
+        ..WDF_DRIVER_CONFIG::default()
+    }
+}
+
+fn attributes() -> WDF_OBJECT_ATTRIBUTES {
+    WDF_OBJECT_ATTRIBUTES {
+        Size: size::<WDF_OBJECT_ATTRIBUTES>(),
+        ExecutionLevel: _WDF_EXECUTION_LEVEL::WdfExecutionLevelInheritFromParent,
+        SynchronizationScope: _WDF_SYNCHRONIZATION_SCOPE::WdfSynchronizationScopeInheritFromParent,
+        ..WDF_OBJECT_ATTRIBUTES::default()
+    }
+}
+
+fn queue_config() -> WDF_IO_QUEUE_CONFIG {
+    let mut config = WDF_IO_QUEUE_CONFIG {
+        Size: size::<WDF_IO_QUEUE_CONFIG>(),
+        PowerManaged: _WDF_TRI_STATE::WdfUseDefault,
+        DefaultQueue: 1,
+        DispatchType: _WDF_IO_QUEUE_DISPATCH_TYPE::WdfIoQueueDispatchParallel,
+        EvtIoDeviceControl: Some(io_device_control),
+        ..WDF_IO_QUEUE_CONFIG::default()
+    };
+    config.Settings.Parallel.NumberOfPresentedRequests = u32::MAX;
+    config
+}
+
+fn wide(text: &str) -> &'static mut UNICODE_STRING {
+    let units: &'static mut [u16] = Box::leak(text.encode_utf16().collect());
+    let bytes = u16::try_from(units.len() * 2).unwrap();
+    Box::leak(Box::new(UNICODE_STRING {
+        Length: bytes,
+        MaximumLength: bytes,
+        Buffer: units.as_mut_ptr(),
+    }))
+}
+
+fn create_driver(
+    driver: *mut DRIVER_OBJECT,
+    path: *const UNICODE_STRING,
+    mut config: WDF_DRIVER_CONFIG,
+) -> Result<WDFDRIVER, NTSTATUS> {
+    let mut handle: WDFDRIVER = std::ptr::null_mut();
+    // SAFETY: A test driver during DriverEntry.
+    let status = unsafe {
+        call_unsafe_wdf_function_binding!(
+            WdfDriverCreate,
+            driver,
+            path,
+            WDF_NO_OBJECT_ATTRIBUTES,
+            &raw mut config,
+            &raw mut handle
+        )
+    };
+    if status < 0 { Err(status) } else { Ok(handle) }
+}
+
+fn allocate_init(driver: WDFDRIVER) -> PWDFDEVICE_INIT {
+    // SAFETY: A bound driver at PASSIVE_LEVEL.
+    unsafe {
+        call_unsafe_wdf_function_binding!(
+            WdfControlDeviceInitAllocate,
+            driver,
+            wide("D:P(A;;GA;;;SY)(A;;GA;;;BA)")
+        )
+    }
+}
+
+/// A named control device `\Device\Test`, after `tweak(init)`.
+fn control_device(
+    driver: WDFDRIVER,
+    tweak: impl FnOnce(PWDFDEVICE_INIT),
+    mut device_attributes: WDF_OBJECT_ATTRIBUTES,
+) -> Result<WDFDEVICE, NTSTATUS> {
+    let mut init = allocate_init(driver);
+    // SAFETY: A live init.
+    let status = unsafe {
+        call_unsafe_wdf_function_binding!(WdfDeviceInitAssignName, init, wide(r"\Device\Test"))
+    };
+    assert_eq!(status, STATUS_SUCCESS);
+    tweak(init);
+    let mut device: WDFDEVICE = std::ptr::null_mut();
+    // SAFETY: As above.
+    let status = unsafe {
+        call_unsafe_wdf_function_binding!(
+            WdfDeviceCreate,
+            &raw mut init,
+            &raw mut device_attributes,
+            &raw mut device
+        )
+    };
+    if status < 0 {
+        if !init.is_null() {
+            // SAFETY: Not consumed by a failed create.
+            unsafe { call_unsafe_wdf_function_binding!(WdfDeviceInitFree, init) };
+        }
+        return Err(status);
+    }
+    Ok(device)
+}
+
+fn create_queue(device: WDFDEVICE, mut config: WDF_IO_QUEUE_CONFIG) -> Result<WDFQUEUE, NTSTATUS> {
+    let mut queue: WDFQUEUE = std::ptr::null_mut();
+    // SAFETY: A live device.
+    let status = unsafe {
+        call_unsafe_wdf_function_binding!(
+            WdfIoQueueCreate,
+            device,
+            &raw mut config,
+            WDF_NO_OBJECT_ATTRIBUTES,
+            &raw mut queue
+        )
+    };
+    if status < 0 { Err(status) } else { Ok(queue) }
+}
+
+/// A working test driver: a control device with a link, a default queue, ready for opens.
+fn working_driver(driver: *mut DRIVER_OBJECT, path: *const UNICODE_STRING) -> NTSTATUS {
+    let result = (|| {
+        let wdf_driver = create_driver(driver, path, driver_config())?;
+        let device = control_device(wdf_driver, |_| {}, attributes())?;
+        // SAFETY: A live named device.
+        let status = unsafe {
+            call_unsafe_wdf_function_binding!(
+                WdfDeviceCreateSymbolicLink,
+                device,
+                wide(r"\DosDevices\Test")
+            )
+        };
+        assert_eq!(status, STATUS_SUCCESS);
+        create_queue(device, queue_config())?;
+        // SAFETY: Our control device.
+        unsafe { call_unsafe_wdf_function_binding!(WdfControlFinishInitializing, device) };
+        Ok(STATUS_SUCCESS)
+    })();
+    result.unwrap_or_else(|status| status)
+}
+
+/// Loads a test driver running `entry`, lets `use_it` exercise it, unloads it, and returns the
+/// machine's report.
+fn run(
+    entry: impl FnOnce(*mut DRIVER_OBJECT, *const UNICODE_STRING) -> NTSTATUS + Send + 'static,
+    on_ioctl: Option<OnIoctl>,
+    use_it: impl FnOnce(&Handle),
+) -> Report {
+    let machine = Machine::boot(Config::default());
+    *ENTRY.lock().unwrap() = Some(Box::new(entry));
+    *ON_IOCTL.lock().unwrap() = on_ioctl;
+    KEPT.lock().unwrap().clear();
+    if let Ok(driver) = iomgr::load("test", driver_entry, EntryKind::Kmdf) {
+        if let Ok(handle) = iomgr::open(r"\\.\Test", Caller::Administrator, Access::READ_WRITE) {
+            use_it(&handle);
+            handle.close();
+        }
+        unload_in_background(driver);
+    }
+    machine.shutdown()
+}
+
+fn unload_in_background(driver: LoadedDriver) {
+    // A driver that cannot be stopped leaves the thread waiting; the report is read anyway.
+    let unloading = std::thread::spawn(move || driver.unload());
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !unloading.is_finished() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Sends one IOCTL and waits for it (bounded).
+fn ioctl(handle: &Handle, output: usize) -> Option<(NTSTATUS, Vec<u8>)> {
+    let pending = handle.ioctl(0x0012_2000, &[1, 2, 3, 4], output).unwrap();
+    let outcome = pending.wait(Some(Duration::from_secs(2)));
+    if outcome.is_none() {
+        pending.cancel();
+        return pending.wait(Some(Duration::from_secs(2)));
+    }
+    outcome
+}
+
+/// `(rule, how to break it)`.
+type Case = (&'static str, fn() -> Report);
+
+fn entry_only(entry: fn(*mut DRIVER_OBJECT, *const UNICODE_STRING) -> NTSTATUS) -> Report {
+    run(entry, None, |_| {})
+}
+
+fn with_request(on_ioctl: OnIoctl) -> Report {
+    run(working_driver, Some(on_ioctl), |handle| {
+        let _ = ioctl(handle, 8);
+    })
+}
+
+const CASES: &[Case] = &[
+    ("WDF_REQUIRED_PARAMETER_IS_NULL", || {
+        entry_only(|driver, path| {
+            // SAFETY: Deliberately broken: no configuration.
+            unsafe {
+                call_unsafe_wdf_function_binding!(
+                    WdfDriverCreate,
+                    driver,
+                    path,
+                    WDF_NO_OBJECT_ATTRIBUTES,
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut()
+                )
+            }
+        })
+    }),
+    ("WDF_INVALID_HANDLE", || {
+        entry_only(|driver, path| {
+            let _ = create_driver(driver, path, driver_config());
+            // SAFETY: Deliberately broken: not a WDFDRIVER.
+            let _ = unsafe {
+                call_unsafe_wdf_function_binding!(
+                    WdfControlDeviceInitAllocate,
+                    0x1234_usize as WDFDRIVER,
+                    wide("D:P")
+                )
+            };
+            STATUS_SUCCESS
+        })
+    }),
+    ("WdfStaleHandle", || {
+        entry_only(|driver, path| {
+            let wdf_driver = create_driver(driver, path, driver_config()).unwrap();
+            let device = control_device(wdf_driver, |_| {}, attributes()).unwrap();
+            let mut config = queue_config();
+            config.DefaultQueue = 0;
+            let queue = create_queue(device, config).unwrap();
+            // SAFETY: Deliberately broken: the second delete names a deleted queue.
+            unsafe {
+                call_unsafe_wdf_function_binding!(WdfObjectDelete, queue.cast::<c_void>());
+                call_unsafe_wdf_function_binding!(WdfObjectDelete, queue.cast::<c_void>());
+            }
+            STATUS_SUCCESS
+        })
+    }),
+    ("WdfDriverGlobalsMismatch", || {
+        entry_only(|driver, path| {
+            let mut config = driver_config();
+            let table = wskudp_kmodel::wdf::function_table();
+            let index = wskudp_wdf_decls::_WDFFUNCENUM::WdfDriverCreateTableIndex as usize;
+            // SAFETY: The entry is WdfDriverCreate's; deliberately called with NULL globals.
+            unsafe {
+                let entry = *table.add(index);
+                let create: wskudp_wdf_decls::PFN_WDFDRIVERCREATE = std::mem::transmute(entry);
+                create.unwrap()(
+                    std::ptr::null_mut(),
+                    driver,
+                    path,
+                    WDF_NO_OBJECT_ATTRIBUTES,
+                    &raw mut config,
+                    std::ptr::null_mut(),
+                )
+            }
+        })
+    }),
+    ("WdfDriverConfigSize", || {
+        entry_only(|driver, path| {
+            let config = WDF_DRIVER_CONFIG {
+                Size: 0,
+                ..driver_config()
+            };
+            create_driver(driver, path, config)
+                .err()
+                .unwrap_or(STATUS_SUCCESS)
+        })
+    }),
+    ("WdfDriverInitFlags", || {
+        entry_only(|driver, path| {
+            let config = WDF_DRIVER_CONFIG {
+                DriverInitFlags: 0x101,
+                ..driver_config()
+            };
+            create_driver(driver, path, config)
+                .err()
+                .unwrap_or(STATUS_SUCCESS)
+        })
+    }),
+    ("WdfDriverRegistryPath", || {
+        entry_only(|driver, _| {
+            let path = wide("odd");
+            path.Length = 3;
+            create_driver(driver, path, driver_config())
+                .err()
+                .unwrap_or(STATUS_SUCCESS)
+        })
+    }),
+    ("WdfDriverCreateTwice", || {
+        entry_only(|driver, path| {
+            let _ = create_driver(driver, path, driver_config());
+            create_driver(driver, path, driver_config())
+                .err()
+                .unwrap_or(STATUS_SUCCESS)
+        })
+    }),
+    ("WdfNonPnpDriverWithDeviceAdd", || {
+        unsafe extern "C" fn add(_: WDFDRIVER, _: PWDFDEVICE_INIT) -> NTSTATUS {
+            0
+        }
+        entry_only(|driver, path| {
+            let config = WDF_DRIVER_CONFIG {
+                EvtDriverDeviceAdd: Some(add),
+                ..driver_config()
+            };
+            create_driver(driver, path, config)
+                .err()
+                .unwrap_or(STATUS_SUCCESS)
+        })
+    }),
+    ("WdfNonPnpDriverWithoutUnload", || {
+        entry_only(|driver, path| {
+            let config = WDF_DRIVER_CONFIG {
+                EvtDriverUnload: None,
+                ..driver_config()
+            };
+            let _ = create_driver(driver, path, config);
+            // Fail, so the framework cleans up what no unload routine could.
+            -1
+        })
+    }),
+    ("WdfAttributesSize", || {
+        entry_only(|driver, path| {
+            let wdf_driver = create_driver(driver, path, driver_config()).unwrap();
+            let bad = WDF_OBJECT_ATTRIBUTES {
+                Size: 8,
+                ..attributes()
+            };
+            control_device(wdf_driver, |_| {}, bad)
+                .err()
+                .unwrap_or(STATUS_SUCCESS)
+        })
+    }),
+    ("WdfContextTypeInfoSize", || {
+        static INFO: WdfInfo = WdfInfo(WDF_OBJECT_CONTEXT_TYPE_INFO {
+            Size: 8,
+            ContextName: c"X".as_ptr(),
+            ContextSize: 8,
+            UniqueType: std::ptr::null(),
+            EvtDriverGetUniqueContextType: None,
+        });
+        entry_only(|driver, path| with_context(driver, path, &INFO.0))
+    }),
+    ("WdfContextTypeInfoNoName", || {
+        static INFO: WdfInfo = WdfInfo(WDF_OBJECT_CONTEXT_TYPE_INFO {
+            Size: 40,
+            ContextName: std::ptr::null(),
+            ContextSize: 8,
+            UniqueType: std::ptr::null(),
+            EvtDriverGetUniqueContextType: None,
+        });
+        entry_only(|driver, path| with_context(driver, path, &INFO.0))
+    }),
+    ("WdfContextSizeOverride", || {
+        entry_only(|driver, path| {
+            let wdf_driver = create_driver(driver, path, driver_config()).unwrap();
+            let bad = WDF_OBJECT_ATTRIBUTES {
+                ContextSizeOverride: 64,
+                ..attributes()
+            };
+            control_device(wdf_driver, |_| {}, bad)
+                .err()
+                .unwrap_or(STATUS_SUCCESS)
+        })
+    }),
+    ("WdfParentNotAllowed", || {
+        entry_only(|driver, path| {
+            let wdf_driver = create_driver(driver, path, driver_config()).unwrap();
+            let bad = WDF_OBJECT_ATTRIBUTES {
+                ParentObject: wdf_driver.cast::<c_void>(),
+                ..attributes()
+            };
+            control_device(wdf_driver, |_| {}, bad)
+                .err()
+                .unwrap_or(STATUS_SUCCESS)
+        })
+    }),
+    ("WdfAttributesExecutionLevel", || {
+        entry_only(|driver, path| {
+            let wdf_driver = create_driver(driver, path, driver_config()).unwrap();
+            // A zeroed structure with only its Size: the old front door's mistake in waiting.
+            let bad = WDF_OBJECT_ATTRIBUTES {
+                Size: size::<WDF_OBJECT_ATTRIBUTES>(),
+                ..WDF_OBJECT_ATTRIBUTES::default()
+            };
+            control_device(wdf_driver, |_| {}, bad)
+                .err()
+                .unwrap_or(STATUS_SUCCESS)
+        })
+    }),
+    ("WdfAttributesSynchronizationScope", || {
+        entry_only(|driver, path| {
+            let wdf_driver = create_driver(driver, path, driver_config()).unwrap();
+            let bad = WDF_OBJECT_ATTRIBUTES {
+                SynchronizationScope: 9,
+                ..attributes()
+            };
+            control_device(wdf_driver, |_| {}, bad)
+                .err()
+                .unwrap_or(STATUS_SUCCESS)
+        })
+    }),
+    ("WdfIrqlAbovePassive", || {
+        entry_only(|driver, path| {
+            let wdf_driver = create_driver(driver, path, driver_config()).unwrap();
+            let init = allocate_init(wdf_driver);
+            let mut lock = 0_i32;
+            // SAFETY: Deliberately broken: a PASSIVE_LEVEL DDI under a spin lock.
+            unsafe {
+                let irql = ExAcquireSpinLockExclusive(&raw mut lock);
+                let _ = call_unsafe_wdf_function_binding!(
+                    WdfDeviceInitAssignName,
+                    init,
+                    wide(r"\Device\X")
+                );
+                ExReleaseSpinLockExclusive(&raw mut lock, irql);
+                call_unsafe_wdf_function_binding!(WdfDeviceInitFree, init);
+            }
+            STATUS_SUCCESS
+        })
+    }),
+    ("WdfDeviceInitUsedAfterFree", || {
+        entry_only(|driver, path| {
+            let wdf_driver = create_driver(driver, path, driver_config()).unwrap();
+            let init = allocate_init(wdf_driver);
+            // SAFETY: Deliberately broken: freed twice.
+            unsafe {
+                call_unsafe_wdf_function_binding!(WdfDeviceInitFree, init);
+                call_unsafe_wdf_function_binding!(WdfDeviceInitFree, init);
+            }
+            STATUS_SUCCESS
+        })
+    }),
+    ("WdfDeviceInitLeaked", || {
+        entry_only(|driver, path| {
+            let wdf_driver = create_driver(driver, path, driver_config()).unwrap();
+            let _ = allocate_init(wdf_driver);
+            -1
+        })
+    }),
+    ("WdfMalformedUnicodeString", || {
+        entry_only(|driver, path| {
+            let wdf_driver = create_driver(driver, path, driver_config()).unwrap();
+            let init = allocate_init(wdf_driver);
+            let name = wide("x");
+            name.Length = 1;
+            // SAFETY: Deliberately broken: an odd length.
+            unsafe {
+                let _ = call_unsafe_wdf_function_binding!(WdfDeviceInitAssignName, init, name);
+                call_unsafe_wdf_function_binding!(WdfDeviceInitFree, init);
+            }
+            STATUS_SUCCESS
+        })
+    }),
+    ("WdfFileObjectConfigSize", || {
+        file_config_case(|config| config.Size = 4)
+    }),
+    ("WdfFileObjectConfigTriState", || {
+        file_config_case(|config| config.AutoForwardCleanupClose = 7)
+    }),
+    ("WdfFileObjectConfigClass", || {
+        file_config_case(|config| config.FileObjectClass = 0)
+    }),
+    ("WdfControlDeviceWithoutName", || {
+        entry_only(|driver, path| {
+            let wdf_driver = create_driver(driver, path, driver_config()).unwrap();
+            let mut init = allocate_init(wdf_driver);
+            let mut device: WDFDEVICE = std::ptr::null_mut();
+            let mut attributes = attributes();
+            // SAFETY: Deliberately broken: the replaced characteristics drop the autogenerated
+            // name, and no name is assigned.
+            unsafe {
+                call_unsafe_wdf_function_binding!(WdfDeviceInitSetCharacteristics, init, 0, 0);
+                let _ = call_unsafe_wdf_function_binding!(
+                    WdfDeviceCreate,
+                    &raw mut init,
+                    &raw mut attributes,
+                    &raw mut device
+                );
+                call_unsafe_wdf_function_binding!(WdfDeviceInitFree, init);
+            }
+            STATUS_SUCCESS
+        })
+    }),
+    ("WdfFileObjectSynchronizationScope", || {
+        entry_only(|driver, path| {
+            let wdf_driver = create_driver(driver, path, driver_config()).unwrap();
+            control_device(
+                wdf_driver,
+                |init| {
+                    let mut config = file_config();
+                    let mut file_attributes = WDF_OBJECT_ATTRIBUTES {
+                        SynchronizationScope:
+                            _WDF_SYNCHRONIZATION_SCOPE::WdfSynchronizationScopeQueue,
+                        ..attributes()
+                    };
+                    // SAFETY: A live init.
+                    unsafe {
+                        call_unsafe_wdf_function_binding!(
+                            WdfDeviceInitSetFileObjectConfig,
+                            init,
+                            &raw mut config,
+                            &raw mut file_attributes
+                        );
+                    }
+                },
+                attributes(),
+            )
+            .err()
+            .unwrap_or(STATUS_SUCCESS)
+        })
+    }),
+    ("WdfSymbolicLinkEmpty", || {
+        entry_only(|driver, path| {
+            let wdf_driver = create_driver(driver, path, driver_config()).unwrap();
+            let device = control_device(wdf_driver, |_| {}, attributes()).unwrap();
+            // SAFETY: Deliberately broken: an empty name.
+            unsafe {
+                call_unsafe_wdf_function_binding!(WdfDeviceCreateSymbolicLink, device, wide(""))
+            }
+        })
+    }),
+    ("WdfSymbolicLinkTwice", || {
+        entry_only(|driver, path| {
+            let wdf_driver = create_driver(driver, path, driver_config()).unwrap();
+            let device = control_device(wdf_driver, |_| {}, attributes()).unwrap();
+            // SAFETY: Deliberately broken: two links.
+            unsafe {
+                let _ = call_unsafe_wdf_function_binding!(
+                    WdfDeviceCreateSymbolicLink,
+                    device,
+                    wide(r"\DosDevices\A")
+                );
+                call_unsafe_wdf_function_binding!(
+                    WdfDeviceCreateSymbolicLink,
+                    device,
+                    wide(r"\DosDevices\B")
+                )
+            }
+        })
+    }),
+    ("WdfObjectDeleteNotAllowed", || {
+        entry_only(|driver, path| {
+            let wdf_driver = create_driver(driver, path, driver_config()).unwrap();
+            // SAFETY: Deliberately broken: the framework owns the WDFDRIVER.
+            unsafe {
+                call_unsafe_wdf_function_binding!(WdfObjectDelete, wdf_driver.cast::<c_void>());
+            };
+            STATUS_SUCCESS
+        })
+    }),
+    ("WdfRequestDeletedByDriver", || {
+        with_request(|_, request, _, _| {
+            // SAFETY: Deliberately broken: deleting a framework request, then completing it.
+            unsafe { call_unsafe_wdf_function_binding!(WdfObjectDelete, request.cast::<c_void>()) };
+            complete_success(std::ptr::null_mut(), request, 0, 0);
+        })
+    }),
+    ("WdfQueueConfigSize", || {
+        queue_case(|config| config.Size = 12)
+    }),
+    ("WdfQueueOutNull", || {
+        entry_only(|driver, path| {
+            let wdf_driver = create_driver(driver, path, driver_config()).unwrap();
+            let device = control_device(wdf_driver, |_| {}, attributes()).unwrap();
+            let mut config = queue_config();
+            config.DefaultQueue = 0;
+            // SAFETY: Deliberately broken: nowhere to return the queue.
+            unsafe {
+                call_unsafe_wdf_function_binding!(
+                    WdfIoQueueCreate,
+                    device,
+                    &raw mut config,
+                    WDF_NO_OBJECT_ATTRIBUTES,
+                    std::ptr::null_mut()
+                )
+            }
+        })
+    }),
+    ("WdfDefaultQueueAfterFinishInitializing", || {
+        entry_only(|driver, path| {
+            let wdf_driver = create_driver(driver, path, driver_config()).unwrap();
+            let device = control_device(wdf_driver, |_| {}, attributes()).unwrap();
+            // SAFETY: Our control device.
+            unsafe { call_unsafe_wdf_function_binding!(WdfControlFinishInitializing, device) };
+            create_queue(device, queue_config())
+                .err()
+                .unwrap_or(STATUS_SUCCESS)
+        })
+    }),
+    ("WdfQueueParent", || {
+        entry_only(|driver, path| {
+            let wdf_driver = create_driver(driver, path, driver_config()).unwrap();
+            let device = control_device(wdf_driver, |_| {}, attributes()).unwrap();
+            let mut config = queue_config();
+            let mut queue_attributes = WDF_OBJECT_ATTRIBUTES {
+                ParentObject: wdf_driver.cast::<c_void>(),
+                ..attributes()
+            };
+            let mut queue: WDFQUEUE = std::ptr::null_mut();
+            // SAFETY: Deliberately broken: the queue's parent is above its device.
+            unsafe {
+                call_unsafe_wdf_function_binding!(
+                    WdfIoQueueCreate,
+                    device,
+                    &raw mut config,
+                    &raw mut queue_attributes,
+                    &raw mut queue
+                )
+            }
+        })
+    }),
+    ("WdfQueueDispatchType", || {
+        queue_case(|config| config.DispatchType = 0)
+    }),
+    ("WdfQueueNoCallback", || {
+        queue_case(|config| config.EvtIoDeviceControl = None)
+    }),
+    ("WdfQueueManualWithCallback", || {
+        queue_case(|config| {
+            config.DispatchType = _WDF_IO_QUEUE_DISPATCH_TYPE::WdfIoQueueDispatchManual;
+            config.Settings.Parallel.NumberOfPresentedRequests = 0;
+        })
+    }),
+    ("WdfQueuePresentedLimitNotParallel", || {
+        queue_case(|config| {
+            config.DispatchType = _WDF_IO_QUEUE_DISPATCH_TYPE::WdfIoQueueDispatchSequential;
+            config.Settings.Parallel.NumberOfPresentedRequests = 5;
+        })
+    }),
+    ("WdfDefaultQueueTwice", || {
+        entry_only(|driver, path| {
+            let wdf_driver = create_driver(driver, path, driver_config()).unwrap();
+            let device = control_device(wdf_driver, |_| {}, attributes()).unwrap();
+            let _ = create_queue(device, queue_config());
+            create_queue(device, queue_config())
+                .err()
+                .unwrap_or(STATUS_SUCCESS)
+        })
+    }),
+    ("WdfRequestNotDriverOwned", || {
+        // A parallel queue presenting one request at a time: the second request waits in the
+        // queue, and the driver completes it by its handle (the model's handles are
+        // consecutive, so the waiting request's is the first one's plus 16).
+        run(
+            |driver, path| {
+                let wdf_driver = create_driver(driver, path, driver_config()).unwrap();
+                let device = control_device(wdf_driver, |_| {}, attributes()).unwrap();
+                // SAFETY: A live named device.
+                let _ = unsafe {
+                    call_unsafe_wdf_function_binding!(
+                        WdfDeviceCreateSymbolicLink,
+                        device,
+                        wide(r"\DosDevices\Test")
+                    )
+                };
+                let mut config = queue_config();
+                config.Settings.Parallel.NumberOfPresentedRequests = 1;
+                create_queue(device, config).unwrap();
+                STATUS_SUCCESS
+            },
+            Some(|_, request, _, _| KEPT.lock().unwrap().push(request as usize)),
+            |handle| {
+                let first = handle.ioctl(0x0012_2000, &[1], 0).unwrap();
+                let second = handle.ioctl(0x0012_2000, &[2], 0).unwrap();
+                let presented = KEPT.lock().unwrap()[0];
+                complete_success(std::ptr::null_mut(), (presented + 16) as WDFREQUEST, 0, 0);
+                complete_success(std::ptr::null_mut(), presented as WDFREQUEST, 0, 0);
+                let _ = first.wait(Some(Duration::from_secs(2)));
+                // The second one is presented now; complete it too.
+                std::thread::sleep(Duration::from_millis(20));
+                for request in KEPT.lock().unwrap().iter().skip(1) {
+                    complete_success(std::ptr::null_mut(), *request as WDFREQUEST, 0, 0);
+                }
+                let _ = second.wait(Some(Duration::from_secs(2)));
+            },
+        )
+    }),
+    ("WdfRequestCompletedTwice", || {
+        with_request(|queue, request, output, input| {
+            complete_success(queue, request, output, input);
+            complete_success(queue, request, output, input);
+        })
+    }),
+    ("WdfRequestCompletedCancelable", || {
+        with_request(|queue, request, output, input| {
+            // SAFETY: A presented request.
+            let _ = unsafe {
+                call_unsafe_wdf_function_binding!(WdfRequestMarkCancelableEx, request, CANCEL)
+            };
+            complete_success(queue, request, output, input);
+        })
+    }),
+    ("WDF_REQUEST_FATAL_ERROR", || {
+        with_request(|_, request, _, _| {
+            // SAFETY: Deliberately broken: more output than the buffer holds.
+            unsafe {
+                call_unsafe_wdf_function_binding!(
+                    WdfRequestCompleteWithInformation,
+                    request,
+                    STATUS_SUCCESS,
+                    4096
+                );
+            }
+        })
+    }),
+    ("WdfRequestUsedAfterCompletion", || {
+        with_request(|queue, request, output, input| {
+            complete_success(queue, request, output, input);
+            let mut buffer = std::ptr::null_mut();
+            // SAFETY: Deliberately broken: the request is completed.
+            let _ = unsafe {
+                call_unsafe_wdf_function_binding!(
+                    WdfRequestRetrieveInputBuffer,
+                    request,
+                    0,
+                    &raw mut buffer,
+                    std::ptr::null_mut()
+                )
+            };
+        })
+    }),
+    ("WdfRequestMarkedCancelableTwice", || {
+        with_request(|queue, request, output, input| {
+            // SAFETY: Deliberately broken: marked twice.
+            unsafe {
+                let _ =
+                    call_unsafe_wdf_function_binding!(WdfRequestMarkCancelableEx, request, CANCEL);
+                let _ =
+                    call_unsafe_wdf_function_binding!(WdfRequestMarkCancelableEx, request, CANCEL);
+                let _ = call_unsafe_wdf_function_binding!(WdfRequestUnmarkCancelable, request);
+            }
+            complete_success(queue, request, output, input);
+        })
+    }),
+    ("WdfRequestNotCancelable", || {
+        with_request(|queue, request, output, input| {
+            // SAFETY: Deliberately broken: never marked.
+            let _ =
+                unsafe { call_unsafe_wdf_function_binding!(WdfRequestUnmarkCancelable, request) };
+            complete_success(queue, request, output, input);
+        })
+    }),
+    ("IrqlNotRestored", || {
+        with_request(|queue, request, output, input| {
+            complete_success(queue, request, output, input);
+            static LOCK: Mutex<i32> = Mutex::new(0);
+            let mut lock = LOCK.lock().unwrap();
+            // SAFETY: Deliberately broken: returns with a spin lock held (at DISPATCH_LEVEL).
+            let _ = unsafe { ExAcquireSpinLockExclusive(&raw mut *lock) };
+        })
+    }),
+];
+
+const CANCEL: PFN_WDF_REQUEST_CANCEL = {
+    unsafe extern "C" fn cancel(request: WDFREQUEST) {
+        // SAFETY: The cancelled request, completed once.
+        unsafe {
+            call_unsafe_wdf_function_binding!(
+                WdfRequestComplete,
+                request,
+                windows_sys::Win32::Foundation::STATUS_CANCELLED
+            );
+        }
+    }
+    Some(cancel)
+};
+
+/// A context type info in a static.
+struct WdfInfo(WDF_OBJECT_CONTEXT_TYPE_INFO);
+// SAFETY: Immutable; its pointers name statics.
+unsafe impl Sync for WdfInfo {}
+
+fn with_context(
+    driver: *mut DRIVER_OBJECT,
+    path: *const UNICODE_STRING,
+    info: &'static WDF_OBJECT_CONTEXT_TYPE_INFO,
+) -> NTSTATUS {
+    let wdf_driver = create_driver(driver, path, driver_config()).unwrap();
+    let with = WDF_OBJECT_ATTRIBUTES {
+        ContextTypeInfo: info,
+        ..attributes()
+    };
+    control_device(wdf_driver, |_| {}, with)
+        .err()
+        .unwrap_or(STATUS_SUCCESS)
+}
+
+fn file_config() -> WDF_FILEOBJECT_CONFIG {
+    WDF_FILEOBJECT_CONFIG {
+        Size: size::<WDF_FILEOBJECT_CONFIG>(),
+        AutoForwardCleanupClose: _WDF_TRI_STATE::WdfUseDefault,
+        FileObjectClass: _WDF_FILEOBJECT_CLASS::WdfFileObjectWdfCannotUseFsContexts,
+        ..WDF_FILEOBJECT_CONFIG::default()
+    }
+}
+
+static FILE_TWEAK: Mutex<Option<fn(&mut WDF_FILEOBJECT_CONFIG)>> = Mutex::new(None);
+
+fn file_config_case(tweak: fn(&mut WDF_FILEOBJECT_CONFIG)) -> Report {
+    *FILE_TWEAK.lock().unwrap() = Some(tweak);
+    entry_only(|driver, path| {
+        let wdf_driver = create_driver(driver, path, driver_config()).unwrap();
+        let tweak = FILE_TWEAK.lock().unwrap().unwrap();
+        let _ = control_device(
+            wdf_driver,
+            |init| {
+                let mut config = file_config();
+                tweak(&mut config);
+                // SAFETY: A live init; the configuration is deliberately broken.
+                unsafe {
+                    call_unsafe_wdf_function_binding!(
+                        WdfDeviceInitSetFileObjectConfig,
+                        init,
+                        &raw mut config,
+                        WDF_NO_OBJECT_ATTRIBUTES
+                    );
+                }
+            },
+            attributes(),
+        );
+        STATUS_SUCCESS
+    })
+}
+
+static QUEUE_TWEAK: Mutex<Option<fn(&mut WDF_IO_QUEUE_CONFIG)>> = Mutex::new(None);
+
+fn queue_case(tweak: fn(&mut WDF_IO_QUEUE_CONFIG)) -> Report {
+    *QUEUE_TWEAK.lock().unwrap() = Some(tweak);
+    entry_only(|driver, path| {
+        let wdf_driver = create_driver(driver, path, driver_config()).unwrap();
+        let device = control_device(wdf_driver, |_| {}, attributes()).unwrap();
+        let mut config = queue_config();
+        QUEUE_TWEAK.lock().unwrap().unwrap()(&mut config);
+        create_queue(device, config).err().unwrap_or(STATUS_SUCCESS)
+    })
+}
+
+#[test]
+fn every_modelled_check_trips_under_its_name() {
+    let mut missed = Vec::new();
+    for (rule, case) in CASES {
+        let report = case();
+        if !report.violations.iter().any(|v| v.rule == *rule) {
+            missed.push(format!("{rule}: {report}"));
+        }
+    }
+    assert!(missed.is_empty(), "{missed:#?}");
+}
+
+#[test]
+fn every_modelled_check_has_a_case() {
+    let cased: Vec<&str> = CASES.iter().map(|(rule, _)| *rule).collect();
+    let uncovered: Vec<&str> = CHECKS
+        .iter()
+        .filter(|check| check.modelled && !cased.contains(&check.rule))
+        .map(|check| check.rule)
+        .filter(|rule| *rule != "WdfFunctionNotModelled")
+        .collect();
+    assert!(
+        uncovered.is_empty(),
+        "modelled checks without a case: {uncovered:?}"
+    );
+}
+
+/// A working driver reports nothing: the checks do not fire on correct use.
+#[test]
+fn a_correct_driver_trips_nothing() {
+    let report = with_request(complete_success);
+    assert!(report.is_clean(), "{report}");
+}
+
+/// The parallel default queue the old front door created (`NumberOfPresentedRequests` left 0):
+/// KMDF accepts it, and never presents a request; the IOCTL waits until it is cancelled.
+#[test]
+fn a_parallel_queue_presenting_zero_requests_hangs_every_ioctl() {
+    let report = run(
+        |driver, path| {
+            let wdf_driver = create_driver(driver, path, driver_config()).unwrap();
+            let device = control_device(wdf_driver, |_| {}, attributes()).unwrap();
+            // SAFETY: A live named device.
+            let _ = unsafe {
+                call_unsafe_wdf_function_binding!(
+                    WdfDeviceCreateSymbolicLink,
+                    device,
+                    wide(r"\DosDevices\Test")
+                )
+            };
+            let mut config = queue_config();
+            config.Settings.Parallel.NumberOfPresentedRequests = 0;
+            create_queue(device, config).unwrap();
+            STATUS_SUCCESS
+        },
+        None,
+        |handle| {
+            let pending = handle.ioctl(0x0012_2000, &[1], 8).unwrap();
+            assert_eq!(
+                pending.wait(Some(Duration::from_millis(300))),
+                None,
+                "presented"
+            );
+            pending.cancel();
+            let (status, _) = pending.wait(Some(Duration::from_secs(2))).unwrap();
+            assert_eq!(status, windows_sys::Win32::Foundation::STATUS_CANCELLED);
+        },
+    );
+    assert!(report.is_clean(), "{report}");
+}
+
+/// A table entry the model does not implement stops the machine with its index (checked in a
+/// child process, since the model aborts as a bugcheck would).
+#[test]
+fn an_unmodelled_function_stops_the_machine_naming_it() {
+    if std::env::var_os("WSKUDP_WDF_CHILD").is_some() {
+        let _ = entry_only(|driver, path| {
+            let wdf_driver = create_driver(driver, path, driver_config()).unwrap();
+            let table = wskudp_kmodel::wdf::function_table();
+            // SAFETY: Index 0 (WdfChildListCreate) is not modelled; the stub aborts.
+            unsafe {
+                let entry = *table;
+                let f: unsafe extern "C" fn(*mut c_void, WDFDRIVER) =
+                    std::mem::transmute(entry.unwrap());
+                f(std::ptr::null_mut(), wdf_driver);
+            }
+            STATUS_SUCCESS
+        });
+        return;
+    }
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "an_unmodelled_function_stops_the_machine_naming_it",
+            "--nocapture",
+        ])
+        .env("WSKUDP_WDF_CHILD", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("WdfFunctionNotModelled") && stderr.contains("entry 0 "),
+        "{stderr}"
+    );
+}
+
+#[allow(dead_code, reason = "names the type so the import is used")]
+const _OBJECT: Option<WDFOBJECT> = None;
