@@ -2,19 +2,19 @@
 
 mod common;
 
-use common::{V4, addr, client, finish_clean, plain};
+use common::{V4, addr, client_on, config, finish_clean, modes, plain};
 use proptest::prelude::*;
 use wskudp_abi::status::{STATUS_INVALID_HANDLE, STATUS_SUCCESS, STATUS_TOO_MANY_OPENED_FILES};
 use wskudp_abi::{Ioctl, MAX_SOCKETS, OpenSocketResponse, encode_close_socket, encode_open_socket};
-use wskudp_harness::backend::{Backend, ModelBackend, ModelConfig};
+use wskudp_harness::backend::{Backend, FrontDoor, ModelBackend};
 use wskudp_harness::client::{Client, ClientError};
 use wskudp_harness::scenarios::valid_send;
-use wskudp_kmodel::CompletionMode;
+use wskudp_kmodel::{CompletionMode, FaultPlan};
 use zerocopy::{FromBytes, IntoBytes};
 
 #[test]
 fn the_client_refuses_what_the_driver_would_refuse() {
-    let client = client(CompletionMode::Inline);
+    let client = client_on(FrontDoor::Kmdf, CompletionMode::Inline, FaultPlan::None);
     let socket = client.open_socket(addr(V4)).unwrap().socket;
     let error = client
         .send(&plain(socket, addr("127.0.0.1:9"), 1), &[3, 3], b"hello")
@@ -29,7 +29,16 @@ fn the_client_refuses_what_the_driver_would_refuse() {
 
 #[test]
 fn socket_table_full_is_refused_cleanly() {
-    let client = client(CompletionMode::Inline);
+    for front_door in FrontDoor::ALL {
+        socket_table_full(client_on(
+            front_door,
+            CompletionMode::Inline,
+            FaultPlan::None,
+        ));
+    }
+}
+
+fn socket_table_full(client: Client) {
     let handles: Vec<u32> = (0..MAX_SOCKETS)
         .map(|_| client.open_socket(addr(V4)).unwrap().socket)
         .collect();
@@ -55,7 +64,14 @@ fn socket_table_full_is_refused_cleanly() {
 
 #[test]
 fn bind_failures_leave_no_socket_behind() {
-    let client = client(CompletionMode::worker());
+    for front_door in FrontDoor::ALL {
+        for mode in modes() {
+            bind_failures(client_on(front_door, mode, FaultPlan::None));
+        }
+    }
+}
+
+fn bind_failures(client: Client) {
     let taken = client.open_socket(addr(V4)).unwrap();
     let busy = taken.local.socket_addr().unwrap();
     let error = client.open_socket(busy).unwrap_err();
@@ -68,7 +84,14 @@ fn bind_failures_leave_no_socket_behind() {
 
 #[test]
 fn sockets_are_private_to_the_handle_that_opened_them() {
-    let backend = ModelBackend::start(ModelConfig::default()).unwrap();
+    for front_door in FrontDoor::ALL {
+        private_sockets(front_door);
+    }
+}
+
+fn private_sockets(front_door: FrontDoor) {
+    let backend =
+        ModelBackend::start(config(front_door, CompletionMode::Inline, FaultPlan::None)).unwrap();
     let opened = backend
         .ioctl(
             Ioctl::OpenSocket.code(),
@@ -114,12 +137,17 @@ fn sockets_are_private_to_the_handle_that_opened_them() {
 
 #[test]
 fn closing_the_handle_closes_its_sockets() {
-    let client = client(CompletionMode::late_out_of_order(3));
-    for _ in 0..5 {
-        client.open_socket(addr(V4)).unwrap();
+    for front_door in FrontDoor::ALL {
+        for mode in modes() {
+            let client = client_on(front_door, mode, FaultPlan::None);
+            for _ in 0..5 {
+                client.open_socket(addr(V4)).unwrap();
+            }
+            // No CLOSE_SOCKET: cleanup at unload must close all five (finish_clean checks
+            // leaks).
+            finish_clean(client);
+        }
     }
-    // No CLOSE_SOCKET: cleanup at unload must close all five (finish_clean checks leaks).
-    finish_clean(client);
 }
 
 proptest! {
@@ -128,12 +156,14 @@ proptest! {
     /// Arbitrary bytes to every IOCTL code: a status comes back, nothing crashes, nothing leaks.
     #[test]
     fn arbitrary_input_never_breaks_the_driver(
+        door in 0_usize..3,
         requests in proptest::collection::vec(
             (0_usize..6, proptest::collection::vec(any::<u8>(), 0..200), 0_usize..400),
             1..12,
         )
     ) {
-        let client = Client::new(Box::new(ModelBackend::start(ModelConfig::default()).unwrap()));
+        let front_door = FrontDoor::ALL[door];
+        let client = client_on(front_door, CompletionMode::Inline, FaultPlan::None);
         let socket = client.open_socket(addr(V4)).unwrap().socket;
         for (which, mut input, output_len) in requests {
             let code = Ioctl::ALL.get(which).map_or(0x0012_A0FC, |ioctl| ioctl.code());

@@ -91,6 +91,7 @@ fn scenario(config: ModelConfig) -> ModelReport {
 fn every_single_fault_point_fails_cleanly(front_door: FrontDoor) {
     for completion in [
         CompletionMode::Inline,
+        CompletionMode::worker(),
         CompletionMode::late_out_of_order(11),
     ] {
         let mut n = 1;
