@@ -3,6 +3,8 @@
 //! microsoft/Windows-Driver-Frameworks (commit b6191d9). Each modelled check is a rule the
 //! model reports, and `tests/kmodel/tests/wdf_checks.rs` trips every one of them.
 
+use std::fmt::Write as _;
+
 /// One check.
 #[derive(Clone, Copy, Debug)]
 pub struct Check {
@@ -529,3 +531,25 @@ pub const CHECKS: &[Check] = &[
         false,
     ),
 ];
+
+/// The README's table of checks (see `tests/kmodel/tests/readme.rs`).
+#[must_use]
+pub fn checks_table() -> String {
+    let mut table = String::from(
+        "| check (model rule) | on | what KMDF checks, and does | KMDF source | verifier only | modelled |\n|---|---|---|---|---|---|\n",
+    );
+    for check in CHECKS {
+        let yes_no = |b: bool| if b { "yes" } else { "no" };
+        let _ = writeln!(
+            table,
+            "| `{}` | {} | {} | `{}` | {} | {} |",
+            check.rule,
+            check.api,
+            check.what,
+            check.source,
+            yes_no(check.verifier_only),
+            yes_no(check.modelled)
+        );
+    }
+    table
+}

@@ -34,7 +34,7 @@ use windows_sys::Wdk::Foundation::DRIVER_OBJECT;
 use windows_sys::Win32::Foundation::{NTSTATUS, UNICODE_STRING};
 use wskudp_wdf_decls::{ULONG, WDF_DRIVER_GLOBALS, WDFFUNC};
 
-pub use checks::{CHECKS, Check};
+pub use checks::{CHECKS, Check, checks_table};
 
 use crate::iomgr::DriverEntry;
 use crate::state;
