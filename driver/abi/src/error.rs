@@ -127,7 +127,8 @@ impl fmt::Display for AbiError {
             }
             Self::VersionMismatch { got } => write!(
                 f,
-                "request is for ABI version {got}, the driver speaks version {}",
+                "request is written in ABI version {got}; this side speaks versions {} to {} (and the request may need a newer one)",
+                crate::ABI_OLDEST,
                 crate::ABI_VERSION
             ),
             Self::ReservedNotZero => f.write_str("a reserved field is not zero"),

@@ -1,8 +1,8 @@
 //! IOCTL codes.
 //!
 //! All codes are `CTL_CODE(FILE_DEVICE_NETWORK, 0x800 + n, METHOD_BUFFERED, access)`, the
-//! convention of Microsoft's own WSK test drivers (msquic, win-net-test). `QUERY_INFO` needs
-//! read access to the device handle, everything else write access.
+//! convention of Microsoft's own WSK test drivers (msquic, win-net-test). `QUERY_INFO` and
+//! `QUERY_STATS` need read access to the device handle, everything else write access.
 
 use windows_sys::Win32::System::Ioctl::{
     FILE_DEVICE_NETWORK, FILE_READ_ACCESS, FILE_WRITE_ACCESS, METHOD_BUFFERED,
@@ -33,16 +33,19 @@ pub enum Ioctl {
     Send,
     /// Build everything `Send` would pass to `WskSendTo` and return it instead of sending.
     DescribeSend,
+    /// Counters driver-wide and per socket of the handle (ABI 2).
+    QueryStats,
 }
 
 impl Ioctl {
     /// Every request, in code order.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::QueryInfo,
         Self::OpenSocket,
         Self::CloseSocket,
         Self::Send,
         Self::DescribeSend,
+        Self::QueryStats,
     ];
 
     /// The request's `CTL_CODE`.
@@ -54,6 +57,7 @@ impl Ioctl {
             Self::CloseSocket => (0x802, FILE_WRITE_ACCESS),
             Self::Send => (0x803, FILE_WRITE_ACCESS),
             Self::DescribeSend => (0x804, FILE_WRITE_ACCESS),
+            Self::QueryStats => (0x805, FILE_READ_ACCESS),
         };
         ctl_code(FILE_DEVICE_NETWORK, function, METHOD_BUFFERED, access)
     }
@@ -67,6 +71,7 @@ impl Ioctl {
             Self::CloseSocket => "CLOSE_SOCKET",
             Self::Send => "SEND",
             Self::DescribeSend => "DESCRIBE_SEND",
+            Self::QueryStats => "QUERY_STATS",
         }
     }
 

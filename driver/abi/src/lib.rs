@@ -8,8 +8,13 @@
 //! Rules of the wire format:
 //! - Every IOCTL is `METHOD_BUFFERED` (see [`ioctl`]); buffers are native-endian (x64,
 //!   little-endian) `#[repr(C)]` structs without implicit padding.
-//! - Every request except `QUERY_INFO` starts with a [`RequestHeader`] whose `abi_version` must
-//!   equal [`ABI_VERSION`]; any layout change bumps it.
+//! - Every request except `QUERY_INFO` starts with a [`RequestHeader`] naming the ABI version
+//!   it is written in. The compatibility rule: a driver serves its own version and the one
+//!   before ([`ABI_OLDEST`]..=[`ABI_VERSION`]) and answers each request in the layout of the
+//!   version it was written in; a request introduced in version N needs a header >= N.
+//!   `QUERY_INFO` (no header) says which versions the driver speaks, so a client picks the
+//!   newest both know. A new version may add requests and append response fields; changing an
+//!   existing layout needs a version whose predecessor is no longer served.
 //! - Every length, count and offset is checked with checked arithmetic; a request is accepted
 //!   only if its size is exactly what its fields describe. Each failure is an [`AbiError`] with
 //!   one precise `NTSTATUS` ([`AbiError::status`]).
@@ -37,17 +42,25 @@ pub use addr::{AF_INET, AF_INET6, AF_UNSPEC, WireAddr};
 pub use error::AbiError;
 pub use ioctl::Ioctl;
 pub use send::{
-    Ecn, OpenSocketView, SendSpec, SendView, encode_close_socket, encode_open_socket, encode_send,
-    parse_close_socket, parse_open_socket, parse_send, send_request_len,
+    Ecn, OpenSocketView, SendSpec, SendView, encode_close_socket, encode_open_socket,
+    encode_query_stats, encode_send, parse_close_socket, parse_open_socket, parse_query_stats,
+    parse_send, send_request_len, set_request_version,
 };
 pub use wire::{
-    CloseSocketRequest, DescribeSendResponse, InfoResponse, OpenSocketRequest, OpenSocketResponse,
-    RequestHeader, SendRequest, SendResponse, read_response, write_response,
+    CloseSocketRequest, DescribeSendResponse, FailureCount, InfoResponse, OpenSocketRequest,
+    OpenSocketResponse, RequestHeader, SendCounters, SendRequest, SendResponse, SocketStats,
+    StatsRequest, StatsResponse, read_response, write_response,
 };
 
-/// Version of every layout in this crate. Requests carrying another version are refused with
-/// `STATUS_REVISION_MISMATCH`.
-pub const ABI_VERSION: u32 = 1;
+/// The newest ABI version this crate speaks.
+///
+/// Version 2 added `QUERY_STATS`, the
+/// `InfoResponse` fields after [`InfoResponse::V1_LEN`], and `SendResponse::datagrams_not_sent`
+/// (reserved, zero, in version 1).
+pub const ABI_VERSION: u32 = 2;
+/// The oldest ABI version a driver built from this crate serves. Requests in any version outside
+/// `ABI_OLDEST..=ABI_VERSION` are refused with `STATUS_REVISION_MISMATCH`.
+pub const ABI_OLDEST: u32 = ABI_VERSION - 1;
 
 /// Kernel device name the driver creates.
 pub const DEVICE_NAME: &str = r"\Device\WskUdp";
@@ -67,6 +80,15 @@ pub const MAX_COUNT: u32 = 1024;
 pub const MAX_SOCKETS: u32 = 64;
 /// Bytes the driver reserves for one datagram's control messages (`CMSGHDR` buffer).
 pub const CONTROL_CAPACITY: usize = 128;
+/// Datagrams of one `SEND` request in flight at once: completions refill the window, so a
+/// request's memory is bounded whatever its count.
+pub const SEND_WINDOW: u32 = 32;
+/// Most `SEND` requests in flight on one socket; more fail with `STATUS_DEVICE_BUSY`.
+pub const MAX_SENDS_PER_SOCKET: u32 = 64;
+/// Most `SEND` requests in flight on one device handle; more fail with `STATUS_DEVICE_BUSY`.
+pub const MAX_SENDS_PER_HANDLE: u32 = 256;
+/// Distinct failure statuses `QUERY_STATS` counts one by one.
+pub const STATS_FAILURE_SLOTS: usize = 8;
 /// Bytes reserved for one encoded `SOCKADDR` (a `SOCKADDR_IN6` is 28).
 pub const SOCKADDR_CAPACITY: usize = 32;
 

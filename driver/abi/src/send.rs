@@ -8,7 +8,7 @@ use zerocopy::{FromBytes, IntoBytes};
 
 use crate::{
     AbiError, CloseSocketRequest, MAX_COUNT, MAX_PAYLOAD, MAX_SEGMENTS, OpenSocketRequest,
-    RequestHeader, SendRequest, WireAddr,
+    RequestHeader, SendRequest, StatsRequest, WireAddr,
 };
 
 const SEGMENT_LEN_SIZE: usize = size_of::<u32>();
@@ -63,6 +63,8 @@ pub struct SendSpec {
 /// A validated `SEND`/`DESCRIBE_SEND` request, borrowing the input buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SendView<'a> {
+    /// The ABI version the request is written in.
+    pub abi_version: u32,
     /// The request's options.
     pub spec: SendSpec,
     /// Raw segment lengths (`segment_count` native-endian `u32`s), possibly empty.
@@ -200,7 +202,7 @@ pub fn parse_send(input: &[u8]) -> Result<SendView<'_>, AbiError> {
             needed: size_of::<SendRequest>(),
             got: input.len(),
         })?;
-    fixed.header.check()?;
+    let abi_version = fixed.header.check(1)?;
     if fixed.reserved != 0 || fixed.reserved2 != 0 {
         return Err(AbiError::ReservedNotZero);
     }
@@ -248,6 +250,7 @@ pub fn parse_send(input: &[u8]) -> Result<SendView<'_>, AbiError> {
             })?;
 
     let view = SendView {
+        abi_version,
         spec: SendSpec {
             socket: fixed.socket,
             remote,
@@ -342,6 +345,8 @@ pub fn encode_send(
 /// A validated `OPEN_SOCKET` request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OpenSocketView {
+    /// The ABI version the request is written in.
+    pub abi_version: u32,
     /// Local address to bind; its family is the socket's.
     pub local: SocketAddr,
 }
@@ -352,8 +357,9 @@ pub struct OpenSocketView {
 /// Size, version or address problems.
 pub fn parse_open_socket(input: &[u8]) -> Result<OpenSocketView, AbiError> {
     let request = read_exact::<OpenSocketRequest>(input)?;
-    request.header.check()?;
+    let abi_version = request.header.check(1)?;
     Ok(OpenSocketView {
+        abi_version,
         local: request.local.socket_addr()?,
     })
 }
@@ -367,17 +373,41 @@ pub const fn encode_open_socket(local: SocketAddr) -> OpenSocketRequest {
     }
 }
 
-/// Validates a `CLOSE_SOCKET` input buffer and returns the handle.
+/// Validates a `CLOSE_SOCKET` input buffer and returns its ABI version and the handle.
 ///
 /// # Errors
 /// Size, version or reserved-field problems.
-pub fn parse_close_socket(input: &[u8]) -> Result<u32, AbiError> {
+pub fn parse_close_socket(input: &[u8]) -> Result<(u32, u32), AbiError> {
     let request = read_exact::<CloseSocketRequest>(input)?;
-    request.header.check()?;
+    let abi_version = request.header.check(1)?;
     if request.reserved != 0 {
         return Err(AbiError::ReservedNotZero);
     }
-    Ok(request.socket)
+    Ok((abi_version, request.socket))
+}
+
+/// Validates a `QUERY_STATS` input buffer (a request ABI 2 introduced) and returns its version.
+///
+/// # Errors
+/// Size, version or reserved-field problems.
+pub fn parse_query_stats(input: &[u8]) -> Result<u32, AbiError> {
+    read_exact::<StatsRequest>(input)?.header.check(2)
+}
+
+/// Builds a `QUERY_STATS` request.
+#[must_use]
+pub const fn encode_query_stats() -> StatsRequest {
+    StatsRequest {
+        header: RequestHeader::CURRENT,
+    }
+}
+
+/// Rewrites the ABI version in an encoded request's header (its first four bytes), for a
+/// client speaking an older version whose layouts are the same.
+pub fn set_request_version(request: &mut [u8], version: u32) {
+    if let Some(field) = request.get_mut(..4) {
+        field.copy_from_slice(&version.to_ne_bytes());
+    }
 }
 
 /// Builds a `CLOSE_SOCKET` request.
@@ -463,6 +493,31 @@ mod tests {
     }
 
     #[test]
+    fn versions_outside_the_served_range_are_refused() {
+        let good = encode(&spec(), &[2, 3], b"hello").unwrap();
+        for version in [0, crate::ABI_OLDEST - 1, crate::ABI_VERSION + 1, u32::MAX] {
+            let mut bytes = good.clone();
+            set_request_version(&mut bytes, version);
+            let error = parse_send(&bytes).unwrap_err();
+            assert_eq!(error, AbiError::VersionMismatch { got: version });
+            assert_eq!(error.status(), STATUS_REVISION_MISMATCH);
+        }
+        for version in crate::ABI_OLDEST..=crate::ABI_VERSION {
+            let mut bytes = good.clone();
+            set_request_version(&mut bytes, version);
+            assert_eq!(parse_send(&bytes).unwrap().abi_version, version);
+        }
+        // A request ABI 2 introduced refuses a version-1 header.
+        let mut stats = encode_query_stats();
+        stats.header.abi_version = 1;
+        assert_eq!(
+            parse_query_stats(stats.as_bytes()),
+            Err(AbiError::VersionMismatch { got: 1 })
+        );
+        assert_eq!(parse_query_stats(encode_query_stats().as_bytes()), Ok(2));
+    }
+
+    #[test]
     fn each_rule_has_its_status() {
         let good = encode(&spec(), &[2, 3], b"hello").unwrap();
         let with = |f: &mut dyn FnMut(&mut SendRequest)| {
@@ -472,10 +527,6 @@ mod tests {
             parse_send(&bytes).map(|_| ())
         };
         let cases: Vec<(AbiError, i32)> = vec![
-            (
-                with(&mut |r| r.header.abi_version = 2).unwrap_err(),
-                STATUS_REVISION_MISMATCH,
-            ),
             (
                 with(&mut |r| r.reserved2 = 1).unwrap_err(),
                 STATUS_INVALID_PARAMETER,
@@ -578,7 +629,10 @@ mod tests {
             Err(AbiError::InputTooShort { .. })
         ));
         let close = encode_close_socket(9);
-        assert_eq!(parse_close_socket(close.as_bytes()), Ok(9));
+        assert_eq!(
+            parse_close_socket(close.as_bytes()),
+            Ok((crate::ABI_VERSION, 9))
+        );
         let mut bytes = close.as_bytes().to_vec();
         bytes.push(0);
         assert_eq!(

@@ -13,7 +13,8 @@ use crate::{AbiError, CONTROL_CAPACITY, MAX_SEGMENTS, SOCKADDR_CAPACITY, WireAdd
     Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable,
 )]
 pub struct RequestHeader {
-    /// Must be [`crate::ABI_VERSION`].
+    /// The ABI version the request is written in: [`crate::ABI_OLDEST`] to
+    /// [`crate::ABI_VERSION`].
     pub abi_version: u32,
     /// Must be zero.
     pub reserved: u32,
@@ -21,30 +22,39 @@ pub struct RequestHeader {
 
 impl RequestHeader {
     /// The header of a request built by this crate version.
-    pub const CURRENT: Self = Self {
-        abi_version: crate::ABI_VERSION,
-        reserved: 0,
-    };
+    pub const CURRENT: Self = Self::version(crate::ABI_VERSION);
 
-    /// Checks the version, then the reserved field.
+    /// The header of a request written in ABI `version`.
+    #[must_use]
+    pub const fn version(version: u32) -> Self {
+        Self {
+            abi_version: version,
+            reserved: 0,
+        }
+    }
+
+    /// Checks the version (one this crate speaks, and at least `introduced`, the version
+    /// that defined the request), then the reserved field; returns the version.
     ///
     /// # Errors
     /// [`AbiError::VersionMismatch`] or [`AbiError::ReservedNotZero`].
-    pub const fn check(&self) -> Result<(), AbiError> {
-        if self.abi_version != crate::ABI_VERSION {
-            return Err(AbiError::VersionMismatch {
-                got: self.abi_version,
-            });
+    pub const fn check(&self, introduced: u32) -> Result<u32, AbiError> {
+        let version = self.abi_version;
+        if version < crate::ABI_OLDEST || version < introduced || version > crate::ABI_VERSION {
+            return Err(AbiError::VersionMismatch { got: version });
         }
         if self.reserved != 0 {
             return Err(AbiError::ReservedNotZero);
         }
-        Ok(())
+        Ok(version)
     }
 }
 
-/// `QUERY_INFO` output (the request takes no input). Its layout is frozen across ABI versions
-/// up to `abi_version`, so an old client can always learn which version the driver speaks.
+/// `QUERY_INFO` output (the request takes no input).
+///
+/// Versions only append fields: the first [`InfoResponse::V1_LEN`] bytes are version 1's layout, frozen, so a client of any version
+/// learns which versions the driver speaks. The driver writes the longest layout it speaks that
+/// fits the output buffer.
 #[repr(C)]
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable,
@@ -74,6 +84,50 @@ pub struct InfoResponse {
     pub control_capacity: u32,
     /// Sockets currently open, all handles together.
     pub open_sockets: u32,
+    /// ABI 2: the oldest ABI version the driver serves ([`crate::ABI_OLDEST`]); a version-1
+    /// driver serves only its own.
+    pub abi_oldest: u32,
+    /// ABI 2: [`crate::SEND_WINDOW`].
+    pub send_window: u32,
+    /// ABI 2: [`crate::MAX_SENDS_PER_SOCKET`].
+    pub max_sends_per_socket: u32,
+    /// ABI 2: [`crate::MAX_SENDS_PER_HANDLE`].
+    pub max_sends_per_handle: u32,
+}
+
+impl InfoResponse {
+    /// Bytes of version 1's layout.
+    pub const V1_LEN: usize = 48;
+
+    /// Reads a response of any version: fields a shorter (older) layout lacks read as zero.
+    ///
+    /// # Errors
+    /// [`AbiError::InputTooShort`] if `bytes` is shorter than version 1's layout.
+    pub fn read_any_version(bytes: &[u8]) -> Result<Self, AbiError> {
+        if bytes.len() < Self::V1_LEN {
+            return Err(AbiError::InputTooShort {
+                needed: Self::V1_LEN,
+                got: bytes.len(),
+            });
+        }
+        let mut info = Self::default();
+        let known = bytes.len().min(size_of::<Self>());
+        if let (Some(dst), Some(src)) = (info.as_mut_bytes().get_mut(..known), bytes.get(..known)) {
+            dst.copy_from_slice(src);
+        }
+        Ok(info)
+    }
+
+    /// The bytes of this response in ABI `version`'s layout.
+    #[must_use]
+    pub fn bytes_for_version(&self, version: u32) -> &[u8] {
+        let bytes = self.as_bytes();
+        if version <= 1 {
+            bytes.get(..Self::V1_LEN).unwrap_or(bytes)
+        } else {
+            bytes
+        }
+    }
 }
 
 /// `OPEN_SOCKET` input: create a datagram socket of `local.family` and bind it to `local`
@@ -178,10 +232,125 @@ pub struct SendResponse {
     pub datagrams_sent: u32,
     /// Datagrams that failed (allocation, submission or completion status).
     pub datagrams_failed: u32,
-    /// Zero.
-    pub reserved: u32,
+    /// Datagrams never handed to WSK: the request was cancelled or its socket closed first
+    /// (ABI 2; zero in a version-1 response).
+    pub datagrams_not_sent: u32,
     /// Sum of `IoStatus.Information` over the successful IRPs.
     pub bytes_sent: u64,
+}
+
+/// Datagram and request counters, of one socket or of the whole driver (`QUERY_STATS`).
+#[repr(C)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable,
+)]
+pub struct SendCounters {
+    /// Datagrams whose `WskSendTo` IRP completed successfully.
+    pub datagrams_sent: u64,
+    /// Datagrams that failed (allocation, submission or completion status).
+    pub datagrams_failed: u64,
+    /// Datagrams never handed to WSK (request cancelled, socket closed).
+    pub datagrams_not_sent: u64,
+    /// Bytes the successful IRPs report sent.
+    pub bytes_sent: u64,
+    /// `SEND` requests in flight now.
+    pub requests_in_flight: u32,
+    /// Most `SEND` requests in flight at once so far.
+    pub requests_in_flight_max: u32,
+    /// `WskSendTo` IRPs in flight now.
+    pub datagrams_in_flight: u32,
+    /// Most `WskSendTo` IRPs in flight at once so far.
+    pub datagrams_in_flight_max: u32,
+}
+
+/// Failures with one status, driver-wide (`QUERY_STATS`); `status` 0 marks an unused slot.
+#[repr(C)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable,
+)]
+pub struct FailureCount {
+    /// The `NTSTATUS`.
+    pub status: i32,
+    /// Zero.
+    pub reserved: u32,
+    /// Datagrams that failed with it.
+    pub count: u64,
+}
+
+/// One socket of the calling handle (`QUERY_STATS`).
+#[repr(C)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable,
+)]
+pub struct SocketStats {
+    /// Handle from `OPEN_SOCKET`.
+    pub socket: u32,
+    /// `SocketStats::FLAG_*` bits.
+    pub flags: u32,
+    /// The address the socket is bound to.
+    pub local: WireAddr,
+    /// Its counters.
+    pub counters: SendCounters,
+}
+
+impl SocketStats {
+    /// The provider forced the socket closed (`STATUS_FILE_FORCED_CLOSED`); only
+    /// `CLOSE_SOCKET` is left to do with it.
+    pub const FLAG_FORCED_CLOSED: u32 = 1 << 0;
+}
+
+/// `QUERY_STATS` input (ABI 2).
+#[repr(C)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable,
+)]
+pub struct StatsRequest {
+    /// Version header.
+    pub header: RequestHeader,
+}
+
+/// `QUERY_STATS` output: driver-wide counters, failures by status, pool in use, and each
+/// socket of the calling handle.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable)]
+pub struct StatsResponse {
+    /// Every socket of every handle, closed ones included, since the driver loaded.
+    pub driver: SendCounters,
+    /// Failed datagrams by status, the first [`crate::STATS_FAILURE_SLOTS`] statuses seen.
+    pub failures: [FailureCount; crate::STATS_FAILURE_SLOTS],
+    /// Failed datagrams whose status found no slot.
+    pub failures_other: u64,
+    /// Non-paged pool blocks the driver holds now.
+    pub pool_blocks: u64,
+    /// Bytes in them.
+    pub pool_bytes: u64,
+    /// Sockets open now, all handles together.
+    pub open_sockets: u32,
+    /// Entries of `sockets` in use (the calling handle's sockets).
+    pub socket_count: u32,
+    /// The calling handle's sockets.
+    pub sockets: [SocketStats; crate::MAX_SOCKETS as usize],
+}
+
+impl Default for StatsResponse {
+    fn default() -> Self {
+        Self::new_zeroed()
+    }
+}
+
+impl StatsResponse {
+    /// The used part of `sockets`.
+    #[must_use]
+    pub fn sockets(&self) -> &[SocketStats] {
+        self.sockets
+            .get(..self.socket_count as usize)
+            .unwrap_or(&self.sockets)
+    }
+
+    /// The used part of `failures`.
+    pub fn failures(&self) -> impl Iterator<Item = &FailureCount> {
+        self.failures.iter().filter(|failure| failure.status != 0)
+    }
 }
 
 /// `DESCRIBE_SEND` output: exactly what `SEND` would pass to `WskSendTo` for one datagram.
@@ -272,11 +441,17 @@ pub fn read_response<T: FromBytes>(bytes: &[u8]) -> Result<T, AbiError> {
 const _: () = {
     assert!(size_of::<RequestHeader>() == 8);
     assert!(size_of::<WireAddr>() == 24);
-    assert!(size_of::<InfoResponse>() == 48);
+    assert!(size_of::<InfoResponse>() == 64);
+    assert!(core::mem::offset_of!(InfoResponse, abi_oldest) == InfoResponse::V1_LEN);
     assert!(size_of::<OpenSocketRequest>() == 32);
     assert!(size_of::<OpenSocketResponse>() == 32);
     assert!(size_of::<CloseSocketRequest>() == 16);
     assert!(size_of::<SendRequest>() == 88);
     assert!(size_of::<SendResponse>() == 24);
     assert!(size_of::<DescribeSendResponse>() == 304);
+    assert!(size_of::<SendCounters>() == 48);
+    assert!(size_of::<FailureCount>() == 16);
+    assert!(size_of::<SocketStats>() == 80);
+    assert!(size_of::<StatsRequest>() == 8);
+    assert!(size_of::<StatsResponse>() == 48 + 16 * 8 + 3 * 8 + 2 * 4 + 80 * 64);
 };

@@ -7,7 +7,7 @@
 
 use core::ffi::c_void;
 
-use zerocopy::{Immutable, IntoBytes};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use crate::ddi::nt::NTSTATUS;
 use crate::status::{STATUS_BUFFER_TOO_SMALL, STATUS_INTERNAL_ERROR, STATUS_SUCCESS};
@@ -18,6 +18,37 @@ use crate::status::{STATUS_BUFFER_TOO_SMALL, STATUS_INTERNAL_ERROR, STATUS_SUCCE
 /// before `dispatch` returns. `information` is the number of output bytes written (the IRP's
 /// `IoStatus.Information`); it is zero for error statuses.
 pub type CompleteFn = unsafe fn(context: *mut c_void, status: NTSTATUS, information: usize);
+
+/// What a front door calls when a request core marked cancelable is cancelled.
+///
+/// `on_cancel(cookie)`, once, at IRQL <= `DISPATCH_LEVEL`, on any thread, with no front-door
+/// lock held (the cancel spin lock released). Core still completes the request itself.
+pub type CancelFn = unsafe fn(cookie: *mut c_void);
+
+/// How a front door makes its requests cancelable: `WdfRequestMarkCancelableEx` /
+/// `WdfRequestUnmarkCancelable` (KMDF), `IoSetCancelRoutine` under the cancel spin lock (WDM).
+///
+/// IRQL: both hooks at <= `DISPATCH_LEVEL`, any thread.
+#[derive(Clone, Copy, Debug)]
+pub struct CancelHooks {
+    /// Arranges for `on_cancel(cookie)` to be called if the request `context` is cancelled.
+    /// `false` if it already was (then nothing will be called).
+    pub mark: unsafe fn(context: *mut c_void, on_cancel: CancelFn, cookie: *mut c_void) -> bool,
+    /// Withdraws [`CancelHooks::mark`]: `true` if `on_cancel` will not be called, `false` if it
+    /// has been called or is about to be.
+    pub unmark: unsafe fn(context: *mut c_void) -> bool,
+}
+
+/// Whether a request could be made cancelable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Marked {
+    /// The front door will call `on_cancel` if the request is cancelled, until unmarked.
+    Yes,
+    /// It was cancelled already; `on_cancel` will not be called.
+    AlreadyCancelled,
+    /// The front door offers no cancellation.
+    Unsupported,
+}
 
 /// One buffered IOCTL, owned by core until completed.
 ///
@@ -34,6 +65,7 @@ pub struct IoctlRequest {
     output_len: usize,
     complete: CompleteFn,
     context: *mut c_void,
+    cancel: Option<&'static CancelHooks>,
 }
 
 // SAFETY: The request may be completed from any thread (the front door's contract for
@@ -66,7 +98,51 @@ impl IoctlRequest {
             output_len,
             complete,
             context,
+            cancel: None,
         }
+    }
+
+    /// Lets core make the request cancelable through `hooks`.
+    ///
+    /// # Safety
+    /// `hooks` must accept this request's `context` as [`CancelHooks`] describes, until the
+    /// request is completed.
+    #[must_use]
+    pub const unsafe fn with_cancel(mut self, hooks: &'static CancelHooks) -> Self {
+        self.cancel = Some(hooks);
+        self
+    }
+
+    /// Asks the front door to call `on_cancel(cookie)` if the request is cancelled.
+    ///
+    /// # Safety
+    /// `on_cancel` must accept `cookie` until [`IoctlRequest::unmark_cancelable`] returned
+    /// `true` or `on_cancel` ran.
+    pub(crate) unsafe fn mark_cancelable(
+        &self,
+        on_cancel: CancelFn,
+        cookie: *mut c_void,
+    ) -> Marked {
+        let Some(hooks) = self.cancel else {
+            return Marked::Unsupported;
+        };
+        // SAFETY: The hooks take this request's context (`with_cancel`'s contract); the
+        // callback's contract is the caller's.
+        if unsafe { (hooks.mark)(self.context, on_cancel, cookie) } {
+            Marked::Yes
+        } else {
+            Marked::AlreadyCancelled
+        }
+    }
+
+    /// Withdraws [`IoctlRequest::mark_cancelable`]: `true` if `on_cancel` will not run.
+    pub(crate) fn unmark_cancelable(&self) -> bool {
+        let Some(hooks) = self.cancel else {
+            return true;
+        };
+        // SAFETY: The hooks take this request's context (`with_cancel`'s contract), and it
+        // was marked (callers unmark only what they marked).
+        unsafe { (hooks.unmark)(self.context) }
     }
 
     /// The IOCTL code.
@@ -128,6 +204,38 @@ impl IoctlRequest {
         match wskudp_abi::write_response(response, self.output()) {
             Ok(written) => self.complete(STATUS_SUCCESS, written),
             Err(error) => self.complete(error.status(), 0),
+        }
+    }
+
+    /// Builds a response too large for a kernel stack directly in the output buffer: zeroes it
+    /// as a `T`, lets `fill` write it, and completes with `STATUS_SUCCESS`; or with
+    /// `STATUS_BUFFER_TOO_SMALL` if the buffer cannot hold a `T` (then `fill` is not called).
+    /// The input must have been read already (`METHOD_BUFFERED` shares the buffer).
+    pub fn complete_in_place<T: FromBytes + IntoBytes + KnownLayout>(
+        mut self,
+        fill: impl FnOnce(&mut T),
+    ) {
+        let output = self.output();
+        match T::mut_from_prefix(output) {
+            Ok((response, _)) => {
+                response.as_mut_bytes().fill(0);
+                fill(response);
+                self.complete(STATUS_SUCCESS, size_of::<T>());
+            }
+            Err(_) => self.complete(STATUS_BUFFER_TOO_SMALL, 0),
+        }
+    }
+
+    /// Writes `bytes` to the output buffer and completes with `STATUS_SUCCESS`, or with
+    /// `STATUS_BUFFER_TOO_SMALL` if they do not fit.
+    pub fn complete_with_bytes(mut self, bytes: &[u8]) {
+        let output = self.output();
+        match output.get_mut(..bytes.len()) {
+            Some(out) => {
+                out.copy_from_slice(bytes);
+                self.complete(STATUS_SUCCESS, bytes.len());
+            }
+            None => self.complete(STATUS_BUFFER_TOO_SMALL, 0),
         }
     }
 

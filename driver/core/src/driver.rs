@@ -1,9 +1,10 @@
 //! The driver state and its requests.
 
 use wskudp_abi::{
-    CONTROL_CAPACITY, DescribeSendResponse, InfoResponse, Ioctl, MAX_COUNT, MAX_PAYLOAD,
-    MAX_SEGMENTS, MAX_SOCKETS, OpenSocketResponse, SendResponse, WireAddr, capability,
-    parse_close_socket, parse_open_socket, parse_send,
+    ABI_OLDEST, ABI_VERSION, CONTROL_CAPACITY, DescribeSendResponse, InfoResponse, Ioctl,
+    MAX_COUNT, MAX_PAYLOAD, MAX_SEGMENTS, MAX_SENDS_PER_HANDLE, MAX_SENDS_PER_SOCKET, MAX_SOCKETS,
+    OpenSocketResponse, SEND_WINDOW, SendResponse, StatsResponse, WireAddr, capability,
+    parse_close_socket, parse_open_socket, parse_query_stats, parse_send,
 };
 
 use crate::ddi::nt::NTSTATUS;
@@ -15,8 +16,10 @@ use crate::irp::DriverDevice;
 use crate::pool::{PoolBox, TAG_DRIVER};
 use crate::send::{self, Datagram};
 use crate::sockets::{Owner, SocketTable};
+use crate::stats::DriverStats;
 use crate::status::{
-    STATUS_FILE_CLOSED, STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_HANDLE, STATUS_SUCCESS,
+    STATUS_BUFFER_TOO_SMALL, STATUS_DEVICE_BUSY, STATUS_FILE_CLOSED, STATUS_FILE_FORCED_CLOSED,
+    STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_HANDLE, STATUS_REVISION_MISMATCH, STATUS_SUCCESS,
 };
 use crate::wsk::{DatagramSocket, WskClient};
 
@@ -44,6 +47,9 @@ pub struct Driver {
     device: DriverDevice,
     /// The last handle number given out.
     handles: AtomicU64,
+    stats: DriverStats,
+    /// The newest ABI version served (the oldest is always [`ABI_OLDEST`]).
+    abi_newest: u32,
 }
 
 impl Driver {
@@ -57,6 +63,19 @@ impl Driver {
     /// # Errors
     /// `STATUS_INSUFFICIENT_RESOURCES`, or the status of `WskRegister`.
     pub fn create(device: DriverDevice) -> Result<PoolBox<Self>, NTSTATUS> {
+        Self::create_speaking(device, ABI_VERSION)
+    }
+
+    /// [`Driver::create`] for a driver that speaks ABI versions up to `newest` only (clamped to
+    /// the versions this build knows): how the compatibility tests stand in for an older
+    /// driver. Front doors use [`Driver::create`].
+    ///
+    /// IRQL: `PASSIVE_LEVEL`.
+    ///
+    /// # Errors
+    /// As [`Driver::create`].
+    #[doc(hidden)]
+    pub fn create_speaking(device: DriverDevice, newest: u32) -> Result<PoolBox<Self>, NTSTATUS> {
         crate::paged_code!();
         let driver = PoolBox::try_new(
             Self {
@@ -64,6 +83,8 @@ impl Driver {
                 sockets: PoolBox::try_new_zeroed(TAG_DRIVER)?,
                 device,
                 handles: AtomicU64::new(0),
+                stats: DriverStats::default(),
+                abi_newest: newest.clamp(ABI_OLDEST, ABI_VERSION),
             },
             TAG_DRIVER,
         )?;
@@ -102,10 +123,12 @@ impl Driver {
         }
         let owner = Owner::of(handle);
         match ioctl {
-            Ioctl::QueryInfo => {
-                let info = self.query_info(&request);
-                request.finish(info);
+            Ioctl::QueryInfo => self.query_info(request),
+            Ioctl::QueryStats if self.abi_newest < 2 => {
+                // A version-1 driver does not know this request.
+                request.complete(STATUS_INVALID_DEVICE_REQUEST, 0);
             }
+            Ioctl::QueryStats => self.query_stats(owner, request),
             Ioctl::OpenSocket => {
                 let opened = self.open_socket(handle, &request);
                 request.finish(opened);
@@ -113,7 +136,10 @@ impl Driver {
             Ioctl::CloseSocket => {
                 let closed = parse_close_socket(request.input())
                     .map_err(|e| e.status())
-                    .and_then(|handle| self.sockets.close(owner, handle));
+                    .and_then(|(version, socket)| {
+                        self.serves(version)?;
+                        self.sockets.close(owner, socket)
+                    });
                 match closed {
                     Ok(()) => request.complete(STATUS_SUCCESS, 0),
                     Err(status) => request.complete(status, 0),
@@ -123,7 +149,7 @@ impl Driver {
                 let described = self.describe_send(owner, &request);
                 request.finish(described);
             }
-            Ioctl::Send => self.send(owner, request),
+            Ioctl::Send => self.send(handle, request),
         }
     }
 
@@ -139,12 +165,25 @@ impl Driver {
         self.sockets.close_all(Some(Owner::of(handle)));
     }
 
-    /// `QUERY_INFO`; captures the provider NPI if needed. IRQL: `PASSIVE_LEVEL`.
-    fn query_info(&self, request: &IoctlRequest) -> Result<InfoResponse, NTSTATUS> {
-        request.require_output::<InfoResponse>()?;
+    /// Refuses requests written in a version newer than this driver serves (the ABI crate
+    /// already refused versions outside what it knows).
+    const fn serves(&self, version: u32) -> Result<(), NTSTATUS> {
+        if version > self.abi_newest {
+            Err(STATUS_REVISION_MISMATCH)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// `QUERY_INFO`, in the newest layout that is served and fits the output buffer; captures
+    /// the provider NPI if needed. IRQL: `PASSIVE_LEVEL`.
+    fn query_info(&self, request: IoctlRequest) {
+        if request.output_len() < InfoResponse::V1_LEN {
+            return request.complete(STATUS_BUFFER_TOO_SMALL, 0);
+        }
         let provider = self.client.provider();
-        Ok(InfoResponse {
-            abi_version: wskudp_abi::ABI_VERSION,
+        let info = InfoResponse {
+            abi_version: self.abi_newest,
             driver_version: DRIVER_VERSION,
             provider_status: self.client.capture_status(),
             provider_wsk_version: provider.map_or(0, |p| p.version()),
@@ -156,7 +195,40 @@ impl Driver {
             max_count: MAX_COUNT,
             control_capacity: u32::try_from(CONTROL_CAPACITY).unwrap_or(u32::MAX),
             open_sockets: self.sockets.open_count(),
-        })
+            abi_oldest: ABI_OLDEST,
+            send_window: SEND_WINDOW,
+            max_sends_per_socket: MAX_SENDS_PER_SOCKET,
+            max_sends_per_handle: MAX_SENDS_PER_HANDLE,
+        };
+        let version = if request.output_len() >= size_of::<InfoResponse>() {
+            self.abi_newest
+        } else {
+            1
+        };
+        request.complete_with_bytes(info.bytes_for_version(version));
+    }
+
+    /// `QUERY_STATS`: driver-wide counters and the handle's sockets, built in the output
+    /// buffer (the response is larger than a kernel stack should hold).
+    /// IRQL: <= `DISPATCH_LEVEL`.
+    fn query_stats(&self, owner: Owner, request: IoctlRequest) {
+        let parsed = parse_query_stats(request.input())
+            .map_err(|e| e.status())
+            .and_then(|version| self.serves(version));
+        if let Err(status) = parsed {
+            return request.complete(status, 0);
+        }
+        request.complete_in_place(|stats: &mut StatsResponse| {
+            let (failures, other) = self.stats.failures().snapshot();
+            let (blocks, bytes) = crate::pool::in_use();
+            stats.driver = self.stats.counters.snapshot();
+            stats.failures = failures;
+            stats.failures_other = other;
+            stats.pool_blocks = blocks;
+            stats.pool_bytes = bytes;
+            stats.open_sockets = self.sockets.open_count();
+            stats.socket_count = self.sockets.fill_stats(owner, &mut stats.sockets);
+        });
     }
 
     /// `OPEN_SOCKET`: reserve a slot, create and bind the socket, publish it.
@@ -167,6 +239,7 @@ impl Driver {
         request: &IoctlRequest,
     ) -> Result<OpenSocketResponse, NTSTATUS> {
         let view = parse_open_socket(request.input()).map_err(|e| e.status())?;
+        self.serves(view.abi_version)?;
         // Check everything that can fail cheaply before creating anything.
         request.require_output::<OpenSocketResponse>()?;
         let reservation = self.sockets.reserve()?;
@@ -188,25 +261,49 @@ impl Driver {
         request: &IoctlRequest,
     ) -> Result<DescribeSendResponse, NTSTATUS> {
         let view = parse_send(request.input()).map_err(|e| e.status())?;
+        self.serves(view.abi_version)?;
         request.require_output::<DescribeSendResponse>()?;
         let socket = self.sockets.reference(owner, view.spec.socket)?;
         Datagram::prepare(&view, socket.local())?.describe()
     }
 
-    /// `SEND`: validate, copy, and start the datagrams; the request completes when the last
-    /// one does. IRQL: <= `DISPATCH_LEVEL`.
-    fn send(&self, owner: Owner, request: IoctlRequest) {
+    /// `SEND`: validate, take a slot in the handle's and the socket's in-flight limits, copy,
+    /// and start the datagrams; the request completes when the last one does.
+    /// IRQL: <= `DISPATCH_LEVEL`.
+    fn send(&self, handle: &HandleState, request: IoctlRequest) {
         let prepared = (|| {
             let view = parse_send(request.input()).map_err(|e| e.status())?;
+            self.serves(view.abi_version)?;
             request.require_output::<SendResponse>()?;
-            let socket = self.sockets.reference(owner, view.spec.socket)?;
+            let socket = self
+                .sockets
+                .reference(Owner::of(handle), view.spec.socket)?;
+            if socket.is_forced_closed() {
+                return Err(STATUS_FILE_FORCED_CLOSED);
+            }
             let datagram = Datagram::prepare(&view, socket.local())?;
-            Ok((datagram, socket, view.spec.count))
+            Ok((datagram, socket, view.spec.count, view.abi_version))
         })();
-        match prepared {
-            Ok((datagram, socket, count)) => send::start(datagram, socket, count, request),
-            Err(status) => request.complete(status, 0),
+        let (datagram, socket, count, version) = match prepared {
+            Ok(prepared) => prepared,
+            Err(status) => return request.complete(status, 0),
+        };
+        if !handle.sends.try_raise(MAX_SENDS_PER_HANDLE) {
+            return request.complete(STATUS_DEVICE_BUSY, 0);
         }
+        if !socket.counters().requests.try_raise(MAX_SENDS_PER_SOCKET) {
+            handle.sends.lower();
+            return request.complete(STATUS_DEVICE_BUSY, 0);
+        }
+        let _ = self.stats.counters.requests.try_raise(u32::MAX);
+        send::start(
+            datagram,
+            socket,
+            handle,
+            &self.stats,
+            send::Shape { count, version },
+            request,
+        );
     }
 }
 

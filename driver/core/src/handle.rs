@@ -11,10 +11,15 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use zerocopy::FromZeros;
 
+use crate::stats::Gauge;
+
 /// One open handle's state, kept by the front door: in a KMDF file object context (zeroed by
 /// the framework), in `FILE_OBJECT::FsContext` (WDM), or by the harness.
 ///
 /// IRQL: any for every operation.
+///
+/// A front door keeps it alive until every request dispatched through the handle has
+/// completed (a file object outlives its IRPs: `IRP_MJ_CLOSE` comes after the last one).
 ///
 /// # Invariants
 /// `id` is 0 until [`crate::Driver::open_handle`] assigned a nonzero number unique to this
@@ -24,6 +29,8 @@ use zerocopy::FromZeros;
 pub struct HandleState {
     id: AtomicU64,
     cleaned_up: AtomicBool,
+    /// `SEND` requests in flight through this handle.
+    pub(crate) sends: Gauge,
 }
 
 impl HandleState {
@@ -33,6 +40,7 @@ impl HandleState {
         Self {
             id: AtomicU64::new(0),
             cleaned_up: AtomicBool::new(false),
+            sends: Gauge::new(),
         }
     }
 

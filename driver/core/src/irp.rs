@@ -17,13 +17,16 @@
 use core::ffi::c_void;
 use core::pin::pin;
 use core::ptr::NonNull;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use crate::ddi::nt::{
     DEVICE_OBJECT, IRP, IoAllocateIrp, IoCompletionRoutine, IoFreeIrp, NTSTATUS,
     io_set_completion_routine, io_set_completion_routine_ex,
 };
 use crate::pool::{PoolBox, TAG_CALL};
-use crate::status::{STATUS_INSUFFICIENT_RESOURCES, STATUS_MORE_PROCESSING_REQUIRED};
+use crate::status::{
+    STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_DEVICE_STATE, STATUS_MORE_PROCESSING_REQUIRED,
+};
 use crate::sync::{Event, EventKind};
 
 /// Stack locations in every IRP wskudp allocates: one, for the WSK provider's use of the
@@ -270,23 +273,25 @@ pub fn call_and_wait(
     wait_result(irp, &event)
 }
 
-/// An IRP and the event its completion signals, allocated and armed ahead of a call that
-/// must not fail for lack of memory when it is finally made (closing a socket).
+/// An IRP and the event its completion signals, reserved for a call that must not fail.
 ///
-/// IRQL: `PASSIVE_LEVEL` for every operation.
+/// Allocated and armed ahead of a call that must not fail for lack of memory when it is
+/// finally made (closing a socket). The call may be
+/// issued at `DISPATCH_LEVEL` (e.g. from a completion routine) and waited for later.
 ///
 /// # Invariants
 /// `event` is initialized; once `armed`, `irp`'s completion routine signals `event` and the
 /// IRP must be issued (the I/O manager's `IoSetCompletionRoutineEx` context is freed only by
-/// its completion).
+/// its completion); `issued` goes from `false` to `true` once, when the call is made.
 pub struct ReservedCall {
     irp: Irp,
     event: PoolBox<Event>,
     armed: bool,
+    issued: AtomicBool,
 }
 
 impl ReservedCall {
-    /// Allocates the IRP and the event.
+    /// Allocates the IRP and the event. IRQL: <= `DISPATCH_LEVEL`.
     ///
     /// # Errors
     /// `STATUS_INSUFFICIENT_RESOURCES`.
@@ -294,19 +299,21 @@ impl ReservedCall {
         let irp = Irp::allocate()?;
         let event = PoolBox::try_new(Event::new(), TAG_CALL)?;
         PoolBox::as_pin(&event).init(EventKind::Notification, false);
-        // INVARIANT: the event is initialized in its final place; not armed yet.
+        // INVARIANT: the event is initialized in its final place; not armed, not issued.
         Ok(Self {
             irp,
             event,
             armed: false,
+            issued: AtomicBool::new(false),
         })
     }
 
     /// Sets the completion routine with `IoSetCompletionRoutineEx`, once the call is certain to
     /// be made (e.g. right after the socket it closes was created). If the I/O manager cannot
-    /// allocate its context, [`ReservedCall::call_and_wait`] sets a plain completion routine
-    /// instead: the caller waits for it in this driver's own code, so the window it leaves
-    /// (the routine's return racing a completed unload) needs the whole unload to run first.
+    /// allocate its context, [`ReservedCall::issue`] sets a plain completion routine instead:
+    /// [`ReservedCall::wait`] then waits for it in this driver's own code, so the window it
+    /// leaves (the routine's return racing a completed unload) needs the whole unload to run
+    /// first. IRQL: <= `DISPATCH_LEVEL`.
     pub fn arm(&mut self, device: DriverDevice) {
         if self.armed {
             return;
@@ -325,24 +332,53 @@ impl ReservedCall {
         PoolBox::as_ptr(&self.event).cast()
     }
 
-    /// Makes the call on the reserved IRP and waits for it to complete.
-    ///
-    /// # Errors
-    /// The IRP's failure status.
-    pub fn call_and_wait(
-        self,
-        call: impl FnOnce(*mut IRP) -> NTSTATUS,
-    ) -> Result<IoResult, NTSTATUS> {
-        crate::paged_code!();
+    /// Makes the call on the reserved IRP, once: a second `issue` does nothing and returns
+    /// `false`. IRQL: <= `DISPATCH_LEVEL` (the WSK call's own bound applies).
+    pub fn issue(&self, call: impl FnOnce(*mut IRP) -> NTSTATUS) -> bool {
+        if self.issued.swap(true, Ordering::AcqRel) {
+            return false;
+        }
         if !self.armed {
-            // SAFETY: As in `arm`; this thread waits for the routine below.
+            // SAFETY: As in `arm`; `wait` waits for the routine before the event goes.
             unsafe {
                 self.irp
                     .set_completion_unguarded(signal_waiter, self.event_ptr());
             }
         }
+        // The returned status is also the IRP's, which `wait` reads.
+        let _ = call(self.irp.as_ptr());
+        true
+    }
+
+    /// Waits for the issued call to complete and frees the IRP. A call never issued leaves
+    /// nothing to wait for.
+    ///
+    /// IRQL: `PASSIVE_LEVEL`.
+    ///
+    /// # Errors
+    /// The IRP's failure status, or `STATUS_INVALID_DEVICE_STATE` if it was never issued.
+    pub fn wait(self) -> Result<IoResult, NTSTATUS> {
+        crate::paged_code!();
+        if !self.issued.load(Ordering::Acquire) {
+            if self.armed {
+                // An armed IRP must complete to free its context: issue nothing, keep it.
+                core::mem::forget(self);
+            }
+            return Err(STATUS_INVALID_DEVICE_STATE);
+        }
         let Self { irp, event, .. } = self;
-        let _ = call(irp.as_ptr());
         wait_result(irp, &event)
+    }
+
+    /// Makes the call and waits for it. IRQL: `PASSIVE_LEVEL`.
+    ///
+    /// # Errors
+    /// As [`ReservedCall::wait`].
+    pub fn call_and_wait(
+        self,
+        call: impl FnOnce(*mut IRP) -> NTSTATUS,
+    ) -> Result<IoResult, NTSTATUS> {
+        self.issue(call);
+        self.wait()
     }
 }

@@ -14,7 +14,9 @@
 //!   IRP and the buffers it describes are freed;
 //! - `CMSGHDR` buffers follow `ws2def.h` exactly ([`cmsg`]);
 //! - the provider NPI is captured at `PASSIVE_LEVEL` and released once; `WskDeregister` runs
-//!   after every socket is closed; closing a socket waits out its sends (rundown);
+//!   after every socket is closed; `WskCloseSocket` is never called while another call on the
+//!   socket is in progress (a call gate), and the socket's memory goes only after every request
+//!   using it finished (rundown);
 //! - no panic is reachable from request data.
 
 #![no_std]
@@ -38,6 +40,7 @@ pub mod pool;
 mod send;
 pub mod sockaddr;
 mod sockets;
+mod stats;
 pub mod sync;
 pub mod wsk;
 
@@ -46,7 +49,7 @@ pub mod status {
     pub use wskudp_abi::status::*;
 }
 
-pub use dispatch::{CompleteFn, IoctlRequest};
+pub use dispatch::{CancelFn, CancelHooks, CompleteFn, IoctlRequest};
 pub use driver::Driver;
 pub use handle::HandleState;
 pub use irp::DriverDevice;

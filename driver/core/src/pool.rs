@@ -2,6 +2,7 @@
 
 use core::ops::Deref;
 use core::ptr::NonNull;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::ddi::nt::{ExAllocatePool2, ExFreePoolWithTag, NTSTATUS, POOL_FLAG_NON_PAGED};
 use crate::status::{STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_BUFFER_SIZE};
@@ -34,6 +35,19 @@ pub const TAG_CALL: PoolTag = PoolTag::new(*b"WkuC");
 /// `MEMORY_ALLOCATION_ALIGNMENT` on x64: what every pool block is aligned to.
 const POOL_ALIGNMENT: usize = 16;
 
+/// Blocks and bytes of pool this driver holds right now (for `QUERY_STATS`).
+static BLOCKS_IN_USE: AtomicU64 = AtomicU64::new(0);
+static BYTES_IN_USE: AtomicU64 = AtomicU64::new(0);
+
+/// `(blocks, bytes)` of pool the driver holds now, across every tag. IRQL: any.
+#[must_use]
+pub fn in_use() -> (u64, u64) {
+    (
+        BLOCKS_IN_USE.load(Ordering::Relaxed),
+        BYTES_IN_USE.load(Ordering::Relaxed),
+    )
+}
+
 fn allocate(size: usize, tag: PoolTag) -> Result<NonNull<u8>, NTSTATUS> {
     let raw;
     // SAFETY: ExAllocatePool2 may be called at IRQL <= DISPATCH_LEVEL for non-paged pool,
@@ -41,12 +55,17 @@ fn allocate(size: usize, tag: PoolTag) -> Result<NonNull<u8>, NTSTATUS> {
     unsafe {
         raw = ExAllocatePool2(POOL_FLAG_NON_PAGED, size, tag.0);
     }
-    NonNull::new(raw.cast::<u8>()).ok_or(STATUS_INSUFFICIENT_RESOURCES)
+    let block = NonNull::new(raw.cast::<u8>()).ok_or(STATUS_INSUFFICIENT_RESOURCES)?;
+    BLOCKS_IN_USE.fetch_add(1, Ordering::Relaxed);
+    BYTES_IN_USE.fetch_add(size as u64, Ordering::Relaxed);
+    Ok(block)
 }
 
 /// # Safety
-/// `ptr` must come from [`allocate`] with the same `tag` and not have been freed.
-unsafe fn free(ptr: NonNull<u8>, tag: PoolTag) {
+/// `ptr` must come from [`allocate`] with the same `size` and `tag` and not have been freed.
+unsafe fn free(ptr: NonNull<u8>, size: usize, tag: PoolTag) {
+    BLOCKS_IN_USE.fetch_sub(1, Ordering::Relaxed);
+    BYTES_IN_USE.fetch_sub(size as u64, Ordering::Relaxed);
     // SAFETY: 1. `ptr` is a live pool block allocated with `tag` (caller's guarantee);
     //         2. non-paged pool may be freed at IRQL <= DISPATCH_LEVEL.
     unsafe {
@@ -177,7 +196,7 @@ impl<T> Drop for PoolBox<T> {
         }
         // SAFETY: By the type invariant the block came from `allocate` with `self.tag`.
         unsafe {
-            free(self.ptr.cast(), self.tag);
+            free(self.ptr.cast(), size_of::<T>().max(1), self.tag);
         }
     }
 }
@@ -238,7 +257,7 @@ impl Drop for PoolBytes {
     fn drop(&mut self) {
         // SAFETY: By the type invariant the block came from `allocate` with `self.tag`.
         unsafe {
-            free(self.ptr, self.tag);
+            free(self.ptr, self.len, self.tag);
         }
     }
 }

@@ -1,40 +1,55 @@
 //! The send path: one `SEND` request becomes `count` `WskSendTo` calls on caller-allocated
-//! IRPs, every buffer held until its IRP completes.
+//! IRPs, at most [`SEND_WINDOW`] of them in flight at once, every buffer held until its IRP
+//! completes.
 //!
 //! Ownership, msquic's shape with Rust-for-Linux's ownership rules:
 //! - [`Datagram`]: the request's payload copy (non-paged pool), segment lengths, `CMSGHDR`
 //!   buffer and `SOCKADDR`, shared read-only by all `count` sends of one request.
 //! - `Batch`: one per `SEND` request; owns the `Datagram`, a rundown reference on the socket
-//!   and the pending IOCTL. Reference-counted by its datagrams in flight plus the submitter;
-//!   whoever drops the count to zero writes the response, completes the IOCTL and frees it.
+//!   and the pending IOCTL. Two reference counts: `work` (the submitter, each datagram in
+//!   flight) and `refs` (the work as a whole, and the front door's cancel routine while the
+//!   request is cancelable). Whoever drops `refs` to zero writes the response, completes the
+//!   IOCTL and frees the batch.
 //! - `SendOp`: one per datagram; owns the IRP and the MDL chain over the shared payload.
-//!   Submission gives it to the IRP as completion context (`into_raw`); the completion
-//!   routine takes it back (`from_raw`) exactly once and frees it, then returns
-//!   `STATUS_MORE_PROCESSING_REQUIRED`. The submitter never touches it after `WskSendTo`:
-//!   the IRP completes (and the routine runs) whatever `WskSendTo` returns.
+//!   Submission gives it to the IRP as completion context; the completion routine takes it
+//!   back exactly once. A canceller may pin it meanwhile (its own reference) to call
+//!   `IoCancelIrp`: the IRP is freed only when both are done, so `IoCancelIrp` never sees a
+//!   freed IRP ("Cancelling IRPs you created": keep the IRP until completion and cancel are
+//!   both finished).
+//!
+//! The window: issuing takes a credit (a free slot), completion gives it back. Exactly one
+//! thread issues at a time (the "pump"): the submitter first, then whichever completion
+//! routine finds no pump running. A completion that arrives inside `WskSendTo` (the provider
+//! completing inline) only returns its credit, so issuing never recurses on the kernel stack.
 
 use core::cell::UnsafeCell;
 use core::ffi::c_void;
 use core::mem::ManuallyDrop;
 use core::net::SocketAddr;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
 
-use wskudp_abi::{DescribeSendResponse, MAX_SEGMENTS, SendResponse, SendSpec, SendView};
+use wskudp_abi::{
+    DescribeSendResponse, MAX_SEGMENTS, SEND_WINDOW, SendResponse, SendSpec, SendView,
+};
 
 use crate::cmsg::{ControlBuffer, ControlMessage};
-use crate::ddi::nt::{DEVICE_OBJECT, IRP, NTSTATUS};
+use crate::ddi::nt::{DEVICE_OBJECT, IRP, IoCancelIrp, NTSTATUS};
 use crate::ddi::wsk::WSK_BUF;
-use crate::dispatch::IoctlRequest;
+use crate::dispatch::{IoctlRequest, Marked};
+use crate::handle::HandleState;
 use crate::irp::Irp;
 use crate::mdl::MdlChain;
 use crate::pool::{PoolBox, PoolBytes, TAG_BATCH, TAG_DATAGRAM, TAG_PAYLOAD};
 use crate::sockaddr::SockAddrBuffer;
 use crate::sockets::SocketRef;
+use crate::stats::DriverStats;
 use crate::status::{
-    STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_ADDRESS_COMPONENT, STATUS_INVALID_PARAMETER,
-    STATUS_MORE_PROCESSING_REQUIRED, STATUS_SUCCESS,
+    STATUS_CANCELLED, STATUS_FILE_FORCED_CLOSED, STATUS_INSUFFICIENT_RESOURCES,
+    STATUS_INVALID_ADDRESS_COMPONENT, STATUS_INVALID_PARAMETER, STATUS_MORE_PROCESSING_REQUIRED,
+    STATUS_SUCCESS,
 };
+use crate::sync::SpinLock;
 
 /// Everything one datagram is made of, validated and copied out of the request buffer.
 ///
@@ -156,31 +171,78 @@ fn len_u32(len: usize) -> u32 {
     u32::try_from(len).unwrap_or(u32::MAX)
 }
 
+/// Datagrams of one request in flight at once.
+const WINDOW: usize = SEND_WINDOW as usize;
+
+/// `Batch::pump`: set while a thread issues datagrams; the low bits count free credits.
+const PUMPING: u32 = 1 << 31;
+
 /// One `SEND` request in progress.
 ///
 /// # Invariants
-/// `outstanding` counts the datagrams not yet finished plus one for the submitter; the
-/// `Batch` is freed, and `request` completed, by whoever brings it to zero. `request` is
-/// initialized until then. Fields drop in order, so the socket reference goes last.
+/// - `refs` counts one reference for the work (dropped when `work` reaches zero) plus one
+///   while the request is marked cancelable (dropped by whoever learns the cancel routine will
+///   not run, or by the cancel routine); the batch is freed, and `request` completed, by
+///   whoever brings it to zero. `request` is initialized until then.
+/// - `work` counts the submitter's reference until it stops pumping, plus one per datagram
+///   handed to WSK (`SendOp`), held until its completion routine is done, pumping included.
+/// - `pump` is `PUMPING` while exactly one thread runs [`Batch::pump`], plus the credits not
+///   taken yet; credits plus datagrams in flight never exceed [`WINDOW`], so a slot in
+///   `in_flight` is always free for a datagram being issued.
+/// - `remaining` (datagrams not issued yet) is written only by the pumping thread.
+/// - `handle` is the handle the request came through, alive until the request completes.
+/// - `driver_stats` points to the driver's statistics, which outlive every socket.
+/// - Fields drop in order, so the socket reference goes last.
 struct Batch {
     request: UnsafeCell<ManuallyDrop<IoctlRequest>>,
-    outstanding: AtomicU32,
+    refs: AtomicU32,
+    work: AtomicU32,
+    pump: AtomicU32,
+    remaining: AtomicU32,
+    /// The front door reported the request cancelled: issue nothing more.
+    cancelled: AtomicBool,
+    /// The request is marked cancelable (its cancel reference counts in `refs`).
+    cancelable: AtomicBool,
+    in_flight: SpinLock<[Option<NonNull<SendOp>>; WINDOW]>,
     sent: AtomicU32,
     failed: AtomicU32,
+    not_sent: AtomicU32,
     bytes: AtomicU64,
     first_error: AtomicI32,
+    /// The request's ABI version: a version-1 response has no `datagrams_not_sent`.
+    version: u32,
+    handle: NonNull<HandleState>,
+    driver_stats: NonNull<DriverStats>,
     datagram: Datagram,
     socket: SocketRef,
 }
 
-// SAFETY: Counters are atomic, `datagram` and `socket` are read-only after submission, and
-// `request` is touched only by the single thread that brings `outstanding` to zero.
+// SAFETY: Counters are atomic, `in_flight` is behind a spin lock, `datagram`, `socket`,
+// `handle` and `driver_stats` are read-only, and `request` is touched only by the single thread
+// that brings `refs` to zero (or, for marking and unmarking, by the submitter and the one that
+// brings `work` to zero, which the front door's hooks allow concurrently with its cancel).
 unsafe impl Sync for Batch {}
 // SAFETY: As above.
 unsafe impl Send for Batch {}
 
 impl Batch {
-    /// Records one datagram's outcome. IRQL: <= `DISPATCH_LEVEL`.
+    const fn handle(&self) -> &HandleState {
+        // SAFETY: The handle outlives its requests (type invariant).
+        unsafe { self.handle.as_ref() }
+    }
+
+    const fn driver_stats(&self) -> &DriverStats {
+        // SAFETY: The driver's statistics outlive every socket (type invariant).
+        unsafe { self.driver_stats.as_ref() }
+    }
+
+    fn request(&self) -> &IoctlRequest {
+        // SAFETY: Initialized until `refs` reaches zero, and only read here (type invariant).
+        unsafe { &*self.request.get() }
+    }
+
+    /// Records one datagram's outcome, here, on its socket and driver-wide.
+    /// IRQL: <= `DISPATCH_LEVEL`.
     fn record(&self, status: NTSTATUS, bytes: usize) {
         if status >= 0 {
             self.sent.fetch_add(1, Ordering::Relaxed);
@@ -194,6 +256,111 @@ impl Batch {
                 Ordering::Relaxed,
             );
         }
+        self.socket.counters().record(status, bytes);
+        self.driver_stats().record(status, bytes);
+    }
+
+    /// Counts every datagram not issued yet as not sent; nothing more will be issued.
+    /// Only the pumping thread calls this. IRQL: any.
+    fn give_up_remaining(&self) {
+        let left = self.remaining.swap(0, Ordering::AcqRel);
+        if left > 0 {
+            self.not_sent.fetch_add(left, Ordering::Relaxed);
+            self.socket.counters().record_not_sent(left);
+            self.driver_stats().counters.record_not_sent(left);
+        }
+    }
+
+    /// Adds one credit and, unless a pump is running, becomes the pump. The caller owns a work
+    /// reference for the duration. IRQL: <= `DISPATCH_LEVEL`.
+    fn return_credit(this: NonNull<Self>) {
+        // SAFETY: The caller's work reference keeps the batch alive.
+        let batch = unsafe { this.as_ref() };
+        let previous = batch
+            .pump
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |state| {
+                Some((state | PUMPING).saturating_add(1))
+            })
+            .unwrap_or(PUMPING);
+        if previous & PUMPING == 0 {
+            Self::pump(this);
+        }
+    }
+
+    /// Issues datagrams while credits last, then stops pumping. The caller set `PUMPING` and
+    /// owns a work reference for the duration. IRQL: <= `DISPATCH_LEVEL`.
+    fn pump(this: NonNull<Self>) {
+        // SAFETY: The caller's work reference keeps the batch alive.
+        let batch = unsafe { this.as_ref() };
+        loop {
+            let state = batch.pump.load(Ordering::Acquire);
+            let next = if state & !PUMPING == 0 {
+                // No credit: stop, unless one arrives before the flag is cleared.
+                0
+            } else {
+                state.saturating_sub(1)
+            };
+            if batch
+                .pump
+                .compare_exchange(state, next, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+            {
+                continue;
+            }
+            if next == 0 && state & !PUMPING == 0 {
+                return;
+            }
+            if !Self::issue_next(this) {
+                // Nothing was issued with the credit: give it back to this loop, unless
+                // nothing is left to issue (then the credit is simply dropped).
+                if batch.remaining.load(Ordering::Acquire) > 0 {
+                    batch.pump.fetch_add(1, Ordering::AcqRel);
+                }
+            }
+        }
+    }
+
+    /// Issues the next datagram with a credit the pump took. `true` if a datagram went to WSK
+    /// (its completion returns the credit). IRQL: <= `DISPATCH_LEVEL`.
+    fn issue_next(this: NonNull<Self>) -> bool {
+        // SAFETY: The pump's work reference keeps the batch alive.
+        let batch = unsafe { this.as_ref() };
+        if batch.remaining.load(Ordering::Acquire) == 0 {
+            return false;
+        }
+        if batch.cancelled.load(Ordering::SeqCst) || batch.socket.socket().is_closing() {
+            batch.give_up_remaining();
+            return false;
+        }
+        batch.remaining.fetch_sub(1, Ordering::AcqRel);
+        let op = match SendOp::new(this) {
+            Ok(op) => op,
+            Err(status) => {
+                batch.record(status, 0);
+                return false;
+            }
+        };
+        SendOp::submit(op)
+    }
+
+    /// Drops a work reference; the last one ends the work: the request stops being cancelable
+    /// and the work's own reference goes. IRQL: <= `DISPATCH_LEVEL`.
+    ///
+    /// # Safety
+    /// The caller owns one work reference, which it gives up.
+    unsafe fn release_work(this: NonNull<Self>) {
+        // SAFETY: The caller's work reference keeps the batch alive until the decrement.
+        let batch = unsafe { this.as_ref() };
+        if batch.work.fetch_sub(1, Ordering::AcqRel) != 1 {
+            return;
+        }
+        if batch.cancelable.load(Ordering::Acquire) && batch.request().unmark_cancelable() {
+            // The cancel routine will not run: its reference is ours to drop.
+            // SAFETY: The cancel reference, given up once (the routine will not).
+            unsafe { Self::release(this) };
+        }
+        // SAFETY: The work's reference, given up once (work reached zero once).
+        unsafe { Self::release(this) };
     }
 
     /// Drops one reference; the last one completes the request and frees the batch.
@@ -202,51 +369,120 @@ impl Batch {
     ///
     /// # Safety
     /// `this` must come from `PoolBox::into_raw` of a `Batch`, and the caller must own one
-    /// of its `outstanding` references, which it gives up.
+    /// of its `refs` references, which it gives up.
     unsafe fn release(this: NonNull<Self>) {
         // SAFETY: The caller's reference keeps the batch alive until the decrement.
-        let previous = unsafe { this.as_ref() }
-            .outstanding
-            .fetch_sub(1, Ordering::AcqRel);
+        let previous = unsafe { this.as_ref() }.refs.fetch_sub(1, Ordering::AcqRel);
         if previous != 1 {
             return;
         }
         // SAFETY: The count reached zero: no other reference exists, so ownership returns
         // to this thread (type invariant).
         let batch = unsafe { PoolBox::from_raw(this, TAG_BATCH) };
+        let not_sent = batch.not_sent.load(Ordering::Relaxed);
+        let failed = batch.failed.load(Ordering::Relaxed);
+        let mut status = batch.first_error.load(Ordering::Relaxed);
+        if status == STATUS_SUCCESS && not_sent > 0 {
+            // Nothing failed, but not everything was sent: the request or its socket was
+            // closed or cancelled first.
+            status = STATUS_CANCELLED;
+        }
         let response = SendResponse {
-            status: batch.first_error.load(Ordering::Relaxed),
+            status,
             datagrams_sent: batch.sent.load(Ordering::Relaxed),
-            datagrams_failed: batch.failed.load(Ordering::Relaxed),
-            reserved: 0,
+            datagrams_failed: failed,
+            datagrams_not_sent: if batch.version >= 2 { not_sent } else { 0 },
             bytes_sent: batch.bytes.load(Ordering::Relaxed),
         };
+        let cancelled = batch.cancelled.load(Ordering::Acquire) && (not_sent > 0 || failed > 0);
+        batch.socket.counters().requests.lower();
+        batch.driver_stats().counters.requests.lower();
+        batch.handle().sends.lower();
         // SAFETY: Last reference: exclusive access to the cell.
         let slot = unsafe { &mut *batch.request.get() };
         // SAFETY: The request is still initialized and is taken exactly once, here.
         let request = unsafe { ManuallyDrop::take(slot) };
-        request.complete_with_response(&response);
+        if cancelled {
+            request.complete(STATUS_CANCELLED, 0);
+        } else {
+            request.complete_with_response(&response);
+        }
         drop(batch);
     }
+
+    /// The front door's cancel routine: issue nothing more, and cancel every `WskSendTo` IRP in
+    /// flight. IRQL: <= `DISPATCH_LEVEL`.
+    ///
+    /// # Safety
+    /// `cookie` is the batch given to `mark_cancelable`, whose cancel reference this call owns
+    /// and gives up.
+    unsafe fn cancelled(cookie: *mut c_void) {
+        let Some(this) = NonNull::new(cookie.cast::<Self>()) else {
+            return;
+        };
+        // SAFETY: The cancel reference keeps the batch alive.
+        let batch = unsafe { this.as_ref() };
+        batch.cancelled.store(true, Ordering::SeqCst);
+        // Pin what is in flight, then cancel outside the lock: a provider may complete the
+        // IRP from inside IoCancelIrp, and the completion routine takes the same lock.
+        let mut pinned: [Option<NonNull<SendOp>>; WINDOW] = [None; WINDOW];
+        {
+            let slots = batch.in_flight.lock_exclusive();
+            for (pin, slot) in pinned.iter_mut().zip(slots.iter()) {
+                if let Some(op) = *slot {
+                    // SAFETY: An op in a slot is alive (its completion removes it under
+                    // this lock before dropping its reference).
+                    unsafe { op.as_ref() }.refs.fetch_add(1, Ordering::AcqRel);
+                    *pin = Some(op);
+                }
+            }
+        }
+        for op in pinned.into_iter().flatten() {
+            // SAFETY: The pin keeps the op alive.
+            let irp = unsafe { op.as_ref() }.irp.as_ptr();
+            // SAFETY: The pin keeps the IRP allocated; IoCancelIrp may be called at
+            // <= DISPATCH_LEVEL on an IRP in flight or already completed.
+            unsafe {
+                IoCancelIrp(irp);
+            }
+            // SAFETY: The pin's reference, given up once.
+            unsafe { SendOp::release(op) };
+        }
+        // SAFETY: The cancel reference, given up once.
+        unsafe { Self::release(this) };
+    }
+}
+
+/// Core's [`crate::CancelFn`] for `SEND` requests.
+///
+/// # Safety
+/// As [`Batch::cancelled`].
+unsafe fn send_cancelled(cookie: *mut c_void) {
+    // SAFETY: The caller's guarantee.
+    unsafe { Batch::cancelled(cookie) };
 }
 
 /// One datagram in flight.
 ///
 /// # Invariants
-/// `wsk_buf` describes `chain`; `batch` is a live `Batch` on which this op owns one
-/// reference.
+/// `wsk_buf` describes `chain`; `batch` is a live `Batch` on which this op owns one work
+/// reference from submission until its completion routine is done; `refs` counts the IRP's own
+/// reference (held until completion) plus one per canceller that pinned it; `slot` is its index
+/// in the batch's `in_flight` once submitted.
 struct SendOp {
     wsk_buf: UnsafeCell<WSK_BUF>,
     #[allow(dead_code, reason = "owned until the IRP completes, freed by its Drop")]
     chain: MdlChain,
     irp: Irp,
+    refs: AtomicU32,
+    slot: usize,
     batch: NonNull<Batch>,
 }
 
 impl SendOp {
     /// Builds the MDL chain and IRP for one datagram of `batch`. IRQL: <= `DISPATCH_LEVEL`.
     fn new(batch: NonNull<Batch>) -> Result<PoolBox<Self>, NTSTATUS> {
-        // SAFETY: The submitter holds a reference on the batch for the whole submission.
+        // SAFETY: The pump holds a work reference on the batch.
         let datagram = unsafe { &batch.as_ref().datagram };
         let chain = datagram.mdl_chain()?;
         let irp = Irp::allocate()?;
@@ -255,31 +491,87 @@ impl SendOp {
             Offset: 0,
             Length: datagram.payload.len(),
         };
-        // INVARIANT: `wsk_buf` describes `chain`; the batch reference is taken by the caller
-        // (counted in `outstanding` before submission starts).
+        // INVARIANT: `wsk_buf` describes `chain`; the work reference and the slot are taken
+        // by `submit`.
         PoolBox::try_new(
             Self {
                 wsk_buf: UnsafeCell::new(wsk_buf),
                 chain,
                 irp,
+                refs: AtomicU32::new(1),
+                slot: 0,
                 batch,
             },
             TAG_DATAGRAM,
         )
     }
 
-    /// Hands the datagram to `WskSendTo`. From here on only the completion routine touches
-    /// it. IRQL: <= `DISPATCH_LEVEL`.
-    fn submit(op: PoolBox<Self>) {
-        // SAFETY: The op owns a reference on the batch (type invariant), so it is alive.
-        let batch = unsafe { op.batch.as_ref() };
+    /// Drops one reference; the last frees the op (its IRP and MDLs).
+    ///
+    /// # Safety
+    /// `op` came from `PoolBox::into_raw` and the caller owns one of its `refs`.
+    unsafe fn release(op: NonNull<Self>) {
+        // SAFETY: The caller's reference keeps it alive until the decrement.
+        if unsafe { op.as_ref() }.refs.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // SAFETY: Last reference: ownership returns here.
+            drop(unsafe { PoolBox::from_raw(op, TAG_DATAGRAM) });
+        }
+    }
+
+    /// Hands the datagram to `WskSendTo`, unless the request was cancelled or the socket is
+    /// closing. `true` if it went to WSK (the completion routine finishes it). IRQL:
+    /// <= `DISPATCH_LEVEL`.
+    fn submit(mut op: PoolBox<Self>) -> bool {
+        let this = op.batch;
+        // SAFETY: The pump holds a work reference on the batch.
+        let batch = unsafe { this.as_ref() };
         let socket = batch.socket.socket();
-        let sender = match socket.sender() {
-            Ok(sender) => sender,
-            Err(status) => return finish(op, status, 0),
+        // Enter the socket's call gate first: from here until WskSendTo returns the socket
+        // is not closed under us.
+        let call = match socket.send_call() {
+            Ok(call) => call,
+            Err(status) if status == STATUS_CANCELLED => {
+                // The socket is closing: this datagram and the rest are not sent.
+                batch.remaining.fetch_add(1, Ordering::AcqRel);
+                batch.give_up_remaining();
+                return false;
+            }
+            Err(status) => {
+                batch.record(status, 0);
+                return false;
+            }
         };
-        let context = PoolBox::as_ptr(&op).cast::<c_void>();
-        // SAFETY: `send_complete` takes the op back exactly once, frees it and returns
+        let raw = PoolBox::as_ptr(&op);
+        // Take a free slot (there is one: a credit was taken), so a cancel can find the IRP.
+        let placed = {
+            let mut slots = batch.in_flight.lock_exclusive();
+            slots
+                .iter_mut()
+                .enumerate()
+                .find(|(_, slot)| slot.is_none())
+                .map(|(index, slot)| {
+                    *slot = NonNull::new(raw);
+                    index
+                })
+        };
+        let Some(index) = placed else {
+            batch.record(STATUS_INSUFFICIENT_RESOURCES, 0);
+            return false;
+        };
+        // SAFETY: Not shared yet except through the slot, which only a canceller reads (the
+        // pointer, not this field).
+        unsafe { (*PoolBox::as_ptr(&op)).slot = index };
+        let _ = &mut op;
+        if batch.cancelled.load(Ordering::SeqCst) {
+            // Cancelled meanwhile: the canceller may have pinned the op already.
+            Self::unplace(batch, index);
+            batch.remaining.fetch_add(1, Ordering::AcqRel);
+            batch.give_up_remaining();
+            Self::abandon(op);
+            return false;
+        }
+        let context = raw.cast::<c_void>();
+        // SAFETY: `send_complete` takes the op back exactly once and returns
         // STATUS_MORE_PROCESSING_REQUIRED; it runs at <= DISPATCH_LEVEL on any thread. The op
         // stays at `context` (pool) until then.
         let armed = unsafe {
@@ -288,30 +580,41 @@ impl SendOp {
         };
         if let Err(status) = armed {
             // Nothing was set: the op is still ours, and nothing was issued.
-            return finish(op, status, 0);
+            Self::unplace(batch, index);
+            batch.record(status, 0);
+            Self::abandon(op);
+            return false;
         }
+        batch.work.fetch_add(1, Ordering::AcqRel);
+        let _ = batch.socket.counters().datagrams.try_raise(u32::MAX);
+        let _ = batch.driver_stats().counters.datagrams.try_raise(u32::MAX);
         let irp = op.irp.as_ptr();
         let buffer = op.wsk_buf.get();
-        // Given up: the completion routine takes it back with `from_raw`.
+        // Given up: the completion routine takes its reference back.
         let _ = PoolBox::into_raw(op);
         // SAFETY: The MDL chain, payload, remote address and control buffer all live until the
-        // completion routine has run (the op holds them, or a reference on the batch that does);
-        // the IRP's completion routine frees the op. The returned status is also the IRP's,
-        // which `send_complete` reads.
+        // completion routine has run (the op holds them, or a reference on the batch that
+        // does); the returned status is also the IRP's, which `send_complete` reads.
         let _ =
-            unsafe { sender.send_to(buffer, &batch.datagram.remote, &batch.datagram.control, irp) };
+            unsafe { call.send_to(buffer, &batch.datagram.remote, &batch.datagram.control, irp) };
+        // `call` drops here: the gate is left once WskSendTo returned.
+        true
     }
-}
 
-/// Frees a finished datagram and releases its batch reference. IRQL: <= `DISPATCH_LEVEL`.
-fn finish(op: PoolBox<SendOp>, status: NTSTATUS, bytes: usize) {
-    let batch = op.batch;
-    // SAFETY: The op owns a reference on the batch (type invariant), so it is alive.
-    unsafe { batch.as_ref() }.record(status, bytes);
-    // Free the MDLs and the IRP before the batch (and with it the payload) can go.
-    drop(op);
-    // SAFETY: The op's reference is given up here, once.
-    unsafe { Batch::release(batch) };
+    /// Empties the op's slot. IRQL: <= `DISPATCH_LEVEL`.
+    fn unplace(batch: &Batch, index: usize) {
+        let mut slots = batch.in_flight.lock_exclusive();
+        if let Some(slot) = slots.get_mut(index) {
+            *slot = None;
+        }
+    }
+
+    /// Releases an op that never went to WSK, after a canceller may have pinned it.
+    fn abandon(op: PoolBox<Self>) {
+        let raw = PoolBox::into_raw(op);
+        // SAFETY: The IRP's own reference (never issued), given up once.
+        unsafe { Self::release(raw) };
+    }
 }
 
 /// `WskSendTo` completion routine.
@@ -323,51 +626,112 @@ unsafe extern "system" fn send_complete(
     context: *mut c_void,
 ) -> NTSTATUS {
     if let Some(op) = NonNull::new(context.cast::<SendOp>()) {
-        // SAFETY: `context` is the op given to this IRP by `submit`; the IRP completes once,
-        // so this is the only from_raw for it.
-        let op = unsafe { PoolBox::from_raw(op, TAG_DATAGRAM) };
-        let result = op.irp.io_result();
-        finish(op, result.status, result.information);
+        // SAFETY: `context` is the op given to this IRP by `submit`; its IRP reference keeps
+        // it alive until released below, once (the IRP completes once).
+        let (result, this, index) = {
+            // SAFETY: As above.
+            let op = unsafe { op.as_ref() };
+            (op.irp.io_result(), op.batch, op.slot)
+        };
+        // SAFETY: The op's work reference keeps the batch alive.
+        let batch = unsafe { this.as_ref() };
+        SendOp::unplace(batch, index);
+        // SAFETY: The IRP's reference, given up once; a pinning canceller keeps the IRP
+        // allocated until it is done with IoCancelIrp.
+        unsafe { SendOp::release(op) };
+        batch.record(result.status, result.information);
+        batch.socket.counters().datagrams.lower();
+        batch.driver_stats().counters.datagrams.lower();
+        if result.status == STATUS_FILE_FORCED_CLOSED {
+            batch.socket.force_close();
+        }
+        Batch::return_credit(this);
+        // SAFETY: The op's work reference, given up once.
+        unsafe { Batch::release_work(this) };
     }
-    // The IRP is ours (freed above with the op): stop the I/O manager from touching it.
+    // The IRP is ours (freed with the op): stop the I/O manager from touching it.
     STATUS_MORE_PROCESSING_REQUIRED
 }
 
-/// Sends `count` copies of `datagram` on `socket` and completes `request` with a
-/// [`SendResponse`] when every copy has finished.
+/// What a `SEND` asks for besides the datagram: how many copies, and the ABI version its
+/// response is written in.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Shape {
+    /// Copies to send.
+    pub(crate) count: u32,
+    /// The request's ABI version.
+    pub(crate) version: u32,
+}
+
+/// Sends `shape.count` copies of `datagram` on `socket` and completes `request` with a
+/// [`SendResponse`] when every copy has finished; the request's slot in `handle`'s and the
+/// socket's in-flight limits was taken by the caller and is released at completion.
 ///
 /// IRQL: <= `DISPATCH_LEVEL`.
-pub(crate) fn start(datagram: Datagram, socket: SocketRef, count: u32, request: IoctlRequest) {
+pub(crate) fn start(
+    datagram: Datagram,
+    socket: SocketRef,
+    handle: &HandleState,
+    driver_stats: &DriverStats,
+    shape: Shape,
+    request: IoctlRequest,
+) {
+    let Shape { count, version } = shape;
+    let credits = count.min(SEND_WINDOW);
     let batch = Batch {
         request: UnsafeCell::new(ManuallyDrop::new(request)),
-        outstanding: AtomicU32::new(count.saturating_add(1)),
+        // The work's reference, and the cancel routine's until known unneeded.
+        refs: AtomicU32::new(2),
+        work: AtomicU32::new(1),
+        pump: AtomicU32::new(PUMPING | credits),
+        remaining: AtomicU32::new(count),
+        cancelled: AtomicBool::new(false),
+        cancelable: AtomicBool::new(false),
+        in_flight: SpinLock::new([None; WINDOW]),
         sent: AtomicU32::new(0),
         failed: AtomicU32::new(0),
+        not_sent: AtomicU32::new(0),
         bytes: AtomicU64::new(0),
         first_error: AtomicI32::new(STATUS_SUCCESS),
+        version,
+        handle: NonNull::from(handle),
+        driver_stats: NonNull::from(driver_stats),
         datagram,
         socket,
     };
-    let batch = match PoolBox::try_place(batch, TAG_BATCH) {
+    let this = match PoolBox::try_place(batch, TAG_BATCH) {
         Ok(batch) => PoolBox::into_raw(batch),
         Err(batch) => {
             // Nothing was sent; the datagram and socket reference are released on return.
+            batch.socket.counters().requests.lower();
+            driver_stats.counters.requests.lower();
+            handle.sends.lower();
             let request = ManuallyDrop::into_inner(batch.request.into_inner());
             request.complete(STATUS_INSUFFICIENT_RESOURCES, 0);
             return;
         }
     };
-    for _ in 0..count {
-        match SendOp::new(batch) {
-            Ok(op) => SendOp::submit(op),
-            Err(status) => {
-                // SAFETY: The submitter's reference keeps the batch alive.
-                unsafe { batch.as_ref() }.record(status, 0);
-                // SAFETY: This datagram's reference is given up, once.
-                unsafe { Batch::release(batch) };
-            }
+    // SAFETY: The submitter's work reference keeps the batch alive.
+    let batch = unsafe { this.as_ref() };
+    // SAFETY: `send_cancelled` takes the batch and its cancel reference, valid until it ran or
+    // unmarking succeeded (`release_work`).
+    match unsafe {
+        batch
+            .request()
+            .mark_cancelable(send_cancelled, this.as_ptr().cast())
+    } {
+        Marked::Yes => batch.cancelable.store(true, Ordering::Release),
+        Marked::AlreadyCancelled => {
+            batch.cancelled.store(true, Ordering::SeqCst);
+            // SAFETY: The cancel reference: no routine will run to drop it.
+            unsafe { Batch::release(this) };
+        }
+        Marked::Unsupported => {
+            // SAFETY: As above.
+            unsafe { Batch::release(this) };
         }
     }
-    // SAFETY: The submitter's own reference, given up once.
-    unsafe { Batch::release(batch) };
+    Batch::pump(this);
+    // SAFETY: The submitter's work reference, given up once.
+    unsafe { Batch::release_work(this) };
 }

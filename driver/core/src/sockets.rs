@@ -4,17 +4,23 @@
 //! not valid again until its slot's generation wraps (65536 reuses).
 //!
 //! Lifetime of an entry: the table owns it; a send takes a rundown reference ([`SocketRef`])
-//! under the shared lock; closing takes the entry out under the exclusive lock, waits out the
-//! references, then closes the WSK socket and frees the entry.
+//! under the shared lock; closing takes the entry out under the exclusive lock (its handle
+//! stops working), begins closing the WSK socket (no new `WskSendTo`; `WskCloseSocket` as soon
+//! as the calls in progress return, and the provider cancels and completes the IRPs still
+//! pending), waits out the references (the `SEND` requests still finishing), waits for the
+//! close to complete and frees the entry. Nothing in that sequence waits on the network: a
+//! close is bounded even when the provider holds sends back.
 
 use core::net::SocketAddr;
 use core::ptr::NonNull;
+use core::sync::atomic::{AtomicBool, Ordering};
 
-use wskudp_abi::MAX_SOCKETS;
+use wskudp_abi::{MAX_SOCKETS, SocketStats, WireAddr};
 
 use crate::ddi::nt::NTSTATUS;
 use crate::handle::HandleState;
 use crate::pool::{PoolBox, TAG_SOCKET};
+use crate::stats::Counters;
 use crate::status::{STATUS_FILE_CLOSED, STATUS_INVALID_HANDLE, STATUS_TOO_MANY_OPENED_FILES};
 use crate::sync::{Rundown, SpinLock};
 use crate::wsk::DatagramSocket;
@@ -43,6 +49,10 @@ struct SocketEntry {
     owner: Owner,
     local: SocketAddr,
     rundown: Rundown,
+    counters: Counters,
+    /// A send completed with `STATUS_FILE_FORCED_CLOSED`: the socket is being closed and
+    /// later requests on it get that status.
+    forced_closed: AtomicBool,
     socket: DatagramSocket,
 }
 
@@ -129,6 +139,25 @@ impl SocketRef {
     #[must_use]
     pub(crate) const fn local(&self) -> SocketAddr {
         self.entry().local
+    }
+
+    /// The socket's counters.
+    #[must_use]
+    pub(crate) const fn counters(&self) -> &Counters {
+        &self.entry().counters
+    }
+
+    /// The provider said the socket is no longer functional (`STATUS_FILE_FORCED_CLOSED`):
+    /// close it as soon as possible, as the `WskSendTo` page requires. IRQL: <= `DISPATCH_LEVEL`.
+    pub(crate) fn force_close(&self) {
+        self.entry().forced_closed.store(true, Ordering::Release);
+        self.socket().begin_close();
+    }
+
+    /// Whether the provider forced the socket closed.
+    #[must_use]
+    pub(crate) fn is_forced_closed(&self) -> bool {
+        self.entry().forced_closed.load(Ordering::Acquire)
     }
 }
 
@@ -228,8 +257,10 @@ impl SocketTable {
     pub(crate) fn close(&self, owner: Owner, handle: u32) -> Result<(), NTSTATUS> {
         crate::paged_code!();
         let entry = self.take(owner, handle).ok_or(STATUS_INVALID_HANDLE)?;
+        // No new send starts; WskCloseSocket cancels and completes the pending ones.
+        entry.socket.begin_close();
         entry.rundown.wait();
-        // Dropping the entry closes the WSK socket (WskCloseSocket) and frees it.
+        // Dropping the entry waits for WskCloseSocket to complete and frees it.
         drop(entry);
         Ok(())
     }
@@ -251,6 +282,32 @@ impl SocketTable {
             // found is still open; a concurrent CLOSE_SOCKET of the same handle is harmless.
             let _ = self.close(found, handle);
         }
+    }
+
+    /// Fills `out` with the statistics of `owner`'s sockets and returns how many there are.
+    /// IRQL: <= `DISPATCH_LEVEL`.
+    pub(crate) fn fill_stats(&self, owner: Owner, out: &mut [SocketStats]) -> u32 {
+        let slots = self.slots.lock_shared();
+        let mut count: u32 = 0;
+        let mine = slots.iter().enumerate().filter_map(|(index, slot)| {
+            slot.entry()
+                .filter(|entry| entry.owner == owner)
+                .map(|entry| (handle_of(index, slot.generation), entry))
+        });
+        for (stats, (handle, entry)) in out.iter_mut().zip(mine) {
+            *stats = SocketStats {
+                socket: handle,
+                flags: if entry.forced_closed.load(Ordering::Acquire) {
+                    SocketStats::FLAG_FORCED_CLOSED
+                } else {
+                    0
+                },
+                local: WireAddr::from_socket_addr(entry.local),
+                counters: entry.counters.snapshot(),
+            };
+            count = count.saturating_add(1);
+        }
+        count
     }
 
     /// Sockets currently open. IRQL: <= `DISPATCH_LEVEL`.
@@ -282,6 +339,8 @@ impl Reservation<'_> {
                 owner: Owner::of(handle),
                 local,
                 rundown: Rundown::new(),
+                counters: Counters::default(),
+                forced_closed: AtomicBool::new(false),
                 socket,
             },
             TAG_SOCKET,

@@ -4,6 +4,7 @@ use core::cell::UnsafeCell;
 use core::marker::{PhantomData, PhantomPinned};
 use core::ops::{Deref, DerefMut};
 use core::pin::Pin;
+use core::sync::atomic::{AtomicU32, Ordering};
 
 use crate::ddi::nt::{
     EX_RUNDOWN_REF, ExAcquireRundownProtection, ExAcquireSpinLockExclusive,
@@ -296,5 +297,112 @@ impl Rundown {
 impl Default for Rundown {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// Calls in progress on something closed once, without waiting.
+///
+/// The "reference counter that tracks the number of function calls in progress" the WSK docs ask for before
+/// `WskCloseSocket` ("Closing a Socket": no other call to the socket's functions may be in
+/// progress, though IRPs of earlier calls may still be pending).
+///
+/// Whoever brings the count to zero after closing began (the closer itself, or the last call
+/// out) is told to close; that can happen at `DISPATCH_LEVEL`, in a completion routine, so
+/// nobody waits here. IRQL: any.
+///
+/// # Invariants
+/// `state` is the number of calls in progress, plus [`CallGate::CLOSING`] once closing began;
+/// exactly one of [`CallGate::close`] / [`CallGate::exit`] returns `true`, once.
+pub struct CallGate {
+    state: AtomicU32,
+}
+
+impl CallGate {
+    const CLOSING: u32 = 1 << 31;
+
+    /// No call in progress, not closing.
+    #[must_use]
+    pub const fn new() -> Self {
+        Self {
+            state: AtomicU32::new(0),
+        }
+    }
+
+    /// Starts one call; `false` once closing has begun (the call must not be made).
+    #[must_use]
+    pub fn enter(&self) -> bool {
+        self.state
+            .fetch_update(Ordering::Acquire, Ordering::Relaxed, |state| {
+                if state & Self::CLOSING == 0 {
+                    // Fewer than 2^31 calls can be in progress at once: no overflow into
+                    // the CLOSING bit.
+                    state.checked_add(1)
+                } else {
+                    None
+                }
+            })
+            .is_ok()
+    }
+
+    /// Ends a call started with [`CallGate::enter`]. `true` if it was the last call out after
+    /// closing began: the caller must close now.
+    #[must_use]
+    pub fn exit(&self) -> bool {
+        let previous = self.state.fetch_sub(1, Ordering::AcqRel);
+        previous == Self::CLOSING | 1
+    }
+
+    /// Begins closing: no call starts any more. `true` if none was in progress and closing had
+    /// not begun before: the caller must close now; otherwise the last call out will.
+    #[must_use]
+    pub fn close(&self) -> bool {
+        let previous = self.state.fetch_or(Self::CLOSING, Ordering::AcqRel);
+        previous == 0
+    }
+
+    /// Whether closing has begun.
+    #[must_use]
+    pub fn is_closing(&self) -> bool {
+        self.state.load(Ordering::Acquire) & Self::CLOSING != 0
+    }
+}
+
+impl Default for CallGate {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CallGate;
+
+    #[test]
+    fn the_closer_closes_when_no_call_is_in_progress() {
+        let gate = CallGate::new();
+        assert!(gate.close());
+        assert!(!gate.enter());
+        assert!(!gate.close(), "closing twice closes once");
+    }
+
+    #[test]
+    fn the_last_call_out_closes() {
+        let gate = CallGate::new();
+        assert!(gate.enter());
+        assert!(gate.enter());
+        assert!(!gate.close());
+        assert!(gate.is_closing());
+        assert!(!gate.enter());
+        assert!(!gate.exit());
+        assert!(gate.exit());
+    }
+
+    #[test]
+    fn calls_without_close_never_close() {
+        let gate = CallGate::new();
+        for _ in 0..3 {
+            assert!(gate.enter());
+            assert!(!gate.exit());
+        }
     }
 }

@@ -4,6 +4,9 @@
 
 use std::sync::{Condvar, Mutex};
 
+use windows_sys::Wdk::Foundation::IRP;
+use wskudp_core::ddi::nt::current_stack_location_slot;
+
 use crate::irql::{self, DISPATCH_LEVEL};
 use crate::state;
 
@@ -82,3 +85,57 @@ pub(crate) unsafe extern "system" fn io_release_cancel_spin_lock(irql_in: u8) {
     release();
     irql::set(irql_in);
 }
+
+/// What `IoCancelIrp` does to a live IRP (ntoskrnl; "Canceling IRPs" in the WDK docs): take the
+/// cancel spin lock, set `Irp->Cancel`, swap `CancelRoutine` for NULL and, if there was one,
+/// call it with the lock held (the routine releases it); else release the lock. Returns
+/// whether a routine was called.
+///
+/// # Safety
+/// `irp` must be a live IRP.
+pub(crate) unsafe fn cancel_live_irp(irp: *mut IRP) -> bool {
+    let previous = acquire_for_cancel();
+    // SAFETY: A live IRP (caller's contract).
+    unsafe { (*irp).Cancel = true };
+    // SAFETY: As above.
+    let routine = unsafe { swap_cancel_routine(irp, None) };
+    let Some(routine) = routine else {
+        release();
+        irql::set(previous);
+        return false;
+    };
+    // SAFETY: The IRP's cancel routine, called as IoCancelIrp does: the current location's
+    // device, the IRP, the cancel lock held, CancelIrql set.
+    unsafe {
+        (*irp).CancelIrql = previous;
+        let location = current_stack_location_slot(irp).read();
+        let device = if location.is_null() {
+            std::ptr::null_mut()
+        } else {
+            (*location).DeviceObject
+        };
+        routine(device, irp);
+    }
+    check_released_after_cancel(previous);
+    true
+}
+
+/// `IoSetCancelRoutine` (an `InterlockedExchangePointer` on `Irp->CancelRoutine` in wdm.h):
+/// sets `routine`, returns the previous one.
+///
+/// # Safety
+/// `irp` must be a live IRP.
+pub(crate) unsafe fn swap_cancel_routine(
+    irp: *mut IRP,
+    routine: windows_sys::Wdk::Foundation::DRIVER_CANCEL,
+) -> windows_sys::Wdk::Foundation::DRIVER_CANCEL {
+    let _exchange = EXCHANGE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    // SAFETY: Live IRP; every exchange in the model goes through this lock, as every one on
+    // Windows is one interlocked instruction.
+    unsafe { std::mem::replace(&mut (*irp).CancelRoutine, routine) }
+}
+
+/// Serializes the model's stand-ins for `InterlockedExchangePointer` on `CancelRoutine`.
+static EXCHANGE: Mutex<()> = Mutex::new(());

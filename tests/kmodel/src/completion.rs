@@ -108,23 +108,84 @@ const fn irp_ptr(addr: usize) -> *mut IRP {
 
 /// Runs `operation` for an accepted IRP and completes it, now or on the worker. Returns what
 /// the WSK function returns.
+///
+/// A pending IRP is cancelable the way a provider makes it so: its cancel routine is set, then
+/// `Irp->Cancel` is checked (an `IoCancelIrp` that came first is honoured); whoever takes the
+/// work out of the queue completes the IRP, with `STATUS_CANCELLED` if the cancel routine did.
 pub(crate) fn submit(irp: *mut IRP, socket: usize, operation: Operation) -> NTSTATUS {
     let mut engine = engine();
     if engine.mode == CompletionMode::Inline {
         drop(engine);
-        let (status, information) = operation();
+        let (status, information) = if irp::is_cancelled(irp) {
+            (STATUS_CANCELLED, 0)
+        } else {
+            operation()
+        };
         irp::complete(irp, status, information);
         return status;
     }
     irp::mark_pending(irp);
+    let addr = irp.expose_provenance();
     engine.queue.push_back(Work {
-        irp: irp.expose_provenance(),
+        irp: addr,
         socket,
         operation,
     });
     drop(engine);
+    // SAFETY: The provider owns the accepted IRP until it completes it.
+    unsafe { crate::cancel::swap_cancel_routine(irp, Some(provider_cancel)) };
+    // SAFETY: As above.
+    if irp::is_cancelled(irp) && unsafe { crate::cancel::swap_cancel_routine(irp, None) }.is_some()
+    {
+        if take(addr).is_some() {
+            irp::complete(irp, STATUS_CANCELLED, 0);
+        }
+        return STATUS_PENDING;
+    }
     QUEUED.notify_all();
     STATUS_PENDING
+}
+
+/// Takes `irp`'s work out of the queue, if it is still there.
+fn take(irp: usize) -> Option<Work> {
+    let mut engine = engine();
+    let index = engine.queue.iter().position(|work| work.irp == irp)?;
+    engine.queue.remove(index)
+}
+
+/// The provider's cancel routine for a pending IRP (`IoCancelIrp` calls it with the cancel spin
+/// lock held): releases the lock and, if the work is still queued, completes the IRP
+/// cancelled.
+unsafe extern "system" fn provider_cancel(
+    _device: *mut windows_sys::Wdk::Foundation::DEVICE_OBJECT,
+    irp: *mut IRP,
+) {
+    // SAFETY: Called by IoCancelIrp with the cancel lock held, CancelIrql set.
+    unsafe { crate::cancel::io_release_cancel_spin_lock((*irp).CancelIrql) };
+    if take(irp.expose_provenance()).is_some() {
+        irp::complete(irp, STATUS_CANCELLED, 0);
+    }
+}
+
+/// Completes an IRP whose work was taken from the queue: the cancel routine goes first
+/// (whoever took the work completes the IRP, even if an `IoCancelIrp` claimed the routine
+/// meanwhile: that routine then finds nothing to do).
+fn complete_taken(irp: usize, status: NTSTATUS, information: usize) {
+    let irp = irp_ptr(irp);
+    // SAFETY: The provider still owns the IRP.
+    unsafe { crate::cancel::swap_cancel_routine(irp, None) };
+    irp::complete(irp, status, information);
+}
+
+/// Runs queued work and completes its IRP (cancelled instead, if `IoCancelIrp` got there).
+fn run(work: Work) {
+    let Work { irp, operation, .. } = work;
+    let (status, information) = if irp::is_cancelled(irp_ptr(irp)) {
+        (STATUS_CANCELLED, 0)
+    } else {
+        operation()
+    };
+    complete_taken(irp, status, information);
 }
 
 /// IRPs held back ([`CompletionMode::Held`]) or queued for the worker, not completed yet.
@@ -143,8 +204,7 @@ pub fn release_held(max: usize) -> usize {
     };
     let released = works.len();
     for work in works {
-        let (status, information) = (work.operation)();
-        irp::complete(irp_ptr(work.irp), status, information);
+        run(work);
     }
     released
 }
@@ -159,7 +219,7 @@ pub(crate) fn cancel_socket(socket: usize) {
     };
     for work in cancelled {
         irp::set_cancel(irp_ptr(work.irp));
-        irp::complete(irp_ptr(work.irp), STATUS_CANCELLED, 0);
+        complete_taken(work.irp, STATUS_CANCELLED, 0);
     }
 }
 
@@ -202,8 +262,7 @@ fn worker(delay: Duration, batch: usize, order: Order) {
             Order::Shuffled { .. } => shuffle(&mut round, &mut seed),
         }
         for work in round {
-            let (status, information) = (work.operation)();
-            irp::complete(irp_ptr(work.irp), status, information);
+            run(work);
         }
     }
 }

@@ -899,34 +899,21 @@ fn irp_layout() -> Option<Layout> {
     .ok()
 }
 
-/// `IoCancelIrp`: sets `Cancel` and calls the IRP's cancel routine, if any, with the cancel
-/// spin lock held at `DISPATCH_LEVEL`.
+/// `IoCancelIrp` on a pending request (`CancelIoEx`, or the thread's exit).
 fn cancel_irp(irp: usize) {
-    let pointer = std::ptr::with_exposed_provenance_mut::<IRP>(irp);
-    let routine = {
-        let io = io();
-        match io.requests.get(&irp) {
-            Some(record) if record.completed.is_none() => {}
-            _ => return,
-        }
-        // SAFETY: A live request IRP; Cancel and CancelRoutine change only under the cancel
-        // lock, which IoCancelIrp takes (the model's I/O lock stands in for it here).
-        unsafe {
-            (*pointer).Cancel = true;
-            std::mem::take(&mut (*pointer).CancelRoutine)
-        }
-    };
-    if let Some(routine) = routine {
-        let previous = crate::cancel::acquire_for_cancel();
-        // SAFETY: The IRP's cancel routine, called as IoCancelIrp does: the device, the IRP,
-        // the cancel lock held, CancelIrql set.
-        unsafe {
-            (*pointer).CancelIrql = previous;
-            let location = current_stack_location_slot(pointer).read();
-            routine((*location).DeviceObject, pointer);
-        }
-        crate::cancel::check_released_after_cancel(previous);
+    let pending = io()
+        .requests
+        .get(&irp)
+        .is_some_and(|record| record.completed.is_none());
+    if pending {
+        // SAFETY: A request IRP the I/O manager holds until it is retired (after completion).
+        unsafe { crate::cancel::cancel_live_irp(std::ptr::with_exposed_provenance_mut(irp)) };
     }
+}
+
+/// Whether `irp` is a request IRP the I/O manager still holds (for `IoCancelIrp`'s check).
+pub(crate) fn is_live_request(irp: usize) -> bool {
+    io().requests.contains_key(&irp)
 }
 
 /// Builds the IRP for one request on `file` and delivers it (`IoCallDriver` at

@@ -193,7 +193,6 @@ pub(crate) fn accept(irp: *mut IRP, call: &str) -> bool {
         (*irp).CurrentLocation -= 1;
         slot.write(next);
         (*irp).PendingReturned = false;
-        (*irp).Cancel = false;
         routine_set && all
     };
     if !ok {
@@ -228,6 +227,35 @@ pub(crate) fn mark_pending(irp: *mut IRP) {
 pub(crate) fn set_cancel(irp: *mut IRP) {
     // SAFETY: The provider owns the IRP.
     unsafe { (*irp).Cancel = true };
+}
+
+/// Whether `Irp->Cancel` is set (a provider checks it after setting its cancel routine).
+pub(crate) fn is_cancelled(irp: *mut IRP) -> bool {
+    // SAFETY: The provider owns the IRP.
+    unsafe { (*irp).Cancel }
+}
+
+/// `IoCancelIrp` (IRQL <= `DISPATCH_LEVEL`): for the IRPs a driver allocated (the WSK IRPs) and
+/// the I/O manager's requests alike. Cancelling an IRP that no longer exists is the
+/// use-after-free Driver Verifier reports; cancelling one that completed but is not freed yet
+/// is allowed and does nothing (no cancel routine is set).
+///
+/// # Safety
+/// None beyond the DDI's contract (the model checks the IRP is live before touching it).
+#[unsafe(export_name = "IoCancelIrp")]
+pub(crate) unsafe extern "system" fn io_cancel_irp(irp: *const IRP) -> bool {
+    irql::require_at_most("IoCancelIrp", DISPATCH_LEVEL);
+    let addr = irp.expose_provenance();
+    let known = state::lock().irps.contains_key(&addr) || crate::iomgr::is_live_request(addr);
+    if !known {
+        state::violation(
+            "IoCancelIrpFreed",
+            format!("IoCancelIrp({addr:#x}) of an IRP that was freed or never allocated"),
+        );
+        return false;
+    }
+    // SAFETY: A live IRP (checked above; its owner keeps it until this call returns).
+    unsafe { crate::cancel::cancel_live_irp(irp.cast_mut()) }
 }
 
 /// `IoCompleteRequest` for an IRP the provider owns.

@@ -53,7 +53,7 @@ pub use completion::{CompletionMode, Order, held_completions, release_held};
 pub use faults::FaultPlan;
 pub use report::{Leaks, Report, Stats, Violation};
 pub use security::{Access, Caller};
-pub use wsk::PROVIDER_WSK_VERSION;
+pub use wsk::{PROVIDER_WSK_VERSION, force_close_sockets, open_sockets};
 
 /// Every symbol this crate exports for core to link against.
 pub const EXPORTS: &[&str] = &[
@@ -69,6 +69,7 @@ pub const EXPORTS: &[&str] = &[
     "ExWaitForRundownProtectionRelease",
     "IoAllocateIrp",
     "IoAllocateMdl",
+    "IoCancelIrp",
     "IoFreeIrp",
     "IoFreeMdl",
     "IoSetCompletionRoutineEx",
@@ -131,6 +132,7 @@ fn exports_match_declarations() {
     same!(nt::IoAllocateIrp, irp::io_allocate_irp);
     same!(nt::IoAllocateMdl, mdl::io_allocate_mdl);
     same!(nt::IoFreeIrp, irp::io_free_irp);
+    same!(nt::IoCancelIrp, irp::io_cancel_irp);
     same!(nt::IoFreeMdl, mdl::io_free_mdl);
     same!(
         nt::IoSetCompletionRoutineEx,

@@ -26,6 +26,7 @@ pub const REQUIRED_SYMBOLS: &[(&str, &str)] = &[
     ("ntoskrnl.exe", "ExWaitForRundownProtectionRelease"),
     ("ntoskrnl.exe", "IoAllocateIrp"),
     ("ntoskrnl.exe", "IoAllocateMdl"),
+    ("ntoskrnl.exe", "IoCancelIrp"),
     ("ntoskrnl.exe", "IoFreeIrp"),
     ("ntoskrnl.exe", "IoFreeMdl"),
     ("ntoskrnl.exe", "IoSetCompletionRoutineEx"),

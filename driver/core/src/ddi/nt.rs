@@ -11,9 +11,9 @@ pub use windows_sys::Wdk::System::SystemServices::{
     EX_RUNDOWN_REF, ExAcquireRundownProtection, ExAcquireSpinLockExclusive,
     ExAcquireSpinLockShared, ExAllocatePool2, ExFreePoolWithTag, ExInitializeRundownProtection,
     ExReleaseRundownProtection, ExReleaseSpinLockExclusive, ExReleaseSpinLockShared,
-    ExWaitForRundownProtectionRelease, Executive, IoAllocateIrp, IoAllocateMdl, IoFreeIrp,
-    IoFreeMdl, IoSetCompletionRoutineEx, KeGetCurrentIrql, KeInitializeEvent, KeSetEvent,
-    KeWaitForSingleObject, KernelMode, MmBuildMdlForNonPagedPool, SL_INVOKE_ON_CANCEL,
+    ExWaitForRundownProtectionRelease, Executive, IoAllocateIrp, IoAllocateMdl, IoCancelIrp,
+    IoFreeIrp, IoFreeMdl, IoSetCompletionRoutineEx, KeGetCurrentIrql, KeInitializeEvent,
+    KeSetEvent, KeWaitForSingleObject, KernelMode, MmBuildMdlForNonPagedPool, SL_INVOKE_ON_CANCEL,
     SL_INVOKE_ON_ERROR, SL_INVOKE_ON_SUCCESS, SL_PENDING_RETURNED,
 };
 pub use windows_sys::Win32::Foundation::NTSTATUS;

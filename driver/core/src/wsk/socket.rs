@@ -14,7 +14,8 @@ use crate::ddi::wsk::{
 };
 use crate::irp::{DriverDevice, ReservedCall, call_and_wait};
 use crate::sockaddr::{self, SockAddrBuffer};
-use crate::status::{STATUS_INVALID_ADDRESS, STATUS_NOT_SUPPORTED};
+use crate::status::{STATUS_CANCELLED, STATUS_INVALID_ADDRESS, STATUS_NOT_SUPPORTED};
+use crate::sync::CallGate;
 
 /// `SOCK_DGRAM` as the `USHORT` `WskSocket` takes (the value is 2).
 #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
@@ -23,19 +24,25 @@ const SOCKET_TYPE: u16 = SOCK_DGRAM as u16;
 #[allow(clippy::cast_sign_loss)]
 const PROTOCOL: u32 = IPPROTO_UDP as u32;
 
-/// A bound WSK datagram socket. Dropping it closes it (`WskCloseSocket`).
+/// A bound WSK datagram socket.
 ///
-/// Drop runs at `PASSIVE_LEVEL` with no send in flight: the socket table's rundown waits
-/// them out first.
+/// Closing follows the `WskCloseSocket` contract: no call to the socket's functions may be in
+/// progress, but IRPs of earlier calls may still be pending (the provider cancels and completes
+/// them). Every `WskSendTo` is made inside the socket's [`CallGate`]; [`DatagramSocket::begin_close`]
+/// shuts the gate and whoever leaves it last issues `WskCloseSocket` on the reserved IRP, at
+/// any IRQL <= `DISPATCH_LEVEL` and without waiting. Dropping the socket (at `PASSIVE_LEVEL`)
+/// begins closing if nobody did and waits for the close to complete.
 ///
 /// # Invariants
-/// `socket` is an open WSK datagram socket whose dispatch table has every slot wskudp calls
-/// (`WskCloseSocket`, `WskBind`, `WskSendTo`, `WskGetLocalAddress`). `close` is `Some`
-/// until the socket is closed: closing never waits on an allocation that could fail.
-/// `device` is the driver's device, which every IRP's completion routine is registered on.
+/// `socket` is a WSK datagram socket whose dispatch table has every slot wskudp calls
+/// (`WskCloseSocket`, `WskBind`, `WskSendTo`, `WskGetLocalAddress`), open until the close call
+/// is issued, which happens once, when `gate` says so. `close` is `Some` until dropped: closing
+/// never waits on an allocation that could fail. `device` is the driver's device, which every
+/// IRP's completion routine is registered on.
 pub struct DatagramSocket {
     socket: NonNull<WSK_SOCKET>,
     close: Option<ReservedCall>,
+    gate: CallGate,
     device: DriverDevice,
 }
 
@@ -150,6 +157,7 @@ impl DatagramSocket {
         let socket = Self {
             socket: raw,
             close: Some(close),
+            gate: CallGate::new(),
             device,
         };
         socket.bind(local)?;
@@ -208,30 +216,84 @@ impl DatagramSocket {
         self.device
     }
 
-    /// This socket's `WskSendTo`, resolved before an IRP is armed for it (an armed IRP must be
-    /// issued).
+    /// Starts one `WskSendTo` call: enters the socket's call gate and resolves the function,
+    /// before an IRP is armed for it (an armed IRP must be issued).
     ///
-    /// IRQL: any.
+    /// IRQL: <= `DISPATCH_LEVEL`.
     ///
     /// # Errors
+    /// `STATUS_CANCELLED` once closing has begun (the datagram is not sent);
     /// `STATUS_NOT_SUPPORTED` if the provider lacks `WskSendTo` (never, for a socket that
     /// opened).
-    pub fn sender(&self) -> Result<Sender<'_>, NTSTATUS> {
-        let send_to = self.dispatch().WskSendTo.ok_or(STATUS_NOT_SUPPORTED)?;
-        Ok(Sender {
+    pub fn send_call(&self) -> Result<SendCall<'_>, NTSTATUS> {
+        if !self.gate.enter() {
+            return Err(STATUS_CANCELLED);
+        }
+        // From here the gate is left by SendCall's drop, or right here on failure.
+        let call = SendCall {
             socket: self,
-            send_to,
-        })
+            send_to: self.dispatch().WskSendTo,
+        };
+        if call.send_to.is_none() {
+            return Err(STATUS_NOT_SUPPORTED);
+        }
+        Ok(call)
+    }
+
+    /// Begins closing: no new call starts, and `WskCloseSocket` is issued as soon as the calls
+    /// in progress have returned (now, if none is). The provider then cancels and completes
+    /// every IRP still pending on the socket. Used on `CLOSE_SOCKET`, cleanup, unload, and when
+    /// a send completes with `STATUS_FILE_FORCED_CLOSED` ("call `WskCloseSocket` as soon as
+    /// possible", the `WskSendTo` page).
+    ///
+    /// IRQL: <= `DISPATCH_LEVEL`.
+    pub fn begin_close(&self) {
+        if self.gate.close() {
+            self.issue_close();
+        }
+    }
+
+    /// Whether closing has begun.
+    #[must_use]
+    pub fn is_closing(&self) -> bool {
+        self.gate.is_closing()
+    }
+
+    /// Issues `WskCloseSocket`, once: the gate designates the caller. IRQL: <= `DISPATCH_LEVEL`.
+    fn issue_close(&self) {
+        let Some(call) = self.close.as_ref() else {
+            return;
+        };
+        let close = self.dispatch().Basic.WskCloseSocket;
+        let socket = self.socket.as_ptr();
+        let Some(close) = close else {
+            // No close slot (never: the table was checked at open). Nothing is issued; Drop
+            // keeps the armed IRP rather than free it uncompleted.
+            return;
+        };
+        call.issue(|irp| {
+            let status;
+            // SAFETY: 1. the socket is open and no call is in progress on it (the gate);
+            //         2. it is closed exactly once (ReservedCall::issue runs once);
+            //         3. the reserved IRP is fresh; WskCloseSocket allows <= DISPATCH_LEVEL.
+            unsafe {
+                status = close(socket, irp);
+            }
+            status
+        });
     }
 }
 
-/// A socket's resolved `WskSendTo`.
-pub struct Sender<'a> {
+/// One `WskSendTo` call in progress on a socket (inside its call gate).
+///
+/// # Invariants
+/// The socket's gate was entered for this value and is left by its drop; `send_to` is `Some`.
+pub struct SendCall<'a> {
     socket: &'a DatagramSocket,
-    send_to: WskSendToFn,
+    send_to: Option<WskSendToFn>,
 }
 
-impl Sender<'_> {
+impl SendCall<'_> {
     /// `WskSendTo`. The IRP completes whatever status is returned, and that status is also the
     /// IRP's.
     ///
@@ -248,15 +310,19 @@ impl Sender<'_> {
         control: &ControlBuffer,
         irp: *mut IRP,
     ) -> NTSTATUS {
+        let Some(send_to) = self.send_to else {
+            return STATUS_NOT_SUPPORTED;
+        };
         let (control_info, control_len) = control.as_control_info();
         let status;
-        // SAFETY: 1. the socket is open (type invariant of DatagramSocket);
+        // SAFETY: 1. the socket is open: the gate is entered, so WskCloseSocket is not issued
+        //            before this call returns;
         //         2. buffer, remote and control outlive the IRP (caller's guarantee); WSK
         //            only reads RemoteAddress and ControlInfo despite the non-const types;
         //         3. Flags is reserved and must be 0;
         //         4. WskSendTo may be called at IRQL <= DISPATCH_LEVEL.
         unsafe {
-            status = (self.send_to)(
+            status = send_to(
                 self.socket.socket.as_ptr(),
                 buffer,
                 0,
@@ -270,14 +336,22 @@ impl Sender<'_> {
     }
 }
 
-/// `WskCloseSocket` on the socket's reserved call, waiting for it. The provider cancels and
-/// completes any IRP still pending on the socket first. IRQL: `PASSIVE_LEVEL`.
+impl Drop for SendCall<'_> {
+    fn drop(&mut self) {
+        if self.socket.gate.exit() {
+            self.socket.issue_close();
+        }
+    }
+}
+
+/// `WskCloseSocket` on a socket that never became a [`DatagramSocket`], waiting for it.
+/// IRQL: `PASSIVE_LEVEL`.
 fn close(socket: NonNull<WSK_SOCKET>, call: ReservedCall) {
     // SAFETY: `socket` is open until this call.
     let close = unsafe { dispatch_of(socket) }.and_then(|dispatch| dispatch.Basic.WskCloseSocket);
     let Some(close) = close else {
-        // No close slot (never, for a socket that opened): nothing can be issued, and an armed
-        // IRP must not be freed without completing; keep it rather than corrupt the pool.
+        // No close slot: nothing can be issued, and an armed IRP must not be freed without
+        // completing; keep it rather than corrupt the pool.
         core::mem::forget(call);
         return;
     };
@@ -294,10 +368,14 @@ fn close(socket: NonNull<WSK_SOCKET>, call: ReservedCall) {
 }
 
 impl Drop for DatagramSocket {
+    /// Closes the socket if nobody began to, and waits for `WskCloseSocket` to complete.
+    /// IRQL: `PASSIVE_LEVEL`; no [`SendCall`] exists any more (they borrow the socket).
     fn drop(&mut self) {
         crate::paged_code!();
+        self.begin_close();
         if let Some(call) = self.close.take() {
-            close(self.socket, call);
+            // A failed close leaves nothing for the driver to do: WSK owns the socket.
+            let _ = call.wait();
         }
     }
 }

@@ -383,8 +383,8 @@ pub(crate) fn dispatch_io(device: usize, irp: *mut IRP) -> NTSTATUS {
             state.pending.push_back(request);
         }
         // A queued request is cancelable through the queue (its cancel-safe queue).
-        // SAFETY: The framework owns the IRP; its cancel routine changes under this lock.
-        unsafe { (*irp).CancelRoutine = Some(queued_request_cancelled) };
+        // SAFETY: The framework owns the IRP until completion.
+        unsafe { crate::cancel::swap_cancel_routine(irp, Some(queued_request_cancelled)) };
     }
     dispatch_events(queue);
     STATUS_PENDING
@@ -447,7 +447,7 @@ fn dispatch_events(queue: usize) {
                     record.owner = Owner::Driver;
                     let irp = pointer::<IRP>(record.irp);
                     // SAFETY: Leaving the cancel-safe queue: no queue cancel routine any more.
-                    unsafe { (*irp).CancelRoutine = None };
+                    unsafe { crate::cancel::swap_cancel_routine(irp, None) };
                 }
                 Next::Present(request)
             }
@@ -577,7 +577,7 @@ fn complete(request: usize, status: NTSTATUS, information: Option<ULONG_PTR>, ap
             if let Some(information) = information {
                 (*irp).IoStatus.Information = usize::try_from(information).unwrap_or(usize::MAX);
             }
-            (*irp).CancelRoutine = None;
+            crate::cancel::swap_cancel_routine(irp, None);
         }
         (record, queue)
     };
@@ -838,16 +838,23 @@ pub(crate) unsafe extern "C" fn wdf_request_mark_cancelable_ex(
             ));
         }
         let irp = pointer::<IRP>(state.irp);
-        // SAFETY: The framework owns the IRP; Cancel is read under the framework lock, which
-        // the model's IoCancelIrp also takes before calling a cancel routine.
-        if unsafe { (*irp).Cancel } {
-            // Already cancelled: the routine is not called; the driver completes the request.
-            return Ok(STATUS_CANCELLED);
-        }
+        // FxIrpQueue::InsertTailRequest: set the cancel routine, then look at Cancel; if the
+        // IRP was cancelled and the routine can be taken back, fail with STATUS_CANCELLED (the
+        // routine is not called; the driver completes the request). If IoCancelIrp already
+        // took it, the routine runs and delivers EvtRequestCancel.
         state.cancelable = true;
         state.cancel = cancel;
+        // SAFETY: The framework owns the IRP until completion.
+        unsafe { crate::cancel::swap_cancel_routine(irp, Some(driver_request_cancelled)) };
         // SAFETY: As above.
-        unsafe { (*irp).CancelRoutine = Some(driver_request_cancelled) };
+        if unsafe { (*irp).Cancel }
+            // SAFETY: As above.
+            && unsafe { crate::cancel::swap_cancel_routine(irp, None) }.is_some()
+        {
+            state.cancelable = false;
+            state.cancel = None;
+            return Ok(STATUS_CANCELLED);
+        }
         Ok(STATUS_SUCCESS)
     });
     match result {
@@ -877,7 +884,7 @@ pub(crate) unsafe extern "C" fn wdf_request_unmark_cancelable(
         }
         let irp = pointer::<IRP>(state.irp);
         // SAFETY: As in MarkCancelableEx.
-        let routine = unsafe { (*irp).CancelRoutine.take() };
+        let routine = unsafe { crate::cancel::swap_cancel_routine(irp, None) };
         if routine.is_none() {
             // IoCancelIrp took the routine and is about to call it.
             state.cancelled = true;

@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use windows_sys::Wdk::Foundation::IRP;
 use windows_sys::Win32::Foundation::{
-    NTSTATUS, STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_ADDRESS_COMPONENT,
-    STATUS_INVALID_DEVICE_STATE, STATUS_INVALID_HANDLE, STATUS_INVALID_PARAMETER,
-    STATUS_NOT_SUPPORTED, STATUS_SUCCESS,
+    NTSTATUS, STATUS_FILE_FORCED_CLOSED, STATUS_INSUFFICIENT_RESOURCES,
+    STATUS_INVALID_ADDRESS_COMPONENT, STATUS_INVALID_DEVICE_STATE, STATUS_INVALID_HANDLE,
+    STATUS_INVALID_PARAMETER, STATUS_NOT_SUPPORTED, STATUS_SUCCESS,
 };
 use windows_sys::Win32::Networking::WinSock::{
     AF_INET, AF_INET6, CMSGHDR, IPPROTO_UDP, SOCK_DGRAM, SOCKADDR,
@@ -53,6 +53,11 @@ pub(crate) struct SocketRecord {
     fd: Option<Arc<OwnedFd>>,
     v6: bool,
     bound: bool,
+    /// Calls to the socket's functions in progress, on any thread.
+    calls: usize,
+    /// The transport went away ([`super::force_close_sockets`]): every send fails with
+    /// `STATUS_FILE_FORCED_CLOSED` until the client closes the socket.
+    pub(crate) forced: bool,
 }
 
 // SAFETY: `memory` is a Box the provider owns; it is only freed under the WSK mutex.
@@ -61,6 +66,38 @@ unsafe impl Send for SocketRecord {}
 impl SocketRecord {
     pub(crate) const fn closed(&self) -> bool {
         self.fd.is_none()
+    }
+}
+
+/// One call to a socket's function in progress (counted from entry to return, so a completion
+/// routine the provider runs inline counts as inside the call).
+struct CallInProgress {
+    key: usize,
+}
+
+impl CallInProgress {
+    fn enter(socket: *mut WSK_SOCKET) -> Self {
+        let key = socket.expose_provenance();
+        if let Some(record) = wsk().sockets.get_mut(&key) {
+            record.calls += 1;
+        }
+        Self { key }
+    }
+
+    /// Calls in progress on the socket, this one included.
+    fn count(&self) -> usize {
+        wsk()
+            .sockets
+            .get(&self.key)
+            .map_or(0, |record| record.calls)
+    }
+}
+
+impl Drop for CallInProgress {
+    fn drop(&mut self) {
+        if let Some(record) = wsk().sockets.get_mut(&self.key) {
+            record.calls = record.calls.saturating_sub(1);
+        }
     }
 }
 
@@ -182,6 +219,8 @@ pub(super) unsafe extern "system" fn wsk_socket(
                         fd: Some(Arc::new(fd)),
                         v6,
                         bound: false,
+                        calls: 0,
+                        forced: false,
                     },
                 );
                 (STATUS_SUCCESS, key)
@@ -222,9 +261,23 @@ unsafe extern "system" fn wsk_control_socket(
 }
 
 /// `WskCloseSocket` (IRQL <= `DISPATCH_LEVEL`): cancels the socket's queued IRPs, then closes.
+/// "Before calling `WskCloseSocket`, a WSK application must ensure that there are no other
+/// function calls in progress to any of the socket's functions [...] in any of the
+/// application's other threads" (`PFN_WSK_CLOSE_SOCKET`, Remarks); pending IRPs are allowed.
 unsafe extern "system" fn wsk_close_socket(socket: *mut WSK_SOCKET, irp: *mut IRP) -> NTSTATUS {
+    let call = CallInProgress::enter(socket);
     if let Err(returned) = begin("WskCloseSocket", socket, irp) {
         return returned;
+    }
+    let others = call.count().saturating_sub(1);
+    if others > 0 {
+        state::violation(
+            "WskCloseSocketDuringCall",
+            format!(
+                "WskCloseSocket on socket {:#x} while {others} other call(s) to its functions are in progress",
+                socket.expose_provenance()
+            ),
+        );
     }
     let key = socket.expose_provenance();
     completion::cancel_socket(key);
@@ -241,6 +294,7 @@ unsafe extern "system" fn wsk_bind(
     flags: u32,
     irp: *mut IRP,
 ) -> NTSTATUS {
+    let _call = CallInProgress::enter(socket);
     let (fd, v6, bound) = match begin("WskBind", socket, irp) {
         Ok(found) => found,
         Err(returned) => return returned,
@@ -284,6 +338,7 @@ unsafe extern "system" fn wsk_get_local_address(
     local: *mut SOCKADDR,
     irp: *mut IRP,
 ) -> NTSTATUS {
+    let _call = CallInProgress::enter(socket);
     let (fd, _, bound) = match begin("WskGetLocalAddress", socket, irp) {
         Ok(found) => found,
         Err(returned) => return returned,
@@ -347,10 +402,15 @@ unsafe extern "system" fn wsk_send_to(
     control: *mut CMSGHDR,
     irp: *mut IRP,
 ) -> NTSTATUS {
+    let _call = CallInProgress::enter(socket);
     let (fd, v6, bound) = match begin("WskSendTo", socket, irp) {
         Ok(found) => found,
         Err(returned) => return returned,
     };
+    let key = socket.expose_provenance();
+    if super::is_forced(key) {
+        return fail_now(irp, STATUS_FILE_FORCED_CLOSED);
+    }
     if flags != 0 || buffer.is_null() || remote.is_null() || (control_len != 0 && control.is_null())
     {
         return fail_now(irp, STATUS_INVALID_PARAMETER);
@@ -373,7 +433,13 @@ unsafe extern "system" fn wsk_send_to(
     };
     completion::submit(
         irp,
-        socket.expose_provenance(),
-        Box::new(move || request.execute()),
+        key,
+        Box::new(move || {
+            if super::is_forced(key) {
+                (STATUS_FILE_FORCED_CLOSED, 0)
+            } else {
+                request.execute()
+            }
+        }),
     )
 }

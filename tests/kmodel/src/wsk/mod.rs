@@ -83,6 +83,37 @@ pub(crate) fn outstanding() -> (usize, usize, usize) {
     (sockets, captures, registrations)
 }
 
+/// Whether the socket behind `key` was forced closed.
+pub(crate) fn is_forced(key: usize) -> bool {
+    wsk().sockets.get(&key).is_some_and(|record| record.forced)
+}
+
+/// Takes the transport away from every open socket, as an unbound interface does.
+///
+/// Sends in flight and later ones complete with `STATUS_FILE_FORCED_CLOSED`, and the
+/// `WskSendTo` page then requires the client to call `WskCloseSocket` "as soon as possible".
+/// Returns how many sockets it hit.
+#[allow(clippy::must_use_candidate, reason = "the count is informative")]
+pub fn force_close_sockets() -> usize {
+    let mut wsk = wsk();
+    let mut hit = 0;
+    for record in wsk.sockets.values_mut().filter(|record| !record.closed()) {
+        record.forced = true;
+        hit += 1;
+    }
+    hit
+}
+
+/// Sockets open now (created and not closed).
+#[must_use]
+pub fn open_sockets() -> usize {
+    wsk()
+        .sockets
+        .values()
+        .filter(|record| !record.closed())
+        .count()
+}
+
 /// `WskRegister` (`PASSIVE_LEVEL`).
 ///
 /// # Safety

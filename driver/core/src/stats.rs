@@ -1,0 +1,187 @@
+//! What the driver counts for `QUERY_STATS`: per socket and driver-wide, lock-free so every
+//! completion routine can record at `DISPATCH_LEVEL`.
+//!
+//! IRQL: any, for every operation.
+
+use core::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
+
+use wskudp_abi::{FailureCount, STATS_FAILURE_SLOTS, SendCounters};
+
+use crate::ddi::nt::NTSTATUS;
+
+/// A level with its high-water mark and a ceiling: requests or datagrams in flight.
+#[derive(Debug, Default, zerocopy::FromZeros)]
+pub struct Gauge {
+    now: AtomicU32,
+    max: AtomicU32,
+}
+
+impl Gauge {
+    /// Zero, no peak.
+    pub(crate) const fn new() -> Self {
+        Self {
+            now: AtomicU32::new(0),
+            max: AtomicU32::new(0),
+        }
+    }
+
+    /// Adds one unless that would pass `limit`; `false` (nothing added) if it would.
+    pub(crate) fn try_raise(&self, limit: u32) -> bool {
+        let raised = self
+            .now
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |now| {
+                (now < limit).then(|| now.saturating_add(1))
+            });
+        raised.is_ok_and(|previous| {
+            self.max
+                .fetch_max(previous.saturating_add(1), Ordering::Relaxed);
+            true
+        })
+    }
+
+    /// Removes one added by [`Gauge::try_raise`].
+    pub(crate) fn lower(&self) {
+        let _ = self
+            .now
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |now| {
+                now.checked_sub(1)
+            });
+    }
+
+    pub(crate) fn now(&self) -> u32 {
+        self.now.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn max(&self) -> u32 {
+        self.max.load(Ordering::Relaxed)
+    }
+}
+
+/// Failures by `NTSTATUS`: the first [`STATS_FAILURE_SLOTS`] distinct statuses each get a
+/// counter, later ones are counted together as "other".
+#[derive(Default)]
+pub(crate) struct FailureTable {
+    statuses: [AtomicI32; STATS_FAILURE_SLOTS],
+    counts: [AtomicU64; STATS_FAILURE_SLOTS],
+    other: AtomicU64,
+}
+
+impl FailureTable {
+    fn record(&self, status: NTSTATUS) {
+        for (slot, count) in self.statuses.iter().zip(&self.counts) {
+            // 0 (STATUS_SUCCESS) marks a free slot: never a failure.
+            let claimed = slot.compare_exchange(0, status, Ordering::AcqRel, Ordering::Acquire);
+            if claimed.is_ok() || claimed == Err(status) {
+                count.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        }
+        self.other.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The table as the ABI lays it out, and the "other" count.
+    pub(crate) fn snapshot(&self) -> ([FailureCount; STATS_FAILURE_SLOTS], u64) {
+        let mut out = [FailureCount::default(); STATS_FAILURE_SLOTS];
+        for ((entry, slot), count) in out.iter_mut().zip(&self.statuses).zip(&self.counts) {
+            entry.status = slot.load(Ordering::Acquire);
+            entry.count = count.load(Ordering::Relaxed);
+        }
+        (out, self.other.load(Ordering::Relaxed))
+    }
+}
+
+/// Datagram and request counters of one socket, or of the whole driver.
+#[derive(Default)]
+pub(crate) struct Counters {
+    datagrams_sent: AtomicU64,
+    datagrams_failed: AtomicU64,
+    datagrams_not_sent: AtomicU64,
+    bytes_sent: AtomicU64,
+    /// `SEND` requests in flight.
+    pub(crate) requests: Gauge,
+    /// Datagrams handed to `WskSendTo` and not completed yet.
+    pub(crate) datagrams: Gauge,
+}
+
+impl Counters {
+    /// One datagram completed with `status`, `bytes` sent.
+    pub(crate) fn record(&self, status: NTSTATUS, bytes: usize) {
+        if status >= 0 {
+            self.datagrams_sent.fetch_add(1, Ordering::Relaxed);
+            self.bytes_sent.fetch_add(bytes as u64, Ordering::Relaxed);
+        } else {
+            self.datagrams_failed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// `count` datagrams were never handed to WSK (cancelled, or their socket closed).
+    pub(crate) fn record_not_sent(&self, count: u32) {
+        self.datagrams_not_sent
+            .fetch_add(u64::from(count), Ordering::Relaxed);
+    }
+
+    /// The counters as the ABI lays them out.
+    pub(crate) fn snapshot(&self) -> SendCounters {
+        SendCounters {
+            datagrams_sent: self.datagrams_sent.load(Ordering::Relaxed),
+            datagrams_failed: self.datagrams_failed.load(Ordering::Relaxed),
+            datagrams_not_sent: self.datagrams_not_sent.load(Ordering::Relaxed),
+            bytes_sent: self.bytes_sent.load(Ordering::Relaxed),
+            requests_in_flight: self.requests.now(),
+            requests_in_flight_max: self.requests.max(),
+            datagrams_in_flight: self.datagrams.now(),
+            datagrams_in_flight_max: self.datagrams.max(),
+        }
+    }
+}
+
+/// Driver-wide statistics.
+#[derive(Default)]
+pub(crate) struct DriverStats {
+    pub(crate) counters: Counters,
+    failures: FailureTable,
+}
+
+impl DriverStats {
+    /// One datagram completed (driver-wide counters and failures by status).
+    pub(crate) fn record(&self, status: NTSTATUS, bytes: usize) {
+        self.counters.record(status, bytes);
+        if status < 0 {
+            self.failures.record(status);
+        }
+    }
+
+    pub(crate) const fn failures(&self) -> &FailureTable {
+        &self.failures
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gauge_stops_at_its_limit_and_keeps_its_peak() {
+        let gauge = Gauge::default();
+        assert!(gauge.try_raise(2));
+        assert!(gauge.try_raise(2));
+        assert!(!gauge.try_raise(2));
+        gauge.lower();
+        gauge.lower();
+        gauge.lower();
+        assert_eq!((gauge.now(), gauge.max()), (0, 2));
+    }
+
+    #[test]
+    fn failures_are_counted_by_status_then_as_other() {
+        let table = FailureTable::default();
+        for status in 1..=(i32::try_from(STATS_FAILURE_SLOTS).unwrap() + 2) {
+            table.record(-status);
+            table.record(-status);
+        }
+        let (slots, other) = table.snapshot();
+        assert!(slots.iter().all(|slot| slot.count == 2));
+        assert_eq!(slots[0].status, -1);
+        assert_eq!(other, 4);
+    }
+}
