@@ -11,7 +11,8 @@ use core::ptr::NonNull;
 use windows_sys::Wdk::Foundation::{DEVICE_OBJECT, DRIVER_OBJECT, FILE_OBJECT, IRP};
 use windows_sys::Wdk::System::SystemServices::{
     FILE_DEVICE_SECURE_OPEN, IRP_MJ_CLEANUP, IRP_MJ_CLOSE, IRP_MJ_CREATE, IRP_MJ_DEVICE_CONTROL,
-    IoCreateDevice, IoCreateSymbolicLink, IoDeleteDevice, IoDeleteSymbolicLink, IofCompleteRequest,
+    IoCreateDevice, IoCreateSymbolicLink, IoDeleteDevice, IoDeleteSymbolicLink,
+    IoReleaseCancelSpinLock, IofCompleteRequest,
 };
 use windows_sys::Win32::Foundation::{
     NTSTATUS, STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_HANDLE, STATUS_PENDING, STATUS_SUCCESS,
@@ -21,9 +22,10 @@ use windows_sys::Win32::System::Ioctl::{FILE_DEVICE_NETWORK, METHOD_BUFFERED};
 use wskudp_abi::ioctl::method_of;
 use wskudp_core::ddi::nt::{
     device_io_control_parameters, io_get_current_irp_stack_location, io_mark_irp_pending,
+    io_set_cancel_routine,
 };
 use wskudp_core::pool::{PoolBox, PoolTag, TAG_DRIVER};
-use wskudp_core::{Driver, DriverDevice, HandleState, IoctlRequest};
+use wskudp_core::{CancelFn, CancelHooks, Driver, DriverDevice, HandleState, IoctlRequest};
 
 use crate::{DEVICE_NAME, DOS_DEVICE_NAME};
 
@@ -344,6 +346,96 @@ unsafe fn complete_ioctl(context: *mut c_void, status: NTSTATUS, information: us
     unsafe { complete(context.cast::<IRP>(), status, information) };
 }
 
+/// Where a cancelable request keeps core's cancel callback: the IRP's
+/// `Tail.Overlay.DriverContext`, the driver's to use while it owns the IRP.
+///
+/// # Safety
+/// `irp` must be a request this driver owns.
+unsafe fn driver_context(irp: *mut IRP) -> *mut [*mut c_void; 4] {
+    let slot;
+    // SAFETY: The IRP is ours (caller's guarantee); only an address is computed. The
+    // DriverContext member of the overlay is the one a driver may use while it owns the IRP.
+    unsafe {
+        slot = &raw mut (*irp).Tail.Overlay.Anonymous1.Anonymous.DriverContext;
+    }
+    slot
+}
+
+/// [`CancelHooks::mark`] for WDM: the callback and cookie go in `DriverContext`, then the
+/// cancel routine is set and `Irp->Cancel` checked ("Synchronizing IRP Cancellation": a cancel
+/// that came first is honoured if the routine can be taken back).
+///
+/// IRQL: <= `DISPATCH_LEVEL`.
+///
+/// # Safety
+/// `context` must be a pending device-control IRP this driver owns.
+unsafe fn mark_cancelable(context: *mut c_void, on_cancel: CancelFn, cookie: *mut c_void) -> bool {
+    let irp = context.cast::<IRP>();
+    // SAFETY: Ours, pending.
+    let slots = unsafe { driver_context(irp) };
+    // SAFETY: DriverContext is ours to use while we own the IRP.
+    unsafe {
+        *slots = [
+            on_cancel as *mut c_void,
+            cookie,
+            core::ptr::null_mut(),
+            core::ptr::null_mut(),
+        ];
+    }
+    // SAFETY: Ours; the routine reads DriverContext, written above.
+    unsafe { io_set_cancel_routine(irp, Some(cancel_routine)) };
+    let cancelled;
+    // SAFETY: Ours; Cancel is set by IoCancelIrp before it takes the routine.
+    unsafe {
+        cancelled = (*irp).Cancel;
+    }
+    // SAFETY: Ours.
+    !(cancelled && unsafe { io_set_cancel_routine(irp, None) }.is_some())
+}
+
+/// [`CancelHooks::unmark`] for WDM: `true` if the cancel routine was taken back before
+/// `IoCancelIrp` claimed it.
+///
+/// IRQL: <= `DISPATCH_LEVEL`.
+///
+/// # Safety
+/// `context` must be an IRP [`mark_cancelable`] marked.
+unsafe fn unmark_cancelable(context: *mut c_void) -> bool {
+    // SAFETY: Ours (caller's guarantee).
+    unsafe { io_set_cancel_routine(context.cast::<IRP>(), None) }.is_some()
+}
+
+/// The cancel hooks of every device-control request.
+static CANCEL_HOOKS: CancelHooks = CancelHooks {
+    mark: mark_cancelable,
+    unmark: unmark_cancelable,
+};
+
+/// The IRP's cancel routine (`DRIVER_CANCEL`): releases the cancel spin lock `IoCancelIrp`
+/// holds, then tells core, which completes the request once its sends are cancelled.
+///
+/// IRQL: `DISPATCH_LEVEL` (with the cancel spin lock held on entry).
+unsafe extern "system" fn cancel_routine(_device: *mut DEVICE_OBJECT, irp: *mut IRP) {
+    let irql;
+    // SAFETY: IoCancelIrp stored its IRQL in the IRP it cancels.
+    unsafe {
+        irql = (*irp).CancelIrql;
+    }
+    // SAFETY: IoCancelIrp calls this with the cancel spin lock held.
+    unsafe { IoReleaseCancelSpinLock(irql) };
+    // SAFETY: The IRP is ours (IoCancelIrp cancels it on our behalf).
+    let slots = unsafe { driver_context(irp) };
+    // SAFETY: `mark_cancelable` wrote them before setting this routine.
+    let [callback, cookie, ..] = unsafe { *slots };
+    if callback.is_null() {
+        return;
+    }
+    // SAFETY: Stored from a CancelFn by `mark_cancelable`.
+    let on_cancel = unsafe { core::mem::transmute::<*mut c_void, CancelFn>(callback) };
+    // SAFETY: Core's callback with its cookie, once (IoCancelIrp took the routine once).
+    unsafe { on_cancel(cookie) };
+}
+
 /// `IRP_MJ_DEVICE_CONTROL`: hands the request to core. It is always marked pending and
 /// completed through `complete_ioctl`, before or after this returns.
 ///
@@ -403,6 +495,8 @@ unsafe extern "system" fn dispatch_device_control(
             irp.cast::<c_void>(),
         )
     };
+    // SAFETY: The cancel hooks take this IRP (the request's context) until it completes.
+    let request = unsafe { request.with_cancel(&CANCEL_HOOKS) };
     // SAFETY: Our device, between DriverEntry and unload.
     unsafe { driver_of(device) }.dispatch(handle, request);
     STATUS_PENDING

@@ -19,8 +19,10 @@ const FRONT_DOOR_IMPORTS: &[(&str, &str)] = &[
     ("ntoskrnl.exe", "IoCreateSymbolicLink"),
     ("ntoskrnl.exe", "IoDeleteDevice"),
     ("ntoskrnl.exe", "IoDeleteSymbolicLink"),
-    // Completing the I/O manager's IRPs.
+    // Completing the I/O manager's IRPs, and releasing the cancel spin lock in their cancel
+    // routine.
     ("ntoskrnl.exe", "IofCompleteRequest"),
+    ("ntoskrnl.exe", "IoReleaseCancelSpinLock"),
     // The panic handler (unreachable; imported only if the optimizer keeps it).
     ("ntoskrnl.exe", "KeBugCheckEx"),
     // The compiler's memory intrinsics (there is no CRT in a driver).

@@ -129,13 +129,6 @@ pub(crate) unsafe fn swap_cancel_routine(
     irp: *mut IRP,
     routine: windows_sys::Wdk::Foundation::DRIVER_CANCEL,
 ) -> windows_sys::Wdk::Foundation::DRIVER_CANCEL {
-    let _exchange = EXCHANGE
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    // SAFETY: Live IRP; every exchange in the model goes through this lock, as every one on
-    // Windows is one interlocked instruction.
-    unsafe { std::mem::replace(&mut (*irp).CancelRoutine, routine) }
+    // SAFETY: Live IRP (caller's contract); the same interlocked exchange drivers use.
+    unsafe { wskudp_core::ddi::nt::io_set_cancel_routine(irp, routine) }
 }
-
-/// Serializes the model's stand-ins for `InterlockedExchangePointer` on `CancelRoutine`.
-static EXCHANGE: Mutex<()> = Mutex::new(());

@@ -6,7 +6,9 @@
 
 use core::ffi::c_void;
 
-pub use windows_sys::Wdk::Foundation::{DEVICE_OBJECT, IO_STACK_LOCATION, IRP, KEVENT, MDL};
+pub use windows_sys::Wdk::Foundation::{
+    DEVICE_OBJECT, DRIVER_CANCEL, IO_STACK_LOCATION, IRP, KEVENT, MDL,
+};
 pub use windows_sys::Wdk::System::SystemServices::{
     EX_RUNDOWN_REF, ExAcquireRundownProtection, ExAcquireSpinLockExclusive,
     ExAcquireSpinLockShared, ExAllocatePool2, ExFreePoolWithTag, ExInitializeRundownProtection,
@@ -246,6 +248,39 @@ pub unsafe fn io_set_completion_routine_ex(
         );
     }
     if status < 0 { Err(status) } else { Ok(()) }
+}
+
+/// `IoSetCancelRoutine` (a wdm.h macro): sets `routine`, returns the previous one.
+///
+/// An `InterlockedExchangePointer` on `Irp->CancelRoutine`. `None` back from clearing means `IoCancelIrp`
+/// already took the routine and calls it (or has).
+///
+/// IRQL: <= `DISPATCH_LEVEL`.
+///
+/// # Safety
+/// `irp` must be a live IRP this driver owns (or a provider, for its own cancel routine).
+pub unsafe fn io_set_cancel_routine(irp: *mut IRP, routine: DRIVER_CANCEL) -> DRIVER_CANCEL {
+    let field;
+    // SAFETY: `irp` is valid (caller's guarantee); only an address is computed.
+    unsafe {
+        field = (&raw mut (*irp).CancelRoutine).cast::<*mut c_void>();
+    }
+    let new = routine.map_or(core::ptr::null_mut(), |f| f as *mut c_void);
+    // SAFETY: The field is a pointer-sized, pointer-aligned function pointer slot that every
+    // writer updates atomically (this function, and IoCancelIrp on Windows).
+    let old = unsafe { core::sync::atomic::AtomicPtr::from_ptr(field) }
+        .swap(new, core::sync::atomic::Ordering::AcqRel);
+    if old.is_null() {
+        None
+    } else {
+        // SAFETY: A non-null value in the slot was stored as a DRIVER_CANCEL function.
+        Some(unsafe {
+            core::mem::transmute::<
+                *mut c_void,
+                unsafe extern "system" fn(*mut DEVICE_OBJECT, *mut IRP),
+            >(old)
+        })
+    }
 }
 
 /// `IoMarkIrpPending` (a wdm.h inline): sets `SL_PENDING_RETURNED` in the current location.
