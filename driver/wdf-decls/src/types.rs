@@ -519,7 +519,10 @@ pub struct WDF_TIMER_CONFIG {
     pub Period: ULONG,
     pub AutomaticSerialization: BOOLEAN,
     pub TolerableDelay: ULONG,
-    #[allow(clippy::pub_underscore_fields, reason = "bindgen's name for the padding")]
+    #[allow(
+        clippy::pub_underscore_fields,
+        reason = "bindgen's name for the padding"
+    )]
     pub __bindgen_padding_0: u32,
     pub UseHighResolutionTimer: BOOLEAN,
 }
