@@ -271,7 +271,9 @@ pub(crate) fn in_callback<R>(what: &str, f: impl FnOnce() -> R) -> R {
     if after != entered {
         state::violation(
             "IrqlNotRestored",
-            format!("{what} returned at IRQL {after}, entered at IRQL {entered}"),
+            format!(
+                "{what} returned at IRQL {after}, entered at IRQL {entered} (the enhanced verifier's WDF_VERIFIER_IRQL_MISMATCH, bugcheck 0x10D; the model restores the IRQL and goes on)"
+            ),
         );
     }
     result
