@@ -79,7 +79,7 @@ macro_rules! wdf_functions {
         $(#[$attribute:meta])*
         $name:ident = $index:ident ($value:literal), $pfn:ident: fn($($param:ident: $ty:ty),* $(,)?) $(-> $ret:ty)?;
     )*) => {
-        /// `_WDFFUNCENUM` (wdffuncenum.h:195), the entries wskudp uses.
+        /// `_WDFFUNCENUM` (wdffuncenum.h:195), the entries wskudp and the calls declared here use.
         pub mod _WDFFUNCENUM {
             pub type Type = core::ffi::c_int;
             $(pub const $index: Type = $value;)*
@@ -228,6 +228,123 @@ wdf_functions! {
     #[must_use]
     WdfRequestGetFileObject = WdfRequestGetFileObjectTableIndex(277),
     PFN_WDFREQUESTGETFILEOBJECT: fn(Request: WDFREQUEST) -> WDFFILEOBJECT;
+    // The calls windows-rust-driver-samples' KMDF echo sample makes (indexes and signatures
+    // from wdffuncenum.h and the headers named on each).
+    /// wdfdevice.h:2974.
+    WdfDeviceInitSetPnpPowerEventCallbacks = WdfDeviceInitSetPnpPowerEventCallbacksTableIndex(55),
+    PFN_WDFDEVICEINITSETPNPPOWEREVENTCALLBACKS: fn(
+        DeviceInit: PWDFDEVICE_INIT,
+        PnpPowerEventCallbacks: PWDF_PNPPOWER_EVENT_CALLBACKS,
+    );
+    /// wdfdevice.h:3502.
+    WdfDeviceInitSetRequestAttributes = WdfDeviceInitSetRequestAttributesTableIndex(72),
+    PFN_WDFDEVICEINITSETREQUESTATTRIBUTES: fn(
+        DeviceInit: PWDFDEVICE_INIT,
+        RequestAttributes: PWDF_OBJECT_ATTRIBUTES,
+    );
+    /// wdfdevice.h:3698.
+    #[must_use]
+    WdfDeviceCreateDeviceInterface = WdfDeviceCreateDeviceInterfaceTableIndex(77),
+    PFN_WDFDEVICECREATEDEVICEINTERFACE: fn(
+        Device: WDFDEVICE,
+        InterfaceClassGUID: *const GUID,
+        ReferenceString: PCUNICODE_STRING,
+    ) -> NTSTATUS;
+    /// wdfdevice.h:4321.
+    #[must_use]
+    WdfDeviceGetDefaultQueue = WdfDeviceGetDefaultQueueTableIndex(92),
+    PFN_WDFDEVICEGETDEFAULTQUEUE: fn(Device: WDFDEVICE) -> WDFQUEUE;
+    /// wdfdriver.h:399.
+    #[must_use]
+    WdfDriverRetrieveVersionString = WdfDriverRetrieveVersionStringTableIndex(122),
+    PFN_WDFDRIVERRETRIEVEVERSIONSTRING: fn(Driver: WDFDRIVER, String: WDFSTRING) -> NTSTATUS;
+    /// wdfdriver.h:430.
+    #[must_use]
+    WdfDriverIsVersionAvailable = WdfDriverIsVersionAvailableTableIndex(123),
+    PFN_WDFDRIVERISVERSIONAVAILABLE: fn(
+        Driver: WDFDRIVER,
+        VersionAvailableParams: PWDF_DRIVER_VERSION_AVAILABLE_PARAMS,
+    ) -> BOOLEAN;
+    /// wdfio.h:681.
+    WdfIoQueueStart = WdfIoQueueStartTableIndex(154), PFN_WDFIOQUEUESTART: fn(Queue: WDFQUEUE);
+    /// wdfio.h:743.
+    WdfIoQueueStopSynchronously = WdfIoQueueStopSynchronouslyTableIndex(156),
+    PFN_WDFIOQUEUESTOPSYNCHRONOUSLY: fn(Queue: WDFQUEUE);
+    /// wdfmemory.h:313.
+    #[must_use]
+    WdfMemoryCopyToBuffer = WdfMemoryCopyToBufferTableIndex(196), PFN_WDFMEMORYCOPYTOBUFFER: fn(
+        SourceMemory: WDFMEMORY,
+        SourceOffset: usize,
+        Buffer: PVOID,
+        NumBytesToCopyTo: usize,
+    ) -> NTSTATUS;
+    /// wdfmemory.h:354.
+    #[must_use]
+    WdfMemoryCopyFromBuffer = WdfMemoryCopyFromBufferTableIndex(197),
+    PFN_WDFMEMORYCOPYFROMBUFFER: fn(
+        DestinationMemory: WDFMEMORY,
+        DestinationOffset: usize,
+        Buffer: PVOID,
+        NumBytesToCopyFrom: usize,
+    ) -> NTSTATUS;
+    /// wdfrequest.h:1127.
+    #[must_use]
+    WdfRequestRetrieveInputMemory = WdfRequestRetrieveInputMemoryTableIndex(267),
+    PFN_WDFREQUESTRETRIEVEINPUTMEMORY: fn(Request: WDFREQUEST, Memory: *mut WDFMEMORY) -> NTSTATUS;
+    /// wdfrequest.h:1158.
+    #[must_use]
+    WdfRequestRetrieveOutputMemory = WdfRequestRetrieveOutputMemoryTableIndex(268),
+    PFN_WDFREQUESTRETRIEVEOUTPUTMEMORY: fn(
+        Request: WDFREQUEST,
+        Memory: *mut WDFMEMORY,
+    ) -> NTSTATUS;
+    /// wdfrequest.h:1620.
+    #[must_use]
+    WdfRequestGetIoQueue = WdfRequestGetIoQueueTableIndex(282),
+    PFN_WDFREQUESTGETIOQUEUE: fn(Request: WDFREQUEST) -> WDFQUEUE;
+    /// wdfstring.h:55.
+    #[must_use]
+    WdfStringCreate = WdfStringCreateTableIndex(308), PFN_WDFSTRINGCREATE: fn(
+        UnicodeString: PCUNICODE_STRING,
+        StringAttributes: PWDF_OBJECT_ATTRIBUTES,
+        String: *mut WDFSTRING,
+    ) -> NTSTATUS;
+    /// wdfstring.h:90.
+    WdfStringGetUnicodeString = WdfStringGetUnicodeStringTableIndex(309),
+    PFN_WDFSTRINGGETUNICODESTRING: fn(String: WDFSTRING, UnicodeString: PUNICODE_STRING);
+    /// wdfsync.h:220.
+    #[must_use]
+    WdfSpinLockCreate = WdfSpinLockCreateTableIndex(315), PFN_WDFSPINLOCKCREATE: fn(
+        SpinLockAttributes: PWDF_OBJECT_ATTRIBUTES,
+        SpinLock: *mut WDFSPINLOCK,
+    ) -> NTSTATUS;
+    /// wdfsync.h:251.
+    WdfSpinLockAcquire = WdfSpinLockAcquireTableIndex(316),
+    PFN_WDFSPINLOCKACQUIRE: fn(SpinLock: WDFSPINLOCK);
+    /// wdfsync.h:284.
+    WdfSpinLockRelease = WdfSpinLockReleaseTableIndex(317),
+    PFN_WDFSPINLOCKRELEASE: fn(SpinLock: WDFSPINLOCK);
+    /// wdftimer.h:140.
+    #[must_use]
+    WdfTimerCreate = WdfTimerCreateTableIndex(318), PFN_WDFTIMERCREATE: fn(
+        Config: PWDF_TIMER_CONFIG,
+        Attributes: PWDF_OBJECT_ATTRIBUTES,
+        Timer: *mut WDFTIMER,
+    ) -> NTSTATUS;
+    /// wdftimer.h:175.
+    WdfTimerStart = WdfTimerStartTableIndex(319), PFN_WDFTIMERSTART: fn(
+        Timer: WDFTIMER,
+        DueTime: LONGLONG,
+    ) -> BOOLEAN;
+    /// wdftimer.h:204.
+    WdfTimerStop = WdfTimerStopTableIndex(320), PFN_WDFTIMERSTOP: fn(
+        Timer: WDFTIMER,
+        Wait: BOOLEAN,
+    ) -> BOOLEAN;
+    /// wdftimer.h:235.
+    #[must_use]
+    WdfTimerGetParentObject = WdfTimerGetParentObjectTableIndex(321),
+    PFN_WDFTIMERGETPARENTOBJECT: fn(Timer: WDFTIMER) -> WDFOBJECT;
     #[must_use]
     WdfRequestMarkCancelableEx = WdfRequestMarkCancelableExTableIndex(393),
     PFN_WDFREQUESTMARKCANCELABLEEX: fn(

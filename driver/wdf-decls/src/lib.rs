@@ -52,6 +52,35 @@ pub const KMDF_VERSION_MAJOR: u32 = 1;
 /// version).
 pub const KMDF_VERSION_MINOR: u32 = 33;
 
+/// The few kernel routines (ntoskrnl.exe) that KMDF drivers written for `wdk-sys` call
+/// directly, under `wdk-sys`'s module and parameter types.
+///
+/// `SIZE_T` is `ULONG_PTR` there. WDM
+/// declarations, not KMDF's: signatures from wdm.h as windows-sys' metadata carries them
+/// (`Wdk/System/SystemServices`: `ExAllocatePool2` at mod.rs:170, `ExFreePool` at :207,
+/// `KeGetCurrentIrql` at :805; mingw-w64's `ddk/wdm.h:13782` has the same `ExFreePool`).
+pub mod ntddk {
+    use crate::{KIRQL, POOL_FLAGS, PVOID, SIZE_T, ULONG};
+
+    unsafe extern "system" {
+        /// `ExAllocatePool2` (IRQL <= `DISPATCH_LEVEL` for non-paged pool).
+        pub fn ExAllocatePool2(Flags: POOL_FLAGS, NumberOfBytes: SIZE_T, Tag: ULONG) -> PVOID;
+        /// `ExFreePool`.
+        pub fn ExFreePool(P: PVOID);
+        /// `KeGetCurrentIrql`.
+        pub fn KeGetCurrentIrql() -> KIRQL;
+    }
+}
+
+/// `PAGED_CODE()` (wdm.h), as `wdk-sys` declares it: in debug builds, asserts the caller runs
+/// at or below `APC_LEVEL`.
+#[macro_export]
+macro_rules! PAGED_CODE {
+    () => {
+        debug_assert!(unsafe { $crate::ntddk::KeGetCurrentIrql() <= $crate::APC_LEVEL as u8 });
+    };
+}
+
 /// `NT_SUCCESS` (ntdef.h), as `wdk-sys` declares it.
 #[must_use]
 pub const fn NT_SUCCESS(nt_status: NTSTATUS) -> bool {

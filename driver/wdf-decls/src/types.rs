@@ -8,7 +8,11 @@
 use core::ffi::{c_int, c_void};
 
 pub use windows_sys::Wdk::Foundation::{DEVICE_OBJECT, DRIVER_OBJECT, FILE_OBJECT, IRP};
-pub use windows_sys::Win32::Foundation::UNICODE_STRING;
+pub use windows_sys::Wdk::System::SystemServices::DEVICE_RELATION_TYPE;
+pub use windows_sys::Win32::Foundation::{
+    STATUS_BUFFER_OVERFLOW, STATUS_CANCELLED, STATUS_INSUFFICIENT_RESOURCES,
+    STATUS_INVALID_DEVICE_REQUEST, STATUS_SUCCESS, UNICODE_STRING,
+};
 
 // --- ntdef.h / basetsd.h scalars, as bindgen maps them for the MSVC targets -------------
 
@@ -23,6 +27,14 @@ pub type PVOID = *mut c_void;
 pub type HANDLE = *mut c_void;
 /// `unsigned __int64` on 64-bit Windows targets.
 pub type ULONG_PTR = u64;
+/// `SIZE_T` (basetsd.h): `ULONG_PTR`, as `wdk-sys` declares it.
+pub type SIZE_T = ULONG_PTR;
+/// `LONGLONG` (ntdef.h).
+pub type LONGLONG = i64;
+/// `ULONG64` (basetsd.h).
+pub type ULONG64 = u64;
+/// `KIRQL` (wdm.h).
+pub type KIRQL = UCHAR;
 pub type LPCSTR = *const CHAR;
 /// `DEVICE_TYPE` (devioctl.h).
 pub type DEVICE_TYPE = ULONG;
@@ -33,6 +45,29 @@ pub type PFILE_OBJECT = *mut FILE_OBJECT;
 pub type PIRP = *mut IRP;
 pub type PUNICODE_STRING = *mut UNICODE_STRING;
 pub type PCUNICODE_STRING = *const UNICODE_STRING;
+
+// --- wdm.h: the pool flags and IRQL the echo sample's code uses -----------------------------
+
+/// `POOL_FLAGS` (wdm.h): `ULONG64`.
+pub type POOL_FLAGS = ULONG64;
+/// `POOL_FLAG_NON_PAGED` (wdm.h), typed `POOL_FLAGS` as `wdk-sys` types it.
+///
+/// mingw-w64's wdm.h predates `ExAllocatePool2`, so the value is the one
+/// `driver/core/src/ddi/nt.rs` and windows-drivers-rs' `wdk-sys` (`constants.rs:56`) carry.
+pub const POOL_FLAG_NON_PAGED: POOL_FLAGS = 0x0000_0000_0000_0040;
+/// `APC_LEVEL` (wdm.h, mingw-w64 `ddk/wdm.h`), for [`PAGED_CODE`](crate::PAGED_CODE).
+pub const APC_LEVEL: u32 = 1;
+
+/// `GUID` (guiddef.h; mingw-w64 `guiddef.h:19-24`), under the field names `wdk-sys` keeps
+/// (windows-sys's `GUID` renames them).
+#[repr(C)]
+#[derive(Debug, Copy, Clone, Default, PartialEq, Eq)]
+pub struct GUID {
+    pub Data1: u32,
+    pub Data2: u16,
+    pub Data3: u16,
+    pub Data4: [u8; 8],
+}
 
 // --- wdfstatus.h: the framework's own NTSTATUS values the model returns ------------------
 
@@ -76,7 +111,11 @@ declare_handle! {
     WDFQUEUE => WDFQUEUE__;         // wdftypes.h:138
     WDFREQUEST => WDFREQUEST__;     // wdftypes.h:139
     WDFFILEOBJECT => WDFFILEOBJECT__; // wdftypes.h:140
+    WDFTIMER => WDFTIMER__;         // wdftypes.h:142
+    WDFSPINLOCK => WDFSPINLOCK__;   // wdftypes.h:150
     WDFMEMORY => WDFMEMORY__;       // wdftypes.h:152
+    WDFSTRING => WDFSTRING__;       // wdftypes.h:172
+    WDFCMRESLIST => WDFCMRESLIST__; // wdftypes.h:178
 }
 
 /// `typedef HANDLE WDFOBJECT` (wdftypes.h:127).
@@ -159,6 +198,34 @@ pub mod _WDF_IO_QUEUE_DISPATCH_TYPE {
 }
 pub use self::_WDF_IO_QUEUE_DISPATCH_TYPE::Type as WDF_IO_QUEUE_DISPATCH_TYPE;
 
+/// `_WDF_POWER_DEVICE_STATE` (wdfdevice.h:472).
+pub mod _WDF_POWER_DEVICE_STATE {
+    pub type Type = core::ffi::c_int;
+    pub const WdfPowerDeviceInvalid: Type = 0;
+    pub const WdfPowerDeviceD0: Type = 1;
+    pub const WdfPowerDeviceD1: Type = 2;
+    pub const WdfPowerDeviceD2: Type = 3;
+    pub const WdfPowerDeviceD3: Type = 4;
+    pub const WdfPowerDeviceD3Final: Type = 5;
+    pub const WdfPowerDevicePrepareForHibernation: Type = 6;
+    pub const WdfPowerDeviceMaximum: Type = 7;
+}
+pub use self::_WDF_POWER_DEVICE_STATE::Type as WDF_POWER_DEVICE_STATE;
+
+/// `_WDF_SPECIAL_FILE_TYPE` (wdfdevice.h:491).
+pub mod _WDF_SPECIAL_FILE_TYPE {
+    pub type Type = core::ffi::c_int;
+    pub const WdfSpecialFileUndefined: Type = 0;
+    pub const WdfSpecialFilePaging: Type = 1;
+    pub const WdfSpecialFileHibernation: Type = 2;
+    pub const WdfSpecialFileDump: Type = 3;
+    pub const WdfSpecialFileBoot: Type = 4;
+    pub const WdfSpecialFilePostDisplay: Type = 5;
+    pub const WdfSpecialFileGuestAssigned: Type = 6;
+    pub const WdfSpecialFileMax: Type = 7;
+}
+pub use self::_WDF_SPECIAL_FILE_TYPE::Type as WDF_SPECIAL_FILE_TYPE;
+
 // --- callbacks (EVT_WDF_* typedefs; NTAPI is the C convention on 64-bit targets) ----------
 
 /// `EVT_WDF_DRIVER_DEVICE_ADD` (wdfdriver.h:71).
@@ -209,6 +276,69 @@ pub type PFN_WDF_IO_QUEUE_IO_CANCELED_ON_QUEUE =
     Option<unsafe extern "C" fn(Queue: WDFQUEUE, Request: WDFREQUEST)>;
 /// `EVT_WDF_REQUEST_CANCEL` (wdfrequest.h:124).
 pub type PFN_WDF_REQUEST_CANCEL = Option<unsafe extern "C" fn(Request: WDFREQUEST)>;
+/// `EVT_WDF_DEVICE_D0_ENTRY` (wdfdevice.h:841).
+pub type PFN_WDF_DEVICE_D0_ENTRY = Option<
+    unsafe extern "C" fn(Device: WDFDEVICE, PreviousState: WDF_POWER_DEVICE_STATE) -> NTSTATUS,
+>;
+/// `EVT_WDF_DEVICE_D0_ENTRY_POST_INTERRUPTS_ENABLED` (wdfdevice.h:856).
+pub type PFN_WDF_DEVICE_D0_ENTRY_POST_INTERRUPTS_ENABLED = PFN_WDF_DEVICE_D0_ENTRY;
+/// `EVT_WDF_DEVICE_D0_EXIT` (wdfdevice.h:886).
+pub type PFN_WDF_DEVICE_D0_EXIT = Option<
+    unsafe extern "C" fn(Device: WDFDEVICE, TargetState: WDF_POWER_DEVICE_STATE) -> NTSTATUS,
+>;
+/// `EVT_WDF_DEVICE_D0_EXIT_PRE_INTERRUPTS_DISABLED` (wdfdevice.h:901).
+pub type PFN_WDF_DEVICE_D0_EXIT_PRE_INTERRUPTS_DISABLED = PFN_WDF_DEVICE_D0_EXIT;
+/// `EVT_WDF_DEVICE_PREPARE_HARDWARE` (wdfdevice.h:931).
+pub type PFN_WDF_DEVICE_PREPARE_HARDWARE = Option<
+    unsafe extern "C" fn(
+        Device: WDFDEVICE,
+        ResourcesRaw: WDFCMRESLIST,
+        ResourcesTranslated: WDFCMRESLIST,
+    ) -> NTSTATUS,
+>;
+/// `EVT_WDF_DEVICE_RELEASE_HARDWARE` (wdfdevice.h:948).
+pub type PFN_WDF_DEVICE_RELEASE_HARDWARE =
+    Option<unsafe extern "C" fn(Device: WDFDEVICE, ResourcesTranslated: WDFCMRESLIST) -> NTSTATUS>;
+/// `EVT_WDF_DEVICE_SELF_MANAGED_IO_CLEANUP` (wdfdevice.h:963).
+pub type PFN_WDF_DEVICE_SELF_MANAGED_IO_CLEANUP = Option<unsafe extern "C" fn(Device: WDFDEVICE)>;
+/// `EVT_WDF_DEVICE_SELF_MANAGED_IO_FLUSH` (wdfdevice.h:976).
+pub type PFN_WDF_DEVICE_SELF_MANAGED_IO_FLUSH = Option<unsafe extern "C" fn(Device: WDFDEVICE)>;
+/// `EVT_WDF_DEVICE_SELF_MANAGED_IO_INIT` (wdfdevice.h:989).
+pub type PFN_WDF_DEVICE_SELF_MANAGED_IO_INIT =
+    Option<unsafe extern "C" fn(Device: WDFDEVICE) -> NTSTATUS>;
+/// `EVT_WDF_DEVICE_SELF_MANAGED_IO_SUSPEND` (wdfdevice.h:1002).
+pub type PFN_WDF_DEVICE_SELF_MANAGED_IO_SUSPEND =
+    Option<unsafe extern "C" fn(Device: WDFDEVICE) -> NTSTATUS>;
+/// `EVT_WDF_DEVICE_SELF_MANAGED_IO_RESTART` (wdfdevice.h:1015).
+pub type PFN_WDF_DEVICE_SELF_MANAGED_IO_RESTART =
+    Option<unsafe extern "C" fn(Device: WDFDEVICE) -> NTSTATUS>;
+/// `EVT_WDF_DEVICE_QUERY_STOP` (wdfdevice.h:1028).
+pub type PFN_WDF_DEVICE_QUERY_STOP = Option<unsafe extern "C" fn(Device: WDFDEVICE) -> NTSTATUS>;
+/// `EVT_WDF_DEVICE_QUERY_REMOVE` (wdfdevice.h:1041).
+pub type PFN_WDF_DEVICE_QUERY_REMOVE = Option<unsafe extern "C" fn(Device: WDFDEVICE) -> NTSTATUS>;
+/// `EVT_WDF_DEVICE_SURPRISE_REMOVAL` (wdfdevice.h:1054).
+pub type PFN_WDF_DEVICE_SURPRISE_REMOVAL = Option<unsafe extern "C" fn(Device: WDFDEVICE)>;
+/// `EVT_WDF_DEVICE_USAGE_NOTIFICATION` (wdfdevice.h:1067).
+pub type PFN_WDF_DEVICE_USAGE_NOTIFICATION = Option<
+    unsafe extern "C" fn(
+        Device: WDFDEVICE,
+        NotificationType: WDF_SPECIAL_FILE_TYPE,
+        IsInNotificationPath: BOOLEAN,
+    ),
+>;
+/// `EVT_WDF_DEVICE_USAGE_NOTIFICATION_EX` (wdfdevice.h:1084).
+pub type PFN_WDF_DEVICE_USAGE_NOTIFICATION_EX = Option<
+    unsafe extern "C" fn(
+        Device: WDFDEVICE,
+        NotificationType: WDF_SPECIAL_FILE_TYPE,
+        IsInNotificationPath: BOOLEAN,
+    ) -> NTSTATUS,
+>;
+/// `EVT_WDF_DEVICE_RELATIONS_QUERY` (wdfdevice.h:1101).
+pub type PFN_WDF_DEVICE_RELATIONS_QUERY =
+    Option<unsafe extern "C" fn(Device: WDFDEVICE, RelationType: DEVICE_RELATION_TYPE)>;
+/// `EVT_WDF_TIMER` (wdftimer.h:62).
+pub type PFN_WDF_TIMER = Option<unsafe extern "C" fn(Timer: WDFTIMER)>;
 /// `PFN_GET_UNIQUE_CONTEXT_TYPE` (wdfobject.h:176).
 pub type PFN_GET_UNIQUE_CONTEXT_TYPE =
     Option<unsafe extern "C" fn() -> PCWDF_OBJECT_CONTEXT_TYPE_INFO>;
@@ -341,7 +471,67 @@ pub struct WDF_DRIVER_GLOBALS {
 }
 pub type PWDF_DRIVER_GLOBALS = *mut WDF_DRIVER_GLOBALS;
 
+/// `WDF_DRIVER_VERSION_AVAILABLE_PARAMS` (wdfdriver.h:160).
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct WDF_DRIVER_VERSION_AVAILABLE_PARAMS {
+    pub Size: ULONG,
+    pub MajorVersion: ULONG,
+    pub MinorVersion: ULONG,
+}
+pub type PWDF_DRIVER_VERSION_AVAILABLE_PARAMS = *mut WDF_DRIVER_VERSION_AVAILABLE_PARAMS;
+
+/// `WDF_PNPPOWER_EVENT_CALLBACKS` (wdfdevice.h:1205).
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct WDF_PNPPOWER_EVENT_CALLBACKS {
+    pub Size: ULONG,
+    pub EvtDeviceD0Entry: PFN_WDF_DEVICE_D0_ENTRY,
+    pub EvtDeviceD0EntryPostInterruptsEnabled: PFN_WDF_DEVICE_D0_ENTRY_POST_INTERRUPTS_ENABLED,
+    pub EvtDeviceD0Exit: PFN_WDF_DEVICE_D0_EXIT,
+    pub EvtDeviceD0ExitPreInterruptsDisabled: PFN_WDF_DEVICE_D0_EXIT_PRE_INTERRUPTS_DISABLED,
+    pub EvtDevicePrepareHardware: PFN_WDF_DEVICE_PREPARE_HARDWARE,
+    pub EvtDeviceReleaseHardware: PFN_WDF_DEVICE_RELEASE_HARDWARE,
+    pub EvtDeviceSelfManagedIoCleanup: PFN_WDF_DEVICE_SELF_MANAGED_IO_CLEANUP,
+    pub EvtDeviceSelfManagedIoFlush: PFN_WDF_DEVICE_SELF_MANAGED_IO_FLUSH,
+    pub EvtDeviceSelfManagedIoInit: PFN_WDF_DEVICE_SELF_MANAGED_IO_INIT,
+    pub EvtDeviceSelfManagedIoSuspend: PFN_WDF_DEVICE_SELF_MANAGED_IO_SUSPEND,
+    pub EvtDeviceSelfManagedIoRestart: PFN_WDF_DEVICE_SELF_MANAGED_IO_RESTART,
+    pub EvtDeviceSurpriseRemoval: PFN_WDF_DEVICE_SURPRISE_REMOVAL,
+    pub EvtDeviceQueryRemove: PFN_WDF_DEVICE_QUERY_REMOVE,
+    pub EvtDeviceQueryStop: PFN_WDF_DEVICE_QUERY_STOP,
+    pub EvtDeviceUsageNotification: PFN_WDF_DEVICE_USAGE_NOTIFICATION,
+    pub EvtDeviceRelationsQuery: PFN_WDF_DEVICE_RELATIONS_QUERY,
+    pub EvtDeviceUsageNotificationEx: PFN_WDF_DEVICE_USAGE_NOTIFICATION_EX,
+}
+pub type PWDF_PNPPOWER_EVENT_CALLBACKS = *mut WDF_PNPPOWER_EVENT_CALLBACKS;
+
+/// `WDF_TIMER_CONFIG` (wdftimer.h:75).
+///
+/// `UseHighResolutionTimer` is `DECLSPEC_ALIGN(8) BOOLEAN` (wdftimer.h:99): it sits at offset
+/// 32, after four bytes of padding, and the structure is 40 bytes; bindgen writes that padding
+/// as a field, as here.
+#[repr(C, align(8))]
+#[derive(Debug, Copy, Clone)]
+pub struct WDF_TIMER_CONFIG {
+    pub Size: ULONG,
+    pub EvtTimerFunc: PFN_WDF_TIMER,
+    pub Period: ULONG,
+    pub AutomaticSerialization: BOOLEAN,
+    pub TolerableDelay: ULONG,
+    #[allow(
+        clippy::pub_underscore_fields,
+        reason = "bindgen's name for the padding"
+    )]
+    pub __bindgen_padding_0: u32,
+    pub UseHighResolutionTimer: BOOLEAN,
+}
+pub type PWDF_TIMER_CONFIG = *mut WDF_TIMER_CONFIG;
+
 zeroed_default!(
+    WDF_DRIVER_VERSION_AVAILABLE_PARAMS,
+    WDF_PNPPOWER_EVENT_CALLBACKS,
+    WDF_TIMER_CONFIG,
     WDF_DRIVER_CONFIG,
     WDF_OBJECT_CONTEXT_TYPE_INFO,
     WDF_OBJECT_ATTRIBUTES,

@@ -25,9 +25,12 @@
 //! | `SpinLockNotHeld` / `SpinLockIrql` | unbalanced spin lock |
 //! | `WskRegistration` / `WskReleaseWithoutCapture` / `WskDeregisterWithCapture` / `WskDeregisterWithSockets` | WSK client lifecycle (the last two would hang `WskDeregister`) |
 //! | `WskUnknownSocket` / `WskSocketClosed` / `WskClient` | calls on sockets or clients the provider does not know |
+//! | `InformationExceedsOutputBuffer` | an IOCTL or read completed with more `Information` than the caller's buffer holds |
 //!
-//! Unrecoverable states (`SpinLockRecursion`, `NoMoreIrpStackLocations`) abort the process
-//! with the rule's name, as a bugcheck would.
+//! Unrecoverable states (`SpinLockRecursion`, `NoMoreIrpStackLocations`,
+//! `DPC_WATCHDOG_VIOLATION`: a thread spinning at `DISPATCH_LEVEL` on a KMDF spin lock whose
+//! owner never releases it, bugcheck 0x133; `IoNotModelled`) abort the process with the rule's
+//! name, as a bugcheck would, after printing the violations recorded so far.
 //!
 //! One [`Machine`] exists per process at a time ([`Machine::boot`] waits for the previous
 //! one to shut down); IRQL is per thread.
@@ -109,6 +112,7 @@ fn exports_match_declarations() {
     );
     same!(nt::ExAllocatePool2, pool::ex_allocate_pool2);
     same!(nt::ExFreePoolWithTag, pool::ex_free_pool_with_tag);
+    same!(nt::ExFreePool, pool::ex_free_pool);
     same!(
         nt::ExInitializeRundownProtection,
         sync::ex_initialize_rundown_protection
@@ -176,6 +180,11 @@ pub struct Config {
     /// plain `IoSetCompletionRoutine`) is held after it sets an event or releases a rundown
     /// reference: the window in which an unload can overtake it. Zero in normal runs.
     pub unload_race_window: std::time::Duration,
+    /// KMDF's verifier wait timeout (`DbgWaitForSignalTimeoutInSec`, 60 s by default,
+    /// `shared/object/globals.cpp:1089`): how long a framework wait (a queue stopping, a power
+    /// transition, a timer's callback) may last before the verifier breaks. KMDF keeps waiting
+    /// after the break; the model reports `WdfWaitForSignalTimeout` and stops waiting.
+    pub wdf_wait_timeout: std::time::Duration,
 }
 
 impl Default for Config {
@@ -184,6 +193,7 @@ impl Default for Config {
             completion: CompletionMode::Inline,
             faults: FaultPlan::None,
             unload_race_window: std::time::Duration::ZERO,
+            wdf_wait_timeout: std::time::Duration::from_mins(1),
         }
     }
 }
@@ -220,6 +230,7 @@ impl Machine {
             faults: config.faults,
             rng,
             unload_race_window: config.unload_race_window,
+            wdf_wait_timeout: config.wdf_wait_timeout,
             ..state::Inner::default()
         };
         wsk::reset();

@@ -1,5 +1,5 @@
-//! `ExAllocatePool2` / `ExFreePoolWithTag`, with per-tag tracking and a quarantine of freed
-//! blocks.
+//! `ExAllocatePool2` / `ExFreePoolWithTag` / `ExFreePool`, with per-tag tracking and a
+//! quarantine of freed blocks.
 
 use std::alloc::Layout;
 use std::ffi::c_void;
@@ -103,30 +103,46 @@ pub(crate) unsafe extern "system" fn ex_allocate_pool2(
 /// `p` must be a block from `ExAllocatePool2`.
 #[unsafe(export_name = "ExFreePoolWithTag")]
 pub(crate) unsafe extern "system" fn ex_free_pool_with_tag(p: *mut c_void, tag: u32) {
+    free(p, Some(tag), "ExFreePoolWithTag");
+}
+
+/// `ExFreePool` (IRQL <= `DISPATCH_LEVEL` for non-paged): `ExFreePoolWithTag` without the tag
+/// check (for drivers that do not call core's pool, such as the KMDF echo sample).
+///
+/// # Safety
+/// `p` must be a block from `ExAllocatePool2`.
+#[unsafe(export_name = "ExFreePool")]
+pub(crate) unsafe extern "system" fn ex_free_pool(p: *mut c_void) {
+    free(p, None, "ExFreePool");
+}
+
+fn free(p: *mut c_void, tag: Option<u32>, ddi: &str) {
     let addr = p.expose_provenance();
     let mut inner = state::lock();
     let Some(block) = inner.pool.remove(&addr) else {
         drop(inner);
         state::violation(
             "PoolFreeUnknown",
-            format!("ExFreePoolWithTag({addr:#x}) of a block that is not allocated (double free?)"),
+            format!("{ddi}({addr:#x}) of a block that is not allocated (double free?)"),
         );
         return;
     };
     drop(inner);
     irql::require_at_most(
-        "ExFreePoolWithTag",
+        ddi,
         if block.nonpaged {
             DISPATCH_LEVEL
         } else {
             APC_LEVEL
         },
     );
-    if block.tag != tag {
+    if let Some(tag) = tag
+        && block.tag != tag
+    {
         state::violation(
             "PoolTagMismatch",
             format!(
-                "ExFreePoolWithTag({addr:#x}, {}) of a block tagged {}",
+                "{ddi}({addr:#x}, {}) of a block tagged {}",
                 tag_name(tag),
                 tag_name(block.tag)
             ),

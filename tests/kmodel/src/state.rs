@@ -54,6 +54,8 @@ pub(crate) struct Inner {
     pub(crate) ex_contexts: usize,
     /// See [`crate::Config::unload_race_window`].
     pub(crate) unload_race_window: std::time::Duration,
+    /// See [`crate::Config::wdf_wait_timeout`].
+    pub(crate) wdf_wait_timeout: std::time::Duration,
 }
 
 static STATE: LazyLock<Mutex<Inner>> = LazyLock::new(|| Mutex::new(Inner::default()));
@@ -88,6 +90,12 @@ pub(crate) fn violation(rule: &'static str, detail: String) {
 /// A violation the model cannot continue after (the machine would be wedged): report it and
 /// stop the process, as a bugcheck stops Windows.
 pub(crate) fn bugcheck(rule: &'static str, detail: &str) -> ! {
+    // The violations recorded before the machine stopped (the report shutdown would give).
+    if let Ok(inner) = STATE.try_lock() {
+        for violation in &inner.violations {
+            eprintln!("kmodel violation before the bugcheck: {violation}");
+        }
+    }
     eprintln!("kmodel BUGCHECK {rule}: {detail}");
     std::process::abort();
 }

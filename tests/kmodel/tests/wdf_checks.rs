@@ -12,6 +12,7 @@
 
 use std::ffi::c_void;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use windows_sys::Wdk::Foundation::DRIVER_OBJECT;
@@ -24,10 +25,12 @@ use wskudp_kmodel::wdf::CHECKS;
 use wskudp_kmodel::{Access, Caller, Config, Machine, Report};
 use wskudp_wdf_decls::{
     _WDF_DRIVER_INIT_FLAGS, _WDF_EXECUTION_LEVEL, _WDF_FILEOBJECT_CLASS,
-    _WDF_IO_QUEUE_DISPATCH_TYPE, _WDF_SYNCHRONIZATION_SCOPE, _WDF_TRI_STATE,
-    PFN_WDF_REQUEST_CANCEL, PWDFDEVICE_INIT, WDF_DRIVER_CONFIG, WDF_FILEOBJECT_CONFIG,
+    _WDF_IO_QUEUE_DISPATCH_TYPE, _WDF_POWER_DEVICE_STATE, _WDF_SYNCHRONIZATION_SCOPE,
+    _WDF_TRI_STATE, GUID, PFN_WDF_REQUEST_CANCEL, PFN_WDF_TIMER, PWDFDEVICE_INIT,
+    WDF_DRIVER_CONFIG, WDF_DRIVER_VERSION_AVAILABLE_PARAMS, WDF_FILEOBJECT_CONFIG,
     WDF_IO_QUEUE_CONFIG, WDF_NO_OBJECT_ATTRIBUTES, WDF_OBJECT_ATTRIBUTES,
-    WDF_OBJECT_CONTEXT_TYPE_INFO, WDFDEVICE, WDFDRIVER, WDFOBJECT, WDFQUEUE, WDFREQUEST,
+    WDF_OBJECT_CONTEXT_TYPE_INFO, WDF_PNPPOWER_EVENT_CALLBACKS, WDF_TIMER_CONFIG, WDFCMRESLIST,
+    WDFDEVICE, WDFDRIVER, WDFMEMORY, WDFOBJECT, WDFQUEUE, WDFREQUEST, WDFSPINLOCK, WDFTIMER,
     call_unsafe_wdf_function_binding,
 };
 
@@ -826,6 +829,245 @@ const CASES: &[Case] = &[
             let _ = unsafe { ExAcquireSpinLockExclusive(&raw mut *lock) };
         })
     }),
+    ("WdfDefaultQueueAfterStart", || {
+        *ON_SMIO_INIT.lock().unwrap() = Some(|device| {
+            // Deliberately broken: a second default queue, and after the start at that.
+            let _ = create_queue(device, queue_config());
+        });
+        run_pnp(Config::default(), PnpHooks::default(), |_| {})
+    }),
+    ("WdfPnpPowerCallbacksSize", || {
+        run_pnp(
+            Config::default(),
+            PnpHooks {
+                before_create: |init| {
+                    let mut bad = WDF_PNPPOWER_EVENT_CALLBACKS {
+                        Size: 8,
+                        ..WDF_PNPPOWER_EVENT_CALLBACKS::default()
+                    };
+                    // SAFETY: Deliberately broken: a wrong Size.
+                    unsafe {
+                        call_unsafe_wdf_function_binding!(
+                            WdfDeviceInitSetPnpPowerEventCallbacks,
+                            init,
+                            &raw mut bad
+                        );
+                    }
+                },
+                ..PnpHooks::default()
+            },
+            |_| {},
+        )
+    }),
+    ("WdfPnpPowerCallbacksBothUsageNotifications", || {
+        unsafe extern "C" fn usage(_: WDFDEVICE, _: i32, _: u8) {}
+        unsafe extern "C" fn usage_ex(_: WDFDEVICE, _: i32, _: u8) -> NTSTATUS {
+            STATUS_SUCCESS
+        }
+        run_pnp(
+            Config::default(),
+            PnpHooks {
+                before_create: |init| {
+                    let mut bad = WDF_PNPPOWER_EVENT_CALLBACKS {
+                        Size: size::<WDF_PNPPOWER_EVENT_CALLBACKS>(),
+                        EvtDeviceUsageNotification: Some(usage),
+                        EvtDeviceUsageNotificationEx: Some(usage_ex),
+                        ..WDF_PNPPOWER_EVENT_CALLBACKS::default()
+                    };
+                    // SAFETY: Deliberately broken: both usage notifications.
+                    unsafe {
+                        call_unsafe_wdf_function_binding!(
+                            WdfDeviceInitSetPnpPowerEventCallbacks,
+                            init,
+                            &raw mut bad
+                        );
+                    }
+                },
+                ..PnpHooks::default()
+            },
+            |_| {},
+        )
+    }),
+    ("WdfDeviceAlreadyCreated", || {
+        run_pnp(
+            Config::default(),
+            PnpHooks {
+                after_create: |_, init| {
+                    let mut again = init;
+                    let mut device: WDFDEVICE = std::ptr::null_mut();
+                    let mut attributes = attributes();
+                    // SAFETY: Deliberately broken: the FDO's init a second time.
+                    let _ = unsafe {
+                        call_unsafe_wdf_function_binding!(
+                            WdfDeviceCreate,
+                            &raw mut again,
+                            &raw mut attributes,
+                            &raw mut device
+                        )
+                    };
+                },
+                ..PnpHooks::default()
+            },
+            |_| {},
+        )
+    }),
+    ("WdfDeviceInterfaceOnControlDevice", || {
+        entry_only(|driver, path| {
+            let wdf_driver = create_driver(driver, path, driver_config()).unwrap();
+            let device = control_device(wdf_driver, |_| {}, attributes()).unwrap();
+            // SAFETY: Deliberately broken: a control device has no PDO.
+            let _ = unsafe {
+                call_unsafe_wdf_function_binding!(
+                    WdfDeviceCreateDeviceInterface,
+                    device,
+                    &TEST_INTERFACE,
+                    std::ptr::null()
+                )
+            };
+            STATUS_SUCCESS
+        })
+    }),
+    ("WdfPnpCallbackNotSupported", || {
+        *PREPARE_STATUS.lock().unwrap() = windows_sys::Win32::Foundation::STATUS_NOT_SUPPORTED;
+        run_pnp(Config::default(), PnpHooks::default(), |_| {})
+    }),
+    ("WdfWaitForSignalTimeout", || {
+        *ON_WRITE.lock().unwrap() = Some(|queue, request, length| {
+            // SAFETY: Deliberately broken: stopping the queue from its own callback waits for
+            // this very callback to return.
+            unsafe { call_unsafe_wdf_function_binding!(WdfIoQueueStopSynchronously, queue) };
+            complete_with(request, STATUS_SUCCESS, length);
+        });
+        let config = Config {
+            wdf_wait_timeout: Duration::from_millis(200),
+            ..Config::default()
+        };
+        run_pnp(config, PnpHooks::default(), |handle| {
+            let _ = handle
+                .write(&[1, 2, 3])
+                .unwrap()
+                .wait(Some(Duration::from_secs(5)));
+        })
+    }),
+    ("WdfMemoryReadOnly", || {
+        *ON_WRITE.lock().unwrap() = Some(|_, request, length| {
+            let mut memory: WDFMEMORY = std::ptr::null_mut();
+            let mut byte = 0_u8;
+            // SAFETY: Deliberately broken: writing into a write request's buffer.
+            unsafe {
+                let _ = call_unsafe_wdf_function_binding!(
+                    WdfRequestRetrieveInputMemory,
+                    request,
+                    &raw mut memory
+                );
+                let _ = call_unsafe_wdf_function_binding!(
+                    WdfMemoryCopyFromBuffer,
+                    memory,
+                    0,
+                    (&raw mut byte).cast(),
+                    1
+                );
+            }
+            complete_with(request, STATUS_SUCCESS, length);
+        });
+        run_pnp(Config::default(), PnpHooks::default(), |handle| {
+            let _ = handle
+                .write(&[1, 2, 3])
+                .unwrap()
+                .wait(Some(Duration::from_secs(5)));
+        })
+    }),
+    ("WdfTimerParentRequired", || {
+        timer_case(|_, config| {
+            let mut timer: WDFTIMER = std::ptr::null_mut();
+            // SAFETY: Deliberately broken: no attributes, so no parent.
+            let _ = unsafe {
+                call_unsafe_wdf_function_binding!(
+                    WdfTimerCreate,
+                    config,
+                    WDF_NO_OBJECT_ATTRIBUTES,
+                    &raw mut timer
+                )
+            };
+        })
+    }),
+    ("WdfTimerConfigSize", || {
+        timer_case(|device, config| {
+            config.Size = 8;
+            let _ = create_timer(device, config, attributes());
+        })
+    }),
+    ("WdfTimerConfigInvalid", || {
+        timer_case(|device, config| {
+            config.Period = u32::MAX;
+            let _ = create_timer(device, config, attributes());
+        })
+    }),
+    ("WdfTimerPassivePeriodic", || {
+        timer_case(|device, config| {
+            config.Period = 10;
+            let _ = create_timer(device, config, passive_attributes());
+        })
+    }),
+    ("WdfTimerParentNotUnderDevice", || {
+        timer_case(|_, config| {
+            // SAFETY: The bound driver's WDFDRIVER.
+            let driver = unsafe { (*wskudp_wdf_decls::WdfDriverGlobals).Driver };
+            let _ = create_timer(driver.cast(), config, attributes());
+        })
+    }),
+    ("WdfTimerStopFromCallback", || {
+        unsafe extern "C" fn stop_self(timer: WDFTIMER) {
+            // SAFETY: Deliberately broken: a waiting stop from the timer's own callback.
+            let _ = unsafe { call_unsafe_wdf_function_binding!(WdfTimerStop, timer, 1) };
+            TIMER_FIRED.store(true, Ordering::SeqCst);
+        }
+        fire_timer_case(stop_self)
+    }),
+    ("WdfTimerDeleteFromCallback", || {
+        unsafe extern "C" fn delete_self(timer: WDFTIMER) {
+            // SAFETY: Deliberately broken: deleting the timer from its own callback.
+            unsafe { call_unsafe_wdf_function_binding!(WdfObjectDelete, timer.cast()) };
+            TIMER_FIRED.store(true, Ordering::SeqCst);
+        }
+        fire_timer_case(delete_self)
+    }),
+    ("WDF_INVALID_LOCK_OPERATION", || {
+        entry_only(|driver, path| {
+            let _ = create_driver(driver, path, driver_config()).unwrap();
+            let mut lock: WDFSPINLOCK = std::ptr::null_mut();
+            // SAFETY: Deliberately broken: released but never acquired.
+            unsafe {
+                let status = call_unsafe_wdf_function_binding!(
+                    WdfSpinLockCreate,
+                    WDF_NO_OBJECT_ATTRIBUTES,
+                    &raw mut lock
+                );
+                assert_eq!(status, STATUS_SUCCESS);
+                call_unsafe_wdf_function_binding!(WdfSpinLockRelease, lock);
+            }
+            STATUS_SUCCESS
+        })
+    }),
+    ("WdfVersionParamsSize", || {
+        entry_only(|driver, path| {
+            let wdf_driver = create_driver(driver, path, driver_config()).unwrap();
+            let mut params = WDF_DRIVER_VERSION_AVAILABLE_PARAMS {
+                Size: 4,
+                MajorVersion: 1,
+                MinorVersion: 0,
+            };
+            // SAFETY: Deliberately broken: a wrong Size.
+            let _ = unsafe {
+                call_unsafe_wdf_function_binding!(
+                    WdfDriverIsVersionAvailable,
+                    wdf_driver,
+                    &raw mut params
+                )
+            };
+            STATUS_SUCCESS
+        })
+    }),
 ];
 
 const CANCEL: PFN_WDF_REQUEST_CANCEL = {
@@ -910,6 +1152,487 @@ fn queue_case(tweak: fn(&mut WDF_IO_QUEUE_CONFIG)) -> Report {
         QUEUE_TWEAK.lock().unwrap().unwrap()(&mut config);
         create_queue(device, config).err().unwrap_or(STATUS_SUCCESS)
     })
+}
+
+// --- A PnP test driver: EvtDriverDeviceAdd makes an FDO with recording PnP/power callbacks,
+// a sequential power-managed default queue (read, write, IOCTL) and a device interface.
+
+/// `{4d36e9b0-1b7c-4b7e-9c1a-1234567890ab}`, the test driver's interface class.
+const TEST_INTERFACE: GUID = GUID {
+    Data1: 0x4d36_e9b0,
+    Data2: 0x1b7c,
+    Data3: 0x4b7e,
+    Data4: [0x9c, 0x1a, 0x12, 0x34, 0x56, 0x78, 0x90, 0xab],
+};
+const TEST_INTERFACE_TEXT: &str = "{4d36e9b0-1b7c-4b7e-9c1a-1234567890ab}";
+
+/// What the PnP test driver's `EvtDriverDeviceAdd` does around `WdfDeviceCreate`.
+#[derive(Clone, Copy)]
+struct PnpHooks {
+    before_create: fn(PWDFDEVICE_INIT),
+    after_create: fn(WDFDEVICE, PWDFDEVICE_INIT),
+}
+
+impl Default for PnpHooks {
+    fn default() -> Self {
+        Self {
+            before_create: |_| {},
+            after_create: |_, _| {},
+        }
+    }
+}
+
+type OnIo = fn(WDFQUEUE, WDFREQUEST, usize);
+
+static HOOKS: Mutex<Option<PnpHooks>> = Mutex::new(None);
+static ON_READ: Mutex<Option<OnIo>> = Mutex::new(None);
+static ON_WRITE: Mutex<Option<OnIo>> = Mutex::new(None);
+static ON_SMIO_INIT: Mutex<Option<fn(WDFDEVICE)>> = Mutex::new(None);
+static PREPARE_STATUS: Mutex<NTSTATUS> = Mutex::new(STATUS_SUCCESS);
+/// The PnP and power callbacks, in the order they ran.
+static EVENTS: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+
+fn event(name: &'static str) {
+    EVENTS.lock().unwrap().push(name);
+}
+
+unsafe extern "C" fn prepare_hardware(_: WDFDEVICE, _: WDFCMRESLIST, _: WDFCMRESLIST) -> NTSTATUS {
+    event("PrepareHardware");
+    *PREPARE_STATUS.lock().unwrap()
+}
+unsafe extern "C" fn release_hardware(_: WDFDEVICE, _: WDFCMRESLIST) -> NTSTATUS {
+    event("ReleaseHardware");
+    STATUS_SUCCESS
+}
+unsafe extern "C" fn d0_entry(_: WDFDEVICE, previous: i32) -> NTSTATUS {
+    assert_eq!(previous, _WDF_POWER_DEVICE_STATE::WdfPowerDeviceD3Final);
+    event("D0Entry");
+    STATUS_SUCCESS
+}
+unsafe extern "C" fn d0_entry_post_interrupts(_: WDFDEVICE, _: i32) -> NTSTATUS {
+    event("D0EntryPostInterruptsEnabled");
+    STATUS_SUCCESS
+}
+unsafe extern "C" fn d0_exit_pre_interrupts(_: WDFDEVICE, _: i32) -> NTSTATUS {
+    event("D0ExitPreInterruptsDisabled");
+    STATUS_SUCCESS
+}
+unsafe extern "C" fn d0_exit(_: WDFDEVICE, target: i32) -> NTSTATUS {
+    assert_eq!(target, _WDF_POWER_DEVICE_STATE::WdfPowerDeviceD3Final);
+    event("D0Exit");
+    STATUS_SUCCESS
+}
+unsafe extern "C" fn smio_init(device: WDFDEVICE) -> NTSTATUS {
+    event("SelfManagedIoInit");
+    let hook = *ON_SMIO_INIT.lock().unwrap();
+    if let Some(hook) = hook {
+        hook(device);
+    }
+    STATUS_SUCCESS
+}
+unsafe extern "C" fn smio_suspend(_: WDFDEVICE) -> NTSTATUS {
+    event("SelfManagedIoSuspend");
+    STATUS_SUCCESS
+}
+unsafe extern "C" fn smio_flush(_: WDFDEVICE) {
+    event("SelfManagedIoFlush");
+}
+unsafe extern "C" fn smio_cleanup(_: WDFDEVICE) {
+    event("SelfManagedIoCleanup");
+}
+unsafe extern "C" fn query_remove(_: WDFDEVICE) -> NTSTATUS {
+    event("QueryRemove");
+    STATUS_SUCCESS
+}
+unsafe extern "C" fn device_cleanup(_: WDFOBJECT) {
+    event("device EvtCleanupCallback");
+}
+unsafe extern "C" fn queue_cleanup(_: WDFOBJECT) {
+    event("queue EvtCleanupCallback");
+}
+
+fn pnp_callbacks() -> WDF_PNPPOWER_EVENT_CALLBACKS {
+    WDF_PNPPOWER_EVENT_CALLBACKS {
+        Size: size::<WDF_PNPPOWER_EVENT_CALLBACKS>(),
+        EvtDevicePrepareHardware: Some(prepare_hardware),
+        EvtDeviceReleaseHardware: Some(release_hardware),
+        EvtDeviceD0Entry: Some(d0_entry),
+        EvtDeviceD0EntryPostInterruptsEnabled: Some(d0_entry_post_interrupts),
+        EvtDeviceD0ExitPreInterruptsDisabled: Some(d0_exit_pre_interrupts),
+        EvtDeviceD0Exit: Some(d0_exit),
+        EvtDeviceSelfManagedIoInit: Some(smio_init),
+        EvtDeviceSelfManagedIoSuspend: Some(smio_suspend),
+        EvtDeviceSelfManagedIoFlush: Some(smio_flush),
+        EvtDeviceSelfManagedIoCleanup: Some(smio_cleanup),
+        EvtDeviceQueryRemove: Some(query_remove),
+        ..WDF_PNPPOWER_EVENT_CALLBACKS::default()
+    }
+}
+
+/// Completes a request with `information`.
+fn complete_with(request: WDFREQUEST, status: NTSTATUS, information: usize) {
+    // SAFETY: A request the test driver owns, completed once.
+    unsafe {
+        call_unsafe_wdf_function_binding!(
+            WdfRequestCompleteWithInformation,
+            request,
+            status,
+            information as u64
+        );
+    }
+}
+
+unsafe extern "C" fn io_read(queue: WDFQUEUE, request: WDFREQUEST, length: usize) {
+    let hook = *ON_READ.lock().unwrap();
+    hook.map_or_else(
+        || complete_with(request, STATUS_SUCCESS, 0),
+        |f| f(queue, request, length),
+    );
+}
+unsafe extern "C" fn io_write(queue: WDFQUEUE, request: WDFREQUEST, length: usize) {
+    let hook = *ON_WRITE.lock().unwrap();
+    hook.map_or_else(
+        || complete_with(request, STATUS_SUCCESS, length),
+        |f| f(queue, request, length),
+    );
+}
+
+unsafe extern "C" fn pnp_add(_: WDFDRIVER, init: PWDFDEVICE_INIT) -> NTSTATUS {
+    let hooks = HOOKS.lock().unwrap().unwrap_or_default();
+    let mut callbacks = pnp_callbacks();
+    // SAFETY: The FDO's init, in EvtDriverDeviceAdd.
+    unsafe {
+        call_unsafe_wdf_function_binding!(
+            WdfDeviceInitSetPnpPowerEventCallbacks,
+            init,
+            &raw mut callbacks
+        );
+    }
+    (hooks.before_create)(init);
+    let mut slot = init;
+    let mut device: WDFDEVICE = std::ptr::null_mut();
+    let mut device_attributes = WDF_OBJECT_ATTRIBUTES {
+        EvtCleanupCallback: Some(device_cleanup),
+        ..attributes()
+    };
+    // SAFETY: As above.
+    let status = unsafe {
+        call_unsafe_wdf_function_binding!(
+            WdfDeviceCreate,
+            &raw mut slot,
+            &raw mut device_attributes,
+            &raw mut device
+        )
+    };
+    if status < 0 {
+        return status;
+    }
+    assert!(
+        slot.is_null(),
+        "WdfDeviceCreate NULLs the caller's init pointer"
+    );
+    (hooks.after_create)(device, init);
+    let mut config = WDF_IO_QUEUE_CONFIG {
+        Size: size::<WDF_IO_QUEUE_CONFIG>(),
+        PowerManaged: _WDF_TRI_STATE::WdfUseDefault,
+        DefaultQueue: 1,
+        DispatchType: _WDF_IO_QUEUE_DISPATCH_TYPE::WdfIoQueueDispatchSequential,
+        EvtIoRead: Some(io_read),
+        EvtIoWrite: Some(io_write),
+        EvtIoDeviceControl: Some(io_device_control),
+        ..WDF_IO_QUEUE_CONFIG::default()
+    };
+    let mut queue_attributes = WDF_OBJECT_ATTRIBUTES {
+        EvtCleanupCallback: Some(queue_cleanup),
+        ..attributes()
+    };
+    let mut queue: WDFQUEUE = std::ptr::null_mut();
+    // SAFETY: The device just created.
+    let status = unsafe {
+        call_unsafe_wdf_function_binding!(
+            WdfIoQueueCreate,
+            device,
+            &raw mut config,
+            &raw mut queue_attributes,
+            &raw mut queue
+        )
+    };
+    if status < 0 {
+        return status;
+    }
+    // SAFETY: As above.
+    unsafe {
+        call_unsafe_wdf_function_binding!(
+            WdfDeviceCreateDeviceInterface,
+            device,
+            &TEST_INTERFACE,
+            std::ptr::null()
+        )
+    }
+}
+
+fn pnp_entry(driver: *mut DRIVER_OBJECT, path: *const UNICODE_STRING) -> NTSTATUS {
+    let config = WDF_DRIVER_CONFIG {
+        Size: size::<WDF_DRIVER_CONFIG>(),
+        EvtDriverDeviceAdd: Some(pnp_add),
+        ..WDF_DRIVER_CONFIG::default()
+    };
+    create_driver(driver, path, config)
+        .err()
+        .unwrap_or(STATUS_SUCCESS)
+}
+
+/// Loads the PnP test driver on a machine with `config`, opens its device through its
+/// interface, lets `use_it` exercise it, closes it, removes and unloads it; the report. The
+/// per-run hooks (`ON_READ`, `ON_WRITE`, `ON_SMIO_INIT`, `PREPARE_STATUS`) are reset after.
+fn run_pnp(config: Config, hooks: PnpHooks, use_it: impl FnOnce(&Handle)) -> Report {
+    let machine = Machine::boot(config);
+    *ENTRY.lock().unwrap() = Some(Box::new(pnp_entry));
+    *HOOKS.lock().unwrap() = Some(hooks);
+    EVENTS.lock().unwrap().clear();
+    if let Ok(driver) = iomgr::load("pnptest", driver_entry, EntryKind::Kmdf) {
+        let paths = iomgr::device_interfaces(TEST_INTERFACE_TEXT);
+        if let Some(path) = paths.first()
+            && let Ok(handle) = iomgr::open(path, Caller::Administrator, Access::READ_WRITE)
+        {
+            use_it(&handle);
+            handle.close();
+        }
+        unload_in_background(driver);
+    }
+    *ON_READ.lock().unwrap() = None;
+    *ON_WRITE.lock().unwrap() = None;
+    *ON_SMIO_INIT.lock().unwrap() = None;
+    *PREPARE_STATUS.lock().unwrap() = STATUS_SUCCESS;
+    machine.shutdown()
+}
+
+// --- Timers.
+
+fn timer_config(callback: PFN_WDF_TIMER) -> WDF_TIMER_CONFIG {
+    WDF_TIMER_CONFIG {
+        Size: size::<WDF_TIMER_CONFIG>(),
+        EvtTimerFunc: callback,
+        AutomaticSerialization: 1,
+        ..WDF_TIMER_CONFIG::default()
+    }
+}
+
+fn passive_attributes() -> WDF_OBJECT_ATTRIBUTES {
+    WDF_OBJECT_ATTRIBUTES {
+        ExecutionLevel: _WDF_EXECUTION_LEVEL::WdfExecutionLevelPassive,
+        ..attributes()
+    }
+}
+
+fn create_timer(
+    parent: WDFOBJECT,
+    config: &mut WDF_TIMER_CONFIG,
+    mut attributes: WDF_OBJECT_ATTRIBUTES,
+) -> Result<WDFTIMER, NTSTATUS> {
+    attributes.ParentObject = parent;
+    let mut timer: WDFTIMER = std::ptr::null_mut();
+    // SAFETY: A bound driver; the configuration may be deliberately broken.
+    let status = unsafe {
+        call_unsafe_wdf_function_binding!(
+            WdfTimerCreate,
+            config,
+            &raw mut attributes,
+            &raw mut timer
+        )
+    };
+    if status < 0 { Err(status) } else { Ok(timer) }
+}
+
+/// What a timer case does with its device and a timer configuration.
+type TimerTweak = fn(WDFOBJECT, &mut WDF_TIMER_CONFIG);
+
+static TIMER_TWEAK: Mutex<Option<TimerTweak>> = Mutex::new(None);
+static TIMER_FIRED: AtomicBool = AtomicBool::new(false);
+
+unsafe extern "C" fn timer_noop(_: WDFTIMER) {}
+
+/// A control device, then `tweak(device, config)` with a timer configuration.
+fn timer_case(tweak: TimerTweak) -> Report {
+    *TIMER_TWEAK.lock().unwrap() = Some(tweak);
+    entry_only(|driver, path| {
+        let wdf_driver = create_driver(driver, path, driver_config()).unwrap();
+        let device = control_device(wdf_driver, |_| {}, attributes()).unwrap();
+        let mut config = timer_config(Some(timer_noop));
+        TIMER_TWEAK.lock().unwrap().unwrap()(device.cast(), &mut config);
+        STATUS_SUCCESS
+    })
+}
+
+static FIRE_CALLBACK: Mutex<PFN_WDF_TIMER> = Mutex::new(None);
+
+/// A working test driver with a passive-level one-shot timer due at once, calling `callback`;
+/// the run waits for it to fire.
+fn fire_timer_case(callback: unsafe extern "C" fn(WDFTIMER)) -> Report {
+    TIMER_FIRED.store(false, Ordering::SeqCst);
+    *FIRE_CALLBACK.lock().unwrap() = Some(callback);
+    run(
+        working_driver,
+        Some(|queue, request, output, input| {
+            // The first IOCTL starts the timer under the queue.
+            let mut config = timer_config(*FIRE_CALLBACK.lock().unwrap());
+            let timer = create_timer(queue.cast(), &mut config, passive_attributes()).unwrap();
+            // SAFETY: A live timer, due now.
+            let _ = unsafe { call_unsafe_wdf_function_binding!(WdfTimerStart, timer, 0) };
+            complete_success(queue, request, output, input);
+        }),
+        |handle| {
+            let _ = ioctl(handle, 0);
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while !TIMER_FIRED.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        },
+    )
+}
+
+/// A PnP driver goes through KMDF's start and removal: the callbacks in the order KMDF calls
+/// them, buffered reads and writes presented from a sequential power-managed queue, the device
+/// found through its interface; a write completed from a timer's DPC (at `DISPATCH_LEVEL`,
+/// under a WDF spin lock) lets the next request be presented there. Nothing is reported.
+#[test]
+fn a_pnp_driver_starts_does_io_and_is_removed_as_kmdf_does_it() {
+    static PENDING: Mutex<Option<(usize, usize)>> = Mutex::new(None);
+    static TIMER: Mutex<usize> = Mutex::new(0);
+    static LOCK: Mutex<usize> = Mutex::new(0);
+    unsafe extern "C" fn complete_later(timer: WDFTIMER) {
+        assert_eq!(
+            wskudp_kmodel::irql::current(),
+            2,
+            "a timer DPC runs at DISPATCH_LEVEL"
+        );
+        let lock = *LOCK.lock().unwrap() as WDFSPINLOCK;
+        // SAFETY: The driver's spin lock and timer, and the write it holds.
+        unsafe {
+            call_unsafe_wdf_function_binding!(WdfSpinLockAcquire, lock);
+            let pending = PENDING.lock().unwrap().take();
+            call_unsafe_wdf_function_binding!(WdfSpinLockRelease, lock);
+            let parent = call_unsafe_wdf_function_binding!(WdfTimerGetParentObject, timer);
+            if let Some((request, length)) = pending {
+                let queue =
+                    call_unsafe_wdf_function_binding!(WdfRequestGetIoQueue, request as WDFREQUEST);
+                assert_eq!(
+                    queue.cast(),
+                    parent,
+                    "the timer's parent is the request's queue"
+                );
+                complete_with(request as WDFREQUEST, STATUS_SUCCESS, length);
+            }
+        }
+    }
+    *ON_SMIO_INIT.lock().unwrap() = Some(|device| {
+        // SAFETY: The started device; its default queue parents a lock and a timer.
+        unsafe {
+            let queue = call_unsafe_wdf_function_binding!(WdfDeviceGetDefaultQueue, device);
+            assert!(!queue.is_null());
+            let mut lock: WDFSPINLOCK = std::ptr::null_mut();
+            let mut lock_attributes = WDF_OBJECT_ATTRIBUTES {
+                ParentObject: queue.cast(),
+                ..attributes()
+            };
+            let status = call_unsafe_wdf_function_binding!(
+                WdfSpinLockCreate,
+                &raw mut lock_attributes,
+                &raw mut lock
+            );
+            assert_eq!(status, STATUS_SUCCESS);
+            *LOCK.lock().unwrap() = lock as usize;
+            let mut config = timer_config(Some(complete_later));
+            let timer = create_timer(queue.cast(), &mut config, attributes()).unwrap();
+            *TIMER.lock().unwrap() = timer as usize;
+        }
+    });
+    *ON_WRITE.lock().unwrap() = Some(|_, request, length| {
+        assert_eq!(wskudp_kmodel::irql::current(), 0);
+        let mut memory: WDFMEMORY = std::ptr::null_mut();
+        let mut copy = [0_u8; 4];
+        // SAFETY: A write the driver owns; its memory holds `length` bytes.
+        unsafe {
+            let status = call_unsafe_wdf_function_binding!(
+                WdfRequestRetrieveInputMemory,
+                request,
+                &raw mut memory
+            );
+            assert_eq!(status, STATUS_SUCCESS);
+            let status = call_unsafe_wdf_function_binding!(
+                WdfMemoryCopyToBuffer,
+                memory,
+                0,
+                copy.as_mut_ptr().cast(),
+                length
+            );
+            assert_eq!(status, STATUS_SUCCESS);
+            assert_eq!(copy, [1, 2, 3, 4]);
+            *PENDING.lock().unwrap() = Some((request as usize, length));
+            let timer = *TIMER.lock().unwrap() as WDFTIMER;
+            let _ = call_unsafe_wdf_function_binding!(WdfTimerStart, timer, -10_000);
+        }
+    });
+    *ON_READ.lock().unwrap() = Some(|_, request, length| {
+        // Presented by the timer's DPC, which completed the write before it.
+        assert_eq!(wskudp_kmodel::irql::current(), 2);
+        let mut memory: WDFMEMORY = std::ptr::null_mut();
+        let data = [9_u8, 8, 7];
+        // SAFETY: A read the driver owns, of `length` >= 3 bytes.
+        unsafe {
+            let status = call_unsafe_wdf_function_binding!(
+                WdfRequestRetrieveOutputMemory,
+                request,
+                &raw mut memory
+            );
+            assert_eq!(status, STATUS_SUCCESS);
+            let status = call_unsafe_wdf_function_binding!(
+                WdfMemoryCopyFromBuffer,
+                memory,
+                0,
+                data.as_ptr().cast_mut().cast(),
+                data.len()
+            );
+            assert_eq!(status, STATUS_SUCCESS);
+            call_unsafe_wdf_function_binding!(WdfRequestSetInformation, request, 3);
+            call_unsafe_wdf_function_binding!(WdfRequestComplete, request, STATUS_SUCCESS);
+        }
+        let _ = length;
+    });
+    let report = run_pnp(Config::default(), PnpHooks::default(), |handle| {
+        let write = handle.write(&[1, 2, 3, 4]).unwrap();
+        let read = handle.read(16).unwrap();
+        let written = write.wait_io(Some(Duration::from_secs(5))).unwrap();
+        assert_eq!((written.status, written.information), (STATUS_SUCCESS, 4));
+        let read = read.wait_io(Some(Duration::from_secs(5))).unwrap();
+        assert_eq!((read.status, read.output), (STATUS_SUCCESS, vec![9, 8, 7]));
+        // A zero-length read is completed by the framework, never presented.
+        let empty = handle
+            .read(0)
+            .unwrap()
+            .wait_io(Some(Duration::from_secs(5)))
+            .unwrap();
+        assert_eq!((empty.status, empty.information), (STATUS_SUCCESS, 0));
+    });
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(
+        *EVENTS.lock().unwrap(),
+        [
+            "PrepareHardware",
+            "D0Entry",
+            "D0EntryPostInterruptsEnabled",
+            "SelfManagedIoInit",
+            "QueryRemove",
+            "SelfManagedIoSuspend",
+            "D0ExitPreInterruptsDisabled",
+            "D0Exit",
+            "ReleaseHardware",
+            "SelfManagedIoFlush",
+            "SelfManagedIoCleanup",
+            "queue EvtCleanupCallback",
+            "device EvtCleanupCallback",
+        ]
+    );
 }
 
 #[test]

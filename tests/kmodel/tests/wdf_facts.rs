@@ -18,6 +18,10 @@ use wskudp_wdf_decls::{
     WDF_DRIVER_CONFIG, WDF_DRIVER_GLOBALS, WDF_FILEOBJECT_CONFIG, WDF_IO_QUEUE_CONFIG,
     WDF_OBJECT_ATTRIBUTES, WDF_OBJECT_CONTEXT_TYPE_INFO, WDFDEVICE, WDFFILEOBJECT, WDFREQUEST,
 };
+use wskudp_wdf_decls::{
+    _WDF_POWER_DEVICE_STATE, _WDF_SPECIAL_FILE_TYPE, GUID, WDF_DRIVER_VERSION_AVAILABLE_PARAMS,
+    WDF_PNPPOWER_EVENT_CALLBACKS, WDF_TIMER_CONFIG, WDFCMRESLIST, WDFSPINLOCK, WDFSTRING, WDFTIMER,
+};
 
 /// `(what, ours, the header's, where)`.
 type Fact = (&'static str, usize, usize, &'static str);
@@ -643,6 +647,474 @@ fn function_table_indexes_match_wdffuncenum() {
             value(_WDFFUNCENUM::WdfFunctionTableNumEntries),
             458,
             "wdffuncenum.h:655",
+        ),
+    ]);
+}
+
+/// The declarations added for windows-rust-driver-samples' KMDF echo sample: layouts (the
+/// compiler's values, as above; `GUID` from mingw-w64's `guiddef.h`, which KMDF's headers take
+/// from the WDK).
+#[test]
+fn echo_sample_layouts_match_the_headers() {
+    check(&[
+        (
+            "sizeof(WDF_PNPPOWER_EVENT_CALLBACKS)",
+            size_of::<WDF_PNPPOWER_EVENT_CALLBACKS>(),
+            144,
+            "wdfdevice.h:1205",
+        ),
+        (
+            "WDF_PNPPOWER_EVENT_CALLBACKS.EvtDeviceD0Entry",
+            offset_of!(WDF_PNPPOWER_EVENT_CALLBACKS, EvtDeviceD0Entry),
+            8,
+            "wdfdevice.h:1211",
+        ),
+        (
+            "WDF_PNPPOWER_EVENT_CALLBACKS.EvtDeviceD0EntryPostInterruptsEnabled",
+            offset_of!(
+                WDF_PNPPOWER_EVENT_CALLBACKS,
+                EvtDeviceD0EntryPostInterruptsEnabled
+            ),
+            16,
+            "wdfdevice.h:1212",
+        ),
+        (
+            "WDF_PNPPOWER_EVENT_CALLBACKS.EvtDeviceD0Exit",
+            offset_of!(WDF_PNPPOWER_EVENT_CALLBACKS, EvtDeviceD0Exit),
+            24,
+            "wdfdevice.h:1213",
+        ),
+        (
+            "WDF_PNPPOWER_EVENT_CALLBACKS.EvtDeviceD0ExitPreInterruptsDisabled",
+            offset_of!(
+                WDF_PNPPOWER_EVENT_CALLBACKS,
+                EvtDeviceD0ExitPreInterruptsDisabled
+            ),
+            32,
+            "wdfdevice.h:1214",
+        ),
+        (
+            "WDF_PNPPOWER_EVENT_CALLBACKS.EvtDevicePrepareHardware",
+            offset_of!(WDF_PNPPOWER_EVENT_CALLBACKS, EvtDevicePrepareHardware),
+            40,
+            "wdfdevice.h:1215",
+        ),
+        (
+            "WDF_PNPPOWER_EVENT_CALLBACKS.EvtDeviceReleaseHardware",
+            offset_of!(WDF_PNPPOWER_EVENT_CALLBACKS, EvtDeviceReleaseHardware),
+            48,
+            "wdfdevice.h:1216",
+        ),
+        (
+            "WDF_PNPPOWER_EVENT_CALLBACKS.EvtDeviceSelfManagedIoCleanup",
+            offset_of!(WDF_PNPPOWER_EVENT_CALLBACKS, EvtDeviceSelfManagedIoCleanup),
+            56,
+            "wdfdevice.h:1217",
+        ),
+        (
+            "WDF_PNPPOWER_EVENT_CALLBACKS.EvtDeviceSelfManagedIoFlush",
+            offset_of!(WDF_PNPPOWER_EVENT_CALLBACKS, EvtDeviceSelfManagedIoFlush),
+            64,
+            "wdfdevice.h:1218",
+        ),
+        (
+            "WDF_PNPPOWER_EVENT_CALLBACKS.EvtDeviceSelfManagedIoInit",
+            offset_of!(WDF_PNPPOWER_EVENT_CALLBACKS, EvtDeviceSelfManagedIoInit),
+            72,
+            "wdfdevice.h:1219",
+        ),
+        (
+            "WDF_PNPPOWER_EVENT_CALLBACKS.EvtDeviceSelfManagedIoSuspend",
+            offset_of!(WDF_PNPPOWER_EVENT_CALLBACKS, EvtDeviceSelfManagedIoSuspend),
+            80,
+            "wdfdevice.h:1220",
+        ),
+        (
+            "WDF_PNPPOWER_EVENT_CALLBACKS.EvtDeviceSelfManagedIoRestart",
+            offset_of!(WDF_PNPPOWER_EVENT_CALLBACKS, EvtDeviceSelfManagedIoRestart),
+            88,
+            "wdfdevice.h:1221",
+        ),
+        (
+            "WDF_PNPPOWER_EVENT_CALLBACKS.EvtDeviceSurpriseRemoval",
+            offset_of!(WDF_PNPPOWER_EVENT_CALLBACKS, EvtDeviceSurpriseRemoval),
+            96,
+            "wdfdevice.h:1222",
+        ),
+        (
+            "WDF_PNPPOWER_EVENT_CALLBACKS.EvtDeviceQueryRemove",
+            offset_of!(WDF_PNPPOWER_EVENT_CALLBACKS, EvtDeviceQueryRemove),
+            104,
+            "wdfdevice.h:1223",
+        ),
+        (
+            "WDF_PNPPOWER_EVENT_CALLBACKS.EvtDeviceQueryStop",
+            offset_of!(WDF_PNPPOWER_EVENT_CALLBACKS, EvtDeviceQueryStop),
+            112,
+            "wdfdevice.h:1224",
+        ),
+        (
+            "WDF_PNPPOWER_EVENT_CALLBACKS.EvtDeviceUsageNotification",
+            offset_of!(WDF_PNPPOWER_EVENT_CALLBACKS, EvtDeviceUsageNotification),
+            120,
+            "wdfdevice.h:1225",
+        ),
+        (
+            "WDF_PNPPOWER_EVENT_CALLBACKS.EvtDeviceRelationsQuery",
+            offset_of!(WDF_PNPPOWER_EVENT_CALLBACKS, EvtDeviceRelationsQuery),
+            128,
+            "wdfdevice.h:1226",
+        ),
+        (
+            "WDF_PNPPOWER_EVENT_CALLBACKS.EvtDeviceUsageNotificationEx",
+            offset_of!(WDF_PNPPOWER_EVENT_CALLBACKS, EvtDeviceUsageNotificationEx),
+            136,
+            "wdfdevice.h:1227",
+        ),
+        (
+            "sizeof(WDF_TIMER_CONFIG)",
+            size_of::<WDF_TIMER_CONFIG>(),
+            40,
+            "wdftimer.h:75",
+        ),
+        (
+            "WDF_TIMER_CONFIG.EvtTimerFunc",
+            offset_of!(WDF_TIMER_CONFIG, EvtTimerFunc),
+            8,
+            "wdftimer.h:77",
+        ),
+        (
+            "WDF_TIMER_CONFIG.Period",
+            offset_of!(WDF_TIMER_CONFIG, Period),
+            16,
+            "wdftimer.h:79",
+        ),
+        (
+            "WDF_TIMER_CONFIG.AutomaticSerialization",
+            offset_of!(WDF_TIMER_CONFIG, AutomaticSerialization),
+            20,
+            "wdftimer.h:88",
+        ),
+        (
+            "WDF_TIMER_CONFIG.TolerableDelay",
+            offset_of!(WDF_TIMER_CONFIG, TolerableDelay),
+            24,
+            "wdftimer.h:93",
+        ),
+        (
+            "WDF_TIMER_CONFIG.UseHighResolutionTimer",
+            offset_of!(WDF_TIMER_CONFIG, UseHighResolutionTimer),
+            32,
+            "wdftimer.h:99",
+        ),
+        (
+            "sizeof(WDF_DRIVER_VERSION_AVAILABLE_PARAMS)",
+            size_of::<WDF_DRIVER_VERSION_AVAILABLE_PARAMS>(),
+            12,
+            "wdfdriver.h:160",
+        ),
+        (
+            "WDF_DRIVER_VERSION_AVAILABLE_PARAMS.MajorVersion",
+            offset_of!(WDF_DRIVER_VERSION_AVAILABLE_PARAMS, MajorVersion),
+            4,
+            "wdfdriver.h:169",
+        ),
+        (
+            "WDF_DRIVER_VERSION_AVAILABLE_PARAMS.MinorVersion",
+            offset_of!(WDF_DRIVER_VERSION_AVAILABLE_PARAMS, MinorVersion),
+            8,
+            "wdfdriver.h:174",
+        ),
+        (
+            "sizeof(GUID)",
+            size_of::<GUID>(),
+            16,
+            "mingw-w64 guiddef.h:19",
+        ),
+        (
+            "GUID.Data2",
+            offset_of!(GUID, Data2),
+            4,
+            "mingw-w64 guiddef.h:21",
+        ),
+        (
+            "GUID.Data3",
+            offset_of!(GUID, Data3),
+            6,
+            "mingw-w64 guiddef.h:22",
+        ),
+        (
+            "GUID.Data4",
+            offset_of!(GUID, Data4),
+            8,
+            "mingw-w64 guiddef.h:23",
+        ),
+        (
+            "sizeof(WDFTIMER)",
+            size_of::<WDFTIMER>(),
+            8,
+            "wdftypes.h:142",
+        ),
+        (
+            "sizeof(WDFSPINLOCK)",
+            size_of::<WDFSPINLOCK>(),
+            8,
+            "wdftypes.h:150",
+        ),
+        (
+            "sizeof(WDFSTRING)",
+            size_of::<WDFSTRING>(),
+            8,
+            "wdftypes.h:172",
+        ),
+        (
+            "sizeof(WDFCMRESLIST)",
+            size_of::<WDFCMRESLIST>(),
+            8,
+            "wdftypes.h:178",
+        ),
+    ]);
+}
+
+/// The enumerators added for the echo sample's callbacks.
+#[test]
+fn echo_sample_enumerators_match_the_headers() {
+    check(&[
+        (
+            "WdfPowerDeviceInvalid",
+            value(_WDF_POWER_DEVICE_STATE::WdfPowerDeviceInvalid),
+            0,
+            "wdfdevice.h:473",
+        ),
+        (
+            "WdfPowerDeviceD0",
+            value(_WDF_POWER_DEVICE_STATE::WdfPowerDeviceD0),
+            1,
+            "wdfdevice.h:474",
+        ),
+        (
+            "WdfPowerDeviceD1",
+            value(_WDF_POWER_DEVICE_STATE::WdfPowerDeviceD1),
+            2,
+            "wdfdevice.h:475",
+        ),
+        (
+            "WdfPowerDeviceD2",
+            value(_WDF_POWER_DEVICE_STATE::WdfPowerDeviceD2),
+            3,
+            "wdfdevice.h:476",
+        ),
+        (
+            "WdfPowerDeviceD3",
+            value(_WDF_POWER_DEVICE_STATE::WdfPowerDeviceD3),
+            4,
+            "wdfdevice.h:477",
+        ),
+        (
+            "WdfPowerDeviceD3Final",
+            value(_WDF_POWER_DEVICE_STATE::WdfPowerDeviceD3Final),
+            5,
+            "wdfdevice.h:478",
+        ),
+        (
+            "WdfPowerDevicePrepareForHibernation",
+            value(_WDF_POWER_DEVICE_STATE::WdfPowerDevicePrepareForHibernation),
+            6,
+            "wdfdevice.h:479",
+        ),
+        (
+            "WdfPowerDeviceMaximum",
+            value(_WDF_POWER_DEVICE_STATE::WdfPowerDeviceMaximum),
+            7,
+            "wdfdevice.h:480",
+        ),
+        (
+            "WdfSpecialFileUndefined",
+            value(_WDF_SPECIAL_FILE_TYPE::WdfSpecialFileUndefined),
+            0,
+            "wdfdevice.h:492",
+        ),
+        (
+            "WdfSpecialFilePaging",
+            value(_WDF_SPECIAL_FILE_TYPE::WdfSpecialFilePaging),
+            1,
+            "wdfdevice.h:493",
+        ),
+        (
+            "WdfSpecialFileHibernation",
+            value(_WDF_SPECIAL_FILE_TYPE::WdfSpecialFileHibernation),
+            2,
+            "wdfdevice.h:494",
+        ),
+        (
+            "WdfSpecialFileDump",
+            value(_WDF_SPECIAL_FILE_TYPE::WdfSpecialFileDump),
+            3,
+            "wdfdevice.h:495",
+        ),
+        (
+            "WdfSpecialFileBoot",
+            value(_WDF_SPECIAL_FILE_TYPE::WdfSpecialFileBoot),
+            4,
+            "wdfdevice.h:496",
+        ),
+        (
+            "WdfSpecialFilePostDisplay",
+            value(_WDF_SPECIAL_FILE_TYPE::WdfSpecialFilePostDisplay),
+            5,
+            "wdfdevice.h:497",
+        ),
+        (
+            "WdfSpecialFileGuestAssigned",
+            value(_WDF_SPECIAL_FILE_TYPE::WdfSpecialFileGuestAssigned),
+            6,
+            "wdfdevice.h:498",
+        ),
+        (
+            "WdfSpecialFileMax",
+            value(_WDF_SPECIAL_FILE_TYPE::WdfSpecialFileMax),
+            7,
+            "wdfdevice.h:499",
+        ),
+    ]);
+}
+
+/// The function-table indexes added for the echo sample (each also checked against the line
+/// `197 + index` of wdffuncenum.h, where the header writes it).
+#[test]
+fn echo_sample_function_table_indexes_match_wdffuncenum() {
+    check(&[
+        (
+            "WdfDeviceInitSetPnpPowerEventCallbacks",
+            value(_WDFFUNCENUM::WdfDeviceInitSetPnpPowerEventCallbacksTableIndex),
+            55,
+            "wdffuncenum.h:252",
+        ),
+        (
+            "WdfDeviceInitSetRequestAttributes",
+            value(_WDFFUNCENUM::WdfDeviceInitSetRequestAttributesTableIndex),
+            72,
+            "wdffuncenum.h:269",
+        ),
+        (
+            "WdfDeviceCreateDeviceInterface",
+            value(_WDFFUNCENUM::WdfDeviceCreateDeviceInterfaceTableIndex),
+            77,
+            "wdffuncenum.h:274",
+        ),
+        (
+            "WdfDeviceGetDefaultQueue",
+            value(_WDFFUNCENUM::WdfDeviceGetDefaultQueueTableIndex),
+            92,
+            "wdffuncenum.h:289",
+        ),
+        (
+            "WdfDriverRetrieveVersionString",
+            value(_WDFFUNCENUM::WdfDriverRetrieveVersionStringTableIndex),
+            122,
+            "wdffuncenum.h:319",
+        ),
+        (
+            "WdfDriverIsVersionAvailable",
+            value(_WDFFUNCENUM::WdfDriverIsVersionAvailableTableIndex),
+            123,
+            "wdffuncenum.h:320",
+        ),
+        (
+            "WdfIoQueueStart",
+            value(_WDFFUNCENUM::WdfIoQueueStartTableIndex),
+            154,
+            "wdffuncenum.h:351",
+        ),
+        (
+            "WdfIoQueueStopSynchronously",
+            value(_WDFFUNCENUM::WdfIoQueueStopSynchronouslyTableIndex),
+            156,
+            "wdffuncenum.h:353",
+        ),
+        (
+            "WdfMemoryCopyToBuffer",
+            value(_WDFFUNCENUM::WdfMemoryCopyToBufferTableIndex),
+            196,
+            "wdffuncenum.h:393",
+        ),
+        (
+            "WdfMemoryCopyFromBuffer",
+            value(_WDFFUNCENUM::WdfMemoryCopyFromBufferTableIndex),
+            197,
+            "wdffuncenum.h:394",
+        ),
+        (
+            "WdfRequestRetrieveInputMemory",
+            value(_WDFFUNCENUM::WdfRequestRetrieveInputMemoryTableIndex),
+            267,
+            "wdffuncenum.h:464",
+        ),
+        (
+            "WdfRequestRetrieveOutputMemory",
+            value(_WDFFUNCENUM::WdfRequestRetrieveOutputMemoryTableIndex),
+            268,
+            "wdffuncenum.h:465",
+        ),
+        (
+            "WdfRequestGetIoQueue",
+            value(_WDFFUNCENUM::WdfRequestGetIoQueueTableIndex),
+            282,
+            "wdffuncenum.h:479",
+        ),
+        (
+            "WdfStringCreate",
+            value(_WDFFUNCENUM::WdfStringCreateTableIndex),
+            308,
+            "wdffuncenum.h:505",
+        ),
+        (
+            "WdfStringGetUnicodeString",
+            value(_WDFFUNCENUM::WdfStringGetUnicodeStringTableIndex),
+            309,
+            "wdffuncenum.h:506",
+        ),
+        (
+            "WdfSpinLockCreate",
+            value(_WDFFUNCENUM::WdfSpinLockCreateTableIndex),
+            315,
+            "wdffuncenum.h:512",
+        ),
+        (
+            "WdfSpinLockAcquire",
+            value(_WDFFUNCENUM::WdfSpinLockAcquireTableIndex),
+            316,
+            "wdffuncenum.h:513",
+        ),
+        (
+            "WdfSpinLockRelease",
+            value(_WDFFUNCENUM::WdfSpinLockReleaseTableIndex),
+            317,
+            "wdffuncenum.h:514",
+        ),
+        (
+            "WdfTimerCreate",
+            value(_WDFFUNCENUM::WdfTimerCreateTableIndex),
+            318,
+            "wdffuncenum.h:515",
+        ),
+        (
+            "WdfTimerStart",
+            value(_WDFFUNCENUM::WdfTimerStartTableIndex),
+            319,
+            "wdffuncenum.h:516",
+        ),
+        (
+            "WdfTimerStop",
+            value(_WDFFUNCENUM::WdfTimerStopTableIndex),
+            320,
+            "wdffuncenum.h:517",
+        ),
+        (
+            "WdfTimerGetParentObject",
+            value(_WDFFUNCENUM::WdfTimerGetParentObjectTableIndex),
+            321,
+            "wdffuncenum.h:518",
         ),
     ]);
 }

@@ -1,17 +1,22 @@
-//! The driver, control devices, and the framework's dispatch routines: `WdfDriverCreate`
-//! (`shared/core/fxdriverapi.cpp`), `WdfControlDeviceInitAllocate` and the `WdfDeviceInit*`
-//! setters (`shared/core/fxdeviceinitapi.cpp`), `WdfDeviceCreate` (`shared/core/fxdeviceapi.cpp`,
-//! `fxdevice.cpp`), `WdfDeviceCreateSymbolicLink`, `WdfControlFinishInitializing`
-//! (`fxdevicecontrolapi.cpp`), `WdfObjectDelete` (`shared/object/fxobjectapi.cpp`),
-//! `FxDriver::Unload` (`fxdriver.cpp:167-204`), and `IRP_MJ_CREATE` / `CLEANUP` / `CLOSE`
-//! (`shared/irphandlers/general/fxpkggeneral.cpp`).
+//! The driver, its devices, and the framework's dispatch routines: `WdfDriverCreate`
+//! (`shared/core/fxdriverapi.cpp`), `FxDriver::AddDevice` for a PnP driver
+//! (`shared/core/km/fxdriverkm.cpp:35-125`), `WdfControlDeviceInitAllocate` and the
+//! `WdfDeviceInit*` setters (`shared/core/fxdeviceinitapi.cpp`), `WdfDeviceCreate` for control
+//! devices and FDOs (`shared/core/fxdeviceapi.cpp`, `fxdevice.cpp`, `km/fxdevicekm.cpp`),
+//! `WdfDeviceCreateSymbolicLink`, `WdfDeviceCreateDeviceInterface`
+//! (`shared/support/fxdeviceinterfaceapi.cpp`), `WdfDeviceGetDefaultQueue`,
+//! `WdfControlFinishInitializing` (`fxdevicecontrolapi.cpp`), `WdfObjectDelete`
+//! (`shared/object/fxobjectapi.cpp`), `FxDriver::Unload` (`fxdriver.cpp:167-204`), and
+//! `IRP_MJ_CREATE` / `CLEANUP` / `CLOSE` (`shared/irphandlers/general/fxpkggeneral.cpp`);
+//! `IRP_MJ_PNP` goes to [`super::pnp`].
 
 use std::collections::HashMap;
 
 use windows_sys::Wdk::Foundation::{DEVICE_OBJECT, DRIVER_OBJECT, IRP};
+use windows_sys::Wdk::Storage::FileSystem::{DO_BUFFERED_IO, DO_POWER_PAGABLE};
 use windows_sys::Wdk::System::SystemServices::{
     IRP_MJ_CLEANUP, IRP_MJ_CLOSE, IRP_MJ_CREATE, IRP_MJ_DEVICE_CONTROL,
-    IRP_MJ_INTERNAL_DEVICE_CONTROL, IRP_MJ_READ, IRP_MJ_WRITE,
+    IRP_MJ_INTERNAL_DEVICE_CONTROL, IRP_MJ_PNP, IRP_MJ_READ, IRP_MJ_WRITE,
 };
 use windows_sys::Win32::Foundation::{
     NTSTATUS, STATUS_DRIVER_INTERNAL_ERROR, STATUS_INFO_LENGTH_MISMATCH,
@@ -21,10 +26,11 @@ use windows_sys::Win32::Foundation::{
 use wskudp_core::ddi::nt::io_get_current_irp_stack_location;
 use wskudp_wdf_decls::{
     _WDF_DRIVER_INIT_FLAGS, _WDF_EXECUTION_LEVEL, _WDF_FILEOBJECT_CLASS,
-    _WDF_SYNCHRONIZATION_SCOPE, _WDF_TRI_STATE, BOOLEAN, DEVICE_TYPE, PCUNICODE_STRING,
+    _WDF_SYNCHRONIZATION_SCOPE, _WDF_TRI_STATE, BOOLEAN, DEVICE_TYPE, GUID, PCUNICODE_STRING,
     PDEVICE_OBJECT, PDRIVER_OBJECT, PWDF_DRIVER_CONFIG, PWDF_DRIVER_GLOBALS,
-    PWDF_FILEOBJECT_CONFIG, PWDF_OBJECT_ATTRIBUTES, PWDFDEVICE_INIT, ULONG, WDF_DRIVER_CONFIG,
-    WDF_FILEOBJECT_CONFIG, WDF_OBJECT_ATTRIBUTES, WDFDEVICE, WDFDRIVER, WDFOBJECT,
+    PWDF_FILEOBJECT_CONFIG, PWDF_OBJECT_ATTRIBUTES, PWDF_PNPPOWER_EVENT_CALLBACKS, PWDFDEVICE_INIT,
+    ULONG, WDF_DRIVER_CONFIG, WDF_FILEOBJECT_CONFIG, WDF_OBJECT_ATTRIBUTES,
+    WDF_PNPPOWER_EVENT_CALLBACKS, WDFDEVICE, WDFDRIVER, WDFOBJECT, WDFQUEUE,
 };
 
 use super::objects::{self, Kind, validate_attributes};
@@ -43,25 +49,47 @@ const _: () = assert!(DRIVER_CONFIG_SIZE as usize == size_of::<WDF_DRIVER_CONFIG
 const _: () = assert!(FILE_OBJECT_CONFIG_SIZE as usize == size_of::<WDF_FILEOBJECT_CONFIG>());
 /// `IRP_MJ_MAXIMUM_FUNCTION`.
 const IRP_MJ_MAXIMUM_FUNCTION: usize = 0x1b;
+/// `sizeof(WDF_PNPPOWER_EVENT_CALLBACKS)` and its `V1_9` predecessor on x64
+/// (`shared/inc/private/common/fxversionedstructures.h:623-660`: the same members but the last).
+const PNP_CALLBACKS_SIZE: u32 = 144;
+const PNP_CALLBACKS_SIZE_V1_9: u32 = 136;
+const _: () = assert!(PNP_CALLBACKS_SIZE as usize == size_of::<WDF_PNPPOWER_EVENT_CALLBACKS>());
+/// `SDDL_DEVOBJ_SYS_ALL_ADM_ALL`, KMDF's default SDDL for a named device
+/// (`fxdevice.cpp:1059-1065`).
+const SDDL_DEVOBJ_SYS_ALL_ADM_ALL: &str = "D:P(A;;GA;;;SY)(A;;GA;;;BA)";
 
-/// A `WDFDEVICE_INIT` from `WdfControlDeviceInitAllocate` (`shared/core/fxdeviceinit.cpp:30-86`
-/// for its defaults).
+/// A `WDFDEVICE_INIT` (`shared/core/fxdeviceinit.cpp:30-86` for its defaults): a control
+/// device's from `WdfControlDeviceInitAllocate`, or an FDO's that `FxDriver::AddDevice` makes
+/// on its stack for `EvtDriverDeviceAdd` (`fxdriverkm.cpp:60-73`).
 pub(crate) struct DeviceInit {
-    sddl: String,
+    /// A control device's SDDL; none for an FDO.
+    sddl: Option<String>,
     name: Option<String>,
     device_type: u32,
     characteristics: u32,
     file_config: Option<WDF_FILEOBJECT_CONFIG>,
     file_attributes: Option<WDF_OBJECT_ATTRIBUTES>,
+    /// An FDO's PDO (`Fdo.PhysicalDevice`).
+    pdo: Option<usize>,
+    /// `WdfDeviceInitSetPnpPowerEventCallbacks`.
+    pnp_callbacks: Option<WDF_PNPPOWER_EVENT_CALLBACKS>,
+    /// `WdfDeviceInitSetRequestAttributes`.
+    request_attributes: Option<WDF_OBJECT_ATTRIBUTES>,
+    /// The device `WdfDeviceCreate` made from an FDO's init (`CreatedDevice`).
+    created: Option<usize>,
 }
 
-/// A control device's framework state.
+/// A device's framework state.
 pub(crate) struct DeviceState {
     pub(crate) wdm: usize,
     name: Option<String>,
     link: Option<String>,
     pub(crate) file_config: Option<WDF_FILEOBJECT_CONFIG>,
     pub(crate) file_attributes: Option<WDF_OBJECT_ATTRIBUTES>,
+    /// The attributes of the requests the framework makes for the device.
+    pub(crate) request_attributes: Option<WDF_OBJECT_ATTRIBUTES>,
+    /// A PnP device's package (none for a control device, which KMDF calls legacy).
+    pub(crate) pnp: Option<super::pnp::PnpState>,
     pub(crate) default_queue: Option<usize>,
     /// Execution level resolved against the driver's default (`WdfExecutionLevelDispatch`).
     pub(crate) passive: bool,
@@ -207,13 +235,7 @@ pub(crate) unsafe extern "C" fn wdf_driver_create(
     if let Err(status) = validate_attributes(attributes, false, API) {
         return status;
     }
-    if !non_pnp {
-        crate::state::bugcheck(
-            "WdfFunctionNotModelled",
-            "WdfDriverCreate of a PnP driver: the model has no PnP manager (AddDevice, start, power)",
-        );
-    }
-    if config.EvtDriverUnload.is_none() {
+    if non_pnp && config.EvtDriverUnload.is_none() {
         // fxdriver.cpp:564-572 traces that such a driver "cannot be unloaded".
         violation(
             "WdfNonPnpDriverWithoutUnload",
@@ -230,10 +252,13 @@ pub(crate) unsafe extern "C" fn wdf_driver_create(
         }
         fx.driver = Some(handle);
         fx.evt_driver_unload = config.EvtDriverUnload;
+        fx.evt_driver_device_add = config.EvtDriverDeviceAdd;
         handle
     };
     // SAFETY: The driver object is the loader's; WdfDriverCreate takes over its dispatch
-    // table (fxdriver.cpp:526-533) and, for a non-PnP driver, its unload routine (494-499).
+    // table (fxdriver.cpp:526-533), its unload routine and AddDevice: a non-PnP driver has no
+    // AddDevice and an unload routine only with EvtDriverUnload (494-499); a PnP driver gets
+    // FxDriver::AddDevice and FxDriver::Unload (503-507).
     unsafe {
         for slot in (*driver_object)
             .MajorFunction
@@ -242,19 +267,20 @@ pub(crate) unsafe extern "C" fn wdf_driver_create(
         {
             *slot = Some(fx_dispatch);
         }
-        (*driver_object).DriverUnload = if config.EvtDriverUnload.is_some() {
+        (*driver_object).DriverUnload = if !non_pnp || config.EvtDriverUnload.is_some() {
             Some(fx_driver_unload)
         } else {
             None
         };
         if let Some(extension) = (*driver_object).DriverExtension.as_mut() {
-            extension.AddDevice = None;
+            extension.AddDevice = if non_pnp { None } else { Some(fx_add_device) };
         }
         (*globals).Driver = pointer(handle);
         (*globals).DriverFlags |= config.DriverInitFlags;
         (*globals).DriverTag = config.DriverPoolTag;
-        // fxdriverapi.cpp:310-326.
-        (*globals).DisplaceDriverUnload = BOOLEAN::from(config.EvtDriverUnload.is_some());
+        // fxdriverapi.cpp:310-326: always for a PnP driver.
+        (*globals).DisplaceDriverUnload =
+            BOOLEAN::from(!non_pnp || config.EvtDriverUnload.is_some());
         if !driver_out.is_null() {
             driver_out.write(pointer(handle));
         }
@@ -279,6 +305,67 @@ unsafe extern "system" fn fx_driver_unload(_driver_object: *const DRIVER_OBJECT)
     delete_driver_objects();
 }
 
+/// `FxDriver::AddDevice` (`shared/core/km/fxdriverkm.cpp:35-125`), the PnP manager's call
+/// for each new device: a `WDFDEVICE_INIT` for an FDO on `pdo` (on its stack: valid only while
+/// `EvtDriverDeviceAdd` runs), `EvtDriverDeviceAdd` with it; then the device `WdfDeviceCreate`
+/// made gets `DO_DEVICE_INITIALIZING` cleared, or is deleted if the callback failed. Returning
+/// success without a device is allowed (a filter that skips the device).
+unsafe extern "system" fn fx_add_device(
+    _driver_object: *const DRIVER_OBJECT,
+    pdo: *const DEVICE_OBJECT,
+) -> NTSTATUS {
+    let (driver, add) = {
+        let fx = framework();
+        (fx.driver, fx.evt_driver_device_add)
+    };
+    let (Some(driver), Some(add)) = (driver, add) else {
+        return windows_sys::Win32::Foundation::STATUS_UNSUCCESSFUL;
+    };
+    let init = {
+        let mut fx = framework();
+        fx.devices.next_init += 1;
+        let handle = 0x7e00_0000_0000 + fx.devices.next_init * 16;
+        fx.devices.inits.insert(
+            handle,
+            DeviceInit {
+                sddl: None,
+                name: None,
+                device_type: FILE_DEVICE_UNKNOWN,
+                characteristics: FILE_DEVICE_SECURE_OPEN,
+                file_config: None,
+                file_attributes: None,
+                pdo: Some(address(pdo)),
+                pnp_callbacks: None,
+                request_attributes: None,
+                created: None,
+            },
+        );
+        handle
+    };
+    // SAFETY: The driver's EvtDriverDeviceAdd with its WDFDRIVER and the FDO's init.
+    let status = super::at_passive(|| unsafe { add(pointer(driver), pointer(init)) });
+    let created = framework()
+        .devices
+        .inits
+        .remove(&init)
+        .and_then(|i| i.created);
+    let Some(device) = created else {
+        return status;
+    };
+    if status >= 0 {
+        // FxDevice::FinishInitializing (fxdevice.cpp:1153-1176).
+        let wdm = framework().devices.by_handle.get(&device).map(|d| d.wdm);
+        if let Some(wdm) = wdm {
+            // SAFETY: The FDO's live device object.
+            unsafe { (*pointer::<DEVICE_OBJECT>(wdm)).Flags &= !DO_DEVICE_INITIALIZING };
+        }
+    } else {
+        // DeleteDeviceFromFailedCreate (fxdriverkm.cpp:110-119).
+        super::pnp::delete(device);
+    }
+    status
+}
+
 /// Deletes the WDFDRIVER and everything under it (control devices first, queues before their
 /// device), as unload and a failed `DriverEntry` do; reports device inits never freed
 /// (KMDF's pool tracking, `shared/object/wdfpool.cpp:584-587`).
@@ -299,7 +386,12 @@ pub(crate) fn delete_driver_objects() {
         );
     }
     for device in devices {
-        delete_device(device);
+        if is_legacy(device) {
+            delete_device(device);
+        } else {
+            // An FDO still there at unload (the PnP manager removes devices first).
+            super::pnp::delete(device);
+        }
     }
     if let Some(driver) = driver {
         objects::delete_tree(driver);
@@ -336,12 +428,16 @@ pub(crate) unsafe extern "C" fn wdf_control_device_init_allocate(
     fx.devices.inits.insert(
         handle,
         DeviceInit {
-            sddl,
+            sddl: Some(sddl),
             name: None,
             device_type: FILE_DEVICE_UNKNOWN,
             characteristics: FILE_DEVICE_SECURE_OPEN | FILE_AUTOGENERATED_DEVICE_NAME,
             file_config: None,
             file_attributes: None,
+            pdo: None,
+            pnp_callbacks: None,
+            request_attributes: None,
+            created: None,
         },
     );
     pointer(handle)
@@ -513,18 +609,120 @@ pub(crate) unsafe extern "C" fn wdf_device_init_free(
         );
         return;
     }
-    if framework().devices.inits.remove(&address(init)).is_none() {
-        violation(
-            "WdfDeviceInitUsedAfterFree",
-            format!(
-                "WdfDeviceInitFree({init:p}) of a WDFDEVICE_INIT already freed (by a successful WdfDeviceCreate, or twice)"
-            ),
-        );
+    let mut fx = framework();
+    let found = fx
+        .devices
+        .inits
+        .get(&address(init))
+        .map(|i| i.pdo.is_some());
+    match found {
+        // An FDO's init lives on FxDriver::AddDevice's stack: freeing it does nothing
+        // (`CreatedOnStack`, fxdeviceinitapi.cpp:48-50).
+        Some(true) => {}
+        Some(false) => {
+            fx.devices.inits.remove(&address(init));
+        }
+        None => {
+            drop(fx);
+            violation(
+                "WdfDeviceInitUsedAfterFree",
+                format!(
+                    "WdfDeviceInitFree({init:p}) of a WDFDEVICE_INIT already freed (by a successful WdfDeviceCreate, or twice)"
+                ),
+            );
+        }
     }
 }
 
-/// `WdfDeviceCreate` for a control device (`fxdeviceapi.cpp:862-982`, `FxDevice::_Create`,
-/// `ControlDeviceInitialize`, `FxPkgGeneral::ConfigureConstraints`).
+/// `WdfDeviceInitSetPnpPowerEventCallbacks` (`fxdeviceinitapi.cpp:586-645`): a void DDI; a
+/// wrong `Size`, or both usage-notification callbacks, is a verifier break and the callbacks
+/// are ignored. The structure is copied (`Size` bytes of it).
+pub(crate) unsafe extern "C" fn wdf_device_init_set_pnp_power_event_callbacks(
+    globals: PWDF_DRIVER_GLOBALS,
+    init: PWDFDEVICE_INIT,
+    callbacks: PWDF_PNPPOWER_EVENT_CALLBACKS,
+) {
+    const API: &str = "WdfDeviceInitSetPnpPowerEventCallbacks";
+    let _ = check_globals(globals, API);
+    if init.is_null() || callbacks.is_null() {
+        null_parameter(API, "DeviceInit or PnpPowerEventCallbacks");
+        return;
+    }
+    // SAFETY: Non-null; Size bounds what is read.
+    let size = unsafe { (*callbacks).Size };
+    if size != PNP_CALLBACKS_SIZE && size != PNP_CALLBACKS_SIZE_V1_9 {
+        violation(
+            "WdfPnpPowerCallbacksSize",
+            format!(
+                "{API}: WDF_PNPPOWER_EVENT_CALLBACKS.Size is {size}, not {PNP_CALLBACKS_SIZE} (or the V1_9 {PNP_CALLBACKS_SIZE_V1_9}); the callbacks are ignored"
+            ),
+        );
+        return;
+    }
+    let mut copy = WDF_PNPPOWER_EVENT_CALLBACKS::default();
+    // SAFETY: `size` bytes of the driver's structure into ours (at least as large).
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            callbacks.cast::<u8>(),
+            (&raw mut copy).cast::<u8>(),
+            size as usize,
+        );
+    }
+    if size > PNP_CALLBACKS_SIZE_V1_9
+        && copy.EvtDeviceUsageNotification.is_some()
+        && copy.EvtDeviceUsageNotificationEx.is_some()
+    {
+        violation(
+            "WdfPnpPowerCallbacksBothUsageNotifications",
+            format!(
+                "{API}: both EvtDeviceUsageNotification and EvtDeviceUsageNotificationEx; the callbacks are ignored"
+            ),
+        );
+        return;
+    }
+    with_init(API, init, |i| i.pnp_callbacks = Some(copy));
+}
+
+/// `WdfDeviceInitSetRequestAttributes` (`fxdeviceinitapi.cpp:456-491`): the attributes of every
+/// request the framework makes for the device (no parent allowed); invalid ones are a verifier
+/// break and ignored.
+pub(crate) unsafe extern "C" fn wdf_device_init_set_request_attributes(
+    globals: PWDF_DRIVER_GLOBALS,
+    init: PWDFDEVICE_INIT,
+    attributes: PWDF_OBJECT_ATTRIBUTES,
+) {
+    const API: &str = "WdfDeviceInitSetRequestAttributes";
+    let _ = check_globals(globals, API);
+    if init.is_null() || attributes.is_null() {
+        null_parameter(API, "DeviceInit or RequestAttributes");
+        return;
+    }
+    if validate_attributes(attributes, false, API).is_err() {
+        return;
+    }
+    // SAFETY: Non-null, validated.
+    let attributes = unsafe { *attributes };
+    with_init(API, init, |i| i.request_attributes = Some(attributes));
+}
+
+/// What `WdfDeviceCreate` takes from an init.
+struct InitCopy {
+    name: Option<String>,
+    sddl: Option<String>,
+    device_type: u32,
+    characteristics: u32,
+    file_config: Option<WDF_FILEOBJECT_CONFIG>,
+    file_attributes: Option<WDF_OBJECT_ATTRIBUTES>,
+    pdo: Option<usize>,
+    pnp_callbacks: Option<WDF_PNPPOWER_EVENT_CALLBACKS>,
+    request_attributes: Option<WDF_OBJECT_ATTRIBUTES>,
+    created: Option<usize>,
+}
+
+/// `WdfDeviceCreate` (`fxdeviceapi.cpp:862-982`, `FxDevice::_Create` `fxdevice.cpp:366-560`)
+/// for a control device (`ControlDeviceInitialize`, `fxdevicekm.cpp:401-432`) or an FDO
+/// (`FdoInitialize`, `fxdevicekm.cpp:31-217`), with `FxPkgGeneral::ConfigureConstraints` and
+/// `FxDevice::CreateDevice` (`fxdevice.cpp:1009-1147`).
 #[allow(
     clippy::too_many_lines,
     reason = "every check of WdfDeviceCreate, in its order"
@@ -555,22 +753,31 @@ pub(crate) unsafe extern "C" fn wdf_device_create(
     }
     // SAFETY: Non-null (checked).
     let init = unsafe { init_slot.read() };
-    let Some((name, sddl, device_type, characteristics, file_config, file_attributes)) =
-        with_init(API, init, |i| {
-            (
-                i.name.clone(),
-                i.sddl.clone(),
-                i.device_type,
-                i.characteristics,
-                i.file_config,
-                i.file_attributes,
-            )
-        })
-    else {
+    let Some(copy) = with_init(API, init, |i| InitCopy {
+        name: i.name.clone(),
+        sddl: i.sddl.clone(),
+        device_type: i.device_type,
+        characteristics: i.characteristics,
+        file_config: i.file_config,
+        file_attributes: i.file_attributes,
+        pdo: i.pdo,
+        pnp_callbacks: i.pnp_callbacks,
+        request_attributes: i.request_attributes,
+        created: i.created,
+    }) else {
         return STATUS_INVALID_PARAMETER;
     };
-    let autogenerate = characteristics & FILE_AUTOGENERATED_DEVICE_NAME != 0;
-    if name.is_none() && !autogenerate {
+    if copy.created.is_some() {
+        violation(
+            "WdfDeviceAlreadyCreated",
+            format!(
+                "{API}: this WDFDEVICE_INIT already made a device: STATUS_INVALID_DEVICE_STATE (fxdeviceapi.cpp:913-924)"
+            ),
+        );
+        return STATUS_INVALID_DEVICE_STATE;
+    }
+    let autogenerate = copy.characteristics & FILE_AUTOGENERATED_DEVICE_NAME != 0;
+    if copy.sddl.is_some() && copy.name.is_none() && !autogenerate {
         violation(
             "WdfControlDeviceWithoutName",
             format!(
@@ -597,7 +804,7 @@ pub(crate) unsafe extern "C" fn wdf_device_create(
         } else {
             scope
         };
-    if let Some(file_attributes) = file_attributes {
+    if let Some(file_attributes) = copy.file_attributes {
         let file_scope = if file_attributes.SynchronizationScope
             == _WDF_SYNCHRONIZATION_SCOPE::WdfSynchronizationScopeInheritFromParent
         {
@@ -617,12 +824,28 @@ pub(crate) unsafe extern "C" fn wdf_device_create(
             return STATUS_INVALID_DEVICE_REQUEST;
         }
     }
-    let name = name.unwrap_or_else(|| {
-        let mut fx = framework();
-        fx.devices.next_autoname += 1;
-        format!(r"\Device\{:08x}", fx.devices.next_autoname)
+    if device_scope != _WDF_SYNCHRONIZATION_SCOPE::WdfSynchronizationScopeNone {
+        crate::state::bugcheck(
+            "WdfFunctionNotModelled",
+            "WdfDeviceCreate with SynchronizationScope Device or Queue: the model does not serialize callbacks",
+        );
+    }
+    // A control device always has a name (its own or an autogenerated one) and its SDDL; an
+    // FDO has a name only if the driver gave one (then KMDF secures it with
+    // SDDL_DEVOBJ_SYS_ALL_ADM_ALL), else it is unnamed (fxdevice.cpp:1034-1090).
+    let name = match (&copy.sddl, copy.name) {
+        (Some(_), None) => {
+            let mut fx = framework();
+            fx.devices.next_autoname += 1;
+            Some(format!(r"\Device\{:08x}", fx.devices.next_autoname))
+        }
+        (_, name) => name,
+    };
+    let sddl = copy.sddl.or_else(|| {
+        name.as_ref()
+            .map(|_| SDDL_DEVOBJ_SYS_ALL_ADM_ALL.to_owned())
     });
-    let wide: Vec<u16> = name.encode_utf16().collect();
+    let wide: Vec<u16> = name.as_deref().unwrap_or("").encode_utf16().collect();
     let wide_name = UNICODE_STRING {
         Length: u16::try_from(wide.len() * 2).unwrap_or(u16::MAX),
         MaximumLength: u16::try_from(wide.len() * 2).unwrap_or(u16::MAX),
@@ -630,18 +853,37 @@ pub(crate) unsafe extern "C" fn wdf_device_create(
     };
     let driver_object = pointer::<DRIVER_OBJECT>(framework().driver_object);
     let mut wdm: *mut DEVICE_OBJECT = std::ptr::null_mut();
-    // IoCreateDeviceSecure, as KMDF creates a device with an SDDL (fxdevice.cpp:1034-1078).
+    // IoCreateDeviceSecure for a named device, IoCreateDevice otherwise.
     let status = iomgr::create_device(
         driver_object,
         0,
-        &raw const wide_name,
-        device_type,
-        characteristics & !FILE_AUTOGENERATED_DEVICE_NAME,
-        Some(&sddl),
+        if name.is_some() {
+            &raw const wide_name
+        } else {
+            std::ptr::null()
+        },
+        copy.device_type,
+        copy.characteristics & !FILE_AUTOGENERATED_DEVICE_NAME,
+        sddl.as_deref(),
         &raw mut wdm,
     );
     if status < 0 {
         return status;
+    }
+    // WdfDeviceIoBuffered, the default ReadWriteIoType (fxdeviceinit.cpp:37), sets
+    // DO_BUFFERED_IO (fxdevice.cpp:1134-1143).
+    // SAFETY: The device object just created.
+    unsafe { (*wdm).Flags |= DO_BUFFERED_IO };
+    if let Some(pdo) = copy.pdo {
+        // FdoInitialize: attach to the PDO's stack; power-pageable by default
+        // (fxdevicekm.cpp:127-188, fxdeviceinit.cpp:38).
+        if iomgr::attach_device_to_device_stack(wdm, pointer(pdo)).is_null() {
+            // SAFETY: The device object just created, deleted once.
+            unsafe { iomgr::io_delete_device(wdm) };
+            return windows_sys::Win32::Foundation::STATUS_NO_SUCH_DEVICE;
+        }
+        // SAFETY: As above.
+        unsafe { (*wdm).Flags |= DO_POWER_PAGABLE };
     }
     let handle = {
         let mut fx = framework();
@@ -649,16 +891,37 @@ pub(crate) unsafe extern "C" fn wdf_device_create(
         let handle = fx.objects.create(Kind::Device, driver, attributes);
         let extension = fx.objects.first_context(handle);
         // SAFETY: The WDM device just created; KMDF makes the first context its extension
-        // (fxdevice.cpp:1125). DO_DEVICE_INITIALIZING stays set (fxdevicekm.cpp:427-430).
+        // (fxdevice.cpp:1125). DO_DEVICE_INITIALIZING stays set (fxdevicekm.cpp:208-213,
+        // 427-430).
         unsafe { (*wdm).DeviceExtension = extension };
+        let pnp = copy.pdo.map(|pdo| {
+            // An FDO cannot be deleted with WdfObjectDelete (fxdevicekm.cpp:59-62); its
+            // package holds the (empty) resource lists of a root-enumerated device.
+            if let Some(object) = fx.objects.get_mut(handle) {
+                object.no_delete_ddi = true;
+            }
+            let mut list = || {
+                let list = fx
+                    .objects
+                    .create(Kind::ResourceList, Some(handle), std::ptr::null());
+                if let Some(object) = fx.objects.get_mut(list) {
+                    object.no_delete_ddi = true;
+                }
+                list
+            };
+            let resources = (list(), list());
+            super::pnp::PnpState::new(pdo, copy.pnp_callbacks, resources)
+        });
         fx.devices.by_handle.insert(
             handle,
             DeviceState {
                 wdm: address(wdm),
-                name: Some(name),
+                name,
                 link: None,
-                file_config,
-                file_attributes,
+                file_config: copy.file_config,
+                file_attributes: copy.file_attributes,
+                request_attributes: copy.request_attributes,
+                pnp,
                 default_queue: None,
                 passive,
                 files: HashMap::new(),
@@ -667,8 +930,16 @@ pub(crate) unsafe extern "C" fn wdf_device_create(
             },
         );
         fx.devices.by_wdm.insert(address(wdm), handle);
-        // The init is consumed: freed, and the caller's pointer NULLed (fxdevice.cpp:543-552).
-        fx.devices.inits.remove(&address(init));
+        if copy.pdo.is_some() {
+            // An FDO's init stays on AddDevice's stack (CreatedDevice set, fxdevice.cpp:543).
+            if let Some(record) = fx.devices.inits.get_mut(&address(init)) {
+                record.created = Some(handle);
+            }
+        } else {
+            // The init is consumed: freed, and the caller's pointer NULLed
+            // (fxdevice.cpp:543-552).
+            fx.devices.inits.remove(&address(init));
+        }
         handle
     };
     // SAFETY: Non-null slots (checked).
@@ -677,6 +948,117 @@ pub(crate) unsafe extern "C" fn wdf_device_create(
         device_out.write(pointer(handle));
     }
     STATUS_SUCCESS
+}
+
+/// `WdfDeviceCreateDeviceInterface` (`shared/support/fxdeviceinterfaceapi.cpp:40-163`,
+/// `FxDeviceInterface::Register`, `km/fxdeviceinterfacekm.cpp:155-200`): registers an interface
+/// of the class on the device's PDO; it is enabled when the device starts. A control device has
+/// no PDO: `STATUS_INVALID_DEVICE_REQUEST`.
+pub(crate) unsafe extern "C" fn wdf_device_create_device_interface(
+    globals: PWDF_DRIVER_GLOBALS,
+    device: WDFDEVICE,
+    class: *const GUID,
+    reference: PCUNICODE_STRING,
+) -> NTSTATUS {
+    const API: &str = "WdfDeviceCreateDeviceInterface";
+    if !check_globals(globals, API) || invalid_handle(API, address(device), Kind::Device) {
+        return STATUS_INVALID_PARAMETER;
+    }
+    if class.is_null() {
+        null_parameter(API, "InterfaceClassGUID");
+        return STATUS_INVALID_PARAMETER;
+    }
+    if crate::irql::current() > crate::irql::PASSIVE_LEVEL {
+        violation("WdfIrqlAbovePassive", format!("{API} above PASSIVE_LEVEL"));
+        return STATUS_INVALID_DEVICE_REQUEST;
+    }
+    let Ok(reference) = unicode_to_string(reference) else {
+        violation(
+            "WdfMalformedUnicodeString",
+            format!("{API}: malformed ReferenceString"),
+        );
+        return STATUS_INVALID_PARAMETER;
+    };
+    let pdo = framework()
+        .devices
+        .by_handle
+        .get(&address(device))
+        .and_then(|d| d.pnp.as_ref().map(|p| p.pdo));
+    let Some(pdo) = pdo else {
+        violation(
+            "WdfDeviceInterfaceOnControlDevice",
+            format!("{API} on a control device (not a PnP device): STATUS_INVALID_DEVICE_REQUEST"),
+        );
+        return STATUS_INVALID_DEVICE_REQUEST;
+    };
+    // SAFETY: Non-null, the driver's GUID.
+    let class = unsafe { *class };
+    let text = format!(
+        "{{{:08x}-{:04x}-{:04x}-{:02x}{:02x}-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}}}",
+        class.Data1,
+        class.Data2,
+        class.Data3,
+        class.Data4[0],
+        class.Data4[1],
+        class.Data4[2],
+        class.Data4[3],
+        class.Data4[4],
+        class.Data4[5],
+        class.Data4[6],
+        class.Data4[7]
+    );
+    let reference = reference.filter(|r| !r.is_empty());
+    match iomgr::register_device_interface(pointer(pdo), &text, reference.as_deref()) {
+        Ok(link) => {
+            if let Some(pnp) = framework()
+                .devices
+                .by_handle
+                .get_mut(&address(device))
+                .and_then(|d| d.pnp.as_mut())
+                && !pnp.interfaces.contains(&link)
+            {
+                pnp.interfaces.push(link);
+            }
+            STATUS_SUCCESS
+        }
+        Err(status) => status,
+    }
+}
+
+/// `WdfDeviceGetDefaultQueue` (`fxdeviceapi.cpp:1971-2028`): NULL when there is none.
+pub(crate) unsafe extern "C" fn wdf_device_get_default_queue(
+    globals: PWDF_DRIVER_GLOBALS,
+    device: WDFDEVICE,
+) -> WDFQUEUE {
+    const API: &str = "WdfDeviceGetDefaultQueue";
+    let _ = check_globals(globals, API);
+    if invalid_handle(API, address(device), Kind::Device) {
+        return std::ptr::null_mut();
+    }
+    framework()
+        .devices
+        .by_handle
+        .get(&address(device))
+        .and_then(|d| d.default_queue)
+        .map_or(std::ptr::null_mut(), pointer)
+}
+
+/// A control device (KMDF's legacy device), not a PnP one.
+pub(crate) fn is_legacy(device: usize) -> bool {
+    framework()
+        .devices
+        .by_handle
+        .get(&device)
+        .is_some_and(|d| d.pnp.is_none())
+}
+
+/// The attributes of the requests the framework makes for `device`.
+pub(crate) fn request_attributes(device: usize) -> Option<WDF_OBJECT_ATTRIBUTES> {
+    framework()
+        .devices
+        .by_handle
+        .get(&device)
+        .and_then(|d| d.request_attributes)
 }
 
 /// `WdfDeviceWdmGetDeviceObject`.
@@ -831,13 +1213,18 @@ pub(crate) unsafe extern "C" fn wdf_object_delete(globals: PWDF_DRIVER_GLOBALS, 
             "WdfRequestDeletedByDriver",
             format!("{API} of a framework-delivered WDFREQUEST: only its completion deletes it"),
         ),
+        Kind::Memory => crate::state::bugcheck(
+            "WdfFunctionNotModelled",
+            "WdfObjectDelete of a request's WDFMEMORY",
+        ),
         _ => objects::delete_tree(handle),
     }
 }
 
 /// Deletes a control device: its WDM device at once; the WDF object, its queues and their
 /// callbacks now if no handle is open, else at the last `IRP_MJ_CLOSE`
-/// (`fxdevice.cpp:1179-1283`).
+/// (`fxdevice.cpp:1179-1283`). (A PnP device is deleted by its removal, [`super::pnp`]; the
+/// driver cannot delete it.)
 fn delete_device(device: usize) {
     let (wdm, link, open) = {
         let mut fx = framework();
@@ -868,14 +1255,7 @@ fn delete_device(device: usize) {
 }
 
 fn finish_device_deletion(device: usize) {
-    let queue = framework()
-        .devices
-        .by_handle
-        .get(&device)
-        .and_then(|d| d.default_queue);
-    if let Some(queue) = queue {
-        queue::dispose(queue);
-    }
+    // The device's queues are disposed (purged, their requests waited for) as the tree goes.
     objects::delete_tree(device);
     let mut fx = framework();
     if let Some(state) = fx.devices.by_handle.remove(&device) {
@@ -899,6 +1279,7 @@ unsafe extern "system" fn fx_dispatch(device: *const DEVICE_OBJECT, irp: *mut IR
         IRP_MJ_DEVICE_CONTROL | IRP_MJ_INTERNAL_DEVICE_CONTROL | IRP_MJ_READ | IRP_MJ_WRITE => {
             queue::dispatch_io(wdf_device, irp)
         }
+        IRP_MJ_PNP if !is_legacy(wdf_device) => super::pnp::dispatch(wdf_device, irp),
         _ => complete_irp(irp, STATUS_INVALID_DEVICE_REQUEST),
     }
 }

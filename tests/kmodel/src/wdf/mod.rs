@@ -2,6 +2,9 @@
 //! (microsoft/Windows-Driver-Frameworks, commit b6191d9, MIT) so that the shipping KMDF front
 //! door runs here unchanged.
 //!
+//! As an outside check of the model, the KMDF echo sample of windows-rust-driver-samples (a PnP
+//! driver) runs over it too.
+//!
 //! It exports what the `WdfDriverEntry.lib` stub links a driver against — `WdfFunctions_01033`
 //! (the function table), `WdfDriverGlobals`, `WdfFunctionCount` — and [`fx_driver_entry`] does
 //! what `FxDriverEntry` does: bind (fill those three), call `DriverEntry`, and on failure
@@ -9,10 +12,15 @@
 //! `DriverUnload` so that unload reaches `FxDriver::Unload` and then unbinds.
 //!
 //! Every function the table offers implements KMDF's semantics for a non-PnP driver with a
-//! control device: configuration fields honoured as KMDF honours them (queue dispatch type,
-//! presentation limits, power management forced off for control devices, default queue,
-//! file-object class), request presentation inside the dispatch routine, buffer retrieval,
-//! completion, cancellation, file-object callbacks, contexts and deletion order. Each check
+//! control device, and for a PnP driver with an FDO over a root-enumerated PDO: configuration
+//! fields honoured as KMDF honours them (queue dispatch type, presentation limits, power
+//! management (forced off for control devices), default queue, zero-length requests,
+//! file-object class, request attributes), request presentation inside the dispatch routine or
+//! in the completing thread, buffers and request memory, completion, cancellation, file-object
+//! callbacks, contexts and deletion order (with each object's own dispose: queues purge,
+//! timers stop), `AddDevice`, start and removal with their PnP and power callbacks and
+//! self-managed I/O (`pnp`), device interfaces, timers and spin locks (`sync`), strings and
+//! the version DDIs (`string`). Each check
 //! KMDF or its verifier makes on these paths becomes a named violation (listed with its
 //! source in [`CHECKS`]); behaviour that is not a check (a parallel queue with
 //! `NumberOfPresentedRequests == 0` never presenting a request, say) is reproduced, not
@@ -25,10 +33,14 @@
 mod checks;
 mod device;
 mod objects;
+mod pnp;
 mod queue;
+mod string;
+mod sync;
 mod table;
 
 use std::sync::{LazyLock, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use windows_sys::Wdk::Foundation::DRIVER_OBJECT;
 use windows_sys::Win32::Foundation::{NTSTATUS, UNICODE_STRING};
@@ -68,6 +80,9 @@ pub(crate) struct Framework {
     pub(crate) objects: objects::Objects,
     pub(crate) devices: device::Devices,
     pub(crate) queues: queue::Queues,
+    pub(crate) timers: sync::Timers,
+    pub(crate) locks: sync::SpinLocks,
+    pub(crate) strings: string::Strings,
     /// The bound driver's globals (`FX_DRIVER_GLOBALS::Public`), while bound.
     pub(crate) globals: usize,
     /// The WDFDRIVER, once `WdfDriverCreate` succeeded.
@@ -76,6 +91,7 @@ pub(crate) struct Framework {
     /// `DriverObject->DriverUnload` before the stub displaced it (`FxDriver::Unload` or none).
     pub(crate) saved_unload: windows_sys::Wdk::Foundation::DRIVER_UNLOAD,
     pub(crate) evt_driver_unload: wskudp_wdf_decls::PFN_WDF_DRIVER_UNLOAD,
+    pub(crate) evt_driver_device_add: wskudp_wdf_decls::PFN_WDF_DRIVER_DEVICE_ADD,
 }
 
 // SAFETY: The framework state holds copies of the driver's configuration structures, whose
@@ -89,11 +105,15 @@ static FRAMEWORK: LazyLock<Mutex<Framework>> = LazyLock::new(|| {
         objects: objects::Objects::default(),
         devices: device::Devices::default(),
         queues: queue::Queues::default(),
+        timers: sync::Timers::default(),
+        locks: sync::SpinLocks::default(),
+        strings: string::Strings::default(),
         globals: 0,
         driver: None,
         driver_object: 0,
         saved_unload: None,
         evt_driver_unload: None,
+        evt_driver_device_add: None,
     })
 });
 
@@ -109,11 +129,16 @@ pub(crate) fn reset() {
     fx.objects = objects::Objects::default();
     fx.devices = device::Devices::default();
     fx.queues = queue::Queues::default();
+    // Timer threads of the previous machine find their timer gone and end.
+    fx.timers = sync::Timers::default();
+    fx.locks = sync::SpinLocks::default();
+    fx.strings = string::Strings::default();
     fx.globals = 0;
     fx.driver = None;
     fx.driver_object = 0;
     fx.saved_unload = None;
     fx.evt_driver_unload = None;
+    fx.evt_driver_device_add = None;
 }
 
 /// WDF objects still alive (for the leak report): none may outlive the driver.
@@ -234,6 +259,62 @@ pub(crate) fn address<T>(pointer: *const T) -> usize {
 /// An address back to a pointer.
 pub(crate) const fn pointer<T>(address: usize) -> *mut T {
     std::ptr::with_exposed_provenance_mut(address)
+}
+
+/// Runs a driver callback at the caller's IRQL (KMDF drops its locks and calls back at the IRQL
+/// of the thread that dispatches: `DispatchEvents` unlocks to `PreviousIrql` before
+/// `DispatchRequestToDriver`, `fxioqueue.cpp:3120-3125`), checking that it returns at it.
+pub(crate) fn in_callback<R>(what: &str, f: impl FnOnce() -> R) -> R {
+    let entered = crate::irql::current();
+    let result = f();
+    let after = crate::irql::set(entered);
+    if after != entered {
+        state::violation(
+            "IrqlNotRestored",
+            format!(
+                "{what} returned at IRQL {after}, entered at IRQL {entered} (the enhanced verifier's WDF_VERIFIER_IRQL_MISMATCH, bugcheck 0x10D; the model restores the IRQL and goes on)"
+            ),
+        );
+    }
+    result
+}
+
+/// `FX_DRIVER_GLOBALS::WaitForSignal` (`shared/object/globals.cpp:1715-1760`): waits until
+/// `done` holds; with the verifier on, every `DbgWaitForSignalTimeoutInSec` (60 s,
+/// `globals.cpp:1089`; [`crate::Config::wdf_wait_timeout`]) it prints "Thread is `reason`
+/// `handle`" and breaks. The model reports the first such break as `WdfWaitForSignalTimeout`
+/// and stops waiting (KMDF waits on: a hang). Returns whether `done` came true.
+pub(crate) fn wait_for_signal(reason: &str, handle: usize, mut done: impl FnMut() -> bool) -> bool {
+    let timeout = state::lock().wdf_wait_timeout;
+    let deadline = Instant::now() + timeout;
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            violation(
+                "WdfWaitForSignalTimeout",
+                format!(
+                    "the framework is {reason} {handle:#x} for more than {} s (a verifier break; KMDF keeps waiting: the thread hangs)",
+                    timeout.as_secs_f32()
+                ),
+            );
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// The framework's own part of deleting an object of `kind` (its `FxObject::Dispose()`), run
+/// before the driver's cleanup callback for it.
+pub(crate) fn dispose(kind: objects::Kind, handle: usize) {
+    match kind {
+        objects::Kind::Queue => queue::dispose(handle),
+        objects::Kind::Timer => sync::dispose_timer(handle),
+        objects::Kind::SpinLock => sync::forget_lock(handle),
+        objects::Kind::String => string::forget(handle),
+        _ => {}
+    }
 }
 
 /// Runs a driver callback at `PASSIVE_LEVEL` (the device's execution level): callbacks are

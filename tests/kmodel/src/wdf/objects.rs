@@ -33,6 +33,13 @@ pub(crate) enum Kind {
     Queue,
     Request,
     File,
+    Timer,
+    SpinLock,
+    String,
+    /// A request's input or output buffer (`WdfRequestRetrieve*Memory`).
+    Memory,
+    /// A PnP device's resource lists (`WDFCMRESLIST`, empty for a root-enumerated device).
+    ResourceList,
 }
 
 /// One zero-filled context, 16-byte aligned like a pool block.
@@ -251,18 +258,18 @@ impl Objects {
         order.push(handle);
     }
 
-    /// The cleanup and destroy callbacks of `handles`.
-    pub(crate) fn callbacks(
-        &self,
-        handles: &[usize],
-    ) -> Vec<(
-        usize,
-        PFN_WDF_OBJECT_CONTEXT_CLEANUP,
-        PFN_WDF_OBJECT_CONTEXT_DESTROY,
-    )> {
+    /// The kinds and the cleanup and destroy callbacks of `handles`.
+    pub(crate) fn callbacks(&self, handles: &[usize]) -> Vec<Callbacks> {
         handles
             .iter()
-            .filter_map(|h| self.map.get(h).map(|o| (*h, o.cleanup, o.destroy)))
+            .filter_map(|h| {
+                self.map.get(h).map(|o| Callbacks {
+                    handle: *h,
+                    kind: o.kind,
+                    cleanup: o.cleanup,
+                    destroy: o.destroy,
+                })
+            })
             .collect()
     }
 
@@ -278,26 +285,55 @@ impl Objects {
     }
 }
 
-/// Deletes `handle` and its descendants: every cleanup callback (children first), then every
-/// destroy callback, then the objects. Callbacks run without the framework lock, at
+/// One object's kind and driver callbacks, for its deletion.
+pub(crate) struct Callbacks {
+    handle: usize,
+    kind: Kind,
+    cleanup: PFN_WDF_OBJECT_CONTEXT_CLEANUP,
+    destroy: PFN_WDF_OBJECT_CONTEXT_DESTROY,
+}
+
+/// Deletes `handle` and its descendants, as `FxObject::PerformEarlyDispose` and
+/// `DestroyChildren` do (`fxobjectstatemachine.cpp:1184-1247`): for each object, children
+/// first, the framework's own `Dispose()` (a queue purges and waits for its requests, a timer
+/// stops and waits for its callback) and then the driver's `EvtCleanupCallback`; then every
+/// destroy callback; then the objects. Callbacks run without the framework lock, at
 /// `PASSIVE_LEVEL` (the device's execution level), and may still use the handles.
 pub(crate) fn delete_tree(handle: usize) {
+    delete_tree_at(handle, true);
+}
+
+/// [`delete_tree`], with the callbacks at the caller's IRQL when `passive` is false (a request
+/// deleted by its completion, which may run at `DISPATCH_LEVEL`).
+pub(crate) fn delete_tree_at(handle: usize, passive: bool) {
     let (order, callbacks) = {
         let mut fx = framework();
         let order = fx.objects.subtree(handle);
         let callbacks = fx.objects.callbacks(&order);
         (order, callbacks)
     };
-    for (object, cleanup, _) in &callbacks {
-        if let Some(cleanup) = cleanup {
+    let call = |what: &str, f: &dyn Fn()| {
+        if passive {
+            super::at_passive(f);
+        } else {
+            super::in_callback(what, f);
+        }
+    };
+    for object in &callbacks {
+        super::dispose(object.kind, object.handle);
+        if let Some(cleanup) = object.cleanup {
             // SAFETY: The driver's cleanup callback for its object, which is still valid.
-            super::at_passive(|| unsafe { cleanup(pointer(*object)) });
+            call("EvtCleanupCallback", &|| unsafe {
+                cleanup(pointer(object.handle));
+            });
         }
     }
-    for (object, _, destroy) in &callbacks {
-        if let Some(destroy) = destroy {
+    for object in &callbacks {
+        if let Some(destroy) = object.destroy {
             // SAFETY: The driver's destroy callback, as the object goes.
-            super::at_passive(|| unsafe { destroy(pointer(*object)) });
+            call("EvtDestroyCallback", &|| unsafe {
+                destroy(pointer(object.handle));
+            });
         }
     }
     framework().objects.remove(&order);

@@ -1,7 +1,10 @@
-//! Queues and requests: `WdfIoQueueCreate` (`shared/irphandlers/io/fxioqueueapi.cpp`,
-//! `FxIoQueue::Initialize` in `fxioqueue.cpp`), request presentation (`FxPkgIo::Dispatch`,
-//! `FxIoQueue::QueueRequest` / `DispatchEvents`), and the request DDIs
-//! (`shared/core/fxrequestapi.cpp`, `fxrequest.cpp`).
+//! Queues and requests: `WdfIoQueueCreate` / `Start` / `StopSynchronously`
+//! (`shared/irphandlers/io/fxioqueueapi.cpp`, `FxIoQueue` in `fxioqueue.cpp`), request
+//! presentation (`FxPkgIo::Dispatch`, `FxIoQueue::QueueRequest` / `DispatchEvents` /
+//! `DispatchRequestToDriver`), power management of queues (`StopProcessingForPower` /
+//! `ResumeProcessingForPower`), the request DDIs (`shared/core/fxrequestapi.cpp`,
+//! `fxrequest.cpp`) and a request's memory (`WdfRequestRetrieve*Memory`,
+//! `WdfMemoryCopy*Buffer`: `shared/core/fxmemorybufferapi.cpp`, `fxmemoryobject.cpp`).
 //!
 //! Presentation follows `DispatchEvents` (`fxioqueue.cpp:2758-3132`): an arriving IOCTL is
 //! marked pending and, if the queue may present it (sequential: nothing driver-owned; parallel:
@@ -10,7 +13,13 @@
 //! queue. A completion presents the next waiting request, in the completing thread unless that
 //! thread is inside one of the queue's callbacks (then the callback's loop does), and through a
 //! worker thread when a passive-level queue is completed above `PASSIVE_LEVEL` (KMDF's work
-//! item, `fxioqueue.cpp:2684-2707`).
+//! item, `fxioqueue.cpp:2684-2707`). Callbacks run at the IRQL of the thread that presents:
+//! `PASSIVE_LEVEL` in a dispatch routine, `DISPATCH_LEVEL` when a timer's DPC completes the
+//! previous request of a sequential queue.
+//!
+//! A power-managed queue (the default for a PnP device's queues, never for a control device's:
+//! `fxioqueue.cpp:397-438`) presents nothing while its device is out of D0: requests wait in
+//! it until `EvtDeviceD0Entry` has run and the queue is resumed.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -18,19 +27,21 @@ use std::time::{Duration, Instant};
 
 use windows_sys::Wdk::Foundation::{DEVICE_OBJECT, IRP};
 use windows_sys::Wdk::System::SystemServices::{
-    IRP_MJ_CREATE, IRP_MJ_DEVICE_CONTROL, IRP_MJ_READ, IRP_MJ_WRITE,
+    IRP_MJ_CREATE, IRP_MJ_DEVICE_CONTROL, IRP_MJ_INTERNAL_DEVICE_CONTROL, IRP_MJ_READ, IRP_MJ_WRITE,
 };
 use windows_sys::Win32::Foundation::{
-    NTSTATUS, STATUS_BUFFER_TOO_SMALL, STATUS_CANCELLED, STATUS_INFO_LENGTH_MISMATCH,
-    STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_DEVICE_STATE, STATUS_INVALID_PARAMETER,
-    STATUS_INVALID_PARAMETER_4, STATUS_PENDING, STATUS_SUCCESS, STATUS_UNSUCCESSFUL,
+    NTSTATUS, STATUS_ACCESS_VIOLATION, STATUS_BUFFER_TOO_SMALL, STATUS_CANCELLED,
+    STATUS_INFO_LENGTH_MISMATCH, STATUS_INVALID_BUFFER_SIZE, STATUS_INVALID_DEVICE_REQUEST,
+    STATUS_INVALID_DEVICE_STATE, STATUS_INVALID_PARAMETER, STATUS_INVALID_PARAMETER_4,
+    STATUS_PENDING, STATUS_SUCCESS, STATUS_UNSUCCESSFUL,
 };
 use wskudp_core::ddi::nt::{device_io_control_parameters, io_get_current_irp_stack_location};
 use wskudp_wdf_decls::{
     _WDF_EXECUTION_LEVEL, _WDF_FILEOBJECT_CLASS, _WDF_IO_QUEUE_DISPATCH_TYPE,
-    PFN_WDF_REQUEST_CANCEL, PVOID, PWDF_DRIVER_GLOBALS, PWDF_IO_QUEUE_CONFIG,
-    PWDF_OBJECT_ATTRIBUTES, STATUS_WDF_NO_CALLBACK, ULONG_PTR, WDF_IO_QUEUE_CONFIG, WDFDEVICE,
-    WDFFILEOBJECT, WDFQUEUE, WDFREQUEST,
+    _WDF_SYNCHRONIZATION_SCOPE, _WDF_TRI_STATE, PFN_WDF_REQUEST_CANCEL, PVOID, PWDF_DRIVER_GLOBALS,
+    PWDF_IO_QUEUE_CONFIG, PWDF_OBJECT_ATTRIBUTES, STATUS_WDF_NO_CALLBACK, ULONG, ULONG_PTR,
+    WDF_IO_QUEUE_CONFIG, WDF_OBJECT_ATTRIBUTES, WDFDEVICE, WDFFILEOBJECT, WDFMEMORY, WDFQUEUE,
+    WDFREQUEST,
 };
 
 use super::objects::{Kind, validate_attributes};
@@ -46,6 +57,11 @@ const _: () = assert!(CONFIG_SIZE as usize == size_of::<WDF_IO_QUEUE_CONFIG>());
 /// How long deleting a queue waits for the requests its driver still owns before the model
 /// reports the hang KMDF would sit in (`fxioqueue.cpp:541-544`).
 const DISPOSE_WAIT: Duration = Duration::from_secs(2);
+/// `WdfRequestStopActionSuspend`, `WdfRequestStopActionPurge`,
+/// `WdfRequestStopRequestCancelable` (wdfrequest.h:102-104), for `EvtIoStop`.
+const STOP_ACTION_SUSPEND: ULONG = 0x01;
+const STOP_ACTION_PURGE: ULONG = 0x02;
+const STOP_REQUEST_CANCELABLE: ULONG = 0x1000_0000;
 
 /// Where a request is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,9 +80,14 @@ struct RequestState {
     file: usize,
     major: u32,
     owner: Owner,
+    /// Input and output lengths: a write's `Length` is its input, a read's its output.
     input_len: usize,
     output_len: usize,
     code: u32,
+    /// `Irp->RequestorMode == UserMode`.
+    user_mode: bool,
+    /// The request's `WDFMEMORY` handles (input, output), made on first retrieval.
+    memory: [Option<usize>; 2],
     cancel: PFN_WDF_REQUEST_CANCEL,
     /// Marked cancelable and not unmarked.
     cancelable: bool,
@@ -75,7 +96,12 @@ struct RequestState {
 }
 
 /// One queue.
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "FxIoQueue's state bits, one field each"
+)]
 struct QueueState {
+    device: usize,
     dispatch: i32,
     max_presented: u32,
     config: WDF_IO_QUEUE_CONFIG,
@@ -87,8 +113,16 @@ struct QueueState {
     dispatching: usize,
     /// Cancelled driver-owned requests whose `EvtRequestCancel` is due.
     cancelled: VecDeque<usize>,
+    /// `WdfIoQueueAcceptRequests`, `WdfIoQueueDispatchRequests`, `FxIoQueueShutdown`
+    /// (`FxIoQueue::SetState`, `fxioqueue.cpp:830-900`).
     accepting: bool,
+    dispatching_requests: bool,
+    shutdown: bool,
     worker_queued: bool,
+    power_managed: bool,
+    /// `m_PowerState` is `FxIoQueuePowerOn` (always, for a queue that is not power-managed).
+    powered: bool,
+    allow_zero_length: bool,
 }
 
 /// Queues and live requests.
@@ -98,6 +132,8 @@ pub(crate) struct Queues {
     requests: HashMap<usize, RequestState>,
     by_irp: HashMap<usize, usize>,
     completed: HashSet<usize>,
+    /// Every request `WDFMEMORY` handed out: its request, and whether it is the input buffer.
+    memories: HashMap<usize, (usize, bool)>,
 }
 
 thread_local! {
@@ -165,11 +201,21 @@ pub(crate) unsafe extern "C" fn wdf_io_queue_create(
         );
         return STATUS_INVALID_PARAMETER_4;
     }
-    if default && !device::device_initializing(device) {
+    let legacy = device::is_legacy(device);
+    if default && legacy && !device::device_initializing(device) {
         violation(
             "WdfDefaultQueueAfterFinishInitializing",
             format!(
                 "{API}: a default queue after WdfControlFinishInitializing (fxioqueueapi.cpp:162-182)"
+            ),
+        );
+        return STATUS_INVALID_DEVICE_STATE;
+    }
+    if default && !legacy && super::pnp::started(device) {
+        violation(
+            "WdfDefaultQueueAfterStart",
+            format!(
+                "{API}: a default queue on a PnP device no longer in WdfDevStatePnpInit (fxioqueueapi.cpp:184-196)"
             ),
         );
         return STATUS_INVALID_DEVICE_STATE;
@@ -238,8 +284,28 @@ pub(crate) unsafe extern "C" fn wdf_io_queue_create(
     } else {
         u32::MAX
     };
-    // A control device's queue is never power-managed, whatever was asked
-    // (fxioqueue.cpp:419-424); nothing to model beyond ignoring PowerManaged.
+    // PowerManaged: WdfUseDefault means TRUE (the model has no filters), and a control
+    // device's queue is never power-managed, whatever was asked (fxioqueue.cpp:397-424); a
+    // power-managed queue starts powered if its device is in D0 (fxioqueue.cpp:429-438,
+    // FxPkgIo::m_PowerStateOn).
+    let power_managed = !legacy
+        && matches!(
+            config.PowerManaged,
+            _WDF_TRI_STATE::WdfUseDefault | _WDF_TRI_STATE::WdfTrue
+        );
+    let powered = !power_managed || super::pnp::powered(device);
+    if queue_attributes.is_some_and(|a| {
+        matches!(
+            a.SynchronizationScope,
+            _WDF_SYNCHRONIZATION_SCOPE::WdfSynchronizationScopeDevice
+                | _WDF_SYNCHRONIZATION_SCOPE::WdfSynchronizationScopeQueue
+        )
+    }) {
+        crate::state::bugcheck(
+            "WdfFunctionNotModelled",
+            "WdfIoQueueCreate with SynchronizationScope Device or Queue: the model does not serialize callbacks (presentation locks)",
+        );
+    }
     let level = queue_attributes.map_or(
         _WDF_EXECUTION_LEVEL::WdfExecutionLevelInheritFromParent,
         |a| a.ExecutionLevel,
@@ -260,6 +326,7 @@ pub(crate) unsafe extern "C" fn wdf_io_queue_create(
         fx.queues.by_handle.insert(
             queue,
             QueueState {
+                device,
                 dispatch,
                 max_presented,
                 config,
@@ -268,8 +335,14 @@ pub(crate) unsafe extern "C" fn wdf_io_queue_create(
                 pending: VecDeque::new(),
                 dispatching: 0,
                 cancelled: VecDeque::new(),
+                // A new queue accepts and dispatches (fxioqueue.cpp:461-462).
                 accepting: true,
+                dispatching_requests: true,
+                shutdown: false,
                 worker_queued: false,
+                power_managed,
+                powered,
+                allow_zero_length: config.AllowZeroLengthRequests != 0,
             },
         );
         queue
@@ -320,19 +393,35 @@ pub(crate) fn create_request(
             address((*location).FileObject),
         )
     };
-    let (input_len, output_len, code) = if major == IRP_MJ_DEVICE_CONTROL {
-        // SAFETY: A device-control location.
-        let p = unsafe { device_io_control_parameters(location) };
-        (
-            p.InputBufferLength as usize,
-            p.OutputBufferLength as usize,
-            p.IoControlCode,
-        )
-    } else {
-        (0, 0, 0)
+    // SAFETY: As above: Parameters.Read / .Write start with their ULONG Length (wdm.h).
+    let length = || unsafe { (&raw const (*location).Parameters).cast::<u32>().read() } as usize;
+    let (input_len, output_len, code) = match major {
+        IRP_MJ_DEVICE_CONTROL | IRP_MJ_INTERNAL_DEVICE_CONTROL => {
+            // SAFETY: A device-control location.
+            let p = unsafe { device_io_control_parameters(location) };
+            (
+                p.InputBufferLength as usize,
+                p.OutputBufferLength as usize,
+                p.IoControlCode,
+            )
+        }
+        IRP_MJ_READ => (0, length(), 0),
+        IRP_MJ_WRITE => (length(), 0, 0),
+        _ => (0, 0, 0),
     };
+    // SAFETY: As above.
+    let user_mode = unsafe { (*irp).RequestorMode } != 0;
+    // The request gets the device's request attributes: their context, their callbacks
+    // (FxPkgIo::DispatchStep2, fxpkgio.cpp:377-385; FxDevice::Initialize, fxdevice.cpp:745-752).
+    let attributes: Option<WDF_OBJECT_ATTRIBUTES> = device::request_attributes(device);
     let mut fx = framework();
-    let request = fx.objects.create(Kind::Request, None, std::ptr::null());
+    let request = fx.objects.create(
+        Kind::Request,
+        None,
+        attributes
+            .as_ref()
+            .map_or(std::ptr::null(), std::ptr::from_ref),
+    );
     fx.queues.by_irp.insert(address(irp), request);
     fx.queues.requests.insert(
         request,
@@ -346,6 +435,8 @@ pub(crate) fn create_request(
             input_len,
             output_len,
             code,
+            user_mode,
+            memory: [None, None],
             cancel: None,
             cancelable: false,
             cancelled: false,
@@ -435,7 +526,9 @@ fn dispatch_events(queue: usize) {
                     }
                     _ => false,
                 };
-                if !may_present || !state.accepting {
+                // Nothing is presented while the queue is stopped or its device is out of D0
+                // (fxioqueue.cpp:3015-3040).
+                if !may_present || !state.dispatching_requests || !state.powered {
                     return;
                 }
                 let Some(request) = state.pending.pop_front() else {
@@ -469,9 +562,15 @@ fn dispatch_events(queue: usize) {
     }
 }
 
-/// Calls the queue's callback for `request` (`fxioqueue.cpp:3240-3441`).
+/// Calls the queue's callback for `request` (`DispatchRequestToDriver`,
+/// `fxioqueue.cpp:3135-3441`): `EvtIoRead` / `EvtIoWrite` / `EvtIoDeviceControl` /
+/// `EvtIoInternalDeviceControl` for their requests, else `EvtIoDefault`, else the request fails
+/// with `STATUS_INVALID_DEVICE_REQUEST`. A zero-length read or write is completed with
+/// `STATUS_SUCCESS` without being presented unless the queue allows zero-length requests
+/// (`fxioqueue.cpp:3244-3262, 3282-3300, 3367-3410`). The callback runs at the presenting
+/// thread's IRQL.
 fn present(queue: usize, request: usize) {
-    let (config, major, input_len, output_len, code) = {
+    let (config, allow_zero, major, input_len, output_len, code) = {
         let fx = framework();
         let (Some(state), Some(record)) = (
             fx.queues.by_handle.get(&queue),
@@ -481,6 +580,7 @@ fn present(queue: usize, request: usize) {
         };
         (
             state.config,
+            state.allow_zero_length,
             record.major,
             record.input_len,
             record.output_len,
@@ -489,10 +589,42 @@ fn present(queue: usize, request: usize) {
     };
     let q = pointer(queue);
     let r = pointer(request);
-    super::at_passive(|| match major {
-        // SAFETY: The driver's EvtIoDeviceControl with a request it now owns.
+    let zero_length = match major {
+        IRP_MJ_READ => output_len == 0,
+        IRP_MJ_WRITE => input_len == 0,
+        _ => false,
+    };
+    if zero_length && !allow_zero {
+        complete(
+            request,
+            STATUS_SUCCESS,
+            None,
+            "the framework (zero-length request)",
+        );
+        return;
+    }
+    super::in_callback("an I/O queue callback", || match major {
+        // SAFETY: The driver's callback with a request it now owns.
+        IRP_MJ_READ if config.EvtIoRead.is_some() => unsafe {
+            if let Some(callback) = config.EvtIoRead {
+                callback(q, r, output_len);
+            }
+        },
+        // SAFETY: As above.
+        IRP_MJ_WRITE if config.EvtIoWrite.is_some() => unsafe {
+            if let Some(callback) = config.EvtIoWrite {
+                callback(q, r, input_len);
+            }
+        },
+        // SAFETY: As above.
         IRP_MJ_DEVICE_CONTROL if config.EvtIoDeviceControl.is_some() => unsafe {
             if let Some(callback) = config.EvtIoDeviceControl {
+                callback(q, r, output_len, input_len, code);
+            }
+        },
+        // SAFETY: As above.
+        IRP_MJ_INTERNAL_DEVICE_CONTROL if config.EvtIoInternalDeviceControl.is_some() => unsafe {
+            if let Some(callback) = config.EvtIoInternalDeviceControl {
                 callback(q, r, output_len, input_len, code);
             }
         },
@@ -549,16 +681,25 @@ fn complete(request: usize, status: NTSTATUS, information: Option<ULONG_PTR>, ap
         // SAFETY: The framework owns the IRP until completion.
         let final_information =
             information.unwrap_or(unsafe { (*irp).IoStatus.Information } as ULONG_PTR);
-        if state.major == IRP_MJ_DEVICE_CONTROL
-            && state.output_len > 0
+        // The verifier's length check (FxRequest::VerifyCompleteInternal, fxrequest.cpp:433-513):
+        // a read's or write's Length, a user-mode IOCTL's non-zero output length.
+        let limit = match state.major {
+            IRP_MJ_READ => Some(state.output_len),
+            IRP_MJ_WRITE => Some(state.input_len),
+            IRP_MJ_DEVICE_CONTROL if state.user_mode && state.output_len > 0 => {
+                Some(state.output_len)
+            }
+            _ => None,
+        };
+        if let Some(limit) = limit
             && status >= 0
-            && final_information > state.output_len as ULONG_PTR
+            && final_information > limit as ULONG_PTR
         {
             problems.push((
                 "WDF_REQUEST_FATAL_ERROR",
                 format!(
-                    "{api}({request:#x}): Information {final_information} > OutputBufferLength {} (bugcheck 0x10D, WDF_REQUEST_FATAL_ERROR, INFORMATION_LENGTH_MISMATCH)",
-                    state.output_len
+                    "{api}({request:#x}): IRP_MJ {:#x} completed with Information {final_information} > its buffer length {limit} (bugcheck 0x10D, WDF_REQUEST_FATAL_ERROR, INFORMATION_LENGTH_MISMATCH)",
+                    state.major
                 ),
             ));
         }
@@ -571,7 +712,6 @@ fn complete(request: usize, status: NTSTATUS, information: Option<ULONG_PTR>, ap
         if let Some(state) = queue.and_then(|q| fx.queues.by_handle.get_mut(&q)) {
             state.driver_io = state.driver_io.saturating_sub(1);
         }
-        fx.objects.remove(&[request]);
         // SAFETY: As above: status and information go to the IRP, the cancel routine goes.
         unsafe {
             if let Some(information) = information {
@@ -588,6 +728,9 @@ fn complete(request: usize, status: NTSTATUS, information: Option<ULONG_PTR>, ap
         device::create_failed(record.device, record.file);
     }
     device::complete_irp(pointer(record.irp), status);
+    // The request object goes with its completion: its cleanup and destroy callbacks (from the
+    // device's request attributes) run, and its WDFMEMORY handles die with it.
+    objects::delete_tree_at(request, false);
     if let Some(queue) = queue {
         dispatch_events(queue);
     }
@@ -975,7 +1118,7 @@ fn deliver_cancel(request: usize) {
         .and_then(|r| r.cancel);
     if let Some(cancel) = cancel {
         // SAFETY: The driver's EvtRequestCancel for its cancelled request.
-        super::at_passive(|| unsafe { cancel(pointer(request)) });
+        super::in_callback("EvtRequestCancel", || unsafe { cancel(pointer(request)) });
     }
 }
 
@@ -1030,49 +1173,16 @@ pub(crate) fn flush_by_file_object(device: usize, file: usize) {
 /// `EvtRequestCancel` to cancelable driver-owned requests, and wait for the rest — forever in
 /// KMDF (`fxioqueue.cpp:470-592, 3918-4127`); the model reports it after [`DISPOSE_WAIT`].
 pub(crate) fn dispose(queue: usize) {
-    let (waiting, cancelable) = {
+    {
         let mut fx = framework();
         let Some(state) = fx.queues.by_handle.get_mut(&queue) else {
             return;
         };
         state.accepting = false;
-        let waiting: Vec<usize> = state.pending.drain(..).collect();
-        let owned: Vec<usize> = fx
-            .queues
-            .requests
-            .iter()
-            .filter(|(_, r)| {
-                r.queue == Some(queue) && r.owner == Owner::Driver && r.cancelable && !r.cancelled
-            })
-            .map(|(handle, _)| *handle)
-            .collect();
-        for request in &waiting {
-            if let Some(record) = fx.queues.requests.get_mut(request) {
-                record.owner = Owner::Driver;
-                record.queue = None;
-            }
-        }
-        for request in &owned {
-            if let Some(record) = fx.queues.requests.get_mut(request) {
-                record.cancelled = true;
-            }
-        }
-        if let Some(state) = fx.queues.by_handle.get_mut(&queue) {
-            state.cancelled.extend(owned.iter().copied());
-        }
-        (waiting, owned)
-    };
-    for request in waiting {
-        complete(
-            request,
-            STATUS_CANCELLED,
-            Some(0),
-            "the framework (queue purged)",
-        );
+        state.dispatching_requests = false;
+        state.shutdown = true;
     }
-    if !cancelable.is_empty() {
-        dispatch_events(queue);
-    }
+    purge(queue);
     let deadline = Instant::now() + DISPOSE_WAIT;
     loop {
         let owned = framework()
@@ -1095,4 +1205,472 @@ pub(crate) fn dispose(queue: usize) {
         std::thread::sleep(Duration::from_millis(5));
     }
     framework().queues.by_handle.remove(&queue);
+}
+
+fn queue_handle(api: &str, queue: WDFQUEUE) -> Option<usize> {
+    let handle = address(queue);
+    let live = framework().queues.by_handle.contains_key(&handle);
+    if !live {
+        violation(
+            "WDF_INVALID_HANDLE",
+            format!("{api}({handle:#x}): not a live WDFQUEUE (bugcheck 0x10D)"),
+        );
+        return None;
+    }
+    Some(handle)
+}
+
+/// `WdfIoQueueStart` (`fxioqueueapi.cpp:336-378`, `FxIoQueue::QueueStart`
+/// `fxioqueue.cpp:3577-3607`): accept and dispatch again (a queue shut down for removal keeps
+/// refusing new requests), and present what waits.
+pub(crate) unsafe extern "C" fn wdf_io_queue_start(globals: PWDF_DRIVER_GLOBALS, queue: WDFQUEUE) {
+    const API: &str = "WdfIoQueueStart";
+    let _ = check_globals(globals, API);
+    let Some(queue) = queue_handle(API, queue) else {
+        return;
+    };
+    if let Some(state) = framework().queues.by_handle.get_mut(&queue) {
+        state.accepting = !state.shutdown;
+        state.dispatching_requests = true;
+    }
+    dispatch_events(queue);
+}
+
+/// `WdfIoQueueStopSynchronously` (`fxioqueueapi.cpp:438-485`, `FxIoQueue::QueueIdle` /
+/// `QueueIdleSynchronously` `fxioqueue.cpp:3609-3916`): keep accepting, stop presenting, and
+/// wait (at `PASSIVE_LEVEL`) until no callback of the queue runs and the driver owns none of
+/// its requests. Called from one of the queue's own callbacks, it waits for itself.
+pub(crate) unsafe extern "C" fn wdf_io_queue_stop_synchronously(
+    globals: PWDF_DRIVER_GLOBALS,
+    queue: WDFQUEUE,
+) {
+    const API: &str = "WdfIoQueueStopSynchronously";
+    let _ = check_globals(globals, API);
+    let Some(queue) = queue_handle(API, queue) else {
+        return;
+    };
+    if irql::current() > PASSIVE_LEVEL {
+        violation("WdfIrqlAbovePassive", format!("{API} above PASSIVE_LEVEL"));
+        return;
+    }
+    if let Some(state) = framework().queues.by_handle.get_mut(&queue) {
+        state.accepting = !state.shutdown;
+        state.dispatching_requests = false;
+    }
+    // Idle once no callback of the queue runs and the driver owns none of its requests
+    // (fxioqueue.cpp:2910-2922): from inside one of its callbacks, never.
+    let _ = super::wait_for_signal("waiting for queue to stop, WDFQUEUE", queue, || {
+        framework()
+            .queues
+            .by_handle
+            .get(&queue)
+            .is_none_or(|q| q.driver_io == 0 && q.dispatching == 0)
+    });
+}
+
+/// How `StopProcessingForPower` stops a device's queues (`FxIoStopProcessingForPowerAction`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PowerStop {
+    /// Leaving D0: power-managed queues stop presenting and wait for the requests the driver
+    /// owns (`FxIoStopProcessingForPowerHold`).
+    Hold,
+    /// Removal: power-managed queues stop accepting, cancel what waits and what the driver
+    /// marked cancelable, and wait for the rest (`FxIoStopProcessingForPowerPurgeManaged`).
+    PurgeManaged,
+    /// Removal, then the other queues alike (`FxIoStopProcessingForPowerPurgeNonManaged`).
+    PurgeNonManaged,
+}
+
+/// `FxPkgIo::StopProcessingForPower` over each of `device`'s queues
+/// (`FxIoQueue::StopProcessingForPower`, `fxioqueue.cpp:5865-6023`): `EvtIoStop` for every
+/// request the driver owns (`ProcessPowerEvents`, `fxioqueue.cpp:5227-5385`), then a wait until
+/// none is left (the model does not have `WdfRequestStopAcknowledge`, so an acknowledged
+/// request is not told apart from a forgotten one).
+pub(crate) fn stop_for_power(device: usize, action: PowerStop) {
+    let queues: Vec<usize> = framework()
+        .queues
+        .by_handle
+        .iter()
+        .filter(|(_, q)| {
+            q.device == device
+                && match action {
+                    PowerStop::Hold | PowerStop::PurgeManaged => q.power_managed,
+                    PowerStop::PurgeNonManaged => !q.power_managed,
+                }
+        })
+        .map(|(handle, _)| *handle)
+        .collect();
+    for queue in queues {
+        if action != PowerStop::Hold {
+            // SetStateForShutdown, then QueuePurge(TRUE, TRUE) (fxioqueue.cpp:5918-5975).
+            if let Some(state) = framework().queues.by_handle.get_mut(&queue) {
+                state.shutdown = true;
+                state.accepting = false;
+            }
+            purge(queue);
+        }
+        let (stop, owned) = {
+            let mut fx = framework();
+            let Some(state) = fx.queues.by_handle.get_mut(&queue) else {
+                continue;
+            };
+            state.powered = false;
+            let stop = state.config.EvtIoStop;
+            let owned: Vec<(usize, bool)> = fx
+                .queues
+                .requests
+                .iter()
+                .filter(|(_, r)| r.queue == Some(queue) && r.owner == Owner::Driver && !r.cancelled)
+                .map(|(handle, r)| (*handle, r.cancelable))
+                .collect();
+            (stop, owned)
+        };
+        if let Some(stop) = stop {
+            let action_flags = if action == PowerStop::Hold {
+                STOP_ACTION_SUSPEND
+            } else {
+                STOP_ACTION_PURGE
+            };
+            for (request, cancelable) in owned {
+                let flags = action_flags
+                    | if cancelable {
+                        STOP_REQUEST_CANCELABLE
+                    } else {
+                        0
+                    };
+                // SAFETY: The driver's EvtIoStop for a request it owns, on the PnP thread.
+                super::at_passive(|| unsafe { stop(pointer(queue), pointer(request), flags) });
+            }
+        }
+        let _ = super::wait_for_signal(
+            "waiting for all inflight requests to be acknowledged on WDFQUEUE",
+            queue,
+            || {
+                framework()
+                    .queues
+                    .by_handle
+                    .get(&queue)
+                    .is_none_or(|q| q.driver_io == 0 && q.dispatching == 0)
+            },
+        );
+    }
+}
+
+/// `FxPkgIo::ResumeProcessingForPower` (`FxIoQueue::ResumeProcessingForPower`,
+/// `fxioqueue.cpp:6070-6123`): `device`'s power-managed queues present again.
+pub(crate) fn resume_for_power(device: usize) {
+    let queues: Vec<usize> = {
+        let mut fx = framework();
+        fx.queues
+            .by_handle
+            .iter_mut()
+            .filter(|(_, q)| q.device == device && q.power_managed)
+            .map(|(handle, q)| {
+                q.powered = true;
+                *handle
+            })
+            .collect()
+    };
+    for queue in queues {
+        dispatch_events(queue);
+    }
+}
+
+/// `QueuePurge(TRUE, TRUE)` without the wait (`fxioqueue.cpp:3918-4127`): what waits in the
+/// queue completes cancelled, and the driver's cancelable requests get `EvtRequestCancel`.
+fn purge(queue: usize) {
+    let waiting = {
+        let mut fx = framework();
+        let Some(state) = fx.queues.by_handle.get_mut(&queue) else {
+            return;
+        };
+        let waiting: Vec<usize> = state.pending.drain(..).collect();
+        let owned: Vec<usize> = fx
+            .queues
+            .requests
+            .iter()
+            .filter(|(_, r)| {
+                r.queue == Some(queue) && r.owner == Owner::Driver && r.cancelable && !r.cancelled
+            })
+            .map(|(handle, _)| *handle)
+            .collect();
+        for request in &waiting {
+            if let Some(record) = fx.queues.requests.get_mut(request) {
+                record.owner = Owner::Driver;
+                record.queue = None;
+            }
+        }
+        for request in &owned {
+            if let Some(record) = fx.queues.requests.get_mut(request) {
+                record.cancelled = true;
+                let irp = pointer::<IRP>(record.irp);
+                // SAFETY: The framework owns the IRP; its cancel routine goes with the cancel.
+                unsafe { crate::cancel::swap_cancel_routine(irp, None) };
+            }
+        }
+        if let Some(state) = fx.queues.by_handle.get_mut(&queue) {
+            state.cancelled.extend(owned.iter().copied());
+        }
+        waiting
+    };
+    for request in waiting {
+        complete(
+            request,
+            STATUS_CANCELLED,
+            Some(0),
+            "the framework (queue purged)",
+        );
+    }
+    dispatch_events(queue);
+}
+
+/// `WdfRequestGetIoQueue` (`fxrequestapi.cpp:2933-3018`): the queue that owns the request;
+/// NULL for a create request (the framework's internal queue) or one a queue no longer holds.
+pub(crate) unsafe extern "C" fn wdf_request_get_io_queue(
+    globals: PWDF_DRIVER_GLOBALS,
+    request: WDFREQUEST,
+) -> WDFQUEUE {
+    const API: &str = "WdfRequestGetIoQueue";
+    let _ = check_globals(globals, API);
+    live_request(API, request, |state| state.queue)
+        .flatten()
+        .map_or(std::ptr::null_mut(), pointer)
+}
+
+/// The buffer behind a request's memory: its address, length, and whether it is read-only
+/// (`FxRequestSystemBuffer` / `FxRequestOutputBuffer`: `GetBuffer`, `GetBufferSize`,
+/// `GetFlags`, `fxrequestsystembuffer.cpp:37-182`, `fxrequestoutputbuffer.cpp:36-195`).
+fn memory_buffer(state: &RequestState, input: bool) -> (usize, usize, bool) {
+    let irp = pointer::<IRP>(state.irp);
+    // SAFETY: The framework owns the IRP until completion.
+    let system = address(unsafe { (*irp).AssociatedIrp.SystemBuffer });
+    match state.major {
+        IRP_MJ_READ => (system, state.output_len, false),
+        IRP_MJ_WRITE => (system, state.input_len, true),
+        // Buffered IOCTLs: both are the system buffer, writable.
+        _ if input => (system, state.input_len, false),
+        _ => (system, state.output_len, false),
+    }
+}
+
+/// `WdfRequestRetrieveInputMemory` / `OutputMemory` (`fxrequestapi.cpp:676-903`,
+/// `FxRequest::GetMemoryObject` / `GetDeviceControlOutputMemoryObject`
+/// `fxrequest.cpp:1299-1536, 1540-1773`): the request's own `WDFMEMORY` for its buffer, valid until it is
+/// completed.
+fn retrieve_memory(
+    api: &str,
+    request: WDFREQUEST,
+    memory: *mut WDFMEMORY,
+    input: bool,
+) -> NTSTATUS {
+    if memory.is_null() {
+        violation(
+            "WDF_REQUIRED_PARAMETER_IS_NULL",
+            format!("{api}: Memory is NULL (bugcheck 0x10D)"),
+        );
+        return STATUS_INVALID_PARAMETER;
+    }
+    let handle = address(request);
+    let result = live_request(api, request, |state| {
+        // Not valid on a read (input) or a write (output) (fxrequestapi.cpp:761-773, 874-887).
+        if (input && state.major == IRP_MJ_READ) || (!input && state.major == IRP_MJ_WRITE) {
+            return Err(STATUS_INVALID_DEVICE_REQUEST);
+        }
+        let method = state.code & 3;
+        let ioctl = matches!(
+            state.major,
+            IRP_MJ_DEVICE_CONTROL | IRP_MJ_INTERNAL_DEVICE_CONTROL
+        );
+        let (_, len, _) = memory_buffer(state, input);
+        if len == 0 {
+            return Err(STATUS_BUFFER_TOO_SMALL);
+        }
+        if ioctl && method == 3 && state.user_mode && state.major == IRP_MJ_DEVICE_CONTROL {
+            return Err(STATUS_INVALID_DEVICE_REQUEST);
+        }
+        if ioctl && method != 0 {
+            crate::state::bugcheck(
+                "WdfFunctionNotModelled",
+                "request memory of METHOD_IN_DIRECT / OUT_DIRECT / NEITHER IOCTLs",
+            );
+        }
+        Ok(state.memory[usize::from(!input)])
+    });
+    let existing = match result {
+        None => return STATUS_INVALID_DEVICE_REQUEST,
+        Some(Err(status)) => return status,
+        Some(Ok(existing)) => existing,
+    };
+    let handle = existing.unwrap_or_else(|| {
+        let mut fx = framework();
+        let object = fx
+            .objects
+            .create(Kind::Memory, Some(handle), std::ptr::null());
+        if let Some(state) = fx.queues.requests.get_mut(&handle) {
+            state.memory[usize::from(!input)] = Some(object);
+        }
+        fx.queues.memories.insert(object, (handle, input));
+        object
+    });
+    // SAFETY: Non-null out pointer.
+    unsafe { memory.write(pointer(handle)) };
+    STATUS_SUCCESS
+}
+
+/// `WdfRequestRetrieveInputMemory` (`fxrequestapi.cpp:676-781`).
+pub(crate) unsafe extern "C" fn wdf_request_retrieve_input_memory(
+    globals: PWDF_DRIVER_GLOBALS,
+    request: WDFREQUEST,
+    memory: *mut WDFMEMORY,
+) -> NTSTATUS {
+    let _ = check_globals(globals, "WdfRequestRetrieveInputMemory");
+    retrieve_memory("WdfRequestRetrieveInputMemory", request, memory, true)
+}
+
+/// `WdfRequestRetrieveOutputMemory` (`fxrequestapi.cpp:787-903`).
+pub(crate) unsafe extern "C" fn wdf_request_retrieve_output_memory(
+    globals: PWDF_DRIVER_GLOBALS,
+    request: WDFREQUEST,
+    memory: *mut WDFMEMORY,
+) -> NTSTATUS {
+    let _ = check_globals(globals, "WdfRequestRetrieveOutputMemory");
+    retrieve_memory("WdfRequestRetrieveOutputMemory", request, memory, false)
+}
+
+/// A request memory's buffer, or the misuse recorded.
+fn memory_of(api: &str, memory: WDFMEMORY) -> Option<(usize, usize, bool)> {
+    let handle = address(memory);
+    let fx = framework();
+    let Some(&(request, input)) = fx.queues.memories.get(&handle) else {
+        drop(fx);
+        violation(
+            "WDF_INVALID_HANDLE",
+            format!("{api}({handle:#x}): not a WDFMEMORY (bugcheck 0x10D)"),
+        );
+        return None;
+    };
+    if let Some(state) = fx.queues.requests.get(&request) {
+        return Some(memory_buffer(state, input));
+    }
+    drop(fx);
+    violation(
+        "WdfRequestUsedAfterCompletion",
+        format!(
+            "{api}({handle:#x}): the WDFMEMORY of request {request:#x}, which was completed (its buffer is gone)"
+        ),
+    );
+    None
+}
+
+/// `_CopyPtrToPtr`'s bounds (`fxmemoryobject.cpp:205-319`): copying `count` bytes at `offset`
+/// of a `size`-byte buffer.
+const fn copy_bounds(
+    size: usize,
+    offset: usize,
+    count: usize,
+    into_memory: bool,
+) -> Result<(), NTSTATUS> {
+    if offset != 0 && offset >= size {
+        return Err(if into_memory {
+            STATUS_INVALID_BUFFER_SIZE
+        } else {
+            STATUS_BUFFER_TOO_SMALL
+        });
+    }
+    if count > size - offset {
+        return Err(if into_memory {
+            STATUS_INVALID_BUFFER_SIZE
+        } else {
+            STATUS_BUFFER_TOO_SMALL
+        });
+    }
+    Ok(())
+}
+
+/// `WdfMemoryCopyToBuffer` (`fxmemorybufferapi.cpp:211-283`, `IFxMemory::CopyToPtr`
+/// `fxmemoryobject.cpp:155-201`): `count` bytes from the memory at `offset` into `buffer`.
+pub(crate) unsafe extern "C" fn wdf_memory_copy_to_buffer(
+    globals: PWDF_DRIVER_GLOBALS,
+    memory: WDFMEMORY,
+    offset: usize,
+    buffer: PVOID,
+    count: usize,
+) -> NTSTATUS {
+    const API: &str = "WdfMemoryCopyToBuffer";
+    let _ = check_globals(globals, API);
+    let Some((address, size, _)) = memory_of(API, memory) else {
+        return STATUS_INVALID_PARAMETER;
+    };
+    if buffer.is_null() {
+        violation(
+            "WDF_REQUIRED_PARAMETER_IS_NULL",
+            format!("{API}: Buffer is NULL (bugcheck 0x10D)"),
+        );
+        return STATUS_INVALID_PARAMETER;
+    }
+    if count == 0 {
+        return STATUS_INVALID_PARAMETER;
+    }
+    if let Err(status) = copy_bounds(size, offset, count, false) {
+        return status;
+    }
+    // SAFETY: `offset + count <= size` bytes of the request's live buffer; `buffer` holds
+    // `count` bytes (the DDI's contract).
+    unsafe {
+        std::ptr::copy(
+            pointer::<u8>(address).add(offset),
+            buffer.cast::<u8>(),
+            count,
+        );
+    }
+    STATUS_SUCCESS
+}
+
+/// `WdfMemoryCopyFromBuffer` (`fxmemorybufferapi.cpp:289-363`, `IFxMemory::CopyFromPtr`
+/// `fxmemoryobject.cpp:118-151`): `count` bytes of `buffer` into the memory at `offset`. A
+/// write's buffer is read-only: a verifier break and `STATUS_ACCESS_VIOLATION`.
+pub(crate) unsafe extern "C" fn wdf_memory_copy_from_buffer(
+    globals: PWDF_DRIVER_GLOBALS,
+    memory: WDFMEMORY,
+    offset: usize,
+    buffer: PVOID,
+    count: usize,
+) -> NTSTATUS {
+    const API: &str = "WdfMemoryCopyFromBuffer";
+    let _ = check_globals(globals, API);
+    let Some((address, size, read_only)) = memory_of(API, memory) else {
+        return STATUS_INVALID_PARAMETER;
+    };
+    if buffer.is_null() {
+        violation(
+            "WDF_REQUIRED_PARAMETER_IS_NULL",
+            format!("{API}: Buffer is NULL (bugcheck 0x10D)"),
+        );
+        return STATUS_INVALID_PARAMETER;
+    }
+    if count == 0 {
+        return STATUS_INVALID_PARAMETER;
+    }
+    if read_only {
+        violation(
+            "WdfMemoryReadOnly",
+            format!(
+                "{API}({memory:p}): the WDFMEMORY is read-only (a write request's buffer): STATUS_ACCESS_VIOLATION"
+            ),
+        );
+        return STATUS_ACCESS_VIOLATION;
+    }
+    if let Err(status) = copy_bounds(size, offset, count, true) {
+        return status;
+    }
+    // SAFETY: `offset + count <= size` bytes of the request's live buffer; `buffer` holds
+    // `count` bytes (the DDI's contract).
+    unsafe {
+        std::ptr::copy(
+            buffer.cast::<u8>(),
+            pointer::<u8>(address).add(offset),
+            count,
+        );
+    }
+    STATUS_SUCCESS
 }

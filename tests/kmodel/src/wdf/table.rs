@@ -5,7 +5,7 @@ use std::sync::LazyLock;
 
 use wskudp_wdf_decls::{_WDFFUNCENUM, ULONG, WDFFUNC};
 
-use super::{device, objects, queue};
+use super::{device, objects, queue, string, sync};
 
 /// `WdfFunctionTableNumEntries` for KMDF 1.33.
 pub(crate) const COUNT: ULONG = 458;
@@ -209,6 +209,138 @@ static TABLE: LazyLock<Box<[WDFFUNC]>> = LazyLock::new(|| {
         WdfRequestMarkCancelableExTableIndex,
         PFN_WDFREQUESTMARKCANCELABLEEX,
         queue::wdf_request_mark_cancelable_ex
+    );
+    entry!(
+        table,
+        WdfDeviceInitSetPnpPowerEventCallbacksTableIndex,
+        PFN_WDFDEVICEINITSETPNPPOWEREVENTCALLBACKS,
+        device::wdf_device_init_set_pnp_power_event_callbacks
+    );
+    entry!(
+        table,
+        WdfDeviceInitSetRequestAttributesTableIndex,
+        PFN_WDFDEVICEINITSETREQUESTATTRIBUTES,
+        device::wdf_device_init_set_request_attributes
+    );
+    entry!(
+        table,
+        WdfDeviceCreateDeviceInterfaceTableIndex,
+        PFN_WDFDEVICECREATEDEVICEINTERFACE,
+        device::wdf_device_create_device_interface
+    );
+    entry!(
+        table,
+        WdfDeviceGetDefaultQueueTableIndex,
+        PFN_WDFDEVICEGETDEFAULTQUEUE,
+        device::wdf_device_get_default_queue
+    );
+    entry!(
+        table,
+        WdfDriverRetrieveVersionStringTableIndex,
+        PFN_WDFDRIVERRETRIEVEVERSIONSTRING,
+        string::wdf_driver_retrieve_version_string
+    );
+    entry!(
+        table,
+        WdfDriverIsVersionAvailableTableIndex,
+        PFN_WDFDRIVERISVERSIONAVAILABLE,
+        string::wdf_driver_is_version_available
+    );
+    entry!(
+        table,
+        WdfIoQueueStartTableIndex,
+        PFN_WDFIOQUEUESTART,
+        queue::wdf_io_queue_start
+    );
+    entry!(
+        table,
+        WdfIoQueueStopSynchronouslyTableIndex,
+        PFN_WDFIOQUEUESTOPSYNCHRONOUSLY,
+        queue::wdf_io_queue_stop_synchronously
+    );
+    entry!(
+        table,
+        WdfMemoryCopyToBufferTableIndex,
+        PFN_WDFMEMORYCOPYTOBUFFER,
+        queue::wdf_memory_copy_to_buffer
+    );
+    entry!(
+        table,
+        WdfMemoryCopyFromBufferTableIndex,
+        PFN_WDFMEMORYCOPYFROMBUFFER,
+        queue::wdf_memory_copy_from_buffer
+    );
+    entry!(
+        table,
+        WdfRequestRetrieveInputMemoryTableIndex,
+        PFN_WDFREQUESTRETRIEVEINPUTMEMORY,
+        queue::wdf_request_retrieve_input_memory
+    );
+    entry!(
+        table,
+        WdfRequestRetrieveOutputMemoryTableIndex,
+        PFN_WDFREQUESTRETRIEVEOUTPUTMEMORY,
+        queue::wdf_request_retrieve_output_memory
+    );
+    entry!(
+        table,
+        WdfRequestGetIoQueueTableIndex,
+        PFN_WDFREQUESTGETIOQUEUE,
+        queue::wdf_request_get_io_queue
+    );
+    entry!(
+        table,
+        WdfStringCreateTableIndex,
+        PFN_WDFSTRINGCREATE,
+        string::wdf_string_create
+    );
+    entry!(
+        table,
+        WdfStringGetUnicodeStringTableIndex,
+        PFN_WDFSTRINGGETUNICODESTRING,
+        string::wdf_string_get_unicode_string
+    );
+    entry!(
+        table,
+        WdfSpinLockCreateTableIndex,
+        PFN_WDFSPINLOCKCREATE,
+        sync::wdf_spin_lock_create
+    );
+    entry!(
+        table,
+        WdfSpinLockAcquireTableIndex,
+        PFN_WDFSPINLOCKACQUIRE,
+        sync::wdf_spin_lock_acquire
+    );
+    entry!(
+        table,
+        WdfSpinLockReleaseTableIndex,
+        PFN_WDFSPINLOCKRELEASE,
+        sync::wdf_spin_lock_release
+    );
+    entry!(
+        table,
+        WdfTimerCreateTableIndex,
+        PFN_WDFTIMERCREATE,
+        sync::wdf_timer_create
+    );
+    entry!(
+        table,
+        WdfTimerStartTableIndex,
+        PFN_WDFTIMERSTART,
+        sync::wdf_timer_start
+    );
+    entry!(
+        table,
+        WdfTimerStopTableIndex,
+        PFN_WDFTIMERSTOP,
+        sync::wdf_timer_stop
+    );
+    entry!(
+        table,
+        WdfTimerGetParentObjectTableIndex,
+        PFN_WDFTIMERGETPARENTOBJECT,
+        sync::wdf_timer_get_parent_object
     );
     table.into_boxed_slice()
 });
