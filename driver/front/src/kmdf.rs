@@ -40,7 +40,7 @@ use wskudp_abi::status::{
     STATUS_DEVICE_NOT_READY, STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_HANDLE, STATUS_SUCCESS,
 };
 use wskudp_core::pool::{PoolBox, TAG_DRIVER};
-use wskudp_core::{Driver, DriverDevice, HandleState, IoctlRequest};
+use wskudp_core::{CancelFn, CancelHooks, Driver, DriverDevice, HandleState, IoctlRequest};
 
 use crate::{DEVICE_NAME, DEVICE_SDDL_W, DOS_DEVICE_NAME};
 
@@ -216,6 +216,119 @@ static HANDLE_CONTEXT: ContextTypeInfo = ContextTypeInfo(WDF_OBJECT_CONTEXT_TYPE
     EvtDriverGetUniqueContextType: None,
 });
 
+/// What a cancelable request keeps for its `EvtRequestCancel`: core's callback and cookie.
+/// All zero (no callback) until [`mark_cancelable`] fills it.
+#[repr(C)]
+struct CancelContext {
+    on_cancel: Option<CancelFn>,
+    cookie: *mut c_void,
+}
+
+/// Every request's [`CancelContext`], declared as the device's request attributes
+/// (`WdfDeviceInitSetRequestAttributes`).
+static REQUEST_CONTEXT: ContextTypeInfo = ContextTypeInfo(WDF_OBJECT_CONTEXT_TYPE_INFO {
+    Size: wdf_size::<WDF_OBJECT_CONTEXT_TYPE_INFO>(),
+    ContextName: c"CancelContext".as_ptr(),
+    ContextSize: size_of::<CancelContext>(),
+    UniqueType: &raw const REQUEST_CONTEXT.0,
+    EvtDriverGetUniqueContextType: None,
+});
+
+/// The [`CancelContext`] of a request.
+///
+/// IRQL: <= `DISPATCH_LEVEL`.
+///
+/// # Safety
+/// `request` must be a live request of this driver's device (all carry the context).
+unsafe fn cancel_context(request: WDFREQUEST) -> *mut CancelContext {
+    let context;
+    // SAFETY: A live request (caller's guarantee) whose context type is REQUEST_CONTEXT; IRQL
+    // <= DISPATCH_LEVEL.
+    unsafe {
+        context = call_unsafe_wdf_function_binding!(
+            WdfObjectGetTypedContextWorker,
+            request.cast::<c_void>() as WDFOBJECT,
+            REQUEST_CONTEXT.unique_type()
+        );
+    }
+    context.cast()
+}
+
+/// [`CancelHooks::mark`] for KMDF: core's callback goes in the request's context, then
+/// `WdfRequestMarkCancelableEx`, which fails with `STATUS_CANCELLED` (and calls nothing) if the
+/// request was already cancelled.
+///
+/// IRQL: <= `DISPATCH_LEVEL`.
+///
+/// # Safety
+/// `context` must be a driver-owned `WDFREQUEST` not marked cancelable.
+unsafe fn mark_cancelable(context: *mut c_void, on_cancel: CancelFn, cookie: *mut c_void) -> bool {
+    let request: WDFREQUEST = context.cast();
+    // SAFETY: A live request of our device (caller's guarantee).
+    let slot = unsafe { cancel_context(request) };
+    if slot.is_null() {
+        return false;
+    }
+    // SAFETY: The framework-allocated context, ours while we own the request; written before
+    // the request becomes cancelable, read only by `evt_request_cancel`.
+    unsafe {
+        slot.write(CancelContext {
+            on_cancel: Some(on_cancel),
+            cookie,
+        });
+    }
+    let status;
+    // SAFETY: A driver-owned request not marked yet; the callback is ours; <= DISPATCH_LEVEL.
+    unsafe {
+        status = call_unsafe_wdf_function_binding!(
+            WdfRequestMarkCancelableEx,
+            request,
+            Some(evt_request_cancel)
+        );
+    }
+    status >= 0
+}
+
+/// [`CancelHooks::unmark`] for KMDF: `WdfRequestUnmarkCancelable`, whose `STATUS_CANCELLED`
+/// means `EvtRequestCancel` has run or will: the request must not be completed before it has
+/// (`FxRequest::Complete`'s verifier message, `shared/core/fxrequest.cpp:400-420`).
+///
+/// IRQL: <= `DISPATCH_LEVEL`.
+///
+/// # Safety
+/// `context` must be a `WDFREQUEST` [`mark_cancelable`] marked.
+unsafe fn unmark_cancelable(context: *mut c_void) -> bool {
+    let status;
+    // SAFETY: A marked, driver-owned request (caller's guarantee); <= DISPATCH_LEVEL.
+    unsafe {
+        status = call_unsafe_wdf_function_binding!(WdfRequestUnmarkCancelable, context.cast());
+    }
+    status >= 0
+}
+
+/// The cancel hooks of every device-control request.
+static CANCEL_HOOKS: CancelHooks = CancelHooks {
+    mark: mark_cancelable,
+    unmark: unmark_cancelable,
+};
+
+/// `EvtRequestCancel`: tells core, which completes the request once its sends are cancelled.
+///
+/// IRQL: <= `DISPATCH_LEVEL`.
+extern "C" fn evt_request_cancel(request: WDFREQUEST) {
+    // SAFETY: The framework passes a live request of our device.
+    let slot = unsafe { cancel_context(request) };
+    if slot.is_null() {
+        return;
+    }
+    // SAFETY: Written by `mark_cancelable` before the request was marked.
+    let CancelContext { on_cancel, cookie } = unsafe { slot.read() };
+    if let Some(on_cancel) = on_cancel {
+        // SAFETY: Core's callback with its cookie, once (the framework cancels once).
+        unsafe { on_cancel(cookie) };
+    }
+}
+
 /// The [`HandleState`] of a file object.
 ///
 /// IRQL: <= `DISPATCH_LEVEL`.
@@ -354,6 +467,16 @@ fn configure_and_create(device_init: &mut PWDFDEVICE_INIT) -> Result<WDFDEVICE, 
             init,
             &raw mut file_config,
             &raw mut file_attributes
+        );
+    }
+    // Every request carries room for its cancel callback.
+    let mut request_attributes = init::object_attributes_with_context(&REQUEST_CONTEXT);
+    // SAFETY: As above; the attributes are valid and copied by the framework.
+    unsafe {
+        call_unsafe_wdf_function_binding!(
+            WdfDeviceInitSetRequestAttributes,
+            init,
+            &raw mut request_attributes
         );
     }
     // Core opens and closes sockets by waiting for WSK: every callback at PASSIVE_LEVEL, with
@@ -589,5 +712,7 @@ extern "C" fn evt_io_device_control(
             request.cast(),
         )
     };
+    // SAFETY: The cancel hooks take this request (the context) until it completes.
+    let ioctl = unsafe { ioctl.with_cancel(&CANCEL_HOOKS) };
     driver.dispatch(handle, ioctl);
 }

@@ -298,8 +298,7 @@ fn unload_with_sends_held_waits_then_leaves_nothing() {
 /// stays usable.
 #[test]
 fn cancelling_a_send_cancels_its_wsk_irps() {
-    {
-        let front_door = FrontDoor::Wdm;
+    for front_door in DOORS {
         let loaded = load(front_door, CompletionMode::Held);
         let (_sink, to) = sink();
         let socket = open_socket(&loaded.handle);
