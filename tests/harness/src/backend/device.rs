@@ -146,7 +146,12 @@ mod imp {
 
     impl PendingIo for DeviceInFlight {
         fn wait_for(&mut self, timeout: Duration) -> Option<Result<IoctlOutcome, BackendError>> {
-            let overlapped = self.overlapped()?;
+            let Some(overlapped) = self.overlapped() else {
+                // Unreachable: `InFlight` stops waiting once the completion was reported.
+                return Some(Err(BackendError::Io(std::io::Error::other(
+                    "harness bug: the request was already collected",
+                ))));
+            };
             let milliseconds = u32::try_from(timeout.as_millis())
                 .unwrap_or(LONGEST_WAIT_MS)
                 .min(LONGEST_WAIT_MS);

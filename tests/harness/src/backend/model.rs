@@ -143,7 +143,7 @@ mod imp {
         fn new(input: &[u8], len: usize) -> Self {
             let mut bytes = vec![0_u8; len].into_boxed_slice();
             bytes[..input.len()].copy_from_slice(input);
-            // INVARIANT: From `Box::into_raw`, `len` bytes.
+            // INVARIANT: From `Box::leak` (as from `Box::into_raw`), `len` bytes.
             Self {
                 bytes: NonNull::from(Box::leak(bytes)).cast::<u8>(),
                 len,
