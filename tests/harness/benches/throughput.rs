@@ -6,7 +6,10 @@
 //! into the system buffer, counted per IOCTL, plus the driver's copy into pool, counted from
 //! the model's allocations tagged `WkuP`). Every row sends through the client's one send path,
 //! `Client::send_pipelined_with`: the request-shape rows one request at a time, the pipelined
-//! rows with requests of the driver's `max_count` datagrams, 1 or 8 of them in flight.
+//! rows with requests of the driver's `max_count` datagrams, 1 or 8 of them in flight (on the
+//! model they run alike: a single worker completes, and sends, every datagram, and a request of
+//! `max_count` datagrams keeps it busy already; what depth buys on Windows, where each request
+//! boundary is a round trip to user mode, is for a test VM to measure).
 //!
 //! `cargo bench -p wskudp-harness --bench throughput` (`WSKUDP_BENCH_DATAGRAMS` sets the
 //! number of datagrams per row, default 100000). These are host figures for the model, not

@@ -130,7 +130,8 @@ struct SendArgs {
     /// SEND requests kept outstanding at once, 1-64. Default 8: when a request completes the
     /// driver already holds the next ones, so it does not idle while the response comes back
     /// and the next request is issued; and at most 8 × `max_count` datagrams sit in kernel
-    /// memory. (On the model, whose sends run on the submitting thread, depth barely matters.)
+    /// memory. (The model's bench shows no gain: one request of `max_count` datagrams already
+    /// keeps its single completion worker busy.)
     #[arg(long, default_value_t = 8, value_parser = parse_inflight)]
     inflight: usize,
     /// Print the exact bytes the driver would pass to `WskSendTo` instead of sending.
