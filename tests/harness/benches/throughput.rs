@@ -4,7 +4,12 @@
 //! Prints, per payload size and request shape: datagrams/s, the ratio to the baseline, and per
 //! datagram the pool, IRP and MDL allocations and the payload copies (the I/O manager's copy
 //! into the system buffer, counted per IOCTL, plus the driver's copy into pool, counted from
-//! the model's allocations tagged `WkuP`).
+//! the model's allocations tagged `WkuP`). Every row sends through the client's one send path,
+//! `Client::send_pipelined_with`: the request-shape rows one request at a time, the pipelined
+//! rows with requests of the driver's `max_count` datagrams, 1 or 8 of them in flight (on the
+//! model they run alike: a single worker completes, and sends, every datagram, and a request of
+//! `max_count` datagrams keeps it busy already; what depth buys on Windows, where each request
+//! boundary is a round trip to user mode, is for a test VM to measure).
 //!
 //! `cargo bench -p wskudp-harness --bench throughput` (`WSKUDP_BENCH_DATAGRAMS` sets the
 //! number of datagrams per row, default 100000). These are host figures for the model, not
@@ -20,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use wskudp_abi::SendSpec;
 use wskudp_harness::backend::{ModelBackend, ModelConfig};
-use wskudp_harness::client::Client;
+use wskudp_harness::client::{Client, Pipeline};
 use wskudp_harness::pattern;
 use wskudp_kmodel::CompletionMode;
 
@@ -88,17 +93,21 @@ struct Row {
     copies: f64,
 }
 
-fn model(
-    size: usize,
-    segments: &[u32],
-    per_request: u32,
+/// One request shape: datagrams per request (`None`: the driver's `max_count`) and requests
+/// in flight.
+struct Shape<'a> {
+    name: &'a str,
+    segments: &'a [u32],
+    per_request: Option<u32>,
+    inflight: usize,
     completion: CompletionMode,
-    datagrams: u64,
-) -> Row {
+}
+
+fn model(size: usize, shape: &Shape<'_>, datagrams: u64) -> Row {
     let sink = Sink::start();
     let backend = ModelBackend::start(ModelConfig {
         machine: wskudp_kmodel::Config {
-            completion,
+            completion: shape.completion,
             ..wskudp_kmodel::Config::default()
         },
         ..ModelConfig::default()
@@ -116,10 +125,9 @@ fn model(
         tos: None,
         ecn: None,
         uso_segment_size: None,
-        count: per_request,
+        count: 1,
     };
     let payload = pattern(size);
-    let requests = datagrams / u64::from(per_request);
     let before = backend.stats().unwrap_or_default();
     let payload_copies_before = backend
         .allocations_by_tag()
@@ -127,14 +135,23 @@ fn model(
         .copied()
         .unwrap_or(0);
     let start = Instant::now();
-    for _ in 0..requests {
-        let response = client.send(&spec, segments, &payload).expect("send");
-        assert_eq!(
-            response.datagrams_failed, 0,
-            "a datagram failed: {response:?}"
-        );
-    }
+    let summary = client
+        .send_pipelined_with(
+            &spec,
+            shape.segments,
+            &payload,
+            Pipeline {
+                total: datagrams,
+                inflight: shape.inflight,
+                per_request: shape.per_request,
+            },
+        )
+        .expect("send");
     let elapsed = start.elapsed();
+    assert!(
+        summary.all_sent() && summary.datagrams_failed == 0,
+        "a datagram failed: {summary:?}"
+    );
     let after = backend.stats().unwrap_or_default();
     let payload_copies = backend
         .allocations_by_tag()
@@ -142,7 +159,7 @@ fn model(
         .copied()
         .unwrap_or(0)
         - payload_copies_before;
-    let sent = (requests * u64::from(per_request)) as f64;
+    let sent = summary.datagrams_sent as f64;
     let per = |n: u64| n as f64 / sent;
     client.close_socket(socket.socket).expect("close");
     let report = client.finish();
@@ -151,12 +168,12 @@ fn model(
         "model report not clean"
     );
     Row {
-        rate: rate(requests * u64::from(per_request), elapsed),
+        rate: rate(summary.datagrams_sent, elapsed),
         pool: per(after.pool_allocations - before.pool_allocations),
         irps: per(after.irp_allocations - before.irp_allocations),
         mdls: per(after.mdl_allocations - before.mdl_allocations),
-        // One system-buffer copy per IOCTL, plus the driver's pool copies.
-        copies: (requests + payload_copies) as f64 / sent,
+        // One system-buffer copy per SEND, plus the driver's pool copies.
+        copies: (summary.requests + payload_copies) as f64 / sent,
     }
 }
 
@@ -177,26 +194,63 @@ fn main() {
             "baseline: send_to()", "1.00", "-", "-", "-", "1"
         );
         let half = u32::try_from(size / 2).unwrap_or(1);
-        let shapes: [(&str, &[u32], u32, CompletionMode); 4] = [
-            ("SEND x1, 1 MDL, inline", &[], 1, CompletionMode::Inline),
-            ("SEND x64, 1 MDL, inline", &[], 64, CompletionMode::Inline),
-            (
-                "SEND x64, 2 MDLs, inline",
-                &[half, half],
-                64,
+        let halves = [half, half];
+        let shape = |name, segments, per_request, inflight, completion| Shape {
+            name,
+            segments,
+            per_request,
+            inflight,
+            completion,
+        };
+        let shapes = [
+            shape(
+                "SEND x1, 1 MDL, inline",
+                &[],
+                Some(1),
+                1,
                 CompletionMode::Inline,
             ),
-            (
+            shape(
+                "SEND x64, 1 MDL, inline",
+                &[],
+                Some(64),
+                1,
+                CompletionMode::Inline,
+            ),
+            shape(
+                "SEND x64, 2 MDLs, inline",
+                &halves,
+                Some(64),
+                1,
+                CompletionMode::Inline,
+            ),
+            shape(
                 "SEND x64, 1 MDL, worker thread",
                 &[],
-                64,
+                Some(64),
+                1,
+                CompletionMode::worker(),
+            ),
+            shape(
+                "SEND xmax, 1 in flight, worker",
+                &[],
+                None,
+                1,
+                CompletionMode::worker(),
+            ),
+            shape(
+                "SEND xmax, 8 in flight, worker",
+                &[],
+                None,
+                8,
                 CompletionMode::worker(),
             ),
         ];
-        for (name, segments, per_request, completion) in shapes {
-            let row = model(size, segments, per_request, completion, datagrams);
+        for shape in &shapes {
+            let row = model(size, shape, datagrams);
             println!(
-                "{size:>6} {name:<34} {:>12.0} {:>9.2} {:>8.2} {:>8.2} {:>8.2} {:>8.3}",
+                "{size:>6} {:<34} {:>12.0} {:>9.2} {:>8.2} {:>8.2} {:>8.2} {:>8.3}",
+                shape.name,
                 row.rate,
                 row.rate / base,
                 row.pool,

@@ -1,8 +1,14 @@
-//! Typed requests over a [`Backend`]: what the CLI and the scenario suite use.
+//! Typed requests over a [`Backend`]: what the CLI, the bench and the scenario suite use.
+//!
+//! Sending goes one way everywhere: [`Client::submit_send`] puts one `SEND` in flight,
+//! [`Client::send`] waits for it, and [`Client::send_pipelined`] keeps several in flight to
+//! send any number of datagrams.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::net::SocketAddr;
 
+use wskudp_abi::status::{STATUS_INSUFFICIENT_RESOURCES, STATUS_SUCCESS};
 use wskudp_abi::{
     AbiError, DescribeSendResponse, InfoResponse, Ioctl, OpenSocketResponse, SendResponse,
     SendSpec, encode_close_socket, encode_open_socket, encode_send, read_response,
@@ -10,7 +16,14 @@ use wskudp_abi::{
 };
 use zerocopy::{FromBytes, IntoBytes};
 
-use crate::backend::{Backend, BackendError, ModelReport};
+use crate::backend::{Backend, BackendError, COMPLETION_TIMEOUT, InFlight, ModelReport};
+
+/// Most `SEND` requests [`Client::send_pipelined`] keeps in flight.
+///
+/// Each holds up to the driver's `max_count` datagrams in kernel memory (an IRP, a context
+/// and MDLs apiece), and past a few requests more depth hides no more latency: it only grows
+/// that footprint.
+pub const MAX_INFLIGHT: usize = 64;
 
 /// Why a request failed.
 #[derive(Debug)]
@@ -23,6 +36,8 @@ pub enum ClientError {
     Backend(BackendError),
     /// The driver's response is shorter than its layout.
     ShortResponse(AbiError),
+    /// The caller asked for something no request can express (e.g. zero datagrams).
+    Usage(String),
 }
 
 impl fmt::Display for ClientError {
@@ -36,6 +51,7 @@ impl fmt::Display for ClientError {
             ),
             Self::Backend(error) => write!(f, "{error}"),
             Self::ShortResponse(error) => write!(f, "malformed response: {error}"),
+            Self::Usage(what) => f.write_str(what),
         }
     }
 }
@@ -100,11 +116,7 @@ impl<B: Backend + ?Sized> Client<B> {
     }
 
     fn call<T: FromBytes>(&self, ioctl: Ioctl, input: &[u8]) -> Result<T, ClientError> {
-        let outcome = self.backend.ioctl(ioctl.code(), input, size_of::<T>())?;
-        if !nt_success(outcome.status) {
-            return Err(ClientError::Status(outcome.status));
-        }
-        read_response(&outcome.output).map_err(ClientError::ShortResponse)
+        response(&self.backend.ioctl(ioctl.code(), input, size_of::<T>())?)
     }
 
     /// `QUERY_INFO`.
@@ -160,7 +172,171 @@ impl<B: Backend + ?Sized> Client<B> {
         segments: &[u32],
         payload: &[u8],
     ) -> Result<SendResponse, ClientError> {
-        self.call(Ioctl::Send, &Self::encode(spec, segments, payload)?)
+        self.submit_send(spec, segments, payload)?.wait()
+    }
+
+    /// [`Client::send`] without waiting: the `SEND` is in flight when this returns.
+    ///
+    /// # Errors
+    /// [`ClientError::Invalid`] for a request the ABI refuses, [`ClientError::Backend`] if it
+    /// could not be issued.
+    pub fn submit_send(
+        &self,
+        spec: &SendSpec,
+        segments: &[u32],
+        payload: &[u8],
+    ) -> Result<PendingSend<'_>, ClientError> {
+        self.submit_encoded_send(&Self::encode(spec, segments, payload)?)
+    }
+
+    fn submit_encoded_send(&self, request: &[u8]) -> Result<PendingSend<'_>, ClientError> {
+        let request =
+            self.backend
+                .submit(Ioctl::Send.code(), request, size_of::<SendResponse>())?;
+        Ok(PendingSend { request })
+    }
+
+    /// Sends `total` datagrams of `payload` (MDLs of `segments` lengths) with `spec`'s options
+    /// (its `count` is ignored): in `SEND` requests of at most the driver's `max_count`
+    /// datagrams (from `QUERY_INFO`), up to `inflight` of them outstanding at once.
+    ///
+    /// Every response is added up. Per-datagram failures inside a request are counted and
+    /// the pipeline goes on. A request the driver refuses as a whole (an error status on the
+    /// `SEND` itself) is counted too, with all its datagrams failed; as every request carries
+    /// the same socket and options, a refusal other than `STATUS_INSUFFICIENT_RESOURCES` (a
+    /// passing shortage) would only repeat, so no more requests are issued after it: those
+    /// outstanding are waited for and counted, and the rest are reported unsent.
+    ///
+    /// # Errors
+    /// - [`ClientError::Usage`] for `total == 0` or `inflight` outside `1..=MAX_INFLIGHT`;
+    /// - [`ClientError::Invalid`] if the ABI refuses the request;
+    /// - [`ClientError::Status`] with the first refusal if the driver refused every request
+    ///   (nothing could be sent at all: a stale socket, a closed handle);
+    /// - [`ClientError::Backend`] / [`ClientError::ShortResponse`] if a request did not come
+    ///   back or came back malformed: what is outstanding is cancelled and waited for first.
+    pub fn send_pipelined(
+        &self,
+        spec: &SendSpec,
+        segments: &[u32],
+        payload: &[u8],
+        total: u64,
+        inflight: usize,
+    ) -> Result<PipelineSummary, ClientError> {
+        self.send_pipelined_with(spec, segments, payload, Pipeline::new(total, inflight))
+    }
+
+    /// [`Client::send_pipelined`] with every knob, e.g. smaller requests for a benchmark.
+    ///
+    /// # Errors
+    /// As [`Client::send_pipelined`]; also [`ClientError::Usage`] for `per_request == Some(0)`.
+    pub fn send_pipelined_with(
+        &self,
+        spec: &SendSpec,
+        segments: &[u32],
+        payload: &[u8],
+        pipeline: Pipeline,
+    ) -> Result<PipelineSummary, ClientError> {
+        let Pipeline {
+            total,
+            inflight,
+            per_request,
+        } = pipeline;
+        if total == 0 {
+            return Err(ClientError::Usage(
+                "the datagram count must be at least 1".into(),
+            ));
+        }
+        if !(1..=MAX_INFLIGHT).contains(&inflight) {
+            return Err(ClientError::Usage(format!(
+                "{inflight} requests in flight: it must be 1 to {MAX_INFLIGHT}"
+            )));
+        }
+        if per_request == Some(0) {
+            return Err(ClientError::Usage(
+                "requests must carry at least 1 datagram".into(),
+            ));
+        }
+        let max_count = self.info()?.max_count;
+        if max_count == 0 {
+            return Err(ClientError::Backend(BackendError::DriverBug(
+                "QUERY_INFO reports a max_count of 0".into(),
+            )));
+        }
+        let per_request = per_request.map_or(max_count, |n| n.min(max_count));
+        // Every request but perhaps the last has the same bytes: encode them once.
+        let full_count = u32::try_from(total.min(u64::from(per_request))).unwrap_or(per_request);
+        let encode = |count: u32| Self::encode(&SendSpec { count, ..*spec }, segments, payload);
+        let full = encode(full_count)?;
+        let tail = match u32::try_from(total % u64::from(per_request)) {
+            Ok(count) if count != 0 && total > u64::from(per_request) => Some(encode(count)?),
+            _ => None,
+        };
+        let mut summary = PipelineSummary {
+            total,
+            per_request,
+            inflight,
+            ..PipelineSummary::default()
+        };
+        let mut queue: VecDeque<(PendingSend<'_>, u32)> = VecDeque::with_capacity(inflight);
+        let mut submitted = 0_u64;
+        let mut stop = false;
+        let mut fatal: Option<ClientError> = None;
+        let mut cancelled = false;
+        loop {
+            while !stop && queue.len() < inflight && submitted < total {
+                let count = u32::try_from((total - submitted).min(u64::from(per_request)))
+                    .unwrap_or(per_request);
+                let request = match &tail {
+                    Some(tail) if count != full_count => tail,
+                    _ => &full,
+                };
+                match self.submit_encoded_send(request) {
+                    Ok(pending) => {
+                        queue.push_back((pending, count));
+                        submitted += u64::from(count);
+                        summary.peak_inflight = summary.peak_inflight.max(queue.len());
+                    }
+                    Err(error) => {
+                        fatal = Some(error);
+                        stop = true;
+                    }
+                }
+            }
+            if fatal.is_some() && !cancelled {
+                // Nothing more will be issued: hurry what is outstanding along.
+                for (pending, _) in &queue {
+                    pending.cancel();
+                }
+                cancelled = true;
+            }
+            // Completions may come in any order; waiting for the oldest first costs nothing
+            // (the others keep completing meanwhile).
+            let Some((pending, count)) = queue.pop_front() else {
+                break;
+            };
+            summary.requests += 1;
+            match pending.wait() {
+                Ok(response) => summary.add_response(&response),
+                Err(ClientError::Status(status)) => {
+                    summary.add_refusal(status, count);
+                    stop |= status != STATUS_INSUFFICIENT_RESOURCES;
+                }
+                Err(error) => {
+                    fatal.get_or_insert(error);
+                    stop = true;
+                }
+            }
+        }
+        if let Some(error) = fatal {
+            return Err(error);
+        }
+        summary.datagrams_unsent = total - submitted;
+        match summary.first_error {
+            Some(status) if summary.requests_refused == summary.requests => {
+                Err(ClientError::Status(status))
+            }
+            _ => Ok(summary),
+        }
     }
 
     /// `DESCRIBE_SEND`: what `send` would pass to `WskSendTo`, without sending.
@@ -174,5 +350,140 @@ impl<B: Backend + ?Sized> Client<B> {
         payload: &[u8],
     ) -> Result<DescribeSendResponse, ClientError> {
         self.call(Ioctl::DescribeSend, &Self::encode(spec, segments, payload)?)
+    }
+}
+
+/// A typed response: the driver's error status, or the output read as `T`.
+fn response<T: FromBytes>(outcome: &crate::backend::IoctlOutcome) -> Result<T, ClientError> {
+    if !nt_success(outcome.status) {
+        return Err(ClientError::Status(outcome.status));
+    }
+    read_response(&outcome.output).map_err(ClientError::ShortResponse)
+}
+
+/// One `SEND` in flight, from [`Client::submit_send`]. Dropping it unwaited cancels it and
+/// waits for it (see [`InFlight`]).
+#[must_use = "a SEND in flight completes whether or not it is waited for; dropping it cancels it and waits"]
+pub struct PendingSend<'a> {
+    request: InFlight<'a>,
+}
+
+impl PendingSend<'_> {
+    /// Waits for the response (cancelling the request after
+    /// [`crate::backend::COMPLETION_TIMEOUT`]).
+    ///
+    /// # Errors
+    /// [`ClientError::Status`] if the driver refused the request as a whole, otherwise as
+    /// [`Client::send`].
+    pub fn wait(self) -> Result<SendResponse, ClientError> {
+        response(&self.request.wait(COMPLETION_TIMEOUT)?)
+    }
+
+    /// Asks the driver to cancel the request (`CancelIoEx`); it still completes: wait for it.
+    pub fn cancel(&self) {
+        self.request.cancel();
+    }
+}
+
+/// How [`Client::send_pipelined_with`] cuts and paces a send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pipeline {
+    /// Datagrams to send, at least 1.
+    pub total: u64,
+    /// Requests outstanding at once, `1..=MAX_INFLIGHT`.
+    pub inflight: usize,
+    /// Datagrams per request at most; `None`: the driver's `max_count`.
+    pub per_request: Option<u32>,
+}
+
+impl Pipeline {
+    /// `total` datagrams, `inflight` requests at a time, as large as the driver takes.
+    #[must_use]
+    pub const fn new(total: u64, inflight: usize) -> Self {
+        Self {
+            total,
+            inflight,
+            per_request: None,
+        }
+    }
+}
+
+/// A non-success status a pipelined send met, and how often.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StatusCount {
+    /// The `NTSTATUS`: a request's refusal, or the first failure among its datagrams.
+    pub status: i32,
+    /// Requests that reported it.
+    pub requests: u64,
+    /// Datagrams that failed in those requests.
+    pub datagrams: u64,
+}
+
+/// What [`Client::send_pipelined`] did, over all its requests.
+///
+/// `datagrams_sent + datagrams_failed + datagrams_unsent == total` when the driver accounts
+/// for every datagram of every request.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PipelineSummary {
+    /// Datagrams asked for.
+    pub total: u64,
+    /// Datagrams per request at most (the last one may carry fewer).
+    pub per_request: u32,
+    /// Requests allowed in flight at once.
+    pub inflight: usize,
+    /// Most requests that were actually in flight at once.
+    pub peak_inflight: usize,
+    /// `SEND` requests issued (each was waited for).
+    pub requests: u64,
+    /// Of those, requests the driver refused as a whole.
+    pub requests_refused: u64,
+    /// Datagrams sent.
+    pub datagrams_sent: u64,
+    /// Datagrams that failed: inside accepted requests, and every datagram of a refused one.
+    pub datagrams_failed: u64,
+    /// Datagrams never requested, because the pipeline stopped after a refusal.
+    pub datagrams_unsent: u64,
+    /// Bytes the successful datagrams carried.
+    pub bytes_sent: u64,
+    /// Every non-success status, in the order first met.
+    pub statuses: Vec<StatusCount>,
+    /// The first non-success status (requests are waited for oldest first).
+    pub first_error: Option<i32>,
+}
+
+impl PipelineSummary {
+    /// Whether every datagram asked for was sent.
+    #[must_use]
+    pub const fn all_sent(&self) -> bool {
+        self.datagrams_sent == self.total
+    }
+
+    fn add_response(&mut self, response: &SendResponse) {
+        self.datagrams_sent += u64::from(response.datagrams_sent);
+        self.datagrams_failed += u64::from(response.datagrams_failed);
+        self.bytes_sent += response.bytes_sent;
+        if response.status != STATUS_SUCCESS || response.datagrams_failed != 0 {
+            self.note(response.status, u64::from(response.datagrams_failed));
+        }
+    }
+
+    fn add_refusal(&mut self, status: i32, count: u32) {
+        self.requests_refused += 1;
+        self.datagrams_failed += u64::from(count);
+        self.note(status, u64::from(count));
+    }
+
+    fn note(&mut self, status: i32, datagrams: u64) {
+        self.first_error.get_or_insert(status);
+        if let Some(seen) = self.statuses.iter_mut().find(|s| s.status == status) {
+            seen.requests += 1;
+            seen.datagrams += datagrams;
+        } else {
+            self.statuses.push(StatusCount {
+                status,
+                requests: 1,
+                datagrams,
+            });
+        }
     }
 }

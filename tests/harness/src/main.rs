@@ -9,7 +9,7 @@ use clap::{ArgGroup, Parser, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 use wskudp_abi::{Ecn, InfoResponse, Ioctl, SendSpec, capability};
 use wskudp_harness::backend::{self, FrontDoor, Kind};
-use wskudp_harness::client::Client;
+use wskudp_harness::client::{Client, MAX_INFLIGHT, PipelineSummary};
 use wskudp_harness::report::ModelReport;
 use wskudp_harness::{demo, pattern, scenarios, status_hex, status_text};
 
@@ -59,7 +59,7 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Send a datagram (or `--count` copies) from the kernel.
+    /// Send a datagram (or `--count` copies, in as many requests as it takes) from the kernel.
     Send(SendArgs),
     /// Send raw bytes to the driver's dispatcher and print the status (for bad-input testing).
     Ioctl {
@@ -123,15 +123,44 @@ struct SendArgs {
     /// Payload of this many pattern bytes.
     #[arg(long)]
     size: Option<usize>,
-    /// Datagrams to send.
-    #[arg(long, default_value_t = 1)]
-    count: u32,
+    /// Datagrams to send, any number from 1: they go in SEND requests of at most the driver's
+    /// `max_count` datagrams each (see `info`).
+    #[arg(long, default_value_t = 1, value_parser = parse_count)]
+    count: u64,
+    /// SEND requests kept outstanding at once, 1-64. Default 8: when a request completes the
+    /// driver already holds the next ones, so it does not idle while the response comes back
+    /// and the next request is issued; and at most 8 × `max_count` datagrams sit in kernel
+    /// memory. (The model's bench shows no gain: one request of `max_count` datagrams already
+    /// keeps its single completion worker busy.)
+    #[arg(long, default_value_t = 8, value_parser = parse_inflight)]
+    inflight: usize,
     /// Print the exact bytes the driver would pass to `WskSendTo` instead of sending.
     #[arg(long)]
     dry_run: bool,
     /// Print JSON.
     #[arg(long)]
     json: bool,
+}
+
+fn parse_count(text: &str) -> Result<u64, String> {
+    match text.parse::<u64>() {
+        Ok(0) => Err("the datagram count must be at least 1".into()),
+        Ok(count) => Ok(count),
+        Err(e) => Err(format!("not a number of datagrams: {e}")),
+    }
+}
+
+fn parse_inflight(text: &str) -> Result<usize, String> {
+    let depth: usize = text
+        .parse()
+        .map_err(|e| format!("not a number of requests: {e}"))?;
+    if (1..=MAX_INFLIGHT).contains(&depth) {
+        Ok(depth)
+    } else {
+        Err(format!(
+            "{depth} requests in flight: it must be 1 to {MAX_INFLIGHT}"
+        ))
+    }
 }
 
 fn parse_code(text: &str) -> Result<u32, String> {
@@ -324,7 +353,8 @@ fn send(client: &Client, args: &SendArgs) -> Result<Outcome, String> {
         tos: args.tos,
         ecn: args.ecn.and_then(Ecn::from_bits),
         uso_segment_size: args.uso,
-        count: args.count,
+        // One datagram's worth for DESCRIBE_SEND; a real send sets each request's count.
+        count: 1,
     };
     let local = opened
         .local
@@ -334,7 +364,7 @@ fn send(client: &Client, args: &SendArgs) -> Result<Outcome, String> {
     let result = if args.dry_run {
         describe(client, &spec, &args.segments, &payload)
     } else {
-        send_for_real(client, &spec, &args.segments, &payload, &local)
+        send_for_real(client, &spec, args, &payload, &local)
     };
     let closed = client.close_socket(opened.socket);
     let mut outcome = result?;
@@ -381,34 +411,81 @@ fn describe(
 fn send_for_real(
     client: &Client,
     spec: &SendSpec,
-    segments: &[u32],
+    args: &SendArgs,
     payload: &[u8],
     local: &str,
 ) -> Result<Outcome, String> {
-    let response = client
-        .send(spec, segments, payload)
+    let summary = client
+        .send_pipelined(spec, &args.segments, payload, args.count, args.inflight)
         .map_err(|e| e.to_string())?;
+    let status = summary.first_error.unwrap_or(0);
+    let statuses: Vec<Value> = summary
+        .statuses
+        .iter()
+        .map(|s| {
+            json!({
+                "status": status_hex(s.status),
+                "status_name": wskudp_abi::status::status_name(s.status),
+                "requests": s.requests,
+                "datagrams": s.datagrams,
+            })
+        })
+        .collect();
     let json = json!({
-        "status": status_hex(response.status),
-        "status_name": wskudp_abi::status::status_name(response.status),
-        "bytes_sent": response.bytes_sent,
-        "datagrams_sent": response.datagrams_sent,
-        "datagrams_failed": response.datagrams_failed,
+        "status": status_hex(status),
+        "status_name": wskudp_abi::status::status_name(status),
+        "datagrams_requested": summary.total,
+        "datagrams_sent": summary.datagrams_sent,
+        "datagrams_failed": summary.datagrams_failed,
+        "datagrams_unsent": summary.datagrams_unsent,
+        "bytes_sent": summary.bytes_sent,
+        "requests": summary.requests,
+        "requests_refused": summary.requests_refused,
+        "per_request": summary.per_request,
+        "inflight": summary.inflight,
+        "peak_inflight": summary.peak_inflight,
+        "statuses": statuses,
         "local": local,
     });
-    let text = format!(
-        "sent {} of {} datagram(s), {} bytes, from {local} to {}: {}\n",
-        response.datagrams_sent,
-        spec.count,
-        response.bytes_sent,
-        spec.remote,
-        status_text(response.status),
-    );
     Ok(Outcome {
         json,
-        text,
-        ok: response.status == 0,
+        text: send_text(&summary, spec, local),
+        ok: summary.all_sent(),
     })
+}
+
+fn send_text(summary: &PipelineSummary, spec: &SendSpec, local: &str) -> String {
+    let mut text = format!(
+        "sent {} of {} datagram(s), {} bytes, from {local} to {}: {}
+",
+        summary.datagrams_sent,
+        summary.total,
+        summary.bytes_sent,
+        spec.remote,
+        status_text(summary.first_error.unwrap_or(0)),
+    );
+    let _ = writeln!(
+        text,
+        "  {} SEND request(s) of up to {} datagram(s), up to {} in flight (at most {} were)",
+        summary.requests, summary.per_request, summary.inflight, summary.peak_inflight
+    );
+    if summary.datagrams_failed > 0 || summary.datagrams_unsent > 0 {
+        let _ = writeln!(
+            text,
+            "  {} failed, {} never requested; {} request(s) refused",
+            summary.datagrams_failed, summary.datagrams_unsent, summary.requests_refused
+        );
+    }
+    for status in &summary.statuses {
+        let _ = writeln!(
+            text,
+            "  {}: {} request(s), {} datagram(s) failed",
+            status_text(status.status),
+            status.requests,
+            status.datagrams
+        );
+    }
+    text
 }
 
 fn raw_ioctl(client: &Client, code: u32, in_hex: &str, out_len: u32) -> Result<Outcome, String> {

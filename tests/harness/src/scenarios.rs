@@ -54,6 +54,10 @@ pub const fn all() -> &'static [Scenario] {
             run: count_copies,
         },
         Scenario {
+            name: "pipelined: 5000 datagrams in several requests, 4 in flight",
+            run: pipelined,
+        },
+        Scenario {
             name: "IPv4 source address (IP_PKTINFO)",
             run: source_v4,
         },
@@ -211,6 +215,78 @@ fn count_copies(client: &Client) -> Result<Option<String>, Failure> {
     ensure!(
         arrivals.iter().all(|a| a.payload == payload),
         "a copy differs"
+    );
+    client.close_socket(socket.socket).map_err(error)?;
+    Ok(None)
+}
+
+fn pipelined(client: &Client) -> Result<Option<String>, Failure> {
+    const TOTAL: usize = 5000;
+    const INFLIGHT: usize = 4;
+    let total = u64::try_from(TOTAL).map_err(error)?;
+    let inflight = u64::try_from(INFLIGHT).map_err(error)?;
+    let rx = receiver("127.0.0.1:0")?;
+    let socket = client.open_socket(addr("127.0.0.1:0")).map_err(error)?;
+    let to = rx.local_addr().map_err(error)?;
+    let payload = pattern(200);
+    let max_count = u64::from(client.info().map_err(error)?.max_count);
+    let (sent, arrivals) = std::thread::scope(|scope| {
+        // Loopback drops what the receive buffer cannot hold: drain while the requests go out.
+        let draining = scope.spawn(|| rx.recv_up_to(TOTAL, WAIT));
+        let sent = client.send_pipelined(
+            &plain(socket.socket, to, 1),
+            &[50, 150],
+            &payload,
+            total,
+            INFLIGHT,
+        );
+        (sent, draining.join())
+    });
+    let summary = sent.map_err(error)?;
+    let arrivals = arrivals.map_err(|_| "the receiving thread panicked".to_owned())?;
+    let requests = total.div_ceil(max_count.max(1));
+    ensure!(
+        requests > 1,
+        "max_count {max_count}: {TOTAL} datagrams fit one request"
+    );
+    ensure!(
+        summary.all_sent()
+            && summary.datagrams_failed == 0
+            && summary.datagrams_unsent == 0
+            && summary.statuses.is_empty(),
+        "pipeline: {summary:?}"
+    );
+    ensure!(
+        summary.requests == requests && summary.requests_refused == 0,
+        "{} requests ({} refused), expected {requests}",
+        summary.requests,
+        summary.requests_refused
+    );
+    ensure!(
+        u64::try_from(summary.peak_inflight).ok() == Some(requests.min(inflight)),
+        "at most {} requests were in flight",
+        summary.peak_inflight
+    );
+    ensure!(
+        summary.bytes_sent == total * 200,
+        "bytes_sent {}",
+        summary.bytes_sent
+    );
+    ensure!(
+        arrivals.len() == TOTAL,
+        "{} of {TOTAL} datagrams arrived",
+        arrivals.len()
+    );
+    ensure!(
+        rx.recv(Duration::from_millis(50)).is_err(),
+        "more than {TOTAL} datagrams arrived"
+    );
+    let local = socket.local.socket_addr().ok();
+    ensure!(
+        arrivals
+            .iter()
+            .all(|a| a.payload == payload && Some(a.source) == local),
+        "a datagram arrived altered or from elsewhere"
     );
     client.close_socket(socket.socket).map_err(error)?;
     Ok(None)

@@ -9,34 +9,36 @@ pub use shell::DeviceBackend;
 mod imp {
     use std::ffi::c_void;
     use std::os::windows::ffi::OsStrExt;
+    use std::ptr::NonNull;
+    use std::time::Duration;
 
     use windows_sys::Win32::Foundation::{
         CloseHandle, ERROR_IO_PENDING, GENERIC_READ, GENERIC_WRITE, GetLastError, HANDLE,
-        INVALID_HANDLE_VALUE, WAIT_TIMEOUT,
+        INVALID_HANDLE_VALUE, WAIT_IO_COMPLETION, WAIT_TIMEOUT,
     };
     use windows_sys::Win32::Storage::FileSystem::{
         CreateFileW, FILE_FLAG_OVERLAPPED, FILE_SHARE_READ, FILE_SHARE_WRITE, OPEN_EXISTING,
     };
     use windows_sys::Win32::System::IO::{
-        CancelIoEx, DeviceIoControl, GetOverlappedResult, GetOverlappedResultEx, OVERLAPPED,
+        CancelIoEx, DeviceIoControl, GetOverlappedResultEx, OVERLAPPED,
     };
     use windows_sys::Win32::System::Threading::CreateEventW;
     use wskudp_abi::status::nt_error;
 
-    use crate::backend::{Backend, BackendError, IoctlOutcome, ModelReport};
+    use crate::backend::{Backend, BackendError, InFlight, IoctlOutcome, ModelReport, PendingIo};
 
-    /// How long a request may stay pending before it is cancelled.
-    const TIMEOUT_MS: u32 = 30_000;
     /// `STATUS_PENDING` as `OVERLAPPED.Internal` holds it.
     const STATUS_PENDING_RAW: usize = 0x103;
+    /// `INFINITE` is `u32::MAX`; the longest finite wait is one less.
+    const LONGEST_WAIT_MS: u32 = u32::MAX - 1;
 
     /// An open handle to the driver's device.
     pub struct DeviceBackend {
         handle: HANDLE,
     }
 
-    // SAFETY: A file handle opened for overlapped I/O may be used from any thread; each call
-    // has its own OVERLAPPED and event.
+    // SAFETY: A file handle opened for overlapped I/O may be used from any thread; each
+    // request has its own OVERLAPPED and event.
     unsafe impl Send for DeviceBackend {}
     // SAFETY: As above.
     unsafe impl Sync for DeviceBackend {}
@@ -75,12 +77,124 @@ mod imp {
         }
     }
 
-    struct Event(HANDLE);
+    /// Everything of one request the kernel may touch until it completes: the `OVERLAPPED`
+    /// (the I/O status block it writes), the event it signals, and both buffers (copied for
+    /// `METHOD_BUFFERED`, but used in place by other transfer types a raw code may ask for).
+    struct Request {
+        overlapped: OVERLAPPED,
+        event: HANDLE,
+        input: Box<[u8]>,
+        output: Box<[u8]>,
+    }
 
-    impl Drop for Event {
-        fn drop(&mut self) {
-            // SAFETY: An event handle this harness created.
-            unsafe { CloseHandle(self.0) };
+    /// One request in flight on the device.
+    ///
+    /// # Invariants
+    /// `request`, while `Some`, came from `Box::into_raw` and is freed only once the kernel is
+    /// done with it: after the wait reported the completion, or when the request never
+    /// started. Dropped while `Some` (still pending after [`InFlight`] cancelled it and waited),
+    /// it is leaked on purpose, event included: no `Drop` frees it, as the kernel may still
+    /// write the OVERLAPPED and the buffers.
+    struct DeviceInFlight {
+        device: HANDLE,
+        request: Option<NonNull<Request>>,
+        output_len: usize,
+    }
+
+    // SAFETY: The device handle and event may be used from any thread; the request memory is
+    // reached only through `&mut self` (waiting, freeing) or `&self` for `CancelIoEx`, which
+    // only passes its address.
+    unsafe impl Send for DeviceInFlight {}
+
+    impl DeviceInFlight {
+        /// The `OVERLAPPED` of the request, if it is still ours to wait for.
+        fn overlapped(&self) -> Option<*mut OVERLAPPED> {
+            let request = self.request?;
+            // SAFETY: `request` is live (type invariant); this only takes a field's address.
+            Some(unsafe { &raw mut (*request.as_ptr()).overlapped })
+        }
+
+        /// Frees the request once the kernel let go of it.
+        fn free(&mut self) -> Option<Box<Request>> {
+            let request = self.request.take()?;
+            // SAFETY: From `Box::into_raw`, and the kernel is done with it (the caller has
+            // seen the completion, or the request never started); taken out of `self` once.
+            let request = unsafe { Box::from_raw(request.as_ptr()) };
+            // SAFETY: The request's own event, created in `submit`, closed once.
+            unsafe { CloseHandle(request.event) };
+            Some(request)
+        }
+    }
+
+    /// `OVERLAPPED.Internal` (the I/O status block's `Status`, `STATUS_PENDING` until the
+    /// request completes) and `InternalHigh` (its `Information`), read afresh: the kernel
+    /// writes them behind Rust's back.
+    ///
+    /// # Safety
+    /// `overlapped` must point to a live `OVERLAPPED`.
+    unsafe fn status_block(overlapped: *const OVERLAPPED) -> (usize, usize) {
+        // SAFETY: Live (the caller's guarantee); this only takes a field's address.
+        let internal = unsafe { &raw const (*overlapped).Internal };
+        // SAFETY: Live (the caller's guarantee); this only takes a field's address.
+        let internal_high = unsafe { &raw const (*overlapped).InternalHigh };
+        // SAFETY: A live, aligned `usize` field.
+        let status = unsafe { std::ptr::read_volatile(internal) };
+        // SAFETY: A live, aligned `usize` field.
+        let information = unsafe { std::ptr::read_volatile(internal_high) };
+        (status, information)
+    }
+
+    impl PendingIo for DeviceInFlight {
+        fn wait_for(&mut self, timeout: Duration) -> Option<Result<IoctlOutcome, BackendError>> {
+            let Some(overlapped) = self.overlapped() else {
+                // Unreachable: `InFlight` stops waiting once the completion was reported.
+                return Some(Err(BackendError::Io(std::io::Error::other(
+                    "harness bug: the request was already collected",
+                ))));
+            };
+            let milliseconds = u32::try_from(timeout.as_millis())
+                .unwrap_or(LONGEST_WAIT_MS)
+                .min(LONGEST_WAIT_MS);
+            let mut transferred = 0_u32;
+            // SAFETY: The handle and OVERLAPPED the request was issued with; the OVERLAPPED
+            // is live (type invariant). Not alertable.
+            let waited = unsafe {
+                GetOverlappedResultEx(
+                    self.device,
+                    overlapped,
+                    &raw mut transferred,
+                    milliseconds,
+                    0,
+                )
+            };
+            // SAFETY: No preconditions.
+            let error = unsafe { GetLastError() };
+            // FALSE with another error means the request completed with that error.
+            let completed = waited != 0 || (error != WAIT_TIMEOUT && error != WAIT_IO_COMPLETION);
+            // SAFETY: The OVERLAPPED is live (type invariant).
+            let (internal, information) = unsafe { status_block(overlapped) };
+            if !completed || internal == STATUS_PENDING_RAW {
+                // Still the kernel's (or the wait failed without it completing): keep it all.
+                return None;
+            }
+            let request = self.free()?;
+            // OVERLAPPED.Internal is the IRP's IoStatus.Status.
+            #[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap)]
+            let status = internal as u32 as i32;
+            let output = if nt_error(status) {
+                Vec::new()
+            } else {
+                request.output[..information.min(self.output_len)].to_vec()
+            };
+            Some(Ok(IoctlOutcome { status, output }))
+        }
+
+        fn cancel(&self) {
+            if let Some(overlapped) = self.overlapped() {
+                // SAFETY: The handle and live OVERLAPPED the request was issued with; a request
+                // that already completed makes this fail harmlessly.
+                unsafe { CancelIoEx(self.device, overlapped) };
+            }
         }
     }
 
@@ -93,13 +207,12 @@ mod imp {
             "device"
         }
 
-        fn ioctl(
+        fn submit(
             &self,
             code: u32,
             input: &[u8],
             output_len: usize,
-        ) -> Result<IoctlOutcome, BackendError> {
-            let mut output = vec![0_u8; output_len];
+        ) -> Result<InFlight<'_>, BackendError> {
             let in_len = u32::try_from(input.len())
                 .map_err(|e| BackendError::Io(std::io::Error::other(e)))?;
             let out_len = u32::try_from(output_len)
@@ -109,68 +222,61 @@ mod imp {
             if event.is_null() {
                 return Err(last_error());
             }
-            let event = Event(event);
-            // SAFETY: OVERLAPPED is plain data.
+            // SAFETY: OVERLAPPED is plain data; all zero is its initial state.
             let mut overlapped: OVERLAPPED = unsafe { std::mem::zeroed() };
-            overlapped.hEvent = event.0;
+            overlapped.hEvent = event;
             // Stays STATUS_PENDING if the request never reaches the driver.
             overlapped.Internal = STATUS_PENDING_RAW;
-            // SAFETY: Buffers and OVERLAPPED outlive the request: this function does not return
-            // before it completed (or was cancelled and then completed).
+            let request = Box::new(Request {
+                overlapped,
+                event,
+                input: input.into(),
+                output: vec![0_u8; output_len].into_boxed_slice(),
+            });
+            let request = NonNull::from(Box::leak(request));
+            let raw = request.as_ptr();
+            // INVARIANT: From `Box::into_raw` (`Box::leak`); freed only by `free`.
+            let mut pending = DeviceInFlight {
+                device: self.handle,
+                request: Some(request),
+                output_len,
+            };
+            // SAFETY: `raw` is live; this only reads the input buffer's address.
+            let input_ptr = unsafe { (*raw).input.as_ptr() };
+            // SAFETY: `raw` is live; this only takes the output buffer's address.
+            let output_ptr = unsafe { (*raw).output.as_mut_ptr() };
+            // SAFETY: `raw` is live; this only takes the OVERLAPPED's address.
+            let overlapped = unsafe { &raw mut (*raw).overlapped };
+            // SAFETY:
+            // 1. `self.handle` was opened with FILE_FLAG_OVERLAPPED, so this returns at once.
+            // 2. The buffers (of the given lengths) and the OVERLAPPED are heap memory owned
+            //    by `pending`, freed only after the kernel completed the request (or leaked).
             let started = unsafe {
                 DeviceIoControl(
                     self.handle,
                     code,
-                    input.as_ptr().cast::<c_void>(),
+                    input_ptr.cast::<c_void>(),
                     in_len,
-                    output.as_mut_ptr().cast::<c_void>(),
+                    output_ptr.cast::<c_void>(),
                     out_len,
                     std::ptr::null_mut(),
-                    &raw mut overlapped,
+                    overlapped,
                 )
             };
             // SAFETY: No preconditions.
             if started == 0 && unsafe { GetLastError() } != ERROR_IO_PENDING {
-                // Failed synchronously: OVERLAPPED.Internal holds the NTSTATUS anyway when the
-                // request reached the driver; otherwise report the Win32 error.
-                if overlapped.Internal == STATUS_PENDING_RAW {
-                    return Err(last_error());
-                }
-            } else {
-                let mut transferred = 0_u32;
-                // SAFETY: The request was issued with this OVERLAPPED.
-                let waited = unsafe {
-                    GetOverlappedResultEx(
-                        self.handle,
-                        &raw const overlapped,
-                        &raw mut transferred,
-                        TIMEOUT_MS,
-                        0,
-                    )
-                };
-                // SAFETY: No preconditions.
-                if waited == 0 && unsafe { GetLastError() } == WAIT_TIMEOUT {
-                    // Cancel, then wait for the completion before the buffers go away.
-                    // SAFETY: Same handle and OVERLAPPED.
-                    unsafe { CancelIoEx(self.handle, &raw const overlapped) };
-                    // SAFETY: As above; waits until the driver completed the request.
-                    unsafe {
-                        GetOverlappedResult(
-                            self.handle,
-                            &raw const overlapped,
-                            &raw mut transferred,
-                            1,
-                        )
-                    };
-                    return Err(BackendError::Timeout);
+                // SAFETY: The OVERLAPPED is live (`pending` owns it).
+                let (internal, _) = unsafe { status_block(overlapped) };
+                // Failed synchronously. When the request reached the driver, the status is in
+                // OVERLAPPED.Internal and the event is set: wait as usual. Otherwise nothing
+                // is pending: free it and report the Win32 error.
+                if internal == STATUS_PENDING_RAW {
+                    let error = last_error();
+                    pending.free();
+                    return Err(error);
                 }
             }
-            // OVERLAPPED.Internal is the IRP's IoStatus.Status, InternalHigh its Information.
-            #[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap)]
-            let status = overlapped.Internal as u32 as i32;
-            let information = overlapped.InternalHigh.min(output_len);
-            output.truncate(if nt_error(status) { 0 } else { information });
-            Ok(IoctlOutcome { status, output })
+            Ok(InFlight::pending(Box::new(pending)))
         }
 
         fn finish(self: Box<Self>) -> Option<ModelReport> {
@@ -181,6 +287,7 @@ mod imp {
     impl Drop for DeviceBackend {
         fn drop(&mut self) {
             // SAFETY: The handle this backend opened; closing it runs the driver's cleanup.
+            // No request is in flight: each borrows the backend.
             unsafe { CloseHandle(self.handle) };
         }
     }
@@ -190,7 +297,7 @@ mod imp {
 mod shell {
     use std::convert::Infallible;
 
-    use crate::backend::{Backend, BackendError, IoctlOutcome, ModelReport};
+    use crate::backend::{Backend, BackendError, InFlight, ModelReport};
 
     /// The device backend needs Windows with the driver loaded; here it cannot be opened, so no
     /// value of it exists.
@@ -219,7 +326,7 @@ mod shell {
             match self.never {}
         }
 
-        fn ioctl(&self, _: u32, _: &[u8], _: usize) -> Result<IoctlOutcome, BackendError> {
+        fn submit(&self, _: u32, _: &[u8], _: usize) -> Result<InFlight<'_>, BackendError> {
             match self.never {}
         }
 

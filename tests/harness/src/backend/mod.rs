@@ -1,8 +1,10 @@
 //! Where IOCTLs go.
 //!
-//! Required of every backend: [`Backend::ioctl`] issues one `METHOD_BUFFERED` request and
-//! waits for it to complete, returning the `NTSTATUS` and the bytes the driver wrote
-//! (`IoStatus.Information` of them; none on an error status, as the I/O manager copies none).
+//! Required of every backend: [`Backend::submit`] issues one `METHOD_BUFFERED` request without
+//! waiting for it and hands it back as an [`InFlight`], which completes with the `NTSTATUS`
+//! and the bytes the driver wrote (`IoStatus.Information` of them; none on an error status, as
+//! the I/O manager copies none). Several requests may be in flight at once, as with overlapped
+//! `DeviceIoControl`. [`Backend::ioctl`] is submit-then-wait, written once here.
 //! Two backends:
 //! - `device`: the real driver on Windows (`CreateFileW` + overlapped `DeviceIoControl`);
 //! - `model`: core running in-process on the kernel model, with the I/O manager's buffering
@@ -14,6 +16,7 @@ mod device;
 mod model;
 
 use std::fmt;
+use std::time::Duration;
 
 pub use device::DeviceBackend;
 pub use model::{FrontDoor, ModelBackend, ModelConfig};
@@ -49,7 +52,9 @@ impl fmt::Display for BackendError {
         match self {
             Self::Unsupported(what) => write!(f, "{what}"),
             Self::Io(error) => write!(f, "device I/O failed: {error}"),
-            Self::Timeout => f.write_str("the driver did not complete the request in time"),
+            Self::Timeout => {
+                f.write_str("the driver did not complete the request in time (it was cancelled)")
+            }
             Self::LoadFailed(status) => write!(
                 f,
                 "loading the driver failed with {}",
@@ -69,6 +74,115 @@ impl std::error::Error for BackendError {}
 
 pub use crate::report::ModelReport;
 
+/// How long a request may stay pending before the harness cancels it and calls the driver
+/// hung.
+pub const COMPLETION_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a request may take to complete once cancelled.
+pub const CANCEL_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long dropping a request that was never waited for waits for it, after cancelling it,
+/// before giving its memory up to the driver for good (leaking it on purpose).
+pub const ABANDON_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a backend implements for one request in flight.
+///
+/// Dropping a value that has not reported its completion must free nothing the driver may
+/// still write (the output buffer, the `OVERLAPPED`): [`InFlight`] cancels and waits before it
+/// drops one, and one still pending after that is leaked.
+pub trait PendingIo: Send {
+    /// Waits up to `timeout` for the completion. `None`: still pending. `Some`: completed, and
+    /// nothing of the request is in the driver's hands any more.
+    fn wait_for(&mut self, timeout: Duration) -> Option<Result<IoctlOutcome, BackendError>>;
+
+    /// Asks the driver to cancel the request (`CancelIoEx`). It still completes, perhaps
+    /// successfully: wait for it.
+    fn cancel(&self);
+}
+
+enum State<'a> {
+    /// Completed when it was issued (it never reached a pending state).
+    Done(IoctlOutcome),
+    /// In the driver's hands.
+    Pending(Box<dyn PendingIo + 'a>),
+    /// Waited for.
+    Taken,
+}
+
+/// One request in flight, from [`Backend::submit`]; it borrows the backend, so the handle
+/// outlives it.
+///
+/// Wait for it with [`InFlight::wait`]. Dropping it unwaited cancels it and waits (up to
+/// [`ABANDON_TIMEOUT`]) for its completion before its buffers are freed; if the driver still
+/// holds it then, its memory is leaked on purpose and a line on stderr says so.
+#[must_use = "a request in flight completes whether or not it is waited for; dropping it cancels it and waits"]
+pub struct InFlight<'a> {
+    state: State<'a>,
+}
+
+impl<'a> InFlight<'a> {
+    /// A request the backend handed to the driver.
+    pub fn pending(request: Box<dyn PendingIo + 'a>) -> Self {
+        Self {
+            state: State::Pending(request),
+        }
+    }
+
+    /// A request that completed as it was issued (e.g. refused by the I/O manager).
+    pub const fn completed(outcome: IoctlOutcome) -> Self {
+        Self {
+            state: State::Done(outcome),
+        }
+    }
+
+    /// Waits up to `timeout` for the completion. Past it, cancels the request and waits up to
+    /// [`CANCEL_TIMEOUT`] more for the driver to let go of it, then reports
+    /// [`BackendError::Timeout`] (a request still pending after that is abandoned, as on drop).
+    ///
+    /// # Errors
+    /// [`BackendError::Timeout`], or the backend's error for this request.
+    pub fn wait(mut self, timeout: Duration) -> Result<IoctlOutcome, BackendError> {
+        match std::mem::replace(&mut self.state, State::Taken) {
+            State::Done(outcome) => Ok(outcome),
+            // Unreachable: `wait` consumes the request, and only `wait` and `drop` take it.
+            State::Taken => Err(BackendError::Io(std::io::Error::other(
+                "harness bug: a request was waited for twice",
+            ))),
+            State::Pending(mut request) => {
+                if let Some(result) = request.wait_for(timeout) {
+                    return result;
+                }
+                request.cancel();
+                if request.wait_for(CANCEL_TIMEOUT).is_none() {
+                    // Still the driver's: the drop below waits once more, then leaks it.
+                    self.state = State::Pending(request);
+                }
+                Err(BackendError::Timeout)
+            }
+        }
+    }
+
+    /// `CancelIoEx`: asks the driver to cancel the request. It still completes (perhaps
+    /// successfully, if it was done already): wait for it.
+    pub fn cancel(&self) {
+        if let State::Pending(request) = &self.state {
+            request.cancel();
+        }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let State::Pending(mut request) = std::mem::replace(&mut self.state, State::Taken) {
+            request.cancel();
+            if request.wait_for(ABANDON_TIMEOUT).is_none() {
+                eprintln!(
+                    "wskudp: a cancelled request is still pending after {ABANDON_TIMEOUT:?}; \
+                     its buffers are leaked on purpose (the driver may still write them)"
+                );
+            }
+        }
+    }
+}
+
 /// One way to reach the driver.
 pub trait Backend: Send + Sync {
     /// `"model"` or `"device"`.
@@ -78,7 +192,19 @@ pub trait Backend: Send + Sync {
     /// model; on the device, whichever flavor is installed (`"installed"`).
     fn front_door(&self) -> &'static str;
 
-    /// Issues one buffered IOCTL and waits for its completion.
+    /// Issues one buffered IOCTL and returns without waiting for its completion.
+    ///
+    /// # Errors
+    /// [`BackendError`] if the request could not be issued.
+    fn submit(
+        &self,
+        code: u32,
+        input: &[u8],
+        output_len: usize,
+    ) -> Result<InFlight<'_>, BackendError>;
+
+    /// Issues one buffered IOCTL and waits for its completion: [`Backend::submit`], then
+    /// [`InFlight::wait`] for up to [`COMPLETION_TIMEOUT`] (then it is cancelled).
     ///
     /// # Errors
     /// [`BackendError`] if the request could not be issued or did not complete.
@@ -87,7 +213,10 @@ pub trait Backend: Send + Sync {
         code: u32,
         input: &[u8],
         output_len: usize,
-    ) -> Result<IoctlOutcome, BackendError>;
+    ) -> Result<IoctlOutcome, BackendError> {
+        self.submit(code, input, output_len)?
+            .wait(COMPLETION_TIMEOUT)
+    }
 
     /// Closes the handle (the driver cleans up its sockets) and, for the model, unloads the
     /// driver and returns the machine's report.

@@ -42,17 +42,20 @@ impl FrontDoor {
 mod imp {
     use std::collections::BTreeMap;
     use std::ffi::c_void;
+    use std::ptr::NonNull;
     use std::sync::{Arc, Condvar, Mutex};
     use std::time::Duration;
 
     use wskudp_abi::status::nt_error;
     use wskudp_core::pool::PoolBox;
     use wskudp_core::{Driver, DriverDevice, HandleState, IoctlRequest};
-    use wskudp_kmodel::iomgr::{self, EntryKind, Handle, LoadedDriver};
+    use wskudp_kmodel::iomgr::{self, EntryKind, Handle, LoadedDriver, PendingRequest};
     use wskudp_kmodel::{Access, Caller, Config, Machine};
 
     use super::FrontDoor;
-    use crate::backend::{Backend, BackendError, IoctlOutcome, ModelReport};
+    use crate::backend::{
+        Backend, BackendError, COMPLETION_TIMEOUT, InFlight, IoctlOutcome, ModelReport, PendingIo,
+    };
 
     /// How the model machine behaves and which front door requests take.
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -74,11 +77,6 @@ mod imp {
         }
     }
 
-    /// How long a request may stay pending before the harness cancels it and calls the driver
-    /// hung.
-    const COMPLETION_TIMEOUT: Duration = Duration::from_secs(30);
-    /// How long a cancelled request may take to complete.
-    const CANCEL_TIMEOUT: Duration = Duration::from_secs(5);
     /// The service name the model loads the driver as.
     const SERVICE: &str = "wskudp";
     /// The backend's own handle.
@@ -107,11 +105,91 @@ mod imp {
         caller: Caller,
     }
 
-    /// Where a direct completion lands: `(status, information)` once completed.
-    #[derive(Default)]
+    /// A request through the KMDF or WDM front door: an IRP of the model's I/O manager, which
+    /// owns the IRP and its system buffer (dropping this before completion frees nothing).
+    struct IrpInFlight(PendingRequest);
+
+    impl PendingIo for IrpInFlight {
+        fn wait_for(&mut self, timeout: Duration) -> Option<Result<IoctlOutcome, BackendError>> {
+            self.0
+                .wait(Some(timeout))
+                .map(|(status, output)| Ok(IoctlOutcome { status, output }))
+        }
+
+        fn cancel(&self) {
+            self.0.cancel();
+        }
+    }
+
+    /// The I/O manager's system buffer for a direct request: `max(input, output)` bytes.
+    ///
+    /// # Invariants
+    /// `bytes` came from `Box::into_raw` of a `len`-byte boxed slice (dangling if `len` is 0)
+    /// and is freed only by `Drop`.
+    struct SystemBuffer {
+        bytes: NonNull<u8>,
+        len: usize,
+    }
+
+    // SAFETY: Core writes the buffer between dispatch and completion; the harness reads it
+    // only after observing the completion under the slot's lock (which orders the writes
+    // before the read), and frees it only when the last reference to the slot goes.
+    unsafe impl Send for SystemBuffer {}
+    // SAFETY: As above.
+    unsafe impl Sync for SystemBuffer {}
+
+    impl SystemBuffer {
+        /// `len` bytes, `input` copied in first.
+        fn new(input: &[u8], len: usize) -> Self {
+            let mut bytes = vec![0_u8; len].into_boxed_slice();
+            bytes[..input.len()].copy_from_slice(input);
+            // INVARIANT: From `Box::leak` (as from `Box::into_raw`), `len` bytes.
+            Self {
+                bytes: NonNull::from(Box::leak(bytes)).cast::<u8>(),
+                len,
+            }
+        }
+
+        /// The address core gets: null for an empty buffer, as the I/O manager passes.
+        const fn as_ptr(&self) -> *mut u8 {
+            if self.len == 0 {
+                std::ptr::null_mut()
+            } else {
+                self.bytes.as_ptr()
+            }
+        }
+
+        /// The first `n` bytes (`n <= len`).
+        ///
+        /// # Safety
+        /// The driver must be done writing the buffer (the request completed, and the
+        /// completion was observed under the slot's lock).
+        unsafe fn read(&self, n: usize) -> Vec<u8> {
+            // SAFETY: `len` initialised bytes (type invariant), nobody writes them any more (the
+            // caller's guarantee); `n` is clamped to `len`.
+            unsafe { std::slice::from_raw_parts(self.bytes.as_ptr(), n.min(self.len)) }.to_vec()
+        }
+    }
+
+    impl Drop for SystemBuffer {
+        fn drop(&mut self) {
+            let slice = std::ptr::slice_from_raw_parts_mut(self.bytes.as_ptr(), self.len);
+            // SAFETY: From `Box::into_raw` of this length (type invariant), freed once.
+            drop(unsafe { Box::from_raw(slice) });
+        }
+    }
+
+    /// One direct request until its last reference goes: core's completion holds one, the
+    /// [`DirectInFlight`] the other, so the buffer core writes outlives both the request and an
+    /// issuer that stopped waiting.
     struct Slot {
+        /// `(status, information)` once completed.
         done: Mutex<Option<(i32, usize)>>,
         signal: Condvar,
+        buffer: SystemBuffer,
+        /// The handle's state lives as long as any request dispatched through it, as the I/O
+        /// manager keeps a file object referenced while requests on it are pending.
+        handle: Arc<HandleState>,
     }
 
     /// Core's `CompleteFn` for the direct front door: records the outcome and wakes the issuer.
@@ -126,6 +204,47 @@ mod imp {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((status, information));
         slot.signal.notify_all();
+    }
+
+    /// A request dispatched to core directly.
+    struct DirectInFlight {
+        slot: Arc<Slot>,
+        output_len: usize,
+    }
+
+    impl PendingIo for DirectInFlight {
+        fn wait_for(&mut self, timeout: Duration) -> Option<Result<IoctlOutcome, BackendError>> {
+            let (status, information) = (*self
+                .slot
+                .signal
+                .wait_timeout_while(
+                    self.slot
+                        .done
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner),
+                    timeout,
+                    |done| done.is_none(),
+                )
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0)?;
+            if information > self.output_len {
+                return Some(Err(BackendError::DriverBug(format!(
+                    "the driver reported {information} output bytes for a {}-byte buffer",
+                    self.output_len
+                ))));
+            }
+            let output = if nt_error(status) {
+                Vec::new()
+            } else {
+                // SAFETY: Completed, observed under the slot's lock just above.
+                unsafe { self.slot.buffer.read(information) }
+            };
+            Some(Ok(IoctlOutcome { status, output }))
+        }
+
+        fn cancel(&self) {
+            // Cancellation for the `none` front door arrives with core's cancel hooks.
+        }
     }
 
     impl ModelBackend {
@@ -254,8 +373,8 @@ mod imp {
         }
 
         /// Issues an IOCTL as if through another open handle of the device (`handle` 1 is the
-        /// backend's own), e.g. to check that sockets are private to the handle that opened
-        /// them. The handle is opened on first use.
+        /// backend's own) and waits for it, e.g. to check that sockets are private to the
+        /// handle that opened them. The handle is opened on first use.
         ///
         /// # Errors
         /// As [`Backend::ioctl`].
@@ -266,6 +385,22 @@ mod imp {
             input: &[u8],
             output_len: usize,
         ) -> Result<IoctlOutcome, BackendError> {
+            self.submit_as(handle, code, input, output_len)?
+                .wait(COMPLETION_TIMEOUT)
+        }
+
+        /// [`ModelBackend::ioctl_as`] without waiting: [`Backend::submit`] through handle
+        /// `handle`.
+        ///
+        /// # Errors
+        /// As [`Backend::submit`].
+        pub fn submit_as(
+            &self,
+            handle: usize,
+            code: u32,
+            input: &[u8],
+            output_len: usize,
+        ) -> Result<InFlight<'_>, BackendError> {
             self.issue(handle, code, input, output_len)
         }
 
@@ -300,7 +435,7 @@ mod imp {
             code: u32,
             input: &[u8],
             output_len: usize,
-        ) -> Result<IoctlOutcome, BackendError> {
+        ) -> Result<InFlight<'_>, BackendError> {
             self.open_handle(index).map_err(BackendError::OpenFailed)?;
             match &self.loaded {
                 Loaded::Io { handles, .. } => {
@@ -310,23 +445,14 @@ mod imp {
                         .get(&index)
                         .cloned();
                     let handle = handle.ok_or(BackendError::Unsupported("the handle is closed"))?;
-                    let pending = match handle.ioctl(code, input, output_len) {
-                        Ok(pending) => pending,
-                        Err(status) => {
-                            return Ok(IoctlOutcome {
-                                status,
-                                output: Vec::new(),
-                            });
-                        }
-                    };
-                    let outcome = pending.wait(Some(COMPLETION_TIMEOUT)).or_else(|| {
-                        pending.cancel();
-                        pending.wait(Some(CANCEL_TIMEOUT))
-                    });
-                    let Some((status, output)) = outcome else {
-                        return Err(BackendError::Timeout);
-                    };
-                    Ok(IoctlOutcome { status, output })
+                    Ok(match handle.ioctl(code, input, output_len) {
+                        Ok(pending) => InFlight::pending(Box::new(IrpInFlight(pending))),
+                        // Refused by the I/O manager: it never reached the driver.
+                        Err(status) => InFlight::completed(IoctlOutcome {
+                            status,
+                            output: Vec::new(),
+                        }),
+                    })
                 }
                 Loaded::Direct { state, handles, .. } => {
                     let Some(state) = state.as_ref() else {
@@ -338,7 +464,7 @@ mod imp {
                         .get(&index)
                         .cloned()
                         .ok_or(BackendError::Unsupported("the handle is closed"))?;
-                    direct_ioctl(state, &handle, code, input, output_len)
+                    Ok(direct_submit(state, handle, code, input, output_len))
                 }
             }
         }
@@ -375,56 +501,37 @@ mod imp {
     }
 
     /// One request straight into core's dispatcher, with the I/O manager's `METHOD_BUFFERED`
-    /// handling emulated.
-    fn direct_ioctl(
+    /// handling emulated; it completes whenever core completes it.
+    fn direct_submit<'a>(
         state: &Driver,
-        handle: &HandleState,
+        handle: Arc<HandleState>,
         code: u32,
         input: &[u8],
         output_len: usize,
-    ) -> Result<IoctlOutcome, BackendError> {
-        // The I/O manager's system buffer: max(input, output) bytes, input copied in.
-        let mut system = vec![0_u8; input.len().max(output_len)];
-        system[..input.len()].copy_from_slice(input);
-        let buffer = if system.is_empty() {
-            std::ptr::null_mut()
-        } else {
-            system.as_mut_ptr()
-        };
-        let slot = Arc::new(Slot::default());
+    ) -> InFlight<'a> {
+        let slot = Arc::new(Slot {
+            done: Mutex::new(None),
+            signal: Condvar::new(),
+            buffer: SystemBuffer::new(input, input.len().max(output_len)),
+            handle,
+        });
         let context = Arc::into_raw(Arc::clone(&slot)).cast_mut().cast::<c_void>();
-        // SAFETY: `system` stays alive and unmoved until the completion is observed below (or is
-        // leaked on timeout); `complete` takes the Arc given as context exactly once.
-        let request =
-            unsafe { IoctlRequest::new(code, buffer, input.len(), output_len, complete, context) };
-        state.dispatch(handle, request);
-        let outcome = *slot
-            .signal
-            .wait_timeout_while(
-                slot.done
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner),
-                COMPLETION_TIMEOUT,
-                |done| done.is_none(),
+        // SAFETY:
+        // 1. The buffer is `max(input, output)` bytes with the input copied in, and lives in the
+        //    slot, which the completion's own reference keeps alive until `complete` ran.
+        // 2. `complete` takes the Arc given as context exactly once, from any thread.
+        let request = unsafe {
+            IoctlRequest::new(
+                code,
+                slot.buffer.as_ptr(),
+                input.len(),
+                output_len,
+                complete,
+                context,
             )
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .0;
-        let Some((status, information)) = outcome else {
-            // The driver may still write into the buffer: it must outlive the process.
-            std::mem::forget(system);
-            return Err(BackendError::Timeout);
         };
-        if information > output_len {
-            return Err(BackendError::DriverBug(format!(
-                "the driver reported {information} output bytes for a {output_len}-byte buffer"
-            )));
-        }
-        let output = if nt_error(status) {
-            Vec::new()
-        } else {
-            system[..information].to_vec()
-        };
-        Ok(IoctlOutcome { status, output })
+        state.dispatch(&slot.handle, request);
+        InFlight::pending(Box::new(DirectInFlight { slot, output_len }))
     }
 
     impl Backend for ModelBackend {
@@ -436,12 +543,12 @@ mod imp {
             self.front_door.name()
         }
 
-        fn ioctl(
+        fn submit(
             &self,
             code: u32,
             input: &[u8],
             output_len: usize,
-        ) -> Result<IoctlOutcome, BackendError> {
+        ) -> Result<InFlight<'_>, BackendError> {
             self.issue(OWN_HANDLE, code, input, output_len)
         }
 
@@ -463,7 +570,7 @@ mod shell {
     use std::convert::Infallible;
 
     use super::FrontDoor;
-    use crate::backend::{Backend, BackendError, IoctlOutcome, ModelReport};
+    use crate::backend::{Backend, BackendError, InFlight, ModelReport};
 
     /// Model settings (none on this host).
     #[derive(Clone, Copy, Debug, Default)]
@@ -507,7 +614,7 @@ mod shell {
             match self.never {}
         }
 
-        fn ioctl(&self, _: u32, _: &[u8], _: usize) -> Result<IoctlOutcome, BackendError> {
+        fn submit(&self, _: u32, _: &[u8], _: usize) -> Result<InFlight<'_>, BackendError> {
             match self.never {}
         }
 
