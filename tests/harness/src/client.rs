@@ -8,11 +8,14 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::net::SocketAddr;
 
-use wskudp_abi::status::{STATUS_INSUFFICIENT_RESOURCES, STATUS_SUCCESS};
+use std::sync::atomic::{AtomicU32, Ordering};
+use wskudp_abi::status::{STATUS_DEVICE_BUSY, STATUS_INSUFFICIENT_RESOURCES, STATUS_SUCCESS};
+
 use wskudp_abi::{
-    AbiError, DescribeSendResponse, InfoResponse, Ioctl, OpenSocketResponse, SendResponse,
-    SendSpec, encode_close_socket, encode_open_socket, encode_send, read_response,
-    send_request_len, status::nt_success,
+    ABI_OLDEST, ABI_VERSION, AbiError, DescribeSendResponse, InfoResponse, Ioctl,
+    OpenSocketResponse, SendResponse, SendSpec, StatsResponse, encode_close_socket,
+    encode_open_socket, encode_query_stats, encode_send, read_response, send_request_len,
+    set_request_version, status::nt_success,
 };
 use zerocopy::{FromBytes, IntoBytes};
 
@@ -66,15 +69,78 @@ impl From<BackendError> for ClientError {
 
 /// A handle on the driver, through any backend (`dyn Backend` unless a caller needs the
 /// concrete one, e.g. for the model's counters).
+///
+/// The client speaks ABI versions [`ABI_OLDEST`] to its `newest` and, before its first
+/// versioned request, asks the driver (`QUERY_INFO`) which it speaks: requests then carry the
+/// newest version both know (the compatibility rule in `wskudp_abi`).
 pub struct Client<B: Backend + ?Sized = dyn Backend> {
     backend: Box<B>,
+    newest: u32,
+    /// The version agreed with the driver; 0 until asked.
+    agreed: AtomicU32,
 }
 
 impl<B: Backend + ?Sized> Client<B> {
-    /// Wraps an open backend.
+    /// Wraps an open backend; speaks every ABI version this build knows.
     #[must_use]
     pub const fn new(backend: Box<B>) -> Self {
-        Self { backend }
+        Self::speaking(backend, ABI_VERSION)
+    }
+
+    /// A client that speaks ABI versions up to `newest` only, as a client built one release
+    /// earlier does (for the compatibility tests).
+    #[must_use]
+    pub const fn speaking(backend: Box<B>, newest: u32) -> Self {
+        let newest = if newest < ABI_OLDEST {
+            ABI_OLDEST
+        } else if newest > ABI_VERSION {
+            ABI_VERSION
+        } else {
+            newest
+        };
+        Self {
+            backend,
+            newest,
+            agreed: AtomicU32::new(0),
+        }
+    }
+
+    /// The ABI version requests are written in: the newest both this client and the driver
+    /// speak, learnt from `QUERY_INFO` once.
+    ///
+    /// # Errors
+    /// [`ClientError::Usage`] if the two share no version; otherwise as [`Client::info`].
+    pub fn abi_version(&self) -> Result<u32, ClientError> {
+        let agreed = self.agreed.load(Ordering::Acquire);
+        if agreed != 0 {
+            return Ok(agreed);
+        }
+        let info = self.info()?;
+        let driver_newest = info.abi_version;
+        // `abi_oldest` reads as 0 when the layout lacks it: from a version-1 driver, which
+        // serves only 1, or because this client asked for version 1's layout, and then (as a
+        // version-1 client does) it can only try its own version and see.
+        let driver_oldest = match info.abi_oldest {
+            0 if self.newest >= 2 => driver_newest,
+            0 => ABI_OLDEST,
+            oldest => oldest,
+        };
+        let version = self.newest.min(driver_newest);
+        if version < ABI_OLDEST.max(driver_oldest) {
+            return Err(ClientError::Usage(format!(
+                "the driver speaks ABI versions {driver_oldest} to {driver_newest}, this client {ABI_OLDEST} to {}: install a driver and CLI from the same release",
+                self.newest
+            )));
+        }
+        self.agreed.store(version, Ordering::Release);
+        Ok(version)
+    }
+
+    /// `request` (an encoded versioned request) written in the agreed version.
+    fn versioned(&self, mut request: Vec<u8>) -> Result<Vec<u8>, ClientError> {
+        let version = self.abi_version()?;
+        set_request_version(&mut request, version);
+        Ok(request)
     }
 
     /// The backend.
@@ -119,12 +185,40 @@ impl<B: Backend + ?Sized> Client<B> {
         response(&self.backend.ioctl(ioctl.code(), input, size_of::<T>())?)
     }
 
-    /// `QUERY_INFO`.
+    /// `QUERY_INFO`, in the layout of the newest version this client speaks (fields a
+    /// version-1 driver does not have read as zero).
     ///
     /// # Errors
     /// See [`ClientError`].
     pub fn info(&self) -> Result<InfoResponse, ClientError> {
-        self.call(Ioctl::QueryInfo, &[])
+        let output_len = if self.newest >= 2 {
+            size_of::<InfoResponse>()
+        } else {
+            InfoResponse::V1_LEN
+        };
+        let outcome = self
+            .backend
+            .ioctl(Ioctl::QueryInfo.code(), &[], output_len)?;
+        if !nt_success(outcome.status) {
+            return Err(ClientError::Status(outcome.status));
+        }
+        InfoResponse::read_any_version(&outcome.output).map_err(ClientError::ShortResponse)
+    }
+
+    /// `QUERY_STATS` (ABI 2): driver-wide counters and this handle's sockets.
+    ///
+    /// # Errors
+    /// [`ClientError::Usage`] if the driver or this client speaks only ABI 1; otherwise see
+    /// [`ClientError`].
+    pub fn stats(&self) -> Result<StatsResponse, ClientError> {
+        let version = self.abi_version()?;
+        if version < 2 {
+            return Err(ClientError::Usage(format!(
+                "statistics need ABI version 2; the driver and this client agree on {version}"
+            )));
+        }
+        let request = self.versioned(encode_query_stats().as_bytes().to_vec())?;
+        self.call(Ioctl::QueryStats, &request)
     }
 
     /// `OPEN_SOCKET`: a datagram socket bound to `local`.
@@ -132,7 +226,8 @@ impl<B: Backend + ?Sized> Client<B> {
     /// # Errors
     /// See [`ClientError`].
     pub fn open_socket(&self, local: SocketAddr) -> Result<OpenSocketResponse, ClientError> {
-        self.call(Ioctl::OpenSocket, encode_open_socket(local).as_bytes())
+        let request = self.versioned(encode_open_socket(local).as_bytes().to_vec())?;
+        self.call(Ioctl::OpenSocket, &request)
     }
 
     /// `CLOSE_SOCKET`.
@@ -140,11 +235,8 @@ impl<B: Backend + ?Sized> Client<B> {
     /// # Errors
     /// See [`ClientError`].
     pub fn close_socket(&self, socket: u32) -> Result<(), ClientError> {
-        let outcome = self.backend.ioctl(
-            Ioctl::CloseSocket.code(),
-            encode_close_socket(socket).as_bytes(),
-            0,
-        )?;
+        let request = self.versioned(encode_close_socket(socket).as_bytes().to_vec())?;
+        let outcome = self.backend.ioctl(Ioctl::CloseSocket.code(), &request, 0)?;
         if nt_success(outcome.status) {
             Ok(())
         } else {
@@ -152,12 +244,17 @@ impl<B: Backend + ?Sized> Client<B> {
         }
     }
 
-    fn encode(spec: &SendSpec, segments: &[u32], payload: &[u8]) -> Result<Vec<u8>, ClientError> {
+    fn encode(
+        &self,
+        spec: &SendSpec,
+        segments: &[u32],
+        payload: &[u8],
+    ) -> Result<Vec<u8>, ClientError> {
         let len = send_request_len(segments.len(), payload.len())
             .ok_or(ClientError::Invalid(AbiError::PayloadTooLarge(u32::MAX)))?;
         let mut request = vec![0; len];
         encode_send(spec, segments, payload, &mut request).map_err(ClientError::Invalid)?;
-        Ok(request)
+        self.versioned(request)
     }
 
     /// `SEND`: `spec.count` datagrams of `payload`, split into MDLs of `segments` lengths (empty:
@@ -186,7 +283,7 @@ impl<B: Backend + ?Sized> Client<B> {
         segments: &[u32],
         payload: &[u8],
     ) -> Result<PendingSend<'_>, ClientError> {
-        self.submit_encoded_send(&Self::encode(spec, segments, payload)?)
+        self.submit_encoded_send(&self.encode(spec, segments, payload)?)
     }
 
     fn submit_encoded_send(&self, request: &[u8]) -> Result<PendingSend<'_>, ClientError> {
@@ -265,7 +362,7 @@ impl<B: Backend + ?Sized> Client<B> {
         let per_request = per_request.map_or(max_count, |n| n.min(max_count));
         // Every request but perhaps the last has the same bytes: encode them once.
         let full_count = u32::try_from(total.min(u64::from(per_request))).unwrap_or(per_request);
-        let encode = |count: u32| Self::encode(&SendSpec { count, ..*spec }, segments, payload);
+        let encode = |count: u32| self.encode(&SendSpec { count, ..*spec }, segments, payload);
         let full = encode(full_count)?;
         let tail = match u32::try_from(total % u64::from(per_request)) {
             Ok(count) if count != 0 && total > u64::from(per_request) => Some(encode(count)?),
@@ -319,7 +416,8 @@ impl<B: Backend + ?Sized> Client<B> {
                 Ok(response) => summary.add_response(&response),
                 Err(ClientError::Status(status)) => {
                     summary.add_refusal(status, count);
-                    stop |= status != STATUS_INSUFFICIENT_RESOURCES;
+                    // A shortage or the in-flight limit may pass; anything else would repeat.
+                    stop |= status != STATUS_INSUFFICIENT_RESOURCES && status != STATUS_DEVICE_BUSY;
                 }
                 Err(error) => {
                     fatal.get_or_insert(error);
@@ -349,7 +447,7 @@ impl<B: Backend + ?Sized> Client<B> {
         segments: &[u32],
         payload: &[u8],
     ) -> Result<DescribeSendResponse, ClientError> {
-        self.call(Ioctl::DescribeSend, &Self::encode(spec, segments, payload)?)
+        self.call(Ioctl::DescribeSend, &self.encode(spec, segments, payload)?)
     }
 }
 
@@ -421,8 +519,8 @@ pub struct StatusCount {
 
 /// What [`Client::send_pipelined`] did, over all its requests.
 ///
-/// `datagrams_sent + datagrams_failed + datagrams_unsent == total` when the driver accounts
-/// for every datagram of every request.
+/// `datagrams_sent + datagrams_failed + datagrams_not_sent + datagrams_unsent == total` when
+/// the driver accounts for every datagram of every request.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PipelineSummary {
     /// Datagrams asked for.
@@ -441,6 +539,9 @@ pub struct PipelineSummary {
     pub datagrams_sent: u64,
     /// Datagrams that failed: inside accepted requests, and every datagram of a refused one.
     pub datagrams_failed: u64,
+    /// Datagrams requested but never handed to WSK: the request was cancelled or its socket
+    /// closed first (ABI 2's `datagrams_not_sent`).
+    pub datagrams_not_sent: u64,
     /// Datagrams never requested, because the pipeline stopped after a refusal.
     pub datagrams_unsent: u64,
     /// Bytes the successful datagrams carried.
@@ -461,9 +562,13 @@ impl PipelineSummary {
     fn add_response(&mut self, response: &SendResponse) {
         self.datagrams_sent += u64::from(response.datagrams_sent);
         self.datagrams_failed += u64::from(response.datagrams_failed);
+        self.datagrams_not_sent += u64::from(response.datagrams_not_sent);
         self.bytes_sent += response.bytes_sent;
         if response.status != STATUS_SUCCESS || response.datagrams_failed != 0 {
-            self.note(response.status, u64::from(response.datagrams_failed));
+            self.note(
+                response.status,
+                u64::from(response.datagrams_failed) + u64::from(response.datagrams_not_sent),
+            );
         }
     }
 

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{ArgGroup, Parser, Subcommand, ValueEnum};
 use serde_json::{Value, json};
-use wskudp_abi::{Ecn, InfoResponse, Ioctl, SendSpec, capability};
+use wskudp_abi::{Ecn, InfoResponse, Ioctl, SendCounters, SendSpec, capability};
 use wskudp_harness::backend::{self, FrontDoor, Kind};
 use wskudp_harness::client::{Client, MAX_INFLIGHT, PipelineSummary};
 use wskudp_harness::report::ModelReport;
@@ -55,6 +55,13 @@ impl From<FrontDoorArg> for FrontDoor {
 enum Command {
     /// ABI and driver versions, the WSK provider's version, capabilities, limits, IOCTL codes.
     Info {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Driver-wide counters since the driver loaded: datagrams and bytes sent, failures by
+    /// status, requests and WSK IRPs in flight now and at most, pool in use (`QUERY_STATS`).
+    Stats {
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -137,6 +144,10 @@ struct SendArgs {
     /// Print the exact bytes the driver would pass to `WskSendTo` instead of sending.
     #[arg(long)]
     dry_run: bool,
+    /// After sending, show the driver's counters for the socket and driver-wide
+    /// (`QUERY_STATS`).
+    #[arg(long, conflicts_with = "dry_run")]
+    stats: bool,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -194,6 +205,7 @@ fn main() -> ExitCode {
     };
     let (json_wanted, result) = match &cli.command {
         Command::Info { json } => (*json, info(&client)),
+        Command::Stats { json } => (*json, stats(&client, None)),
         Command::Send(args) => (args.json, send(&client, args)),
         Command::Ioctl {
             code,
@@ -285,6 +297,7 @@ fn info(client: &Client) -> Result<Outcome, String> {
         "backend": client.backend_name(),
         "front_door": client.front_door(),
         "abi_version": info.abi_version,
+        "abi_oldest": info.abi_oldest,
         "driver_version": format!("{major}.{minor}.{patch}"),
         "provider_status": status_hex(info.provider_status),
         "provider_wsk_version": wsk,
@@ -295,6 +308,9 @@ fn info(client: &Client) -> Result<Outcome, String> {
             "max_payload": info.max_payload,
             "max_count": info.max_count,
             "control_capacity": info.control_capacity,
+            "send_window": info.send_window,
+            "max_sends_per_socket": info.max_sends_per_socket,
+            "max_sends_per_handle": info.max_sends_per_handle,
         },
         "open_sockets": info.open_sockets,
         "ioctls": ioctls,
@@ -319,6 +335,92 @@ fn info(client: &Client) -> Result<Outcome, String> {
             ioctl.name(),
             ioctl.code()
         );
+    }
+    Ok(Outcome {
+        json,
+        text,
+        ok: true,
+    })
+}
+
+/// Counters as JSON and as one text line.
+fn counters(counters: &SendCounters) -> (Value, String) {
+    let json = json!({
+        "datagrams_sent": counters.datagrams_sent,
+        "datagrams_failed": counters.datagrams_failed,
+        "datagrams_not_sent": counters.datagrams_not_sent,
+        "bytes_sent": counters.bytes_sent,
+        "requests_in_flight": counters.requests_in_flight,
+        "requests_in_flight_max": counters.requests_in_flight_max,
+        "datagrams_in_flight": counters.datagrams_in_flight,
+        "datagrams_in_flight_max": counters.datagrams_in_flight_max,
+    });
+    let text = format!(
+        "{} sent ({} bytes), {} failed, {} not sent; in flight: {} request(s) (at most {}), {} WSK IRP(s) (at most {})",
+        counters.datagrams_sent,
+        counters.bytes_sent,
+        counters.datagrams_failed,
+        counters.datagrams_not_sent,
+        counters.requests_in_flight,
+        counters.requests_in_flight_max,
+        counters.datagrams_in_flight,
+        counters.datagrams_in_flight_max,
+    );
+    (json, text)
+}
+
+/// `QUERY_STATS`: driver-wide, and `socket`'s counters if given (it belongs to this handle).
+fn stats(client: &Client, socket: Option<u32>) -> Result<Outcome, String> {
+    let stats = client.stats().map_err(|e| e.to_string())?;
+    let (driver_json, driver_text) = counters(&stats.driver);
+    let failures: Vec<Value> = stats
+        .failures()
+        .map(|failure| {
+            json!({
+                "status": status_hex(failure.status),
+                "status_name": wskudp_abi::status::status_name(failure.status),
+                "datagrams": failure.count,
+            })
+        })
+        .collect();
+    let mut text = format!(
+        "driver: {driver_text}\npool in use: {} block(s), {} bytes; {} socket(s) open\n",
+        stats.pool_blocks, stats.pool_bytes, stats.open_sockets
+    );
+    for failure in stats.failures() {
+        let _ = writeln!(
+            text,
+            "  failed with {}: {}",
+            status_text(failure.status),
+            failure.count
+        );
+    }
+    if stats.failures_other > 0 {
+        let _ = writeln!(
+            text,
+            "  failed with other statuses: {}",
+            stats.failures_other
+        );
+    }
+    let mut json = json!({
+        "driver": driver_json,
+        "failures": failures,
+        "failures_other": stats.failures_other,
+        "pool_blocks": stats.pool_blocks,
+        "pool_bytes": stats.pool_bytes,
+        "open_sockets": stats.open_sockets,
+    });
+    if let Some(wanted) = socket {
+        let entry = stats
+            .sockets()
+            .iter()
+            .find(|entry| entry.socket == wanted)
+            .ok_or_else(|| format!("socket {wanted:#x} is not in this handle's statistics"))?;
+        let (socket_json, socket_text) = counters(&entry.counters);
+        let _ = writeln!(text, "socket {wanted:#x}: {socket_text}");
+        if let Value::Object(map) = &mut json {
+            map.insert("socket".into(), socket_json);
+        }
     }
     Ok(Outcome {
         json,
@@ -366,6 +468,21 @@ fn send(client: &Client, args: &SendArgs) -> Result<Outcome, String> {
     } else {
         send_for_real(client, &spec, args, &payload, &local)
     };
+    let mut result = result;
+    if let (true, Ok(outcome)) = (args.stats, &mut result) {
+        match stats(client, Some(opened.socket)) {
+            Ok(shown) => {
+                outcome.text.push_str(&shown.text);
+                if let Value::Object(map) = &mut outcome.json {
+                    map.insert("stats".into(), shown.json);
+                }
+            }
+            Err(error) => {
+                outcome.ok = false;
+                let _ = writeln!(outcome.text, "statistics: {error}");
+            }
+        }
+    }
     let closed = client.close_socket(opened.socket);
     let mut outcome = result?;
     if let Err(error) = closed {
@@ -437,6 +554,7 @@ fn send_for_real(
         "datagrams_requested": summary.total,
         "datagrams_sent": summary.datagrams_sent,
         "datagrams_failed": summary.datagrams_failed,
+        "datagrams_not_sent": summary.datagrams_not_sent,
         "datagrams_unsent": summary.datagrams_unsent,
         "bytes_sent": summary.bytes_sent,
         "requests": summary.requests,
@@ -469,17 +587,23 @@ fn send_text(summary: &PipelineSummary, spec: &SendSpec, local: &str) -> String 
         "  {} SEND request(s) of up to {} datagram(s), up to {} in flight (at most {} were)",
         summary.requests, summary.per_request, summary.inflight, summary.peak_inflight
     );
-    if summary.datagrams_failed > 0 || summary.datagrams_unsent > 0 {
+    if summary.datagrams_failed > 0
+        || summary.datagrams_not_sent > 0
+        || summary.datagrams_unsent > 0
+    {
         let _ = writeln!(
             text,
-            "  {} failed, {} never requested; {} request(s) refused",
-            summary.datagrams_failed, summary.datagrams_unsent, summary.requests_refused
+            "  {} failed, {} not sent (cancelled or socket closed), {} never requested; {} request(s) refused",
+            summary.datagrams_failed,
+            summary.datagrams_not_sent,
+            summary.datagrams_unsent,
+            summary.requests_refused
         );
     }
     for status in &summary.statuses {
         let _ = writeln!(
             text,
-            "  {}: {} request(s), {} datagram(s) failed",
+            "  {}: {} request(s), {} datagram(s) failed or not sent",
             status_text(status.status),
             status.requests,
             status.datagrams

@@ -46,9 +46,9 @@ mod imp {
     use std::sync::{Arc, Condvar, Mutex};
     use std::time::Duration;
 
-    use wskudp_abi::status::nt_error;
+    use wskudp_abi::status::{STATUS_NOT_SUPPORTED, nt_error};
     use wskudp_core::pool::PoolBox;
-    use wskudp_core::{Driver, DriverDevice, HandleState, IoctlRequest};
+    use wskudp_core::{CancelFn, CancelHooks, Driver, DriverDevice, HandleState, IoctlRequest};
     use wskudp_kmodel::iomgr::{self, EntryKind, Handle, LoadedDriver, PendingRequest};
     use wskudp_kmodel::{Access, Caller, Config, Machine};
 
@@ -64,6 +64,10 @@ mod imp {
         pub machine: Config,
         /// The entry point requests go through.
         pub front_door: FrontDoor,
+        /// Load a driver that speaks ABI versions up to this one only, standing in for a
+        /// driver one release older (the compatibility tests). Only through the `none` front
+        /// door, whose `Driver` the backend creates itself; `None`: every version.
+        pub driver_abi: Option<u32>,
     }
 
     impl ModelConfig {
@@ -73,6 +77,7 @@ mod imp {
             Self {
                 machine: Config::default(),
                 front_door,
+                driver_abi: None,
             }
         }
     }
@@ -190,7 +195,59 @@ mod imp {
         /// The handle's state lives as long as any request dispatched through it, as the I/O
         /// manager keeps a file object referenced while requests on it are pending.
         handle: Arc<HandleState>,
+        /// Cancellation, as the I/O manager's cancel routine protocol does it.
+        cancel: Mutex<Cancel>,
     }
+
+    /// A direct request's cancel state: whether it was cancelled, and core's callback while
+    /// the request is marked cancelable.
+    #[derive(Default)]
+    struct Cancel {
+        requested: bool,
+        callback: Option<(CancelFn, usize)>,
+    }
+
+    impl Slot {
+        fn cancel_state(&self) -> std::sync::MutexGuard<'_, Cancel> {
+            self.cancel
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        }
+    }
+
+    /// [`CancelHooks::mark`] for the direct front door.
+    ///
+    /// # Safety
+    /// `context` is a request's `Slot`, alive until the request completes.
+    unsafe fn mark_cancelable(
+        context: *mut c_void,
+        on_cancel: CancelFn,
+        cookie: *mut c_void,
+    ) -> bool {
+        // SAFETY: The completion's reference keeps the slot alive (caller's guarantee).
+        let slot = unsafe { &*context.cast_const().cast::<Slot>() };
+        let mut cancel = slot.cancel_state();
+        if cancel.requested {
+            return false;
+        }
+        cancel.callback = Some((on_cancel, cookie.expose_provenance()));
+        true
+    }
+
+    /// [`CancelHooks::unmark`] for the direct front door.
+    ///
+    /// # Safety
+    /// As [`mark_cancelable`].
+    unsafe fn unmark_cancelable(context: *mut c_void) -> bool {
+        // SAFETY: As in `mark_cancelable`.
+        let slot = unsafe { &*context.cast_const().cast::<Slot>() };
+        slot.cancel_state().callback.take().is_some()
+    }
+
+    static CANCEL_HOOKS: CancelHooks = CancelHooks {
+        mark: mark_cancelable,
+        unmark: unmark_cancelable,
+    };
 
     /// Core's `CompleteFn` for the direct front door: records the outcome and wakes the issuer.
     ///
@@ -243,7 +300,15 @@ mod imp {
         }
 
         fn cancel(&self) {
-            // Cancellation for the `none` front door arrives with core's cancel hooks.
+            let callback = {
+                let mut cancel = self.slot.cancel_state();
+                cancel.requested = true;
+                cancel.callback.take()
+            };
+            if let Some((on_cancel, cookie)) = callback {
+                // SAFETY: Core's callback with its cookie, once (taken under the lock).
+                unsafe { on_cancel(std::ptr::with_exposed_provenance_mut(cookie)) };
+            }
         }
     }
 
@@ -270,8 +335,15 @@ mod imp {
                 FrontDoor::Wdm => {
                     iomgr::load(SERVICE, wskudp_front::wdm::driver_entry, EntryKind::Direct)
                 }
-                FrontDoor::None => return Self::start_direct(machine),
+                FrontDoor::None => return Self::start_direct(machine, config.driver_abi),
             };
+            if config.driver_abi.is_some() {
+                // The KMDF and WDM front doors create the driver in their DriverEntry.
+                if let Ok(driver) = loaded {
+                    let _ = driver.unload();
+                }
+                return Err((STATUS_NOT_SUPPORTED, Box::new(machine.shutdown())));
+            }
             match loaded {
                 Ok(driver) => Ok(Self {
                     loaded: Loaded::Io {
@@ -286,7 +358,10 @@ mod imp {
             }
         }
 
-        fn start_direct(machine: Machine) -> Result<Self, (i32, Box<ModelReport>)> {
+        fn start_direct(
+            machine: Machine,
+            abi: Option<u32>,
+        ) -> Result<Self, (i32, Box<ModelReport>)> {
             let (driver, device) = match iomgr::load_bare(SERVICE) {
                 Ok(loaded) => loaded,
                 Err(status) => return Err((status, Box::new(machine.shutdown()))),
@@ -296,7 +371,8 @@ mod imp {
             };
             // SAFETY: The bare driver's device lives until its unload, after the state is
             // dropped (`finish`).
-            match Driver::create(unsafe { DriverDevice::new(device) }) {
+            let device = unsafe { DriverDevice::new(device) };
+            match Driver::create_speaking(device, abi.unwrap_or(wskudp_abi::ABI_VERSION)) {
                 Ok(state) => Ok(Self {
                     loaded: Loaded::Direct {
                         driver: Some(driver),
@@ -514,6 +590,7 @@ mod imp {
             signal: Condvar::new(),
             buffer: SystemBuffer::new(input, input.len().max(output_len)),
             handle,
+            cancel: Mutex::new(Cancel::default()),
         });
         let context = Arc::into_raw(Arc::clone(&slot)).cast_mut().cast::<c_void>();
         // SAFETY:
@@ -530,6 +607,8 @@ mod imp {
                 context,
             )
         };
+        // SAFETY: The hooks take the slot, alive until the request completes.
+        let request = unsafe { request.with_cancel(&CANCEL_HOOKS) };
         state.dispatch(&slot.handle, request);
         InFlight::pending(Box::new(DirectInFlight { slot, output_len }))
     }

@@ -47,6 +47,7 @@ pub fn config(front_door: FrontDoor, completion: CompletionMode, faults: FaultPl
             ..Config::default()
         },
         front_door,
+        driver_abi: None,
     }
 }
 

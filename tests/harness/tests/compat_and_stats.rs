@@ -1,0 +1,252 @@
+//! ABI compatibility one release apart, both ways, and the statistics `QUERY_STATS` reports.
+//!
+//! The rule (`wskudp_abi`): a driver serves its ABI version and the one before, answering each
+//! request in the layout of the version it was written in; `QUERY_INFO` tells the client which
+//! versions the driver speaks, and the client writes the newest both know. An older client is
+//! [`Client::speaking`] version 1; an older driver is `Driver::create_speaking(.., 1)`, loaded
+//! through the `none` front door (the only one whose `Driver` the backend creates).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{V4, addr, config, finish_clean, modes, receive, receiver};
+use wskudp_abi::status::{
+    STATUS_CANCELLED, STATUS_INVALID_DEVICE_REQUEST, STATUS_REVISION_MISMATCH, STATUS_SUCCESS,
+};
+use wskudp_abi::{ABI_VERSION, InfoResponse, Ioctl, SEND_WINDOW, SendResponse, encode_query_stats};
+use wskudp_harness::backend::{Backend, FrontDoor, ModelBackend, ModelConfig};
+use wskudp_harness::client::{Client, ClientError};
+use wskudp_harness::scenarios::plain;
+use wskudp_kmodel::{CompletionMode, FaultPlan, held_completions, release_held};
+use zerocopy::IntoBytes;
+
+fn backend_with(front_door: FrontDoor, completion: CompletionMode) -> Box<dyn Backend> {
+    Box::new(ModelBackend::start(config(front_door, completion, FaultPlan::None)).unwrap())
+}
+
+fn backend(front_door: FrontDoor, driver_abi: Option<u32>) -> Box<dyn Backend> {
+    Box::new(
+        ModelBackend::start(ModelConfig {
+            driver_abi,
+            ..config(front_door, CompletionMode::worker(), FaultPlan::None)
+        })
+        .unwrap(),
+    )
+}
+
+/// Opens a socket, sends `count` datagrams to a loopback receiver, checks they all arrived,
+/// closes the socket.
+fn round_trip(client: &Client, count: u32) -> SendResponse {
+    let receiver = receiver(V4).unwrap();
+    let socket = client.open_socket(addr(V4)).unwrap().socket;
+    let to = receiver.local_addr().unwrap();
+    let response = client
+        .send(&plain(socket, to, count), &[], b"compatible")
+        .unwrap();
+    assert_eq!(response.datagrams_sent, count);
+    let arrivals = receive(&receiver, count as usize);
+    assert!(arrivals.iter().all(|a| a.payload == b"compatible"));
+    client.close_socket(socket).unwrap();
+    response
+}
+
+/// A version-1 client against this driver: it asks `QUERY_INFO` with version 1's buffer size
+/// and gets version 1's layout, writes version-1 requests, and everything it knew works.
+#[test]
+fn an_older_client_talks_to_this_driver() {
+    for front_door in FrontDoor::ALL {
+        let client = Client::speaking(backend(front_door, None), 1);
+        let info = client.info().unwrap();
+        assert_eq!(info.abi_version, ABI_VERSION, "{front_door:?}");
+        assert_eq!(
+            info.abi_oldest, 0,
+            "{front_door:?}: a v1 buffer gets the v1 layout"
+        );
+        assert_eq!(client.abi_version().unwrap(), 1);
+        let response = round_trip(&client, 5);
+        assert_eq!(response.datagrams_not_sent, 0);
+        assert!(matches!(client.stats(), Err(ClientError::Usage(_))));
+        finish_clean(client);
+    }
+}
+
+/// This client against a version-1 driver: `QUERY_INFO` says 1, so the client writes version 1;
+/// what version 2 added is refused the way a version-1 driver refuses it.
+#[test]
+fn this_client_talks_to_an_older_driver() {
+    let client = Client::new(backend(FrontDoor::None, Some(1)));
+    let info = client.info().unwrap();
+    assert_eq!((info.abi_version, info.abi_oldest), (1, 0));
+    assert_eq!(client.abi_version().unwrap(), 1);
+    round_trip(&client, 5);
+    assert!(matches!(client.stats(), Err(ClientError::Usage(_))));
+    // What a version-2 request gets from it: QUERY_STATS is unknown, a v2 header too new.
+    let (status, _) = client
+        .raw(
+            Ioctl::QueryStats.code(),
+            encode_query_stats().as_bytes(),
+            size_of::<wskudp_abi::StatsResponse>(),
+        )
+        .unwrap();
+    assert_eq!(status, STATUS_INVALID_DEVICE_REQUEST);
+    let (status, _) = client
+        .raw(
+            Ioctl::OpenSocket.code(),
+            wskudp_abi::encode_open_socket(addr(V4)).as_bytes(),
+            64,
+        )
+        .unwrap();
+    assert_eq!(status, STATUS_REVISION_MISMATCH);
+    // A version-1 buffer for QUERY_INFO is what that driver fills.
+    let (status, output) = client
+        .raw(Ioctl::QueryInfo.code(), &[], size_of::<InfoResponse>())
+        .unwrap();
+    assert_eq!(
+        (status, output.len()),
+        (STATUS_SUCCESS, InfoResponse::V1_LEN)
+    );
+    finish_clean(client);
+}
+
+/// `QUERY_STATS` counts what was sent, per socket and driver-wide, and what is in flight.
+#[test]
+fn statistics_count_datagrams_requests_and_pool() {
+    for front_door in FrontDoor::ALL {
+        for completion in modes() {
+            let client = Client::new(backend_with(front_door, completion));
+            let receiver = receiver(V4).unwrap();
+            let to = receiver.local_addr().unwrap();
+            let socket = client.open_socket(addr(V4)).unwrap().socket;
+            let summary = client
+                .send_pipelined(&plain(socket, to, 1), &[], &[7; 100], 2500, 4)
+                .unwrap();
+            assert!(summary.all_sent(), "{summary:?}");
+            receive(&receiver, 2500);
+            let stats = client.stats().unwrap();
+            let label = format!("{front_door:?} {completion:?}");
+            assert_eq!(stats.driver.datagrams_sent, 2500, "{label}");
+            assert_eq!(stats.driver.bytes_sent, 250_000, "{label}");
+            assert_eq!(stats.driver.requests_in_flight, 0, "{label}");
+            assert_eq!(stats.driver.datagrams_in_flight, 0, "{label}");
+            assert!(stats.driver.requests_in_flight_max >= 1, "{label}");
+            assert!(
+                (1..=SEND_WINDOW * 4).contains(&stats.driver.datagrams_in_flight_max),
+                "{label}: {}",
+                stats.driver.datagrams_in_flight_max
+            );
+            assert_eq!(stats.open_sockets, 1, "{label}");
+            assert!(stats.pool_blocks > 0 && stats.pool_bytes > 0, "{label}");
+            assert_eq!(stats.failures().count(), 0, "{label}");
+            let [entry] = stats.sockets() else {
+                panic!("{label}: one socket expected, got {:?}", stats.sockets());
+            };
+            assert_eq!(entry.socket, socket);
+            assert_eq!(entry.counters.datagrams_sent, 2500, "{label}");
+            client.close_socket(socket).unwrap();
+            let after = client.stats().unwrap();
+            assert_eq!(after.socket_count, 0, "{label}");
+            assert_eq!(
+                after.driver.datagrams_sent, 2500,
+                "{label}: driver-wide stays"
+            );
+            finish_clean(client);
+        }
+    }
+}
+
+/// Cancelling a `SEND` through the harness client, on every front door: its WSK IRPs are
+/// cancelled, and the statistics count the cancelled datagrams and those never issued.
+#[test]
+fn a_cancelled_send_is_counted_by_status() {
+    for front_door in FrontDoor::ALL {
+        let client = Client::new(backend_with(front_door, CompletionMode::Held));
+        let sink = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = sink.local_addr().unwrap();
+        // OPEN_SOCKET waits in its dispatch routine for WSK calls the provider holds.
+        let socket = std::thread::scope(|scope| {
+            let opening = scope.spawn(|| client.open_socket(addr(V4)).unwrap().socket);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !opening.is_finished() {
+                release_held(usize::MAX);
+                assert!(Instant::now() < deadline);
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            opening.join().unwrap()
+        });
+        let pending = client
+            .submit_send(&plain(socket, to, 300), &[], b"x")
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while held_completions() < SEND_WINDOW as usize {
+            assert!(
+                Instant::now() < deadline,
+                "{front_door:?}: no window in flight"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        pending.cancel();
+        match pending.wait() {
+            Err(ClientError::Status(status)) => assert_eq!(status, STATUS_CANCELLED),
+            other => panic!("{front_door:?}: {other:?}"),
+        }
+        assert_eq!(held_completions(), 0, "{front_door:?}");
+        let stats = client.stats().unwrap();
+        let cancelled: Vec<_> = stats
+            .failures()
+            .filter(|f| f.status == STATUS_CANCELLED)
+            .collect();
+        assert_eq!(cancelled.len(), 1, "{front_door:?}");
+        assert_eq!(cancelled[0].count, u64::from(SEND_WINDOW), "{front_door:?}");
+        assert_eq!(
+            stats.driver.datagrams_not_sent,
+            u64::from(300 - SEND_WINDOW),
+            "{front_door:?}"
+        );
+        client.close_socket(socket).unwrap();
+        finish_clean(client);
+    }
+}
+
+/// A response in version 1's layout has no `datagrams_not_sent`: a version-1 `SEND` whose
+/// socket is closed under it reports zero there, where version 2 reports the datagrams never
+/// issued.
+#[test]
+fn responses_follow_the_request_version() {
+    for version in [1, 2] {
+        let client = Client::speaking(
+            Box::new(
+                ModelBackend::start(config(
+                    FrontDoor::None,
+                    CompletionMode::Held,
+                    FaultPlan::None,
+                ))
+                .unwrap(),
+            ),
+            version,
+        );
+        let sink = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = sink.local_addr().unwrap();
+        let socket = std::thread::scope(|scope| {
+            let opening = scope.spawn(|| client.open_socket(addr(V4)).unwrap().socket);
+            while !opening.is_finished() {
+                release_held(usize::MAX);
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            opening.join().unwrap()
+        });
+        let pending = client
+            .submit_send(&plain(socket, to, 100), &[], b"x")
+            .unwrap();
+        while held_completions() < SEND_WINDOW as usize {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        client.close_socket(socket).unwrap();
+        let response = pending.wait().unwrap();
+        assert_eq!(response.datagrams_failed, SEND_WINDOW);
+        let expected = if version == 1 { 0 } else { 100 - SEND_WINDOW };
+        assert_eq!(response.datagrams_not_sent, expected, "version {version}");
+        let report = client.finish().unwrap();
+        assert!(report.is_clean(), "{report}");
+    }
+}
