@@ -229,7 +229,8 @@ fn close_with_sends_held_is_bounded_and_accounts_for_every_datagram() {
 fn cleanup_with_sends_held_is_bounded_and_spares_other_handles() {
     for front_door in DOORS {
         let loaded = load(front_door, CompletionMode::Held);
-        let (_sink, to) = sink();
+        let receiver = common::receiver(V4).unwrap();
+        let to = receiver.local_addr().unwrap();
         let other = open_handle();
         let doomed = open_socket(&other);
         let kept = open_socket(&loaded.handle);
@@ -255,6 +256,8 @@ fn cleanup_with_sends_held_is_bounded_and_spares_other_handles() {
         let (status, output) = wait_releasing(&kept_send);
         let kept = response(status, &output, 3);
         assert_eq!(kept.datagrams_sent, 3, "{front_door:?}: {kept:?}");
+        // Exactly the kept socket's datagrams reached the wire; the doomed ones never did.
+        common::receive(&receiver, 3);
         unload_clean(loaded);
     }
 }

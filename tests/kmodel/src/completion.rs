@@ -209,6 +209,20 @@ pub fn release_held(max: usize) -> usize {
     released
 }
 
+/// Completes the `index`-th held IRP (0 = oldest) on the calling thread, leaving the others
+/// held; `false` if fewer are held. With [`crate::explore`], every order of completions.
+#[allow(
+    clippy::must_use_candidate,
+    reason = "callers that know the index may ignore it"
+)]
+pub fn release_held_nth(index: usize) -> bool {
+    let work = {
+        let mut engine = engine();
+        engine.queue.remove(index)
+    };
+    work.map(run).is_some()
+}
+
 /// Completes, as cancelled, every queued IRP of `socket` (what closing a socket does).
 pub(crate) fn cancel_socket(socket: usize) {
     let cancelled: VecDeque<Work> = {

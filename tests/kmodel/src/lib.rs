@@ -37,6 +37,7 @@
 
 mod cancel;
 mod completion;
+pub mod explore;
 mod faults;
 pub mod iomgr;
 mod irp;
@@ -52,7 +53,7 @@ mod wsk;
 
 use std::sync::{Condvar, Mutex};
 
-pub use completion::{CompletionMode, Order, held_completions, release_held};
+pub use completion::{CompletionMode, Order, held_completions, release_held, release_held_nth};
 pub use faults::FaultPlan;
 pub use report::{Leaks, Report, Stats, Violation};
 pub use security::{Access, Caller};
