@@ -157,7 +157,8 @@ pub struct OpenSocketResponse {
     pub local: WireAddr,
 }
 
-/// `CLOSE_SOCKET` input (no output). Waits for the socket's in-flight sends first.
+/// `CLOSE_SOCKET` input (no output). Sends in flight on the socket are cancelled by the
+/// provider (`WskCloseSocket`) and complete before the close does.
 #[repr(C)]
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable,

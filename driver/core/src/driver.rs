@@ -154,7 +154,7 @@ impl Driver {
     }
 
     /// The last user handle on `handle`'s file object was closed (`IRP_MJ_CLEANUP`,
-    /// `EvtFileCleanup`): closes every socket it opened, waiting for their sends in flight. A
+    /// `EvtFileCleanup`): closes every socket it opened (see `SocketTable::close`). A
     /// socket still being opened through it is closed by its own request (see
     /// [`HandleState`]).
     ///
@@ -308,7 +308,7 @@ impl Driver {
 }
 
 impl Drop for Driver {
-    /// Unload: closes every socket (waiting for sends in flight), releases the provider NPI
+    /// Unload: closes every socket (see `SocketTable::close`), releases the provider NPI
     /// and deregisters.
     ///
     /// IRQL: `PASSIVE_LEVEL`.

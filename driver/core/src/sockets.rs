@@ -248,7 +248,7 @@ impl SocketTable {
         })
     }
 
-    /// Closes `owner`'s socket `handle`, after waiting for its sends in flight.
+    /// Closes `owner`'s socket `handle`: bounded, see the module docs.
     ///
     /// IRQL: `PASSIVE_LEVEL`.
     ///

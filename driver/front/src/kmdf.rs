@@ -553,7 +553,7 @@ fn finish_device(device: WDFDEVICE) -> Result<(), NTSTATUS> {
     Ok(())
 }
 
-/// Takes the driver state back and drops it: closes every socket (waiting for sends),
+/// Takes the driver state back and drops it: closes every socket (its sends cancelled),
 /// releases the provider NPI, deregisters WSK.
 ///
 /// IRQL: `PASSIVE_LEVEL`.

@@ -316,7 +316,7 @@ unsafe extern "system" fn dispatch_close(_device: *const DEVICE_OBJECT, irp: *mu
 }
 
 /// `IRP_MJ_CLEANUP`: the last user handle on a file object is closed; close its sockets
-/// (waiting for their sends).
+/// (their sends in flight are cancelled and completed first).
 ///
 /// IRQL: `PASSIVE_LEVEL`.
 unsafe extern "system" fn dispatch_cleanup(
