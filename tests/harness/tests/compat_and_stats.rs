@@ -10,7 +10,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{V4, addr, config, finish_clean, modes, receive, receiver};
+use common::{V4, addr, config, finish_clean, modes, receive, receiver, releasing};
 use wskudp_abi::status::{
     STATUS_CANCELLED, STATUS_INVALID_DEVICE_REQUEST, STATUS_REVISION_MISMATCH, STATUS_SUCCESS,
 };
@@ -18,7 +18,7 @@ use wskudp_abi::{ABI_VERSION, InfoResponse, Ioctl, SEND_WINDOW, SendResponse, en
 use wskudp_harness::backend::{Backend, FrontDoor, ModelBackend, ModelConfig};
 use wskudp_harness::client::{Client, ClientError};
 use wskudp_harness::scenarios::plain;
-use wskudp_kmodel::{CompletionMode, FaultPlan, held_completions, release_held};
+use wskudp_kmodel::{CompletionMode, FaultPlan, held_completions};
 use zerocopy::IntoBytes;
 
 fn backend_with(front_door: FrontDoor, completion: CompletionMode) -> Box<dyn Backend> {
@@ -164,16 +164,7 @@ fn a_cancelled_send_is_counted_by_status() {
         let sink = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let to = sink.local_addr().unwrap();
         // OPEN_SOCKET waits in its dispatch routine for WSK calls the provider holds.
-        let socket = std::thread::scope(|scope| {
-            let opening = scope.spawn(|| client.open_socket(addr(V4)).unwrap().socket);
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while !opening.is_finished() {
-                release_held(usize::MAX);
-                assert!(Instant::now() < deadline);
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            opening.join().unwrap()
-        });
+        let socket = releasing(|| client.open_socket(addr(V4)).unwrap().socket);
         let pending = client
             .submit_send(&plain(socket, to, 300), &[], b"x")
             .unwrap();
@@ -227,14 +218,7 @@ fn responses_follow_the_request_version() {
         );
         let sink = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let to = sink.local_addr().unwrap();
-        let socket = std::thread::scope(|scope| {
-            let opening = scope.spawn(|| client.open_socket(addr(V4)).unwrap().socket);
-            while !opening.is_finished() {
-                release_held(usize::MAX);
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            opening.join().unwrap()
-        });
+        let socket = releasing(|| client.open_socket(addr(V4)).unwrap().socket);
         let pending = client
             .submit_send(&plain(socket, to, 100), &[], b"x")
             .unwrap();

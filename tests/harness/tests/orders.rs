@@ -10,9 +10,9 @@
 mod common;
 
 use std::net::{SocketAddr, UdpSocket};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{V4, addr, config};
+use common::{V4, addr, config, releasing};
 use wskudp_abi::status::{STATUS_CANCELLED, STATUS_SUCCESS};
 use wskudp_abi::{
     Ioctl, OpenSocketResponse, SendResponse, encode_close_socket, encode_open_socket, encode_send,
@@ -21,7 +21,7 @@ use wskudp_abi::{
 use wskudp_harness::backend::{FrontDoor, InFlight, ModelBackend};
 use wskudp_harness::scenarios::plain;
 use wskudp_kmodel::explore::{Chooser, every_path};
-use wskudp_kmodel::{CompletionMode, FaultPlan, held_completions, release_held, release_held_nth};
+use wskudp_kmodel::{CompletionMode, FaultPlan, held_completions, release_held_nth};
 use zerocopy::IntoBytes;
 
 /// A racing request of a scenario.
@@ -76,21 +76,6 @@ const SCENARIOS: [Scenario; 5] = [
         races: &[Race::Cancel(1), Race::Close(0)],
     },
 ];
-
-/// Runs `call` on its own thread while this one releases held completions (opening a socket
-/// waits in its dispatch routine for WSK calls the provider holds).
-fn releasing<T: Send>(call: impl FnOnce() -> T + Send) -> T {
-    std::thread::scope(|scope| {
-        let running = scope.spawn(call);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !running.is_finished() {
-            release_held(usize::MAX);
-            assert!(Instant::now() < deadline, "the call never finished");
-            std::thread::sleep(Duration::from_micros(200));
-        }
-        running.join().unwrap()
-    })
-}
 
 fn send_request(socket: u32, to: SocketAddr, count: u32) -> Vec<u8> {
     let payload = [0x33_u8; 32];

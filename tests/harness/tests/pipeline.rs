@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{V4, WAIT, addr, client_on, finish_clean, modes, plain, receive, receiver};
+use common::{V4, WAIT, addr, client_on, finish_clean, modes, plain, receive, receiver, releasing};
 use wskudp_abi::status::{
     STATUS_HOST_UNREACHABLE, STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_HANDLE, STATUS_SUCCESS,
 };
@@ -22,31 +22,6 @@ use wskudp_harness::client::{
 use wskudp_harness::pattern;
 use wskudp_kmodel::{CompletionMode, FaultPlan, held_completions, release_held};
 use zerocopy::{FromBytes, FromZeros, IntoBytes};
-
-/// Sets a flag when dropped, even by a panic, so a helper thread watching it stops.
-struct Raise<'a>(&'a AtomicBool);
-
-impl Drop for Raise<'_> {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-}
-
-/// Runs `work` while another thread completes every held IRP: on a `Held` machine, opening
-/// and closing a socket wait for WSK completions nobody else releases.
-fn releasing<T>(work: impl FnOnce() -> T) -> T {
-    let done = AtomicBool::new(false);
-    std::thread::scope(|scope| {
-        scope.spawn(|| {
-            while !done.load(Ordering::Relaxed) {
-                release_held(usize::MAX);
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        });
-        let _raise = Raise(&done);
-        work()
-    })
-}
 
 /// Waits up to 10 s until `condition` holds; whether it did. (Held-mode tests assert only
 /// once everything is released: a panic with completions held would hang the unload.)

@@ -13,7 +13,7 @@ mod common;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use common::{V4, addr};
+use common::{V4, addr, releasing};
 use wskudp_abi::status::{
     STATUS_CANCELLED, STATUS_DEVICE_BUSY, STATUS_FILE_FORCED_CLOSED, STATUS_SUCCESS,
 };
@@ -92,25 +92,16 @@ fn wait_bounded(pending: &PendingRequest) -> (i32, Vec<u8>) {
 /// `WskGetLocalAddress`, which the provider holds too: it runs on its own thread while this
 /// one releases them.
 fn open_socket(handle: &Handle) -> u32 {
-    let (status, output) = std::thread::scope(|scope| {
-        let opening = scope.spawn(|| {
-            handle
-                .ioctl(
-                    Ioctl::OpenSocket.code(),
-                    encode_open_socket(addr(V4)).as_bytes(),
-                    size_of::<OpenSocketResponse>(),
-                )
-                .unwrap()
-                .wait(Some(BOUND))
-                .expect("OPEN_SOCKET did not complete")
-        });
-        let deadline = Instant::now() + BOUND;
-        while !opening.is_finished() {
-            release_held(usize::MAX);
-            assert!(Instant::now() < deadline, "OPEN_SOCKET never completed");
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        opening.join().unwrap()
+    let (status, output) = releasing(|| {
+        handle
+            .ioctl(
+                Ioctl::OpenSocket.code(),
+                encode_open_socket(addr(V4)).as_bytes(),
+                size_of::<OpenSocketResponse>(),
+            )
+            .unwrap()
+            .wait(Some(BOUND))
+            .expect("OPEN_SOCKET did not complete")
     });
     assert_eq!(status, STATUS_SUCCESS);
     read_response::<OpenSocketResponse>(&output).unwrap().socket

@@ -4,13 +4,15 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use wskudp_harness::backend::{Backend, FrontDoor, ModelBackend, ModelConfig};
 use wskudp_harness::client::Client;
 use wskudp_harness::receiver::{Arrival, Receiver};
 use wskudp_harness::report::ModelReport;
 #[allow(unused_imports, reason = "not every test uses it")]
 pub use wskudp_harness::scenarios::plain;
-use wskudp_kmodel::{CompletionMode, Config, FaultPlan};
+
+use wskudp_kmodel::{CompletionMode, Config, FaultPlan, release_held};
 
 /// How long a receiver waits for each expected datagram.
 pub const WAIT: Duration = Duration::from_secs(3);
@@ -87,4 +89,29 @@ pub fn receive(receiver: &Receiver, n: usize) -> Vec<Arrival> {
         "more datagrams than expected"
     );
     arrivals
+}
+
+/// Sets a flag when dropped, even by a panic, so a helper thread watching it stops.
+struct Raise<'a>(&'a AtomicBool);
+
+impl Drop for Raise<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Runs `work` while another thread completes every held IRP: on a `Held` machine, opening
+/// and closing a socket wait for WSK completions nobody else releases.
+pub fn releasing<T>(work: impl FnOnce() -> T) -> T {
+    let done = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !done.load(Ordering::Relaxed) {
+                release_held(usize::MAX);
+                std::thread::sleep(Duration::from_micros(100));
+            }
+        });
+        let _raise = Raise(&done);
+        work()
+    })
 }
