@@ -15,11 +15,13 @@ use std::time::{Duration, Instant};
 
 use common::{V4, addr, releasing};
 use wskudp_abi::status::{
-    STATUS_CANCELLED, STATUS_DEVICE_BUSY, STATUS_FILE_FORCED_CLOSED, STATUS_SUCCESS,
+    STATUS_ACCESS_DENIED, STATUS_CANCELLED, STATUS_DEVICE_BUSY, STATUS_FILE_FORCED_CLOSED,
+    STATUS_SUCCESS,
 };
 use wskudp_abi::{
-    Ioctl, MAX_SENDS_PER_SOCKET, OpenSocketResponse, SEND_WINDOW, SendResponse, SendSpec,
-    encode_close_socket, encode_open_socket, encode_send, read_response, send_request_len,
+    Ioctl, MAX_SENDS_PER_HANDLE, MAX_SENDS_PER_SOCKET, OpenSocketResponse, SEND_WINDOW,
+    SendResponse, SendSpec, encode_close_socket, encode_open_socket, encode_send, read_response,
+    send_request_len,
 };
 use wskudp_harness::backend::FrontDoor;
 use wskudp_kmodel::iomgr::{self, EntryKind, Handle, LoadedDriver, PendingRequest};
@@ -431,5 +433,71 @@ fn close_cleanup_and_sends_race_cleanly() {
             });
             unload_clean(loaded);
         }
+    }
+}
+
+/// More `SEND`s in flight on one handle than the driver allows fail with `STATUS_DEVICE_BUSY`,
+/// even on a socket below its own limit.
+#[test]
+fn sends_beyond_the_handle_limit_are_refused() {
+    let loaded = load(FrontDoor::Kmdf, CompletionMode::Held);
+    let (_sink, to) = sink();
+    let per_socket = MAX_SENDS_PER_SOCKET as usize;
+    let sockets = (MAX_SENDS_PER_HANDLE as usize).div_ceil(per_socket);
+    let numbers: Vec<u32> = (0..=sockets).map(|_| open_socket(&loaded.handle)).collect();
+    let in_flight: Vec<PendingRequest> = (0..MAX_SENDS_PER_HANDLE as usize)
+        .map(|i| send(&loaded.handle, numbers[i / per_socket], to, 1))
+        .collect();
+    wait_for_held(MAX_SENDS_PER_HANDLE as usize);
+    // The last socket has nothing in flight; the handle is full.
+    let refused = send(&loaded.handle, numbers[sockets], to, 1);
+    assert_eq!(wait_bounded(&refused).0, STATUS_DEVICE_BUSY);
+    release_held(usize::MAX);
+    for pending in &in_flight {
+        let (status, output) = wait_bounded(pending);
+        assert_eq!(response(status, &output, 1).datagrams_sent, 1);
+    }
+    unload_clean(loaded);
+}
+
+/// A provider failure at completion, after `WskSendTo` returned `STATUS_PENDING`, reaches the
+/// caller unchanged: Linux refuses a broadcast without `SO_BROADCAST` (`EACCES`), which the
+/// provider completes as `STATUS_ACCESS_DENIED`, the status Windows gives (`WSAEACCES`).
+#[test]
+fn a_failure_after_pending_reaches_the_caller_unchanged() {
+    for front_door in FrontDoor::ALL {
+        let client = wskudp_harness::client::Client::new(Box::new(
+            wskudp_harness::backend::ModelBackend::start(common::config(
+                front_door,
+                CompletionMode::worker(),
+                wskudp_kmodel::FaultPlan::None,
+            ))
+            .unwrap(),
+        ));
+        let socket = client.open_socket(addr(V4)).unwrap().socket;
+        let broadcast: SocketAddr = "255.255.255.255:9".parse().unwrap();
+        let response = client
+            .send(
+                &wskudp_harness::scenarios::plain(socket, broadcast, 3),
+                &[],
+                b"no",
+            )
+            .unwrap();
+        assert_eq!(response.status, STATUS_ACCESS_DENIED, "{front_door:?}");
+        assert_eq!(response.datagrams_failed, 3, "{front_door:?}");
+        let stats = client.stats().unwrap();
+        assert!(
+            stats
+                .failures()
+                .any(|f| f.status == STATUS_ACCESS_DENIED && f.count == 3),
+            "{front_door:?}"
+        );
+        client.close_socket(socket).unwrap();
+        let report = client.finish().unwrap();
+        assert!(report.is_clean(), "{front_door:?}: {report}");
+        assert!(
+            report.stats.irps_pended >= 3,
+            "{front_door:?}: not pended first"
+        );
     }
 }
