@@ -76,6 +76,19 @@ pub enum AbiError {
     UsoSegmentSizeOutOfRange(u32),
     /// An IOCTL code the driver does not implement.
     UnknownIoctl(u32),
+    /// `OpenSocketRequest::FLAG_DUAL_STACK` on an IPv4 socket.
+    DualStackNeedsIpv6,
+    /// A source interface without a source address.
+    InterfaceWithoutSource,
+    /// A `SET_OPTION` option id this version does not define.
+    UnknownOption(u32),
+    /// A `SET_OPTION` value outside the option's range.
+    OptionValueOutOfRange {
+        /// The option id.
+        option: u32,
+        /// The value given.
+        value: u32,
+    },
 }
 
 impl AbiError {
@@ -89,6 +102,9 @@ impl AbiError {
             Self::OutputTooSmall { .. } => STATUS_BUFFER_TOO_SMALL,
             Self::VersionMismatch { .. } => STATUS_REVISION_MISMATCH,
             Self::ReservedNotZero
+            | Self::UnknownOption(_)
+            | Self::InterfaceWithoutSource
+            | Self::OptionValueOutOfRange { .. }
             | Self::UnknownFlags(_)
             | Self::CountOutOfRange(_)
             | Self::EcnOutOfRange(_)
@@ -96,7 +112,8 @@ impl AbiError {
             Self::UnsupportedFamily(_)
             | Self::ZeroPort
             | Self::SourceFamilyMismatch
-            | Self::SourceHasPort => STATUS_INVALID_ADDRESS_COMPONENT,
+            | Self::SourceHasPort
+            | Self::DualStackNeedsIpv6 => STATUS_INVALID_ADDRESS_COMPONENT,
             Self::TooManySegments(_)
             | Self::ZeroLengthSegment { .. }
             | Self::SegmentSumMismatch { .. }
@@ -174,6 +191,16 @@ impl fmt::Display for AbiError {
                 )
             }
             Self::UnknownIoctl(code) => write!(f, "IOCTL code {code:#010x} is not implemented"),
+            Self::DualStackNeedsIpv6 => {
+                f.write_str("a dual-stack socket must be bound to an IPv6 address (e.g. [::]:0)")
+            }
+            Self::UnknownOption(option) => write!(f, "socket option {option} is not defined"),
+            Self::InterfaceWithoutSource => {
+                f.write_str("a source interface needs a source address (IN_PKTINFO carries both)")
+            }
+            Self::OptionValueOutOfRange { option, value } => {
+                write!(f, "{value} is out of range for socket option {option}")
+            }
         }
     }
 }

@@ -35,17 +35,20 @@ pub enum Ioctl {
     DescribeSend,
     /// Counters driver-wide and per socket of the handle (ABI 2).
     QueryStats,
+    /// Set one socket option (ABI 2).
+    SetOption,
 }
 
 impl Ioctl {
     /// Every request, in code order.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::QueryInfo,
         Self::OpenSocket,
         Self::CloseSocket,
         Self::Send,
         Self::DescribeSend,
         Self::QueryStats,
+        Self::SetOption,
     ];
 
     /// The request's `CTL_CODE`.
@@ -58,6 +61,7 @@ impl Ioctl {
             Self::Send => (0x803, FILE_WRITE_ACCESS),
             Self::DescribeSend => (0x804, FILE_WRITE_ACCESS),
             Self::QueryStats => (0x805, FILE_READ_ACCESS),
+            Self::SetOption => (0x806, FILE_WRITE_ACCESS),
         };
         ctl_code(FILE_DEVICE_NETWORK, function, METHOD_BUFFERED, access)
     }
@@ -72,6 +76,7 @@ impl Ioctl {
             Self::Send => "SEND",
             Self::DescribeSend => "DESCRIBE_SEND",
             Self::QueryStats => "QUERY_STATS",
+            Self::SetOption => "SET_OPTION",
         }
     }
 

@@ -42,14 +42,15 @@ pub use addr::{AF_INET, AF_INET6, AF_UNSPEC, WireAddr};
 pub use error::AbiError;
 pub use ioctl::Ioctl;
 pub use send::{
-    Ecn, OpenSocketView, SendSpec, SendView, encode_close_socket, encode_open_socket,
-    encode_query_stats, encode_send, parse_close_socket, parse_open_socket, parse_query_stats,
-    parse_send, send_request_len, set_request_version,
+    Ecn, OpenSocketView, SendSpec, SendView, SetOptionView, SocketOption, encode_close_socket,
+    encode_open_socket, encode_open_socket_with, encode_query_stats, encode_send,
+    encode_set_option, parse_close_socket, parse_open_socket, parse_query_stats, parse_send,
+    parse_set_option, send_request_len, set_request_version,
 };
 pub use wire::{
     CloseSocketRequest, DescribeSendResponse, FailureCount, InfoResponse, OpenSocketRequest,
-    OpenSocketResponse, RequestHeader, SendCounters, SendRequest, SendResponse, SocketStats,
-    StatsRequest, StatsResponse, read_response, write_response,
+    OpenSocketResponse, RequestHeader, SendCounters, SendRequest, SendResponse, SetOptionRequest,
+    SocketStats, StatsRequest, StatsResponse, read_any_version, read_response, write_response,
 };
 
 /// The newest ABI version this crate speaks.
@@ -69,9 +70,11 @@ pub const DOS_DEVICE_NAME: &str = r"\DosDevices\WskUdp";
 /// Path user mode opens with `CreateFileW`.
 pub const USER_DEVICE_PATH: &str = r"\\.\WskUdp";
 
-/// Largest datagram payload accepted: 65535 - 20 (IPv4 header) - 8 (UDP header). Also applied
-/// to IPv6 so one limit holds for both families.
-pub const MAX_PAYLOAD: u32 = 65_507;
+/// Largest datagram payload accepted: an IPv6 UDP payload, 65535 - 8 (UDP header).
+///
+/// The driver applies IPv4's own limit, 65507 (65535 - 20 - 8), to datagrams that travel as IPv4
+/// (`STATUS_INVALID_BUFFER_SIZE`).
+pub const MAX_PAYLOAD: u32 = 65_527;
 /// Most MDLs one datagram may be split into.
 pub const MAX_SEGMENTS: u32 = 32;
 /// Most datagrams one `SEND` request may ask for.
@@ -91,6 +94,30 @@ pub const MAX_SENDS_PER_HANDLE: u32 = 256;
 pub const STATS_FAILURE_SLOTS: usize = 8;
 /// Bytes reserved for one encoded `SOCKADDR` (a `SOCKADDR_IN6` is 28).
 pub const SOCKADDR_CAPACITY: usize = 32;
+
+/// What one socket's provider supports, probed when it opened
+/// ([`OpenSocketResponse::features`], ABI 2).
+pub mod feature {
+    /// UDP segmentation offload: `UDP_SEND_MSG_SIZE` (`WskGetOption` succeeded).
+    pub const USO: u32 = 1 << 0;
+    /// The TOS byte / traffic class may be set per datagram (`IP_TOS` / `IPV6_TCLASS`).
+    pub const TOS: u32 = 1 << 1;
+    /// The ECN codepoint may be set per datagram (`IP_ECN` / `IPV6_ECN`).
+    pub const ECN: u32 = 1 << 2;
+    /// The provider offers `WskSendMessages`.
+    pub const SEND_MESSAGES: u32 = 1 << 3;
+    /// An `AF_INET6` socket that also reaches IPv4 destinations.
+    pub const DUAL_STACK: u32 = 1 << 4;
+
+    /// Each feature bit with the name user mode shows for it.
+    pub const NAMES: [(u32, &str); 5] = [
+        (USO, "uso"),
+        (TOS, "tos"),
+        (ECN, "ecn"),
+        (SEND_MESSAGES, "send_messages"),
+        (DUAL_STACK, "dual_stack"),
+    ];
+}
 
 /// Capability bits reported in [`InfoResponse::capabilities`].
 pub mod capability {

@@ -8,7 +8,7 @@ use zerocopy::{FromBytes, IntoBytes};
 
 use crate::{
     AbiError, CloseSocketRequest, MAX_COUNT, MAX_PAYLOAD, MAX_SEGMENTS, OpenSocketRequest,
-    RequestHeader, SendRequest, StatsRequest, WireAddr,
+    RequestHeader, SendRequest, SetOptionRequest, StatsRequest, WireAddr,
 };
 
 const SEGMENT_LEN_SIZE: usize = size_of::<u32>();
@@ -46,8 +46,8 @@ impl Ecn {
 pub struct SendSpec {
     /// Handle from `OPEN_SOCKET`.
     pub socket: u32,
-    /// Destination.
-    pub remote: SocketAddr,
+    /// Destination; `None` (ABI 2): the socket's own, set with [`SocketOption::Destination`].
+    pub remote: Option<SocketAddr>,
     /// Source address to request with `IP_PKTINFO`/`IPV6_PKTINFO`.
     pub source: Option<IpAddr>,
     /// TOS byte / traffic class.
@@ -56,6 +56,8 @@ pub struct SendSpec {
     pub ecn: Option<Ecn>,
     /// `UDP_SEND_MSG_SIZE` segment size.
     pub uso_segment_size: Option<u32>,
+    /// ABI 2: the interface index to send from (`ipi_ifindex`/`ipi6_ifindex`).
+    pub source_ifindex: Option<u32>,
     /// Times to send the datagram.
     pub count: u32,
 }
@@ -124,17 +126,18 @@ impl<I: ExactSizeIterator<Item = u32>> ExactSizeIterator for SegmentLengths<I> {
 
 struct Options {
     source: Option<IpAddr>,
+    source_ifindex: Option<u32>,
     tos: Option<u8>,
     ecn: Option<Ecn>,
     uso_segment_size: Option<u32>,
 }
 
 /// The flag-gated fields: set when their flag is, and zero when it is not.
-fn parse_options(fixed: &SendRequest, remote: SocketAddr) -> Result<Options, AbiError> {
+fn parse_options(fixed: &SendRequest, remote: Option<SocketAddr>) -> Result<Options, AbiError> {
     let has = |flag: u32| fixed.flags & flag != 0;
     let source = if has(SendRequest::FLAG_SOURCE) {
         let ip = fixed.source.ip()?;
-        if ip.is_ipv4() != remote.is_ipv4() {
+        if remote.is_some_and(|remote| ip.is_ipv4() != remote.is_ipv4()) {
             return Err(AbiError::SourceFamilyMismatch);
         }
         if fixed.source.port != 0 {
@@ -170,8 +173,20 @@ fn parse_options(fixed: &SendRequest, remote: SocketAddr) -> Result<Options, Abi
     } else {
         return Err(AbiError::ReservedNotZero);
     };
+    let source_ifindex = if has(SendRequest::FLAG_SOURCE_IFINDEX) {
+        if source.is_none() {
+            // IN_PKTINFO / IN6_PKTINFO carry both; Windows sends the address as given.
+            return Err(AbiError::InterfaceWithoutSource);
+        }
+        Some(fixed.source_ifindex)
+    } else if fixed.source_ifindex == 0 {
+        None
+    } else {
+        return Err(AbiError::ReservedNotZero);
+    };
     Ok(Options {
         source,
+        source_ifindex,
         tos,
         ecn,
         uso_segment_size,
@@ -203,17 +218,28 @@ pub fn parse_send(input: &[u8]) -> Result<SendView<'_>, AbiError> {
             got: input.len(),
         })?;
     let abi_version = fixed.header.check(1)?;
-    if fixed.reserved != 0 || fixed.reserved2 != 0 {
+    if fixed.reserved != 0 {
         return Err(AbiError::ReservedNotZero);
     }
-    let unknown = fixed.flags & !SendRequest::FLAGS_ALL;
+    let known = if abi_version >= 2 {
+        SendRequest::FLAGS_ALL
+    } else {
+        SendRequest::FLAGS_V1
+    };
+    let unknown = fixed.flags & !known;
     if unknown != 0 {
         return Err(AbiError::UnknownFlags(unknown));
     }
-    let remote = fixed.remote.socket_addr()?;
-    if remote.port() == 0 {
-        return Err(AbiError::ZeroPort);
-    }
+    // ABI 2: no destination means the socket's own.
+    let remote = if abi_version >= 2 && fixed.remote.is_none() {
+        None
+    } else {
+        let remote = fixed.remote.socket_addr()?;
+        if remote.port() == 0 {
+            return Err(AbiError::ZeroPort);
+        }
+        Some(remote)
+    };
     let options = parse_options(fixed, remote)?;
     if fixed.count == 0 || fixed.count > MAX_COUNT {
         return Err(AbiError::CountOutOfRange(fixed.count));
@@ -258,6 +284,7 @@ pub fn parse_send(input: &[u8]) -> Result<SendView<'_>, AbiError> {
             tos: options.tos,
             ecn: options.ecn,
             uso_segment_size: options.uso_segment_size,
+            source_ifindex: options.source_ifindex,
             count: fixed.count,
         },
         segment_bytes,
@@ -306,7 +333,7 @@ pub fn encode_send(
     let mut fixed = SendRequest {
         header: RequestHeader::CURRENT,
         socket: spec.socket,
-        remote: WireAddr::from_socket_addr(spec.remote),
+        remote: spec.remote.map_or(WireAddr::NONE, WireAddr::from_socket_addr),
         count: spec.count,
         segment_count: too_large(segments.len()),
         payload_len: too_large(payload.len()),
@@ -327,6 +354,10 @@ pub fn encode_send(
     if let Some(size) = spec.uso_segment_size {
         flags |= SendRequest::FLAG_USO;
         fixed.uso_segment_size = size;
+    }
+    if let Some(index) = spec.source_ifindex {
+        flags |= SendRequest::FLAG_SOURCE_IFINDEX;
+        fixed.source_ifindex = index;
     }
     fixed.flags = flags;
 
@@ -349,6 +380,8 @@ pub struct OpenSocketView {
     pub abi_version: u32,
     /// Local address to bind; its family is the socket's.
     pub local: SocketAddr,
+    /// ABI 2: an `AF_INET6` socket that also reaches IPv4 destinations.
+    pub dual_stack: bool,
 }
 
 /// Validates an `OPEN_SOCKET` input buffer.
@@ -356,21 +389,209 @@ pub struct OpenSocketView {
 /// # Errors
 /// Size, version or address problems.
 pub fn parse_open_socket(input: &[u8]) -> Result<OpenSocketView, AbiError> {
-    let request = read_exact::<OpenSocketRequest>(input)?;
-    let abi_version = request.header.check(1)?;
+    let header = read_header(input)?;
+    let abi_version = header.check(1)?;
+    // Version 1's layout is a prefix of version 2's; what it lacks reads as zero.
+    let v1 = abi_version < 2;
+    let expected = if v1 {
+        OpenSocketRequest::V1_LEN
+    } else {
+        size_of::<OpenSocketRequest>()
+    };
+    if input.len() != expected {
+        return Err(AbiError::InputLengthMismatch {
+            expected,
+            got: input.len(),
+        });
+    }
+    let request: OpenSocketRequest = crate::wire::read_any_version(input, expected)?;
+    if request.reserved != 0 {
+        return Err(AbiError::ReservedNotZero);
+    }
+    let unknown = request.flags & !OpenSocketRequest::FLAGS_ALL;
+    if unknown != 0 {
+        return Err(AbiError::UnknownFlags(unknown));
+    }
+    let local = request.local.socket_addr()?;
+    let dual_stack = request.flags & OpenSocketRequest::FLAG_DUAL_STACK != 0;
+    if dual_stack && local.is_ipv4() {
+        return Err(AbiError::DualStackNeedsIpv6);
+    }
     Ok(OpenSocketView {
         abi_version,
-        local: request.local.socket_addr()?,
+        local,
+        dual_stack,
     })
 }
 
 /// Builds an `OPEN_SOCKET` request.
 #[must_use]
 pub const fn encode_open_socket(local: SocketAddr) -> OpenSocketRequest {
+    encode_open_socket_with(local, 0)
+}
+
+/// Builds an `OPEN_SOCKET` request with `OpenSocketRequest::FLAG_*` bits.
+#[must_use]
+pub const fn encode_open_socket_with(local: SocketAddr, flags: u32) -> OpenSocketRequest {
     OpenSocketRequest {
         header: RequestHeader::CURRENT,
         local: WireAddr::from_socket_addr(local),
+        flags,
+        reserved: 0,
     }
+}
+
+/// A socket option `SET_OPTION` sets (ABI 2), each through `WskControlSocket`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SocketOption {
+    /// `IP_TTL` / `IPV6_UNICAST_HOPS`: hop limit of unicast datagrams, 1..=255.
+    HopLimit(u8),
+    /// `SO_BROADCAST`: may send to broadcast addresses.
+    Broadcast(bool),
+    /// `IP_MULTICAST_IF` / `IPV6_MULTICAST_IF`: the interface (index) multicast leaves by.
+    MulticastInterface(u32),
+    /// `IP_MULTICAST_TTL` / `IPV6_MULTICAST_HOPS`: hop limit of multicast datagrams, 0..=255.
+    MulticastHopLimit(u8),
+    /// `IP_MULTICAST_LOOP` / `IPV6_MULTICAST_LOOP`: multicast also delivered locally.
+    MulticastLoop(bool),
+    /// `IP_UNICAST_IF` / `IPV6_UNICAST_IF`: the interface (index) unicast leaves by; 0 clears.
+    UnicastInterface(u32),
+    /// `IP_DONTFRAGMENT` / `IPV6_DONTFRAG`: fail rather than fragment.
+    DontFragment(bool),
+    /// `SIO_WSK_SET_SENDTO_ADDRESS`: the destination of `SEND`s that give none.
+    Destination(SocketAddr),
+}
+
+impl SocketOption {
+    /// `(wire id, name)` of every option, in id order.
+    pub const NAMES: [(u32, &str); 8] = [
+        (1, "hop_limit"),
+        (2, "broadcast"),
+        (3, "multicast_interface"),
+        (4, "multicast_hop_limit"),
+        (5, "multicast_loop"),
+        (6, "unicast_interface"),
+        (7, "dont_fragment"),
+        (8, "destination"),
+    ];
+
+    /// The option's wire id.
+    #[must_use]
+    pub const fn id(&self) -> u32 {
+        match self {
+            Self::HopLimit(_) => 1,
+            Self::Broadcast(_) => 2,
+            Self::MulticastInterface(_) => 3,
+            Self::MulticastHopLimit(_) => 4,
+            Self::MulticastLoop(_) => 5,
+            Self::UnicastInterface(_) => 6,
+            Self::DontFragment(_) => 7,
+            Self::Destination(_) => 8,
+        }
+    }
+
+    const fn wire(&self) -> (u32, WireAddr) {
+        match *self {
+            Self::HopLimit(hops) | Self::MulticastHopLimit(hops) => (hops as u32, WireAddr::NONE),
+            Self::Broadcast(on) | Self::MulticastLoop(on) | Self::DontFragment(on) => {
+                (on as u32, WireAddr::NONE)
+            }
+            Self::MulticastInterface(index) | Self::UnicastInterface(index) => {
+                (index, WireAddr::NONE)
+            }
+            Self::Destination(address) => (0, WireAddr::from_socket_addr(address)),
+        }
+    }
+}
+
+/// A validated `SET_OPTION` request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SetOptionView {
+    /// The ABI version the request is written in.
+    pub abi_version: u32,
+    /// Handle from `OPEN_SOCKET`.
+    pub socket: u32,
+    /// The option and its value.
+    pub option: SocketOption,
+}
+
+/// Validates a `SET_OPTION` input buffer (a request ABI 2 introduced).
+///
+/// # Errors
+/// Size, version, reserved fields, an unknown option or a value outside its range.
+pub fn parse_set_option(input: &[u8]) -> Result<SetOptionView, AbiError> {
+    let request = read_exact::<SetOptionRequest>(input)?;
+    let abi_version = request.header.check(2)?;
+    if request.reserved != 0 {
+        return Err(AbiError::ReservedNotZero);
+    }
+    let value = request.value;
+    let out_of_range = AbiError::OptionValueOutOfRange {
+        option: request.option,
+        value,
+    };
+    let boolean = || match value {
+        0 => Ok(false),
+        1 => Ok(true),
+        _ => Err(out_of_range),
+    };
+    let byte = |low: u32| {
+        u8::try_from(value)
+            .ok()
+            .filter(|v| u32::from(*v) >= low)
+            .ok_or(out_of_range)
+    };
+    let option = match request.option {
+        1 => SocketOption::HopLimit(byte(1)?),
+        2 => SocketOption::Broadcast(boolean()?),
+        3 => SocketOption::MulticastInterface(value),
+        4 => SocketOption::MulticastHopLimit(byte(0)?),
+        5 => SocketOption::MulticastLoop(boolean()?),
+        6 => SocketOption::UnicastInterface(value),
+        7 => SocketOption::DontFragment(boolean()?),
+        8 => {
+            if value != 0 {
+                return Err(AbiError::ReservedNotZero);
+            }
+            let address = request.address.socket_addr()?;
+            if address.port() == 0 {
+                return Err(AbiError::ZeroPort);
+            }
+            SocketOption::Destination(address)
+        }
+        other => return Err(AbiError::UnknownOption(other)),
+    };
+    if !matches!(option, SocketOption::Destination(_)) && !request.address.is_none() {
+        return Err(AbiError::ReservedNotZero);
+    }
+    Ok(SetOptionView {
+        abi_version,
+        socket: request.socket,
+        option,
+    })
+}
+
+/// Builds a `SET_OPTION` request.
+#[must_use]
+pub const fn encode_set_option(socket: u32, option: SocketOption) -> SetOptionRequest {
+    let (value, address) = option.wire();
+    SetOptionRequest {
+        header: RequestHeader::CURRENT,
+        socket,
+        option: option.id(),
+        value,
+        reserved: 0,
+        address,
+    }
+}
+
+fn read_header(input: &[u8]) -> Result<RequestHeader, AbiError> {
+    RequestHeader::read_from_prefix(input)
+        .map(|(header, _)| header)
+        .map_err(|_| AbiError::InputTooShort {
+            needed: size_of::<RequestHeader>(),
+            got: input.len(),
+        })
 }
 
 /// Validates a `CLOSE_SOCKET` input buffer and returns its ABI version and the handle.
@@ -457,11 +678,12 @@ mod tests {
     fn spec() -> SendSpec {
         SendSpec {
             socket: 7,
-            remote: "127.0.0.1:4000".parse().unwrap(),
+            remote: Some("127.0.0.1:4000".parse().unwrap()),
             source: Some("127.0.0.2".parse().unwrap()),
             tos: Some(0xb8),
             ecn: Some(Ecn::Ect0),
             uso_segment_size: Some(100),
+            source_ifindex: Some(5),
             count: 3,
         }
     }
@@ -528,7 +750,10 @@ mod tests {
         };
         let cases: Vec<(AbiError, i32)> = vec![
             (
-                with(&mut |r| r.reserved2 = 1).unwrap_err(),
+                with(&mut |r| {
+                    r.flags &= !SendRequest::FLAG_SOURCE_IFINDEX;
+                })
+                .unwrap_err(),
                 STATUS_INVALID_PARAMETER,
             ),
             (
@@ -673,7 +898,7 @@ mod tests {
                 last = p;
             }
             let remote: SocketAddr = if v6 { (core::net::Ipv6Addr::LOCALHOST, port).into() } else { (core::net::Ipv4Addr::LOCALHOST, port).into() };
-            let spec = SendSpec { socket: 1, remote, source: None, tos, ecn: ecn.and_then(Ecn::from_bits), uso_segment_size: None, count };
+            let spec = SendSpec { socket: 1, remote: Some(remote), source: None, tos, ecn: ecn.and_then(Ecn::from_bits), uso_segment_size: None, source_ifindex: None, count };
             let bytes = encode(&spec, &segments, &payload).unwrap();
             let view = parse_send(&bytes).unwrap();
             prop_assert_eq!(view.spec, spec);

@@ -104,34 +104,20 @@ impl InfoResponse {
     /// # Errors
     /// [`AbiError::InputTooShort`] if `bytes` is shorter than version 1's layout.
     pub fn read_any_version(bytes: &[u8]) -> Result<Self, AbiError> {
-        if bytes.len() < Self::V1_LEN {
-            return Err(AbiError::InputTooShort {
-                needed: Self::V1_LEN,
-                got: bytes.len(),
-            });
-        }
-        let mut info = Self::default();
-        let known = bytes.len().min(size_of::<Self>());
-        if let (Some(dst), Some(src)) = (info.as_mut_bytes().get_mut(..known), bytes.get(..known)) {
-            dst.copy_from_slice(src);
-        }
-        Ok(info)
+        read_any_version(bytes, Self::V1_LEN)
     }
 
     /// The bytes of this response in ABI `version`'s layout.
     #[must_use]
     pub fn bytes_for_version(&self, version: u32) -> &[u8] {
-        let bytes = self.as_bytes();
-        if version <= 1 {
-            bytes.get(..Self::V1_LEN).unwrap_or(bytes)
-        } else {
-            bytes
-        }
+        prefix_for_version(self.as_bytes(), version, Self::V1_LEN)
     }
 }
 
-/// `OPEN_SOCKET` input: create a datagram socket of `local.family` and bind it to `local`
-/// (an unspecified address and/or port 0 let the stack choose).
+/// `OPEN_SOCKET` input: create a datagram socket of `local.family` and bind it to `local`.
+///
+/// An unspecified address and/or port 0 let the stack choose. Version 1's layout ends after
+/// `local` ([`OpenSocketRequest::V1_LEN`]).
 #[repr(C)]
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable,
@@ -141,9 +127,29 @@ pub struct OpenSocketRequest {
     pub header: RequestHeader,
     /// Local address to bind.
     pub local: WireAddr,
+    /// ABI 2: `OpenSocketRequest::FLAG_*` bits.
+    pub flags: u32,
+    /// ABI 2: zero.
+    pub reserved: u32,
 }
 
-/// `OPEN_SOCKET` output.
+impl OpenSocketRequest {
+    /// Bytes of version 1's layout.
+    pub const V1_LEN: usize = 32;
+    /// An `AF_INET6` socket that also sends to IPv4 destinations (`IPV6_V6ONLY` cleared before
+    /// `WskBind`); IPv4 destinations go out as v4-mapped addresses.
+    pub const FLAG_DUAL_STACK: u32 = 1 << 0;
+    /// Every defined flag.
+    pub const FLAGS_ALL: u32 = Self::FLAG_DUAL_STACK;
+
+    /// The request's bytes in ABI `version`'s layout.
+    #[must_use]
+    pub fn bytes_for_version(&self, version: u32) -> &[u8] {
+        prefix_for_version(self.as_bytes(), version, Self::V1_LEN)
+    }
+}
+
+/// `OPEN_SOCKET` output. Version 1's layout ends after `local`.
 #[repr(C)]
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable,
@@ -155,6 +161,74 @@ pub struct OpenSocketResponse {
     pub reserved: u32,
     /// The address the socket is bound to (as `WskGetLocalAddress` reports it).
     pub local: WireAddr,
+    /// ABI 2: what this socket's provider supports, probed when it opened
+    /// ([`crate::feature`] bits).
+    pub features: u32,
+    /// ABI 2: zero.
+    pub reserved2: u32,
+}
+
+impl OpenSocketResponse {
+    /// Bytes of version 1's layout.
+    pub const V1_LEN: usize = 32;
+
+    /// The response's bytes in ABI `version`'s layout.
+    #[must_use]
+    pub fn bytes_for_version(&self, version: u32) -> &[u8] {
+        prefix_for_version(self.as_bytes(), version, Self::V1_LEN)
+    }
+}
+
+/// `SET_OPTION` input (ABI 2): one option of a socket, set through `WskControlSocket`.
+#[repr(C)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable,
+)]
+pub struct SetOptionRequest {
+    /// Version header.
+    pub header: RequestHeader,
+    /// Handle from `OPEN_SOCKET`.
+    pub socket: u32,
+    /// Which option ([`crate::SocketOption`]'s wire value).
+    pub option: u32,
+    /// Its value, for every option but the destination.
+    pub value: u32,
+    /// Zero.
+    pub reserved: u32,
+    /// Its value, for the destination option; [`WireAddr::NONE`] otherwise.
+    pub address: WireAddr,
+}
+
+/// The first `v1_len` bytes of a layout for version 1, all of it for later versions.
+fn prefix_for_version(bytes: &[u8], version: u32, v1_len: usize) -> &[u8] {
+    if version <= 1 {
+        bytes.get(..v1_len).unwrap_or(bytes)
+    } else {
+        bytes
+    }
+}
+
+/// Reads a response whose layout only grows across versions: at least `v1_len` bytes; fields a
+/// shorter (older) layout lacks read as zero.
+///
+/// # Errors
+/// [`AbiError::InputTooShort`] if `bytes` is shorter than version 1's layout.
+pub fn read_any_version<T: FromBytes + IntoBytes + FromZeros>(
+    bytes: &[u8],
+    v1_len: usize,
+) -> Result<T, AbiError> {
+    if bytes.len() < v1_len {
+        return Err(AbiError::InputTooShort {
+            needed: v1_len,
+            got: bytes.len(),
+        });
+    }
+    let mut value = T::new_zeroed();
+    let known = bytes.len().min(size_of::<T>());
+    if let (Some(dst), Some(src)) = (value.as_mut_bytes().get_mut(..known), bytes.get(..known)) {
+        dst.copy_from_slice(src);
+    }
+    Ok(value)
 }
 
 /// `CLOSE_SOCKET` input (no output). Sends in flight on the socket are cancelled by the
@@ -203,8 +277,9 @@ pub struct SendRequest {
     pub segment_count: u32,
     /// Payload bytes that follow the segment lengths.
     pub payload_len: u32,
-    /// Zero.
-    pub reserved2: u32,
+    /// ABI 2: the interface to send from, in `IN_PKTINFO`/`IN6_PKTINFO` (with
+    /// [`SendRequest::FLAG_SOURCE_IFINDEX`]); zero (reserved) in version 1.
+    pub source_ifindex: u32,
 }
 
 impl SendRequest {
@@ -216,8 +291,12 @@ impl SendRequest {
     pub const FLAG_ECN: u32 = 1 << 2;
     /// `uso_segment_size` is set.
     pub const FLAG_USO: u32 = 1 << 3;
+    /// ABI 2: `source_ifindex` is set.
+    pub const FLAG_SOURCE_IFINDEX: u32 = 1 << 4;
+    /// Every flag version 1 defines.
+    pub const FLAGS_V1: u32 = Self::FLAG_SOURCE | Self::FLAG_TOS | Self::FLAG_ECN | Self::FLAG_USO;
     /// Every defined flag.
-    pub const FLAGS_ALL: u32 = Self::FLAG_SOURCE | Self::FLAG_TOS | Self::FLAG_ECN | Self::FLAG_USO;
+    pub const FLAGS_ALL: u32 = Self::FLAGS_V1 | Self::FLAG_SOURCE_IFINDEX;
 }
 
 /// `SEND` output. The IOCTL itself succeeds whenever the request was valid and every datagram
@@ -444,8 +523,11 @@ const _: () = {
     assert!(size_of::<WireAddr>() == 24);
     assert!(size_of::<InfoResponse>() == 64);
     assert!(core::mem::offset_of!(InfoResponse, abi_oldest) == InfoResponse::V1_LEN);
-    assert!(size_of::<OpenSocketRequest>() == 32);
-    assert!(size_of::<OpenSocketResponse>() == 32);
+    assert!(size_of::<OpenSocketRequest>() == 40);
+    assert!(core::mem::offset_of!(OpenSocketRequest, flags) == OpenSocketRequest::V1_LEN);
+    assert!(size_of::<OpenSocketResponse>() == 40);
+    assert!(core::mem::offset_of!(OpenSocketResponse, features) == OpenSocketResponse::V1_LEN);
+    assert!(size_of::<SetOptionRequest>() == 48);
     assert!(size_of::<CloseSocketRequest>() == 16);
     assert!(size_of::<SendRequest>() == 88);
     assert!(size_of::<SendResponse>() == 24);

@@ -71,11 +71,21 @@ const _: () = assert!(CONTROL_CAPACITY >= MAX_CONTROL_LEN);
 /// A control message wskudp can send.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ControlMessage {
-    /// `IPPROTO_IP`/`IP_PKTINFO`, data `IN_PKTINFO { ipi_addr, ipi_ifindex = 0 }`: send from
-    /// this IPv4 source address.
-    SourceV4(Ipv4Addr),
-    /// `IPPROTO_IPV6`/`IPV6_PKTINFO`, data `IN6_PKTINFO { ipi6_addr, ipi6_ifindex = 0 }`.
-    SourceV6(Ipv6Addr),
+    /// `IPPROTO_IP`/`IP_PKTINFO`, data `IN_PKTINFO { ipi_addr, ipi_ifindex }`: send from this
+    /// IPv4 source address (unspecified: any) and interface (0: the route's).
+    SourceV4 {
+        /// `ipi_addr`.
+        address: Ipv4Addr,
+        /// `ipi_ifindex`.
+        ifindex: u32,
+    },
+    /// `IPPROTO_IPV6`/`IPV6_PKTINFO`, data `IN6_PKTINFO { ipi6_addr, ipi6_ifindex }`.
+    SourceV6 {
+        /// `ipi6_addr`.
+        address: Ipv6Addr,
+        /// `ipi6_ifindex`.
+        ifindex: u32,
+    },
     /// `IPPROTO_IP`/`IP_TOS`, data `INT`: the whole TOS byte.
     TosV4(u8),
     /// `IPPROTO_IPV6`/`IPV6_TCLASS`, data `INT`: the traffic class.
@@ -93,8 +103,8 @@ impl ControlMessage {
     #[must_use]
     pub const fn level_and_type(&self) -> (i32, i32) {
         match self {
-            Self::SourceV4(_) => (IPPROTO_IP, IP_PKTINFO),
-            Self::SourceV6(_) => (IPPROTO_IPV6, IPV6_PKTINFO),
+            Self::SourceV4 { .. } => (IPPROTO_IP, IP_PKTINFO),
+            Self::SourceV6 { .. } => (IPPROTO_IPV6, IPV6_PKTINFO),
             Self::TosV4(_) => (IPPROTO_IP, IP_TOS),
             Self::TrafficClassV6(_) => (IPPROTO_IPV6, IPV6_TCLASS),
             Self::EcnV4(_) => (IPPROTO_IP, IP_ECN),
@@ -107,8 +117,8 @@ impl ControlMessage {
     #[must_use]
     pub const fn data_len(&self) -> usize {
         match self {
-            Self::SourceV4(_) => size_of::<IN_PKTINFO>(),
-            Self::SourceV6(_) => size_of::<IN6_PKTINFO>(),
+            Self::SourceV4 { .. } => size_of::<IN_PKTINFO>(),
+            Self::SourceV6 { .. } => size_of::<IN6_PKTINFO>(),
             Self::TosV4(_) | Self::TrafficClassV6(_) | Self::EcnV4(_) | Self::EcnV6(_) => INT_LEN,
             Self::UdpSendMsgSize(_) => DWORD_LEN,
         }
@@ -119,14 +129,19 @@ impl ControlMessage {
         let int = |value: u8| i32::from(value).to_ne_bytes();
         match self {
             // IN_PKTINFO: IN_ADDR ipi_addr (network order) at 0, ULONG ipi_ifindex at 4.
-            Self::SourceV4(addr) => put(out, 0, &addr.octets()),
+            Self::SourceV4 { address, ifindex } => {
+                put(out, 0, &address.octets());
+                put(out, 4, &ifindex.to_ne_bytes());
+            }
             // IN6_PKTINFO: IN6_ADDR ipi6_addr at 0, ULONG ipi6_ifindex at 16.
-            Self::SourceV6(addr) => put(out, 0, &addr.octets()),
+            Self::SourceV6 { address, ifindex } => {
+                put(out, 0, &address.octets());
+                put(out, 16, &ifindex.to_ne_bytes());
+            }
             Self::TosV4(value) | Self::TrafficClassV6(value) => put(out, 0, &int(*value)),
             Self::EcnV4(ecn) | Self::EcnV6(ecn) => put(out, 0, &int(*ecn as u8)),
             Self::UdpSendMsgSize(size) => put(out, 0, &size.to_ne_bytes()),
         }
-        // The interface indexes stay zero: the route picks the interface.
     }
 
     /// Decodes one message's data, applying the length and range rules a Windows transport
@@ -157,11 +172,17 @@ impl ControlMessage {
         match (level, ty) {
             (IPPROTO_IP, IP_PKTINFO) => {
                 fixed(size_of::<IN_PKTINFO>())?;
-                Ok(Self::SourceV4(Ipv4Addr::from(take::<4>(data))))
+                Ok(Self::SourceV4 {
+                    address: Ipv4Addr::from(take::<4>(data)),
+                    ifindex: u32::from_ne_bytes(take(data.get(4..).unwrap_or_default())),
+                })
             }
             (IPPROTO_IPV6, IPV6_PKTINFO) => {
                 fixed(size_of::<IN6_PKTINFO>())?;
-                Ok(Self::SourceV6(Ipv6Addr::from(take::<16>(data))))
+                Ok(Self::SourceV6 {
+                    address: Ipv6Addr::from(take::<16>(data)),
+                    ifindex: u32::from_ne_bytes(take(data.get(16..).unwrap_or_default())),
+                })
             }
             (IPPROTO_IP, IP_TOS) => int().map(Self::TosV4),
             (IPPROTO_IPV6, IPV6_TCLASS) => int().map(Self::TrafficClassV6),
@@ -459,7 +480,10 @@ mod tests {
     #[test]
     fn all_messages_round_trip_with_padded_total() {
         let messages = [
-            ControlMessage::SourceV6("2001:db8::7".parse().unwrap()),
+            ControlMessage::SourceV6 {
+                address: "2001:db8::7".parse().unwrap(),
+                ifindex: 3,
+            },
             ControlMessage::TrafficClassV6(0xb8),
             ControlMessage::EcnV6(Ecn::Ce),
             ControlMessage::UdpSendMsgSize(1200),
@@ -469,17 +493,21 @@ mod tests {
         assert_eq!(decode(&buffer), messages);
 
         let v4 = [
-            ControlMessage::SourceV4("127.0.0.2".parse().unwrap()),
+            ControlMessage::SourceV4 {
+                address: "127.0.0.2".parse().unwrap(),
+                ifindex: 0x0102_0304,
+            },
             ControlMessage::EcnV4(Ecn::Ect1),
         ];
         let buffer = encode(&v4);
         assert_eq!(buffer.as_bytes().len(), 24 + 24);
         assert_eq!(decode(&buffer), v4);
-        // The exact bytes of IP_PKTINFO: cmsg_len 24, level 0, type 19, address, ifindex 0.
+        // The exact bytes of IP_PKTINFO: cmsg_len 24, level 0, type 19, address, ifindex
+        // (host order).
         assert_eq!(
             &buffer.as_bytes()[..24],
             &[
-                24, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 19, 0, 0, 0, 127, 0, 0, 2, 0, 0, 0, 0
+                24, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 19, 0, 0, 0, 127, 0, 0, 2, 4, 3, 2, 1
             ]
         );
     }
@@ -488,7 +516,10 @@ mod tests {
     fn full_buffer_is_refused_unchanged() {
         let mut buffer = ControlBuffer::new();
         let mut encoder = buffer.encoder();
-        let message = ControlMessage::SourceV6(Ipv6Addr::LOCALHOST);
+        let message = ControlMessage::SourceV6 {
+            address: Ipv6Addr::LOCALHOST,
+            ifindex: 0,
+        };
         for _ in 0..3 {
             encoder.push(&message).unwrap();
         }

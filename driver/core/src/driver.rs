@@ -3,25 +3,26 @@
 use wskudp_abi::{
     ABI_OLDEST, ABI_VERSION, CONTROL_CAPACITY, DescribeSendResponse, InfoResponse, Ioctl,
     MAX_COUNT, MAX_PAYLOAD, MAX_SEGMENTS, MAX_SENDS_PER_HANDLE, MAX_SENDS_PER_SOCKET, MAX_SOCKETS,
-    OpenSocketResponse, SEND_WINDOW, SendResponse, StatsResponse, WireAddr, capability,
-    parse_close_socket, parse_open_socket, parse_query_stats, parse_send,
+    OpenSocketResponse, SEND_WINDOW, SendResponse, SocketOption, StatsResponse, WireAddr,
+    capability, feature, parse_close_socket, parse_open_socket, parse_query_stats, parse_send,
+    parse_set_option,
 };
 
 use crate::ddi::nt::NTSTATUS;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::dispatch::IoctlRequest;
 use crate::handle::HandleState;
 use crate::irp::DriverDevice;
 use crate::pool::{PoolBox, TAG_DRIVER};
 use crate::send::{self, Datagram};
-use crate::sockets::{Owner, SocketTable};
+use crate::sockets::{Opened, Owner, SocketInfo, SocketTable};
 use crate::stats::DriverStats;
 use crate::status::{
     STATUS_BUFFER_TOO_SMALL, STATUS_DEVICE_BUSY, STATUS_FILE_CLOSED, STATUS_FILE_FORCED_CLOSED,
     STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_HANDLE, STATUS_REVISION_MISMATCH, STATUS_SUCCESS,
 };
-use crate::wsk::{DatagramSocket, WskClient};
+use crate::wsk::{DatagramSocket, WskClient, options};
 
 /// This driver's version, from Cargo.
 const DRIVER_VERSION: [u16; 4] = [
@@ -50,7 +51,12 @@ pub struct Driver {
     stats: DriverStats,
     /// The newest ABI version served (the oldest is always [`ABI_OLDEST`]).
     abi_newest: u32,
+    /// [`feature`] bits of the provider, with [`PROBED`] once known.
+    provider_features: AtomicU32,
 }
+
+/// [`Driver::provider_features`] holds a probe's result.
+const PROBED: u32 = 1 << 31;
 
 impl Driver {
     /// Allocates the driver state and registers as a WSK application. The provider NPI is
@@ -85,6 +91,7 @@ impl Driver {
                 handles: AtomicU64::new(0),
                 stats: DriverStats::default(),
                 abi_newest: newest.clamp(ABI_OLDEST, ABI_VERSION),
+                provider_features: AtomicU32::new(0),
             },
             TAG_DRIVER,
         )?;
@@ -129,9 +136,16 @@ impl Driver {
                 request.complete(STATUS_INVALID_DEVICE_REQUEST, 0);
             }
             Ioctl::QueryStats => self.query_stats(owner, request),
-            Ioctl::OpenSocket => {
-                let opened = self.open_socket(handle, &request);
-                request.finish(opened);
+            Ioctl::OpenSocket => self.open_socket(handle, request),
+            Ioctl::SetOption if self.abi_newest < 2 => {
+                request.complete(STATUS_INVALID_DEVICE_REQUEST, 0);
+            }
+            Ioctl::SetOption => {
+                let set = self.set_option(owner, &request);
+                match set {
+                    Ok(()) => request.complete(STATUS_SUCCESS, 0),
+                    Err(status) => request.complete(status, 0),
+                }
             }
             Ioctl::CloseSocket => {
                 let closed = parse_close_socket(request.input())
@@ -231,26 +245,100 @@ impl Driver {
         });
     }
 
-    /// `OPEN_SOCKET`: reserve a slot, create and bind the socket, publish it.
+    /// `OPEN_SOCKET`: reserve a slot, create and bind the socket, probe what its provider
+    /// supports, publish it; the response in the request's version's layout.
     /// IRQL: `PASSIVE_LEVEL`.
-    fn open_socket(
-        &self,
-        handle: &HandleState,
-        request: &IoctlRequest,
-    ) -> Result<OpenSocketResponse, NTSTATUS> {
-        let view = parse_open_socket(request.input()).map_err(|e| e.status())?;
+    fn open_socket(&self, handle: &HandleState, request: IoctlRequest) {
+        let opened = (|| {
+            let view = parse_open_socket(request.input()).map_err(|e| e.status())?;
+            self.serves(view.abi_version)?;
+            // Check everything that can fail cheaply before creating anything.
+            let needed = if view.abi_version >= 2 {
+                size_of::<OpenSocketResponse>()
+            } else {
+                OpenSocketResponse::V1_LEN
+            };
+            if request.output_len() < needed {
+                return Err(STATUS_BUFFER_TOO_SMALL);
+            }
+            let reservation = self.sockets.reserve()?;
+            let provider = self.client.provider()?;
+            let (socket, bound) =
+                DatagramSocket::open(&provider, self.device, view.local, view.dual_stack)?;
+            let features = self.provider_features(&provider)
+                | if view.dual_stack {
+                    feature::DUAL_STACK
+                } else {
+                    0
+                };
+            let opened = Opened {
+                local: bound,
+                dual_stack: view.dual_stack,
+                features,
+            };
+            let socket = reservation.fill(handle, socket, opened)?;
+            let response = OpenSocketResponse {
+                socket,
+                reserved: 0,
+                local: WireAddr::from_socket_addr(bound),
+                features,
+                reserved2: 0,
+            };
+            Ok((response, view.abi_version))
+        })();
+        match opened {
+            Ok((response, version)) => {
+                request.complete_with_bytes(response.bytes_for_version(version));
+            }
+            Err(status) => request.complete(status, 0),
+        }
+    }
+
+    /// What the provider supports, probed at the first `OPEN_SOCKET` and kept (see
+    /// [`DatagramSocket::probe_provider`]); 0 if the probe could not run (tried again later).
+    /// IRQL: `PASSIVE_LEVEL`.
+    fn provider_features(&self, provider: &crate::wsk::Provider) -> u32 {
+        let known = self.provider_features.load(Ordering::Acquire);
+        if known & PROBED != 0 {
+            return known & !PROBED;
+        }
+        match DatagramSocket::probe_provider(provider, self.device) {
+            Ok(features) => {
+                self.provider_features
+                    .store(features | PROBED, Ordering::Release);
+                features
+            }
+            Err(_) => 0,
+        }
+    }
+
+    /// `SET_OPTION`: one option through `WskControlSocket`, for the family the socket sends
+    /// (both families for a dual-stack socket where the option has an IPv4 form).
+    /// IRQL: `PASSIVE_LEVEL`.
+    fn set_option(&self, owner: Owner, request: &IoctlRequest) -> Result<(), NTSTATUS> {
+        let view = parse_set_option(request.input()).map_err(|e| e.status())?;
         self.serves(view.abi_version)?;
-        // Check everything that can fail cheaply before creating anything.
-        request.require_output::<OpenSocketResponse>()?;
-        let reservation = self.sockets.reserve()?;
-        let provider = self.client.provider()?;
-        let (socket, bound) = DatagramSocket::open(&provider, self.device, view.local)?;
-        let socket = reservation.fill(handle, socket, bound)?;
-        Ok(OpenSocketResponse {
-            socket,
-            reserved: 0,
-            local: WireAddr::from_socket_addr(bound),
-        })
+        let socket = self.sockets.reference(owner, view.socket)?;
+        if socket.is_forced_closed() {
+            return Err(STATUS_FILE_FORCED_CLOSED);
+        }
+        let info = socket.info();
+        let wsk = socket.socket();
+        if let SocketOption::Destination(destination) = view.option {
+            // Checked as a send to it would be: the socket must reach that family.
+            let probe = SocketInfo {
+                destination: None,
+                ..info
+            };
+            let address = crate::send::destination_sockaddr(destination, &probe)?;
+            wsk.set_sendto_address(&address)?;
+            socket.set_destination(destination);
+            return Ok(());
+        }
+        for (level, code, value) in options::settings(view.option, info.local, info.dual_stack) {
+            wsk.set_option(level, code, value)?;
+        }
+        Ok(())
     }
 
     /// `DESCRIBE_SEND`: everything a send builds, returned instead of sent.
@@ -264,7 +352,7 @@ impl Driver {
         self.serves(view.abi_version)?;
         request.require_output::<DescribeSendResponse>()?;
         let socket = self.sockets.reference(owner, view.spec.socket)?;
-        Datagram::prepare(&view, socket.local())?.describe()
+        Datagram::prepare(&view, &socket.info())?.describe()
     }
 
     /// `SEND`: validate, take a slot in the handle's and the socket's in-flight limits, copy,
@@ -281,7 +369,7 @@ impl Driver {
             if socket.is_forced_closed() {
                 return Err(STATUS_FILE_FORCED_CLOSED);
             }
-            let datagram = Datagram::prepare(&view, socket.local())?;
+            let datagram = Datagram::prepare(&view, &socket.info())?;
             Ok((datagram, socket, view.spec.count, view.abi_version))
         })();
         let (datagram, socket, count, version) = match prepared {

@@ -25,12 +25,13 @@
 use core::cell::UnsafeCell;
 use core::ffi::c_void;
 use core::mem::ManuallyDrop;
-use core::net::SocketAddr;
+use core::net::{IpAddr, SocketAddr, SocketAddrV6};
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
 
 use wskudp_abi::{
-    DescribeSendResponse, MAX_SEGMENTS, SEND_WINDOW, SendResponse, SendSpec, SendView,
+    DescribeSendResponse, Ecn, MAX_SEGMENTS, SEND_WINDOW, SendResponse, SendSpec, SendView,
+    feature,
 };
 
 use crate::cmsg::{ControlBuffer, ControlMessage};
@@ -42,12 +43,12 @@ use crate::irp::Irp;
 use crate::mdl::MdlChain;
 use crate::pool::{PoolBox, PoolBytes, TAG_BATCH, TAG_DATAGRAM, TAG_PAYLOAD};
 use crate::sockaddr::SockAddrBuffer;
-use crate::sockets::SocketRef;
+use crate::sockets::{SocketInfo, SocketRef};
 use crate::stats::DriverStats;
 use crate::status::{
     STATUS_CANCELLED, STATUS_FILE_FORCED_CLOSED, STATUS_INSUFFICIENT_RESOURCES,
-    STATUS_INVALID_ADDRESS_COMPONENT, STATUS_INVALID_PARAMETER, STATUS_MORE_PROCESSING_REQUIRED,
-    STATUS_SUCCESS,
+    STATUS_INVALID_ADDRESS_COMPONENT, STATUS_INVALID_BUFFER_SIZE, STATUS_INVALID_PARAMETER,
+    STATUS_MORE_PROCESSING_REQUIRED, STATUS_NOT_SUPPORTED, STATUS_SUCCESS,
 };
 use crate::sync::SpinLock;
 
@@ -59,45 +60,176 @@ pub(crate) struct Datagram {
     segments: [u32; MAX_SEGMENTS as usize],
     segment_count: usize,
     control: ControlBuffer,
-    remote: SockAddrBuffer,
+    /// `None`: `RemoteAddress` NULL, the socket's fixed destination.
+    remote: Option<SockAddrBuffer>,
 }
 
-/// The control messages a request asks for, in the order wskudp always writes them: source
-/// address, TOS / traffic class, ECN, USO segment size. IRQL: any.
-fn control_messages(spec: &SendSpec) -> impl Iterator<Item = ControlMessage> {
-    let v4 = spec.remote.is_ipv4();
-    let source = spec.source.map(|ip| match ip {
-        core::net::IpAddr::V4(v4) => ControlMessage::SourceV4(v4),
-        core::net::IpAddr::V6(v6) => ControlMessage::SourceV6(v6),
-    });
-    let tos = spec.tos.map(|tos| {
-        if v4 {
-            ControlMessage::TosV4(tos)
-        } else {
-            ControlMessage::TrafficClassV6(tos)
+/// Largest UDP payload over IPv4: 65535 - 20 (IPv4 header) - 8 (UDP header).
+const MAX_PAYLOAD_V4: usize = 65_507;
+/// The ECN field: the two low bits of the TOS byte / traffic class (RFC 3168).
+const ECN_MASK: u8 = 0b11;
+
+/// Where a datagram goes, as the stack sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Route {
+    /// The destination.
+    destination: SocketAddr,
+    /// It travels as IPv4: an IPv4 destination, on an `AF_INET` socket or, v4-mapped, on a
+    /// dual-stack `AF_INET6` one.
+    ipv4: bool,
+}
+
+impl Route {
+    /// The route of `destination` from a socket bound to `local`.
+    ///
+    /// # Errors
+    /// `STATUS_INVALID_ADDRESS_COMPONENT` if the socket cannot reach that family: an IPv6
+    /// destination from an IPv4 socket, an IPv4 one from an IPv6-only socket.
+    fn of(destination: SocketAddr, socket: &SocketInfo) -> Result<Self, NTSTATUS> {
+        let ipv4 = match (socket.local, destination) {
+            (SocketAddr::V4(_), SocketAddr::V4(_)) => true,
+            (SocketAddr::V6(_), SocketAddr::V6(v6)) => v6.ip().to_ipv4_mapped().is_some(),
+            (SocketAddr::V6(_), SocketAddr::V4(_)) if socket.dual_stack => true,
+            _ => return Err(STATUS_INVALID_ADDRESS_COMPONENT),
+        };
+        if ipv4 && socket.local.is_ipv6() && !socket.dual_stack {
+            // A v4-mapped destination on an IPv6-only socket.
+            return Err(STATUS_INVALID_ADDRESS_COMPONENT);
         }
-    });
-    let ecn = spec.ecn.map(|ecn| {
-        if v4 {
-            ControlMessage::EcnV4(ecn)
-        } else {
-            ControlMessage::EcnV6(ecn)
+        Ok(Self { destination, ipv4 })
+    }
+
+    /// The `SOCKADDR` of the socket's family: an IPv4 destination on an `AF_INET6` socket is
+    /// written v4-mapped (`SOCKADDR_IN6`), as the WSK `RemoteAddress` must match the family the
+    /// socket was created with.
+    fn sockaddr(self, socket: &SocketInfo) -> SockAddrBuffer {
+        match (socket.local, self.destination) {
+            (SocketAddr::V6(_), SocketAddr::V4(v4)) => SockAddrBuffer::new(SocketAddr::V6(
+                SocketAddrV6::new(v4.ip().to_ipv6_mapped(), v4.port(), 0, 0),
+            )),
+            (_, destination) => SockAddrBuffer::new(destination),
         }
-    });
-    let uso = spec.uso_segment_size.map(ControlMessage::UdpSendMsgSize);
-    source.into_iter().chain(tos).chain(ecn).chain(uso)
+    }
+}
+
+/// The control messages a request asks for on `route`, in the order wskudp always writes them:
+/// source address and interface, TOS / traffic class or ECN, USO segment size.
+///
+/// - The source goes in an `IN_PKTINFO` at `IPPROTO_IP` whenever the datagram travels as IPv4,
+///   also from a dual-stack `AF_INET6` socket, and in an `IN6_PKTINFO` otherwise: the rule
+///   `WSASendMsg`'s page states for dual-stack sockets (seed 002).
+/// - TOS and ECN as msquic's `datapath_winkernel.c` sends them: where the stack takes the TOS
+///   byte on send (the socket's [`feature::TOS`] probe), one `IP_TOS` / `IPV6_TCLASS` carries
+///   both, ECN in its two low bits, and never `IP_ECN` beside it; elsewhere only `IP_ECN` /
+///   `IPV6_ECN`, and asking for a TOS byte is `STATUS_NOT_SUPPORTED`.
+/// - ECN CE is never sent: Windows refuses it on send (`WSAEINVAL`, "ECN" Winsock page), so it is
+///   `STATUS_INVALID_PARAMETER` here, whether asked as the ECN codepoint or in the TOS byte.
+///
+/// IRQL: any.
+///
+/// # Errors
+/// `STATUS_INVALID_ADDRESS_COMPONENT` for a source of the other family,
+/// `STATUS_INVALID_PARAMETER` for ECN CE, `STATUS_NOT_SUPPORTED` for a TOS byte the stack
+/// does not take.
+fn control_messages(
+    spec: &SendSpec,
+    route: Route,
+    features: u32,
+    payload_len: usize,
+) -> Result<impl Iterator<Item = ControlMessage>, NTSTATUS> {
+    // The ABI gives an interface only with a source: Windows sends the address as given once
+    // ipi_ifindex is set, so an unspecified one would go out as the source (research §1.5).
+    let ifindex = spec.source_ifindex.unwrap_or(0);
+    let source = match (spec.source, route.ipv4) {
+        (None, _) => None,
+        (Some(IpAddr::V4(address)), true) => Some(ControlMessage::SourceV4 { address, ifindex }),
+        (Some(IpAddr::V6(v6)), true) => match v6.to_ipv4_mapped() {
+            Some(address) => Some(ControlMessage::SourceV4 { address, ifindex }),
+            None => return Err(STATUS_INVALID_ADDRESS_COMPONENT),
+        },
+        (Some(IpAddr::V6(address)), false) => Some(ControlMessage::SourceV6 { address, ifindex }),
+        (Some(IpAddr::V4(_)), false) => return Err(STATUS_INVALID_ADDRESS_COMPONENT),
+    };
+    let v4 = route.ipv4;
+    let marking = if features & feature::TOS != 0 {
+        // One TOS byte: the requested one, its ECN bits replaced by the ECN codepoint if given.
+        let tos = match (spec.tos, spec.ecn) {
+            (None, None) => None,
+            (tos, ecn) => {
+                let tos = tos.unwrap_or(0);
+                Some(ecn.map_or(tos, |ecn| (tos & !ECN_MASK) | ecn as u8))
+            }
+        };
+        if tos.is_some_and(|tos| tos & ECN_MASK == Ecn::Ce as u8) {
+            return Err(STATUS_INVALID_PARAMETER);
+        }
+        // All zero is the default: nothing to send (msquic sends nothing then either).
+        tos.filter(|tos| *tos != 0).map(|tos| {
+            if v4 {
+                ControlMessage::TosV4(tos)
+            } else {
+                ControlMessage::TrafficClassV6(tos)
+            }
+        })
+    } else {
+        if spec.tos.is_some() {
+            return Err(STATUS_NOT_SUPPORTED);
+        }
+        if spec.ecn == Some(Ecn::Ce) {
+            return Err(STATUS_INVALID_PARAMETER);
+        }
+        spec.ecn.filter(|ecn| *ecn != Ecn::NotEct).map(|ecn| {
+            if v4 {
+                ControlMessage::EcnV4(ecn)
+            } else {
+                ControlMessage::EcnV6(ecn)
+            }
+        })
+    };
+    // A single segment goes without UDP_SEND_MSG_SIZE: some Windows configurations fail
+    // such a send with WSAEINVAL (firezone #11580, quinn #2490).
+    let uso = spec
+        .uso_segment_size
+        .filter(|size| (*size as usize) < payload_len)
+        .map(ControlMessage::UdpSendMsgSize);
+    Ok(source.into_iter().chain(marking).chain(uso))
+}
+
+/// The `SOCKADDR` for `destination` from `socket`, as `SIO_WSK_SET_SENDTO_ADDRESS` and
+/// `RemoteAddress` take it (IRQL: any).
+///
+/// # Errors
+/// As [`Route::of`].
+pub(crate) fn destination_sockaddr(
+    destination: SocketAddr,
+    socket: &SocketInfo,
+) -> Result<SockAddrBuffer, NTSTATUS> {
+    Ok(Route::of(destination, socket)?.sockaddr(socket))
 }
 
 impl Datagram {
     /// Copies a validated request into pool memory and encodes its control messages and
-    /// destination for a socket bound to `local`.
+    /// destination for `socket`.
     ///
     /// # Errors
-    /// `STATUS_INVALID_ADDRESS_COMPONENT` if the destination's family is not the socket's,
+    /// `STATUS_INVALID_PARAMETER` if the request names no destination and the socket has none;
+    /// `STATUS_INVALID_ADDRESS_COMPONENT` if the socket cannot reach the destination's family
+    /// or the source is of another; `STATUS_NOT_SUPPORTED` for USO on a socket whose provider
+    /// lacks it; `STATUS_INVALID_BUFFER_SIZE` for more than an IPv4 datagram holds without USO;
     /// `STATUS_INSUFFICIENT_RESOURCES` if the payload copy cannot be allocated.
-    pub(crate) fn prepare(view: &SendView<'_>, local: SocketAddr) -> Result<Self, NTSTATUS> {
-        if view.spec.remote.is_ipv4() != local.is_ipv4() {
-            return Err(STATUS_INVALID_ADDRESS_COMPONENT);
+    pub(crate) fn prepare(view: &SendView<'_>, socket: &SocketInfo) -> Result<Self, NTSTATUS> {
+        let destination = view
+            .spec
+            .remote
+            .or(socket.destination)
+            .ok_or(STATUS_INVALID_PARAMETER)?;
+        let route = Route::of(destination, socket)?;
+        if view.spec.uso_segment_size.is_some() && socket.features & feature::USO == 0 {
+            return Err(STATUS_NOT_SUPPORTED);
+        }
+        if route.ipv4 && view.spec.uso_segment_size.is_none() && view.payload.len() > MAX_PAYLOAD_V4
+        {
+            return Err(STATUS_INVALID_BUFFER_SIZE);
         }
         let mut segments = [0; MAX_SEGMENTS as usize];
         let mut segment_count: usize = 0;
@@ -108,19 +240,23 @@ impl Datagram {
         let mut control = ControlBuffer::new();
         {
             let mut encoder = control.encoder();
-            for message in control_messages(&view.spec) {
+            for message in
+                control_messages(&view.spec, route, socket.features, view.payload.len())?
+            {
                 // Cannot fail: the capacity covers every message at once (cmsg.rs asserts it).
                 encoder
                     .push(&message)
                     .map_err(|_| STATUS_INVALID_PARAMETER)?;
             }
         }
+        // A request without a destination leaves RemoteAddress NULL: the socket's fixed one.
+        let remote = view.spec.remote.map(|_| route.sockaddr(socket));
         Ok(Self {
             payload: PoolBytes::try_copy_from(view.payload, TAG_PAYLOAD)?,
             segments,
             segment_count,
             control,
-            remote: SockAddrBuffer::new(view.spec.remote),
+            remote,
         })
     }
 
@@ -146,7 +282,7 @@ impl Datagram {
         let chain = self.mdl_chain()?;
         let mut response = DescribeSendResponse::default();
         let control = self.control.as_bytes();
-        let remote = self.remote.as_bytes();
+        let remote = self.remote.as_ref().map_or(&[][..], SockAddrBuffer::as_bytes);
         copy_prefix(&mut response.control, control);
         copy_prefix(&mut response.remote, remote);
         for (slot, len) in response.mdl_lengths.iter_mut().zip(chain.byte_counts()) {
@@ -596,7 +732,7 @@ impl SendOp {
         // completion routine has run (the op holds them, or a reference on the batch that
         // does); the returned status is also the IRP's, which `send_complete` reads.
         let _ =
-            unsafe { call.send_to(buffer, &batch.datagram.remote, &batch.datagram.control, irp) };
+            unsafe { call.send_to(buffer, batch.datagram.remote.as_ref(), &batch.datagram.control, irp) };
         // `call` drops here: the gate is left once WskSendTo returned.
         true
     }

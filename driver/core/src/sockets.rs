@@ -44,10 +44,35 @@ const _: () = assert!(
     "the slot index must fit in the handle's low byte"
 );
 
+/// What a send needs to know of its socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SocketInfo {
+    /// The address it is bound to.
+    pub(crate) local: SocketAddr,
+    /// An `AF_INET6` socket that also reaches IPv4 destinations.
+    pub(crate) dual_stack: bool,
+    /// Its fixed destination (`SIO_WSK_SET_SENDTO_ADDRESS`), if set.
+    pub(crate) destination: Option<SocketAddr>,
+    /// What its provider supports ([`wskudp_abi::feature`] bits).
+    pub(crate) features: u32,
+}
+
+/// What a socket is opened as, besides its WSK socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Opened {
+    /// The address it is bound to.
+    pub(crate) local: SocketAddr,
+    /// Dual-stack.
+    pub(crate) dual_stack: bool,
+    /// Features probed at open.
+    pub(crate) features: u32,
+}
+
 /// One open socket.
 struct SocketEntry {
     owner: Owner,
-    local: SocketAddr,
+    opened: Opened,
+    destination: SpinLock<Option<SocketAddr>>,
     rundown: Rundown,
     counters: Counters,
     /// A send completed with `STATUS_FILE_FORCED_CLOSED`: the socket is being closed and
@@ -135,10 +160,22 @@ impl SocketRef {
         &self.entry().socket
     }
 
-    /// The address the socket is bound to.
+    /// What a send needs to know of the socket.
     #[must_use]
-    pub(crate) const fn local(&self) -> SocketAddr {
-        self.entry().local
+    pub(crate) fn info(&self) -> SocketInfo {
+        let entry = self.entry();
+        SocketInfo {
+            local: entry.opened.local,
+            dual_stack: entry.opened.dual_stack,
+            destination: *entry.destination.lock_shared(),
+            features: entry.opened.features,
+        }
+    }
+
+    /// Records the fixed destination set with `SIO_WSK_SET_SENDTO_ADDRESS`.
+    /// IRQL: <= `DISPATCH_LEVEL`.
+    pub(crate) fn set_destination(&self, destination: SocketAddr) {
+        *self.entry().destination.lock_exclusive() = Some(destination);
     }
 
     /// The socket's counters.
@@ -302,7 +339,7 @@ impl SocketTable {
                 } else {
                     0
                 },
-                local: WireAddr::from_socket_addr(entry.local),
+                local: WireAddr::from_socket_addr(entry.opened.local),
                 counters: entry.counters.snapshot(),
             };
             count = count.saturating_add(1);
@@ -332,12 +369,13 @@ impl Reservation<'_> {
         self,
         handle: &HandleState,
         socket: DatagramSocket,
-        local: SocketAddr,
+        opened: Opened,
     ) -> Result<u32, NTSTATUS> {
         let entry = PoolBox::try_new(
             SocketEntry {
                 owner: Owner::of(handle),
-                local,
+                opened,
+                destination: SpinLock::new(None),
                 rundown: Rundown::new(),
                 counters: Counters::default(),
                 forced_closed: AtomicBool::new(false),

@@ -118,15 +118,7 @@ fn model(size: usize, shape: &Shape<'_>, datagrams: u64) -> Row {
     let socket = client
         .open_socket("127.0.0.1:0".parse().expect("address"))
         .expect("open");
-    let spec = SendSpec {
-        socket: socket.socket,
-        remote: sink.address,
-        source: None,
-        tos: None,
-        ecn: None,
-        uso_segment_size: None,
-        count: 1,
-    };
+    let spec: SendSpec = wskudp_harness::scenarios::plain(socket.socket, sink.address, 1);
     let payload = pattern(size);
     let before = backend.stats().unwrap_or_default();
     let payload_copies_before = backend

@@ -13,9 +13,10 @@ use wskudp_abi::status::{STATUS_DEVICE_BUSY, STATUS_INSUFFICIENT_RESOURCES, STAT
 
 use wskudp_abi::{
     ABI_OLDEST, ABI_VERSION, AbiError, DescribeSendResponse, InfoResponse, Ioctl,
-    OpenSocketResponse, SendResponse, SendSpec, StatsResponse, encode_close_socket,
-    encode_open_socket, encode_query_stats, encode_send, read_response, send_request_len,
-    set_request_version, status::nt_success,
+    OpenSocketResponse, RequestHeader, SendResponse, SendSpec, SocketOption, StatsResponse,
+    encode_close_socket, encode_open_socket_with, encode_query_stats, encode_send,
+    encode_set_option, read_any_version, read_response, send_request_len, set_request_version,
+    status::nt_success,
 };
 use zerocopy::{FromBytes, IntoBytes};
 
@@ -226,8 +227,64 @@ impl<B: Backend + ?Sized> Client<B> {
     /// # Errors
     /// See [`ClientError`].
     pub fn open_socket(&self, local: SocketAddr) -> Result<OpenSocketResponse, ClientError> {
-        let request = self.versioned(encode_open_socket(local).as_bytes().to_vec())?;
-        self.call(Ioctl::OpenSocket, &request)
+        self.open_socket_with(local, 0)
+    }
+
+    /// `OPEN_SOCKET` with `OpenSocketRequest::FLAG_*` bits (ABI 2; a version-1 driver takes
+    /// none). Fields a version-1 response lacks (`features`) read as zero.
+    ///
+    /// # Errors
+    /// [`ClientError::Usage`] for flags with a version-1 driver; otherwise see [`ClientError`].
+    pub fn open_socket_with(
+        &self,
+        local: SocketAddr,
+        flags: u32,
+    ) -> Result<OpenSocketResponse, ClientError> {
+        let version = self.abi_version()?;
+        if version < 2 && flags != 0 {
+            return Err(ClientError::Usage(format!(
+                "socket flags {flags:#x} need ABI version 2; the driver and this client agree on {version}"
+            )));
+        }
+        let mut request = encode_open_socket_with(local, flags);
+        request.header = RequestHeader::version(version);
+        let output_len = if version >= 2 {
+            size_of::<OpenSocketResponse>()
+        } else {
+            OpenSocketResponse::V1_LEN
+        };
+        let outcome = self.backend.ioctl(
+            Ioctl::OpenSocket.code(),
+            request.bytes_for_version(version),
+            output_len,
+        )?;
+        if !nt_success(outcome.status) {
+            return Err(ClientError::Status(outcome.status));
+        }
+        read_any_version(&outcome.output, OpenSocketResponse::V1_LEN)
+            .map_err(ClientError::ShortResponse)
+    }
+
+    /// `SET_OPTION` (ABI 2): one option of `socket`.
+    ///
+    /// # Errors
+    /// [`ClientError::Usage`] with a version-1 driver; otherwise see [`ClientError`].
+    pub fn set_option(&self, socket: u32, option: SocketOption) -> Result<(), ClientError> {
+        let version = self.abi_version()?;
+        if version < 2 {
+            return Err(ClientError::Usage(format!(
+                "socket options need ABI version 2; the driver and this client agree on {version}"
+            )));
+        }
+        let request = self.versioned(encode_set_option(socket, option).as_bytes().to_vec())?;
+        let outcome = self
+            .backend
+            .ioctl(Ioctl::SetOption.code(), &request, 0)?;
+        if nt_success(outcome.status) {
+            Ok(())
+        } else {
+            Err(ClientError::Status(outcome.status))
+        }
     }
 
     /// `CLOSE_SOCKET`.

@@ -64,13 +64,13 @@ fn cases() -> Vec<Case> {
             uso: None,
         },
         Case {
-            name: "IPv4, TOS 0xB8 (EF) + ECN CE",
+            name: "IPv4, TOS 0xB8 (EF) + ECN ECT(1), one IP_TOS byte",
             v6: false,
             payload: crate::pattern(1200),
             segments: vec![200, 600, 400],
             source: None,
             tos: Some(0xB8),
-            ecn: Some(Ecn::Ce),
+            ecn: Some(Ecn::Ect1),
             uso: None,
         },
         Case {
@@ -144,13 +144,11 @@ pub fn run(client: &Client) -> Result<Vec<Row>, String> {
             .open_socket(local)
             .map_err(|e| format!("OPEN_SOCKET {local}: {e}"))?;
         let spec = SendSpec {
-            socket: socket.socket,
-            remote: to,
             source: case.source,
             tos: case.tos,
             ecn: case.ecn,
             uso_segment_size: case.uso,
-            count: 1,
+            ..crate::scenarios::plain(socket.socket, to, 1)
         };
         let sent = client.send(&spec, &case.segments, &case.payload);
         let expected = case.expected();

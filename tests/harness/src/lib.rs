@@ -3,6 +3,7 @@
 //! [`client::Client`], and check what arrives with [`receiver::Receiver`]. The `wskudp` CLI
 //! and the scenario suite are built on these.
 
+pub mod addressing;
 pub mod backend;
 pub mod client;
 pub mod demo;
@@ -16,6 +17,38 @@ pub fn status_text(status: i32) -> String {
     let hex = status_hex(status);
     wskudp_abi::status::status_name(status)
         .map_or_else(|| hex.clone(), |name| format!("{hex} ({name})"))
+}
+
+/// The index of the network interface called `name`, if this host has one.
+#[must_use]
+pub fn interface_index(name: &str) -> Option<u32> {
+    #[cfg(unix)]
+    {
+        nix::net::if_::if_nametoindex(name).ok()
+    }
+    #[cfg(windows)]
+    {
+        let name = std::ffi::CString::new(name).ok()?;
+        // SAFETY: A NUL-terminated string; the function only reads it.
+        let index = unsafe {
+            windows_sys::Win32::NetworkManagement::IpHelper::if_nametoindex(name.as_ptr().cast())
+        };
+        (index != 0).then_some(index)
+    }
+}
+
+/// The loopback interface's index: `lo` on Unix hosts; on Windows the "Loopback
+/// Pseudo-Interface 1", whose index is 1.
+#[must_use]
+pub fn loopback_index() -> Option<u32> {
+    #[cfg(unix)]
+    {
+        interface_index("lo")
+    }
+    #[cfg(not(unix))]
+    {
+        Some(1)
+    }
 }
 
 /// `"0x%08X"`.

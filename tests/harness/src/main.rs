@@ -7,7 +7,10 @@ use std::process::ExitCode;
 
 use clap::{ArgGroup, Parser, Subcommand, ValueEnum};
 use serde_json::{Value, json};
-use wskudp_abi::{Ecn, InfoResponse, Ioctl, SendCounters, SendSpec, capability};
+use wskudp_abi::{
+    Ecn, InfoResponse, Ioctl, OpenSocketRequest, SendCounters, SendSpec, SocketOption, capability,
+    feature,
+};
 use wskudp_harness::backend::{self, FrontDoor, Kind};
 use wskudp_harness::client::{Client, MAX_INFLIGHT, PipelineSummary};
 use wskudp_harness::report::ModelReport;
@@ -105,12 +108,46 @@ struct SendArgs {
     #[arg(long)]
     to: SocketAddr,
     /// Local address to bind the driver's socket to (default: any address of the
-    /// destination's family, port chosen by the stack).
+    /// destination's family, port chosen by the stack). An IPv6 address with an IPv4
+    /// destination opens a dual-stack socket (`IPV6_V6ONLY` off): IPv4 goes out v4-mapped.
     #[arg(long)]
     bind: Option<SocketAddr>,
     /// Source address to send from (`IP_PKTINFO` / `IPV6_PKTINFO`).
     #[arg(long)]
     src: Option<IpAddr>,
+    /// Interface index to send from, in `IP_PKTINFO` / `IPV6_PKTINFO` beside --src (Windows
+    /// takes the pair together).
+    #[arg(long, conflicts_with = "iface", requires = "src")]
+    ifindex: Option<u32>,
+    /// Interface name to send from (its index, as --ifindex).
+    #[arg(long, requires = "src")]
+    iface: Option<String>,
+    /// Pin the socket to an interface index (`IP_UNICAST_IF` / `IPV6_UNICAST_IF`).
+    #[arg(long)]
+    unicast_if: Option<u32>,
+    /// Hop limit of the socket's unicast datagrams (`IP_TTL` / `IPV6_UNICAST_HOPS`), 1-255.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=255))]
+    ttl: Option<u8>,
+    /// Allow sending to a broadcast address (`SO_BROADCAST`).
+    #[arg(long)]
+    broadcast: bool,
+    /// Interface index multicast leaves by (`IP_MULTICAST_IF` / `IPV6_MULTICAST_IF`).
+    #[arg(long)]
+    multicast_if: Option<u32>,
+    /// Hop limit of multicast datagrams (`IP_MULTICAST_TTL` / `IPV6_MULTICAST_HOPS`).
+    #[arg(long)]
+    multicast_ttl: Option<u8>,
+    /// Deliver multicast to this host too (`IP_MULTICAST_LOOP` / `IPV6_MULTICAST_LOOP`): on or
+    /// off.
+    #[arg(long)]
+    multicast_loop: Option<bool>,
+    /// Fail rather than fragment (`IP_DONTFRAGMENT` / `IPV6_DONTFRAG`).
+    #[arg(long)]
+    dont_fragment: bool,
+    /// Fix the destination on the socket (`SIO_WSK_SET_SENDTO_ADDRESS`) and send without one
+    /// per datagram.
+    #[arg(long)]
+    fixed_destination: bool,
     /// TOS byte / IPv6 traffic class (`IP_TOS` / `IPV6_TCLASS`), 0-255.
     #[arg(long)]
     tos: Option<u8>,
@@ -429,6 +466,32 @@ fn stats(client: &Client, socket: Option<u32>) -> Result<Outcome, String> {
     })
 }
 
+/// The socket options `send`'s flags ask for, in the order they are set.
+fn socket_options(args: &SendArgs) -> Vec<SocketOption> {
+    let mut options = Vec::new();
+    options.extend(args.ttl.map(SocketOption::HopLimit));
+    if args.broadcast {
+        options.push(SocketOption::Broadcast(true));
+    }
+    options.extend(args.multicast_if.map(SocketOption::MulticastInterface));
+    options.extend(args.multicast_ttl.map(SocketOption::MulticastHopLimit));
+    options.extend(args.multicast_loop.map(SocketOption::MulticastLoop));
+    options.extend(args.unicast_if.map(SocketOption::UnicastInterface));
+    if args.dont_fragment {
+        options.push(SocketOption::DontFragment(true));
+    }
+    if args.fixed_destination {
+        options.push(SocketOption::Destination(args.to));
+    }
+    options
+}
+
+/// The index of the interface called `name`.
+fn interface_index(name: &str) -> Result<u32, String> {
+    wskudp_harness::interface_index(name)
+        .ok_or_else(|| format!("--iface {name}: no such interface on this host"))
+}
+
 fn send(client: &Client, args: &SendArgs) -> Result<Outcome, String> {
     let payload = match (&args.payload_hex, args.size) {
         (Some(hex), _) => hex::decode(hex.trim()).map_err(|e| format!("--payload-hex: {e}"))?,
@@ -439,22 +502,40 @@ fn send(client: &Client, args: &SendArgs) -> Result<Outcome, String> {
         SocketAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
         SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
     });
-    if bind.is_ipv4() != args.to.is_ipv4() {
+    if bind.is_ipv4() && args.to.is_ipv6() {
         return Err(format!(
-            "--bind {bind} and --to {} are of different address families",
+            "--bind {bind} is IPv4 and --to {} IPv6: an IPv4 socket cannot reach it (bind an IPv6 address for a dual-stack socket)",
             args.to
         ));
     }
+    let dual_stack = bind.is_ipv6() && args.to.is_ipv4();
+    let flags = if dual_stack {
+        OpenSocketRequest::FLAG_DUAL_STACK
+    } else {
+        0
+    };
+    let source_ifindex = match (&args.iface, args.ifindex) {
+        (Some(name), _) => Some(interface_index(name)?),
+        (None, index) => index,
+    };
     let opened = client
-        .open_socket(bind)
+        .open_socket_with(bind, flags)
         .map_err(|e| format!("opening a socket bound to {bind}: {e}"))?;
+    let options = socket_options(args);
+    for option in &options {
+        if let Err(error) = client.set_option(opened.socket, *option) {
+            let _ = client.close_socket(opened.socket);
+            return Err(format!("setting {option:?}: {error}"));
+        }
+    }
     let spec = SendSpec {
         socket: opened.socket,
-        remote: args.to,
+        remote: (!args.fixed_destination).then_some(args.to),
         source: args.src,
         tos: args.tos,
         ecn: args.ecn.and_then(Ecn::from_bits),
         uso_segment_size: args.uso,
+        source_ifindex,
         // One datagram's worth for DESCRIBE_SEND; a real send sets each request's count.
         count: 1,
     };
@@ -463,6 +544,11 @@ fn send(client: &Client, args: &SendArgs) -> Result<Outcome, String> {
         .socket_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
+    let features: Vec<&str> = feature::NAMES
+        .iter()
+        .filter(|(bit, _)| opened.features & bit != 0)
+        .map(|(_, name)| *name)
+        .collect();
     let result = if args.dry_run {
         describe(client, &spec, &args.segments, &payload)
     } else {
@@ -485,6 +571,10 @@ fn send(client: &Client, args: &SendArgs) -> Result<Outcome, String> {
     }
     let closed = client.close_socket(opened.socket);
     let mut outcome = result?;
+    if let Value::Object(map) = &mut outcome.json {
+        map.insert("socket_features".into(), json!(features));
+    }
+    let _ = writeln!(outcome.text, "  socket supports: {}", features.join(", "));
     if let Err(error) = closed {
         outcome.ok = false;
         let _ = writeln!(outcome.text, "closing the socket failed: {error}");
@@ -579,7 +669,8 @@ fn send_text(summary: &PipelineSummary, spec: &SendSpec, local: &str) -> String 
         summary.datagrams_sent,
         summary.total,
         summary.bytes_sent,
-        spec.remote,
+        spec.remote
+            .map_or_else(|| "the socket's destination".to_owned(), |r| r.to_string()),
         status_text(summary.first_error.unwrap_or(0)),
     );
     let _ = writeln!(

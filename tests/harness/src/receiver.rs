@@ -2,7 +2,7 @@
 //! hosts the destination address (`IP_PKTINFO`/`IPV6_PKTINFO`) and TOS / traffic class.
 
 use std::io;
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::Duration;
 
 /// One received datagram.
@@ -16,6 +16,8 @@ pub struct Arrival {
     pub destination: Option<IpAddr>,
     /// The TOS byte / traffic class it carried (Unix hosts).
     pub tos: Option<u8>,
+    /// The TTL / hop limit it arrived with (Unix hosts).
+    pub hop_limit: Option<u8>,
 }
 
 /// A bound UDP socket collecting datagrams.
@@ -34,6 +36,14 @@ impl Receiver {
         #[cfg(unix)]
         unix::enable_ancillary(&socket, address.is_ipv6())?;
         Ok(Self { socket })
+    }
+
+    /// Joins `group` on the interface with address `interface` (`IP_ADD_MEMBERSHIP`).
+    ///
+    /// # Errors
+    /// The socket-option failure.
+    pub fn join_multicast_v4(&self, group: Ipv4Addr, interface: Ipv4Addr) -> io::Result<()> {
+        self.socket.join_multicast_v4(&group, &interface)
     }
 
     /// The bound address.
@@ -64,6 +74,7 @@ impl Receiver {
                 source,
                 destination: None,
                 tos: None,
+                hop_limit: None,
             })
         }
     }
@@ -100,9 +111,11 @@ mod unix {
         if v6 {
             setsockopt(socket, sockopt::Ipv6RecvPacketInfo, &true)?;
             setsockopt(socket, sockopt::Ipv6RecvTClass, &true)?;
+            setsockopt(socket, sockopt::Ipv6RecvHopLimit, &true)?;
         } else {
             setsockopt(socket, sockopt::Ipv4PacketInfo, &true)?;
             setsockopt(socket, sockopt::IpRecvTos, &true)?;
+            setsockopt(socket, sockopt::Ipv4RecvTtl, &true)?;
         }
         Ok(())
     }
@@ -113,9 +126,10 @@ mod unix {
             nix::libc::in6_pktinfo,
             nix::libc::c_int,
             nix::libc::in_pktinfo,
-            u8
+            u8,
+            nix::libc::c_int
         );
-        let (len, source, destination, tos) = {
+        let (len, source, destination, tos, hop_limit) = {
             let mut iov = [IoSliceMut::new(&mut buffer)];
             let message = recvmsg::<SockaddrStorage>(
                 socket.as_raw_fd(),
@@ -125,6 +139,7 @@ mod unix {
             )?;
             let mut destination = None;
             let mut tos = None;
+            let mut hop_limit = None;
             for cmsg in message.cmsgs()? {
                 match cmsg {
                     ControlMessageOwned::Ipv4PacketInfo(info) => {
@@ -137,6 +152,9 @@ mod unix {
                     }
                     ControlMessageOwned::Ipv4Tos(value) => tos = Some(value),
                     ControlMessageOwned::Ipv6TClass(value) => tos = u8::try_from(value).ok(),
+                    ControlMessageOwned::Ipv4Ttl(value) | ControlMessageOwned::Ipv6HopLimit(value) => {
+                        hop_limit = u8::try_from(value).ok();
+                    }
                     _ => {}
                 }
             }
@@ -150,7 +168,7 @@ mod unix {
                             .map(|v6| SocketAddr::V6((*v6).into()))
                     })
             });
-            (message.bytes, source, destination, tos)
+            (message.bytes, source, destination, tos, hop_limit)
         };
         buffer.truncate(len);
         let source = source.ok_or_else(|| io::Error::other("datagram without a source address"))?;
@@ -159,6 +177,7 @@ mod unix {
             source,
             destination,
             tos,
+            hop_limit,
         })
     }
 }

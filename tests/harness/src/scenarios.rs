@@ -11,15 +11,15 @@ use std::time::Duration;
 use wskudp_abi::status::{
     STATUS_BUFFER_TOO_SMALL, STATUS_INFO_LENGTH_MISMATCH, STATUS_INVALID_ADDRESS_COMPONENT,
     STATUS_INVALID_BUFFER_SIZE, STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_HANDLE,
-    STATUS_INVALID_PARAMETER, STATUS_REVISION_MISMATCH, STATUS_SUCCESS,
+    STATUS_INVALID_PARAMETER, STATUS_NOT_SUPPORTED, STATUS_REVISION_MISMATCH, STATUS_SUCCESS,
 };
 use wskudp_abi::{
-    Ecn, Ioctl, SendRequest, SendResponse, SendSpec, encode_close_socket, encode_send,
+    Ecn, Ioctl, SendRequest, SendResponse, SendSpec, encode_close_socket, encode_send, feature,
     send_request_len,
 };
 use zerocopy::{FromBytes, IntoBytes};
 
-use crate::client::Client;
+use crate::client::{Client, ClientError};
 use crate::pattern;
 use crate::receiver::{Arrival, Receiver};
 
@@ -78,6 +78,34 @@ pub const fn all() -> &'static [Scenario] {
             run: everything,
         },
         Scenario {
+            name: "dual-stack: an IPv6 socket reaches IPv4, source in IN_PKTINFO",
+            run: crate::addressing::dual_stack,
+        },
+        Scenario {
+            name: "a socket's fixed destination, overridden per datagram",
+            run: crate::addressing::fixed_destination,
+        },
+        Scenario {
+            name: "interfaces: PKTINFO interface index, IP_UNICAST_IF / IPV6_UNICAST_IF",
+            run: crate::addressing::interfaces,
+        },
+        Scenario {
+            name: "broadcast needs SO_BROADCAST",
+            run: crate::addressing::broadcast,
+        },
+        Scenario {
+            name: "multicast: interface, hop limit, loopback",
+            run: crate::addressing::multicast,
+        },
+        Scenario {
+            name: "hop limit (IP_TTL / IPV6_UNICAST_HOPS)",
+            run: crate::addressing::hop_limit,
+        },
+        Scenario {
+            name: "largest datagram per family, one byte more refused",
+            run: crate::addressing::sizes,
+        },
+        Scenario {
             name: "DESCRIBE_SEND returns the exact WskSendTo arguments",
             run: describe_exact,
         },
@@ -100,17 +128,17 @@ macro_rules! ensure {
     };
 }
 
-fn addr(text: &str) -> SocketAddr {
+pub(crate) fn addr(text: &str) -> SocketAddr {
     text.parse()
         .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
 }
 
-fn error(e: impl std::fmt::Display) -> Failure {
+pub(crate) fn error(e: impl std::fmt::Display) -> Failure {
     e.to_string()
 }
 
 /// A receiver on `local`, or the reason there is none (IPv6 loopback may be disabled).
-fn receiver(local: &str) -> Result<Receiver, String> {
+pub(crate) fn receiver(local: &str) -> Result<Receiver, String> {
     Receiver::bind(addr(local)).map_err(|e| format!("no receiver on {local}: {e}"))
 }
 
@@ -119,17 +147,18 @@ fn receiver(local: &str) -> Result<Receiver, String> {
 pub const fn plain(socket: u32, remote: SocketAddr, count: u32) -> SendSpec {
     SendSpec {
         socket,
-        remote,
+        remote: Some(remote),
         source: None,
         tos: None,
         ecn: None,
         uso_segment_size: None,
+        source_ifindex: None,
         count,
     }
 }
 
 /// Exactly `n` datagrams, and nothing more.
-fn receive(receiver: &Receiver, n: usize) -> Result<Vec<Arrival>, Failure> {
+pub(crate) fn receive(receiver: &Receiver, n: usize) -> Result<Vec<Arrival>, Failure> {
     let arrivals = receiver.recv_up_to(n, WAIT);
     ensure!(
         arrivals.len() == n,
@@ -143,7 +172,7 @@ fn receive(receiver: &Receiver, n: usize) -> Result<Vec<Arrival>, Failure> {
     Ok(arrivals)
 }
 
-fn sent_ok(response: &SendResponse, datagrams: u32) -> Result<(), Failure> {
+pub(crate) fn sent_ok(response: &SendResponse, datagrams: u32) -> Result<(), Failure> {
     ensure!(
         response.status == STATUS_SUCCESS
             && response.datagrams_sent == datagrams
@@ -355,31 +384,75 @@ fn source_v6(client: &Client) -> Result<Option<String>, Failure> {
     Ok(None)
 }
 
+/// TOS and ECN by Windows' rules (see `driver/core/src/send.rs`): where the socket's provider
+/// takes the TOS byte on send, one `IP_TOS` / `IPV6_TCLASS` carries both (ECN in its low bits);
+/// elsewhere ECN goes alone (`IP_ECN` / `IPV6_ECN`) and a TOS byte is `STATUS_NOT_SUPPORTED`;
+/// ECN CE is refused (`STATUS_INVALID_PARAMETER`, `WSAEINVAL` on Windows) either way.
 fn tos_and_ecn(client: &Client) -> Result<Option<String>, Failure> {
-    let cases = [
-        (Some(0xB8), None, 0xB8),
-        (None, Some(Ecn::Ect0), 0x02),
-        (None, Some(Ecn::Ect1), 0x01),
-        (Some(0xB8), Some(Ecn::Ce), 0xBB),
-        (Some(0x03), Some(Ecn::NotEct), 0x00),
-    ];
     for local in ["127.0.0.1:0", "[::1]:0"] {
         let Ok(rx) = receiver(local) else { continue };
         let socket = client.open_socket(addr(local)).map_err(error)?;
-        for (tos, ecn, wire) in cases {
+        let takes_tos = socket.features & feature::TOS != 0;
+        // (TOS asked, ECN asked, TOS byte on the wire or the status the SEND fails with).
+        let cases: [(Option<u8>, Option<Ecn>, Result<u8, i32>); 7] = [
+            (
+                Some(0xB8),
+                None,
+                if takes_tos { Ok(0xB8) } else { Err(STATUS_NOT_SUPPORTED) },
+            ),
+            (None, Some(Ecn::Ect0), Ok(0x02)),
+            (None, Some(Ecn::Ect1), Ok(0x01)),
+            (
+                Some(0xB8),
+                Some(Ecn::Ect1),
+                if takes_tos { Ok(0xB9) } else { Err(STATUS_NOT_SUPPORTED) },
+            ),
+            (None, Some(Ecn::Ce), Err(STATUS_INVALID_PARAMETER)),
+            (
+                Some(0xBB),
+                None,
+                Err(if takes_tos {
+                    STATUS_INVALID_PARAMETER
+                } else {
+                    STATUS_NOT_SUPPORTED
+                }),
+            ),
+            (
+                Some(0x03),
+                Some(Ecn::NotEct),
+                if takes_tos { Ok(0x00) } else { Err(STATUS_NOT_SUPPORTED) },
+            ),
+        ];
+        for (tos, ecn, expected) in cases {
             let spec = SendSpec {
                 tos,
                 ecn,
                 ..plain(socket.socket, rx.local_addr().map_err(error)?, 1)
             };
-            sent_ok(&client.send(&spec, &[], b"marked").map_err(error)?, 1)?;
-            let arrival = receive(&rx, 1)?.remove(0);
-            // The receiver sees TOS only on hosts that report it (Unix).
-            if let Some(seen) = arrival.tos {
-                ensure!(
-                    seen == wire,
-                    "{local} tos {tos:?} ecn {ecn:?}: wire {seen:#04x}, expected {wire:#04x}"
-                );
+            let sent = client.send(&spec, &[], b"marked");
+            match (expected, sent) {
+                (Ok(wire), Ok(response)) => {
+                    sent_ok(&response, 1)?;
+                    let arrival = receive(&rx, 1)?.remove(0);
+                    // The receiver sees TOS only on hosts that report it (Unix).
+                    if let Some(seen) = arrival.tos {
+                        ensure!(
+                            seen == wire,
+                            "{local} tos {tos:?} ecn {ecn:?}: wire {seen:#04x}, expected {wire:#04x}"
+                        );
+                    }
+                }
+                (Err(status), Err(ClientError::Status(got))) => ensure!(
+                    got == status,
+                    "{local} tos {tos:?} ecn {ecn:?}: refused with {}, expected {}",
+                    crate::status_text(got),
+                    crate::status_text(status)
+                ),
+                (expected, got) => {
+                    return Err(format!(
+                        "{local} tos {tos:?} ecn {ecn:?}: expected {expected:?}, got {got:?}"
+                    ));
+                }
             }
         }
         client.close_socket(socket.socket).map_err(error)?;
@@ -387,6 +460,8 @@ fn tos_and_ecn(client: &Client) -> Result<Option<String>, Failure> {
     Ok(None)
 }
 
+/// USO where the socket's provider has it (`WskGetOption(UDP_SEND_MSG_SIZE)` succeeded), else
+/// `STATUS_NOT_SUPPORTED`; a payload of one segment goes without the control message.
 fn uso(client: &Client) -> Result<Option<String>, Failure> {
     for local in ["127.0.0.1:0", "[::1]:0"] {
         let Ok(rx) = receiver(local) else { continue };
@@ -396,6 +471,21 @@ fn uso(client: &Client) -> Result<Option<String>, Failure> {
             uso_segment_size: Some(1000),
             ..plain(socket.socket, rx.local_addr().map_err(error)?, 1)
         };
+        if socket.features & feature::USO == 0 {
+            match client.send(&spec, &[500, 2000], &payload) {
+                Err(ClientError::Status(status)) if status == STATUS_NOT_SUPPORTED => {}
+                other => return Err(format!("{local}: USO without support: {other:?}")),
+            }
+            client.close_socket(socket.socket).map_err(error)?;
+            continue;
+        }
+        let single = client
+            .describe_send(&spec, &[], &payload[..1000])
+            .map_err(error)?;
+        ensure!(
+            single.control_len == 0,
+            "{local}: one segment still carries UDP_SEND_MSG_SIZE"
+        );
         let response = client.send(&spec, &[500, 2000], &payload).map_err(error)?;
         sent_ok(&response, 1)?;
         let arrivals = receive(&rx, 3)?;
@@ -411,25 +501,30 @@ fn uso(client: &Client) -> Result<Option<String>, Failure> {
     Ok(None)
 }
 
+/// Every option the socket's provider takes, together.
 fn everything(client: &Client) -> Result<Option<String>, Failure> {
     for (local, source) in [("127.0.0.1:0", "127.0.0.9"), ("[::1]:0", "::1")] {
         let Ok(rx) = receiver(local) else { continue };
         let socket = client.open_socket(addr(local)).map_err(error)?;
         let source: IpAddr = source.parse().map_err(error)?;
+        let takes_tos = socket.features & feature::TOS != 0;
+        let uso = socket.features & feature::USO != 0;
         let spec = SendSpec {
             source: Some(source),
-            tos: Some(0x28),
+            tos: takes_tos.then_some(0x28),
             ecn: Some(Ecn::Ect1),
-            uso_segment_size: Some(700),
+            uso_segment_size: uso.then_some(700),
             ..plain(socket.socket, rx.local_addr().map_err(error)?, 3)
         };
         let response = client
             .send(&spec, &[7, 693, 700], &pattern(1400))
             .map_err(error)?;
         sent_ok(&response, 3)?;
-        for arrival in receive(&rx, 6)? {
+        let (arrivals, size) = if uso { (6, 700) } else { (3, 1400) };
+        let wire_tos = if takes_tos { 0x29 } else { 0x01 };
+        for arrival in receive(&rx, arrivals)? {
             ensure!(
-                arrival.payload.len() == 700,
+                arrival.payload.len() == size,
                 "{local}: a {}-byte segment",
                 arrival.payload.len()
             );
@@ -439,7 +534,7 @@ fn everything(client: &Client) -> Result<Option<String>, Failure> {
                 arrival.source
             );
             ensure!(
-                arrival.tos.is_none_or(|t| t == 0x29),
+                arrival.tos.is_none_or(|t| t == wire_tos),
                 "{local}: TOS {:?}",
                 arrival.tos
             );
@@ -449,8 +544,10 @@ fn everything(client: &Client) -> Result<Option<String>, Failure> {
     Ok(None)
 }
 
-/// The `ws2def.h` encoding of the expected control buffer, written out independently of core.
-fn expected_v4_control() -> Vec<u8> {
+/// The `ws2def.h` encoding of the expected control buffer, written out independently of core:
+/// source 127.0.0.2 on interface 0, then the TOS byte 0xB9 (TOS 0xB8 with ECT(1)) where the
+/// provider takes it or ECN ECT(1) alone, then a USO segment size of 400 where it has USO.
+fn expected_v4_control(takes_tos: bool, uso: bool) -> Vec<u8> {
     let header = |len: u64, level: i32, ty: i32| -> Vec<u8> {
         [
             len.to_le_bytes().as_slice(),
@@ -461,34 +558,42 @@ fn expected_v4_control() -> Vec<u8> {
     };
     let mut expected = header(16 + 8, 0, 19); // IPPROTO_IP, IP_PKTINFO, IN_PKTINFO
     expected.extend([127, 0, 0, 2, 0, 0, 0, 0]);
-    expected.extend(header(16 + 4, 0, 3)); // IP_TOS, INT
-    expected.extend([0xB8, 0, 0, 0, 0, 0, 0, 0]);
-    expected.extend(header(16 + 4, 0, 50)); // IP_ECN, INT
-    expected.extend([3, 0, 0, 0, 0, 0, 0, 0]);
-    expected.extend(header(16 + 4, 17, 2)); // IPPROTO_UDP, UDP_SEND_MSG_SIZE, DWORD
-    expected.extend([0x90, 0x01, 0, 0, 0, 0, 0, 0]);
+    if takes_tos {
+        expected.extend(header(16 + 4, 0, 3)); // IP_TOS, INT
+        expected.extend([0xB9, 0, 0, 0, 0, 0, 0, 0]);
+    } else {
+        expected.extend(header(16 + 4, 0, 50)); // IP_ECN, INT
+        expected.extend([1, 0, 0, 0, 0, 0, 0, 0]);
+    }
+    if uso {
+        expected.extend(header(16 + 4, 17, 2)); // IPPROTO_UDP, UDP_SEND_MSG_SIZE, DWORD
+        expected.extend([0x90, 0x01, 0, 0, 0, 0, 0, 0]);
+    }
     expected
 }
 
 fn describe_exact(client: &Client) -> Result<Option<String>, Failure> {
     let socket = client.open_socket(addr("127.0.0.1:0")).map_err(error)?;
+    let takes_tos = socket.features & feature::TOS != 0;
+    let uso = socket.features & feature::USO != 0;
     let spec = SendSpec {
         source: Some(IpAddr::from([127, 0, 0, 2])),
-        tos: Some(0xB8),
-        ecn: Some(Ecn::Ce),
-        uso_segment_size: Some(400),
+        tos: takes_tos.then_some(0xB8),
+        ecn: Some(Ecn::Ect1),
+        uso_segment_size: uso.then_some(400),
         ..plain(socket.socket, addr("127.0.0.1:4660"), 1)
     };
     let described = client
         .describe_send(&spec, &[200, 600, 400], &pattern(1200))
         .map_err(error)?;
+    let expected = expected_v4_control(takes_tos, uso);
     ensure!(
-        described.control_bytes() == expected_v4_control(),
+        described.control_bytes() == expected,
         "control bytes {:02x?}",
         described.control_bytes()
     );
     ensure!(
-        described.control_len == 96,
+        described.control_len as usize == expected.len(),
         "ControlInfoLength {}",
         described.control_len
     );
@@ -511,13 +616,13 @@ fn describe_exact(client: &Client) -> Result<Option<String>, Failure> {
     Ok(None)
 }
 
-/// A valid `SEND` request for `socket` (TOS 1, two MDLs, 5 bytes to 127.0.0.1:9).
+/// A valid `SEND` request for `socket` (ECN ECT(1), two MDLs, 5 bytes to 127.0.0.1:9).
 ///
 /// # Errors
 /// Never in practice (the request is valid by construction).
 pub fn valid_send(socket: u32) -> Result<Vec<u8>, Failure> {
     let spec = SendSpec {
-        tos: Some(1),
+        ecn: Some(Ecn::Ect1),
         ..plain(socket, addr("127.0.0.1:9"), 1)
     };
     let mut bytes = vec![0; send_request_len(2, 5).unwrap_or(0)];

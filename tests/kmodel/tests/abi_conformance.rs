@@ -875,7 +875,10 @@ fn wire_messages() -> [Wire; 7] {
     let int = |value: i32| value.to_ne_bytes().to_vec();
     [
         Wire {
-            message: ControlMessage::SourceV6(V6_SOURCE),
+            message: ControlMessage::SourceV6 {
+                address: V6_SOURCE,
+                ifindex: 0,
+            },
             level: "IPPROTO_IPV6",
             ty: "IPV6_PKTINFO",
             data: "IN6_PKTINFO",
@@ -907,7 +910,10 @@ fn wire_messages() -> [Wire; 7] {
             value_offset: "0",
         },
         Wire {
-            message: ControlMessage::SourceV4(V4_SOURCE),
+            message: ControlMessage::SourceV4 {
+                address: V4_SOURCE,
+                ifindex: 0,
+            },
             level: "IPPROTO_IP",
             ty: "IP_PKTINFO",
             data: "IN_PKTINFO",

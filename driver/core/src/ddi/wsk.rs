@@ -207,6 +207,12 @@ pub struct WSK_PROVIDER_DISPATCH {
     pub WskGetNameInfo: UnusedSlot,
 }
 
+/// `IOC_WSK` (wsk.h): `IOC_WS2 | 0x07000000`.
+pub const IOC_WSK: u32 = windows_sys::Win32::Networking::WinSock::IOC_WS2 | 0x0700_0000;
+/// `SIO_WSK_SET_SENDTO_ADDRESS` (wsk.h): `_WSAIOW(IOC_WSK, 0x6)`.
+pub const SIO_WSK_SET_SENDTO_ADDRESS: u32 =
+    windows_sys::Win32::Networking::WinSock::IOC_IN | IOC_WSK | 0x6;
+
 /// `WSK_CONTROL_SOCKET_TYPE`.
 pub type WSK_CONTROL_SOCKET_TYPE = i32;
 /// `WskSetOption`.

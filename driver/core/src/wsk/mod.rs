@@ -1,5 +1,6 @@
 //! The WSK client: registration, provider NPI capture, datagram sockets.
 
+pub mod options;
 mod socket;
 
 use core::cell::UnsafeCell;

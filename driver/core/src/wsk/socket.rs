@@ -3,14 +3,18 @@
 use core::net::SocketAddr;
 use core::ptr::NonNull;
 
-use windows_sys::Win32::Networking::WinSock::{AF_INET, AF_INET6, IPPROTO_UDP, SOCK_DGRAM};
+use windows_sys::Win32::Networking::WinSock::{
+    self as ws, AF_INET, AF_INET6, IPPROTO_UDP, SOCK_DGRAM,
+};
+use wskudp_abi::feature;
 
 use super::Provider;
 use crate::cmsg::ControlBuffer;
 use crate::ddi::nt::{IRP, NTSTATUS};
 use crate::ddi::wsk::{
-    WSK_BUF, WSK_FLAG_DATAGRAM_SOCKET, WSK_PROVIDER_BASIC_DISPATCH, WSK_PROVIDER_DATAGRAM_DISPATCH,
-    WSK_SOCKET, WskSendToFn,
+    SIO_WSK_SET_SENDTO_ADDRESS, WSK_BUF, WSK_CONTROL_SOCKET_TYPE, WSK_FLAG_DATAGRAM_SOCKET,
+    WSK_PROVIDER_BASIC_DISPATCH, WSK_PROVIDER_DATAGRAM_DISPATCH, WSK_SOCKET, WskGetOption,
+    WskIoctl, WskSendToFn, WskSetOption,
 };
 use crate::irp::{DriverDevice, ReservedCall, call_and_wait};
 use crate::sockaddr::{self, SockAddrBuffer};
@@ -23,6 +27,14 @@ const SOCKET_TYPE: u16 = SOCK_DGRAM as u16;
 /// `IPPROTO_UDP` as the `ULONG` `WskSocket` takes (the value is 17).
 #[allow(clippy::cast_sign_loss)]
 const PROTOCOL: u32 = IPPROTO_UDP as u32;
+/// Levels and options as `WskControlSocket`'s `Level` and `ControlCode` (`ULONG`s).
+const IPPROTO_IPV6_LEVEL: u32 = ws::IPPROTO_IPV6.cast_unsigned();
+const IPPROTO_UDP_LEVEL: u32 = ws::IPPROTO_UDP.cast_unsigned();
+const IPV6_V6ONLY_CODE: u32 = ws::IPV6_V6ONLY.cast_unsigned();
+const IPV6_TCLASS_CODE: u32 = ws::IPV6_TCLASS.cast_unsigned();
+const UDP_SEND_MSG_SIZE_CODE: u32 = ws::UDP_SEND_MSG_SIZE.cast_unsigned();
+/// The traffic class msquic probes with: DSCP LE (1) shifted past the ECN bits.
+const TCLASS_PROBE: u32 = 1 << 2;
 
 /// A bound WSK datagram socket.
 ///
@@ -97,7 +109,8 @@ static MISSING_DISPATCH: WSK_PROVIDER_DATAGRAM_DISPATCH = WSK_PROVIDER_DATAGRAM_
 
 impl DatagramSocket {
     /// `WskSocket(AF_INET or AF_INET6, SOCK_DGRAM, IPPROTO_UDP, WSK_FLAG_DATAGRAM_SOCKET)`,
-    /// `WskBind(local)`, then `WskGetLocalAddress`. Returns the socket and its bound address.
+    /// for a dual-stack socket `IPV6_V6ONLY` cleared (it must precede the bind), `WskBind(local)`,
+    /// then `WskGetLocalAddress`. Returns the socket and its bound address.
     ///
     /// IRQL: `PASSIVE_LEVEL`.
     ///
@@ -107,11 +120,66 @@ impl DatagramSocket {
         provider: &Provider,
         device: DriverDevice,
         local: SocketAddr,
+        dual_stack: bool,
     ) -> Result<(Self, SocketAddr), NTSTATUS> {
         crate::paged_code!();
+        let family = if local.is_ipv4() { AF_INET } else { AF_INET6 };
+        let socket = Self::create(provider, device, family)?;
+        if family == AF_INET6 {
+            // Set either way: WSK documents no default (msquic and wireguard-nt both set it,
+            // before the bind, as the dual-stack sockets page requires).
+            socket.set_option(IPPROTO_IPV6_LEVEL, IPV6_V6ONLY_CODE, u32::from(!dual_stack))?;
+        }
+        socket.bind(local)?;
+        let bound = socket.local_address()?;
+        Ok((socket, bound))
+    }
+
+    /// What the provider supports ([`feature`] bits), probed once on an unbound throw-away
+    /// `AF_INET6` socket the way msquic's `datapath_winkernel.c` does (lines 436-652, on a
+    /// basic socket; the model offers datagram sockets only, and the options are the same):
+    /// USO if `WskGetOption(UDP_SEND_MSG_SIZE)` succeeds; the TOS byte on send if
+    /// `WskSetOption(IPV6_TCLASS)` of a DSCP with clear ECN bits (4, DSCP LE) succeeds (a
+    /// value with ECN bits set always fails: msquic PR #5130); `WskSendMessages` if the
+    /// dispatch table has it (Windows 8+, below the driver's floor); ECN (`IP_ECN` /
+    /// `IPV6_ECN`) needs no probe (the ECN Winsock page). A failed probe only clears its bit.
+    ///
+    /// IRQL: `PASSIVE_LEVEL`.
+    ///
+    /// # Errors
+    /// Creating the probe socket failed (nothing is known then).
+    pub fn probe_provider(provider: &Provider, device: DriverDevice) -> Result<u32, NTSTATUS> {
+        crate::paged_code!();
+        let probe = Self::create(provider, device, AF_INET6)?;
+        let mut features = feature::ECN;
+        if probe
+            .get_option(IPPROTO_UDP_LEVEL, UDP_SEND_MSG_SIZE_CODE)
+            .is_ok()
+        {
+            features |= feature::USO;
+        }
+        if probe
+            .set_option(IPPROTO_IPV6_LEVEL, IPV6_TCLASS_CODE, TCLASS_PROBE)
+            .is_ok()
+        {
+            features |= feature::TOS;
+        }
+        if probe.dispatch().WskSendMessages.is_some() {
+            features |= feature::SEND_MESSAGES;
+        }
+        Ok(features)
+    }
+
+    /// `WskSocket(family, SOCK_DGRAM, IPPROTO_UDP, WSK_FLAG_DATAGRAM_SOCKET)`, not bound.
+    ///
+    /// IRQL: `PASSIVE_LEVEL`.
+    ///
+    /// # Errors
+    /// `STATUS_INSUFFICIENT_RESOURCES`, the provider's status, or `STATUS_NOT_SUPPORTED` for a
+    /// dispatch table without the slots wskudp calls (the socket is closed again).
+    fn create(provider: &Provider, device: DriverDevice, family: u16) -> Result<Self, NTSTATUS> {
         // Allocated first: once a socket exists, closing it must not depend on the pool.
         let mut close = ReservedCall::allocate()?;
-        let family = if local.is_ipv4() { AF_INET } else { AF_INET6 };
         let wsk_socket = provider
             .dispatch()
             .and_then(|d| d.WskSocket)
@@ -154,15 +222,123 @@ impl DatagramSocket {
         }
         // INVARIANT: open, with a complete dispatch table and its armed close call. From here
         // on Drop closes it.
-        let socket = Self {
+        Ok(Self {
             socket: raw,
             close: Some(close),
             gate: CallGate::new(),
             device,
+        })
+    }
+
+    /// `WskControlSocket` as one call on the socket (inside its call gate), waiting for it.
+    /// Returns `OutputSizeReturned`.
+    ///
+    /// IRQL: `PASSIVE_LEVEL`.
+    ///
+    /// # Errors
+    /// `STATUS_CANCELLED` once closing has begun; `STATUS_NOT_SUPPORTED` without a
+    /// `WskControlSocket` slot; otherwise the provider's status.
+    pub fn control(
+        &self,
+        request: WSK_CONTROL_SOCKET_TYPE,
+        code: u32,
+        level: u32,
+        input: &[u8],
+        output: &mut [u8],
+    ) -> Result<usize, NTSTATUS> {
+        crate::paged_code!();
+        let control = self
+            .dispatch()
+            .Basic
+            .WskControlSocket
+            .ok_or(STATUS_NOT_SUPPORTED)?;
+        if !self.gate.enter() {
+            return Err(STATUS_CANCELLED);
+        }
+        let socket = self.socket.as_ptr();
+        let mut returned: usize = 0;
+        let (output_ptr, output_len) = if output.is_empty() {
+            (core::ptr::null_mut(), 0)
+        } else {
+            (output.as_mut_ptr().cast(), output.len())
         };
-        socket.bind(local)?;
-        let bound = socket.local_address()?;
-        Ok((socket, bound))
+        let (input_ptr, input_len) = if input.is_empty() {
+            (core::ptr::null_mut(), 0)
+        } else {
+            (input.as_ptr().cast_mut().cast(), input.len())
+        };
+        let returned_ptr = if output.is_empty() {
+            core::ptr::null_mut()
+        } else {
+            &raw mut returned
+        };
+        let result = call_and_wait(self.device, |irp| {
+            let status;
+            // SAFETY: 1. the socket is open and the gate is entered (no close meanwhile);
+            //         2. input, output and `returned` outlive the call (we wait for the IRP);
+            //            WSK only reads the input despite the non-const pointer;
+            //         3. fresh IRP; PASSIVE_LEVEL.
+            unsafe {
+                status = control(
+                    socket,
+                    request,
+                    code,
+                    level,
+                    input_len,
+                    input_ptr,
+                    output_len,
+                    output_ptr,
+                    returned_ptr,
+                    irp,
+                );
+            }
+            status
+        });
+        if self.gate.exit() {
+            self.issue_close();
+        }
+        result.map(|_| returned)
+    }
+
+    /// `WskControlSocket(WskSetOption)` of a `DWORD` option (every option wskudp sets is one).
+    ///
+    /// IRQL: `PASSIVE_LEVEL`.
+    ///
+    /// # Errors
+    /// As [`DatagramSocket::control`].
+    pub fn set_option(&self, level: u32, option: u32, value: u32) -> Result<(), NTSTATUS> {
+        self.control(WskSetOption, option, level, &value.to_ne_bytes(), &mut [])
+            .map(|_| ())
+    }
+
+    /// `WskControlSocket(WskGetOption)` of a `DWORD` option.
+    ///
+    /// IRQL: `PASSIVE_LEVEL`.
+    ///
+    /// # Errors
+    /// As [`DatagramSocket::control`].
+    pub fn get_option(&self, level: u32, option: u32) -> Result<u32, NTSTATUS> {
+        let mut value = [0_u8; 4];
+        self.control(WskGetOption, option, level, &[], &mut value)?;
+        Ok(u32::from_ne_bytes(value))
+    }
+
+    /// `SIO_WSK_SET_SENDTO_ADDRESS`: the destination of datagrams sent without one (a
+    /// `SOCKADDR` of the socket's own family, after the bind: the control code's page).
+    ///
+    /// IRQL: `PASSIVE_LEVEL`.
+    ///
+    /// # Errors
+    /// As [`DatagramSocket::control`].
+    pub fn set_sendto_address(&self, address: &SockAddrBuffer) -> Result<(), NTSTATUS> {
+        self.control(
+            WskIoctl,
+            SIO_WSK_SET_SENDTO_ADDRESS,
+            0,
+            address.as_bytes(),
+            &mut [],
+        )
+        .map(|_| ())
     }
 
     fn dispatch(&self) -> &'static WSK_PROVIDER_DATAGRAM_DISPATCH {
@@ -306,7 +482,7 @@ impl SendCall<'_> {
     pub unsafe fn send_to(
         self,
         buffer: *mut WSK_BUF,
-        remote: &SockAddrBuffer,
+        remote: Option<&SockAddrBuffer>,
         control: &ControlBuffer,
         irp: *mut IRP,
     ) -> NTSTATUS {
@@ -326,7 +502,7 @@ impl SendCall<'_> {
                 self.socket.socket.as_ptr(),
                 buffer,
                 0,
-                remote.as_sockaddr().cast_mut(),
+                remote.map_or(core::ptr::null_mut(), |r| r.as_sockaddr().cast_mut()),
                 control_len,
                 control_info.cast_mut(),
                 irp,

@@ -191,10 +191,10 @@ impl SendRequest {
             let message = WinMessage::decode(raw.level, raw.ty, raw.data)
                 .map_err(|_| STATUS_INVALID_PARAMETER)?;
             let fresh = match (message, self.v6) {
-                (WinMessage::SourceV4(ip), false) => {
+                (WinMessage::SourceV4 { address: ip, .. }, false) => {
                     options.source.replace(IpAddr::V4(ip)).is_none()
                 }
-                (WinMessage::SourceV6(ip), true) => {
+                (WinMessage::SourceV6 { address: ip, .. }, true) => {
                     options.source.replace(IpAddr::V6(ip)).is_none()
                 }
                 (WinMessage::TosV4(tos), false) | (WinMessage::TrafficClassV6(tos), true) => {

@@ -1,0 +1,329 @@
+//! Scenarios for addressing and send options by Windows' rules (dual-stack, a socket's fixed
+//! destination, interfaces, broadcast, multicast, hop limit, sizes), each against real loopback
+//! receivers. What a host's loopback cannot carry (IPv6 multicast on Linux's `lo`, which has
+//! no MULTICAST flag) is reported as skipped, never as passed.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV6};
+
+use wskudp_abi::status::{
+    STATUS_ACCESS_DENIED, STATUS_INVALID_ADDRESS_COMPONENT, STATUS_INVALID_BUFFER_SIZE,
+    STATUS_INVALID_PARAMETER, STATUS_NETWORK_UNREACHABLE,
+};
+use wskudp_abi::{OpenSocketRequest, SendSpec, SocketOption};
+
+use crate::client::{Client, ClientError};
+use crate::receiver::Receiver;
+use crate::scenarios::{Failure, addr, error, plain, receive, receiver, sent_ok};
+use crate::{loopback_index, pattern};
+
+macro_rules! ensure {
+    ($condition:expr, $($message:tt)+) => {
+        if !$condition {
+            return Err(format!($($message)+));
+        }
+    };
+}
+
+/// The status a refused request completed with.
+fn refusal<T: std::fmt::Debug>(result: Result<T, ClientError>) -> Result<i32, Failure> {
+    match result {
+        Err(ClientError::Status(status)) => Ok(status),
+        other => Err(format!("expected a refusal, got {other:?}")),
+    }
+}
+
+/// An `AF_INET6` socket with `IPV6_V6ONLY` off reaches IPv4 destinations (v4-mapped), with the
+/// source in an `IN_PKTINFO` at `IPPROTO_IP` (the `WSASendMsg` rule); an IPv6-only socket
+/// cannot.
+pub fn dual_stack(client: &Client) -> Result<Option<String>, Failure> {
+    let Ok(bind) = "[::]:0".parse::<SocketAddr>() else {
+        return Err("address".into());
+    };
+    let rx = receiver("127.0.0.1:0")?;
+    let to = rx.local_addr().map_err(error)?;
+    let socket = match client.open_socket_with(bind, OpenSocketRequest::FLAG_DUAL_STACK) {
+        Ok(socket) => socket,
+        Err(ClientError::Status(status)) if status == STATUS_INVALID_ADDRESS_COMPONENT => {
+            return Ok(Some("no IPv6 on this host".into()));
+        }
+        Err(e) => return Err(error(e)),
+    };
+    let source = IpAddr::from([127, 0, 0, 7]);
+    let spec = SendSpec {
+        source: Some(source),
+        ..plain(socket.socket, to, 2)
+    };
+    sent_ok(&client.send(&spec, &[], b"dual").map_err(error)?, 2)?;
+    for arrival in receive(&rx, 2)? {
+        ensure!(
+            arrival.source.ip() == source && arrival.payload == b"dual",
+            "arrived {arrival:?}"
+        );
+    }
+    // What WskSendTo got: a v4-mapped SOCKADDR_IN6 and an IN_PKTINFO at IPPROTO_IP.
+    let described = client
+        .describe_send(&spec, &[], b"dual")
+        .map_err(error)?;
+    let remote = described.remote_bytes();
+    ensure!(
+        remote.len() == 28
+            && remote.get(..2) == Some(&23_u16.to_le_bytes()[..])
+            && remote.get(8..24)
+                == Some(&Ipv4Addr::LOCALHOST.to_ipv6_mapped().octets()[..]),
+        "RemoteAddress {remote:02x?}"
+    );
+    let control = described.control_bytes();
+    ensure!(
+        control.get(8..16) == Some(&[0, 0, 0, 0, 19, 0, 0, 0][..])
+            && control.get(16..20) == Some(&[127, 0, 0, 7][..]),
+        "control {control:02x?}"
+    );
+    client.close_socket(socket.socket).map_err(error)?;
+    // Without the flag, an IPv6 socket is IPv6-only.
+    let v6_only = client.open_socket(bind).map_err(error)?;
+    let refused = refusal(client.send(&plain(v6_only.socket, to, 1), &[], b"no"))?;
+    ensure!(
+        refused == STATUS_INVALID_ADDRESS_COMPONENT,
+        "IPv6-only socket to IPv4: {}",
+        crate::status_text(refused)
+    );
+    client.close_socket(v6_only.socket).map_err(error)?;
+    Ok(None)
+}
+
+/// `SIO_WSK_SET_SENDTO_ADDRESS` fixes a destination, so a `SEND` may omit it; a destination
+/// given with a `SEND` overrides it for that datagram (the control code's page).
+pub fn fixed_destination(client: &Client) -> Result<Option<String>, Failure> {
+    let fixed = receiver("127.0.0.1:0")?;
+    let other = receiver("127.0.0.1:0")?;
+    let socket = client.open_socket(addr("127.0.0.1:0")).map_err(error)?;
+    let none = SendSpec {
+        remote: None,
+        ..plain(socket.socket, addr("127.0.0.1:9"), 1)
+    };
+    let refused = refusal(client.send(&none, &[], b"nowhere"))?;
+    ensure!(
+        refused == STATUS_INVALID_PARAMETER,
+        "no destination at all: {}",
+        crate::status_text(refused)
+    );
+    let destination = fixed.local_addr().map_err(error)?;
+    client
+        .set_option(socket.socket, SocketOption::Destination(destination))
+        .map_err(error)?;
+    sent_ok(&client.send(&none, &[], b"fixed").map_err(error)?, 1)?;
+    ensure!(
+        receive(&fixed, 1)?.remove(0).payload == b"fixed",
+        "wrong payload"
+    );
+    let described = client.describe_send(&none, &[], b"fixed").map_err(error)?;
+    ensure!(
+        described.remote_len == 0,
+        "RemoteAddress should be NULL, {} bytes",
+        described.remote_len
+    );
+    let elsewhere = plain(socket.socket, other.local_addr().map_err(error)?, 1);
+    sent_ok(&client.send(&elsewhere, &[], b"override").map_err(error)?, 1)?;
+    ensure!(
+        receive(&other, 1)?.remove(0).payload == b"override",
+        "wrong payload"
+    );
+    ensure!(
+        fixed.recv(std::time::Duration::from_millis(50)).is_err(),
+        "the override also reached the fixed destination"
+    );
+    client.close_socket(socket.socket).map_err(error)?;
+    Ok(None)
+}
+
+/// The source's interface index goes in the `IN_PKTINFO` / `IN6_PKTINFO` beside the address,
+/// and `IP_UNICAST_IF` / `IPV6_UNICAST_IF` pin a socket to the loopback interface.
+pub fn interfaces(client: &Client) -> Result<Option<String>, Failure> {
+    let Some(index) = loopback_index() else {
+        return Ok(Some("no loopback interface index on this host".into()));
+    };
+    for (local, source) in [("127.0.0.1:0", "127.0.0.1"), ("[::1]:0", "::1")] {
+        let Ok(rx) = receiver(local) else { continue };
+        let socket = client.open_socket(addr(local)).map_err(error)?;
+        client
+            .set_option(socket.socket, SocketOption::UnicastInterface(index))
+            .map_err(error)?;
+        let source: IpAddr = source.parse().map_err(error)?;
+        let spec = SendSpec {
+            source: Some(source),
+            source_ifindex: Some(index),
+            ..plain(socket.socket, rx.local_addr().map_err(error)?, 1)
+        };
+        sent_ok(&client.send(&spec, &[], b"via lo").map_err(error)?, 1)?;
+        let arrival = receive(&rx, 1)?.remove(0);
+        ensure!(arrival.source.ip() == source, "{local}: from {}", arrival.source);
+        let described = client.describe_send(&spec, &[], b"via lo").map_err(error)?;
+        // ipi_ifindex at 4 in IN_PKTINFO, ipi6_ifindex at 16 in IN6_PKTINFO, after the header.
+        let at = if source.is_ipv4() { 16 + 4 } else { 16 + 16 };
+        ensure!(
+            described.control_bytes().get(at..at + 4) == Some(&index.to_ne_bytes()[..]),
+            "{local}: ifindex not in the PKTINFO: {:02x?}",
+            described.control_bytes()
+        );
+        client.close_socket(socket.socket).map_err(error)?;
+    }
+    Ok(None)
+}
+
+/// A broadcast needs `SO_BROADCAST`: refused without it (`WSAEACCES` in user mode, the provider's
+/// `STATUS_ACCESS_DENIED`), delivered with it (to the loopback subnet's broadcast address).
+pub fn broadcast(client: &Client) -> Result<Option<String>, Failure> {
+    let rx = Receiver::bind(SocketAddr::from(([0, 0, 0, 0], 0))).map_err(error)?;
+    let port = rx.local_addr().map_err(error)?.port();
+    let to = SocketAddr::from(([127, 255, 255, 255], port));
+    let socket = client.open_socket(addr("127.0.0.1:0")).map_err(error)?;
+    let response = client
+        .send(&plain(socket.socket, to, 1), &[], b"bcast")
+        .map_err(error)?;
+    ensure!(
+        response.status == STATUS_ACCESS_DENIED && response.datagrams_failed == 1,
+        "broadcast without SO_BROADCAST: {}",
+        crate::status_text(response.status)
+    );
+    client
+        .set_option(socket.socket, SocketOption::Broadcast(true))
+        .map_err(error)?;
+    sent_ok(
+        &client
+            .send(&plain(socket.socket, to, 1), &[], b"bcast")
+            .map_err(error)?,
+        1,
+    )?;
+    ensure!(
+        receive(&rx, 1)?.remove(0).payload == b"bcast",
+        "wrong payload"
+    );
+    client.close_socket(socket.socket).map_err(error)?;
+    Ok(None)
+}
+
+/// Multicast leaves by the interface, with the hop limit and loopback asked for, to a receiver
+/// that joined the group on loopback. IPv6 multicast needs a loopback that carries it.
+pub fn multicast(client: &Client) -> Result<Option<String>, Failure> {
+    let Some(index) = loopback_index() else {
+        return Ok(Some("no loopback interface index on this host".into()));
+    };
+    let group = Ipv4Addr::new(239, 255, 77, 1);
+    let rx = Receiver::bind(SocketAddr::from(([0, 0, 0, 0], 0))).map_err(error)?;
+    rx.join_multicast_v4(group, Ipv4Addr::LOCALHOST)
+        .map_err(error)?;
+    let to = SocketAddr::from((group, rx.local_addr().map_err(error)?.port()));
+    let socket = client.open_socket(addr("127.0.0.1:0")).map_err(error)?;
+    for option in [
+        SocketOption::MulticastInterface(index),
+        SocketOption::MulticastHopLimit(3),
+        SocketOption::MulticastLoop(true),
+    ] {
+        client.set_option(socket.socket, option).map_err(error)?;
+    }
+    sent_ok(
+        &client
+            .send(&plain(socket.socket, to, 1), &[], b"group")
+            .map_err(error)?,
+        1,
+    )?;
+    let arrival = receive(&rx, 1)?.remove(0);
+    ensure!(arrival.payload == b"group", "wrong payload");
+    ensure!(
+        arrival.hop_limit.is_none_or(|hops| hops == 3),
+        "multicast hop limit {:?}",
+        arrival.hop_limit
+    );
+    client.close_socket(socket.socket).map_err(error)?;
+    // IPv6: the options are accepted; delivery needs a loopback with multicast.
+    let socket = client.open_socket(addr("[::1]:0")).map_err(error)?;
+    for option in [
+        SocketOption::MulticastInterface(index),
+        SocketOption::MulticastHopLimit(3),
+        SocketOption::MulticastLoop(true),
+    ] {
+        client.set_option(socket.socket, option).map_err(error)?;
+    }
+    let group6 = SocketAddr::V6(SocketAddrV6::new(
+        "ff02::1:3".parse().map_err(error)?,
+        9,
+        0,
+        index,
+    ));
+    let response = client
+        .send(&plain(socket.socket, group6, 1), &[], b"group6")
+        .map_err(error)?;
+    client.close_socket(socket.socket).map_err(error)?;
+    if response.status == STATUS_NETWORK_UNREACHABLE {
+        return Ok(Some(
+            "IPv6 multicast delivery: this host's loopback carries no IPv6 multicast (IPv4 checked)"
+                .into(),
+        ));
+    }
+    sent_ok(&response, 1)?;
+    Ok(None)
+}
+
+/// `IP_TTL` / `IPV6_UNICAST_HOPS` set the hop limit datagrams arrive with.
+pub fn hop_limit(client: &Client) -> Result<Option<String>, Failure> {
+    for local in ["127.0.0.1:0", "[::1]:0"] {
+        let Ok(rx) = receiver(local) else { continue };
+        let socket = client.open_socket(addr(local)).map_err(error)?;
+        client
+            .set_option(socket.socket, SocketOption::HopLimit(7))
+            .map_err(error)?;
+        sent_ok(
+            &client
+                .send(
+                    &plain(socket.socket, rx.local_addr().map_err(error)?, 1),
+                    &[],
+                    b"ttl",
+                )
+                .map_err(error)?,
+            1,
+        )?;
+        let arrival = receive(&rx, 1)?.remove(0);
+        ensure!(
+            arrival.hop_limit.is_none_or(|hops| hops == 7),
+            "{local}: hop limit {:?}",
+            arrival.hop_limit
+        );
+        client.close_socket(socket.socket).map_err(error)?;
+    }
+    Ok(None)
+}
+
+/// The largest datagrams each family carries arrive whole (65507 bytes over IPv4, 65527 over
+/// IPv6, with don't-fragment set); one byte more is `STATUS_INVALID_BUFFER_SIZE`, the status
+/// user mode's `WSAEMSGSIZE` comes from.
+pub fn sizes(client: &Client) -> Result<Option<String>, Failure> {
+    for (local, largest) in [("127.0.0.1:0", 65_507), ("[::1]:0", 65_527)] {
+        let Ok(rx) = receiver(local) else { continue };
+        let socket = client.open_socket(addr(local)).map_err(error)?;
+        client
+            .set_option(socket.socket, SocketOption::DontFragment(true))
+            .map_err(error)?;
+        let to = rx.local_addr().map_err(error)?;
+        let payload = pattern(largest);
+        sent_ok(
+            &client
+                .send(&plain(socket.socket, to, 1), &[], &payload)
+                .map_err(error)?,
+            1,
+        )?;
+        let arrival = receive(&rx, 1)?.remove(0);
+        ensure!(arrival.payload == payload, "{local}: {} bytes arrived", arrival.payload.len());
+        let refused = match client.send(&plain(socket.socket, to, 1), &[], &pattern(largest + 1)) {
+            Err(ClientError::Status(status)) => status,
+            Err(ClientError::Invalid(abi)) => abi.status(),
+            other => return Err(format!("{local}: oversize accepted: {other:?}")),
+        };
+        ensure!(
+            refused == STATUS_INVALID_BUFFER_SIZE,
+            "{local}: oversize: {}",
+            crate::status_text(refused)
+        );
+        client.close_socket(socket.socket).map_err(error)?;
+    }
+    Ok(None)
+}
