@@ -442,3 +442,21 @@ fn profiles_decide_which_messages_a_send_takes() {
         assert!(report.is_clean(), "{report}");
     }
 }
+
+#[test]
+fn every_profile_rule_has_a_source_and_an_outcome_per_profile() {
+    let rules = wskudp_kmodel::profile::rules();
+    assert!(rules.len() > 20);
+    for rule in &rules {
+        assert!(!rule.source.is_empty(), "{}", rule.behaviour);
+        let profiles: Vec<Profile> = rule.outcomes.iter().map(|(p, _)| *p).collect();
+        assert_eq!(profiles, Profile::ALL, "{}", rule.behaviour);
+    }
+    let table = wskudp_kmodel::profile::profiles_table();
+    assert_eq!(table.lines().count(), rules.len() + 2);
+    for profile in Profile::ALL {
+        assert!(table.lines().next().unwrap().contains(profile.name()));
+    }
+    assert_eq!(Profile::default(), Profile::Windows11);
+    assert_eq!(Config::default().profile, Profile::Windows11);
+}

@@ -3,8 +3,8 @@
 
 mod datagram;
 mod linux;
-mod options;
-mod send;
+pub(crate) mod options;
+pub(crate) mod send;
 pub(crate) mod wire;
 
 use std::collections::HashMap;

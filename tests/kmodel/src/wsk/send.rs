@@ -92,15 +92,15 @@ fn read(message: &Cmsg<'_>, ipv4: bool, profile: Profile) -> Result<Ask, NTSTATU
         // Inferred: a type the stack does not know at all.
         _ => return bad,
     };
+    // Inferred: a message for the other IP version is not looked at.
+    if (family == Family::V4 && !ipv4) || (family == Family::V6 && ipv4) {
+        return Ok(Ask::Nothing);
+    }
     if !present {
         return match Profile::MISSING_OPTION {
             Outcome::Refused(status) => Err(status),
             _ => Ok(Ask::Nothing),
         };
-    }
-    // Inferred: a message for the other IP version is not looked at.
-    if (family == Family::V4 && !ipv4) || (family == Family::V6 && ipv4) {
-        return Ok(Ask::Nothing);
     }
     let ask = match (message.level, message.ty) {
         (IPPROTO_IP, IP_PKTINFO) => {

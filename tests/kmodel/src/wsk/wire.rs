@@ -221,6 +221,20 @@ pub(crate) fn walk(bytes: &[u8]) -> Result<ControlBuffer<'_>, Malformed> {
     Ok(walked)
 }
 
+/// One control message as `WSA_CMSG_*` lay it out: header with `cmsg_len =
+/// WSA_CMSG_LEN(data.len())`, the data at `WSA_CMSG_DATA`, zero padding to
+/// `WSA_CMSG_SPACE(data.len())` (for the profile table's probes).
+pub(crate) fn encode_cmsg(level: u32, ty: u32, data: &[u8]) -> Vec<u8> {
+    let len = CMSG_DATA_OFFSET + data.len();
+    let mut out = Vec::with_capacity(cmsg_align(len));
+    out.extend((len as u64).to_le_bytes());
+    out.extend(level.to_le_bytes());
+    out.extend(ty.to_le_bytes());
+    out.extend(data);
+    out.resize(cmsg_align(len), 0);
+    out
+}
+
 /// The `N` bytes at `at` (zero-filled past the end).
 fn read<const N: usize>(bytes: &[u8], at: usize) -> [u8; N] {
     let mut out = [0; N];
