@@ -21,6 +21,7 @@
 //! | `MdlNotNonPagedPool` / `MdlNotLocked` / `MdlBufferFreed` / `MdlFreedInFlight` / `WskBufTooShort` | an MDL chain that does not describe locked, live memory until completion |
 //! | `BufferFreedInFlight` | remote address or control buffer freed before completion |
 //! | `CmsgPaddingNotZero` | a control message with non-zero padding |
+//! | `CmsgMisaligned` | a `ControlInfo` not aligned as a `WSACMSGHDR` (8 on x64) |
 //! | `CmsgStrayBytes` | `ControlInfoLength` leaves bytes after the last control message (not the sum of `WSA_CMSG_SPACE`) |
 //! | `WskControlSocketWithoutIrp` | `WskControlSocket` without the IRP every modelled option and IOCTL requires |
 //! | `WskBufListCycle` | a `WSK_BUF_LIST` that does not end |

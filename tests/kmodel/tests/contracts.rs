@@ -305,14 +305,12 @@ fn deregister_with_capture_and_socket_open_would_hang() {
     assert_eq!(report.leaked.sockets, 1);
 }
 
-/// One `WskSendTo` of `len` pool bytes on `socket` (with `control` and its
-/// `ControlInfoLength`, if any). `meanwhile(payload)` runs while the IRP may still be in
-/// flight and says whether it freed the payload. Returns what `WskSendTo` returned and the
-/// IRP's final status.
+/// One `WskSendTo` of `len` pool bytes on `socket`. `meanwhile(payload)` runs while the IRP
+/// may still be in flight and says whether it freed the payload. Returns what `WskSendTo`
+/// returned and the IRP's final status. (Control buffers: `wsk_send_rules.rs`.)
 fn send_once(
     socket: *mut WSK_SOCKET,
     len: u32,
-    control: Option<(&wskudp_core::cmsg::ControlBuffer, u32)>,
     meanwhile: impl FnOnce(*mut c_void) -> bool,
 ) -> (NTSTATUS, NTSTATUS) {
     let dispatch = unsafe { &*(*socket).Dispatch.cast::<WSK_PROVIDER_DATAGRAM_DISPATCH>() };
@@ -330,17 +328,14 @@ fn send_once(
     unsafe {
         io_set_completion_routine(irp, keeps_irp, std::ptr::from_ref(&done).cast_mut().cast());
     };
-    let (info, info_len) = control.map_or((std::ptr::null(), 0), |(buffer, len)| {
-        (buffer.as_control_info().0, len)
-    });
     let returned = unsafe {
         dispatch.WskSendTo.unwrap()(
             socket,
             &raw mut buffer,
             0,
             remote.as_sockaddr_mut(),
-            info_len,
-            info.cast_mut(),
+            0,
+            std::ptr::null_mut(),
             irp,
         )
     };
@@ -369,7 +364,7 @@ fn buffer_freed_before_completion_is_caught() {
     });
     let client = Client::register();
     let socket = bound_socket(&client);
-    let (returned, status) = send_once(socket, 100, None, |payload| {
+    let (returned, status) = send_once(socket, 100, |payload| {
         // Wrong: the buffer is freed while the IRP is in flight.
         unsafe { ExFreePoolWithTag(payload, TAG) };
         true

@@ -460,3 +460,71 @@ fn every_profile_rule_has_a_source_and_an_outcome_per_profile() {
     assert_eq!(Profile::default(), Profile::Windows11);
     assert_eq!(Config::default().profile, Profile::Windows11);
 }
+
+#[test]
+fn misaligned_control_info_is_reported() {
+    let machine = Machine::boot(Config::default());
+    let client = Client::register();
+    let socket = Socket::bound(&client, "127.0.0.1:0".parse().unwrap());
+    let rx = Receiver::bind("127.0.0.1:0");
+    let tos = cmsg(IPPROTO_IP, IP_TOS, &int(0x10));
+    let (status, _) = socket.send_at(Some(rx.addr()), b"x", &tos, None, 4);
+    assert_eq!(status, STATUS_SUCCESS);
+    assert_eq!(rx.recv().unwrap().tos, Some(0x10));
+    socket.close();
+    client.unregister();
+    let report = machine.shutdown();
+    assert_eq!(rules(&report), ["CmsgMisaligned"]);
+}
+
+/// An IPv6 link-local address of this host and its interface index, if it has one.
+fn link_local() -> Option<(Ipv6Addr, u32)> {
+    nix::ifaddrs::getifaddrs().ok()?.find_map(|interface| {
+        let address = interface.address?;
+        let v6 = address.as_sockaddr_in6()?;
+        let ip = v6.ip();
+        ip.is_unicast_link_local().then(|| {
+            Some((
+                ip,
+                nix::net::if_::if_nametoindex(interface.interface_name.as_str()).ok()?,
+            ))
+        })?
+    })
+}
+
+#[test]
+fn link_local_destination_takes_its_scope_id() {
+    let Some((address, index)) = link_local() else {
+        eprintln!("no IPv6 link-local address: skipped");
+        return;
+    };
+    let machine = Machine::boot(Config::default());
+    let client = Client::register();
+    let socket = Socket::bound(&client, "[::]:0".parse().unwrap());
+    let rx = Receiver(
+        std::net::UdpSocket::bind(SocketAddr::V6(std::net::SocketAddrV6::new(
+            address, 0, 0, index,
+        )))
+        .unwrap(),
+    );
+    rx.0.set_read_timeout(Some(std::time::Duration::from_millis(500)))
+        .unwrap();
+    let port = rx.addr().port();
+    // sin6_scope_id carries the interface index (host order).
+    let scoped = SocketAddr::V6(std::net::SocketAddrV6::new(address, port, 0, index));
+    assert_eq!(
+        socket.send(Some(scoped), b"link", &[], None).0,
+        STATUS_SUCCESS
+    );
+    assert_eq!(rx.recv().unwrap().payload, b"link");
+    // A zone that does not exist does not route: the scope id reaches the stack.
+    let nowhere = SocketAddr::V6(std::net::SocketAddrV6::new(address, port, 0, 0xFFFF));
+    assert_ne!(
+        socket.send(Some(nowhere), b"x", &[], None).0,
+        STATUS_SUCCESS
+    );
+    socket.close();
+    client.unregister();
+    let report = machine.shutdown();
+    assert!(report.is_clean(), "{report}");
+}

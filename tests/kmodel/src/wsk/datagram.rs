@@ -607,6 +607,20 @@ fn send(
     if !found.bound {
         return fail_now(irp, STATUS_INVALID_PARAMETER);
     }
+    // ws2def.h's macros take ControlInfo as a WSACMSGHDR, whose TYPE_ALIGNMENT is 8 on x64;
+    // x64 loads do not fault, so the send goes on (inferred).
+    if control_len != 0
+        && !control
+            .expose_provenance()
+            .is_multiple_of(wire::CMSG_ALIGNMENT)
+    {
+        state::violation(
+            "CmsgMisaligned",
+            format!(
+                "{call}: ControlInfo {control:p} is not aligned to 8 (TYPE_ALIGNMENT(WSACMSGHDR))"
+            ),
+        );
+    }
     if faults::should_fail(Site::WskSendTo) {
         return fail_now(irp, STATUS_INSUFFICIENT_RESOURCES);
     }

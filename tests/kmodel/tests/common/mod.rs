@@ -330,6 +330,18 @@ impl Socket {
         control: &[u8],
         control_len: Option<u32>,
     ) -> (NTSTATUS, usize) {
+        self.send_at(remote, payload, control, control_len, 0)
+    }
+
+    /// [`Socket::send`] with `ControlInfo` placed `offset` bytes into its pool block.
+    pub fn send_at(
+        self,
+        remote: Option<SocketAddr>,
+        payload: &[u8],
+        control: &[u8],
+        control_len: Option<u32>,
+        offset: usize,
+    ) -> (NTSTATUS, usize) {
         let data = Pool::new(payload);
         let mdl = unsafe {
             IoAllocateMdl(
@@ -347,7 +359,8 @@ impl Socket {
             Length: payload.len(),
         };
         let remote = remote.map(|r| Pool::new(&sockaddr(r)));
-        let info = (!control.is_empty()).then(|| Pool::new(control));
+        let info =
+            (!control.is_empty()).then(|| Pool::new(&[vec![0; offset], control.to_vec()].concat()));
         let send_to = self.dispatch().WskSendTo.unwrap();
         let (_, status, information) = with_irp(|irp| unsafe {
             send_to(
@@ -358,7 +371,9 @@ impl Socket {
                     .as_ref()
                     .map_or(std::ptr::null_mut(), |p| p.ptr.cast()),
                 control_len.unwrap_or(control.len() as u32),
-                info.as_ref().map_or(std::ptr::null_mut(), |p| p.ptr.cast()),
+                info.as_ref().map_or(std::ptr::null_mut(), |p| {
+                    p.ptr.cast::<u8>().wrapping_add(offset).cast()
+                }),
                 irp,
             )
         });
