@@ -36,6 +36,7 @@ pub(crate) enum Site {
     WskBind,
     WskGetLocalAddress,
     WskSendTo,
+    WskControlSocket,
     CompletionContext,
     Wdf,
 }

@@ -21,6 +21,10 @@
 //! | `MdlNotNonPagedPool` / `MdlNotLocked` / `MdlBufferFreed` / `MdlFreedInFlight` / `WskBufTooShort` | an MDL chain that does not describe locked, live memory until completion |
 //! | `BufferFreedInFlight` | remote address or control buffer freed before completion |
 //! | `CmsgPaddingNotZero` | a control message with non-zero padding |
+//! | `CmsgMisaligned` | a `ControlInfo` not aligned as a `WSACMSGHDR` (8 on x64) |
+//! | `CmsgStrayBytes` | `ControlInfoLength` leaves bytes after the last control message (not the sum of `WSA_CMSG_SPACE`) |
+//! | `WskControlSocketWithoutIrp` | `WskControlSocket` without the IRP every modelled option and IOCTL requires |
+//! | `WskBufListCycle` | a `WSK_BUF_LIST` that does not end |
 //! | `EventNotInitialized` / `RundownNotInitialized` / `RundownReleaseWithoutAcquire` | misused dispatcher objects |
 //! | `SpinLockNotHeld` / `SpinLockIrql` | unbalanced spin lock |
 //! | `WskRegistration` / `WskReleaseWithoutCapture` / `WskDeregisterWithCapture` / `WskDeregisterWithSockets` | WSK client lifecycle (the last two would hang `WskDeregister`) |
@@ -44,17 +48,19 @@ mod irp;
 pub mod irql;
 mod mdl;
 mod pool;
+pub mod profile;
 mod report;
 mod security;
 mod state;
 mod sync;
 pub mod wdf;
-mod wsk;
+pub(crate) mod wsk;
 
 use std::sync::{Condvar, Mutex};
 
 pub use completion::{CompletionMode, Order, held_completions, release_held, release_held_nth};
 pub use faults::FaultPlan;
+pub use profile::Profile;
 pub use report::{Leaks, Report, Stats, Violation};
 pub use security::{Access, Caller};
 pub use wsk::{PROVIDER_WSK_VERSION, force_close_sockets, open_sockets};
@@ -186,6 +192,10 @@ pub struct Config {
     /// transition, a timer's callback) may last before the verifier breaks. KMDF keeps waiting
     /// after the break; the model reports `WdfWaitForSignalTimeout` and stops waiting.
     pub wdf_wait_timeout: std::time::Duration,
+    /// The Windows build the WSK provider imitates: which options and control messages it
+    /// honours, ignores or refuses, and whether it has `WskSendMessages`
+    /// ([`profile::rules`]).
+    pub profile: Profile,
 }
 
 impl Default for Config {
@@ -195,6 +205,7 @@ impl Default for Config {
             faults: FaultPlan::None,
             unload_race_window: std::time::Duration::ZERO,
             wdf_wait_timeout: std::time::Duration::from_mins(1),
+            profile: Profile::Windows11,
         }
     }
 }
@@ -232,6 +243,7 @@ impl Machine {
             rng,
             unload_race_window: config.unload_race_window,
             wdf_wait_timeout: config.wdf_wait_timeout,
+            profile: config.profile,
             ..state::Inner::default()
         };
         wsk::reset();

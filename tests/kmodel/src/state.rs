@@ -56,6 +56,8 @@ pub(crate) struct Inner {
     pub(crate) unload_race_window: std::time::Duration,
     /// See [`crate::Config::wdf_wait_timeout`].
     pub(crate) wdf_wait_timeout: std::time::Duration,
+    /// See [`crate::Config::profile`].
+    pub(crate) profile: crate::Profile,
 }
 
 static STATE: LazyLock<Mutex<Inner>> = LazyLock::new(|| Mutex::new(Inner::default()));
@@ -65,6 +67,11 @@ static STATE: LazyLock<Mutex<Inner>> = LazyLock::new(|| Mutex::new(Inner::defaul
 pub(crate) static WAKE: Condvar = Condvar::new();
 /// The mutex `WAKE` pairs with; it also serializes event and rundown state changes.
 pub(crate) static SYNC: Mutex<()> = Mutex::new(());
+
+/// The Windows build the provider imitates.
+pub(crate) fn profile() -> crate::Profile {
+    lock().profile
+}
 
 /// Locks the model state (a panic elsewhere must not hide later reports).
 pub(crate) fn lock() -> MutexGuard<'static, Inner> {

@@ -305,14 +305,12 @@ fn deregister_with_capture_and_socket_open_would_hang() {
     assert_eq!(report.leaked.sockets, 1);
 }
 
-/// One `WskSendTo` of `len` pool bytes on `socket` (with `control` and its
-/// `ControlInfoLength`, if any). `meanwhile(payload)` runs while the IRP may still be in
-/// flight and says whether it freed the payload. Returns what `WskSendTo` returned and the
-/// IRP's final status.
+/// One `WskSendTo` of `len` pool bytes on `socket`. `meanwhile(payload)` runs while the IRP
+/// may still be in flight and says whether it freed the payload. Returns what `WskSendTo`
+/// returned and the IRP's final status. (Control buffers: `wsk_send_rules.rs`.)
 fn send_once(
     socket: *mut WSK_SOCKET,
     len: u32,
-    control: Option<(&wskudp_core::cmsg::ControlBuffer, u32)>,
     meanwhile: impl FnOnce(*mut c_void) -> bool,
 ) -> (NTSTATUS, NTSTATUS) {
     let dispatch = unsafe { &*(*socket).Dispatch.cast::<WSK_PROVIDER_DATAGRAM_DISPATCH>() };
@@ -330,17 +328,14 @@ fn send_once(
     unsafe {
         io_set_completion_routine(irp, keeps_irp, std::ptr::from_ref(&done).cast_mut().cast());
     };
-    let (info, info_len) = control.map_or((std::ptr::null(), 0), |(buffer, len)| {
-        (buffer.as_control_info().0, len)
-    });
     let returned = unsafe {
         dispatch.WskSendTo.unwrap()(
             socket,
             &raw mut buffer,
             0,
             remote.as_sockaddr_mut(),
-            info_len,
-            info.cast_mut(),
+            0,
+            std::ptr::null_mut(),
             irp,
         )
     };
@@ -369,7 +364,7 @@ fn buffer_freed_before_completion_is_caught() {
     });
     let client = Client::register();
     let socket = bound_socket(&client);
-    let (returned, status) = send_once(socket, 100, None, |payload| {
+    let (returned, status) = send_once(socket, 100, |payload| {
         // Wrong: the buffer is freed while the IRP is in flight.
         unsafe { ExFreePoolWithTag(payload, TAG) };
         true
@@ -381,45 +376,4 @@ fn buffer_freed_before_completion_is_caught() {
     let report = machine.shutdown();
     assert_eq!(rules(&report), ["MdlBufferFreed"]);
     assert_eq!(report.stats.datagrams_sent, 0);
-}
-
-/// Sends `control` (with `ControlInfoLength = len`) on a bound IPv4 socket; returns the IRP's
-/// final status.
-fn send_with_control(control: &wskudp_core::cmsg::ControlBuffer, len: u32) -> NTSTATUS {
-    let client = Client::register();
-    let socket = bound_socket(&client);
-    let (_, status) = send_once(socket, 8, Some((control, len)), |_| false);
-    close(socket);
-    client.unregister();
-    status
-}
-
-/// The provider applies the `ws2def.h` rules to control buffers, as a Windows transport does:
-/// a padded total is required, and options must match the socket's family.
-#[test]
-fn malformed_control_buffers_are_rejected() {
-    use windows_sys::Win32::Foundation::STATUS_INVALID_PARAMETER;
-    use wskudp_core::cmsg::{ControlBuffer, ControlMessage};
-    let machine = machine();
-    let encode = |messages: &[ControlMessage]| {
-        let mut buffer = ControlBuffer::new();
-        let mut encoder = buffer.encoder();
-        for message in messages {
-            encoder.push(message).unwrap();
-        }
-        buffer
-    };
-    let tos = encode(&[ControlMessage::TosV4(0x10)]);
-    assert_eq!(send_with_control(&tos, 24), STATUS_SUCCESS);
-    // ControlInfoLength = the last cmsg_len instead of the padded total (wireguard-nt's bug).
-    assert_eq!(send_with_control(&tos, 20), STATUS_INVALID_PARAMETER);
-    // An IPv6 option on an IPv4 socket.
-    let v6 = encode(&[ControlMessage::TrafficClassV6(1)]);
-    assert_eq!(send_with_control(&v6, 24), STATUS_INVALID_PARAMETER);
-    // The same option twice.
-    let twice = encode(&[ControlMessage::TosV4(1), ControlMessage::TosV4(2)]);
-    assert_eq!(send_with_control(&twice, 48), STATUS_INVALID_PARAMETER);
-    let report = machine.shutdown();
-    assert!(report.is_clean(), "{report}");
-    assert_eq!(report.stats.datagrams_sent, 1);
 }

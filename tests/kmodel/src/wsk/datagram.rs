@@ -11,20 +11,20 @@ use windows_sys::Win32::Foundation::{
     STATUS_INVALID_ADDRESS_COMPONENT, STATUS_INVALID_DEVICE_STATE, STATUS_INVALID_HANDLE,
     STATUS_INVALID_PARAMETER, STATUS_NOT_SUPPORTED, STATUS_SUCCESS,
 };
-use windows_sys::Win32::Networking::WinSock::{
-    AF_INET, AF_INET6, CMSGHDR, IPPROTO_UDP, SOCK_DGRAM, SOCKADDR,
-};
+use windows_sys::Win32::Networking::WinSock::{CMSGHDR, IPPROTO_UDP, SOCK_DGRAM, SOCKADDR};
 use wskudp_core::ddi::wsk::{
-    WSK_BUF, WSK_CLIENT, WSK_CONTROL_SOCKET_TYPE, WSK_FLAG_DATAGRAM_SOCKET,
-    WSK_PROVIDER_BASIC_DISPATCH, WSK_PROVIDER_DATAGRAM_DISPATCH, WSK_SOCKET,
+    WSK_BUF, WSK_BUF_LIST, WSK_CLIENT, WSK_CONTROL_SOCKET_TYPE, WSK_FLAG_DATAGRAM_SOCKET,
+    WSK_PROVIDER_BASIC_DISPATCH, WSK_PROVIDER_DATAGRAM_DISPATCH, WSK_SOCKET, WskGetOption,
+    WskIoctl, WskSetOption,
 };
-use wskudp_core::sockaddr;
 
-use super::{linux, wsk};
+use super::options::{self, Call, OptionState, Request, SocketFacts};
+use super::{linux, wire, wsk};
 use crate::completion;
 use crate::faults::{self, Site};
 use crate::irp;
 use crate::irql::{self, DISPATCH_LEVEL};
+use crate::profile::Profile;
 use crate::state;
 
 /// The datagram dispatch table of every model socket.
@@ -38,8 +38,33 @@ static DATAGRAM_DISPATCH: WSK_PROVIDER_DATAGRAM_DISPATCH = WSK_PROVIDER_DATAGRAM
     WskReceiveFrom: None,
     WskRelease: None,
     WskGetLocalAddress: Some(wsk_get_local_address),
-    WskSendMessages: None,
+    WskSendMessages: Some(wsk_send_messages),
 };
+
+/// The table of a build without `WskSendMessages` ([`Profile::has_send_messages`]): on
+/// Windows 7 the slot is not there at all ("Windows 8" minimum, `PFN_WSK_SEND_MESSAGES`);
+/// here it is NULL.
+static DATAGRAM_DISPATCH_WITHOUT_SEND_MESSAGES: WSK_PROVIDER_DATAGRAM_DISPATCH =
+    WSK_PROVIDER_DATAGRAM_DISPATCH {
+        Basic: WSK_PROVIDER_BASIC_DISPATCH {
+            WskControlSocket: Some(wsk_control_socket),
+            WskCloseSocket: Some(wsk_close_socket),
+        },
+        WskBind: Some(wsk_bind),
+        WskSendTo: Some(wsk_send_to),
+        WskReceiveFrom: None,
+        WskRelease: None,
+        WskGetLocalAddress: Some(wsk_get_local_address),
+        WskSendMessages: None,
+    };
+
+const fn datagram_dispatch(profile: Profile) -> &'static WSK_PROVIDER_DATAGRAM_DISPATCH {
+    if profile.has_send_messages() {
+        &DATAGRAM_DISPATCH
+    } else {
+        &DATAGRAM_DISPATCH_WITHOUT_SEND_MESSAGES
+    }
+}
 
 /// The memory a `PWSK_SOCKET` points to: the `WSK_SOCKET` header the client reads.
 #[repr(C)]
@@ -53,6 +78,8 @@ pub(crate) struct SocketRecord {
     fd: Option<Arc<OwnedFd>>,
     v6: bool,
     bound: bool,
+    /// What `WskControlSocket` set.
+    options: OptionState,
     /// Calls to the socket's functions in progress, on any thread.
     calls: usize,
     /// The transport went away ([`super::force_close_sockets`]): every send fails with
@@ -108,9 +135,17 @@ impl Drop for SocketRecord {
     }
 }
 
+/// What a socket call needs to know about its socket, taken when the call is made.
+struct Found {
+    fd: Arc<OwnedFd>,
+    v6: bool,
+    bound: bool,
+    fixed_destination: Option<SocketAddr>,
+}
+
 /// The socket behind `socket` if it is a live model socket, else the status to fail with
 /// (after recording the violation).
-fn lookup(socket: *mut WSK_SOCKET, call: &str) -> Result<(Arc<OwnedFd>, bool, bool), NTSTATUS> {
+fn lookup(socket: *mut WSK_SOCKET, call: &str) -> Result<Found, NTSTATUS> {
     let key = socket.expose_provenance();
     let wsk = wsk();
     let Some(record) = wsk.sockets.get(&key) else {
@@ -129,16 +164,17 @@ fn lookup(socket: *mut WSK_SOCKET, call: &str) -> Result<(Arc<OwnedFd>, bool, bo
         );
         return Err(STATUS_INVALID_HANDLE);
     };
-    Ok((fd, record.v6, record.bound))
+    Ok(Found {
+        fd,
+        v6: record.v6,
+        bound: record.bound,
+        fixed_destination: record.options.fixed_destination,
+    })
 }
 
 /// The common start of a socket call: IRQL check, take the IRP, find the socket. `Err` is
 /// what the call returns: the IRP was refused, or already completed with the failure.
-fn begin(
-    call: &str,
-    socket: *mut WSK_SOCKET,
-    irp: *mut IRP,
-) -> Result<(Arc<OwnedFd>, bool, bool), NTSTATUS> {
+fn begin(call: &str, socket: *mut WSK_SOCKET, irp: *mut IRP) -> Result<Found, NTSTATUS> {
     irql::require_at_most(call, DISPATCH_LEVEL);
     if !irp::accept(irp, call) {
         return Err(STATUS_INVALID_PARAMETER);
@@ -194,13 +230,14 @@ pub(super) unsafe extern "system" fn wsk_socket(
         return fail_now(irp, STATUS_NOT_SUPPORTED);
     }
     let v6 = match family {
-        AF_INET => false,
-        AF_INET6 => true,
+        wire::AF_INET => false,
+        wire::AF_INET6 => true,
         _ => return fail_now(irp, STATUS_INVALID_ADDRESS_COMPONENT),
     };
     if faults::should_fail(Site::WskSocket) {
         return fail_now(irp, STATUS_INSUFFICIENT_RESOURCES);
     }
+    let table = datagram_dispatch(state::profile());
     completion::submit(
         irp,
         0,
@@ -208,7 +245,7 @@ pub(super) unsafe extern "system" fn wsk_socket(
             Ok(fd) => {
                 let memory = Box::into_raw(Box::new(ModelSocket {
                     header: WSK_SOCKET {
-                        Dispatch: (&raw const DATAGRAM_DISPATCH).cast(),
+                        Dispatch: std::ptr::from_ref(table).cast(),
                     },
                 }));
                 let key = memory.expose_provenance();
@@ -219,6 +256,7 @@ pub(super) unsafe extern "system" fn wsk_socket(
                         fd: Some(Arc::new(fd)),
                         v6,
                         bound: false,
+                        options: OptionState::new(v6),
                         calls: 0,
                         forced: false,
                     },
@@ -244,20 +282,175 @@ pub(super) unsafe extern "system" fn wsk_control_client(
     not_modelled(irp, "WskControlClient")
 }
 
-/// `WskControlSocket`: nothing is modelled.
+/// What a `WskControlSocket` call asks for, judged by its parameters alone.
+#[allow(
+    non_upper_case_globals,
+    reason = "WSK_CONTROL_SOCKET_TYPE values keep wsk.h's names"
+)]
+fn control_call(
+    request: WSK_CONTROL_SOCKET_TYPE,
+    code: u32,
+    level: u32,
+    input_size: usize,
+    input: *mut c_void,
+    output_size: usize,
+    output: *mut c_void,
+) -> Result<Call, NTSTATUS> {
+    match request {
+        WskSetOption => {
+            options::input_ok(input_size)?;
+            if input.is_null() {
+                return Err(STATUS_INVALID_PARAMETER);
+            }
+            Ok(Call::Set((level, code)))
+        }
+        WskGetOption => {
+            options::output_ok(output_size)?;
+            if output.is_null() {
+                return Err(STATUS_INVALID_PARAMETER);
+            }
+            Ok(Call::Get((level, code)))
+        }
+        // "If the RequestType parameter is set to WskIoctl, the Level parameter is ignored."
+        WskIoctl => match code {
+            wire::SIO_WSK_SET_SENDTO_ADDRESS | wire::SIO_WSK_SET_REMOTE_ADDRESS => {
+                // Clearing: InputSize 0, InputBuffer NULL (SIO_WSK_SET_SENDTO_ADDRESS page).
+                if (input_size == 0) != input.is_null() {
+                    return Err(STATUS_INVALID_PARAMETER);
+                }
+                Ok(Call::FixDestination)
+            }
+            // Inferred: the status for an IOCTL the transport does not know.
+            _ => Err(STATUS_NOT_SUPPORTED),
+        },
+        _ => Err(STATUS_INVALID_PARAMETER),
+    }
+}
+
+/// `WskControlSocket` (IRQL <= `DISPATCH_LEVEL`): the options and IOCTLs of
+/// [`super::options`]. Input and output buffers are read and written when the IRP completes
+/// ("any buffers ... must remain valid until the IRP is completed"), so a driver that frees
+/// them early is caught.
+#[allow(clippy::too_many_arguments, reason = "PFN_WSK_CONTROL_SOCKET")]
 unsafe extern "system" fn wsk_control_socket(
-    _socket: *mut WSK_SOCKET,
-    _request: WSK_CONTROL_SOCKET_TYPE,
-    _code: u32,
-    _level: u32,
-    _input_size: usize,
-    _input: *mut c_void,
-    _output_size: usize,
-    _output: *mut c_void,
-    _returned: *mut usize,
+    socket: *mut WSK_SOCKET,
+    request: WSK_CONTROL_SOCKET_TYPE,
+    code: u32,
+    level: u32,
+    input_size: usize,
+    input: *mut c_void,
+    output_size: usize,
+    output: *mut c_void,
+    returned: *mut usize,
     irp: *mut IRP,
 ) -> NTSTATUS {
-    not_modelled(irp, "WskControlSocket")
+    let _call = CallInProgress::enter(socket);
+    if irp.is_null() {
+        // Every option and IOCTL the model serves requires one (SO_BROADCAST,
+        // SIO_WSK_SET_SENDTO_ADDRESS: "A WSK application must specify a pointer to an IRP").
+        irql::require_at_most("WskControlSocket", DISPATCH_LEVEL);
+        state::violation(
+            "WskControlSocketWithoutIrp",
+            format!(
+                "WskControlSocket(type {request}, code {code:#x}, level {level}) without an IRP"
+            ),
+        );
+        return STATUS_INVALID_PARAMETER;
+    }
+    let found = match begin("WskControlSocket", socket, irp) {
+        Ok(found) => found,
+        Err(returned) => return returned,
+    };
+    let key = socket.expose_provenance();
+    if super::is_forced(key) {
+        return fail_now(irp, STATUS_FILE_FORCED_CLOSED);
+    }
+    let call = match control_call(request, code, level, input_size, input, output_size, output) {
+        Ok(call) => call,
+        Err(status) => return fail_now(irp, status),
+    };
+    let facts = SocketFacts {
+        v6: found.v6,
+        bound: found.bound,
+    };
+    if let Err(status) = options::check(call, facts, state::profile()) {
+        return fail_now(irp, status);
+    }
+    if faults::should_fail(Site::WskControlSocket) {
+        return fail_now(irp, STATUS_INSUFFICIENT_RESOURCES);
+    }
+    let input = (input.expose_provenance(), input_size);
+    let output = output.expose_provenance();
+    let returned = returned.expose_provenance();
+    completion::submit(
+        irp,
+        key,
+        Box::new(move || {
+            if super::is_forced(key) {
+                return (STATUS_FILE_FORCED_CLOSED, 0);
+            }
+            let request = match read_control_input(call, input, found.v6) {
+                Ok(request) => request,
+                Err(status) => return (status, 0),
+            };
+            let result = {
+                let mut wsk = wsk();
+                match wsk.sockets.get_mut(&key) {
+                    Some(record) => {
+                        options::apply(found.fd.as_raw_fd(), &mut record.options, request)
+                    }
+                    None => Err(STATUS_INVALID_HANDLE),
+                }
+            };
+            match result {
+                Ok(Some(value)) => {
+                    let bytes = value.to_le_bytes();
+                    if !linux::write_driver_bytes(output, &bytes, "WskControlSocket output buffer")
+                    {
+                        return (STATUS_INVALID_PARAMETER, 0);
+                    }
+                    if returned != 0 {
+                        let size = bytes.len().to_ne_bytes();
+                        linux::write_driver_bytes(returned, &size, "OutputSizeReturned");
+                    }
+                    (STATUS_SUCCESS, bytes.len())
+                }
+                Ok(None) => (STATUS_SUCCESS, 0),
+                Err(status) => (status, 0),
+            }
+        }),
+    )
+}
+
+/// Reads what a checked call's input buffer holds (at completion).
+fn read_control_input(
+    call: Call,
+    (input, size): (usize, usize),
+    v6: bool,
+) -> Result<Request, NTSTATUS> {
+    match call {
+        Call::Get(key) => Ok(Request::Get { key }),
+        Call::Set(key) => {
+            let bytes = linux::driver_bytes(input, wire::INT_LEN, "WskControlSocket input buffer")
+                .ok_or(STATUS_INVALID_PARAMETER)?;
+            let value = wire::dword(bytes).ok_or(STATUS_INVALID_PARAMETER)?;
+            options::check_value(key, value)?;
+            Ok(Request::Set { key, value })
+        }
+        Call::FixDestination => {
+            if input == 0 {
+                return Ok(Request::FixDestination(None));
+            }
+            let family = if v6 { wire::AF_INET6 } else { wire::AF_INET };
+            let len = wire::sockaddr_len(family).unwrap_or(0);
+            if size < len {
+                return Err(STATUS_INVALID_PARAMETER);
+            }
+            let bytes = linux::driver_bytes(input, len, "WskControlSocket input buffer")
+                .ok_or(STATUS_INVALID_PARAMETER)?;
+            options::destination(Some(bytes), v6).map(Request::FixDestination)
+        }
+    }
 }
 
 /// `WskCloseSocket` (IRQL <= `DISPATCH_LEVEL`): cancels the socket's queued IRPs, then closes.
@@ -287,6 +480,25 @@ unsafe extern "system" fn wsk_close_socket(socket: *mut WSK_SOCKET, irp: *mut IR
     fail_now(irp, STATUS_SUCCESS)
 }
 
+/// Reads a SOCKADDR the driver passes in a call (read now: `WskBind`), of the socket's family:
+/// "a pointer to the specific SOCKADDR structure type that corresponds to the address family
+/// [of] the socket" (`PFN_WSK_BIND`).
+///
+/// # Safety
+/// `address` must point to a readable SOCKADDR of the family it names.
+unsafe fn read_sockaddr(address: *const SOCKADDR, v6: bool) -> Option<SocketAddr> {
+    // SAFETY: The family field is always readable.
+    let family = unsafe { address.cast::<u16>().read_unaligned() };
+    let expected = if v6 { wire::AF_INET6 } else { wire::AF_INET };
+    if family != expected {
+        return None;
+    }
+    let len = wire::sockaddr_len(family)?;
+    // SAFETY: A SOCKADDR of that family is `len` bytes (caller's contract).
+    let bytes = unsafe { std::slice::from_raw_parts(address.cast::<u8>(), len) };
+    wire::decode_sockaddr(bytes)
+}
+
 /// `WskBind` (IRQL <= `DISPATCH_LEVEL`).
 unsafe extern "system" fn wsk_bind(
     socket: *mut WSK_SOCKET,
@@ -295,28 +507,26 @@ unsafe extern "system" fn wsk_bind(
     irp: *mut IRP,
 ) -> NTSTATUS {
     let _call = CallInProgress::enter(socket);
-    let (fd, v6, bound) = match begin("WskBind", socket, irp) {
+    let found = match begin("WskBind", socket, irp) {
         Ok(found) => found,
         Err(returned) => return returned,
     };
     if flags != 0 || local.is_null() {
         return fail_now(irp, STATUS_INVALID_PARAMETER);
     }
-    if bound {
+    if found.bound {
         return fail_now(irp, STATUS_INVALID_DEVICE_STATE);
     }
     // SAFETY: A SOCKADDR of the socket's family: at most a SOCKADDR_IN6 (28 bytes) is read,
     // and only as far as the family says.
-    let Some(address) = (unsafe { read_sockaddr(local) }) else {
+    let Some(address) = (unsafe { read_sockaddr(local, found.v6) }) else {
         return fail_now(irp, STATUS_INVALID_ADDRESS_COMPONENT);
     };
-    if address.is_ipv6() != v6 {
-        return fail_now(irp, STATUS_INVALID_ADDRESS_COMPONENT);
-    }
     if faults::should_fail(Site::WskBind) {
         return fail_now(irp, STATUS_INSUFFICIENT_RESOURCES);
     }
     let key = socket.expose_provenance();
+    let fd = found.fd;
     completion::submit(
         irp,
         key,
@@ -339,55 +549,103 @@ unsafe extern "system" fn wsk_get_local_address(
     irp: *mut IRP,
 ) -> NTSTATUS {
     let _call = CallInProgress::enter(socket);
-    let (fd, _, bound) = match begin("WskGetLocalAddress", socket, irp) {
+    let found = match begin("WskGetLocalAddress", socket, irp) {
         Ok(found) => found,
         Err(returned) => return returned,
     };
-    if !bound || local.is_null() {
+    if !found.bound || local.is_null() {
         return fail_now(irp, STATUS_INVALID_DEVICE_STATE);
     }
     if faults::should_fail(Site::WskGetLocalAddress) {
         return fail_now(irp, STATUS_INSUFFICIENT_RESOURCES);
     }
     let out = local.expose_provenance();
+    let fd = found.fd;
     completion::submit(
         irp,
         socket.expose_provenance(),
         Box::new(move || match linux::local_address(fd.as_raw_fd()) {
             Ok(address) => {
-                let encoded = sockaddr::SockAddrBuffer::new(address);
-                let bytes = encoded.as_bytes();
-                // SAFETY: The caller provides room for a SOCKADDR of its socket's family,
-                // which is exactly what is written.
-                unsafe {
-                    std::ptr::copy_nonoverlapping(
-                        bytes.as_ptr(),
-                        std::ptr::with_exposed_provenance_mut::<u8>(out),
-                        bytes.len(),
-                    );
+                let bytes = wire::encode_sockaddr(address);
+                if linux::write_driver_bytes(out, &bytes, "WskGetLocalAddress buffer") {
+                    (STATUS_SUCCESS, 0)
+                } else {
+                    (STATUS_INVALID_PARAMETER, 0)
                 }
-                (STATUS_SUCCESS, 0)
             }
             Err(status) => (status, 0),
         }),
     )
 }
 
-/// Decodes a Windows `SOCKADDR_IN`/`SOCKADDR_IN6`.
-///
-/// # Safety
-/// `address` must point to a readable SOCKADDR of the family it names.
-unsafe fn read_sockaddr(address: *const SOCKADDR) -> Option<SocketAddr> {
-    // SAFETY: The family field is always readable.
-    let family = unsafe { (*address).sa_family };
-    let len = match family {
-        AF_INET => size_of::<windows_sys::Win32::Networking::WinSock::SOCKADDR_IN>(),
-        AF_INET6 => size_of::<windows_sys::Win32::Networking::WinSock::SOCKADDR_IN6>(),
-        _ => return None,
+/// The common part of `WskSendTo` and `WskSendMessages` once the buffers are taken: the
+/// parameter checks made at call time, then the send at completion.
+#[allow(clippy::too_many_arguments, reason = "the WskSendTo parameters")]
+fn send(
+    call: &'static str,
+    socket: *mut WSK_SOCKET,
+    found: Found,
+    buffers: Vec<WSK_BUF>,
+    flags: u32,
+    remote: *mut SOCKADDR,
+    control_len: u32,
+    control: *mut CMSGHDR,
+    irp: *mut IRP,
+) -> NTSTATUS {
+    let key = socket.expose_provenance();
+    if super::is_forced(key) {
+        return fail_now(irp, STATUS_FILE_FORCED_CLOSED);
+    }
+    // RemoteAddress may be NULL once a fixed destination is set
+    // (SIO_WSK_SET_SENDTO_ADDRESS: "all datagrams ... are sent to the fixed destination").
+    let no_destination = remote.is_null() && found.fixed_destination.is_none();
+    if flags != 0 || no_destination || (control_len != 0 && control.is_null()) {
+        return fail_now(irp, STATUS_INVALID_PARAMETER);
+    }
+    // wsk.h: the socket must have been bound; status inferred (WSASendMsg: WSAEINVAL, "The
+    // socket has not been bound").
+    if !found.bound {
+        return fail_now(irp, STATUS_INVALID_PARAMETER);
+    }
+    // ws2def.h's macros take ControlInfo as a WSACMSGHDR, whose TYPE_ALIGNMENT is 8 on x64;
+    // x64 loads do not fault, so the send goes on (inferred).
+    if control_len != 0
+        && !control
+            .expose_provenance()
+            .is_multiple_of(wire::CMSG_ALIGNMENT)
+    {
+        state::violation(
+            "CmsgMisaligned",
+            format!(
+                "{call}: ControlInfo {control:p} is not aligned to 8 (TYPE_ALIGNMENT(WSACMSGHDR))"
+            ),
+        );
+    }
+    if faults::should_fail(Site::WskSendTo) {
+        return fail_now(irp, STATUS_INSUFFICIENT_RESOURCES);
+    }
+    let request = linux::SendRequest {
+        call,
+        fd: found.fd,
+        v6: found.v6,
+        buffers,
+        remote: remote.expose_provenance(),
+        fixed: found.fixed_destination,
+        control: control.expose_provenance(),
+        control_len: control_len as usize,
+        profile: state::profile(),
     };
-    // SAFETY: A SOCKADDR of that family is `len` bytes (caller's contract).
-    let bytes = unsafe { std::slice::from_raw_parts(address.cast::<u8>(), len) };
-    sockaddr::decode(bytes)
+    completion::submit(
+        irp,
+        key,
+        Box::new(move || {
+            if super::is_forced(key) {
+                (STATUS_FILE_FORCED_CLOSED, 0)
+            } else {
+                request.execute()
+            }
+        }),
+    )
 }
 
 /// `WskSendTo` (IRQL <= `DISPATCH_LEVEL`). The `WSK_BUF` structure is read now; the data its
@@ -403,43 +661,78 @@ unsafe extern "system" fn wsk_send_to(
     irp: *mut IRP,
 ) -> NTSTATUS {
     let _call = CallInProgress::enter(socket);
-    let (fd, v6, bound) = match begin("WskSendTo", socket, irp) {
+    let found = match begin("WskSendTo", socket, irp) {
         Ok(found) => found,
         Err(returned) => return returned,
     };
-    let key = socket.expose_provenance();
-    if super::is_forced(key) {
-        return fail_now(irp, STATUS_FILE_FORCED_CLOSED);
-    }
-    if flags != 0 || buffer.is_null() || remote.is_null() || (control_len != 0 && control.is_null())
-    {
+    if buffer.is_null() {
         return fail_now(irp, STATUS_INVALID_PARAMETER);
-    }
-    if !bound {
-        return fail_now(irp, STATUS_INVALID_DEVICE_STATE);
-    }
-    if faults::should_fail(Site::WskSendTo) {
-        return fail_now(irp, STATUS_INSUFFICIENT_RESOURCES);
     }
     // SAFETY: `buffer` points to an initialized WSK_BUF (caller's contract).
     let buffer = unsafe { buffer.read() };
-    let request = linux::SendRequest {
-        fd,
-        v6,
-        buffer,
-        remote: remote.expose_provenance(),
-        control: control.expose_provenance(),
-        control_len: control_len as usize,
-    };
-    completion::submit(
+    send(
+        "WskSendTo",
+        socket,
+        found,
+        vec![buffer],
+        flags,
+        remote,
+        control_len,
+        control,
         irp,
-        key,
-        Box::new(move || {
-            if super::is_forced(key) {
-                (STATUS_FILE_FORCED_CLOSED, 0)
-            } else {
-                request.execute()
-            }
-        }),
+    )
+}
+
+/// The most `WSK_BUF_LIST` entries the model follows (a longer list is taken for a cycle).
+const MAX_BUF_LIST: usize = 4096;
+
+/// `WskSendMessages` (Windows 8+; IRQL <= `DISPATCH_LEVEL` as `WskSendTo`): one datagram per
+/// `WSK_BUF_LIST` entry, all to the same destination with the same control information
+/// ("control information that is associated with the datagrams"). The list is read now, the
+/// data at completion; `IoStatus.Information` is the bytes sent.
+unsafe extern "system" fn wsk_send_messages(
+    socket: *mut WSK_SOCKET,
+    list: *mut WSK_BUF_LIST,
+    flags: u32,
+    remote: *mut SOCKADDR,
+    control_len: u32,
+    control: *mut CMSGHDR,
+    irp: *mut IRP,
+) -> NTSTATUS {
+    let _call = CallInProgress::enter(socket);
+    let found = match begin("WskSendMessages", socket, irp) {
+        Ok(found) => found,
+        Err(returned) => return returned,
+    };
+    let mut buffers = Vec::new();
+    let mut entry = list;
+    while !entry.is_null() {
+        if buffers.len() == MAX_BUF_LIST {
+            state::violation(
+                "WskBufListCycle",
+                format!(
+                    "WskSendMessages: WSK_BUF_LIST longer than {MAX_BUF_LIST} entries (a cycle?)"
+                ),
+            );
+            return fail_now(irp, STATUS_INVALID_PARAMETER);
+        }
+        // SAFETY: Each entry is an initialized WSK_BUF_LIST the driver owns (caller's contract).
+        let (buffer, next) = unsafe { ((*entry).Buffer, (*entry).Next) };
+        buffers.push(buffer);
+        entry = next;
+    }
+    if buffers.is_empty() {
+        return fail_now(irp, STATUS_INVALID_PARAMETER);
+    }
+    send(
+        "WskSendMessages",
+        socket,
+        found,
+        buffers,
+        flags,
+        remote,
+        control_len,
+        control,
+        irp,
     )
 }

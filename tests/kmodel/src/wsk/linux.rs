@@ -1,9 +1,10 @@
-//! The Linux side of the provider: UDP sockets, and `WskSendTo` as one `sendmsg` with the
-//! control messages translated (`IP_PKTINFO`/`IPV6_PKTINFO` source, `IP_TOS`/`IPV6_TCLASS`
-//! carrying TOS and ECN, `UDP_SEGMENT` for `UDP_SEND_MSG_SIZE`).
+//! The Linux side of the provider: UDP sockets, and `WskSendTo` as one `sendmsg` carrying out
+//! the [`send::Plan`]: `IP_PKTINFO`/`IPV6_PKTINFO` for the source and interface,
+//! `IP_TOS`/`IPV6_TCLASS` for the TOS byte with ECN folded in (Linux has no ECN control
+//! message), `IP_TTL`/`IPV6_HOPLIMIT`, and `UDP_SEGMENT` for `UDP_SEND_MSG_SIZE`.
 
 use std::io::IoSlice;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 
@@ -19,12 +20,12 @@ use windows_sys::Win32::Foundation::{
     STATUS_INVALID_BUFFER_SIZE, STATUS_INVALID_PARAMETER, STATUS_NETWORK_UNREACHABLE,
     STATUS_SUCCESS, STATUS_UNSUCCESSFUL,
 };
-use wskudp_core::cmsg::{ControlMessage as WinMessage, Iter};
 use wskudp_core::ddi::wsk::WSK_BUF;
-use wskudp_core::sockaddr;
 
+use super::{options, send, wire};
 use crate::mdl;
 use crate::pool;
+use crate::profile::Profile;
 use crate::state;
 
 /// The `NTSTATUS` a Windows stack reports where Linux reports `errno`.
@@ -43,7 +44,10 @@ pub(crate) const fn status_of(errno: Errno) -> NTSTATUS {
     }
 }
 
-/// A UDP socket; IPv6 sockets are IPv6-only, the Windows default for `AF_INET6`.
+/// A UDP socket with Windows' defaults: IPv6 sockets IPv6-only ("nonzero (the default on
+/// Windows)", `IPPROTO_IPV6` options table), TTL / hop limit 128 ([`options::DEFAULT_TTL`]),
+/// and no DF bit (`IP_DONTFRAGMENT` off, `IP_MTU_DISCOVER` "`IP_PMTUDISC_NOT_SET`", `IPPROTO_IP`
+/// options table) where Linux's default would set it.
 pub(crate) fn udp_socket(v6: bool) -> Result<OwnedFd, NTSTATUS> {
     let family = if v6 {
         AddressFamily::Inet6
@@ -57,10 +61,72 @@ pub(crate) fn udp_socket(v6: bool) -> Result<OwnedFd, NTSTATUS> {
         SockProtocol::Udp,
     )
     .map_err(status_of)?;
+    let ttl = options::DEFAULT_TTL.cast_signed();
     if v6 {
         setsockopt(&fd, sockopt::Ipv6V6Only, &true).map_err(status_of)?;
+        set_int(
+            fd.as_raw_fd(),
+            libc::IPPROTO_IPV6,
+            libc::IPV6_UNICAST_HOPS,
+            ttl,
+        )?;
     }
+    // SOL_IP options on an AF_INET6 socket govern its IPv4-mapped traffic.
+    set_int(fd.as_raw_fd(), libc::IPPROTO_IP, libc::IP_TTL, ttl)?;
+    set_int(
+        fd.as_raw_fd(),
+        libc::IPPROTO_IP,
+        libc::IP_MTU_DISCOVER,
+        libc::IP_PMTUDISC_DONT,
+    )?;
     Ok(fd)
+}
+
+/// `setsockopt(fd, level, name, &value, sizeof(int))`.
+pub(crate) fn set_int(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> Result<(), NTSTATUS> {
+    set_raw(fd, level, name, &value)
+}
+
+/// `setsockopt` of one plain-data value.
+fn set_raw<T: Copy>(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: &T,
+) -> Result<(), NTSTATUS> {
+    let len = libc::socklen_t::try_from(size_of::<T>()).map_err(|_| STATUS_INVALID_PARAMETER)?;
+    // SAFETY: `value` points to `len` readable bytes for the duration of the call; `fd` is a
+    // socket the provider owns (a bad one fails with EBADF, nothing else).
+    let result =
+        unsafe { libc::setsockopt(fd, level, name, std::ptr::from_ref(value).cast(), len) };
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(status_of(Errno::last()))
+    }
+}
+
+/// Linux `IP_MULTICAST_IF` with an interface index (`struct ip_mreqn`).
+pub(crate) fn set_multicast_if_index(fd: RawFd, index: u32) -> Result<(), NTSTATUS> {
+    let request = libc::ip_mreqn {
+        imr_multiaddr: libc::in_addr { s_addr: 0 },
+        imr_address: libc::in_addr { s_addr: 0 },
+        imr_ifindex: index.cast_signed(),
+    };
+    set_raw(fd, libc::IPPROTO_IP, libc::IP_MULTICAST_IF, &request)
+}
+
+/// Linux `IP_MULTICAST_IF` with a local address (`struct in_addr`; 0.0.0.0 = default).
+pub(crate) fn set_multicast_if_address(fd: RawFd, address: Ipv4Addr) -> Result<(), NTSTATUS> {
+    let request = libc::in_addr {
+        s_addr: u32::from_ne_bytes(address.octets()),
+    };
+    set_raw(fd, libc::IPPROTO_IP, libc::IP_MULTICAST_IF, &request)
 }
 
 fn storage(address: SocketAddr) -> SockaddrStorage {
@@ -85,161 +151,159 @@ pub(crate) fn local_address(fd: RawFd) -> Result<SocketAddr, NTSTATUS> {
         .ok_or(STATUS_INVALID_ADDRESS_COMPONENT)
 }
 
-/// Where a driver buffer handed to WSK lives, for the late read.
+/// Whether the `len` bytes at `address` the driver handed to WSK are still its memory (not
+/// freed pool) when the provider reads or writes them.
 fn check_resident(address: usize, len: usize, what: &str) -> bool {
     if pool::is_quarantined(address, len) {
         state::violation(
             "BufferFreedInFlight",
-            format!("WskSendTo: the {what} at {address:#x} was freed before the IRP completed"),
+            format!("the {what} at {address:#x} was freed before the IRP completed"),
         );
         return false;
     }
     true
 }
 
-/// One `WskSendTo` to perform when its IRP completes.
+/// One `WskSendTo` / `WskSendMessages` to perform when its IRP completes.
 pub(crate) struct SendRequest {
+    pub(crate) call: &'static str,
     pub(crate) fd: Arc<OwnedFd>,
     pub(crate) v6: bool,
-    pub(crate) buffer: WSK_BUF,
+    /// One datagram each.
+    pub(crate) buffers: Vec<WSK_BUF>,
+    /// `RemoteAddress`, or 0 for the socket's fixed destination.
     pub(crate) remote: usize,
+    /// The fixed destination (`SIO_WSK_SET_SENDTO_ADDRESS`) when the call was made.
+    pub(crate) fixed: Option<SocketAddr>,
     pub(crate) control: usize,
     pub(crate) control_len: usize,
+    pub(crate) profile: Profile,
 }
 
-// SAFETY: The addresses are plain numbers here; they are only dereferenced after the
-// residency checks in `execute`, on whatever thread completes the IRP (as on Windows).
+#[allow(
+    clippy::non_send_fields_in_send_ty,
+    reason = "the WSK_BUFs are the driver's, read once at completion"
+)]
+// SAFETY: The addresses (and the MDL pointers in the WSK_BUFs) are only dereferenced after
+// the residency checks in `execute`, on whatever thread completes the IRP (as on Windows).
 unsafe impl Send for SendRequest {}
 
-/// The options a Windows control buffer asked for, validated.
-#[derive(Default)]
-struct Options {
-    source: Option<IpAddr>,
-    tos: Option<u8>,
-    ecn: Option<u8>,
-    segment_size: Option<u32>,
+/// `len` bytes at `address` the driver handed over, if it has not freed them.
+pub(crate) fn driver_bytes<'a>(address: usize, len: usize, what: &str) -> Option<&'a [u8]> {
+    if address == 0 || !check_resident(address, len, what) {
+        return None;
+    }
+    // SAFETY: The driver keeps what it handed to WSK valid until completion (checked above
+    // against freed pool); the caller says how many bytes the structure has.
+    Some(unsafe {
+        std::slice::from_raw_parts(std::ptr::with_exposed_provenance::<u8>(address), len)
+    })
+}
+
+/// Writes `bytes` to a driver buffer at `address` (at completion), if it has not freed it.
+pub(crate) fn write_driver_bytes(address: usize, bytes: &[u8], what: &str) -> bool {
+    if address == 0 || !check_resident(address, bytes.len(), what) {
+        return false;
+    }
+    // SAFETY: The driver provides room for what the call returns and keeps it until
+    // completion (checked above against freed pool).
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            bytes.as_ptr(),
+            std::ptr::with_exposed_provenance_mut::<u8>(address),
+            bytes.len(),
+        );
+    }
+    true
 }
 
 impl SendRequest {
     /// Reads everything the driver handed over and sends it: `(status, bytes sent)`.
     pub(crate) fn execute(self) -> (NTSTATUS, usize) {
-        let Ok(data) = mdl::read_wsk_buf(&self.buffer, "WskSendTo") else {
-            return (STATUS_INVALID_PARAMETER, 0);
-        };
-        let remote_len = if self.v6 { 28 } else { 16 };
-        if !check_resident(self.remote, remote_len, "remote address") {
-            return (STATUS_INVALID_PARAMETER, 0);
+        let mut payloads = Vec::with_capacity(self.buffers.len());
+        for buffer in &self.buffers {
+            let Ok(data) = mdl::read_wsk_buf(buffer, self.call) else {
+                return (STATUS_INVALID_PARAMETER, 0);
+            };
+            payloads.push(data);
         }
-        // SAFETY: The driver keeps RemoteAddress valid until completion (checked above against
-        // freed pool); a SOCKADDR of the socket's family is `remote_len` bytes.
-        let remote_bytes = unsafe {
-            std::slice::from_raw_parts(
-                std::ptr::with_exposed_provenance::<u8>(self.remote),
-                remote_len,
-            )
-        };
-        let Some(remote) = sockaddr::decode(remote_bytes).filter(|r| r.is_ipv6() == self.v6) else {
-            return (STATUS_INVALID_ADDRESS_COMPONENT, 0);
-        };
-        let options = match self.options() {
-            Ok(options) => options,
+        let destination = match self.destination() {
+            Ok(destination) => destination,
             Err(status) => return (status, 0),
         };
-        let result = send(self.fd.as_raw_fd(), &data, remote, &options);
-        if let Ok(sent) = result {
-            let mut inner = state::lock();
-            let segments = options
-                .segment_size
-                .map_or(1, |size| sent.div_ceil(size as usize).max(1));
-            inner.stats.datagrams_sent += segments as u64;
-            inner.stats.bytes_sent += sent as u64;
+        let control: &[u8] = if self.control_len == 0 {
+            &[]
+        } else {
+            match driver_bytes(self.control, self.control_len, "control buffer") {
+                Some(bytes) => bytes,
+                None => return (STATUS_INVALID_PARAMETER, 0),
+            }
+        };
+        let mut total = 0;
+        for data in &payloads {
+            let plan = match send::plan(destination, control, data.len(), self.profile) {
+                Ok(plan) => plan,
+                Err(status) => return (status, 0),
+            };
+            match send_planned(self.fd.as_raw_fd(), data, &plan) {
+                Ok(sent) => {
+                    let mut inner = state::lock();
+                    let segments = plan
+                        .segment_size
+                        .map_or(1, |size| sent.div_ceil(usize::from(size)).max(1));
+                    inner.stats.datagrams_sent += segments as u64;
+                    inner.stats.bytes_sent += sent as u64;
+                    total += sent;
+                }
+                // Inferred: a failed datagram fails the call; what WskSendMessages reports
+                // for the ones before it is not documented.
+                Err(status) => return (status, 0),
+            }
         }
-        match result {
-            Ok(sent) => (STATUS_SUCCESS, sent),
-            Err(status) => (status, 0),
-        }
+        (STATUS_SUCCESS, total)
     }
 
-    /// Parses the control buffer with the Windows rules.
-    fn options(&self) -> Result<Options, NTSTATUS> {
-        let mut options = Options::default();
-        if self.control_len == 0 {
-            return Ok(options);
+    /// The datagram's destination: `RemoteAddress` read as a SOCKADDR of the socket's family
+    /// (`WskSendTo`: "This pointer must be a pointer to the specific SOCKADDR structure type
+    /// that corresponds to the address family [of] the socket"), else the fixed one.
+    fn destination(&self) -> Result<SocketAddr, NTSTATUS> {
+        if self.remote == 0 {
+            return self.fixed.ok_or(STATUS_INVALID_PARAMETER);
         }
-        if !check_resident(self.control, self.control_len, "control buffer") {
-            return Err(STATUS_INVALID_PARAMETER);
-        }
-        // SAFETY: The driver keeps ControlInfo valid until completion (checked above).
-        let bytes = unsafe {
-            std::slice::from_raw_parts(
-                std::ptr::with_exposed_provenance::<u8>(self.control),
-                self.control_len,
-            )
+        let family = if self.v6 {
+            wire::AF_INET6
+        } else {
+            wire::AF_INET
         };
-        let messages = Iter::new(bytes, self.control).map_err(|_| STATUS_INVALID_PARAMETER)?;
-        for raw in messages {
-            let raw = raw.map_err(|_| STATUS_INVALID_PARAMETER)?;
-            if raw.padding.iter().any(|b| *b != 0) {
-                state::violation(
-                    "CmsgPaddingNotZero",
-                    format!(
-                        "control message level {} type {} has non-zero padding",
-                        raw.level, raw.ty
-                    ),
-                );
-            }
-            let message = WinMessage::decode(raw.level, raw.ty, raw.data)
-                .map_err(|_| STATUS_INVALID_PARAMETER)?;
-            let fresh = match (message, self.v6) {
-                (WinMessage::SourceV4 { address: ip, .. }, false) => {
-                    options.source.replace(IpAddr::V4(ip)).is_none()
-                }
-                (WinMessage::SourceV6 { address: ip, .. }, true) => {
-                    options.source.replace(IpAddr::V6(ip)).is_none()
-                }
-                (WinMessage::TosV4(tos), false) | (WinMessage::TrafficClassV6(tos), true) => {
-                    options.tos.replace(tos).is_none()
-                }
-                (WinMessage::EcnV4(ecn), false) | (WinMessage::EcnV6(ecn), true) => {
-                    options.ecn.replace(ecn as u8).is_none()
-                }
-                (WinMessage::UdpSendMsgSize(size), _) => {
-                    options.segment_size.replace(size).is_none()
-                }
-                // An option of the other IP version than the socket's.
-                _ => return Err(STATUS_INVALID_PARAMETER),
-            };
-            if !fresh {
-                return Err(STATUS_INVALID_PARAMETER);
-            }
+        let head =
+            driver_bytes(self.remote, 2, "remote address").ok_or(STATUS_INVALID_PARAMETER)?;
+        if wire::family(head) != family {
+            return Err(STATUS_INVALID_ADDRESS_COMPONENT);
         }
-        Ok(options)
+        let len = wire::sockaddr_len(family).unwrap_or(0);
+        let bytes =
+            driver_bytes(self.remote, len, "remote address").ok_or(STATUS_INVALID_PARAMETER)?;
+        wire::decode_sockaddr(bytes).ok_or(STATUS_INVALID_ADDRESS_COMPONENT)
     }
 }
 
-/// One `sendmsg`. ECN is the low two bits of the TOS byte / traffic class; when both are
-/// given, the ECN message sets those bits.
-fn send(fd: RawFd, data: &[u8], remote: SocketAddr, options: &Options) -> Result<usize, NTSTATUS> {
-    let class = match (options.tos, options.ecn) {
-        (None, None) => None,
-        (tos, ecn) => {
-            let tos = tos.unwrap_or(0);
-            Some(ecn.map_or(tos, |ecn| (tos & !3) | ecn))
-        }
-    };
-    let gso = options
-        .segment_size
-        .map(|size| u16::try_from(size).map_err(|_| STATUS_INVALID_PARAMETER))
-        .transpose()?;
+/// One `sendmsg` carrying out `plan`: IPv4 datagrams take `SOL_IP` messages (also on an
+/// `AF_INET6` socket sending to a v4-mapped address, where Linux's `udpv6_sendmsg` hands the
+/// datagram to `udp_sendmsg`, whose `ip_cmsg_send` reads `SOL_IP` messages), IPv6 ones
+/// `SOL_IPV6` messages.
+fn send_planned(fd: RawFd, data: &[u8], plan: &send::Plan) -> Result<usize, NTSTATUS> {
     let pktinfo4;
     let pktinfo6;
     let tos4;
+    let ttl4;
     let class6;
-    let mut cmsgs = Vec::with_capacity(3);
-    match options.source {
+    let hops6;
+    let mut cmsgs = Vec::with_capacity(4);
+    let ifindex = plan.ifindex.unwrap_or(0);
+    match plan.source {
         Some(IpAddr::V4(ip)) => {
             pktinfo4 = libc::in_pktinfo {
-                ipi_ifindex: 0,
+                ipi_ifindex: ifindex.cast_signed(),
                 ipi_spec_dst: libc::in_addr {
                     s_addr: u32::from_ne_bytes(ip.octets()),
                 },
@@ -252,26 +316,36 @@ fn send(fd: RawFd, data: &[u8], remote: SocketAddr, options: &Options) -> Result
                 ipi6_addr: libc::in6_addr {
                     s6_addr: ip.octets(),
                 },
-                ipi6_ifindex: 0,
+                ipi6_ifindex: ifindex,
             };
             cmsgs.push(ControlMessage::Ipv6PacketInfo(&pktinfo6));
         }
         None => {}
     }
-    if let Some(class) = class {
-        if remote.is_ipv6() {
-            class6 = i32::from(class);
-            cmsgs.push(ControlMessage::Ipv6TClass(&class6));
-        } else {
+    if plan.ipv4 {
+        if let Some(class) = plan.class {
             tos4 = class;
             cmsgs.push(ControlMessage::Ipv4Tos(&tos4));
         }
+        if let Some(ttl) = plan.hop_limit {
+            ttl4 = libc::c_int::from(ttl);
+            cmsgs.push(ControlMessage::Ipv4Ttl(&ttl4));
+        }
+    } else {
+        if let Some(class) = plan.class {
+            class6 = i32::from(class);
+            cmsgs.push(ControlMessage::Ipv6TClass(&class6));
+        }
+        if let Some(hops) = plan.hop_limit {
+            hops6 = libc::c_int::from(hops);
+            cmsgs.push(ControlMessage::Ipv6HopLimit(&hops6));
+        }
     }
-    if let Some(gso) = gso.as_ref() {
+    if let Some(gso) = plan.segment_size.as_ref() {
         cmsgs.push(ControlMessage::UdpGsoSegments(gso));
     }
     let iov = [IoSlice::new(data)];
-    let sent = match remote {
+    let sent = match plan.destination {
         SocketAddr::V4(v4) => sendmsg(
             fd,
             &iov,

@@ -3,6 +3,9 @@
 
 mod datagram;
 mod linux;
+pub(crate) mod options;
+pub(crate) mod send;
+pub(crate) mod wire;
 
 use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex, MutexGuard};
@@ -22,8 +25,15 @@ use crate::faults::{self, Site};
 use crate::irql::{self, DISPATCH_LEVEL, PASSIVE_LEVEL};
 use crate::state;
 
-/// The WSK version the model's provider reports.
+/// The WSK version the model's provider reports (every profile: [`crate::Profile::wsk_version`]).
 pub const PROVIDER_WSK_VERSION: u16 = make_wsk_version(1, 0);
+const _: () = {
+    let mut i = 0;
+    while i < crate::Profile::ALL.len() {
+        assert!(crate::Profile::ALL[i].wsk_version() == PROVIDER_WSK_VERSION);
+        i += 1;
+    }
+};
 
 /// The provider-level dispatch table handed out by `WskCaptureProviderNPI`.
 static PROVIDER_DISPATCH: WSK_PROVIDER_DISPATCH = WSK_PROVIDER_DISPATCH {
