@@ -333,7 +333,9 @@ pub fn encode_send(
     let mut fixed = SendRequest {
         header: RequestHeader::CURRENT,
         socket: spec.socket,
-        remote: spec.remote.map_or(WireAddr::NONE, WireAddr::from_socket_addr),
+        remote: spec
+            .remote
+            .map_or(WireAddr::NONE, WireAddr::from_socket_addr),
         count: spec.count,
         segment_count: too_large(segments.len()),
         payload_len: too_large(payload.len()),
@@ -724,11 +726,44 @@ mod tests {
             assert_eq!(error, AbiError::VersionMismatch { got: version });
             assert_eq!(error.status(), STATUS_REVISION_MISMATCH);
         }
+        // Version 1 knows no source interface; everything else of this request is version 1.
+        let v1 = encode(
+            &SendSpec {
+                source_ifindex: None,
+                ..spec()
+            },
+            &[2, 3],
+            b"hello",
+        )
+        .unwrap();
         for version in crate::ABI_OLDEST..=crate::ABI_VERSION {
-            let mut bytes = good.clone();
+            let mut bytes = v1.clone();
             set_request_version(&mut bytes, version);
             assert_eq!(parse_send(&bytes).unwrap().abi_version, version);
         }
+        let mut bytes = good;
+        set_request_version(&mut bytes, 1);
+        assert_eq!(
+            parse_send(&bytes),
+            Err(AbiError::UnknownFlags(SendRequest::FLAG_SOURCE_IFINDEX))
+        );
+        // Version 2 may leave the destination to the socket; version 1 may not.
+        let mut no_remote = encode(
+            &SendSpec {
+                remote: None,
+                source_ifindex: None,
+                ..spec()
+            },
+            &[],
+            b"x",
+        )
+        .unwrap();
+        assert_eq!(parse_send(&no_remote).unwrap().spec.remote, None);
+        set_request_version(&mut no_remote, 1);
+        assert!(matches!(
+            parse_send(&no_remote),
+            Err(AbiError::UnsupportedFamily(0))
+        ));
         // A request ABI 2 introduced refuses a version-1 header.
         let mut stats = encode_query_stats();
         stats.header.abi_version = 1;
@@ -845,14 +880,110 @@ mod tests {
     }
 
     #[test]
+    fn socket_options_round_trip_and_refuse_bad_values() {
+        let destination: SocketAddr = "[::1]:9".parse().unwrap();
+        for option in [
+            SocketOption::HopLimit(1),
+            SocketOption::HopLimit(255),
+            SocketOption::Broadcast(true),
+            SocketOption::MulticastInterface(7),
+            SocketOption::MulticastHopLimit(0),
+            SocketOption::MulticastLoop(false),
+            SocketOption::UnicastInterface(0),
+            SocketOption::DontFragment(true),
+            SocketOption::Destination(destination),
+        ] {
+            let request = encode_set_option(3, option);
+            let view = parse_set_option(request.as_bytes()).unwrap();
+            assert_eq!((view.socket, view.option), (3, option));
+        }
+        let with = |f: &dyn Fn(&mut SetOptionRequest)| {
+            let mut request = encode_set_option(3, SocketOption::HopLimit(4));
+            f(&mut request);
+            parse_set_option(request.as_bytes())
+        };
+        assert_eq!(
+            with(&|r| r.value = 0),
+            Err(AbiError::OptionValueOutOfRange {
+                option: 1,
+                value: 0
+            })
+        );
+        assert_eq!(
+            with(&|r| r.value = 256),
+            Err(AbiError::OptionValueOutOfRange {
+                option: 1,
+                value: 256
+            })
+        );
+        assert_eq!(with(&|r| r.option = 99), Err(AbiError::UnknownOption(99)));
+        assert_eq!(
+            with(&|r| r.address = WireAddr::from_socket_addr(destination)),
+            Err(AbiError::ReservedNotZero)
+        );
+        assert_eq!(
+            with(&|r| r.header.abi_version = 1),
+            Err(AbiError::VersionMismatch { got: 1 })
+        );
+        let mut zero_port = encode_set_option(3, SocketOption::Destination(destination));
+        zero_port.address.port = 0;
+        assert_eq!(
+            parse_set_option(zero_port.as_bytes()),
+            Err(AbiError::ZeroPort)
+        );
+        assert_eq!(
+            AbiError::OptionValueOutOfRange {
+                option: 1,
+                value: 0
+            }
+            .status(),
+            STATUS_INVALID_PARAMETER
+        );
+    }
+
+    #[test]
     fn open_and_close_requests() {
         let local: SocketAddr = "[::1]:0".parse().unwrap();
         let open = encode_open_socket(local);
         assert_eq!(parse_open_socket(open.as_bytes()).unwrap().local, local);
         assert!(matches!(
-            parse_open_socket(&open.as_bytes()[1..]),
+            parse_open_socket(&open.as_bytes()[..39]),
+            Err(AbiError::InputLengthMismatch { .. })
+        ));
+        assert!(matches!(
+            parse_open_socket(&open.as_bytes()[..4]),
             Err(AbiError::InputTooShort { .. })
         ));
+        // Version 1's layout: 32 bytes, no flags.
+        let mut v1 = encode_open_socket(local);
+        v1.header.abi_version = 1;
+        let view = parse_open_socket(v1.bytes_for_version(1)).unwrap();
+        assert_eq!(
+            (view.abi_version, view.local, view.dual_stack),
+            (1, local, false)
+        );
+        assert!(matches!(
+            parse_open_socket(v1.as_bytes()),
+            Err(AbiError::InputLengthMismatch {
+                expected: 32,
+                got: 40
+            })
+        ));
+        let dual = encode_open_socket_with(local, OpenSocketRequest::FLAG_DUAL_STACK);
+        assert!(parse_open_socket(dual.as_bytes()).unwrap().dual_stack);
+        let v4 = encode_open_socket_with(
+            "0.0.0.0:0".parse().unwrap(),
+            OpenSocketRequest::FLAG_DUAL_STACK,
+        );
+        assert_eq!(
+            parse_open_socket(v4.as_bytes()),
+            Err(AbiError::DualStackNeedsIpv6)
+        );
+        let unknown = encode_open_socket_with(local, 1 << 7);
+        assert_eq!(
+            parse_open_socket(unknown.as_bytes()),
+            Err(AbiError::UnknownFlags(1 << 7))
+        );
         let close = encode_close_socket(9);
         assert_eq!(
             parse_close_socket(close.as_bytes()),

@@ -263,9 +263,10 @@ impl Driver {
             }
             let reservation = self.sockets.reserve()?;
             let provider = self.client.provider()?;
+            let provider_features = self.provider_features(&provider)?;
             let (socket, bound) =
                 DatagramSocket::open(&provider, self.device, view.local, view.dual_stack)?;
-            let features = self.provider_features(&provider)
+            let features = provider_features
                 | if view.dual_stack {
                     feature::DUAL_STACK
                 } else {
@@ -295,21 +296,21 @@ impl Driver {
     }
 
     /// What the provider supports, probed at the first `OPEN_SOCKET` and kept (see
-    /// [`DatagramSocket::probe_provider`]); 0 if the probe could not run (tried again later).
+    /// [`DatagramSocket::probe_provider`]).
     /// IRQL: `PASSIVE_LEVEL`.
-    fn provider_features(&self, provider: &crate::wsk::Provider) -> u32 {
+    ///
+    /// # Errors
+    /// The probe's: it could not run, and is tried again by the next `OPEN_SOCKET` (a socket
+    /// whose features are unknown is not opened).
+    fn provider_features(&self, provider: &crate::wsk::Provider) -> Result<u32, NTSTATUS> {
         let known = self.provider_features.load(Ordering::Acquire);
         if known & PROBED != 0 {
-            return known & !PROBED;
+            return Ok(known & !PROBED);
         }
-        match DatagramSocket::probe_provider(provider, self.device) {
-            Ok(features) => {
-                self.provider_features
-                    .store(features | PROBED, Ordering::Release);
-                features
-            }
-            Err(_) => 0,
-        }
+        let features = DatagramSocket::probe_provider(provider, self.device)?;
+        self.provider_features
+            .store(features | PROBED, Ordering::Release);
+        Ok(features)
     }
 
     /// `SET_OPTION`: one option through `WskControlSocket`, for the family the socket sends

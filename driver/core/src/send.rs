@@ -30,8 +30,7 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
 
 use wskudp_abi::{
-    DescribeSendResponse, Ecn, MAX_SEGMENTS, SEND_WINDOW, SendResponse, SendSpec, SendView,
-    feature,
+    DescribeSendResponse, Ecn, MAX_SEGMENTS, SEND_WINDOW, SendResponse, SendSpec, SendView, feature,
 };
 
 use crate::cmsg::{ControlBuffer, ControlMessage};
@@ -85,7 +84,7 @@ impl Route {
     /// # Errors
     /// `STATUS_INVALID_ADDRESS_COMPONENT` if the socket cannot reach that family: an IPv6
     /// destination from an IPv4 socket, an IPv4 one from an IPv6-only socket.
-    fn of(destination: SocketAddr, socket: &SocketInfo) -> Result<Self, NTSTATUS> {
+    const fn of(destination: SocketAddr, socket: &SocketInfo) -> Result<Self, NTSTATUS> {
         let ipv4 = match (socket.local, destination) {
             (SocketAddr::V4(_), SocketAddr::V4(_)) => true,
             (SocketAddr::V6(_), SocketAddr::V6(v6)) => v6.ip().to_ipv4_mapped().is_some(),
@@ -240,8 +239,7 @@ impl Datagram {
         let mut control = ControlBuffer::new();
         {
             let mut encoder = control.encoder();
-            for message in
-                control_messages(&view.spec, route, socket.features, view.payload.len())?
+            for message in control_messages(&view.spec, route, socket.features, view.payload.len())?
             {
                 // Cannot fail: the capacity covers every message at once (cmsg.rs asserts it).
                 encoder
@@ -282,7 +280,10 @@ impl Datagram {
         let chain = self.mdl_chain()?;
         let mut response = DescribeSendResponse::default();
         let control = self.control.as_bytes();
-        let remote = self.remote.as_ref().map_or(&[][..], SockAddrBuffer::as_bytes);
+        let remote = self
+            .remote
+            .as_ref()
+            .map_or(&[][..], SockAddrBuffer::as_bytes);
         copy_prefix(&mut response.control, control);
         copy_prefix(&mut response.remote, remote);
         for (slot, len) in response.mdl_lengths.iter_mut().zip(chain.byte_counts()) {
@@ -731,8 +732,14 @@ impl SendOp {
         // SAFETY: The MDL chain, payload, remote address and control buffer all live until the
         // completion routine has run (the op holds them, or a reference on the batch that
         // does); the returned status is also the IRP's, which `send_complete` reads.
-        let _ =
-            unsafe { call.send_to(buffer, batch.datagram.remote.as_ref(), &batch.datagram.control, irp) };
+        let _ = unsafe {
+            call.send_to(
+                buffer,
+                batch.datagram.remote.as_ref(),
+                &batch.datagram.control,
+                irp,
+            )
+        };
         // `call` drops here: the gate is left once WskSendTo returned.
         true
     }

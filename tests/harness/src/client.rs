@@ -277,9 +277,7 @@ impl<B: Backend + ?Sized> Client<B> {
             )));
         }
         let request = self.versioned(encode_set_option(socket, option).as_bytes().to_vec())?;
-        let outcome = self
-            .backend
-            .ioctl(Ioctl::SetOption.code(), &request, 0)?;
+        let outcome = self.backend.ioctl(Ioctl::SetOption.code(), &request, 0)?;
         if nt_success(outcome.status) {
             Ok(())
         } else {

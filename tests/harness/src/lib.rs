@@ -40,6 +40,10 @@ pub fn interface_index(name: &str) -> Option<u32> {
 /// The loopback interface's index: `lo` on Unix hosts; on Windows the "Loopback
 /// Pseudo-Interface 1", whose index is 1.
 #[must_use]
+#[allow(
+    clippy::missing_const_for_fn,
+    reason = "const only on hosts without if_nametoindex"
+)]
 pub fn loopback_index() -> Option<u32> {
     #[cfg(unix)]
     {

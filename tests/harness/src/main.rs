@@ -101,27 +101,9 @@ enum Command {
     },
 }
 
+/// Options set on the socket (`SET_OPTION`) before sending.
 #[derive(clap::Args)]
-#[command(group(ArgGroup::new("payload").required(true).args(["payload_hex", "size"])))]
-struct SendArgs {
-    /// Destination, e.g. `127.0.0.1:9000` or `[::1]:9000`.
-    #[arg(long)]
-    to: SocketAddr,
-    /// Local address to bind the driver's socket to (default: any address of the
-    /// destination's family, port chosen by the stack). An IPv6 address with an IPv4
-    /// destination opens a dual-stack socket (`IPV6_V6ONLY` off): IPv4 goes out v4-mapped.
-    #[arg(long)]
-    bind: Option<SocketAddr>,
-    /// Source address to send from (`IP_PKTINFO` / `IPV6_PKTINFO`).
-    #[arg(long)]
-    src: Option<IpAddr>,
-    /// Interface index to send from, in `IP_PKTINFO` / `IPV6_PKTINFO` beside --src (Windows
-    /// takes the pair together).
-    #[arg(long, conflicts_with = "iface", requires = "src")]
-    ifindex: Option<u32>,
-    /// Interface name to send from (its index, as --ifindex).
-    #[arg(long, requires = "src")]
-    iface: Option<String>,
+struct SocketArgs {
     /// Pin the socket to an interface index (`IP_UNICAST_IF` / `IPV6_UNICAST_IF`).
     #[arg(long)]
     unicast_if: Option<u32>,
@@ -148,6 +130,32 @@ struct SendArgs {
     /// per datagram.
     #[arg(long)]
     fixed_destination: bool,
+}
+
+#[derive(clap::Args)]
+#[command(group(ArgGroup::new("payload").required(true).args(["payload_hex", "size"])))]
+struct SendArgs {
+    /// Destination, e.g. `127.0.0.1:9000` or `[::1]:9000`.
+    #[arg(long)]
+    to: SocketAddr,
+    /// Local address to bind the driver's socket to (default: any address of the
+    /// destination's family, port chosen by the stack). An IPv6 address with an IPv4
+    /// destination opens a dual-stack socket (`IPV6_V6ONLY` off): IPv4 goes out v4-mapped.
+    #[arg(long)]
+    bind: Option<SocketAddr>,
+    /// Source address to send from (`IP_PKTINFO` / `IPV6_PKTINFO`).
+    #[arg(long)]
+    src: Option<IpAddr>,
+    /// Interface index to send from, in `IP_PKTINFO` / `IPV6_PKTINFO` beside --src (Windows
+    /// takes the pair together).
+    #[arg(long, conflicts_with = "iface", requires = "src")]
+    ifindex: Option<u32>,
+    /// Interface name to send from (its index, as --ifindex).
+    #[arg(long, requires = "src")]
+    iface: Option<String>,
+    /// Socket options.
+    #[command(flatten)]
+    socket: SocketArgs,
     /// TOS byte / IPv6 traffic class (`IP_TOS` / `IPV6_TCLASS`), 0-255.
     #[arg(long)]
     tos: Option<u8>,
@@ -467,7 +475,7 @@ fn stats(client: &Client, socket: Option<u32>) -> Result<Outcome, String> {
 }
 
 /// The socket options `send`'s flags ask for, in the order they are set.
-fn socket_options(args: &SendArgs) -> Vec<SocketOption> {
+fn socket_options(args: &SocketArgs, to: SocketAddr) -> Vec<SocketOption> {
     let mut options = Vec::new();
     options.extend(args.ttl.map(SocketOption::HopLimit));
     if args.broadcast {
@@ -481,7 +489,7 @@ fn socket_options(args: &SendArgs) -> Vec<SocketOption> {
         options.push(SocketOption::DontFragment(true));
     }
     if args.fixed_destination {
-        options.push(SocketOption::Destination(args.to));
+        options.push(SocketOption::Destination(to));
     }
     options
 }
@@ -521,7 +529,7 @@ fn send(client: &Client, args: &SendArgs) -> Result<Outcome, String> {
     let opened = client
         .open_socket_with(bind, flags)
         .map_err(|e| format!("opening a socket bound to {bind}: {e}"))?;
-    let options = socket_options(args);
+    let options = socket_options(&args.socket, args.to);
     for option in &options {
         if let Err(error) = client.set_option(opened.socket, *option) {
             let _ = client.close_socket(opened.socket);
@@ -530,7 +538,7 @@ fn send(client: &Client, args: &SendArgs) -> Result<Outcome, String> {
     }
     let spec = SendSpec {
         socket: opened.socket,
-        remote: (!args.fixed_destination).then_some(args.to),
+        remote: (!args.socket.fixed_destination).then_some(args.to),
         source: args.src,
         tos: args.tos,
         ecn: args.ecn.and_then(Ecn::from_bits),

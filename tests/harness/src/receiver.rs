@@ -152,7 +152,8 @@ mod unix {
                     }
                     ControlMessageOwned::Ipv4Tos(value) => tos = Some(value),
                     ControlMessageOwned::Ipv6TClass(value) => tos = u8::try_from(value).ok(),
-                    ControlMessageOwned::Ipv4Ttl(value) | ControlMessageOwned::Ipv6HopLimit(value) => {
+                    ControlMessageOwned::Ipv4Ttl(value)
+                    | ControlMessageOwned::Ipv6HopLimit(value) => {
                         hop_limit = u8::try_from(value).ok();
                     }
                     _ => {}

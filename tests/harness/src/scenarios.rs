@@ -384,6 +384,9 @@ fn source_v6(client: &Client) -> Result<Option<String>, Failure> {
     Ok(None)
 }
 
+/// TOS asked, ECN asked, and the TOS byte on the wire or the status the `SEND` fails with.
+type MarkingCase = (Option<u8>, Option<Ecn>, Result<u8, i32>);
+
 /// TOS and ECN by Windows' rules (see `driver/core/src/send.rs`): where the socket's provider
 /// takes the TOS byte on send, one `IP_TOS` / `IPV6_TCLASS` carries both (ECN in its low bits);
 /// elsewhere ECN goes alone (`IP_ECN` / `IPV6_ECN`) and a TOS byte is `STATUS_NOT_SUPPORTED`;
@@ -393,19 +396,26 @@ fn tos_and_ecn(client: &Client) -> Result<Option<String>, Failure> {
         let Ok(rx) = receiver(local) else { continue };
         let socket = client.open_socket(addr(local)).map_err(error)?;
         let takes_tos = socket.features & feature::TOS != 0;
-        // (TOS asked, ECN asked, TOS byte on the wire or the status the SEND fails with).
-        let cases: [(Option<u8>, Option<Ecn>, Result<u8, i32>); 7] = [
+        let cases: [MarkingCase; 7] = [
             (
                 Some(0xB8),
                 None,
-                if takes_tos { Ok(0xB8) } else { Err(STATUS_NOT_SUPPORTED) },
+                if takes_tos {
+                    Ok(0xB8)
+                } else {
+                    Err(STATUS_NOT_SUPPORTED)
+                },
             ),
             (None, Some(Ecn::Ect0), Ok(0x02)),
             (None, Some(Ecn::Ect1), Ok(0x01)),
             (
                 Some(0xB8),
                 Some(Ecn::Ect1),
-                if takes_tos { Ok(0xB9) } else { Err(STATUS_NOT_SUPPORTED) },
+                if takes_tos {
+                    Ok(0xB9)
+                } else {
+                    Err(STATUS_NOT_SUPPORTED)
+                },
             ),
             (None, Some(Ecn::Ce), Err(STATUS_INVALID_PARAMETER)),
             (
@@ -420,7 +430,11 @@ fn tos_and_ecn(client: &Client) -> Result<Option<String>, Failure> {
             (
                 Some(0x03),
                 Some(Ecn::NotEct),
-                if takes_tos { Ok(0x00) } else { Err(STATUS_NOT_SUPPORTED) },
+                if takes_tos {
+                    Ok(0x00)
+                } else {
+                    Err(STATUS_NOT_SUPPORTED)
+                },
             ),
         ];
         for (tos, ecn, expected) in cases {

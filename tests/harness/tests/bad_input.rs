@@ -96,7 +96,7 @@ fn private_sockets(front_door: FrontDoor) {
         .ioctl(
             Ioctl::OpenSocket.code(),
             encode_open_socket(addr(V4)).as_bytes(),
-            32,
+            size_of::<OpenSocketResponse>(),
         )
         .unwrap();
     let handle = OpenSocketResponse::read_from_bytes(&opened.output)
@@ -122,7 +122,7 @@ fn private_sockets(front_door: FrontDoor) {
             2,
             Ioctl::OpenSocket.code(),
             encode_open_socket(addr(V4)).as_bytes(),
-            32,
+            size_of::<OpenSocketResponse>(),
         )
         .unwrap();
     assert_eq!(theirs.status, STATUS_SUCCESS);

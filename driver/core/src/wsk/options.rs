@@ -1,7 +1,8 @@
-//! Socket options as `WskControlSocket(WskSetOption)` takes them: level, option and `DWORD`
-//! value for each family, from the Winsock option pages (IPPROTO_IP, IPPROTO_IPV6 and
-//! SOL_SOCKET socket options, learn.microsoft.com) and msquic's `datapath_winkernel.c`, which
-//! sets the same options on its WSK sockets.
+//! Socket options as `WskControlSocket(WskSetOption)` takes them.
+//!
+//! Level, option and `DWORD` value for each family, from the Winsock option pages (`IPPROTO_IP`,
+//! `IPPROTO_IPV6` and `SOL_SOCKET` socket options, learn.microsoft.com) and msquic's
+//! `datapath_winkernel.c`, which sets the same options on its WSK sockets.
 //!
 //! A dual-stack `AF_INET6` socket carries IPv4 traffic too, so an option with an IPv4 form is
 //! set at `IPPROTO_IP` as well (msquic sets `IP_DONTFRAGMENT` and `IPV6_DONTFRAG`,
@@ -12,20 +13,19 @@
 use core::net::SocketAddr;
 
 use windows_sys::Win32::Networking::WinSock::{
-    IP_DONTFRAGMENT, IP_MULTICAST_IF, IP_MULTICAST_LOOP, IP_MULTICAST_TTL, IP_TTL,
-    IP_UNICAST_IF, IPPROTO_IP, IPPROTO_IPV6, IPV6_DONTFRAG, IPV6_MULTICAST_HOPS,
-    IPV6_MULTICAST_IF, IPV6_MULTICAST_LOOP, IPV6_UNICAST_HOPS, IPV6_UNICAST_IF, SO_BROADCAST,
-    SOL_SOCKET,
+    IP_DONTFRAGMENT, IP_MULTICAST_IF, IP_MULTICAST_LOOP, IP_MULTICAST_TTL, IP_TTL, IP_UNICAST_IF,
+    IPPROTO_IP, IPPROTO_IPV6, IPV6_DONTFRAG, IPV6_MULTICAST_HOPS, IPV6_MULTICAST_IF,
+    IPV6_MULTICAST_LOOP, IPV6_UNICAST_HOPS, IPV6_UNICAST_IF, SO_BROADCAST, SOL_SOCKET,
 };
 use wskudp_abi::SocketOption;
 
 /// One `WskSetOption`: `(Level, ControlCode, DWORD value)`.
 pub type Setting = (u32, u32, u32);
 
-/// The `WskSetOption` calls that set `option` on a socket bound to `local` (at most two: the
-/// IPv6 form and, on a dual-stack socket, the IPv4 one). `SocketOption::Destination` is not a
+/// The `WskSetOption` calls that set `option` on a socket bound to `local`.
+///
+/// At most two: the IPv6 form and, on a dual-stack socket, the IPv4 one. `SocketOption::Destination` is not a
 /// socket option (it is `SIO_WSK_SET_SENDTO_ADDRESS`) and yields none.
-#[must_use]
 pub fn settings(
     option: SocketOption,
     local: SocketAddr,
@@ -113,6 +113,13 @@ mod tests {
             all(SocketOption::Broadcast(true), "[::]:0", true),
             [(0xFFFF, 32, 1)]
         );
-        assert!(all(SocketOption::Destination("127.0.0.1:1".parse().unwrap()), "0.0.0.0:0", false).is_empty());
+        assert!(
+            all(
+                SocketOption::Destination("127.0.0.1:1".parse().unwrap()),
+                "0.0.0.0:0",
+                false
+            )
+            .is_empty()
+        );
     }
 }

@@ -18,7 +18,9 @@ use crate::ddi::wsk::{
 };
 use crate::irp::{DriverDevice, ReservedCall, call_and_wait};
 use crate::sockaddr::{self, SockAddrBuffer};
-use crate::status::{STATUS_CANCELLED, STATUS_INVALID_ADDRESS, STATUS_NOT_SUPPORTED};
+use crate::status::{
+    STATUS_CANCELLED, STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_ADDRESS, STATUS_NOT_SUPPORTED,
+};
 use crate::sync::CallGate;
 
 /// `SOCK_DGRAM` as the `USHORT` `WskSocket` takes (the value is 2).
@@ -142,26 +144,30 @@ impl DatagramSocket {
     /// `WskSetOption(IPV6_TCLASS)` of a DSCP with clear ECN bits (4, DSCP LE) succeeds (a
     /// value with ECN bits set always fails: msquic PR #5130); `WskSendMessages` if the
     /// dispatch table has it (Windows 8+, below the driver's floor); ECN (`IP_ECN` /
-    /// `IPV6_ECN`) needs no probe (the ECN Winsock page). A failed probe only clears its bit.
+    /// `IPV6_ECN`) needs no probe (the ECN Winsock page). A probe the provider refuses clears
+    /// its bit; one that fails for lack of memory proves nothing and fails the whole probe.
     ///
     /// IRQL: `PASSIVE_LEVEL`.
     ///
     /// # Errors
-    /// Creating the probe socket failed (nothing is known then).
+    /// Creating the probe socket failed, or a probe ran out of memory (nothing is known then).
     pub fn probe_provider(provider: &Provider, device: DriverDevice) -> Result<u32, NTSTATUS> {
         crate::paged_code!();
         let probe = Self::create(provider, device, AF_INET6)?;
+        let supported = |answer: Result<(), NTSTATUS>| match answer {
+            Ok(()) => Ok(true),
+            Err(STATUS_INSUFFICIENT_RESOURCES) => Err(STATUS_INSUFFICIENT_RESOURCES),
+            Err(_) => Ok(false),
+        };
         let mut features = feature::ECN;
-        if probe
-            .get_option(IPPROTO_UDP_LEVEL, UDP_SEND_MSG_SIZE_CODE)
-            .is_ok()
-        {
+        if supported(
+            probe
+                .get_option(IPPROTO_UDP_LEVEL, UDP_SEND_MSG_SIZE_CODE)
+                .map(|_| ()),
+        )? {
             features |= feature::USO;
         }
-        if probe
-            .set_option(IPPROTO_IPV6_LEVEL, IPV6_TCLASS_CODE, TCLASS_PROBE)
-            .is_ok()
-        {
+        if supported(probe.set_option(IPPROTO_IPV6_LEVEL, IPV6_TCLASS_CODE, TCLASS_PROBE))? {
             features |= feature::TOS;
         }
         if probe.dispatch().WskSendMessages.is_some() {
