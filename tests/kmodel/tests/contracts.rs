@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use windows_sys::Wdk::Foundation::{DEVICE_OBJECT, IRP};
+use windows_sys::Wdk::System::SystemServices::{IoAcquireCancelSpinLock, IoReleaseCancelSpinLock};
 use windows_sys::Win32::Foundation::{NTSTATUS, STATUS_MORE_PROCESSING_REQUIRED, STATUS_SUCCESS};
 use wskudp_core::ddi::nt::{
     ExAcquireSpinLockExclusive, ExAllocatePool2, ExFreePoolWithTag, ExReleaseSpinLockExclusive,
@@ -504,4 +505,50 @@ fn a_pending_irp_is_cancelable_before_a_completer_can_take_it() {
     let report = machine.shutdown();
     assert!(report.is_clean(), "{report}");
     assert_eq!(report.stats.datagrams_sent, 1);
+}
+
+static RELEASED_EARLY: AtomicBool = AtomicBool::new(false);
+static TAKEN_BY_OTHER: AtomicBool = AtomicBool::new(false);
+
+/// A cancel routine that releases the cancel spin lock first thing, and returns only once
+/// another thread holds it.
+unsafe extern "system" fn releases_then_waits(_: *mut DEVICE_OBJECT, irp: *mut IRP) {
+    unsafe { IoReleaseCancelSpinLock((*irp).CancelIrql) };
+    RELEASED_EARLY.store(true, Ordering::SeqCst);
+    wait(&TAKEN_BY_OTHER);
+}
+
+/// The cancel spin lock has an owner: a cancel routine that released it is not blamed when
+/// another thread has taken it by the time the routine returns, and that thread's hold is
+/// not released behind its back (which the other thread's release would then report).
+#[test]
+fn the_cancel_spin_lock_taken_by_another_thread_is_not_the_cancel_routines() {
+    let machine = machine();
+    RELEASED_EARLY.store(false, Ordering::SeqCst);
+    TAKEN_BY_OTHER.store(false, Ordering::SeqCst);
+    let irp = unsafe { IoAllocateIrp(1, false) };
+    // Passed down to a (pretend) lower driver: IoCancelIrp finds its current location.
+    unsafe {
+        let next = wskudp_core::ddi::nt::io_get_next_irp_stack_location(irp);
+        wskudp_core::ddi::nt::current_stack_location_slot(irp).write(next);
+        (*irp).CurrentLocation -= 1;
+    }
+    let done = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let other = scope.spawn(|| {
+            wait(&RELEASED_EARLY);
+            let mut irql = 0_u8;
+            unsafe { IoAcquireCancelSpinLock(&raw mut irql) };
+            TAKEN_BY_OTHER.store(true, Ordering::SeqCst);
+            wait(&done);
+            unsafe { IoReleaseCancelSpinLock(irql) };
+        });
+        unsafe { wskudp_core::ddi::nt::io_set_cancel_routine(irp, Some(releases_then_waits)) };
+        assert!(unsafe { IoCancelIrp(irp) });
+        done.store(true, Ordering::Release);
+        other.join().unwrap();
+    });
+    unsafe { IoFreeIrp(irp) };
+    let report = machine.shutdown();
+    assert!(report.is_clean(), "{report}");
 }
