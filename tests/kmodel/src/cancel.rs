@@ -2,7 +2,8 @@
 //! `IoCancelIrp` uses it: held, at `DISPATCH_LEVEL`, while a cancel routine runs; the routine
 //! releases it with the IRQL `IoCancelIrp` saved in `Irp->CancelIrql`.
 
-use std::sync::{Condvar, Mutex};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::thread::ThreadId;
 
 use windows_sys::Wdk::Foundation::IRP;
 use wskudp_core::ddi::nt::current_stack_location_slot;
@@ -10,19 +11,30 @@ use wskudp_core::ddi::nt::current_stack_location_slot;
 use crate::irql::{self, DISPATCH_LEVEL};
 use crate::state;
 
-static HELD: Mutex<bool> = Mutex::new(false);
+/// The thread holding the lock, if one does: a cancel routine may release it early, and then
+/// another thread may hold it by the time `IoCancelIrp` checks.
+static OWNER: Mutex<Option<ThreadId>> = Mutex::new(None);
 static FREED: Condvar = Condvar::new();
 
-fn take() {
-    let mut held = HELD
+fn owner() -> MutexGuard<'static, Option<ThreadId>> {
+    OWNER
         .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    while *held {
-        held = FREED
-            .wait(held)
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn take() {
+    let mut owner = owner();
+    while owner.is_some() {
+        owner = FREED
+            .wait(owner)
             .unwrap_or_else(std::sync::PoisonError::into_inner);
     }
-    *held = true;
+    *owner = Some(std::thread::current().id());
+}
+
+/// Whether the calling thread holds the lock.
+fn held_here() -> bool {
+    *owner() == Some(std::thread::current().id())
 }
 
 /// Takes the cancel lock for `IoCancelIrp`; returns the IRQL to store in `CancelIrql`.
@@ -32,11 +44,9 @@ pub(crate) fn acquire_for_cancel() -> u8 {
 }
 
 /// After a cancel routine returned: it must have released the lock and restored `previous`.
+/// Another thread may hold the lock by now; only this thread's hold is the routine's.
 pub(crate) fn check_released_after_cancel(previous: u8) {
-    let still_held = *HELD
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if still_held {
+    if held_here() {
         state::violation(
             "CancelSpinLockNotReleased",
             "a cancel routine returned without IoReleaseCancelSpinLock".into(),
@@ -47,9 +57,7 @@ pub(crate) fn check_released_after_cancel(previous: u8) {
 }
 
 fn release() {
-    *HELD
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner) = false;
+    *owner() = None;
     FREED.notify_all();
 }
 
@@ -66,19 +74,22 @@ pub(crate) unsafe extern "system" fn io_acquire_cancel_spin_lock(irql_out: *mut 
     unsafe { irql_out.write(previous) };
 }
 
-/// `IoReleaseCancelSpinLock` (`DISPATCH_LEVEL`).
+/// `IoReleaseCancelSpinLock` (`DISPATCH_LEVEL`): only by the thread that holds the lock.
 ///
 /// # Safety
 /// None beyond the DDI's contract.
 #[unsafe(export_name = "IoReleaseCancelSpinLock")]
 pub(crate) unsafe extern "system" fn io_release_cancel_spin_lock(irql_in: u8) {
-    let held = *HELD
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if !held {
+    let holder = *owner();
+    if holder != Some(std::thread::current().id()) {
+        let whose = if holder.is_some() {
+            "held by another thread"
+        } else {
+            "not held"
+        };
         state::violation(
             "CancelSpinLockNotHeld",
-            "IoReleaseCancelSpinLock without the lock held".into(),
+            format!("IoReleaseCancelSpinLock by a thread that does not hold the lock ({whose})"),
         );
         return;
     }

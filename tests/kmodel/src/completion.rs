@@ -1,5 +1,6 @@
 //! When and where the provider completes IRPs: inline (before the WSK call returns) or from a
-//! worker thread (the call returns `STATUS_PENDING`), late and in any order on demand.
+//! worker thread (the call returns `STATUS_PENDING`), late and in any order on demand, or
+//! pending but completed before the call returns (racing).
 
 use std::collections::VecDeque;
 use std::sync::{Condvar, LazyLock, Mutex, MutexGuard};
@@ -47,6 +48,11 @@ pub enum CompletionMode {
         /// Completion order within a round.
         order: Order,
     },
+    /// The WSK function returns `STATUS_PENDING`, but its IRP is completed before the function
+    /// returns: on the caller's thread, taken from the queue the moment it was queued, as a
+    /// worker on another processor or [`release_held`] can. The completer wins every race
+    /// with the rest of the provider's submission and with the WSK call's return.
+    Racing,
 }
 
 impl CompletionMode {
@@ -112,6 +118,9 @@ const fn irp_ptr(addr: usize) -> *mut IRP {
 /// A pending IRP is cancelable the way a provider makes it so: its cancel routine is set, then
 /// `Irp->Cancel` is checked (an `IoCancelIrp` that came first is honoured); whoever takes the
 /// work out of the queue completes the IRP, with `STATUS_CANCELLED` if the cancel routine did.
+/// All three happen under the engine lock, which every completer takes the work out under:
+/// once the IRP is visible to a completer, `submit` no longer touches it, as it may be
+/// completed and freed at once ("Using a Driver-Supplied Spin Lock", steps 2-3).
 pub(crate) fn submit(irp: *mut IRP, socket: usize, operation: Operation) -> NTSTATUS {
     let mut engine = engine();
     if engine.mode == CompletionMode::Inline {
@@ -125,24 +134,29 @@ pub(crate) fn submit(irp: *mut IRP, socket: usize, operation: Operation) -> NTST
         return status;
     }
     irp::mark_pending(irp);
+    // SAFETY: The provider owns the accepted IRP; no completer can see it yet.
+    unsafe { crate::cancel::swap_cancel_routine(irp, Some(provider_cancel)) };
+    // SAFETY: As above.
+    if irp::is_cancelled(irp) && unsafe { crate::cancel::swap_cancel_routine(irp, None) }.is_some()
+    {
+        // Cancelled before it was queued: never visible, completed here (outside the lock: the
+        // driver's completion routine may call the provider again).
+        drop(engine);
+        irp::complete(irp, STATUS_CANCELLED, 0);
+        return STATUS_PENDING;
+    }
     let addr = irp.expose_provenance();
     engine.queue.push_back(Work {
         irp: addr,
         socket,
         operation,
     });
+    let racing = engine.mode == CompletionMode::Racing;
     drop(engine);
-    // SAFETY: The provider owns the accepted IRP until it completes it.
-    unsafe { crate::cancel::swap_cancel_routine(irp, Some(provider_cancel)) };
-    // SAFETY: As above.
-    if irp::is_cancelled(irp) && unsafe { crate::cancel::swap_cancel_routine(irp, None) }.is_some()
-    {
-        if take(addr).is_some() {
-            irp::complete(irp, STATUS_CANCELLED, 0);
-        }
-        return STATUS_PENDING;
-    }
     QUEUED.notify_all();
+    if racing && let Some(work) = take(addr) {
+        run(work);
+    }
     STATUS_PENDING
 }
 

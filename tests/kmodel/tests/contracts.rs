@@ -11,10 +11,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use windows_sys::Wdk::Foundation::{DEVICE_OBJECT, IRP};
+use windows_sys::Wdk::System::SystemServices::{IoAcquireCancelSpinLock, IoReleaseCancelSpinLock};
 use windows_sys::Win32::Foundation::{NTSTATUS, STATUS_MORE_PROCESSING_REQUIRED, STATUS_SUCCESS};
 use wskudp_core::ddi::nt::{
     ExAcquireSpinLockExclusive, ExAllocatePool2, ExFreePoolWithTag, ExReleaseSpinLockExclusive,
-    IoAllocateIrp, IoAllocateMdl, IoFreeIrp, IoFreeMdl, MmBuildMdlForNonPagedPool,
+    IoAllocateIrp, IoAllocateMdl, IoCancelIrp, IoFreeIrp, IoFreeMdl, MmBuildMdlForNonPagedPool,
     POOL_FLAG_NON_PAGED, io_set_completion_routine,
 };
 use wskudp_core::ddi::wsk::{
@@ -376,4 +377,132 @@ fn buffer_freed_before_completion_is_caught() {
     let report = machine.shutdown();
     assert_eq!(rules(&report), ["MdlBufferFreed"]);
     assert_eq!(report.stats.datagrams_sent, 0);
+}
+
+/// One `WskSendTo` of 8 bytes on `socket`, its IRP cancelled first if `cancel_first` (an
+/// `IoCancelIrp` before the IRP is handed over: `Cancel` set, no routine to call). Returns what
+/// `WskSendTo` returned, whether the IRP had completed by then, its final status, and whether
+/// a cancel routine was left on it.
+fn send_checking_cancel_routine(
+    socket: *mut WSK_SOCKET,
+    cancel_first: bool,
+) -> (NTSTATUS, bool, NTSTATUS, bool) {
+    let dispatch = unsafe { &*(*socket).Dispatch.cast::<WSK_PROVIDER_DATAGRAM_DISPATCH>() };
+    let payload = unsafe { ExAllocatePool2(POOL_FLAG_NON_PAGED, 8, TAG) };
+    let mdl = unsafe { IoAllocateMdl(payload, 8, false, false, std::ptr::null_mut()) };
+    unsafe { MmBuildMdlForNonPagedPool(mdl) };
+    let mut buffer = WSK_BUF {
+        Mdl: mdl,
+        Offset: 0,
+        Length: 8,
+    };
+    let mut remote = SockAddrBuffer::new("127.0.0.1:9".parse().unwrap());
+    let irp = unsafe { IoAllocateIrp(1, false) };
+    let done = AtomicBool::new(false);
+    unsafe {
+        io_set_completion_routine(irp, keeps_irp, std::ptr::from_ref(&done).cast_mut().cast());
+    };
+    if cancel_first {
+        assert!(
+            !unsafe { IoCancelIrp(irp) },
+            "no cancel routine to call yet"
+        );
+    }
+    let returned = unsafe {
+        dispatch.WskSendTo.unwrap()(
+            socket,
+            &raw mut buffer,
+            0,
+            remote.as_sockaddr_mut(),
+            0,
+            std::ptr::null_mut(),
+            irp,
+        )
+    };
+    let completed = done.load(Ordering::Acquire);
+    wait(&done);
+    let status = unsafe { (*irp).IoStatus.Anonymous.Status };
+    let routine_left = unsafe { (*irp).CancelRoutine }.is_some();
+    unsafe { IoFreeIrp(irp) };
+    unsafe { IoFreeMdl(mdl) };
+    unsafe { ExFreePoolWithTag(payload, TAG) };
+    (returned, completed, status, routine_left)
+}
+
+/// The provider makes a pending IRP cancelable (sets its cancel routine, then checks `Cancel`)
+/// before any completer can take it from its queue, and never touches it after: a completer
+/// may complete it at once, and the driver free it. With `CompletionMode::Racing` the
+/// completer takes each IRP the moment it is queued, before the WSK call returns
+/// `STATUS_PENDING`: the IRP must come back completed with no cancel routine left on it. An IRP
+/// cancelled before it was handed over completes cancelled.
+#[test]
+fn a_pending_irp_is_cancelable_before_a_completer_can_take_it() {
+    use windows_sys::Win32::Foundation::{STATUS_CANCELLED, STATUS_PENDING};
+    let machine = Machine::boot(Config {
+        completion: CompletionMode::Racing,
+        ..Config::default()
+    });
+    let client = Client::register();
+    let socket = bound_socket(&client);
+    assert_eq!(
+        send_checking_cancel_routine(socket, false),
+        (STATUS_PENDING, true, STATUS_SUCCESS, false),
+        "(returned, completed before returning, status, cancel routine left on the IRP)"
+    );
+    assert_eq!(
+        send_checking_cancel_routine(socket, true),
+        (STATUS_PENDING, true, STATUS_CANCELLED, false),
+        "(returned, completed before returning, status, cancel routine left on the IRP)"
+    );
+    close(socket);
+    client.unregister();
+    let report = machine.shutdown();
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(report.stats.datagrams_sent, 1);
+}
+
+static RELEASED_EARLY: AtomicBool = AtomicBool::new(false);
+static TAKEN_BY_OTHER: AtomicBool = AtomicBool::new(false);
+
+/// A cancel routine that releases the cancel spin lock first thing, and returns only once
+/// another thread holds it.
+unsafe extern "system" fn releases_then_waits(_: *mut DEVICE_OBJECT, irp: *mut IRP) {
+    unsafe { IoReleaseCancelSpinLock((*irp).CancelIrql) };
+    RELEASED_EARLY.store(true, Ordering::SeqCst);
+    wait(&TAKEN_BY_OTHER);
+}
+
+/// The cancel spin lock has an owner: a cancel routine that released it is not blamed when
+/// another thread has taken it by the time the routine returns, and that thread's hold is
+/// not released behind its back (which the other thread's release would then report).
+#[test]
+fn the_cancel_spin_lock_taken_by_another_thread_is_not_the_cancel_routines() {
+    let machine = machine();
+    RELEASED_EARLY.store(false, Ordering::SeqCst);
+    TAKEN_BY_OTHER.store(false, Ordering::SeqCst);
+    let irp = unsafe { IoAllocateIrp(1, false) };
+    // Passed down to a (pretend) lower driver: IoCancelIrp finds its current location.
+    unsafe {
+        let next = wskudp_core::ddi::nt::io_get_next_irp_stack_location(irp);
+        wskudp_core::ddi::nt::current_stack_location_slot(irp).write(next);
+        (*irp).CurrentLocation -= 1;
+    }
+    let done = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let other = scope.spawn(|| {
+            wait(&RELEASED_EARLY);
+            let mut irql = 0_u8;
+            unsafe { IoAcquireCancelSpinLock(&raw mut irql) };
+            TAKEN_BY_OTHER.store(true, Ordering::SeqCst);
+            wait(&done);
+            unsafe { IoReleaseCancelSpinLock(irql) };
+        });
+        unsafe { wskudp_core::ddi::nt::io_set_cancel_routine(irp, Some(releases_then_waits)) };
+        assert!(unsafe { IoCancelIrp(irp) });
+        done.store(true, Ordering::Release);
+        other.join().unwrap();
+    });
+    unsafe { IoFreeIrp(irp) };
+    let report = machine.shutdown();
+    assert!(report.is_clean(), "{report}");
 }

@@ -195,9 +195,18 @@ fn create_queue(device: WDFDEVICE, mut config: WDF_IO_QUEUE_CONFIG) -> Result<WD
 
 /// A working test driver: a control device with a link, a default queue, ready for opens.
 fn working_driver(driver: *mut DRIVER_OBJECT, path: *const UNICODE_STRING) -> NTSTATUS {
+    working_driver_with(driver, path, attributes())
+}
+
+/// [`working_driver`] with its device created with `device_attributes`.
+fn working_driver_with(
+    driver: *mut DRIVER_OBJECT,
+    path: *const UNICODE_STRING,
+    device_attributes: WDF_OBJECT_ATTRIBUTES,
+) -> NTSTATUS {
     let result = (|| {
         let wdf_driver = create_driver(driver, path, driver_config())?;
-        let device = control_device(wdf_driver, |_| {}, attributes())?;
+        let device = control_device(wdf_driver, |_| {}, device_attributes)?;
         // SAFETY: A live named device.
         let status = unsafe {
             call_unsafe_wdf_function_binding!(
@@ -1744,3 +1753,243 @@ fn an_unmodelled_function_stops_the_machine_naming_it() {
 
 #[allow(dead_code, reason = "names the type so the import is used")]
 const _OBJECT: Option<WDFOBJECT> = None;
+
+// --- Cancelling a request the driver marked cancelable: `EvtRequestCancel` comes from a
+// dispatch loop (`FxIoQueue::ProcessCancelledRequests`, fxioqueue.cpp:4859-4939).
+
+/// How long a step of these tests may take.
+const BOUND: Duration = Duration::from_secs(5);
+/// A callback of the test driver is blocked until [`RELEASE`].
+static BLOCKED: AtomicBool = AtomicBool::new(false);
+static RELEASE: AtomicBool = AtomicBool::new(false);
+/// Each `EvtRequestCancel`: its thread, its IRQL, and whether a callback was blocked meanwhile.
+static CANCELS: Mutex<Vec<(std::thread::ThreadId, u8, bool)>> = Mutex::new(Vec::new());
+
+fn wait_for(flag: &AtomicBool, bound: Duration) -> bool {
+    let deadline = std::time::Instant::now() + bound;
+    while !flag.load(Ordering::SeqCst) {
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    true
+}
+
+/// A passive-level device (as wskudp's), so its queue is passive-level too.
+fn passive_driver(driver: *mut DRIVER_OBJECT, path: *const UNICODE_STRING) -> NTSTATUS {
+    working_driver_with(driver, path, passive_attributes())
+}
+
+/// A 1-byte request is marked cancelable and kept ([`RECORDING_CANCEL`] completes it); a
+/// 2-byte one blocks its callback until [`RELEASE`]; any other is completed.
+fn cancel_ioctl(queue: WDFQUEUE, request: WDFREQUEST, output: usize, input: usize) {
+    match input {
+        1 => {
+            // SAFETY: A presented request, marked once.
+            let status = unsafe {
+                call_unsafe_wdf_function_binding!(
+                    WdfRequestMarkCancelableEx,
+                    request,
+                    RECORDING_CANCEL
+                )
+            };
+            if status == STATUS_SUCCESS {
+                KEPT.lock().unwrap().push(request as usize);
+            }
+        }
+        2 => {
+            BLOCKED.store(true, Ordering::SeqCst);
+            // Longer than any test waits for something to happen meanwhile.
+            let _ = wait_for(&RELEASE, 3 * BOUND);
+            BLOCKED.store(false, Ordering::SeqCst);
+            complete_success(queue, request, output, input);
+        }
+        _ => complete_success(queue, request, output, input),
+    }
+}
+
+const RECORDING_CANCEL: PFN_WDF_REQUEST_CANCEL = {
+    unsafe extern "C" fn cancel(request: WDFREQUEST) {
+        CANCELS.lock().unwrap().push((
+            std::thread::current().id(),
+            wskudp_kmodel::irql::current(),
+            BLOCKED.load(Ordering::SeqCst),
+        ));
+        // SAFETY: The cancelled request, completed once.
+        unsafe {
+            call_unsafe_wdf_function_binding!(
+                WdfRequestComplete,
+                request,
+                windows_sys::Win32::Foundation::STATUS_CANCELLED
+            );
+        }
+    }
+    Some(cancel)
+};
+
+/// Clears what the cancel tests record (after the machine boots: tests run in parallel).
+fn reset_cancel_state() {
+    BLOCKED.store(false, Ordering::SeqCst);
+    RELEASE.store(false, Ordering::SeqCst);
+    CANCELS.lock().unwrap().clear();
+}
+
+/// KMDF delivers `EvtRequestCancel` without waiting for the queue's other callbacks: every
+/// dispatch loop hands out the cancelled requests first (`fxioqueue.cpp:2878-2891`), with no
+/// lock on a queue without synchronization scope (`fxioqueue.cpp:777`). The cancelling thread
+/// itself runs a loop only if no thread is in one (`DispatchInternalEvents`,
+/// `fxioqueue.cpp:4632`, `fxioqueue.hpp:1030-1038`), so with a callback blocked the cancel waits
+/// for the next loop: here the next request's, on another thread than the blocked callback's,
+/// while it is blocked.
+#[test]
+fn evt_request_cancel_runs_beside_a_blocked_callback_of_the_queue() {
+    let mut seen = None;
+    let report = run(passive_driver, Some(cancel_ioctl), |handle| {
+        reset_cancel_state();
+        let cancelable = handle.ioctl(0x0012_2000, &[1], 0).unwrap();
+        seen = Some(std::thread::scope(|scope| {
+            let blocked = scope.spawn(|| {
+                handle
+                    .ioctl(0x0012_2000, &[2, 2], 0)
+                    .unwrap()
+                    .wait(Some(BOUND))
+            });
+            let was_blocked = wait_for(&BLOCKED, BOUND);
+            cancelable.cancel();
+            let status = |done: Option<(NTSTATUS, Vec<u8>)>| done.map(|(status, _)| status);
+            let before_next = status(cancelable.wait(Some(Duration::from_millis(200))));
+            let next = status(
+                handle
+                    .ioctl(0x0012_2000, &[3, 3, 3], 0)
+                    .unwrap()
+                    .wait(Some(BOUND)),
+            );
+            let beside = before_next.or_else(|| status(cancelable.wait(Some(BOUND))));
+            let still_blocked = BLOCKED.load(Ordering::SeqCst);
+            RELEASE.store(true, Ordering::SeqCst);
+            let released = status(blocked.join().unwrap());
+            // Not delivered beside it: the blocked callback's own loop delivers it at its end.
+            let late = if beside.is_none() {
+                status(cancelable.wait(Some(BOUND)))
+            } else {
+                None
+            };
+            (
+                was_blocked,
+                before_next,
+                next,
+                beside,
+                still_blocked,
+                released,
+                late,
+                std::thread::current().id(),
+                CANCELS.lock().unwrap().clone(),
+            )
+        }));
+    });
+    let (was_blocked, before_next, next, beside, still_blocked, released, late, this, cancels) =
+        seen.unwrap();
+    assert!(was_blocked, "the blocking callback never ran");
+    assert_eq!(
+        before_next, None,
+        "the cancelling thread ran the loop while another thread was in it"
+    );
+    assert_eq!(next, Some(STATUS_SUCCESS));
+    assert!(
+        beside.is_some() && still_blocked,
+        "EvtRequestCancel waited for the blocked callback (completed after it: {late:?}; {cancels:?})"
+    );
+    assert_eq!(
+        beside,
+        Some(windows_sys::Win32::Foundation::STATUS_CANCELLED)
+    );
+    assert_eq!(released, Some(STATUS_SUCCESS));
+    assert_eq!(cancels, [(this, wskudp_kmodel::irql::PASSIVE_LEVEL, true)]);
+    assert!(report.is_clean(), "{report}");
+}
+
+/// A passive-level queue cancelled at `DISPATCH_LEVEL` gets its `EvtRequestCancel` at
+/// `PASSIVE_LEVEL`, from a work item (`CanThreadDispatchEventsLocked`,
+/// `fxioqueue.cpp:2684-2705`).
+#[test]
+fn a_cancel_at_dispatch_level_reaches_a_passive_queue_through_a_work_item() {
+    let mut seen = None;
+    let report = run(passive_driver, Some(cancel_ioctl), |handle| {
+        reset_cancel_state();
+        let cancelable = handle.ioctl(0x0012_2000, &[1], 0).unwrap();
+        let mut lock = 0_i32;
+        // SAFETY: A spin lock of our own, held around the cancel: IoCancelIrp at DISPATCH_LEVEL.
+        let irql = unsafe { ExAcquireSpinLockExclusive(&raw mut lock) };
+        cancelable.cancel();
+        // SAFETY: Acquired above, at the IRQL it returned.
+        unsafe { ExReleaseSpinLockExclusive(&raw mut lock, irql) };
+        let status = cancelable.wait(Some(BOUND)).map(|(status, _)| status);
+        seen = Some((
+            status,
+            std::thread::current().id(),
+            CANCELS.lock().unwrap().clone(),
+        ));
+    });
+    let (status, this, cancels) = seen.unwrap();
+    assert_eq!(
+        status,
+        Some(windows_sys::Win32::Foundation::STATUS_CANCELLED)
+    );
+    assert_eq!(cancels.len(), 1, "{cancels:?}");
+    let (thread, irql, _) = cancels[0];
+    assert_ne!(
+        thread, this,
+        "EvtRequestCancel ran in the cancelling thread"
+    );
+    assert_eq!(irql, wskudp_kmodel::irql::PASSIVE_LEVEL);
+    assert!(report.is_clean(), "{report}");
+}
+
+/// "If `WdfRequestUnmarkCancelable` returns `STATUS_CANCELLED`, the driver must not complete
+/// the request before the framework calls `EvtRequestCancel`": KMDF's verifier lets a request
+/// still marked cancelable be completed only once `FXREQUEST_FLAG_CANCELLED` is set, just
+/// before `EvtRequestCancel` is called (`fxioqueue.cpp:4905-4911`, `fxrequest.cpp:400-420`).
+/// Here the cancel routine has run (a callback of the queue is blocked, so `EvtRequestCancel`
+/// waits), Unmark says `STATUS_CANCELLED`, and the driver completes the request from a thread
+/// of its own.
+#[test]
+fn completing_after_unmark_said_cancelled_but_before_evt_request_cancel_is_reported() {
+    let mut seen = None;
+    let report = run(passive_driver, Some(cancel_ioctl), |handle| {
+        reset_cancel_state();
+        let cancelable = handle.ioctl(0x0012_2000, &[1], 0).unwrap();
+        let request = KEPT.lock().unwrap()[0] as WDFREQUEST;
+        seen = Some(std::thread::scope(|scope| {
+            let blocked = scope.spawn(|| {
+                handle
+                    .ioctl(0x0012_2000, &[2, 2], 0)
+                    .unwrap()
+                    .wait(Some(BOUND))
+            });
+            let was_blocked = wait_for(&BLOCKED, BOUND);
+            cancelable.cancel();
+            // SAFETY: A request the driver owns and marked cancelable.
+            let unmarked =
+                unsafe { call_unsafe_wdf_function_binding!(WdfRequestUnmarkCancelable, request) };
+            let cancels_before = CANCELS.lock().unwrap().len();
+            // Wrong: EvtRequestCancel has not been called yet.
+            complete_success(std::ptr::null_mut(), request, 0, 0);
+            RELEASE.store(true, Ordering::SeqCst);
+            let released = blocked.join().unwrap().map(|(status, _)| status);
+            let completed = cancelable.wait(Some(BOUND)).map(|(status, _)| status);
+            (was_blocked, unmarked, cancels_before, released, completed)
+        }));
+    });
+    let (was_blocked, unmarked, cancels_before, released, completed) = seen.unwrap();
+    assert!(was_blocked, "the blocking callback never ran");
+    assert_eq!(unmarked, windows_sys::Win32::Foundation::STATUS_CANCELLED);
+    assert_eq!(
+        cancels_before, 0,
+        "EvtRequestCancel ran before the completion"
+    );
+    assert_eq!(released, Some(STATUS_SUCCESS));
+    assert_eq!(completed, Some(STATUS_SUCCESS));
+    let rules: Vec<&str> = report.violations.iter().map(|v| v.rule).collect();
+    assert_eq!(rules, ["WdfRequestCompletedCancelable"], "{report}");
+}

@@ -266,10 +266,13 @@ pub unsafe fn io_set_cancel_routine(irp: *mut IRP, routine: DRIVER_CANCEL) -> DR
         field = (&raw mut (*irp).CancelRoutine).cast::<*mut c_void>();
     }
     let new = routine.map_or(core::ptr::null_mut(), |f| f as *mut c_void);
+    // SeqCst: InterlockedExchangePointer is a full barrier, so this promises no less than the
+    // macro. (Set-routine-then-check-Cancel against IoCancelIrp holds with AcqRel too, as both
+    // sides swap this field; SeqCst also orders the swap against SeqCst accesses elsewhere.)
     // SAFETY: The field is a pointer-sized, pointer-aligned function pointer slot that every
     // writer updates atomically (this function, and IoCancelIrp on Windows).
     let old = unsafe { core::sync::atomic::AtomicPtr::from_ptr(field) }
-        .swap(new, core::sync::atomic::Ordering::AcqRel);
+        .swap(new, core::sync::atomic::Ordering::SeqCst);
     if old.is_null() {
         None
     } else {

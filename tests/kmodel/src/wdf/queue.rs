@@ -17,6 +17,11 @@
 //! `PASSIVE_LEVEL` in a dispatch routine, `DISPATCH_LEVEL` when a timer's DPC completes the
 //! previous request of a sequential queue.
 //!
+//! A request the driver marked cancelable and that was cancelled gets `EvtRequestCancel` from
+//! the same dispatch loop, before anything is presented, whatever other callbacks of the queue
+//! run on other threads (`fxioqueue.cpp:2878-2891`); the cancelling thread runs the loop only
+//! if no thread is in it (`DispatchInternalEvents`, `fxioqueue.hpp:1007-1038`).
+//!
 //! A power-managed queue (the default for a PnP device's queues, never for a control device's:
 //! `fxioqueue.cpp:397-438`) presents nothing while its device is out of D0: requests wait in
 //! it until `EvtDeviceD0Entry` has run and the queue is resumed.
@@ -73,6 +78,10 @@ enum Owner {
 }
 
 /// One request the framework created for an IRP.
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "FxRequest's state and verifier bits, one field each"
+)]
 struct RequestState {
     irp: usize,
     queue: Option<usize>,
@@ -91,8 +100,13 @@ struct RequestState {
     cancel: PFN_WDF_REQUEST_CANCEL,
     /// Marked cancelable and not unmarked.
     cancelable: bool,
-    /// The cancel routine took it: `EvtRequestCancel` runs or ran.
-    cancelled: bool,
+    /// The cancel routine took it (`IoCancelIrp`, or a purge): `EvtRequestCancel` is due,
+    /// runs or ran, and `WdfRequestUnmarkCancelable` returns `STATUS_CANCELLED`.
+    routine_taken: bool,
+    /// `FXREQUEST_FLAG_CANCELLED`: set just before `EvtRequestCancel` is invoked
+    /// (`fxioqueue.cpp:4905-4911`). Only from then on may the driver complete a request still
+    /// marked cancelable (`fxrequest.cpp:400-420`).
+    verifier_cancelled: bool,
 }
 
 /// One queue.
@@ -109,8 +123,11 @@ struct QueueState {
     /// Requests presented and not completed (`m_DriverIoCount`).
     driver_io: u32,
     pending: VecDeque<usize>,
-    /// Threads inside one of the queue's callbacks (`m_Dispatching`).
+    /// Threads inside one of the queue's callbacks (what stopping the queue waits for).
     dispatching: usize,
+    /// Threads inside the dispatch loop, callbacks included (`m_Dispatching`,
+    /// `fxioqueue.cpp:2849, 3129`).
+    looping: usize,
     /// Cancelled driver-owned requests whose `EvtRequestCancel` is due.
     cancelled: VecDeque<usize>,
     /// `WdfIoQueueAcceptRequests`, `WdfIoQueueDispatchRequests`, `FxIoQueueShutdown`
@@ -334,6 +351,7 @@ pub(crate) unsafe extern "C" fn wdf_io_queue_create(
                 driver_io: 0,
                 pending: VecDeque::new(),
                 dispatching: 0,
+                looping: 0,
                 cancelled: VecDeque::new(),
                 // A new queue accepts and dispatches (fxioqueue.cpp:461-462).
                 accepting: true,
@@ -439,7 +457,8 @@ pub(crate) fn create_request(
             memory: [None, None],
             cancel: None,
             cancelable: false,
-            cancelled: false,
+            routine_taken: false,
+            verifier_cancelled: false,
         },
     );
     request
@@ -481,40 +500,69 @@ pub(crate) fn dispatch_io(device: usize, irp: *mut IRP) -> NTSTATUS {
     STATUS_PENDING
 }
 
-/// `DispatchEvents`: presents what the queue may present, delivers due cancel callbacks.
+/// `DispatchEvents` (`fxioqueue.cpp:2758-3132`): delivers due cancel callbacks and presents
+/// what the queue may present, on this thread or (passive-level queue, IRQL too high) a
+/// worker's.
 fn dispatch_events(queue: usize) {
     if in_callback_of(queue) {
         // The callback's own loop carries on when it returns (fxioqueue.hpp:1007-1038).
         return;
     }
-    loop {
-        enum Next {
-            Present(usize),
-            Cancel(usize),
+    let enter = framework()
+        .queues
+        .by_handle
+        .get_mut(&queue)
+        .is_some_and(|state| enter_loop(queue, state));
+    if enter {
+        run_loop(queue);
+    }
+}
+
+/// Whether this thread may run `queue`'s loop, counted in `looping` if so; under the
+/// framework lock. A passive-level queue reached above `PASSIVE_LEVEL` hands the loop to a
+/// worker thread instead, once (`CanThreadDispatchEventsLocked`: KMDF's system work item,
+/// `fxioqueue.cpp:2684-2705`); the callbacks then run at `PASSIVE_LEVEL`.
+fn enter_loop(queue: usize, state: &mut QueueState) -> bool {
+    if state.passive && irql::current() > PASSIVE_LEVEL {
+        if !state.worker_queued && (!state.pending.is_empty() || !state.cancelled.is_empty()) {
+            state.worker_queued = true;
+            std::thread::spawn(move || {
+                if let Some(state) = framework().queues.by_handle.get_mut(&queue) {
+                    state.worker_queued = false;
+                }
+                dispatch_events(queue);
+            });
         }
+        return false;
+    }
+    // m_Dispatching++ (fxioqueue.cpp:2849).
+    state.looping += 1;
+    true
+}
+
+/// The loop of `DispatchEvents`, entered with [`enter_loop`]: until nothing is left to do.
+fn run_loop(queue: usize) {
+    enum Next {
+        Present(usize),
+        Cancel(usize),
+    }
+    loop {
         let next = {
             let mut fx = framework();
-            let Some(state) = fx.queues.by_handle.get_mut(&queue) else {
+            let queues = &mut fx.queues;
+            let Some(state) = queues.by_handle.get_mut(&queue) else {
                 return;
             };
-            if state.passive && irql::current() > PASSIVE_LEVEL {
-                if !state.worker_queued
-                    && (!state.pending.is_empty() || !state.cancelled.is_empty())
-                {
-                    state.worker_queued = true;
-                    std::thread::spawn(move || {
-                        if let Some(state) = framework().queues.by_handle.get_mut(&queue) {
-                            state.worker_queued = false;
-                        }
-                        dispatch_events(queue);
-                    });
-                }
-                return;
-            }
-            if state.dispatching == 0
-                && let Some(request) = state.cancelled.pop_front()
-            {
+            // Cancels first, whatever other callbacks of the queue run on other threads
+            // (fxioqueue.cpp:2878-2891); only a Device or Queue synchronization scope would
+            // serialize them (m_IoCancelCallbackLockPtr, fxioqueue.cpp:760, 777), and the model
+            // refuses those scopes.
+            if let Some(request) = state.cancelled.pop_front() {
                 state.dispatching += 1;
+                if let Some(record) = queues.requests.get_mut(&request) {
+                    // FXREQUEST_FLAG_CANCELLED, just before the callback (fxioqueue.cpp:4905-4911).
+                    record.verifier_cancelled = true;
+                }
                 Next::Cancel(request)
             } else {
                 let may_present = match state.dispatch {
@@ -528,15 +576,20 @@ fn dispatch_events(queue: usize) {
                 };
                 // Nothing is presented while the queue is stopped or its device is out of D0
                 // (fxioqueue.cpp:3015-3040).
-                if !may_present || !state.dispatching_requests || !state.powered {
-                    return;
-                }
-                let Some(request) = state.pending.pop_front() else {
+                let request = if may_present && state.dispatching_requests && state.powered {
+                    state.pending.pop_front()
+                } else {
+                    None
+                };
+                let Some(request) = request else {
+                    // Done: m_Dispatching-- (fxioqueue.cpp:3128-3131), under the lock a
+                    // cancel checks it with.
+                    state.looping = state.looping.saturating_sub(1);
                     return;
                 };
                 state.driver_io += 1;
                 state.dispatching += 1;
-                if let Some(record) = fx.queues.requests.get_mut(&request) {
+                if let Some(record) = queues.requests.get_mut(&request) {
                     record.owner = Owner::Driver;
                     let irp = pointer::<IRP>(record.irp);
                     // SAFETY: Leaving the cancel-safe queue: no queue cancel routine any more.
@@ -671,10 +724,18 @@ fn complete(request: usize, status: NTSTATUS, information: Option<ULONG_PTR>, ap
             );
             return;
         }
-        if state.cancelable && !state.cancelled {
+        // Completing a request still marked cancelable is allowed only once its
+        // EvtRequestCancel is being delivered, not as soon as the cancel routine took it
+        // (fxrequest.cpp:400-420).
+        if state.cancelable && !state.verifier_cancelled {
+            let detail = if state.routine_taken {
+                "cancelled, but EvtRequestCancel was not called yet: after WdfRequestUnmarkCancelable returns STATUS_CANCELLED, complete it from (or after) EvtRequestCancel"
+            } else {
+                "still marked cancelable: call WdfRequestUnmarkCancelable first"
+            };
             problems.push((
                 "WdfRequestCompletedCancelable",
-                format!("{api}({request:#x}) of a request still marked cancelable: call WdfRequestUnmarkCancelable first"),
+                format!("{api}({request:#x}) of a request {detail}"),
             ));
         }
         let irp = pointer::<IRP>(state.irp);
@@ -1021,7 +1082,7 @@ pub(crate) unsafe extern "C" fn wdf_request_unmark_cancelable(
         if !state.cancelable {
             return Err(("WdfRequestNotCancelable", STATUS_INVALID_DEVICE_REQUEST));
         }
-        if state.cancelled {
+        if state.routine_taken {
             // The cancel routine took it: EvtRequestCancel completes it.
             return Ok(STATUS_CANCELLED);
         }
@@ -1030,7 +1091,7 @@ pub(crate) unsafe extern "C" fn wdf_request_unmark_cancelable(
         let routine = unsafe { crate::cancel::swap_cancel_routine(irp, None) };
         if routine.is_none() {
             // IoCancelIrp took the routine and is about to call it.
-            state.cancelled = true;
+            state.routine_taken = true;
             return Ok(STATUS_CANCELLED);
         }
         state.cancelable = false;
@@ -1084,29 +1145,37 @@ unsafe extern "system" fn queued_request_cancelled(_device: *mut DEVICE_OBJECT, 
     );
 }
 
-/// The cancel routine of a request the driver marked cancelable: `EvtRequestCancel` is
-/// delivered from the queue's dispatch loop (`fxioqueue.cpp:4559-4689, 4859-4939`).
+/// The cancel routine of a request the driver marked cancelable (`_IrpCancelForDriver`,
+/// `CancelForDriver`: `fxioqueue.cpp:4559-4689`): the request joins the queue's cancelled list,
+/// whose `EvtRequestCancel`s a dispatch loop delivers first thing (`fxioqueue.cpp:4859-4939`).
+/// This thread runs that loop only if no thread is in it (`DispatchInternalEvents`,
+/// `fxioqueue.cpp:4632`, `fxioqueue.hpp:1007-1038`); otherwise a loop already running delivers
+/// it at its next turn: the next request presented on any thread, or the end of the callback
+/// that loop is in.
 unsafe extern "system" fn driver_request_cancelled(_device: *mut DEVICE_OBJECT, irp: *mut IRP) {
     // SAFETY: Called by IoCancelIrp with the cancel lock held.
     unsafe { crate::cancel::io_release_cancel_spin_lock((*irp).CancelIrql) };
-    let queue = {
+    let enter = {
         let mut fx = framework();
-        let Some(request) = fx.queues.by_irp.get(&address(irp)).copied() else {
+        let queues = &mut fx.queues;
+        let Some(request) = queues.by_irp.get(&address(irp)).copied() else {
             return;
         };
-        let Some(record) = fx.queues.requests.get_mut(&request) else {
+        let Some(record) = queues.requests.get_mut(&request) else {
             return;
         };
-        record.cancelled = true;
-        let queue = record.queue;
-        match queue.and_then(|q| fx.queues.by_handle.get_mut(&q)) {
-            Some(state) => state.cancelled.push_back(request),
-            None => return,
-        }
-        queue
+        record.routine_taken = true;
+        let Some((queue, state)) = record
+            .queue
+            .and_then(|q| queues.by_handle.get_mut(&q).map(|state| (q, state)))
+        else {
+            return;
+        };
+        state.cancelled.push_back(request);
+        (state.looping == 0 && enter_loop(queue, state)).then_some(queue)
     };
-    if let Some(queue) = queue {
-        dispatch_events(queue);
+    if let Some(queue) = enter {
+        run_loop(queue);
     }
 }
 
@@ -1320,7 +1389,9 @@ pub(crate) fn stop_for_power(device: usize, action: PowerStop) {
                 .queues
                 .requests
                 .iter()
-                .filter(|(_, r)| r.queue == Some(queue) && r.owner == Owner::Driver && !r.cancelled)
+                .filter(|(_, r)| {
+                    r.queue == Some(queue) && r.owner == Owner::Driver && !r.routine_taken
+                })
                 .map(|(handle, r)| (*handle, r.cancelable))
                 .collect();
             (stop, owned)
@@ -1390,7 +1461,10 @@ fn purge(queue: usize) {
             .requests
             .iter()
             .filter(|(_, r)| {
-                r.queue == Some(queue) && r.owner == Owner::Driver && r.cancelable && !r.cancelled
+                r.queue == Some(queue)
+                    && r.owner == Owner::Driver
+                    && r.cancelable
+                    && !r.routine_taken
             })
             .map(|(handle, _)| *handle)
             .collect();
@@ -1402,7 +1476,7 @@ fn purge(queue: usize) {
         }
         for request in &owned {
             if let Some(record) = fx.queues.requests.get_mut(request) {
-                record.cancelled = true;
+                record.routine_taken = true;
                 let irp = pointer::<IRP>(record.irp);
                 // SAFETY: The framework owns the IRP; its cancel routine goes with the cancel.
                 unsafe { crate::cancel::swap_cancel_routine(irp, None) };
