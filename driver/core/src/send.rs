@@ -329,7 +329,8 @@ const PUMPING: u32 = 1 << 31;
 /// - `remaining` (datagrams not issued yet) is written only by the pumping thread.
 /// - `handle` is the handle the request came through, alive until the request completes.
 /// - `driver_stats` points to the driver's statistics, which outlive every socket.
-/// - Fields drop in order, so the socket reference goes last.
+/// - `socket` holds a rundown reference on the socket while `work` is above zero; the thread
+///   that brings `work` to zero drops it (nothing touches the socket after that).
 struct Batch {
     request: UnsafeCell<ManuallyDrop<IoctlRequest>>,
     refs: AtomicU32,
@@ -351,7 +352,7 @@ struct Batch {
     handle: NonNull<HandleState>,
     driver_stats: NonNull<DriverStats>,
     datagram: Datagram,
-    socket: SocketRef,
+    socket: UnsafeCell<ManuallyDrop<SocketRef>>,
 }
 
 // SAFETY: Counters are atomic, `in_flight` is behind a spin lock, `datagram`, `socket`,
@@ -363,6 +364,13 @@ unsafe impl Sync for Batch {}
 unsafe impl Send for Batch {}
 
 impl Batch {
+    /// The socket. Only for holders of a work reference (type invariant).
+    fn socket(&self) -> &SocketRef {
+        // SAFETY: The reference is alive while work is above zero, which the caller's work
+        // reference guarantees; it is only read here.
+        unsafe { &*self.socket.get() }
+    }
+
     const fn handle(&self) -> &HandleState {
         // SAFETY: The handle outlives its requests (type invariant).
         unsafe { self.handle.as_ref() }
@@ -393,7 +401,7 @@ impl Batch {
                 Ordering::Relaxed,
             );
         }
-        self.socket.counters().record(status, bytes);
+        self.socket().counters().record(status, bytes);
         self.driver_stats().record(status, bytes);
     }
 
@@ -403,7 +411,7 @@ impl Batch {
         let left = self.remaining.swap(0, Ordering::AcqRel);
         if left > 0 {
             self.not_sent.fetch_add(left, Ordering::Relaxed);
-            self.socket.counters().record_not_sent(left);
+            self.socket().counters().record_not_sent(left);
             self.driver_stats().counters.record_not_sent(left);
         }
     }
@@ -465,7 +473,7 @@ impl Batch {
         if batch.remaining.load(Ordering::Acquire) == 0 {
             return false;
         }
-        if batch.cancelled.load(Ordering::SeqCst) || batch.socket.socket().is_closing() {
+        if batch.cancelled.load(Ordering::SeqCst) || batch.socket().socket().is_closing() {
             batch.give_up_remaining();
             return false;
         }
@@ -491,6 +499,16 @@ impl Batch {
         if batch.work.fetch_sub(1, Ordering::AcqRel) != 1 {
             return;
         }
+        // Nothing issues or completes on the socket any more: let it go now, not when the
+        // request completes. The front door's cancel callback may still be due, and KMDF holds
+        // EvtRequestCancel back while another thread is in the queue's dispatch loop
+        // (fxioqueue.cpp:4632, fxioqueue.hpp:1030-1038), e.g. a CLOSE_SOCKET waiting for this
+        // very reference.
+        batch.socket().counters().requests.lower();
+        // SAFETY: Work reached zero here, once: nobody else reads the cell any more.
+        let socket = unsafe { &mut *batch.socket.get() };
+        // SAFETY: The last use of the socket reference (type invariant); dropped once.
+        unsafe { ManuallyDrop::drop(socket) };
         if batch.cancelable.load(Ordering::Acquire) && batch.request().unmark_cancelable() {
             // The cancel routine will not run: its reference is ours to drop.
             // SAFETY: The cancel reference, given up once (the routine will not).
@@ -532,7 +550,6 @@ impl Batch {
             bytes_sent: batch.bytes.load(Ordering::Relaxed),
         };
         let cancelled = batch.cancelled.load(Ordering::Acquire) && (not_sent > 0 || failed > 0);
-        batch.socket.counters().requests.lower();
         batch.driver_stats().counters.requests.lower();
         batch.handle().sends.lower();
         // SAFETY: Last reference: exclusive access to the cell.
@@ -662,7 +679,7 @@ impl SendOp {
         let this = op.batch;
         // SAFETY: The pump holds a work reference on the batch.
         let batch = unsafe { this.as_ref() };
-        let socket = batch.socket.socket();
+        let socket = batch.socket().socket();
         // Enter the socket's call gate first: from here until WskSendTo returns the socket
         // is not closed under us.
         let call = match socket.send_call() {
@@ -723,7 +740,7 @@ impl SendOp {
             return false;
         }
         batch.work.fetch_add(1, Ordering::AcqRel);
-        let _ = batch.socket.counters().datagrams.try_raise(u32::MAX);
+        let _ = batch.socket().counters().datagrams.try_raise(u32::MAX);
         let _ = batch.driver_stats().counters.datagrams.try_raise(u32::MAX);
         let irp = op.irp.as_ptr();
         let buffer = op.wsk_buf.get();
@@ -783,10 +800,10 @@ unsafe extern "system" fn send_complete(
         // allocated until it is done with IoCancelIrp.
         unsafe { SendOp::release(op) };
         batch.record(result.status, result.information);
-        batch.socket.counters().datagrams.lower();
+        batch.socket().counters().datagrams.lower();
         batch.driver_stats().counters.datagrams.lower();
         if result.status == STATUS_FILE_FORCED_CLOSED {
-            batch.socket.force_close();
+            batch.socket().force_close();
         }
         Batch::return_credit(this);
         // SAFETY: The op's work reference, given up once.
@@ -840,13 +857,15 @@ pub(crate) fn start(
         handle: NonNull::from(handle),
         driver_stats: NonNull::from(driver_stats),
         datagram,
-        socket,
+        socket: UnsafeCell::new(ManuallyDrop::new(socket)),
     };
     let this = match PoolBox::try_place(batch, TAG_BATCH) {
         Ok(batch) => PoolBox::into_raw(batch),
         Err(batch) => {
             // Nothing was sent; the datagram and socket reference are released on return.
-            batch.socket.counters().requests.lower();
+            let socket = ManuallyDrop::into_inner(batch.socket.into_inner());
+            socket.counters().requests.lower();
+            drop(socket);
             driver_stats.counters.requests.lower();
             handle.sends.lower();
             let request = ManuallyDrop::into_inner(batch.request.into_inner());

@@ -416,9 +416,19 @@ fn close_cleanup_and_sends_race_cleanly() {
                     })
                     .collect();
                 let extra_send = scope.spawn(|| {
-                    let request = send(&extra, extra_socket, to, 200);
+                    // The handle may be closed before this thread runs: the I/O manager then
+                    // refuses the request, which is not the driver's to answer.
+                    let Ok(request) = extra.ioctl(
+                        Ioctl::Send.code(),
+                        &send_request(extra_socket, to, 200),
+                        size_of::<SendResponse>(),
+                    ) else {
+                        return;
+                    };
                     let (status, output) = wait_bounded(&request);
-                    response(status, &output, 200);
+                    if status == STATUS_SUCCESS {
+                        response(status, &output, 200);
+                    }
                 });
                 std::thread::sleep(Duration::from_millis(1 + round));
                 for &socket in &sockets[..2] {
@@ -500,4 +510,54 @@ fn a_failure_after_pending_reaches_the_caller_unchanged() {
             "{front_door:?}: not pended first"
         );
     }
+}
+
+/// KMDF holds `EvtRequestCancel` back while another thread is in the queue's dispatch loop
+/// (fxioqueue.cpp:4632, fxioqueue.hpp:1030-1038). A `SEND` whose sends all finished but whose
+/// cancel callback is held back completes once the callback runs, and a `CLOSE_SOCKET` of its
+/// socket completes meanwhile. (The deadlock `send.rs` avoids by letting the socket go when
+/// the work ends, a close blocked in its callback while the provider completes the socket's
+/// cancelled sends later, needs a provider that completes them asynchronously; the model's
+/// `WskCloseSocket` completes them at once, and a new request delivers held-back cancels
+/// first, fxioqueue.cpp:2878-2891.)
+#[test]
+fn a_held_back_cancel_callback_does_not_hold_the_socket() {
+    let loaded = load(FrontDoor::Kmdf, CompletionMode::Held);
+    let (_sink, to) = sink();
+    let socket = open_socket(&loaded.handle);
+    let sending = send(&loaded.handle, socket, to, 2);
+    wait_for_held(2);
+    std::thread::scope(|scope| {
+        // A request stays in the dispatch loop: OPEN_SOCKET waits in WskSocket, held.
+        let opening = scope.spawn(|| {
+            loaded
+                .handle
+                .ioctl(
+                    Ioctl::OpenSocket.code(),
+                    encode_open_socket(addr(V4)).as_bytes(),
+                    size_of::<OpenSocketResponse>(),
+                )
+                .unwrap()
+                .wait(Some(BOUND))
+                .expect("OPEN_SOCKET did not complete")
+        });
+        wait_for_held(3);
+        sending.cancel();
+        // The two sends complete; the request waits for its EvtRequestCancel.
+        assert!(wskudp_kmodel::release_held_nth(0));
+        assert!(wskudp_kmodel::release_held_nth(0));
+        let (status, _) = wait_bounded(&close_socket(&loaded.handle, socket));
+        assert_eq!(status, STATUS_SUCCESS, "the close waited for the cancel callback");
+        assert!(!opening.is_finished());
+        // The open goes on to WskBind and WskGetLocalAddress, held in turn.
+        let (status, _) = releasing(|| opening.join().unwrap());
+        assert_eq!(status, STATUS_SUCCESS);
+    });
+    let (status, output) = wait_bounded(&sending);
+    if status == STATUS_SUCCESS {
+        assert_eq!(response(status, &output, 2).datagrams_sent, 2);
+    } else {
+        assert_eq!(status, STATUS_CANCELLED);
+    }
+    unload_clean(loaded);
 }

@@ -364,10 +364,13 @@ pub(crate) unsafe extern "system" fn ex_acquire_spin_lock_shared(lock: *mut i32)
 /// `lock` must be held shared by the caller.
 #[unsafe(export_name = "ExReleaseSpinLockShared")]
 pub(crate) unsafe extern "system" fn ex_release_spin_lock_shared(lock: *mut i32, old_irql: u8) {
+    // One reader leaves; other readers may come and go meanwhile, so retry until the count
+    // is seen unchanged (a single compare-exchange failed under contention and reported a
+    // lock not held).
     release(lock, old_irql, "ExReleaseSpinLockShared", |w| {
-        let current = w.load(Ordering::Relaxed);
-        current > 0
-            && w.compare_exchange(current, current - 1, Ordering::Release, Ordering::Relaxed)
-                .is_ok()
+        w.fetch_update(Ordering::Release, Ordering::Relaxed, |current| {
+            (current > 0).then(|| current - 1)
+        })
+        .is_ok()
     });
 }
