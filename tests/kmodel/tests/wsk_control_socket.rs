@@ -466,3 +466,37 @@ fn close_during_control_socket_is_a_violation() {
     let report = machine.shutdown();
     assert_eq!(rules(&report), ["WskCloseSocketDuringCall"]);
 }
+
+#[test]
+fn irp_contract_holds_for_control_socket() {
+    let (machine, client) = boot(Profile::Windows11);
+    let socket = Socket::bound(&client, "127.0.0.1:0".parse().unwrap());
+    let value = Pool::new(&1_u32.to_le_bytes());
+    let control = socket.dispatch().Basic.WskControlSocket.unwrap();
+    // No completion routine: the IRP would complete past the driver.
+    let irp = unsafe { IoAllocateIrp(1, false) };
+    let status = unsafe {
+        control(
+            socket.0,
+            SET,
+            SO_BROADCAST,
+            SOL_SOCKET,
+            4,
+            value.ptr,
+            0,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            irp,
+        )
+    };
+    assert_eq!(status, STATUS_SUCCESS);
+    unsafe { IoFreeIrp(irp) };
+    drop(value);
+    socket.close();
+    client.unregister();
+    let report = machine.shutdown();
+    assert_eq!(
+        rules(&report),
+        ["IrpCompletionRoutine", "IrpCompletedPastDriver"]
+    );
+}

@@ -47,7 +47,7 @@ enum Ask {
     Nothing,
 }
 
-/// The IP version a control message's level belongs to (`None`: either).
+/// The IP version a control message's level belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Family {
     V4,
