@@ -1,4 +1,4 @@
-//! `wskudp`: drive the wskudp kernel UDP sender — the real driver on Windows, or the driver's
+//! `wskudpctl`: drive the wskudp kernel UDP sender — the real driver on Windows, or the driver's
 //! datapath running in-process on the kernel model (`--backend model`, the default elsewhere).
 
 use std::fmt::Write as _;
@@ -14,7 +14,7 @@ use wskudp_harness::report::ModelReport;
 use wskudp_harness::{demo, pattern, scenarios, status_hex, status_text};
 
 #[derive(Parser)]
-#[command(name = "wskudp", version, about, propagate_version = true)]
+#[command(name = "wskudpctl", version, about, propagate_version = true)]
 struct Cli {
     /// Where requests go: `device` (the driver, Windows) or `model` (in-process, any Unix host).
     /// Defaults to `device` on Windows and `model` elsewhere.
