@@ -21,6 +21,11 @@ const FRONT_DOOR_IMPORTS: &[(&str, &str)] = &[
     ("ntoskrnl.exe", "IoCreateSymbolicLink"),
     ("ntoskrnl.exe", "IoDeleteDevice"),
     ("ntoskrnl.exe", "IoDeleteSymbolicLink"),
+    // The admin-only descriptor set on the device (IoCreateDeviceSecure's work without
+    // wdmsec.lib): a kernel handle to it, its DACL replaced, the handle closed.
+    ("ntoskrnl.exe", "ObOpenObjectByPointer"),
+    ("ntoskrnl.exe", "ZwSetSecurityObject"),
+    ("ntoskrnl.exe", "ZwClose"),
     // Completing the I/O manager's IRPs, and releasing the cancel spin lock in their cancel
     // routine.
     ("ntoskrnl.exe", "IofCompleteRequest"),
@@ -212,6 +217,8 @@ fn check_imports(arch: &str) {
         "WskReleaseProviderNPI",
         "WskDeregister",
         "IoAllocateIrp",
+        // The device security is really applied (and from ntoskrnl.exe, checked above).
+        "ZwSetSecurityObject",
     ] {
         assert!(seen.contains(name), "{arch}: {name} is not imported");
     }

@@ -26,6 +26,7 @@
 //! | `WskRegistration` / `WskReleaseWithoutCapture` / `WskDeregisterWithCapture` / `WskDeregisterWithSockets` | WSK client lifecycle (the last two would hang `WskDeregister`) |
 //! | `WskUnknownSocket` / `WskSocketClosed` / `WskClient` | calls on sockets or clients the provider does not know |
 //! | `InformationExceedsOutputBuffer` | an IOCTL or read completed with more `Information` than the caller's buffer holds |
+//! | `KernelHandleExpected` / `KernelHandleLeaked` | an object handle that is not a kernel handle, or never closed |
 //!
 //! Unrecoverable states (`SpinLockRecursion`, `NoMoreIrpStackLocations`,
 //! `DPC_WATCHDOG_VIOLATION`: a thread spinning at `DISPATCH_LEVEL` on a KMDF spin lock whose
@@ -43,6 +44,7 @@ pub mod iomgr;
 mod irp;
 pub mod irql;
 mod mdl;
+mod object;
 mod pool;
 mod report;
 mod security;
@@ -236,6 +238,7 @@ impl Machine {
         };
         wsk::reset();
         iomgr::reset();
+        object::reset();
         wdf::reset();
         completion::start(config.completion);
         Self { running: true }
@@ -263,6 +266,7 @@ impl Machine {
     pub fn shutdown(mut self) -> Report {
         self.running = false;
         completion::stop();
+        object::check_closed();
         let (sockets, captures, registrations) = wsk::outstanding();
         let (device_objects, file_objects, io_requests) = iomgr::outstanding();
         let symbolic_links = iomgr::links();
