@@ -249,6 +249,15 @@ fn main() -> ExitCode {
         }
         outcome.text.push_str(&report_text(report));
     }
+    // A request the driver never completed after its cancel: its buffers were left to the
+    // driver on purpose, and the run failed whatever else it showed.
+    let abandoned = backend::abandoned_requests();
+    if abandoned > 0 {
+        eprintln!(
+            "error: {abandoned} cancelled request(s) never completed; their buffers were left to the driver"
+        );
+        outcome.ok = false;
+    }
     if json_wanted {
         println!(
             "{}",
