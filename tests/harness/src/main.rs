@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use wskudp_abi::{Ecn, InfoResponse, Ioctl, SendCounters, SendSpec, capability};
 use wskudp_harness::backend::{self, FrontDoor, Kind};
 use wskudp_harness::client::{Client, MAX_INFLIGHT, PipelineSummary};
+use wskudp_harness::record::HostRecord;
 use wskudp_harness::report::ModelReport;
 use wskudp_harness::{demo, pattern, scenarios, status_hex, status_text};
 
@@ -239,6 +240,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Which machine this ran on, so runs on different Windows builds can be compared.
+    let host = HostRecord::collect();
+    if let Value::Object(map) = &mut outcome.json {
+        map.insert("host".into(), host.to_json());
+    }
+    if matches!(cli.command, Command::Info { .. }) {
+        outcome.text.push_str(&host.text());
+        outcome.text.push('\n');
+    }
     if let Some(report) = &report {
         outcome.ok &= report.is_clean();
         if let Value::Object(map) = &mut outcome.json {
