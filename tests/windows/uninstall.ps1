@@ -1,10 +1,55 @@
+#Requires -RunAsAdministrator
 <#
 .SYNOPSIS
-  Removes the wskudp device and driver package from a test VM.
-  NOT RUN by this project: no Windows machine was available.
+  Unloads wskudp, removes its driver packages and its Driver Verifier settings (idempotent).
+.DESCRIPTION
+  1. sc stop wskudp and wait until it is STOPPED (fails, naming the cause, if a handle is
+     still open);
+  2. pnputil /delete-driver <oemNN.inf> /uninstall for every wskudp package in the store;
+  3. Driver Verifier: if wskudp.sys is the only verified driver, verifier /reset; if others
+     are verified too, wskudp.sys is taken out of the list and the rest left as they are;
+     KMDF verifier values go with the service.
+  Test signing is left on unless -DisableTestSigning is given.
+  Exit codes: 0 done; 3010 done, a reboot completes it; anything else failed.
+  NOT RUN by this project: no Windows machine was available to it.
 #>
-$ErrorActionPreference = "Continue"
-pnputil /remove-device /deviceid "Root\wskudp"
-$published = (pnputil /enum-drivers | Select-String -Context 1,0 "wskudp.inf") |
-    ForEach-Object { ($_.Context.PreContext[0] -split ":\s+")[1] }
-foreach ($inf in $published) { pnputil /delete-driver $inf /uninstall /force }
+param([switch] $DisableTestSigning)
+
+. (Join-Path $PSScriptRoot 'common.ps1')
+
+Stop-Driver
+$rebootNeeded = $false
+foreach ($package in Get-DriverPackages) {
+    $code = Invoke-Native pnputil.exe @('/delete-driver', $package.Driver, '/uninstall') `
+        -Success @(0, $ERROR_SUCCESS_REBOOT_REQUIRED)
+    if ($code -eq $ERROR_SUCCESS_REBOOT_REQUIRED) { $rebootNeeded = $true }
+}
+
+$targets = Get-VerifierTargets
+if ($targets -icontains $DriverImage) {
+    $others = @($targets | Where-Object { $_ -ine $DriverImage })
+    if ($others.Count -eq 0) {
+        # verifier.exe documents no exit codes; 0 and 2 (saved, takes effect at reboot) are
+        # taken as success, and the registry is checked below either way.
+        Invoke-Native verifier.exe @('/reset') -Success @(0, 2) | Out-Null
+    } else {
+        # Keep the other drivers' verification: the same list without wskudp.sys.
+        $key = 'HKLM:\SYSTEM\CurrentControlSet\Control\Session Manager\Memory Management'
+        Set-ItemProperty $key -Name VerifyDrivers -Value ($others -join ' ')
+    }
+    if ((Get-VerifierTargets) -icontains $DriverImage) {
+        throw 'wskudp.sys is still in the Driver Verifier settings (VerifyDrivers).'
+    }
+    $rebootNeeded = $true
+}
+
+if ($DisableTestSigning) {
+    Invoke-Native bcdedit.exe @('/set', '{current}', 'testsigning', 'off') | Out-Null
+    $rebootNeeded = $true
+}
+
+if ($rebootNeeded) {
+    Write-Warning 'Reboot to finish (Driver Verifier, test signing or pnputil changes).'
+    exit $ERROR_SUCCESS_REBOOT_REQUIRED
+}
+exit 0

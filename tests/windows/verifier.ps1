@@ -1,61 +1,209 @@
+#Requires -RunAsAdministrator
 <#
 .SYNOPSIS
-  Puts wskudp.sys under Driver Verifier and runs the scenario suite against it.
+  Runs wskudp under Driver Verifier on a test VM, one phase at a time (README "Driver
+  Verifier runbook").
 .DESCRIPTION
-  The Verifier settings follow research/anchors.md section 4: the standard rules (/standard:
-  special pool, IRQL checking, pool tracking, I/O verification, deadlock detection, security,
-  miscellaneous, DDI compliance) plus KMDF verification, run twice: with I/O verification on
-  and off (usbip-win2#181 showed I/O verification can hide overruns), and once more with
-  systematic low-resources simulation. Every run records `verifier /querysettings`.
-  NOT RUN by this project: no Windows machine was available.
+  Phases, in the order the runbook uses them:
+    dumps          Kernel memory dumps on, automatic reboot on, the dump kept. Do this first.
+    standard       verifier /standard /driver wskudp.sys (every standard rule class: special
+                   pool, IRQL, pool tracking, I/O verification, deadlock detection, DMA,
+                   security, miscellaneous, DDI compliance, WDF verification), the KMDF
+                   verifier's own handle tracking, and /bootmode resetonbootfail against a
+                   bugcheck boot loop. Takes effect at the next boot.
+    low-resources  Systematic low resources simulation for wskudp.sys only. Windows 11: rule
+                   class 19 with DIF mode (/rc 19 36) and /now, so no reboot and nothing that
+                   survives one; Server 2022 (below DIF mode's build): the deprecated
+                   /flags 0x40000 with the standard flags, at the next boot.
+    run            The test pass under whatever is enabled (see below). Fails on the first
+                   check that does not hold; a bugcheck instead reboots the VM into the dump.
+    collect        Copies the kernel dumps and the logs into -Log's folder and prints the
+                   debugger commands to run on them.
+    reset          verifier /reset and the KMDF verifier values off; reboot afterwards.
+  'run' does, logging everything to -Log:
+    1. verifier /querysettings, for the record;
+    2. -Cycles load/unload cycles (sc start, one info request, sc stop, STOPPED): each unload
+       runs Verifier's unload-time leak checks;
+    3. the scenario suite against the real driver. Under low-resources simulation every call
+       site fails once, the first time it is reached, so early passes are expected to fail
+       with injected STATUS_INSUFFICIENT_RESOURCES and are not counted: the suite is rerun
+       (up to -Passes times) until one pass is entirely green, which must happen;
+    4. a CLI killed in the middle of a long send (TerminateProcess): its handle's cleanup must
+       cancel everything, after which the driver reports no request in flight;
+    5. every handle closed, sc stop, and the service confirmed STOPPED.
+  NOT RUN by this project: no Windows machine was available to it.
 .PARAMETER Phase
-  standard | no-io-verification | low-resources | run | reset
+  dumps | standard | low-resources | run | collect | reset
 #>
 param(
-    [ValidateSet("standard", "no-io-verification", "low-resources", "run", "reset")]
-    [string]$Phase = "standard",
-    [string]$Log = ".\verifier-$((Get-Date).ToString('yyyyMMdd-HHmmss')).log"
+    [ValidateSet('dumps', 'standard', 'low-resources', 'run', 'collect', 'reset')]
+    [string] $Phase = 'run',
+    [string] $Folder,
+    [string] $Log = (Join-Path $PWD "verifier-$((Get-Date).ToString('yyyyMMdd-HHmmss')).log"),
+    [int] $Cycles = 20,
+    [int] $Passes = 30,
+    # A UDP port on this VM with nothing listening: the killed send's datagrams go there.
+    [int] $SinkPort = 9
 )
-$ErrorActionPreference = "Stop"
 
-function Record { verifier /querysettings | Tee-Object -FilePath $Log -Append }
+. (Join-Path $PSScriptRoot 'common.ps1')
 
-switch ($Phase) {
-    "standard" {
-        # 0x209BB = the standard flags with DDI compliance checking.
-        verifier /flags 0x209BB /driver wskudp.sys
-        # KMDF's own verifier for this driver.
-        reg add "HKLM\SYSTEM\CurrentControlSet\Services\wskudp\Parameters\Wdf" /v VerifierOn /t REG_DWORD /d 1 /f | Out-Null
-        Record
-        Write-Warning "Reboot for the settings to apply, then run: verifier.ps1 -Phase run"
+function Write-Log([string] $Text) {
+    $line = "$((Get-Date).ToString('s')) $Text"
+    Write-Host $line
+    Add-Content -LiteralPath $Log -Value $line
+}
+
+# A native command whose output goes to the log too.
+function Invoke-Logged {
+    param([string] $FilePath, [string[]] $ArgumentList, [int[]] $Success = @(0))
+    Write-Log "> $FilePath $($ArgumentList -join ' ')"
+    & $FilePath @ArgumentList 2>&1 | Tee-Object -FilePath $Log -Append | Out-Host
+    $code = $LASTEXITCODE
+    if ($Success -notcontains $code) {
+        throw "$FilePath $($ArgumentList -join ' ') failed with exit code $code (see $Log)"
     }
-    "no-io-verification" {
-        # The standard flags without I/O verification (0x10).
-        verifier /flags 0x209AB /driver wskudp.sys
-        Record
-        Write-Warning "Reboot, then: verifier.ps1 -Phase run"
-    }
-    "low-resources" {
-        # Standard + systematic low-resources simulation (0x40000): every allocation and
-        # IRP/MDL creation fails in turn; every failure must surface as a clean status.
-        verifier /flags 0x609BB /driver wskudp.sys
-        Record
-        Write-Warning "Reboot, then: verifier.ps1 -Phase run"
-    }
-    "run" {
-        Record
-        # Load/unload cycles, then the full scenario suite, then unload: any bugcheck
-        # (0xC4, 0xC9, 0xCE, ...) or leak at unload (0xC4/0x62) fails the run.
-        for ($i = 0; $i -lt 3; $i++) {
-            pnputil /disable-device /deviceid "Root\wskudp" | Out-Null
-            pnputil /enable-device /deviceid "Root\wskudp" | Out-Null
-        }
-        wskudp.exe --backend device scenarios --json | Tee-Object -FilePath $Log -Append
-        if ($LASTEXITCODE -ne 0) { throw "scenarios failed under Verifier (see $Log)" }
-        verifier /query | Tee-Object -FilePath $Log -Append
-    }
-    "reset" {
-        verifier /reset
-        Write-Warning "Reboot to leave Driver Verifier."
+    return $code
+}
+
+# Exit codes verifier.exe gives for a change saved for the next boot. It documents none;
+# the registry check after each change is what decides.
+$VerifierSaved = @(0, 2)
+
+function Assert-Verified {
+    if (-not ((Get-VerifierTargets) -icontains $DriverImage)) {
+        throw "Driver Verifier does not list $DriverImage (VerifyDrivers); the change failed."
     }
 }
+
+function Set-KmdfVerifier([bool] $On) {
+    $key = "HKLM:\SYSTEM\CurrentControlSet\Services\$ServiceName\Parameters\Wdf"
+    if ($On) {
+        New-Item -Path $key -Force | Out-Null
+        # KMDF's own verifier, with every object's references tracked for !wdfkd.wdfhandle.
+        New-ItemProperty -Path $key -Name VerifierOn -PropertyType DWord -Value 1 -Force | Out-Null
+        New-ItemProperty -Path $key -Name TrackHandles -PropertyType MultiString -Value @('*') -Force | Out-Null
+    } elseif (Test-Path $key) {
+        Remove-ItemProperty -Path $key -Name VerifierOn, TrackHandles -ErrorAction SilentlyContinue
+    }
+}
+
+switch ($Phase) {
+    'dumps' {
+        # A kernel memory dump (2) is enough for !analyze and !wdfkd.wdflogdump; reboot
+        # automatically so a bugcheck under test comes back to a usable VM.
+        $key = 'HKLM:\SYSTEM\CurrentControlSet\Control\CrashControl'
+        Set-ItemProperty $key -Name CrashDumpEnabled -Value 2
+        Set-ItemProperty $key -Name AutoReboot -Value 1
+        Set-ItemProperty $key -Name Overwrite -Value 1
+        Set-ItemProperty $key -Name DumpFile -Value '%SystemRoot%\MEMORY.DMP'
+        Write-Log 'Kernel dumps on (needs a page file at least as large as RAM in use; see README).'
+    }
+    'standard' {
+        Assert-WindowsFloor
+        Stop-Driver
+        # /standard is the standard rule classes, DDI compliance and WDF verification included
+        # (the old '/flags 0x209BB' spelling of it leaves WDF verification out).
+        Invoke-Logged verifier.exe @('/standard', '/driver', $DriverImage) -Success $VerifierSaved | Out-Null
+        # Boot-loop protection: wskudp is demand-start, so a verifier bugcheck happens only
+        # under test, never at boot; should a boot still fail, Windows drops the settings.
+        Invoke-Logged verifier.exe @('/bootmode', 'resetonbootfail') -Success $VerifierSaved | Out-Null
+        Assert-Verified
+        Set-KmdfVerifier $true
+        Invoke-Logged verifier.exe @('/querysettings') | Out-Null
+        Write-Warning "Reboot, then: verifier.ps1 -Phase run"
+        exit $ERROR_SUCCESS_REBOOT_REQUIRED
+    }
+    'low-resources' {
+        Assert-WindowsFloor
+        Stop-Driver
+        if ((Get-WindowsBuild) -ge $DifModeBuild) {
+            # Rule class 19 (systematic low resources simulation) needs DIF mode (36) on
+            # Windows 11; /now applies it to the next load of the driver, no reboot.
+            Invoke-Logged verifier.exe @('/rc', '19', '36', '/now', '/driver', $DriverImage) -Success $VerifierSaved | Out-Null
+            Write-Log 'Systematic low resources simulation is on for the next load: verifier.ps1 -Phase run'
+        } else {
+            Invoke-Logged verifier.exe @('/flags', '0x609BB', '/driver', $DriverImage) -Success $VerifierSaved | Out-Null
+            Invoke-Logged verifier.exe @('/bootmode', 'resetonbootfail') -Success $VerifierSaved | Out-Null
+            Assert-Verified
+            Write-Warning "Reboot, then: verifier.ps1 -Phase run"
+            exit $ERROR_SUCCESS_REBOOT_REQUIRED
+        }
+    }
+    'run' {
+        Assert-WindowsFloor
+        $Folder = Resolve-VmFolder $Folder
+        $cli = Join-Path $Folder 'wskudpctl.exe'
+        Invoke-Logged verifier.exe @('/querysettings') | Out-Null
+
+        Write-Log "Load/unload x$Cycles"
+        for ($i = 1; $i -le $Cycles; $i++) {
+            Start-Driver
+            Invoke-Logged $cli @('--backend', 'device', 'info', '--json') | Out-Null
+            Stop-Driver
+        }
+
+        Start-Driver
+        $green = $false
+        for ($pass = 1; $pass -le $Passes -and -not $green; $pass++) {
+            Write-Log "Scenario pass $pass"
+            & $cli --backend device scenarios --json 2>&1 | Tee-Object -FilePath $Log -Append | Out-Host
+            if ($LASTEXITCODE -eq 0) {
+                $green = $true
+            } else {
+                Write-Log "Pass $pass failed (exit $LASTEXITCODE): counted as injected faults only if a later pass is green"
+            }
+        }
+        if (-not $green) { throw "No green scenario pass in $Passes (see $Log)" }
+
+        Write-Log 'Killing a CLI in the middle of a send'
+        $sender = Start-Process -FilePath $cli -PassThru -NoNewWindow -ArgumentList @(
+            '--backend', 'device', 'send', '--to', "127.0.0.1:$SinkPort", '--size', '1200',
+            '--count', '100000000', '--inflight', '64')
+        Start-Sleep -Seconds 3
+        if ($sender.HasExited) { throw "The long send ended by itself (exit $($sender.ExitCode)); it was meant to be killed" }
+        Stop-Process -Id $sender.Id -Force
+        $sender.WaitForExit()
+        $deadline = (Get-Date).AddSeconds(30)
+        do {
+            Start-Sleep -Milliseconds 500
+            $stats = (& $cli --backend device stats --json | Out-String | ConvertFrom-Json)
+            if ($LASTEXITCODE -ne 0) { throw "wskudpctl stats failed with exit code $LASTEXITCODE" }
+        } while ($stats.driver.requests_in_flight -ne 0 -and (Get-Date) -lt $deadline)
+        Write-Log "After the kill: $($stats.driver.requests_in_flight) requests, $($stats.driver.datagrams_in_flight) datagrams in flight"
+        if ($stats.driver.requests_in_flight -ne 0 -or $stats.driver.datagrams_in_flight -ne 0) {
+            throw 'The killed CLI left requests in flight: its handle cleanup did not cancel them.'
+        }
+
+        # Every handle is closed now; the unload runs Verifier's leak checks.
+        Stop-Driver
+        Invoke-Logged verifier.exe @('/query') | Out-Null
+        if ((Get-WindowsBuild) -ge $DifModeBuild) {
+            Invoke-Logged verifier.exe @('/faultssystematic', 'querystatistics') -Success $VerifierSaved | Out-Null
+        }
+        Write-Log "Run passed: no bugcheck, a green pass, clean kill, STOPPED. Log: $Log"
+    }
+    'collect' {
+        $out = Split-Path -Parent $Log
+        $copied = @()
+        foreach ($dump in @("$env:SystemRoot\MEMORY.DMP") + @(Get-ChildItem "$env:SystemRoot\Minidump\*.dmp" -ErrorAction SilentlyContinue | ForEach-Object FullName)) {
+            if (Test-Path -LiteralPath $dump) {
+                Copy-Item -LiteralPath $dump -Destination $out -Force
+                $copied += (Join-Path $out (Split-Path -Leaf $dump))
+            }
+        }
+        if ($copied.Count -eq 0) { Write-Log 'No kernel dump found: nothing bugchecked.'; exit 0 }
+        $symbols = Join-Path (Resolve-VmFolder $Folder) 'wskudp_package'
+        foreach ($dump in $copied) {
+            Write-Log "Dump: $dump. Analyse it with (WinDbg or kd from the Debugging Tools):"
+            Write-Log "  kd -z `"$dump`" -y `"srv*;$symbols`" -c `"!analyze -v; !verifier 3; !wdfkd.wdflogdump wskudp; !verifier 0x800; q`""
+        }
+    }
+    'reset' {
+        Invoke-Logged verifier.exe @('/reset') -Success $VerifierSaved | Out-Null
+        Set-KmdfVerifier $false
+        Write-Warning 'Reboot to leave Driver Verifier.'
+        exit $ERROR_SUCCESS_REBOOT_REQUIRED
+    }
+}
+exit 0

@@ -32,6 +32,7 @@
 extern crate wskudp_wdf_decls as wdk_sys;
 
 pub mod kmdf;
+pub mod security;
 pub mod wdm;
 
 /// ASCII `text` as UTF-16 code units, for the static device names. `N` must be `text.len()`.

@@ -1,9 +1,10 @@
 //! The WDM front door: `IoCreateDevice` + a `MajorFunction` table, no WDK needed.
 //!
-//! The device is created with `FILE_DEVICE_SECURE_OPEN`; without `IoCreateDeviceSecure`
-//! (wdmsec.lib, a WDK static library) it gets the default device ACL, under which only
-//! Administrators and SYSTEM get the write access every IOCTL but `QUERY_INFO` requires. The
-//! KMDF front door sets an explicit SDDL instead.
+//! The device is created with `FILE_DEVICE_SECURE_OPEN` and, before anything can reach it,
+//! given the same admin-only descriptor the KMDF front door's SDDL gives its control device
+//! (`SDDL_DEVOBJ_SYS_ALL_ADM_ALL`, see [`crate::security`]): `IoCreateDeviceSecure` is in
+//! wdmsec.lib, which this WDK-less build cannot link, and the default device ACL would let
+//! every user open it.
 
 use core::ffi::c_void;
 use core::ptr::NonNull;
@@ -115,6 +116,14 @@ pub unsafe extern "system" fn driver_entry(
     let Some(device_ref) = NonNull::new(device) else {
         return STATUS_UNSUCCESSFUL;
     };
+    // Admin-only before the device has a link or leaves DO_DEVICE_INITIALIZING; fail closed.
+    // SAFETY: Our device, just created; PASSIVE_LEVEL.
+    let status = unsafe { crate::security::restrict_to_administrators(device) };
+    if status < 0 {
+        // SAFETY: Our device, created above, with nothing referring to it yet.
+        unsafe { IoDeleteDevice(device) };
+        return status;
+    }
     // SAFETY: The device is this driver's, and is deleted only after the driver state is
     // dropped (`tear_down`).
     let driver = match Driver::create(unsafe { DriverDevice::new(device_ref) }) {

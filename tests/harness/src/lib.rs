@@ -8,6 +8,7 @@ pub mod backend;
 pub mod client;
 pub mod demo;
 pub mod receiver;
+pub mod record;
 pub mod report;
 pub mod scenarios;
 

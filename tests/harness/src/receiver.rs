@@ -1,5 +1,7 @@
-//! A loopback UDP receiver that reports what arrived: payload, source address, and on Unix
-//! hosts the destination address (`IP_PKTINFO`/`IPV6_PKTINFO`) and TOS / traffic class.
+//! A UDP receiver that reports what arrived: payload, source, destination and TOS.
+//!
+//! The destination address (`IP_PKTINFO`/`IPV6_PKTINFO`) and the TOS byte / traffic class come
+//! through `recvmsg` on Unix hosts and `WSARecvMsg` on Windows.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
@@ -35,6 +37,8 @@ impl Receiver {
         let socket = UdpSocket::bind(address)?;
         #[cfg(unix)]
         unix::enable_ancillary(&socket, address.is_ipv6())?;
+        #[cfg(windows)]
+        windows::enable_ancillary(&socket, address.is_ipv6())?;
         Ok(Self { socket })
     }
 
@@ -64,7 +68,11 @@ impl Receiver {
         {
             unix::recv(&self.socket)
         }
-        #[cfg(not(unix))]
+        #[cfg(windows)]
+        {
+            windows::recv(&self.socket)
+        }
+        #[cfg(not(any(unix, windows)))]
         {
             let mut buffer = vec![0; 65_536];
             let (len, source) = self.socket.recv_from(&mut buffer)?;
@@ -180,5 +188,273 @@ mod unix {
             tos,
             hop_limit,
         })
+    }
+}
+
+/// The Windows receiver: `WSARecvMsg` (an extension function, found with `WSAIoctl`) with
+/// `IP_PKTINFO`/`IPV6_PKTINFO` for the destination and `IP_RECVTOS`/`IPV6_RECVTCLASS` for the
+/// TOS byte / traffic class, ECN bits included. All are in every build at or above the floor
+/// (README "Version floor"). Not run here: no Windows.
+#[cfg(windows)]
+mod windows {
+    use std::io;
+    use std::net::UdpSocket;
+    use std::os::windows::io::AsRawSocket;
+
+    use windows_sys::Win32::Networking::WinSock::{
+        IP_PKTINFO, IP_RECVTOS, IPPROTO_IP, IPPROTO_IPV6, IPV6_PKTINFO, IPV6_RECVTCLASS,
+        LPFN_WSARECVMSG, SIO_GET_EXTENSION_FUNCTION_POINTER, SOCKET, WSABUF, WSAID_WSARECVMSG,
+        WSAIoctl, WSAMSG, setsockopt,
+    };
+
+    use super::Arrival;
+    use super::wsa::{parse_control, socket_address};
+
+    fn socket_of(socket: &UdpSocket) -> SOCKET {
+        // A SOCKET is the raw socket value.
+        usize::try_from(socket.as_raw_socket()).unwrap_or(usize::MAX)
+    }
+
+    fn set_flag(socket: &UdpSocket, level: i32, option: i32) -> io::Result<()> {
+        let on: u32 = 1;
+        // SAFETY: `on` is a 4-byte option value that outlives the call.
+        let result =
+            unsafe { setsockopt(socket_of(socket), level, option, (&raw const on).cast(), 4) };
+        if result == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+
+    pub(super) fn enable_ancillary(socket: &UdpSocket, v6: bool) -> io::Result<()> {
+        if v6 {
+            set_flag(socket, IPPROTO_IPV6, IPV6_PKTINFO)?;
+            set_flag(socket, IPPROTO_IPV6, IPV6_RECVTCLASS)
+        } else {
+            set_flag(socket, IPPROTO_IP, IP_PKTINFO)?;
+            set_flag(socket, IPPROTO_IP, IP_RECVTOS)
+        }
+    }
+
+    fn wsa_recv_msg(socket: SOCKET) -> io::Result<LPFN_WSARECVMSG> {
+        let guid = WSAID_WSARECVMSG;
+        let mut function: LPFN_WSARECVMSG = None;
+        let mut returned = 0_u32;
+        // SAFETY: The GUID in and the function pointer out are plain buffers of the sizes
+        // given; no overlapped I/O.
+        let result = unsafe {
+            WSAIoctl(
+                socket,
+                SIO_GET_EXTENSION_FUNCTION_POINTER,
+                (&raw const guid).cast(),
+                u32::try_from(size_of_val(&guid)).unwrap_or(0),
+                (&raw mut function).cast(),
+                u32::try_from(size_of_val(&function)).unwrap_or(0),
+                &raw mut returned,
+                std::ptr::null_mut(),
+                None,
+            )
+        };
+        if result != 0 || function.is_none() {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(function)
+    }
+
+    pub(super) fn recv(socket: &UdpSocket) -> io::Result<Arrival> {
+        let raw = socket_of(socket);
+        let function = wsa_recv_msg(raw)?.ok_or_else(|| io::Error::other("no WSARecvMsg"))?;
+        let mut payload = vec![0_u8; 65_536];
+        let mut control = [0_u64; 64];
+        let mut name = [0_u64; 16];
+        let mut data = WSABUF {
+            len: u32::try_from(payload.len()).unwrap_or(u32::MAX),
+            buf: payload.as_mut_ptr(),
+        };
+        let mut message = WSAMSG {
+            name: name.as_mut_ptr().cast(),
+            namelen: i32::try_from(size_of_val(&name)).unwrap_or(0),
+            lpBuffers: &raw mut data,
+            dwBufferCount: 1,
+            Control: WSABUF {
+                len: u32::try_from(size_of_val(&control)).unwrap_or(0),
+                buf: control.as_mut_ptr().cast(),
+            },
+            dwFlags: 0,
+        };
+        let mut received = 0_u32;
+        // SAFETY: Every buffer `message` points to lives until the call returns; blocking
+        // (no OVERLAPPED), so nothing is written afterwards. SO_RCVTIMEO bounds the wait.
+        let result = unsafe {
+            function(
+                raw,
+                &raw mut message,
+                &raw mut received,
+                std::ptr::null_mut(),
+                None,
+            )
+        };
+        if result != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        payload.truncate(usize::try_from(received).unwrap_or(0));
+        // SAFETY: `name` and `control` are plain byte buffers of the given sizes.
+        let name_bytes =
+            unsafe { std::slice::from_raw_parts(name.as_ptr().cast::<u8>(), size_of_val(&name)) };
+        let used = usize::try_from(message.Control.len)
+            .unwrap_or(0)
+            .min(size_of_val(&control));
+        // SAFETY: As above; `used` is at most the buffer's size.
+        let control_bytes =
+            unsafe { std::slice::from_raw_parts(control.as_ptr().cast::<u8>(), used) };
+        let source = socket_address(name_bytes)
+            .ok_or_else(|| io::Error::other("datagram without a source address"))?;
+        let (destination, tos) = parse_control(control_bytes);
+        Ok(Arrival {
+            payload,
+            source,
+            destination,
+            tos,
+            // Not asked for (IP_HOPLIMIT / IPV6_HOPLIMIT): scenarios report it skipped.
+            hop_limit: None,
+        })
+    }
+}
+
+/// What `WSARecvMsg` hands back, read by ws2def.h's rules: the sender's `SOCKADDR_IN` /
+/// `SOCKADDR_IN6` and the control messages. Platform-neutral so Linux tests it.
+#[cfg(any(windows, test))]
+mod wsa {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+
+    /// `AF_INET`, `AF_INET6` as `sa_family` holds them.
+    const AF_INET: u16 = 2;
+    const AF_INET6: u16 = 23;
+    /// `sizeof(CMSGHDR)` on 64-bit Windows, and the alignment of its entries
+    /// (`WSA_CMSGDATA_ALIGN`, `WSA_CMSGHDR_ALIGN`: pointer size).
+    const CMSG_HEADER: usize = 16;
+    const CMSG_ALIGN: usize = 8;
+    /// ws2def.h / ws2ipdef.h levels and types.
+    const IPPROTO_IP: i32 = 0;
+    const IPPROTO_IPV6: i32 = 41;
+    const IP_PKTINFO: i32 = 19;
+    const IP_TOS: i32 = 3;
+    const IPV6_PKTINFO: i32 = 19;
+    const IPV6_TCLASS: i32 = 39;
+
+    fn u16_at(bytes: &[u8], at: usize) -> Option<u16> {
+        Some(u16::from_le_bytes(bytes.get(at..at + 2)?.try_into().ok()?))
+    }
+
+    /// The sender's address from a `SOCKADDR_IN` / `SOCKADDR_IN6`.
+    pub(super) fn socket_address(bytes: &[u8]) -> Option<SocketAddr> {
+        let port = u16::from_be_bytes(bytes.get(2..4)?.try_into().ok()?);
+        match u16_at(bytes, 0)? {
+            AF_INET => {
+                let ip: [u8; 4] = bytes.get(4..8)?.try_into().ok()?;
+                Some(SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(ip), port)))
+            }
+            AF_INET6 => {
+                let flow = u32::from_be_bytes(bytes.get(4..8)?.try_into().ok()?);
+                let ip: [u8; 16] = bytes.get(8..24)?.try_into().ok()?;
+                let scope = u32::from_le_bytes(bytes.get(24..28)?.try_into().ok()?);
+                Some(SocketAddr::V6(SocketAddrV6::new(
+                    Ipv6Addr::from(ip),
+                    port,
+                    flow,
+                    scope,
+                )))
+            }
+            _ => None,
+        }
+    }
+
+    /// Destination and TOS from the control buffer (`WSA_CMSG_FIRSTHDR` / `NXTHDR` rules).
+    pub(super) fn parse_control(control: &[u8]) -> (Option<IpAddr>, Option<u8>) {
+        let (mut destination, mut tos) = (None, None);
+        let mut at = 0;
+        while let Some(header) = control.get(at..at + CMSG_HEADER) {
+            let len = usize::from_le_bytes(header[..8].try_into().unwrap_or_default());
+            let level = i32::from_le_bytes(header[8..12].try_into().unwrap_or_default());
+            let kind = i32::from_le_bytes(header[12..16].try_into().unwrap_or_default());
+            let Some(data) = len
+                .checked_sub(CMSG_HEADER)
+                .and_then(|n| control.get(at + CMSG_HEADER..at + CMSG_HEADER + n))
+            else {
+                break;
+            };
+            match (level, kind) {
+                (IPPROTO_IP, IP_PKTINFO) => {
+                    if let Some(ip) = data.get(..4).and_then(|b| <[u8; 4]>::try_from(b).ok()) {
+                        destination = Some(IpAddr::V4(Ipv4Addr::from(ip)));
+                    }
+                }
+                (IPPROTO_IPV6, IPV6_PKTINFO) => {
+                    if let Some(ip) = data.get(..16).and_then(|b| <[u8; 16]>::try_from(b).ok()) {
+                        destination = Some(IpAddr::V6(Ipv6Addr::from(ip)));
+                    }
+                }
+                // An INT holding the byte.
+                (IPPROTO_IP, IP_TOS) | (IPPROTO_IPV6, IPV6_TCLASS) => {
+                    tos = data.first().copied();
+                }
+                _ => {}
+            }
+            let Some(next) = len.checked_next_multiple_of(CMSG_ALIGN) else {
+                break;
+            };
+            if next == 0 {
+                break;
+            }
+            at += next;
+        }
+        (destination, tos)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        fn cmsg(level: i32, kind: i32, data: &[u8]) -> Vec<u8> {
+            let mut out = (CMSG_HEADER + data.len()).to_le_bytes().to_vec();
+            out.extend_from_slice(&level.to_le_bytes());
+            out.extend_from_slice(&kind.to_le_bytes());
+            out.extend_from_slice(data);
+            out.resize(out.len().next_multiple_of(CMSG_ALIGN), 0);
+            out
+        }
+
+        #[test]
+        fn control_messages_give_destination_and_tos() {
+            let mut control = cmsg(IPPROTO_IP, IP_PKTINFO, &[127, 0, 0, 2, 1, 0, 0, 0]);
+            control.extend(cmsg(IPPROTO_IP, IP_TOS, &0x2a_i32.to_le_bytes()));
+            assert_eq!(
+                parse_control(&control),
+                (Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2))), Some(0x2a))
+            );
+            let mut v6 = [0_u8; 20];
+            v6[15] = 1;
+            let mut control = cmsg(IPPROTO_IPV6, IPV6_TCLASS, &0xb9_i32.to_le_bytes());
+            control.extend(cmsg(IPPROTO_IPV6, IPV6_PKTINFO, &v6));
+            assert_eq!(
+                parse_control(&control),
+                (Some(IpAddr::V6(Ipv6Addr::LOCALHOST)), Some(0xb9))
+            );
+            // Truncated: nothing read past the end.
+            assert_eq!(parse_control(&control[..20]), (None, Some(0xb9)));
+            assert_eq!(parse_control(&[]), (None, None));
+        }
+
+        #[test]
+        fn source_addresses() {
+            let v4 = [2, 0, 0x23, 0x28, 10, 1, 2, 3];
+            assert_eq!(socket_address(&v4), Some("10.1.2.3:9000".parse().unwrap()));
+            let mut v6 = vec![23, 0, 0x23, 0x28, 0, 0, 0, 0];
+            v6.extend_from_slice(&Ipv6Addr::LOCALHOST.octets());
+            v6.extend_from_slice(&0_u32.to_le_bytes());
+            assert_eq!(socket_address(&v6), Some("[::1]:9000".parse().unwrap()));
+            assert_eq!(socket_address(&[9, 0, 0, 0]), None);
+        }
     }
 }

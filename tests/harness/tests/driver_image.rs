@@ -1,13 +1,15 @@
-//! Checks the PE image `tests/build-wdm.sh` links on Linux: what Windows needs to load it as
-//! a kernel driver, and that it imports nothing but the kernel functions wskudp declares.
+//! Checks the PE images `tests/build-wdm.sh` links on Linux, x64 and ARM64: what Windows needs
+//! to load each as a kernel driver, and that it imports nothing but the kernel functions wskudp
+//! declares.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use object::pe::{
     IMAGE_DLLCHARACTERISTICS_DYNAMIC_BASE, IMAGE_DLLCHARACTERISTICS_FORCE_INTEGRITY,
-    IMAGE_DLLCHARACTERISTICS_NX_COMPAT, IMAGE_FILE_MACHINE_AMD64, IMAGE_NT_OPTIONAL_HDR64_MAGIC,
-    IMAGE_SCN_MEM_EXECUTE, IMAGE_SCN_MEM_WRITE, IMAGE_SUBSYSTEM_NATIVE,
+    IMAGE_DLLCHARACTERISTICS_NX_COMPAT, IMAGE_FILE_MACHINE_AMD64, IMAGE_FILE_MACHINE_ARM64,
+    IMAGE_NT_OPTIONAL_HDR64_MAGIC, IMAGE_SCN_MEM_EXECUTE, IMAGE_SCN_MEM_WRITE,
+    IMAGE_SUBSYSTEM_NATIVE,
 };
 use object::read::pe::{ImageNtHeaders, ImageOptionalHeader, PeFile64};
 use object::{LittleEndian as LE, Object};
@@ -19,6 +21,11 @@ const FRONT_DOOR_IMPORTS: &[(&str, &str)] = &[
     ("ntoskrnl.exe", "IoCreateSymbolicLink"),
     ("ntoskrnl.exe", "IoDeleteDevice"),
     ("ntoskrnl.exe", "IoDeleteSymbolicLink"),
+    // The admin-only descriptor set on the device (IoCreateDeviceSecure's work without
+    // wdmsec.lib): a kernel handle to it, its DACL replaced, the handle closed.
+    ("ntoskrnl.exe", "ObOpenObjectByPointer"),
+    ("ntoskrnl.exe", "ZwSetSecurityObject"),
+    ("ntoskrnl.exe", "ZwClose"),
     // Completing the I/O manager's IRPs, and releasing the cancel spin lock in their cancel
     // routine.
     ("ntoskrnl.exe", "IofCompleteRequest"),
@@ -32,9 +39,21 @@ const FRONT_DOOR_IMPORTS: &[(&str, &str)] = &[
     ("ntoskrnl.exe", "memcmp"),
 ];
 
-fn image() -> Vec<u8> {
-    let path = std::env::var_os("WSKUDP_SYS").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/wskudp-wdm/wskudp.sys"),
+/// The images `tests/build-wdm.sh` builds: (stampinf's arch name, PE machine).
+const ARCHES: [(&str, u16); 2] = [
+    ("amd64", IMAGE_FILE_MACHINE_AMD64),
+    ("arm64", IMAGE_FILE_MACHINE_ARM64),
+];
+
+/// The image of `arch`, or the one `WSKUDP_SYS_<ARCH>` names (e.g. a build from elsewhere).
+fn image(arch: &str) -> Vec<u8> {
+    let path = std::env::var_os(format!("WSKUDP_SYS_{}", arch.to_ascii_uppercase())).map_or_else(
+        || {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../../target/wskudp-wdm")
+                .join(arch)
+                .join("wskudp.sys")
+        },
         PathBuf::from,
     );
     std::fs::read(&path).unwrap_or_else(|e| {
@@ -90,18 +109,28 @@ fn export_rva(file: &PeFile64<'_>, data: &[u8], name: &str) -> Option<u32> {
 }
 
 #[test]
-fn image_is_a_loadable_amd64_kernel_driver() {
-    let data = image();
+fn images_are_loadable_kernel_drivers() {
+    for (arch, machine) in ARCHES {
+        check_loadable(arch, machine);
+    }
+}
+
+fn check_loadable(arch: &str, machine: u16) {
+    let data = image(arch);
     let file = PeFile64::parse(&*data).expect("a PE32+ image");
     let nt = file.nt_headers();
     let header = nt.file_header();
     let optional = nt.optional_header();
-    assert_eq!(header.machine.get(LE), IMAGE_FILE_MACHINE_AMD64, "machine");
-    assert_eq!(optional.magic(), IMAGE_NT_OPTIONAL_HDR64_MAGIC, "PE32+");
+    assert_eq!(header.machine.get(LE), machine, "{arch}: machine");
+    assert_eq!(
+        optional.magic(),
+        IMAGE_NT_OPTIONAL_HDR64_MAGIC,
+        "{arch}: PE32+"
+    );
     assert_eq!(
         optional.subsystem(),
         IMAGE_SUBSYSTEM_NATIVE,
-        "subsystem must be NATIVE"
+        "{arch}: subsystem must be NATIVE"
     );
     let characteristics = optional.dll_characteristics();
     for (flag, name) in [
@@ -111,16 +140,17 @@ fn image_is_a_loadable_amd64_kernel_driver() {
     ] {
         assert!(
             characteristics & flag != 0,
-            "DllCharacteristics {characteristics:#x} lacks {name}"
+            "{arch}: DllCharacteristics {characteristics:#x} lacks {name}"
         );
     }
 
     // The entry point is DriverEntry.
-    let driver_entry = export_rva(&file, &data, "DriverEntry").expect("DriverEntry is exported");
+    let driver_entry = export_rva(&file, &data, "DriverEntry")
+        .unwrap_or_else(|| panic!("{arch}: DriverEntry is not exported"));
     assert_eq!(
         optional.address_of_entry_point(),
         driver_entry,
-        "the entry point is not DriverEntry"
+        "{arch}: the entry point is not DriverEntry"
     );
 
     // The checksum is set and right (the loader checks it for drivers).
@@ -132,11 +162,11 @@ fn image_is_a_loadable_amd64_kernel_driver() {
             .unwrap(),
     );
     assert_eq!(stored, optional.check_sum(), "checksum field offset");
-    assert_ne!(stored, 0, "the PE checksum is not set");
+    assert_ne!(stored, 0, "{arch}: the PE checksum is not set");
     assert_eq!(
         stored,
         pe_checksum(&data, checksum_offset),
-        "the PE checksum is wrong"
+        "{arch}: the PE checksum is wrong"
     );
 
     // No section is both writable and executable.
@@ -145,14 +175,20 @@ fn image_is_a_loadable_amd64_kernel_driver() {
         let name = String::from_utf8_lossy(section.raw_name());
         assert!(
             flags & IMAGE_SCN_MEM_WRITE == 0 || flags & IMAGE_SCN_MEM_EXECUTE == 0,
-            "section {name} is writable and executable"
+            "{arch}: section {name} is writable and executable"
         );
     }
 }
 
 #[test]
-fn image_imports_only_the_declared_kernel_functions() {
-    let data = image();
+fn images_import_only_the_declared_kernel_functions() {
+    for (arch, _) in ARCHES {
+        check_imports(arch);
+    }
+}
+
+fn check_imports(arch: &str) {
+    let data = image(arch);
     let file = PeFile64::parse(&*data).expect("a PE32+ image");
     let allowed: BTreeSet<(String, String)> = wskudp_core::ddi::REQUIRED_SYMBOLS
         .iter()
@@ -166,11 +202,11 @@ fn image_imports_only_the_declared_kernel_functions() {
         let name = String::from_utf8_lossy(import.name()).into_owned();
         assert!(
             ["ntoskrnl.exe", "netio.sys", "hal.dll"].contains(&module.as_str()),
-            "{name} is imported from {module}: a driver may import only from the kernel"
+            "{arch}: {name} is imported from {module}: a driver may import only from the kernel"
         );
         assert!(
             allowed.contains(&(module.clone(), name.clone())),
-            "{module}!{name} is imported but neither core (REQUIRED_SYMBOLS) nor the front door declares it"
+            "{arch}: {module}!{name} is imported but neither core (REQUIRED_SYMBOLS) nor the front door declares it"
         );
         seen.insert(name);
     }
@@ -181,7 +217,9 @@ fn image_imports_only_the_declared_kernel_functions() {
         "WskReleaseProviderNPI",
         "WskDeregister",
         "IoAllocateIrp",
+        // The device security is really applied (and from ntoskrnl.exe, checked above).
+        "ZwSetSecurityObject",
     ] {
-        assert!(seen.contains(name), "{name} is not imported");
+        assert!(seen.contains(name), "{arch}: {name} is not imported");
     }
 }

@@ -547,7 +547,10 @@ fn a_held_back_cancel_callback_does_not_hold_the_socket() {
         assert!(wskudp_kmodel::release_held_nth(0));
         assert!(wskudp_kmodel::release_held_nth(0));
         let (status, _) = wait_bounded(&close_socket(&loaded.handle, socket));
-        assert_eq!(status, STATUS_SUCCESS, "the close waited for the cancel callback");
+        assert_eq!(
+            status, STATUS_SUCCESS,
+            "the close waited for the cancel callback"
+        );
         assert!(!opening.is_finished());
         // The open goes on to WskBind and WskGetLocalAddress, held in turn.
         let (status, _) = releasing(|| opening.join().unwrap());

@@ -470,6 +470,23 @@ pub(crate) fn links() -> usize {
     io().links.len()
 }
 
+/// `true` if `address` is a live device object.
+pub(crate) fn is_device(address: usize) -> bool {
+    io().devices.get(&address).is_some_and(|d| !d.deleted)
+}
+
+/// Replaces a live device's security descriptor (`ZwSetSecurityObject`); `false` if `address`
+/// is no live device.
+pub(crate) fn set_device_security(address: usize, security: SecurityDescriptor) -> bool {
+    match io().devices.get_mut(&address) {
+        Some(record) if !record.deleted => {
+            record.security = security;
+            true
+        }
+        _ => false,
+    }
+}
+
 /// `IofCompleteRequest` (IRQL <= `DISPATCH_LEVEL`) for an IRP the I/O manager sent.
 ///
 /// # Safety

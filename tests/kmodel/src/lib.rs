@@ -30,6 +30,7 @@
 //! | `WskRegistration` / `WskReleaseWithoutCapture` / `WskDeregisterWithCapture` / `WskDeregisterWithSockets` | WSK client lifecycle (the last two would hang `WskDeregister`) |
 //! | `WskUnknownSocket` / `WskSocketClosed` / `WskClient` | calls on sockets or clients the provider does not know |
 //! | `InformationExceedsOutputBuffer` | an IOCTL or read completed with more `Information` than the caller's buffer holds |
+//! | `KernelHandleExpected` / `KernelHandleLeaked` | an object handle that is not a kernel handle, or never closed |
 //!
 //! Unrecoverable states (`SpinLockRecursion`, `NoMoreIrpStackLocations`,
 //! `DPC_WATCHDOG_VIOLATION`: a thread spinning at `DISPATCH_LEVEL` on a KMDF spin lock whose
@@ -47,6 +48,7 @@ pub mod iomgr;
 mod irp;
 pub mod irql;
 mod mdl;
+mod object;
 mod pool;
 pub mod profile;
 mod report;
@@ -248,6 +250,7 @@ impl Machine {
         };
         wsk::reset();
         iomgr::reset();
+        object::reset();
         wdf::reset();
         completion::start(config.completion);
         Self { running: true }
@@ -275,6 +278,7 @@ impl Machine {
     pub fn shutdown(mut self) -> Report {
         self.running = false;
         completion::stop();
+        object::check_closed();
         let (sockets, captures, registrations) = wsk::outstanding();
         let (device_objects, file_objects, io_requests) = iomgr::outstanding();
         let symbolic_links = iomgr::links();

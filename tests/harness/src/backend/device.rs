@@ -5,6 +5,53 @@ pub use imp::DeviceBackend;
 #[cfg(not(windows))]
 pub use shell::DeviceBackend;
 
+use crate::backend::BackendError;
+
+/// `ERROR_FILE_NOT_FOUND`, `ERROR_PATH_NOT_FOUND`, `ERROR_ACCESS_DENIED` (winerror.h).
+const ERROR_FILE_NOT_FOUND: u32 = 2;
+const ERROR_PATH_NOT_FOUND: u32 = 3;
+const ERROR_ACCESS_DENIED: u32 = 5;
+
+/// What a failed `CreateFileW` of the device means to the user: no such device (the driver is
+/// not loaded; its symbolic link goes with it) or access denied (not elevated) each say what
+/// to do; anything else is reported as the OS error.
+#[cfg_attr(
+    not(windows),
+    allow(dead_code, reason = "used by the Windows backend and tests")
+)]
+fn open_error(error: u32) -> BackendError {
+    match error {
+        ERROR_FILE_NOT_FOUND | ERROR_PATH_NOT_FOUND => BackendError::DriverNotLoaded,
+        ERROR_ACCESS_DENIED => BackendError::AccessDenied,
+        other => BackendError::Io(std::io::Error::from_raw_os_error(
+            i32::try_from(other).unwrap_or(i32::MAX),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::open_error;
+
+    /// Not "os error 2/5": each says what to do.
+    #[test]
+    fn a_missing_driver_and_a_denied_open_say_what_to_do() {
+        let missing = open_error(2).to_string();
+        assert!(
+            missing.contains("not loaded") && missing.contains("install.ps1"),
+            "{missing}"
+        );
+        assert_eq!(open_error(3).to_string(), missing);
+        let denied = open_error(5).to_string();
+        assert!(
+            denied.contains("elevated") && denied.contains("Administrators"),
+            "{denied}"
+        );
+        let other = open_error(1450).to_string();
+        assert!(other.contains("1450"), "{other}");
+    }
+}
+
 #[cfg(windows)]
 mod imp {
     use std::ffi::c_void;
@@ -51,8 +98,9 @@ mod imp {
         /// Opens `\\.\WskUdp` for overlapped I/O.
         ///
         /// # Errors
-        /// [`BackendError::Io`] if the driver is not loaded or access is denied (the device
-        /// admits Administrators and SYSTEM only).
+        /// [`BackendError::DriverNotLoaded`] if the device does not exist,
+        /// [`BackendError::AccessDenied`] if the caller is not elevated (the device admits
+        /// Administrators and SYSTEM only), [`BackendError::Io`] otherwise.
         pub fn open() -> Result<Self, BackendError> {
             let path: Vec<u16> = std::ffi::OsStr::new(wskudp_abi::USER_DEVICE_PATH)
                 .encode_wide()
@@ -71,7 +119,9 @@ mod imp {
                 )
             };
             if handle == INVALID_HANDLE_VALUE {
-                return Err(last_error());
+                // SAFETY: No preconditions; read before anything else can change it.
+                let error = unsafe { GetLastError() };
+                return Err(super::open_error(error));
             }
             Ok(Self { handle })
         }

@@ -16,6 +16,7 @@ mod device;
 mod model;
 
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 pub use device::DeviceBackend;
@@ -45,6 +46,10 @@ pub enum BackendError {
     OpenFailed(i32),
     /// The driver broke the I/O contract (e.g. more output than the buffer holds).
     DriverBug(String),
+    /// The device does not exist: the driver is not installed, or not started.
+    DriverNotLoaded,
+    /// Opening the device was refused: it admits SYSTEM and Administrators only.
+    AccessDenied,
 }
 
 impl fmt::Display for BackendError {
@@ -66,6 +71,15 @@ impl fmt::Display for BackendError {
                 crate::status_text(*status)
             ),
             Self::DriverBug(what) => write!(f, "driver bug: {what}"),
+            Self::DriverNotLoaded => f.write_str(
+                "the wskudp driver is not loaded (\\\\.\\WskUdp does not exist): install it with \
+                 install.ps1 from the wskudp-vm folder (README \"Running it on a test VM\"), or \
+                 start it with `sc.exe start wskudp`",
+            ),
+            Self::AccessDenied => f.write_str(
+                "access to \\\\.\\WskUdp was denied: the device admits Administrators and SYSTEM \
+                 only; run wskudpctl from an elevated prompt (Run as administrator)",
+            ),
         }
     }
 }
@@ -82,6 +96,17 @@ pub const CANCEL_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long dropping a request that was never waited for waits for it, after cancelling it,
 /// before giving its memory up to the driver for good (leaking it on purpose).
 pub const ABANDON_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Requests given up to the driver for good: still pending after being cancelled and waited
+/// for ([`ABANDON_TIMEOUT`]), their buffers leaked on purpose.
+static ABANDONED: AtomicUsize = AtomicUsize::new(0);
+
+/// How many requests were abandoned to the driver so far (see [`InFlight`]). A run with any
+/// is a failed run: the driver did not complete a cancelled request.
+#[must_use]
+pub fn abandoned_requests() -> usize {
+    ABANDONED.load(Ordering::Relaxed)
+}
 
 /// What a backend implements for one request in flight.
 ///
@@ -112,7 +137,8 @@ enum State<'a> {
 ///
 /// Wait for it with [`InFlight::wait`]. Dropping it unwaited cancels it and waits (up to
 /// [`ABANDON_TIMEOUT`]) for its completion before its buffers are freed; if the driver still
-/// holds it then, its memory is leaked on purpose and a line on stderr says so.
+/// holds it then, its memory is leaked on purpose, a line on stderr says so, and
+/// [`abandoned_requests`] counts it (the CLI then exits non-zero).
 #[must_use = "a request in flight completes whether or not it is waited for; dropping it cancels it and waits"]
 pub struct InFlight<'a> {
     state: State<'a>,
@@ -174,8 +200,12 @@ impl Drop for InFlight<'_> {
         if let State::Pending(mut request) = std::mem::replace(&mut self.state, State::Taken) {
             request.cancel();
             if request.wait_for(ABANDON_TIMEOUT).is_none() {
+                ABANDONED.fetch_add(1, Ordering::Relaxed);
+                // The request's memory stays the driver's: `PendingIo`'s contract is to free
+                // nothing of it on drop.
+                drop(request);
                 eprintln!(
-                    "wskudp: a cancelled request is still pending after {ABANDON_TIMEOUT:?}; \
+                    "wskudpctl: a cancelled request is still pending after {ABANDON_TIMEOUT:?}; \
                      its buffers are leaked on purpose (the driver may still write them)"
                 );
             }
