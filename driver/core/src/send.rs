@@ -120,7 +120,8 @@ impl Route {
 /// - TOS and ECN as msquic's `datapath_winkernel.c` sends them: where the stack takes the TOS
 ///   byte on send (the socket's [`feature::TOS`] probe), one `IP_TOS` / `IPV6_TCLASS` carries
 ///   both, ECN in its two low bits, and never `IP_ECN` beside it; elsewhere only `IP_ECN` /
-///   `IPV6_ECN`, and asking for a TOS byte is `STATUS_NOT_SUPPORTED`.
+///   `IPV6_ECN` where the stack has ECN ([`feature::ECN`]), and asking for a TOS byte (or ECN
+///   without it) is `STATUS_NOT_SUPPORTED`.
 /// - ECN CE is never sent: Windows refuses it on send (`WSAEINVAL`, "ECN" Winsock page), so it is
 ///   `STATUS_INVALID_PARAMETER` here, whether asked as the ECN codepoint or in the TOS byte.
 ///
@@ -176,6 +177,9 @@ fn control_messages(
         }
         if spec.ecn == Some(Ecn::Ce) {
             return Err(STATUS_INVALID_PARAMETER);
+        }
+        if spec.ecn.is_some_and(|ecn| ecn != Ecn::NotEct) && features & feature::ECN == 0 {
+            return Err(STATUS_NOT_SUPPORTED);
         }
         spec.ecn.filter(|ecn| *ecn != Ecn::NotEct).map(|ecn| {
             if v4 {

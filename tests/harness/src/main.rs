@@ -180,8 +180,9 @@ struct SendArgs {
     /// TOS byte / IPv6 traffic class (`IP_TOS` / `IPV6_TCLASS`), 0-255.
     #[arg(long)]
     tos: Option<u8>,
-    /// ECN codepoint (`IP_ECN` / `IPV6_ECN`): 0 not-ECT, 1 ECT(1), 2 ECT(0), 3 CE.
-    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=3))]
+    /// ECN codepoint (`IP_ECN` / `IPV6_ECN`, or folded into the TOS byte): 0 not-ECT, 1 ECT(1),
+    /// 2 ECT(0). CE (3) cannot be sent: Windows refuses it on send (`WSAEINVAL`).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=2))]
     ecn: Option<u8>,
     /// USO segment size (`UDP_SEND_MSG_SIZE`): the payload leaves as datagrams of this size.
     #[arg(long)]

@@ -396,6 +396,13 @@ fn tos_and_ecn(client: &Client) -> Result<Option<String>, Failure> {
         let Ok(rx) = receiver(local) else { continue };
         let socket = client.open_socket(addr(local)).map_err(error)?;
         let takes_tos = socket.features & feature::TOS != 0;
+        let ecn_only = |wire: u8| {
+            if takes_tos || socket.features & feature::ECN != 0 {
+                Ok(wire)
+            } else {
+                Err(STATUS_NOT_SUPPORTED)
+            }
+        };
         let cases: [MarkingCase; 7] = [
             (
                 Some(0xB8),
@@ -406,8 +413,8 @@ fn tos_and_ecn(client: &Client) -> Result<Option<String>, Failure> {
                     Err(STATUS_NOT_SUPPORTED)
                 },
             ),
-            (None, Some(Ecn::Ect0), Ok(0x02)),
-            (None, Some(Ecn::Ect1), Ok(0x01)),
+            (None, Some(Ecn::Ect0), ecn_only(0x02)),
+            (None, Some(Ecn::Ect1), ecn_only(0x01)),
             (
                 Some(0xB8),
                 Some(Ecn::Ect1),
@@ -523,11 +530,12 @@ fn everything(client: &Client) -> Result<Option<String>, Failure> {
         let socket = client.open_socket(addr(local)).map_err(error)?;
         let source: IpAddr = source.parse().map_err(error)?;
         let takes_tos = socket.features & feature::TOS != 0;
+        let marks = takes_tos || socket.features & feature::ECN != 0;
         let uso = socket.features & feature::USO != 0;
         let spec = SendSpec {
             source: Some(source),
             tos: takes_tos.then_some(0x28),
-            ecn: Some(Ecn::Ect1),
+            ecn: marks.then_some(Ecn::Ect1),
             uso_segment_size: uso.then_some(700),
             ..plain(socket.socket, rx.local_addr().map_err(error)?, 3)
         };
@@ -536,7 +544,11 @@ fn everything(client: &Client) -> Result<Option<String>, Failure> {
             .map_err(error)?;
         sent_ok(&response, 3)?;
         let (arrivals, size) = if uso { (6, 700) } else { (3, 1400) };
-        let wire_tos = if takes_tos { 0x29 } else { 0x01 };
+        let wire_tos = match (takes_tos, marks) {
+            (true, _) => 0x29,
+            (false, true) => 0x01,
+            (false, false) => 0x00,
+        };
         for arrival in receive(&rx, arrivals)? {
             ensure!(
                 arrival.payload.len() == size,
@@ -561,7 +573,7 @@ fn everything(client: &Client) -> Result<Option<String>, Failure> {
 /// The `ws2def.h` encoding of the expected control buffer, written out independently of core:
 /// source 127.0.0.2 on interface 0, then the TOS byte 0xB9 (TOS 0xB8 with ECT(1)) where the
 /// provider takes it or ECN ECT(1) alone, then a USO segment size of 400 where it has USO.
-fn expected_v4_control(takes_tos: bool, uso: bool) -> Vec<u8> {
+fn expected_v4_control(takes_tos: bool, marks: bool, uso: bool) -> Vec<u8> {
     let header = |len: u64, level: i32, ty: i32| -> Vec<u8> {
         [
             len.to_le_bytes().as_slice(),
@@ -575,7 +587,7 @@ fn expected_v4_control(takes_tos: bool, uso: bool) -> Vec<u8> {
     if takes_tos {
         expected.extend(header(16 + 4, 0, 3)); // IP_TOS, INT
         expected.extend([0xB9, 0, 0, 0, 0, 0, 0, 0]);
-    } else {
+    } else if marks {
         expected.extend(header(16 + 4, 0, 50)); // IP_ECN, INT
         expected.extend([1, 0, 0, 0, 0, 0, 0, 0]);
     }
@@ -589,18 +601,19 @@ fn expected_v4_control(takes_tos: bool, uso: bool) -> Vec<u8> {
 fn describe_exact(client: &Client) -> Result<Option<String>, Failure> {
     let socket = client.open_socket(addr("127.0.0.1:0")).map_err(error)?;
     let takes_tos = socket.features & feature::TOS != 0;
+    let marks = takes_tos || socket.features & feature::ECN != 0;
     let uso = socket.features & feature::USO != 0;
     let spec = SendSpec {
         source: Some(IpAddr::from([127, 0, 0, 2])),
         tos: takes_tos.then_some(0xB8),
-        ecn: Some(Ecn::Ect1),
+        ecn: marks.then_some(Ecn::Ect1),
         uso_segment_size: uso.then_some(400),
         ..plain(socket.socket, addr("127.0.0.1:4660"), 1)
     };
     let described = client
         .describe_send(&spec, &[200, 600, 400], &pattern(1200))
         .map_err(error)?;
-    let expected = expected_v4_control(takes_tos, uso);
+    let expected = expected_v4_control(takes_tos, marks, uso);
     ensure!(
         described.control_bytes() == expected,
         "control bytes {:02x?}",
@@ -630,15 +643,13 @@ fn describe_exact(client: &Client) -> Result<Option<String>, Failure> {
     Ok(None)
 }
 
-/// A valid `SEND` request for `socket` (ECN ECT(1), two MDLs, 5 bytes to 127.0.0.1:9).
+/// A valid `SEND` request for `socket` (two MDLs, 5 bytes to 127.0.0.1:9, no option: every
+/// provider takes it).
 ///
 /// # Errors
 /// Never in practice (the request is valid by construction).
 pub fn valid_send(socket: u32) -> Result<Vec<u8>, Failure> {
-    let spec = SendSpec {
-        ecn: Some(Ecn::Ect1),
-        ..plain(socket, addr("127.0.0.1:9"), 1)
-    };
+    let spec = plain(socket, addr("127.0.0.1:9"), 1);
     let mut bytes = vec![0; send_request_len(2, 5).unwrap_or(0)];
     encode_send(&spec, &[2, 3], b"hello", &mut bytes).map_err(error)?;
     Ok(bytes)

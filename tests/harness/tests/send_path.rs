@@ -8,7 +8,7 @@ use common::{V4, addr, client, client_on, finish_clean, modes, plain, receive, r
 use wskudp_harness::backend::FrontDoor;
 use wskudp_harness::pattern;
 use wskudp_harness::scenarios;
-use wskudp_kmodel::FaultPlan;
+use wskudp_kmodel::{CompletionMode, FaultPlan};
 
 fn every_scenario_passes(front_door: FrontDoor) {
     let mut failures = Vec::new();
@@ -75,17 +75,54 @@ fn allocations_per_datagram_are_bounded() {
     // state and its socket table (2 pool), the socket entry (1 pool), the close call's event
     // (1 pool), 4 socket IRPs (create, bind, local address, and the close IRP reserved at open);
     // and the provider probe at the first OPEN_SOCKET: its socket (create and reserved close
-    // IRPs, the close event) and its two WskControlSocket IRPs.
+    // IRPs, the close event) and its three WskControlSocket IRPs (ECN, USO, traffic class).
     let stats = report.stats;
     assert_eq!(
         stats.pool_allocations - 4 - 1,
         64 + 2,
         "pool: 1 per datagram + batch + payload"
     );
-    assert_eq!(stats.irp_allocations - 4 - 4, 64, "IRPs: 1 per datagram");
+    assert_eq!(stats.irp_allocations - 4 - 5, 64, "IRPs: 1 per datagram");
     assert_eq!(
         stats.mdl_allocations,
         64 * 3,
         "MDLs: 1 per segment per datagram"
     );
+}
+
+/// The scenario suite against every Windows build the provider imitates, through every front
+/// door: each scenario adapts to what the socket reports it supports (USO, the TOS byte on
+/// send, ECN), so every fallback is exercised. Inline completions: the provider's rules do not
+/// depend on when it completes, which the default profile's runs above cover.
+#[test]
+fn every_scenario_passes_against_every_provider_profile() {
+    let mut failures = Vec::new();
+    for profile in wskudp_kmodel::Profile::ALL {
+        for front_door in FrontDoor::ALL {
+            for mode in [CompletionMode::Inline] {
+                for scenario in scenarios::all() {
+                    let mut config = common::config(front_door, mode, FaultPlan::None);
+                    config.machine.profile = profile;
+                    let backend: Box<dyn wskudp_harness::backend::Backend> =
+                        Box::new(wskudp_harness::backend::ModelBackend::start(config).unwrap());
+                    let client = wskudp_harness::client::Client::new(backend);
+                    let label = format!(
+                        "{} ({}, {front_door:?}, {mode:?})",
+                        scenario.name,
+                        profile.name()
+                    );
+                    match (scenario.run)(&client) {
+                        Ok(None) => {}
+                        Ok(Some(skipped)) => eprintln!("skipped {label}: {skipped}"),
+                        Err(failure) => failures.push(format!("{label}: {failure}")),
+                    }
+                    let report = client.finish().expect("the model reports");
+                    if !report.is_clean() {
+                        failures.push(format!("{label}: model report {report}"));
+                    }
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
 }

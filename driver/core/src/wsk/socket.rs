@@ -34,6 +34,7 @@ const IPPROTO_IPV6_LEVEL: u32 = ws::IPPROTO_IPV6.cast_unsigned();
 const IPPROTO_UDP_LEVEL: u32 = ws::IPPROTO_UDP.cast_unsigned();
 const IPV6_V6ONLY_CODE: u32 = ws::IPV6_V6ONLY.cast_unsigned();
 const IPV6_TCLASS_CODE: u32 = ws::IPV6_TCLASS.cast_unsigned();
+const IPV6_ECN_CODE: u32 = ws::IPV6_ECN.cast_unsigned();
 const UDP_SEND_MSG_SIZE_CODE: u32 = ws::UDP_SEND_MSG_SIZE.cast_unsigned();
 /// The traffic class msquic probes with: DSCP LE (1) shifted past the ECN bits.
 const TCLASS_PROBE: u32 = 1 << 2;
@@ -143,9 +144,11 @@ impl DatagramSocket {
     /// USO if `WskGetOption(UDP_SEND_MSG_SIZE)` succeeds; the TOS byte on send if
     /// `WskSetOption(IPV6_TCLASS)` of a DSCP with clear ECN bits (4, DSCP LE) succeeds (a
     /// value with ECN bits set always fails: msquic PR #5130); `WskSendMessages` if the
-    /// dispatch table has it (Windows 8+, below the driver's floor); ECN (`IP_ECN` /
-    /// `IPV6_ECN`) needs no probe (the ECN Winsock page). A probe the provider refuses clears
-    /// its bit; one that fails for lack of memory proves nothing and fails the whole probe.
+    /// dispatch table has it (Windows 8+, below the driver's floor); ECN on send if the stack
+    /// takes the `IPV6_ECN` socket option (msquic's user-mode datapath sets `IP_ECN` and treats
+    /// a refusal as fatal; the Winsock ECN page gives its minimum build as 20348, the driver's
+    /// floor). A probe the provider refuses clears its bit; one that fails for lack of memory
+    /// proves nothing and fails the whole probe.
     ///
     /// IRQL: `PASSIVE_LEVEL`.
     ///
@@ -159,7 +162,10 @@ impl DatagramSocket {
             Err(STATUS_INSUFFICIENT_RESOURCES) => Err(STATUS_INSUFFICIENT_RESOURCES),
             Err(_) => Ok(false),
         };
-        let mut features = feature::ECN;
+        let mut features = 0;
+        if supported(probe.set_option(IPPROTO_IPV6_LEVEL, IPV6_ECN_CODE, 1))? {
+            features |= feature::ECN;
+        }
         if supported(
             probe
                 .get_option(IPPROTO_UDP_LEVEL, UDP_SEND_MSG_SIZE_CODE)
