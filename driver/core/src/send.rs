@@ -438,6 +438,11 @@ impl Batch {
 
     /// Issues datagrams while credits last, then stops pumping. The caller set `PUMPING` and
     /// owns a work reference for the duration. IRQL: <= `DISPATCH_LEVEL`.
+    ///
+    /// Run from a completion routine (a DPC) against a provider that completes inline, one
+    /// pump can issue the rest of its request there: at most `MAX_COUNT` (1024) `WskSendTo`
+    /// calls, a few milliseconds, above the 100 µs Microsoft advises per DPC. Bounded by the
+    /// request's count; handing the tail to a work item would lift it (not done yet).
     fn pump(this: NonNull<Self>) {
         // SAFETY: The caller's work reference keeps the batch alive.
         let batch = unsafe { this.as_ref() };
