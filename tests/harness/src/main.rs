@@ -458,6 +458,7 @@ fn info(client: &Client) -> Result<Outcome, String> {
         },
         "open_sockets": info.open_sockets,
         "ioctls": ioctls,
+        "socket_features": probe_features(client),
     });
     let mut text = format!(
         "backend {} (front door {})\nABI version {}, driver {major}.{minor}.{patch}\nWSK provider {} (capture {})\ncapabilities: {}\nlimits: {} sockets, {} MDLs/datagram, {} bytes/datagram, {} datagrams/request\n",
@@ -472,6 +473,10 @@ fn info(client: &Client) -> Result<Outcome, String> {
         info.max_payload,
         info.max_count,
     );
+    if let Value::Array(features) = &json["socket_features"] {
+        let names: Vec<&str> = features.iter().filter_map(Value::as_str).collect();
+        let _ = writeln!(text, "a socket here supports: {}", names.join(", "));
+    }
     for ioctl in Ioctl::ALL {
         let _ = writeln!(
             text,
@@ -485,6 +490,25 @@ fn info(client: &Client) -> Result<Outcome, String> {
         text,
         ok: true,
     })
+}
+
+/// What a socket of this driver supports, as its provider probe found it (opens and closes an
+/// IPv4 socket; `null` where the driver speaks only ABI 1 or no socket opens).
+fn probe_features(client: &Client) -> Value {
+    let Ok(socket) = client.open_socket(SocketAddr::from(([0, 0, 0, 0], 0))) else {
+        return Value::Null;
+    };
+    let _ = client.close_socket(socket.socket);
+    if client.abi_version().unwrap_or(1) < 2 {
+        return Value::Null;
+    }
+    json!(
+        feature::NAMES
+            .iter()
+            .filter(|(bit, _)| socket.features & bit != 0)
+            .map(|(_, name)| *name)
+            .collect::<Vec<_>>()
+    )
 }
 
 /// Counters as JSON and as one text line.
