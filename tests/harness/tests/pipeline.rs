@@ -45,6 +45,18 @@ fn release_until_finished<T>(thread: &std::thread::ScopedJoinHandle<'_, T>) {
     });
 }
 
+/// A summary's `(requests, requests_refused, datagrams_sent, datagrams_failed,
+/// datagrams_unsent)`.
+const fn outcome(summary: &PipelineSummary) -> (u64, u64, u64, u64, u64) {
+    (
+        summary.requests,
+        summary.requests_refused,
+        summary.datagrams_sent,
+        summary.datagrams_failed,
+        summary.datagrams_unsent,
+    )
+}
+
 fn max_count(client: &Client) -> u64 {
     u64::from(releasing(|| client.info()).unwrap().max_count)
 }
@@ -292,13 +304,7 @@ fn a_request_refused_for_resources_is_counted_and_the_pipeline_goes_on() {
         let socket = client.open_socket(addr(V4)).unwrap();
         let summary = send_three_of_eight(&client, socket.socket, &rx);
         assert_eq!(
-            (
-                summary.requests,
-                summary.requests_refused,
-                summary.datagrams_sent,
-                summary.datagrams_failed,
-                summary.datagrams_unsent
-            ),
+            outcome(&summary),
             (3, 1, 16, 8, 0),
             "{front_door:?}: {summary:?}"
         );
@@ -556,16 +562,7 @@ fn a_refusal_stops_the_pipeline_and_what_is_outstanding_is_still_counted() {
     // Requests 0-2 went out, 0 completed so 3 went out, 1 was refused: nothing more.
     assert_eq!(backend.counts(), [10, 10, 10, 10]);
     assert_eq!(backend.outstanding.load(Ordering::Relaxed), 0);
-    assert_eq!(
-        (
-            summary.requests,
-            summary.requests_refused,
-            summary.datagrams_sent,
-            summary.datagrams_failed,
-            summary.datagrams_unsent
-        ),
-        (4, 1, 30, 10, 60)
-    );
+    assert_eq!(outcome(&summary), (4, 1, 30, 10, 60));
     assert_eq!(
         summary.statuses,
         [StatusCount {
