@@ -20,6 +20,7 @@ use wskudp_harness::client::{
     Client, ClientError, MAX_INFLIGHT, PendingSend, Pipeline, PipelineSummary, StatusCount,
 };
 use wskudp_harness::pattern;
+use wskudp_harness::receiver::Receiver;
 use wskudp_kmodel::{CompletionMode, FaultPlan, held_completions, release_held};
 use zerocopy::{FromBytes, FromZeros, IntoBytes};
 
@@ -36,8 +37,43 @@ fn wait_until(condition: impl Fn() -> bool) -> bool {
     true
 }
 
+/// Releases held completions until `thread` has finished (or 10 s have passed).
+fn release_until_finished<T>(thread: &std::thread::ScopedJoinHandle<'_, T>) {
+    wait_until(|| {
+        release_held(usize::MAX);
+        thread.is_finished()
+    });
+}
+
+/// A summary's `(requests, requests_refused, datagrams_sent, datagrams_failed,
+/// datagrams_unsent)`.
+const fn outcome(summary: &PipelineSummary) -> (u64, u64, u64, u64, u64) {
+    (
+        summary.requests,
+        summary.requests_refused,
+        summary.datagrams_sent,
+        summary.datagrams_failed,
+        summary.datagrams_unsent,
+    )
+}
+
 fn max_count(client: &Client) -> u64 {
     u64::from(releasing(|| client.info()).unwrap().max_count)
+}
+
+/// A client through `front_door` whose provider holds every completion, a receiver, and a
+/// socket open (the completions it waited for released).
+fn held_client(front_door: FrontDoor) -> (Client, Receiver, u32) {
+    let client = client_on(front_door, CompletionMode::Held, FaultPlan::None);
+    let rx = receiver(V4).unwrap();
+    let socket = releasing(|| client.open_socket(addr(V4))).unwrap().socket;
+    (client, rx, socket)
+}
+
+/// Closes `socket` and unloads cleanly, releasing held completions meanwhile.
+fn finish_held(client: Client, socket: u32) {
+    releasing(|| client.close_socket(socket)).unwrap();
+    releasing(|| finish_clean(client));
 }
 
 /// Many datagrams in requests of the driver's `max_count`, a few in flight, through every
@@ -94,10 +130,8 @@ fn pipelined_sends_arrive_through_every_front_door_in_every_completion_mode() {
 #[test]
 fn several_sends_are_outstanding_at_once() {
     for front_door in FrontDoor::ALL {
-        let client = client_on(front_door, CompletionMode::Held, FaultPlan::None);
-        let rx = receiver(V4).unwrap();
-        let socket = releasing(|| client.open_socket(addr(V4))).unwrap();
-        let spec = plain(socket.socket, rx.local_addr().unwrap(), 10);
+        let (client, rx, socket) = held_client(front_door);
+        let spec = plain(socket, rx.local_addr().unwrap(), 10);
         let payload = pattern(32);
         let (held, responses) = std::thread::scope(|scope| {
             let submitting = scope.spawn(|| {
@@ -108,10 +142,7 @@ fn several_sends_are_outstanding_at_once() {
             wait_until(|| held_completions() >= 30);
             let held = held_completions();
             // Release everything (a submit that waited would be unblocked too).
-            wait_until(|| {
-                release_held(usize::MAX);
-                submitting.is_finished()
-            });
+            release_until_finished(&submitting);
             let responses: Vec<_> = submitting
                 .join()
                 .unwrap()
@@ -138,8 +169,7 @@ fn several_sends_are_outstanding_at_once() {
             );
         }
         assert!(receive(&rx, 30).iter().all(|a| a.payload == payload));
-        releasing(|| client.close_socket(socket.socket)).unwrap();
-        releasing(|| finish_clean(client));
+        finish_held(client, socket);
     }
 }
 
@@ -150,28 +180,22 @@ fn several_sends_are_outstanding_at_once() {
 #[test]
 fn the_pipeline_keeps_its_depth_of_requests_outstanding() {
     for front_door in FrontDoor::ALL {
-        let client = client_on(front_door, CompletionMode::Held, FaultPlan::None);
-        let rx = receiver(V4).unwrap();
+        let (client, rx, socket) = held_client(front_door);
         let to = rx.local_addr().unwrap();
-        let socket = releasing(|| client.open_socket(addr(V4))).unwrap();
         let max = max_count(&client);
         let total = 3 * max + 5;
         let payload = pattern(16);
         let (held, three, summary, arrivals) = std::thread::scope(|scope| {
             let draining = scope.spawn(|| rx.recv_up_to(usize::try_from(total).unwrap(), WAIT));
-            let sending = scope.spawn(|| {
-                client.send_pipelined(&plain(socket.socket, to, 1), &[], &payload, total, 3)
-            });
+            let sending = scope
+                .spawn(|| client.send_pipelined(&plain(socket, to, 1), &[], &payload, total, 3));
             let window = u64::from(releasing(|| client.info()).unwrap().send_window);
             let three = usize::try_from(3 * max.min(window)).unwrap_or(usize::MAX);
             wait_until(|| held_completions() >= three);
             // The pipeline now waits for the oldest; a fourth request cannot have gone out.
             std::thread::sleep(Duration::from_millis(20));
             let held = held_completions();
-            wait_until(|| {
-                release_held(usize::MAX);
-                sending.is_finished()
-            });
+            release_until_finished(&sending);
             let summary = sending.join().unwrap();
             (held, three, summary, draining.join().unwrap())
         });
@@ -187,8 +211,7 @@ fn the_pipeline_keeps_its_depth_of_requests_outstanding() {
             "{summary:?}"
         );
         assert_eq!(arrivals.len(), usize::try_from(total).unwrap());
-        releasing(|| client.close_socket(socket.socket)).unwrap();
-        releasing(|| finish_clean(client));
+        finish_held(client, socket);
     }
 }
 
@@ -216,6 +239,26 @@ fn nothing_sendable_is_an_error() {
     }
 }
 
+/// The pipelined send [`calibrate`] measures: 3 requests of 8 datagrams, 2 in flight.
+fn send_three_of_eight<B: Backend + ?Sized>(
+    client: &Client<B>,
+    socket: u32,
+    rx: &Receiver,
+) -> PipelineSummary {
+    client
+        .send_pipelined_with(
+            &plain(socket, rx.local_addr().unwrap(), 1),
+            &[],
+            b"calibrate",
+            Pipeline {
+                total: 24,
+                inflight: 2,
+                per_request: Some(8),
+            },
+        )
+        .unwrap()
+}
+
 /// Fault point numbers of one pipelined send of 3 requests of 8 datagrams, after opening a
 /// socket: (points before the send, points of its `QUERY_INFO`, points per request).
 fn calibrate(front_door: FrontDoor) -> (u64, u64, u64) {
@@ -233,19 +276,7 @@ fn calibrate(front_door: FrontDoor) -> (u64, u64, u64) {
     client.info().unwrap();
     let query = points() - before;
     let start = points();
-    let summary = client
-        .send_pipelined_with(
-            &plain(socket.socket, rx.local_addr().unwrap(), 1),
-            &[],
-            b"calibrate",
-            Pipeline {
-                total: 24,
-                inflight: 2,
-                per_request: Some(8),
-            },
-        )
-        .unwrap();
-    assert!(summary.all_sent());
+    assert!(send_three_of_eight(&client, socket.socket, &rx).all_sent());
     let sending = points() - start - query;
     assert_eq!(
         sending % 3,
@@ -271,26 +302,9 @@ fn a_request_refused_for_resources_is_counted_and_the_pipeline_goes_on() {
         let client = Client::new(Box::new(backend));
         let rx = receiver(V4).unwrap();
         let socket = client.open_socket(addr(V4)).unwrap();
-        let summary = client
-            .send_pipelined_with(
-                &plain(socket.socket, rx.local_addr().unwrap(), 1),
-                &[],
-                b"calibrate",
-                Pipeline {
-                    total: 24,
-                    inflight: 2,
-                    per_request: Some(8),
-                },
-            )
-            .unwrap();
+        let summary = send_three_of_eight(&client, socket.socket, &rx);
         assert_eq!(
-            (
-                summary.requests,
-                summary.requests_refused,
-                summary.datagrams_sent,
-                summary.datagrams_failed,
-                summary.datagrams_unsent
-            ),
+            outcome(&summary),
             (3, 1, 16, 8, 0),
             "{front_door:?}: {summary:?}"
         );
@@ -335,6 +349,15 @@ fn all_sent(_: usize, count: u32) -> Completion {
         datagrams_not_sent: 0,
         bytes_sent: u64::from(count) * 10,
     })
+}
+
+/// The second `SEND` refused with `STATUS`, every other one all sent.
+fn second_refused<const STATUS: i32>(index: usize, count: u32) -> Completion {
+    if index == 1 {
+        Completion::Refused(STATUS)
+    } else {
+        all_sent(index, count)
+    }
 }
 
 /// A driver stand-in answering `QUERY_INFO` with `max_count` and each `SEND` per `script`.
@@ -403,53 +426,6 @@ impl PendingIo for ScriptedRequest<'_> {
     }
 }
 
-impl Backend for Scripted {
-    fn name(&self) -> &'static str {
-        "scripted"
-    }
-
-    fn front_door(&self) -> &'static str {
-        "none"
-    }
-
-    fn submit(
-        &self,
-        code: u32,
-        input: &[u8],
-        _output_len: usize,
-    ) -> Result<InFlight<'_>, BackendError> {
-        if code == Ioctl::QueryInfo.code() {
-            let mut info = InfoResponse::new_zeroed();
-            info.max_count = self.max_count;
-            info.abi_version = wskudp_abi::ABI_VERSION;
-            info.abi_oldest = wskudp_abi::ABI_OLDEST;
-            return Ok(InFlight::completed(IoctlOutcome {
-                status: STATUS_SUCCESS,
-                output: info.as_bytes().to_vec(),
-            }));
-        }
-        assert_eq!(code, Ioctl::Send.code(), "only QUERY_INFO and SEND");
-        let (request, _) = SendRequest::ref_from_prefix(input).unwrap();
-        let count = request.count;
-        let index = {
-            let mut counts = self.counts.lock().unwrap();
-            counts.push(count);
-            counts.len() - 1
-        };
-        let outstanding = self.outstanding.fetch_add(1, Ordering::Relaxed) + 1;
-        self.peak.fetch_max(outstanding, Ordering::Relaxed);
-        Ok(InFlight::pending(Box::new(ScriptedRequest {
-            backend: self,
-            completion: (self.script)(index, count),
-            cancelled: AtomicBool::new(false),
-        })))
-    }
-
-    fn finish(self: Box<Self>) -> Option<ModelReport> {
-        None
-    }
-}
-
 fn scripted_send(
     backend: &Scripted,
     total: u64,
@@ -470,20 +446,45 @@ struct ScriptedRef<'a>(&'a Scripted);
 
 impl Backend for ScriptedRef<'_> {
     fn name(&self) -> &'static str {
-        self.0.name()
+        "scripted"
     }
 
     fn front_door(&self) -> &'static str {
-        self.0.front_door()
+        "none"
     }
 
     fn submit(
         &self,
         code: u32,
         input: &[u8],
-        output_len: usize,
+        _output_len: usize,
     ) -> Result<InFlight<'_>, BackendError> {
-        self.0.submit(code, input, output_len)
+        let backend = self.0;
+        if code == Ioctl::QueryInfo.code() {
+            let mut info = InfoResponse::new_zeroed();
+            info.max_count = backend.max_count;
+            info.abi_version = wskudp_abi::ABI_VERSION;
+            info.abi_oldest = wskudp_abi::ABI_OLDEST;
+            return Ok(InFlight::completed(IoctlOutcome {
+                status: STATUS_SUCCESS,
+                output: info.as_bytes().to_vec(),
+            }));
+        }
+        assert_eq!(code, Ioctl::Send.code(), "only QUERY_INFO and SEND");
+        let (request, _) = SendRequest::ref_from_prefix(input).unwrap();
+        let count = request.count;
+        let index = {
+            let mut counts = backend.counts.lock().unwrap();
+            counts.push(count);
+            counts.len() - 1
+        };
+        let outstanding = backend.outstanding.fetch_add(1, Ordering::Relaxed) + 1;
+        backend.peak.fetch_max(outstanding, Ordering::Relaxed);
+        Ok(InFlight::pending(Box::new(ScriptedRequest {
+            backend,
+            completion: (backend.script)(index, count),
+            cancelled: AtomicBool::new(false),
+        })))
     }
 
     fn finish(self: Box<Self>) -> Option<ModelReport> {
@@ -556,28 +557,12 @@ fn failed_datagrams_are_counted_by_status() {
 
 #[test]
 fn a_refusal_stops_the_pipeline_and_what_is_outstanding_is_still_counted() {
-    fn second_refused(index: usize, count: u32) -> Completion {
-        if index == 1 {
-            Completion::Refused(STATUS_INVALID_HANDLE)
-        } else {
-            all_sent(index, count)
-        }
-    }
-    let backend = Scripted::new(10, second_refused);
+    let backend = Scripted::new(10, second_refused::<STATUS_INVALID_HANDLE>);
     let summary = scripted_send(&backend, 100, 3).unwrap();
     // Requests 0-2 went out, 0 completed so 3 went out, 1 was refused: nothing more.
     assert_eq!(backend.counts(), [10, 10, 10, 10]);
     assert_eq!(backend.outstanding.load(Ordering::Relaxed), 0);
-    assert_eq!(
-        (
-            summary.requests,
-            summary.requests_refused,
-            summary.datagrams_sent,
-            summary.datagrams_failed,
-            summary.datagrams_unsent
-        ),
-        (4, 1, 30, 10, 60)
-    );
+    assert_eq!(outcome(&summary), (4, 1, 30, 10, 60));
     assert_eq!(
         summary.statuses,
         [StatusCount {
@@ -590,14 +575,7 @@ fn a_refusal_stops_the_pipeline_and_what_is_outstanding_is_still_counted() {
 
 #[test]
 fn a_shortage_refusal_does_not_stop_the_pipeline() {
-    fn second_short(index: usize, count: u32) -> Completion {
-        if index == 1 {
-            Completion::Refused(STATUS_INSUFFICIENT_RESOURCES)
-        } else {
-            all_sent(index, count)
-        }
-    }
-    let backend = Scripted::new(10, second_short);
+    let backend = Scripted::new(10, second_refused::<STATUS_INSUFFICIENT_RESOURCES>);
     let summary = scripted_send(&backend, 100, 3).unwrap();
     assert_eq!(backend.counts().len(), 10);
     assert_eq!(
@@ -685,7 +663,8 @@ fn a_request_dropped_unwaited_is_cancelled_and_waited_for() {
 #[test]
 fn a_request_that_overstays_its_timeout_is_cancelled_then_waited_for() {
     let backend = Scripted::new(10, |_, _| Completion::UntilCancelled);
-    let request = backend
+    let scripted = ScriptedRef(&backend);
+    let request = scripted
         .submit(
             Ioctl::Send.code(),
             &send_bytes(2),

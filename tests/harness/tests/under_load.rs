@@ -90,21 +90,24 @@ fn wait_bounded(pending: &PendingRequest) -> (i32, Vec<u8>) {
         .expect("the request did not complete in time")
 }
 
+/// An `OPEN_SOCKET` of a loopback socket, waited for (bounded): its status and output.
+fn open_socket_request(handle: &Handle) -> (i32, Vec<u8>) {
+    handle
+        .ioctl(
+            Ioctl::OpenSocket.code(),
+            encode_open_socket(addr(V4)).as_bytes(),
+            size_of::<OpenSocketResponse>(),
+        )
+        .unwrap()
+        .wait(Some(BOUND))
+        .expect("OPEN_SOCKET did not complete")
+}
+
 /// Opens a socket. The dispatch routine itself waits on `WskSocket`, `WskBind` and
 /// `WskGetLocalAddress`, which the provider holds too: it runs on its own thread while this
 /// one releases them.
 fn open_socket(handle: &Handle) -> u32 {
-    let (status, output) = releasing(|| {
-        handle
-            .ioctl(
-                Ioctl::OpenSocket.code(),
-                encode_open_socket(addr(V4)).as_bytes(),
-                size_of::<OpenSocketResponse>(),
-            )
-            .unwrap()
-            .wait(Some(BOUND))
-            .expect("OPEN_SOCKET did not complete")
-    });
+    let (status, output) = releasing(|| open_socket_request(handle));
     assert_eq!(status, STATUS_SUCCESS);
     read_response::<OpenSocketResponse>(&output).unwrap().socket
 }
@@ -120,14 +123,22 @@ fn send_request(socket: u32, to: SocketAddr, count: u32) -> Vec<u8> {
     request
 }
 
+/// A `SEND` of `count` datagrams, or the status the I/O manager refused it with.
+fn try_send(
+    handle: &Handle,
+    socket: u32,
+    to: SocketAddr,
+    count: u32,
+) -> Result<PendingRequest, i32> {
+    handle.ioctl(
+        Ioctl::Send.code(),
+        &send_request(socket, to, count),
+        size_of::<SendResponse>(),
+    )
+}
+
 fn send(handle: &Handle, socket: u32, to: SocketAddr, count: u32) -> PendingRequest {
-    handle
-        .ioctl(
-            Ioctl::Send.code(),
-            &send_request(socket, to, count),
-            size_of::<SendResponse>(),
-        )
-        .unwrap()
+    try_send(handle, socket, to, count).unwrap()
 }
 
 fn close_socket(handle: &Handle, socket: u32) -> PendingRequest {
@@ -145,6 +156,15 @@ fn sink() -> (UdpSocket, SocketAddr) {
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     let address = socket.local_addr().unwrap();
     (socket, address)
+}
+
+/// A driver loaded with completions held, one socket open on it, and a sink for its sends:
+/// `(loaded, sink, sink address, socket)`.
+fn held_socket(front_door: FrontDoor) -> (Loaded, UdpSocket, SocketAddr, u32) {
+    let loaded = load(front_door, CompletionMode::Held);
+    let (sink, to) = sink();
+    let socket = open_socket(&loaded.handle);
+    (loaded, sink, to, socket)
 }
 
 fn wait_for_held(at_least: usize) {
@@ -171,6 +191,52 @@ fn response(status: i32, output: &[u8], count: u32) -> SendResponse {
     response
 }
 
+/// Waits (bounded) for a `SEND` of `count` datagrams: [`response`].
+fn answer(pending: &PendingRequest, count: u32) -> SendResponse {
+    let (status, output) = wait_bounded(pending);
+    response(status, &output, count)
+}
+
+/// [`answer`], releasing held completions meanwhile.
+fn answer_releasing(pending: &PendingRequest, count: u32) -> SendResponse {
+    let (status, output) = wait_releasing(pending);
+    response(status, &output, count)
+}
+
+/// Waits (bounded) for a `SEND` that may fail as a whole (its socket or handle closed under
+/// it): [`response`] if it succeeded, else its status.
+fn settle(pending: &PendingRequest, count: u32) -> Result<SendResponse, i32> {
+    let (status, output) = wait_bounded(pending);
+    if status == STATUS_SUCCESS {
+        Ok(response(status, &output, count))
+    } else {
+        Err(status)
+    }
+}
+
+/// With `in_flight` (one datagram each) held, one more `SEND` on `socket` is refused at once
+/// (`STATUS_DEVICE_BUSY`); once released, every one in flight is sent.
+fn refused_then_sent(loaded: &Loaded, socket: u32, to: SocketAddr, in_flight: &[PendingRequest]) {
+    let front_door = loaded.front_door;
+    let refused = send(&loaded.handle, socket, to, 1);
+    assert_eq!(
+        wait_bounded(&refused).0,
+        STATUS_DEVICE_BUSY,
+        "{front_door:?}"
+    );
+    release_held(usize::MAX);
+    for pending in in_flight {
+        assert_eq!(answer(pending, 1).datagrams_sent, 1, "{front_door:?}");
+    }
+}
+
+/// A new `SEND` of `count` datagrams on `socket` sends them all: the socket still works.
+fn still_sends(loaded: &Loaded, socket: u32, to: SocketAddr, count: u32) {
+    let sending = send(&loaded.handle, socket, to, count);
+    let sent = answer_releasing(&sending, count).datagrams_sent;
+    assert_eq!(sent, count, "{:?}", loaded.front_door);
+}
+
 fn unload_clean(loaded: Loaded) -> Report {
     let Loaded {
         machine,
@@ -193,9 +259,7 @@ const DOORS: [FrontDoor; 2] = [FrontDoor::Kmdf, FrontDoor::Wdm];
 #[test]
 fn close_with_sends_held_is_bounded_and_accounts_for_every_datagram() {
     for front_door in DOORS {
-        let loaded = load(front_door, CompletionMode::Held);
-        let (_sink, to) = sink();
-        let socket = open_socket(&loaded.handle);
+        let (loaded, _sink, to, socket) = held_socket(front_door);
         let sending = send(&loaded.handle, socket, to, 100);
         wait_for_held(SEND_WINDOW as usize);
         assert_eq!(
@@ -205,8 +269,7 @@ fn close_with_sends_held_is_bounded_and_accounts_for_every_datagram() {
         );
         let (status, _) = wait_bounded(&close_socket(&loaded.handle, socket));
         assert_eq!(status, STATUS_SUCCESS, "{front_door:?}");
-        let (status, output) = wait_bounded(&sending);
-        let response = response(status, &output, 100);
+        let response = answer(&sending, 100);
         assert_eq!(response.datagrams_sent, 0, "{front_door:?}");
         assert_eq!(response.datagrams_failed, SEND_WINDOW, "{front_door:?}");
         assert_eq!(response.status, STATUS_CANCELLED, "{front_door:?}");
@@ -232,9 +295,8 @@ fn cleanup_with_sends_held_is_bounded_and_spares_other_handles() {
         wait_for_held(SEND_WINDOW as usize + 3);
         let started = Instant::now();
         other.close();
-        let (status, output) = wait_bounded(&doomed_send);
+        let doomed = answer(&doomed_send, 40);
         assert!(started.elapsed() < BOUND, "{front_door:?}");
-        let doomed = response(status, &output, 40);
         assert_eq!(doomed.datagrams_sent, 0, "{front_door:?}");
         assert_eq!(
             open_sockets(),
@@ -246,8 +308,7 @@ fn cleanup_with_sends_held_is_bounded_and_spares_other_handles() {
             3,
             "{front_door:?}: the other handle's sends wait"
         );
-        let (status, output) = wait_releasing(&kept_send);
-        let kept = response(status, &output, 3);
+        let kept = answer_releasing(&kept_send, 3);
         assert_eq!(kept.datagrams_sent, 3, "{front_door:?}: {kept:?}");
         // Exactly the kept socket's datagrams reached the wire; the doomed ones never did.
         common::receive(&receiver, 3);
@@ -260,9 +321,7 @@ fn cleanup_with_sends_held_is_bounded_and_spares_other_handles() {
 #[test]
 fn unload_with_sends_held_waits_then_leaves_nothing() {
     for front_door in DOORS {
-        let loaded = load(front_door, CompletionMode::Held);
-        let (_sink, to) = sink();
-        let socket = open_socket(&loaded.handle);
+        let (loaded, _sink, to, socket) = held_socket(front_door);
         let sending = send(&loaded.handle, socket, to, 10);
         wait_for_held(10);
         let Loaded {
@@ -279,8 +338,7 @@ fn unload_with_sends_held_waits_then_leaves_nothing() {
                 "{front_door:?}: unloaded under a handle"
             );
             handle.close();
-            let (status, output) = wait_bounded(&sending);
-            let response = response(status, &output, 10);
+            let response = answer(&sending, 10);
             assert_eq!(response.datagrams_failed, 10, "{front_door:?}");
             unloading.join().unwrap().unwrap();
         });
@@ -295,9 +353,7 @@ fn unload_with_sends_held_waits_then_leaves_nothing() {
 #[test]
 fn cancelling_a_send_cancels_its_wsk_irps() {
     for front_door in DOORS {
-        let loaded = load(front_door, CompletionMode::Held);
-        let (_sink, to) = sink();
-        let socket = open_socket(&loaded.handle);
+        let (loaded, _sink, to, socket) = held_socket(front_door);
         let sending = send(&loaded.handle, socket, to, 500);
         wait_for_held(SEND_WINDOW as usize);
         sending.cancel();
@@ -308,13 +364,7 @@ fn cancelling_a_send_cancels_its_wsk_irps() {
             0,
             "{front_door:?}: every WSK IRP was cancelled"
         );
-        let again = send(&loaded.handle, socket, to, 2);
-        let (status, output) = wait_releasing(&again);
-        assert_eq!(
-            response(status, &output, 2).datagrams_sent,
-            2,
-            "{front_door:?}"
-        );
+        still_sends(&loaded, socket, to, 2);
         unload_clean(loaded);
     }
 }
@@ -325,15 +375,12 @@ fn cancelling_a_send_cancels_its_wsk_irps() {
 #[test]
 fn forced_close_closes_the_socket_at_once() {
     for front_door in DOORS {
-        let loaded = load(front_door, CompletionMode::Held);
-        let (_sink, to) = sink();
-        let socket = open_socket(&loaded.handle);
+        let (loaded, _sink, to, socket) = held_socket(front_door);
         let sending = send(&loaded.handle, socket, to, 8);
         wait_for_held(8);
         assert_eq!(force_close_sockets(), 1);
         release_held(1);
-        let (status, output) = wait_bounded(&sending);
-        let response = response(status, &output, 8);
+        let response = answer(&sending, 8);
         assert_eq!(response.status, STATUS_FILE_FORCED_CLOSED, "{front_door:?}");
         assert_eq!(
             open_sockets(),
@@ -357,31 +404,13 @@ fn forced_close_closes_the_socket_at_once() {
 #[test]
 fn sends_beyond_the_socket_limit_are_refused_not_queued() {
     for front_door in DOORS {
-        let loaded = load(front_door, CompletionMode::Held);
-        let (_sink, to) = sink();
-        let socket = open_socket(&loaded.handle);
+        let (loaded, _sink, to, socket) = held_socket(front_door);
         let in_flight: Vec<PendingRequest> = (0..MAX_SENDS_PER_SOCKET)
             .map(|_| send(&loaded.handle, socket, to, 1))
             .collect();
         wait_for_held(MAX_SENDS_PER_SOCKET as usize);
-        let refused = send(&loaded.handle, socket, to, 1);
-        assert_eq!(
-            wait_bounded(&refused).0,
-            STATUS_DEVICE_BUSY,
-            "{front_door:?}"
-        );
-        release_held(usize::MAX);
-        for pending in &in_flight {
-            let (status, output) = wait_bounded(pending);
-            assert_eq!(response(status, &output, 1).datagrams_sent, 1);
-        }
-        let after = send(&loaded.handle, socket, to, 1);
-        let (status, output) = wait_releasing(&after);
-        assert_eq!(
-            response(status, &output, 1).datagrams_sent,
-            1,
-            "{front_door:?}"
-        );
+        refused_then_sent(&loaded, socket, to, &in_flight);
+        still_sends(&loaded, socket, to, 1);
         unload_clean(loaded);
     }
 }
@@ -407,10 +436,7 @@ fn close_cleanup_and_sends_race_cleanly() {
                             let requests: Vec<PendingRequest> =
                                 (0..4).map(|_| send(handle, socket, to, 50)).collect();
                             for request in &requests {
-                                let (status, output) = wait_bounded(request);
-                                if status == STATUS_SUCCESS {
-                                    response(status, &output, 50);
-                                }
+                                let _ = settle(request, 50);
                             }
                         })
                     })
@@ -418,16 +444,8 @@ fn close_cleanup_and_sends_race_cleanly() {
                 let extra_send = scope.spawn(|| {
                     // The handle may be closed before this thread runs: the I/O manager then
                     // refuses the request, which is not the driver's to answer.
-                    let Ok(request) = extra.ioctl(
-                        Ioctl::Send.code(),
-                        &send_request(extra_socket, to, 200),
-                        size_of::<SendResponse>(),
-                    ) else {
-                        return;
-                    };
-                    let (status, output) = wait_bounded(&request);
-                    if status == STATUS_SUCCESS {
-                        response(status, &output, 200);
+                    if let Ok(request) = try_send(&extra, extra_socket, to, 200) {
+                        let _ = settle(&request, 200);
                     }
                 });
                 std::thread::sleep(Duration::from_millis(1 + round));
@@ -460,13 +478,7 @@ fn sends_beyond_the_handle_limit_are_refused() {
         .collect();
     wait_for_held(MAX_SENDS_PER_HANDLE as usize);
     // The last socket has nothing in flight; the handle is full.
-    let refused = send(&loaded.handle, numbers[sockets], to, 1);
-    assert_eq!(wait_bounded(&refused).0, STATUS_DEVICE_BUSY);
-    release_held(usize::MAX);
-    for pending in &in_flight {
-        let (status, output) = wait_bounded(pending);
-        assert_eq!(response(status, &output, 1).datagrams_sent, 1);
-    }
+    refused_then_sent(&loaded, numbers[sockets], to, &in_flight);
     unload_clean(loaded);
 }
 
@@ -522,25 +534,12 @@ fn a_failure_after_pending_reaches_the_caller_unchanged() {
 /// first, fxioqueue.cpp:2878-2891.)
 #[test]
 fn a_held_back_cancel_callback_does_not_hold_the_socket() {
-    let loaded = load(FrontDoor::Kmdf, CompletionMode::Held);
-    let (_sink, to) = sink();
-    let socket = open_socket(&loaded.handle);
+    let (loaded, _sink, to, socket) = held_socket(FrontDoor::Kmdf);
     let sending = send(&loaded.handle, socket, to, 2);
     wait_for_held(2);
     std::thread::scope(|scope| {
         // A request stays in the dispatch loop: OPEN_SOCKET waits in WskSocket, held.
-        let opening = scope.spawn(|| {
-            loaded
-                .handle
-                .ioctl(
-                    Ioctl::OpenSocket.code(),
-                    encode_open_socket(addr(V4)).as_bytes(),
-                    size_of::<OpenSocketResponse>(),
-                )
-                .unwrap()
-                .wait(Some(BOUND))
-                .expect("OPEN_SOCKET did not complete")
-        });
+        let opening = scope.spawn(|| open_socket_request(&loaded.handle));
         wait_for_held(3);
         sending.cancel();
         // The two sends complete; the request waits for its EvtRequestCancel.
@@ -556,11 +555,9 @@ fn a_held_back_cancel_callback_does_not_hold_the_socket() {
         let (status, _) = releasing(|| opening.join().unwrap());
         assert_eq!(status, STATUS_SUCCESS);
     });
-    let (status, output) = wait_bounded(&sending);
-    if status == STATUS_SUCCESS {
-        assert_eq!(response(status, &output, 2).datagrams_sent, 2);
-    } else {
-        assert_eq!(status, STATUS_CANCELLED);
+    match settle(&sending, 2) {
+        Ok(response) => assert_eq!(response.datagrams_sent, 2),
+        Err(status) => assert_eq!(status, STATUS_CANCELLED),
     }
     unload_clean(loaded);
 }

@@ -6,35 +6,31 @@
     missing_docs
 )]
 
+mod common;
+
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use common::{
+    AF_INET, Client, Socket, TAG, create_socket, finish, finish_clean, irp_raising, rules, wait,
+};
 use windows_sys::Wdk::Foundation::{DEVICE_OBJECT, IRP};
 use windows_sys::Wdk::System::SystemServices::{IoAcquireCancelSpinLock, IoReleaseCancelSpinLock};
-use windows_sys::Win32::Foundation::{NTSTATUS, STATUS_MORE_PROCESSING_REQUIRED, STATUS_SUCCESS};
+use windows_sys::Win32::Foundation::{NTSTATUS, STATUS_SUCCESS};
 use wskudp_core::ddi::nt::{
     ExAcquireSpinLockExclusive, ExAllocatePool2, ExFreePoolWithTag, ExReleaseSpinLockExclusive,
     IoAllocateIrp, IoAllocateMdl, IoCancelIrp, IoFreeIrp, IoFreeMdl, MmBuildMdlForNonPagedPool,
     POOL_FLAG_NON_PAGED, io_set_completion_routine,
 };
-use wskudp_core::ddi::wsk::{
-    WSK_BUF, WSK_CLIENT_DISPATCH, WSK_CLIENT_NPI, WSK_PROVIDER_DATAGRAM_DISPATCH, WSK_PROVIDER_NPI,
-    WSK_REGISTRATION, WSK_SOCKET, WskCaptureProviderNPI, WskDeregister, WskRegister,
-    WskReleaseProviderNPI,
-};
+use wskudp_core::ddi::wsk::{WSK_BUF, WskDeregister};
 use wskudp_core::sockaddr::SockAddrBuffer;
-use wskudp_kmodel::{CompletionMode, Config, Machine, Order, Report};
+use wskudp_kmodel::{CompletionMode, Config, Machine, Order};
 
-const TAG: u32 = u32::from_ne_bytes(*b"Test");
 const POOL_FLAG_PAGED: u64 = 0x100;
 
 fn machine() -> Machine {
     Machine::boot(Config::default())
-}
-
-fn rules(report: &Report) -> Vec<&'static str> {
-    report.violations.iter().map(|v| v.rule).collect()
 }
 
 #[test]
@@ -120,46 +116,6 @@ fn mdl_over_stack_memory_and_irp_not_from_ioallocateirp() {
     assert_eq!(rules(&report), ["MdlNotNonPagedPool", "IoAllocateFree"]);
 }
 
-/// A WSK client written the wrong ways, against the model's provider.
-struct Client {
-    registration: Box<WSK_REGISTRATION>,
-    npi: WSK_PROVIDER_NPI,
-}
-
-static DISPATCH: WSK_CLIENT_DISPATCH = WSK_CLIENT_DISPATCH {
-    Version: 0x0100,
-    Reserved: 0,
-    WskClientEvent: None,
-};
-
-impl Client {
-    fn register() -> Self {
-        let mut registration: Box<WSK_REGISTRATION> = Box::new(unsafe { std::mem::zeroed() });
-        let npi = WSK_CLIENT_NPI {
-            ClientContext: std::ptr::null_mut(),
-            Dispatch: &raw const DISPATCH,
-        };
-        assert_eq!(
-            unsafe { WskRegister(&raw const npi, &raw mut *registration) },
-            STATUS_SUCCESS
-        );
-        let mut provider = unsafe { std::mem::zeroed() };
-        assert_eq!(
-            unsafe { WskCaptureProviderNPI(&raw mut *registration, 1000, &raw mut provider) },
-            STATUS_SUCCESS
-        );
-        Self {
-            registration,
-            npi: provider,
-        }
-    }
-
-    fn unregister(mut self) {
-        unsafe { WskReleaseProviderNPI(&raw mut *self.registration) };
-        unsafe { WskDeregister(&raw mut *self.registration) };
-    }
-}
-
 #[allow(clippy::missing_const_for_fn, reason = "a completion routine")]
 unsafe extern "system" fn returns_success(
     _: *const DEVICE_OBJECT,
@@ -169,72 +125,9 @@ unsafe extern "system" fn returns_success(
     STATUS_SUCCESS
 }
 
-unsafe extern "system" fn keeps_irp(
-    _: *const DEVICE_OBJECT,
-    _: *mut IRP,
-    done: *mut c_void,
-) -> NTSTATUS {
-    unsafe { &*done.cast::<AtomicBool>() }.store(true, Ordering::Release);
-    STATUS_MORE_PROCESSING_REQUIRED
-}
-
-/// Waits for `keeps_irp` to have run (the provider may complete on its worker thread).
-fn wait(done: &AtomicBool) {
-    while !done.load(Ordering::Acquire) {
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
-
-/// Creates a bound IPv4 socket on the model provider, the right way.
-fn bound_socket(client: &Client) -> *mut WSK_SOCKET {
-    let done = AtomicBool::new(false);
-    let irp = unsafe { IoAllocateIrp(1, false) };
-    unsafe {
-        io_set_completion_routine(irp, keeps_irp, std::ptr::from_ref(&done).cast_mut().cast());
-    };
-    let socket = unsafe { (*client.npi.Dispatch).WskSocket.unwrap() };
-    unsafe {
-        socket(
-            client.npi.Client,
-            2,
-            2,
-            17,
-            4,
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-            irp,
-        )
-    };
-    wait(&done);
-    let created: *mut WSK_SOCKET =
-        std::ptr::with_exposed_provenance_mut(unsafe { (*irp).IoStatus.Information });
-    unsafe { IoFreeIrp(irp) };
-    let dispatch = unsafe { &*(*created).Dispatch.cast::<WSK_PROVIDER_DATAGRAM_DISPATCH>() };
-    let irp = unsafe { IoAllocateIrp(1, false) };
-    let done = AtomicBool::new(false);
-    unsafe {
-        io_set_completion_routine(irp, keeps_irp, std::ptr::from_ref(&done).cast_mut().cast());
-    };
-    let mut local = SockAddrBuffer::new("127.0.0.1:0".parse().unwrap());
-    unsafe { dispatch.WskBind.unwrap()(created, local.as_sockaddr_mut(), 0, irp) };
-    wait(&done);
-    unsafe { IoFreeIrp(irp) };
-    created
-}
-
-fn close(socket: *mut WSK_SOCKET) {
-    let dispatch = unsafe { &*(*socket).Dispatch.cast::<WSK_PROVIDER_DATAGRAM_DISPATCH>() };
-    let irp = unsafe { IoAllocateIrp(1, false) };
-    let done = AtomicBool::new(false);
-    unsafe {
-        io_set_completion_routine(irp, keeps_irp, std::ptr::from_ref(&done).cast_mut().cast());
-    };
-    unsafe { dispatch.Basic.WskCloseSocket.unwrap()(socket, irp) };
-    wait(&done);
-    unsafe { IoFreeIrp(irp) };
+/// A bound IPv4 socket on the model provider, made the right way.
+fn bound_socket(client: &Client) -> Socket {
+    Socket::bound(client, "127.0.0.1:0".parse().unwrap())
 }
 
 #[test]
@@ -243,26 +136,10 @@ fn completion_routine_must_return_more_processing_required() {
     let client = Client::register();
     let irp = unsafe { IoAllocateIrp(1, false) };
     unsafe { io_set_completion_routine(irp, returns_success, std::ptr::null_mut()) };
-    let socket = unsafe { (*client.npi.Dispatch).WskSocket.unwrap() };
     // Unsupported flags: the provider fails and completes the IRP at once.
-    unsafe {
-        socket(
-            client.npi.Client,
-            2,
-            2,
-            17,
-            0x40,
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-            irp,
-        )
-    };
+    unsafe { create_socket(&client.npi, AF_INET, 0x40, irp) };
     unsafe { IoFreeIrp(irp) };
-    client.unregister();
-    let report = machine.shutdown();
+    let report = finish(machine, client);
     assert_eq!(rules(&report), ["IrpCompletedPastDriver"]);
 }
 
@@ -271,17 +148,16 @@ fn irp_without_completion_routine_and_irp_reused_without_reset() {
     let machine = machine();
     let client = Client::register();
     let socket = bound_socket(&client);
-    let dispatch = unsafe { &*(*socket).Dispatch.cast::<WSK_PROVIDER_DATAGRAM_DISPATCH>() };
+    let get = socket.dispatch().WskGetLocalAddress.unwrap();
     let irp = unsafe { IoAllocateIrp(1, false) };
     let mut local = SockAddrBuffer::zeroed();
     // No completion routine set.
-    unsafe { dispatch.WskGetLocalAddress.unwrap()(socket, local.as_sockaddr_mut(), irp) };
+    unsafe { get(socket.0, local.as_sockaddr_mut(), irp) };
     // Handed over again without IoReuseIrp.
-    unsafe { dispatch.WskGetLocalAddress.unwrap()(socket, local.as_sockaddr_mut(), irp) };
+    unsafe { get(socket.0, local.as_sockaddr_mut(), irp) };
     unsafe { IoFreeIrp(irp) };
-    close(socket);
-    client.unregister();
-    let report = machine.shutdown();
+    socket.close();
+    let report = finish(machine, client);
     assert_eq!(
         rules(&report),
         [
@@ -306,15 +182,17 @@ fn deregister_with_capture_and_socket_open_would_hang() {
     assert_eq!(report.leaked.sockets, 1);
 }
 
-/// One `WskSendTo` of `len` pool bytes on `socket`. `meanwhile(payload)` runs while the IRP
-/// may still be in flight and says whether it freed the payload. Returns what `WskSendTo`
-/// returned and the IRP's final status. (Control buffers: `wsk_send_rules.rs`.)
+/// One `WskSendTo` of `len` pool bytes on `socket`, its IRP cancelled first if `cancel_first`
+/// (an `IoCancelIrp` before the IRP is handed over: `Cancel` set, no routine to call).
+/// `meanwhile(payload)` runs while the IRP may still be in flight and says whether it freed the
+/// payload. Returns what `WskSendTo` returned, whether the IRP had completed by then, its final
+/// status, and whether a cancel routine was left on it. (Control buffers: `wsk_send_rules.rs`.)
 fn send_once(
-    socket: *mut WSK_SOCKET,
+    socket: Socket,
     len: u32,
+    cancel_first: bool,
     meanwhile: impl FnOnce(*mut c_void) -> bool,
-) -> (NTSTATUS, NTSTATUS) {
-    let dispatch = unsafe { &*(*socket).Dispatch.cast::<WSK_PROVIDER_DATAGRAM_DISPATCH>() };
+) -> (NTSTATUS, bool, NTSTATUS, bool) {
     let payload = unsafe { ExAllocatePool2(POOL_FLAG_NON_PAGED, len as usize, TAG) };
     let mdl = unsafe { IoAllocateMdl(payload, len, false, false, std::ptr::null_mut()) };
     unsafe { MmBuildMdlForNonPagedPool(mdl) };
@@ -324,14 +202,18 @@ fn send_once(
         Length: len as usize,
     };
     let mut remote = SockAddrBuffer::new("127.0.0.1:9".parse().unwrap());
-    let irp = unsafe { IoAllocateIrp(1, false) };
     let done = AtomicBool::new(false);
-    unsafe {
-        io_set_completion_routine(irp, keeps_irp, std::ptr::from_ref(&done).cast_mut().cast());
-    };
+    let irp = irp_raising(&done);
+    if cancel_first {
+        assert!(
+            !unsafe { IoCancelIrp(irp) },
+            "no cancel routine to call yet"
+        );
+    }
+    let send_to = socket.dispatch().WskSendTo.unwrap();
     let returned = unsafe {
-        dispatch.WskSendTo.unwrap()(
-            socket,
+        send_to(
+            socket.0,
             &raw mut buffer,
             0,
             remote.as_sockaddr_mut(),
@@ -340,15 +222,17 @@ fn send_once(
             irp,
         )
     };
+    let completed = done.load(Ordering::Acquire);
     let freed = meanwhile(payload);
     wait(&done);
     let status = unsafe { (*irp).IoStatus.Anonymous.Status };
+    let routine_left = unsafe { (*irp).CancelRoutine }.is_some();
     unsafe { IoFreeIrp(irp) };
     unsafe { IoFreeMdl(mdl) };
     if !freed {
         unsafe { ExFreePoolWithTag(payload, TAG) };
     }
-    (returned, status)
+    (returned, completed, status, routine_left)
 }
 
 /// The provider reads the data late (worker mode): a driver that frees the buffer an MDL
@@ -365,68 +249,17 @@ fn buffer_freed_before_completion_is_caught() {
     });
     let client = Client::register();
     let socket = bound_socket(&client);
-    let (returned, status) = send_once(socket, 100, |payload| {
+    let (returned, _, status, _) = send_once(socket, 100, false, |payload| {
         // Wrong: the buffer is freed while the IRP is in flight.
         unsafe { ExFreePoolWithTag(payload, TAG) };
         true
     });
     assert_eq!(returned, windows_sys::Win32::Foundation::STATUS_PENDING);
     assert!(status < 0, "the send must fail");
-    close(socket);
-    client.unregister();
-    let report = machine.shutdown();
+    socket.close();
+    let report = finish(machine, client);
     assert_eq!(rules(&report), ["MdlBufferFreed"]);
     assert_eq!(report.stats.datagrams_sent, 0);
-}
-
-/// One `WskSendTo` of 8 bytes on `socket`, its IRP cancelled first if `cancel_first` (an
-/// `IoCancelIrp` before the IRP is handed over: `Cancel` set, no routine to call). Returns what
-/// `WskSendTo` returned, whether the IRP had completed by then, its final status, and whether
-/// a cancel routine was left on it.
-fn send_checking_cancel_routine(
-    socket: *mut WSK_SOCKET,
-    cancel_first: bool,
-) -> (NTSTATUS, bool, NTSTATUS, bool) {
-    let dispatch = unsafe { &*(*socket).Dispatch.cast::<WSK_PROVIDER_DATAGRAM_DISPATCH>() };
-    let payload = unsafe { ExAllocatePool2(POOL_FLAG_NON_PAGED, 8, TAG) };
-    let mdl = unsafe { IoAllocateMdl(payload, 8, false, false, std::ptr::null_mut()) };
-    unsafe { MmBuildMdlForNonPagedPool(mdl) };
-    let mut buffer = WSK_BUF {
-        Mdl: mdl,
-        Offset: 0,
-        Length: 8,
-    };
-    let mut remote = SockAddrBuffer::new("127.0.0.1:9".parse().unwrap());
-    let irp = unsafe { IoAllocateIrp(1, false) };
-    let done = AtomicBool::new(false);
-    unsafe {
-        io_set_completion_routine(irp, keeps_irp, std::ptr::from_ref(&done).cast_mut().cast());
-    };
-    if cancel_first {
-        assert!(
-            !unsafe { IoCancelIrp(irp) },
-            "no cancel routine to call yet"
-        );
-    }
-    let returned = unsafe {
-        dispatch.WskSendTo.unwrap()(
-            socket,
-            &raw mut buffer,
-            0,
-            remote.as_sockaddr_mut(),
-            0,
-            std::ptr::null_mut(),
-            irp,
-        )
-    };
-    let completed = done.load(Ordering::Acquire);
-    wait(&done);
-    let status = unsafe { (*irp).IoStatus.Anonymous.Status };
-    let routine_left = unsafe { (*irp).CancelRoutine }.is_some();
-    unsafe { IoFreeIrp(irp) };
-    unsafe { IoFreeMdl(mdl) };
-    unsafe { ExFreePoolWithTag(payload, TAG) };
-    (returned, completed, status, routine_left)
 }
 
 /// The provider makes a pending IRP cancelable (sets its cancel routine, then checks `Cancel`)
@@ -445,19 +278,17 @@ fn a_pending_irp_is_cancelable_before_a_completer_can_take_it() {
     let client = Client::register();
     let socket = bound_socket(&client);
     assert_eq!(
-        send_checking_cancel_routine(socket, false),
+        send_once(socket, 8, false, |_| false),
         (STATUS_PENDING, true, STATUS_SUCCESS, false),
         "(returned, completed before returning, status, cancel routine left on the IRP)"
     );
     assert_eq!(
-        send_checking_cancel_routine(socket, true),
+        send_once(socket, 8, true, |_| false),
         (STATUS_PENDING, true, STATUS_CANCELLED, false),
         "(returned, completed before returning, status, cancel routine left on the IRP)"
     );
-    close(socket);
-    client.unregister();
-    let report = machine.shutdown();
-    assert!(report.is_clean(), "{report}");
+    socket.close();
+    let report = finish_clean(machine, client);
     assert_eq!(report.stats.datagrams_sent, 1);
 }
 

@@ -12,6 +12,8 @@
 //! completion routine closes the socket and releases a rundown reference that `DriverUnload`
 //! waits for. wskudp-core sets every routine with `IoSetCompletionRoutineEx` for this reason.
 
+mod common;
+
 use std::cell::UnsafeCell;
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
@@ -151,21 +153,7 @@ unsafe extern "system" fn driver_entry(
         } else {
             io_set_completion_routine(irp, created, std::ptr::null_mut());
         }
-        if let Some(socket) = (*provider.Dispatch).WskSocket {
-            socket(
-                provider.Client,
-                2,
-                2,
-                17,
-                WSK_FLAG_DATAGRAM_SOCKET,
-                std::ptr::null_mut(),
-                std::ptr::null(),
-                std::ptr::null_mut(),
-                std::ptr::null_mut(),
-                std::ptr::null_mut(),
-                irp,
-            );
-        }
+        common::create_socket(&provider, common::AF_INET, WSK_FLAG_DATAGRAM_SOCKET, irp);
     }
     0
 }

@@ -20,7 +20,7 @@ use windows_sys::Wdk::System::SystemServices::{
     ExAcquireSpinLockExclusive, ExReleaseSpinLockExclusive,
 };
 use windows_sys::Win32::Foundation::{NTSTATUS, STATUS_SUCCESS, UNICODE_STRING};
-use wskudp_kmodel::iomgr::{self, EntryKind, Handle, LoadedDriver};
+use wskudp_kmodel::iomgr::{self, EntryKind, Handle, LoadedDriver, PendingRequest};
 use wskudp_kmodel::wdf::CHECKS;
 use wskudp_kmodel::{Access, Caller, Config, Machine, Report};
 use wskudp_wdf_decls::{
@@ -65,8 +65,13 @@ unsafe extern "C" fn io_device_control(
 }
 
 fn complete_success(_: WDFQUEUE, request: WDFREQUEST, _: usize, _: usize) {
-    // SAFETY: A presented request, completed once.
-    unsafe { call_unsafe_wdf_function_binding!(WdfRequestComplete, request, STATUS_SUCCESS) };
+    complete(request, STATUS_SUCCESS);
+}
+
+/// `WdfRequestComplete(request, status)`.
+fn complete(request: WDFREQUEST, status: NTSTATUS) {
+    // SAFETY: A request the test driver owns, completed once.
+    unsafe { call_unsafe_wdf_function_binding!(WdfRequestComplete, request, status) };
 }
 
 const fn size<T>() -> u32 {
@@ -178,19 +183,56 @@ fn control_device(
     Ok(device)
 }
 
-fn create_queue(device: WDFDEVICE, mut config: WDF_IO_QUEUE_CONFIG) -> Result<WDFQUEUE, NTSTATUS> {
+fn create_queue(device: WDFDEVICE, config: WDF_IO_QUEUE_CONFIG) -> Result<WDFQUEUE, NTSTATUS> {
+    create_queue_with(device, config, WDF_NO_OBJECT_ATTRIBUTES)
+}
+
+/// `WdfIoQueueCreate` with `queue_attributes` (NULL: none).
+fn create_queue_with(
+    device: WDFDEVICE,
+    mut config: WDF_IO_QUEUE_CONFIG,
+    queue_attributes: *mut WDF_OBJECT_ATTRIBUTES,
+) -> Result<WDFQUEUE, NTSTATUS> {
     let mut queue: WDFQUEUE = std::ptr::null_mut();
-    // SAFETY: A live device.
+    // SAFETY: A live device; the attributes NULL or the caller's.
     let status = unsafe {
         call_unsafe_wdf_function_binding!(
             WdfIoQueueCreate,
             device,
             &raw mut config,
-            WDF_NO_OBJECT_ATTRIBUTES,
+            queue_attributes,
             &raw mut queue
         )
     };
     if status < 0 { Err(status) } else { Ok(queue) }
+}
+
+/// `WdfDeviceCreateSymbolicLink(device, \DosDevices\Test)`.
+fn create_link(device: WDFDEVICE) -> NTSTATUS {
+    // SAFETY: A live named device.
+    unsafe {
+        call_unsafe_wdf_function_binding!(
+            WdfDeviceCreateSymbolicLink,
+            device,
+            wide(r"\DosDevices\Test")
+        )
+    }
+}
+
+/// A control device with a link and a parallel default queue presenting `presented` requests
+/// at a time (0: KMDF never presents one).
+fn presenting_driver(
+    driver: *mut DRIVER_OBJECT,
+    path: *const UNICODE_STRING,
+    presented: u32,
+) -> NTSTATUS {
+    let wdf_driver = create_driver(driver, path, driver_config()).unwrap();
+    let device = control_device(wdf_driver, |_| {}, attributes()).unwrap();
+    let _ = create_link(device);
+    let mut config = queue_config();
+    config.Settings.Parallel.NumberOfPresentedRequests = presented;
+    create_queue(device, config).unwrap();
+    STATUS_SUCCESS
 }
 
 /// A working test driver: a control device with a link, a default queue, ready for opens.
@@ -207,15 +249,7 @@ fn working_driver_with(
     let result = (|| {
         let wdf_driver = create_driver(driver, path, driver_config())?;
         let device = control_device(wdf_driver, |_| {}, device_attributes)?;
-        // SAFETY: A live named device.
-        let status = unsafe {
-            call_unsafe_wdf_function_binding!(
-                WdfDeviceCreateSymbolicLink,
-                device,
-                wide(r"\DosDevices\Test")
-            )
-        };
-        assert_eq!(status, STATUS_SUCCESS);
+        assert_eq!(create_link(device), STATUS_SUCCESS);
         create_queue(device, queue_config())?;
         // SAFETY: Our control device.
         unsafe { call_unsafe_wdf_function_binding!(WdfControlFinishInitializing, device) };
@@ -272,6 +306,20 @@ fn entry_only(entry: fn(*mut DRIVER_OBJECT, *const UNICODE_STRING) -> NTSTATUS) 
     run(entry, None, |_| {})
 }
 
+/// [`entry_only`] on a control device: `DriverEntry` creates the driver and the device, then
+/// returns what `case` does with them.
+fn device_case(case: fn(WDFDRIVER, WDFDEVICE) -> NTSTATUS) -> Report {
+    run(
+        move |driver, path| {
+            let wdf_driver = create_driver(driver, path, driver_config()).unwrap();
+            let device = control_device(wdf_driver, |_| {}, attributes()).unwrap();
+            case(wdf_driver, device)
+        },
+        None,
+        |_| {},
+    )
+}
+
 fn with_request(on_ioctl: OnIoctl) -> Report {
     run(working_driver, Some(on_ioctl), |handle| {
         let _ = ioctl(handle, 8);
@@ -309,9 +357,7 @@ const CASES: &[Case] = &[
         })
     }),
     ("WdfStaleHandle", || {
-        entry_only(|driver, path| {
-            let wdf_driver = create_driver(driver, path, driver_config()).unwrap();
-            let device = control_device(wdf_driver, |_| {}, attributes()).unwrap();
+        device_case(|_, device| {
             let mut config = queue_config();
             config.DefaultQueue = 0;
             let queue = create_queue(device, config).unwrap();
@@ -599,9 +645,7 @@ const CASES: &[Case] = &[
         })
     }),
     ("WdfSymbolicLinkEmpty", || {
-        entry_only(|driver, path| {
-            let wdf_driver = create_driver(driver, path, driver_config()).unwrap();
-            let device = control_device(wdf_driver, |_| {}, attributes()).unwrap();
+        device_case(|_, device| {
             // SAFETY: Deliberately broken: an empty name.
             unsafe {
                 call_unsafe_wdf_function_binding!(WdfDeviceCreateSymbolicLink, device, wide(""))
@@ -609,9 +653,7 @@ const CASES: &[Case] = &[
         })
     }),
     ("WdfSymbolicLinkTwice", || {
-        entry_only(|driver, path| {
-            let wdf_driver = create_driver(driver, path, driver_config()).unwrap();
-            let device = control_device(wdf_driver, |_| {}, attributes()).unwrap();
+        device_case(|_, device| {
             // SAFETY: Deliberately broken: two links.
             unsafe {
                 let _ = call_unsafe_wdf_function_binding!(
@@ -648,9 +690,7 @@ const CASES: &[Case] = &[
         queue_case(|config| config.Size = 12)
     }),
     ("WdfQueueOutNull", || {
-        entry_only(|driver, path| {
-            let wdf_driver = create_driver(driver, path, driver_config()).unwrap();
-            let device = control_device(wdf_driver, |_| {}, attributes()).unwrap();
+        device_case(|_, device| {
             let mut config = queue_config();
             config.DefaultQueue = 0;
             // SAFETY: Deliberately broken: nowhere to return the queue.
@@ -666,9 +706,7 @@ const CASES: &[Case] = &[
         })
     }),
     ("WdfDefaultQueueAfterFinishInitializing", || {
-        entry_only(|driver, path| {
-            let wdf_driver = create_driver(driver, path, driver_config()).unwrap();
-            let device = control_device(wdf_driver, |_| {}, attributes()).unwrap();
+        device_case(|_, device| {
             // SAFETY: Our control device.
             unsafe { call_unsafe_wdf_function_binding!(WdfControlFinishInitializing, device) };
             create_queue(device, queue_config())
@@ -677,25 +715,15 @@ const CASES: &[Case] = &[
         })
     }),
     ("WdfQueueParent", || {
-        entry_only(|driver, path| {
-            let wdf_driver = create_driver(driver, path, driver_config()).unwrap();
-            let device = control_device(wdf_driver, |_| {}, attributes()).unwrap();
-            let mut config = queue_config();
+        device_case(|wdf_driver, device| {
+            // Deliberately broken: the queue's parent is above its device.
             let mut queue_attributes = WDF_OBJECT_ATTRIBUTES {
                 ParentObject: wdf_driver.cast::<c_void>(),
                 ..attributes()
             };
-            let mut queue: WDFQUEUE = std::ptr::null_mut();
-            // SAFETY: Deliberately broken: the queue's parent is above its device.
-            unsafe {
-                call_unsafe_wdf_function_binding!(
-                    WdfIoQueueCreate,
-                    device,
-                    &raw mut config,
-                    &raw mut queue_attributes,
-                    &raw mut queue
-                )
-            }
+            create_queue_with(device, queue_config(), &raw mut queue_attributes)
+                .err()
+                .unwrap_or(STATUS_SUCCESS)
         })
     }),
     ("WdfQueueDispatchType", || {
@@ -717,9 +745,7 @@ const CASES: &[Case] = &[
         })
     }),
     ("WdfDefaultQueueTwice", || {
-        entry_only(|driver, path| {
-            let wdf_driver = create_driver(driver, path, driver_config()).unwrap();
-            let device = control_device(wdf_driver, |_| {}, attributes()).unwrap();
+        device_case(|_, device| {
             let _ = create_queue(device, queue_config());
             create_queue(device, queue_config())
                 .err()
@@ -731,22 +757,7 @@ const CASES: &[Case] = &[
         // queue, and the driver completes it by its handle (the model's handles are
         // consecutive, so the waiting request's is the first one's plus 16).
         run(
-            |driver, path| {
-                let wdf_driver = create_driver(driver, path, driver_config()).unwrap();
-                let device = control_device(wdf_driver, |_| {}, attributes()).unwrap();
-                // SAFETY: A live named device.
-                let _ = unsafe {
-                    call_unsafe_wdf_function_binding!(
-                        WdfDeviceCreateSymbolicLink,
-                        device,
-                        wide(r"\DosDevices\Test")
-                    )
-                };
-                let mut config = queue_config();
-                config.Settings.Parallel.NumberOfPresentedRequests = 1;
-                create_queue(device, config).unwrap();
-                STATUS_SUCCESS
-            },
+            |driver, path| presenting_driver(driver, path, 1),
             Some(|_, request, _, _| KEPT.lock().unwrap().push(request as usize)),
             |handle| {
                 let first = handle.ioctl(0x0012_2000, &[1], 0).unwrap();
@@ -850,18 +861,12 @@ const CASES: &[Case] = &[
             Config::default(),
             PnpHooks {
                 before_create: |init| {
-                    let mut bad = WDF_PNPPOWER_EVENT_CALLBACKS {
+                    let bad = WDF_PNPPOWER_EVENT_CALLBACKS {
                         Size: 8,
                         ..WDF_PNPPOWER_EVENT_CALLBACKS::default()
                     };
-                    // SAFETY: Deliberately broken: a wrong Size.
-                    unsafe {
-                        call_unsafe_wdf_function_binding!(
-                            WdfDeviceInitSetPnpPowerEventCallbacks,
-                            init,
-                            &raw mut bad
-                        );
-                    }
+                    // Deliberately broken: a wrong Size.
+                    set_pnp_power_callbacks(init, bad);
                 },
                 ..PnpHooks::default()
             },
@@ -877,20 +882,14 @@ const CASES: &[Case] = &[
             Config::default(),
             PnpHooks {
                 before_create: |init| {
-                    let mut bad = WDF_PNPPOWER_EVENT_CALLBACKS {
+                    let bad = WDF_PNPPOWER_EVENT_CALLBACKS {
                         Size: size::<WDF_PNPPOWER_EVENT_CALLBACKS>(),
                         EvtDeviceUsageNotification: Some(usage),
                         EvtDeviceUsageNotificationEx: Some(usage_ex),
                         ..WDF_PNPPOWER_EVENT_CALLBACKS::default()
                     };
-                    // SAFETY: Deliberately broken: both usage notifications.
-                    unsafe {
-                        call_unsafe_wdf_function_binding!(
-                            WdfDeviceInitSetPnpPowerEventCallbacks,
-                            init,
-                            &raw mut bad
-                        );
-                    }
+                    // Deliberately broken: both usage notifications.
+                    set_pnp_power_callbacks(init, bad);
                 },
                 ..PnpHooks::default()
             },
@@ -921,9 +920,7 @@ const CASES: &[Case] = &[
         )
     }),
     ("WdfDeviceInterfaceOnControlDevice", || {
-        entry_only(|driver, path| {
-            let wdf_driver = create_driver(driver, path, driver_config()).unwrap();
-            let device = control_device(wdf_driver, |_| {}, attributes()).unwrap();
+        device_case(|_, device| {
             // SAFETY: Deliberately broken: a control device has no PDO.
             let _ = unsafe {
                 call_unsafe_wdf_function_binding!(
@@ -1081,14 +1078,7 @@ const CASES: &[Case] = &[
 
 const CANCEL: PFN_WDF_REQUEST_CANCEL = {
     unsafe extern "C" fn cancel(request: WDFREQUEST) {
-        // SAFETY: The cancelled request, completed once.
-        unsafe {
-            call_unsafe_wdf_function_binding!(
-                WdfRequestComplete,
-                request,
-                windows_sys::Win32::Foundation::STATUS_CANCELLED
-            );
-        }
+        complete(request, windows_sys::Win32::Foundation::STATUS_CANCELLED);
     }
     Some(cancel)
 };
@@ -1154,9 +1144,7 @@ static QUEUE_TWEAK: Mutex<Option<fn(&mut WDF_IO_QUEUE_CONFIG)>> = Mutex::new(Non
 
 fn queue_case(tweak: fn(&mut WDF_IO_QUEUE_CONFIG)) -> Report {
     *QUEUE_TWEAK.lock().unwrap() = Some(tweak);
-    entry_only(|driver, path| {
-        let wdf_driver = create_driver(driver, path, driver_config()).unwrap();
-        let device = control_device(wdf_driver, |_| {}, attributes()).unwrap();
+    device_case(|_, device| {
         let mut config = queue_config();
         QUEUE_TWEAK.lock().unwrap().unwrap()(&mut config);
         create_queue(device, config).err().unwrap_or(STATUS_SUCCESS)
@@ -1306,10 +1294,9 @@ unsafe extern "C" fn io_write(queue: WDFQUEUE, request: WDFREQUEST, length: usiz
     );
 }
 
-unsafe extern "C" fn pnp_add(_: WDFDRIVER, init: PWDFDEVICE_INIT) -> NTSTATUS {
-    let hooks = HOOKS.lock().unwrap().unwrap_or_default();
-    let mut callbacks = pnp_callbacks();
-    // SAFETY: The FDO's init, in EvtDriverDeviceAdd.
+/// `WdfDeviceInitSetPnpPowerEventCallbacks(init, callbacks)`.
+fn set_pnp_power_callbacks(init: PWDFDEVICE_INIT, mut callbacks: WDF_PNPPOWER_EVENT_CALLBACKS) {
+    // SAFETY: The FDO's init, in EvtDriverDeviceAdd; `callbacks` as the case sets them.
     unsafe {
         call_unsafe_wdf_function_binding!(
             WdfDeviceInitSetPnpPowerEventCallbacks,
@@ -1317,6 +1304,11 @@ unsafe extern "C" fn pnp_add(_: WDFDRIVER, init: PWDFDEVICE_INIT) -> NTSTATUS {
             &raw mut callbacks
         );
     }
+}
+
+unsafe extern "C" fn pnp_add(_: WDFDRIVER, init: PWDFDEVICE_INIT) -> NTSTATUS {
+    let hooks = HOOKS.lock().unwrap().unwrap_or_default();
+    set_pnp_power_callbacks(init, pnp_callbacks());
     (hooks.before_create)(init);
     let mut slot = init;
     let mut device: WDFDEVICE = std::ptr::null_mut();
@@ -1341,7 +1333,7 @@ unsafe extern "C" fn pnp_add(_: WDFDRIVER, init: PWDFDEVICE_INIT) -> NTSTATUS {
         "WdfDeviceCreate NULLs the caller's init pointer"
     );
     (hooks.after_create)(device, init);
-    let mut config = WDF_IO_QUEUE_CONFIG {
+    let config = WDF_IO_QUEUE_CONFIG {
         Size: size::<WDF_IO_QUEUE_CONFIG>(),
         PowerManaged: _WDF_TRI_STATE::WdfUseDefault,
         DefaultQueue: 1,
@@ -1355,21 +1347,10 @@ unsafe extern "C" fn pnp_add(_: WDFDRIVER, init: PWDFDEVICE_INIT) -> NTSTATUS {
         EvtCleanupCallback: Some(queue_cleanup),
         ..attributes()
     };
-    let mut queue: WDFQUEUE = std::ptr::null_mut();
-    // SAFETY: The device just created.
-    let status = unsafe {
-        call_unsafe_wdf_function_binding!(
-            WdfIoQueueCreate,
-            device,
-            &raw mut config,
-            &raw mut queue_attributes,
-            &raw mut queue
-        )
-    };
-    if status < 0 {
+    if let Err(status) = create_queue_with(device, config, &raw mut queue_attributes) {
         return status;
     }
-    // SAFETY: As above.
+    // SAFETY: The device just created.
     unsafe {
         call_unsafe_wdf_function_binding!(
             WdfDeviceCreateDeviceInterface,
@@ -1464,9 +1445,7 @@ unsafe extern "C" fn timer_noop(_: WDFTIMER) {}
 /// A control device, then `tweak(device, config)` with a timer configuration.
 fn timer_case(tweak: TimerTweak) -> Report {
     *TIMER_TWEAK.lock().unwrap() = Some(tweak);
-    entry_only(|driver, path| {
-        let wdf_driver = create_driver(driver, path, driver_config()).unwrap();
-        let device = control_device(wdf_driver, |_| {}, attributes()).unwrap();
+    device_case(|_, device| {
         let mut config = timer_config(Some(timer_noop));
         TIMER_TWEAK.lock().unwrap().unwrap()(device.cast(), &mut config);
         STATUS_SUCCESS
@@ -1683,22 +1662,7 @@ fn a_correct_driver_trips_nothing() {
 #[test]
 fn a_parallel_queue_presenting_zero_requests_hangs_every_ioctl() {
     let report = run(
-        |driver, path| {
-            let wdf_driver = create_driver(driver, path, driver_config()).unwrap();
-            let device = control_device(wdf_driver, |_| {}, attributes()).unwrap();
-            // SAFETY: A live named device.
-            let _ = unsafe {
-                call_unsafe_wdf_function_binding!(
-                    WdfDeviceCreateSymbolicLink,
-                    device,
-                    wide(r"\DosDevices\Test")
-                )
-            };
-            let mut config = queue_config();
-            config.Settings.Parallel.NumberOfPresentedRequests = 0;
-            create_queue(device, config).unwrap();
-            STATUS_SUCCESS
-        },
+        |driver, path| presenting_driver(driver, path, 0),
         None,
         |handle| {
             let pending = handle.ioctl(0x0012_2000, &[1], 8).unwrap();
@@ -1816,17 +1780,40 @@ const RECORDING_CANCEL: PFN_WDF_REQUEST_CANCEL = {
             wskudp_kmodel::irql::current(),
             BLOCKED.load(Ordering::SeqCst),
         ));
-        // SAFETY: The cancelled request, completed once.
-        unsafe {
-            call_unsafe_wdf_function_binding!(
-                WdfRequestComplete,
-                request,
-                windows_sys::Win32::Foundation::STATUS_CANCELLED
-            );
-        }
+        complete(request, windows_sys::Win32::Foundation::STATUS_CANCELLED);
     }
     Some(cancel)
 };
+
+/// How an IOCTL completed, if it did in time.
+type Outcome = Option<(NTSTATUS, Vec<u8>)>;
+
+/// The 2-byte IOCTL, from a thread of `scope`: its callback blocks until [`RELEASE`]. Waits
+/// (bounded) for it to block: the thread, and whether it did.
+fn block_a_callback<'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    handle: &'scope Handle,
+) -> (std::thread::ScopedJoinHandle<'scope, Outcome>, bool) {
+    let blocked = scope.spawn(|| {
+        handle
+            .ioctl(0x0012_2000, &[2, 2], 0)
+            .unwrap()
+            .wait(Some(BOUND))
+    });
+    (blocked, wait_for(&BLOCKED, BOUND))
+}
+
+/// Runs [`passive_driver`] with [`cancel_ioctl`]: `test` gets the handle and a 1-byte IOCTL
+/// the driver marked cancelable. What `test` returned, and the report.
+fn cancel_case<T>(test: impl FnOnce(&Handle, &PendingRequest) -> T) -> (T, Report) {
+    let mut seen = None;
+    let report = run(passive_driver, Some(cancel_ioctl), |handle| {
+        reset_cancel_state();
+        let cancelable = handle.ioctl(0x0012_2000, &[1], 0).unwrap();
+        seen = Some(test(handle, &cancelable));
+    });
+    (seen.unwrap(), report)
+}
 
 /// Clears what the cancel tests record (after the machine boots: tests run in parallel).
 fn reset_cancel_state() {
@@ -1844,18 +1831,9 @@ fn reset_cancel_state() {
 /// while it is blocked.
 #[test]
 fn evt_request_cancel_runs_beside_a_blocked_callback_of_the_queue() {
-    let mut seen = None;
-    let report = run(passive_driver, Some(cancel_ioctl), |handle| {
-        reset_cancel_state();
-        let cancelable = handle.ioctl(0x0012_2000, &[1], 0).unwrap();
-        seen = Some(std::thread::scope(|scope| {
-            let blocked = scope.spawn(|| {
-                handle
-                    .ioctl(0x0012_2000, &[2, 2], 0)
-                    .unwrap()
-                    .wait(Some(BOUND))
-            });
-            let was_blocked = wait_for(&BLOCKED, BOUND);
+    let (seen, report) = cancel_case(|handle, cancelable| {
+        std::thread::scope(|scope| {
+            let (blocked, was_blocked) = block_a_callback(scope, handle);
             cancelable.cancel();
             let status = |done: Option<(NTSTATUS, Vec<u8>)>| done.map(|(status, _)| status);
             let before_next = status(cancelable.wait(Some(Duration::from_millis(200))));
@@ -1886,10 +1864,10 @@ fn evt_request_cancel_runs_beside_a_blocked_callback_of_the_queue() {
                 std::thread::current().id(),
                 CANCELS.lock().unwrap().clone(),
             )
-        }));
+        })
     });
     let (was_blocked, before_next, next, beside, still_blocked, released, late, this, cancels) =
-        seen.unwrap();
+        seen;
     assert!(was_blocked, "the blocking callback never ran");
     assert_eq!(
         before_next, None,
@@ -1914,10 +1892,7 @@ fn evt_request_cancel_runs_beside_a_blocked_callback_of_the_queue() {
 /// `fxioqueue.cpp:2684-2705`).
 #[test]
 fn a_cancel_at_dispatch_level_reaches_a_passive_queue_through_a_work_item() {
-    let mut seen = None;
-    let report = run(passive_driver, Some(cancel_ioctl), |handle| {
-        reset_cancel_state();
-        let cancelable = handle.ioctl(0x0012_2000, &[1], 0).unwrap();
+    let (seen, report) = cancel_case(|_, cancelable| {
         let mut lock = 0_i32;
         // SAFETY: A spin lock of our own, held around the cancel: IoCancelIrp at DISPATCH_LEVEL.
         let irql = unsafe { ExAcquireSpinLockExclusive(&raw mut lock) };
@@ -1925,13 +1900,13 @@ fn a_cancel_at_dispatch_level_reaches_a_passive_queue_through_a_work_item() {
         // SAFETY: Acquired above, at the IRQL it returned.
         unsafe { ExReleaseSpinLockExclusive(&raw mut lock, irql) };
         let status = cancelable.wait(Some(BOUND)).map(|(status, _)| status);
-        seen = Some((
+        (
             status,
             std::thread::current().id(),
             CANCELS.lock().unwrap().clone(),
-        ));
+        )
     });
-    let (status, this, cancels) = seen.unwrap();
+    let (status, this, cancels) = seen;
     assert_eq!(
         status,
         Some(windows_sys::Win32::Foundation::STATUS_CANCELLED)
@@ -1955,19 +1930,10 @@ fn a_cancel_at_dispatch_level_reaches_a_passive_queue_through_a_work_item() {
 /// of its own.
 #[test]
 fn completing_after_unmark_said_cancelled_but_before_evt_request_cancel_is_reported() {
-    let mut seen = None;
-    let report = run(passive_driver, Some(cancel_ioctl), |handle| {
-        reset_cancel_state();
-        let cancelable = handle.ioctl(0x0012_2000, &[1], 0).unwrap();
+    let (seen, report) = cancel_case(|handle, cancelable| {
         let request = KEPT.lock().unwrap()[0] as WDFREQUEST;
-        seen = Some(std::thread::scope(|scope| {
-            let blocked = scope.spawn(|| {
-                handle
-                    .ioctl(0x0012_2000, &[2, 2], 0)
-                    .unwrap()
-                    .wait(Some(BOUND))
-            });
-            let was_blocked = wait_for(&BLOCKED, BOUND);
+        std::thread::scope(|scope| {
+            let (blocked, was_blocked) = block_a_callback(scope, handle);
             cancelable.cancel();
             // SAFETY: A request the driver owns and marked cancelable.
             let unmarked =
@@ -1979,9 +1945,9 @@ fn completing_after_unmark_said_cancelled_but_before_evt_request_cancel_is_repor
             let released = blocked.join().unwrap().map(|(status, _)| status);
             let completed = cancelable.wait(Some(BOUND)).map(|(status, _)| status);
             (was_blocked, unmarked, cancels_before, released, completed)
-        }));
+        })
     });
-    let (was_blocked, unmarked, cancels_before, released, completed) = seen.unwrap();
+    let (was_blocked, unmarked, cancels_before, released, completed) = seen;
     assert!(was_blocked, "the blocking callback never ran");
     assert_eq!(unmarked, windows_sys::Win32::Foundation::STATUS_CANCELLED);
     assert_eq!(

@@ -14,18 +14,27 @@ use windows_sys::Win32::Foundation::{
     STATUS_MORE_PROCESSING_REQUIRED, STATUS_NOT_SUPPORTED, STATUS_SUCCESS,
 };
 use wskudp_core::ddi::nt::{IoAllocateIrp, IoFreeIrp, io_set_completion_routine};
-use wskudp_kmodel::{Config, Machine, Profile, Report};
+use wskudp_kmodel::Profile;
 
-fn rules(report: &Report) -> Vec<&'static str> {
-    report.violations.iter().map(|v| v.rule).collect()
-}
-
-fn boot(profile: Profile) -> (Machine, Client) {
-    let machine = Machine::boot(Config {
-        profile,
-        ..Config::default()
-    });
-    (machine, Client::register())
+/// `WskSetOption(SOL_SOCKET, SO_BROADCAST, 1)` on `irp` as it is (NULL, or not set up to be
+/// waited for): what the call returned.
+fn set_broadcast_on(socket: Socket, irp: *mut IRP) -> NTSTATUS {
+    let value = Pool::new(&1_u32.to_le_bytes());
+    let control = socket.dispatch().Basic.WskControlSocket.unwrap();
+    unsafe {
+        control(
+            socket.0,
+            SET,
+            SO_BROADCAST,
+            SOL_SOCKET,
+            4,
+            value.ptr,
+            0,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            irp,
+        )
+    }
 }
 
 #[test]
@@ -85,9 +94,7 @@ fn parameter_rules() {
         );
     }
     socket.close();
-    client.unregister();
-    let report = machine.shutdown();
-    assert!(report.is_clean(), "{report}");
+    finish_clean(machine, client);
 }
 
 #[test]
@@ -99,13 +106,10 @@ fn ttl_hops_and_dont_fragment_reach_the_socket() {
     assert_eq!(socket.set(IPPROTO_IP, IP_TTL, 9), STATUS_SUCCESS);
     assert_eq!(socket.set(IPPROTO_IP, IP_DONTFRAGMENT, 7), STATUS_SUCCESS);
     assert_eq!(socket.get(IPPROTO_IP, IP_DONTFRAGMENT), Ok(1));
-    assert_eq!(
-        socket.send(Some(rx.addr()), b"ttl", &[], None).0,
-        STATUS_SUCCESS
-    );
+    assert_eq!(socket.send_to(rx.addr(), b"ttl"), STATUS_SUCCESS);
     assert_eq!(rx.recv().unwrap().ttl, Some(9));
     socket.close();
-    if std::net::UdpSocket::bind("[::1]:0").is_ok() {
+    if has_ipv6() {
         let socket = Socket::bound(&client, "[::1]:0".parse().unwrap());
         let rx = Receiver::bind("[::1]:0");
         assert_eq!(
@@ -113,16 +117,11 @@ fn ttl_hops_and_dont_fragment_reach_the_socket() {
             STATUS_SUCCESS
         );
         assert_eq!(socket.set(IPPROTO_IPV6, IPV6_DONTFRAG, 1), STATUS_SUCCESS);
-        assert_eq!(
-            socket.send(Some(rx.addr()), b"hops", &[], None).0,
-            STATUS_SUCCESS
-        );
+        assert_eq!(socket.send_to(rx.addr(), b"hops"), STATUS_SUCCESS);
         assert_eq!(rx.recv().unwrap().ttl, Some(5));
         socket.close();
     }
-    client.unregister();
-    let report = machine.shutdown();
-    assert!(report.is_clean(), "{report}");
+    finish_clean(machine, client);
 }
 
 /// `if_nametoindex("lo")`.
@@ -143,15 +142,12 @@ fn unicast_interface_byte_order() {
         STATUS_SUCCESS
     );
     assert_eq!(socket.get(IPPROTO_IP, IP_UNICAST_IF), Ok(lo));
-    assert_eq!(
-        socket.send(Some(rx.addr()), b"lo", &[], None).0,
-        STATUS_SUCCESS
-    );
+    assert_eq!(socket.send_to(rx.addr(), b"lo"), STATUS_SUCCESS);
     assert!(rx.recv().is_some());
     // The same index in host order names another interface (1 << 24 for lo = 1).
     assert_ne!(socket.set(IPPROTO_IP, IP_UNICAST_IF, lo), STATUS_SUCCESS);
     socket.close();
-    if std::net::UdpSocket::bind("[::1]:0").is_ok() {
+    if has_ipv6() {
         let socket = Socket::bound(&client, "[::1]:0".parse().unwrap());
         // IPV6_UNICAST_IF: host order.
         assert_eq!(
@@ -161,9 +157,7 @@ fn unicast_interface_byte_order() {
         assert_eq!(socket.get(IPPROTO_IPV6, IPV6_UNICAST_IF), Ok(lo));
         socket.close();
     }
-    client.unregister();
-    let report = machine.shutdown();
-    assert!(report.is_clean(), "{report}");
+    finish_clean(machine, client);
 }
 
 #[test]
@@ -173,21 +167,13 @@ fn broadcast_needs_so_broadcast() {
     let rx = Receiver::bind("0.0.0.0:0");
     let broadcast = SocketAddr::from(([127, 255, 255, 255], rx.addr().port()));
     // WSASendMsg: WSAEACCES, "a broadcast address, but the appropriate flag was not set".
-    assert_eq!(
-        socket.send(Some(broadcast), b"b", &[], None).0,
-        STATUS_ACCESS_DENIED
-    );
+    assert_eq!(socket.send_to(broadcast, b"b"), STATUS_ACCESS_DENIED);
     assert_eq!(socket.set(SOL_SOCKET, SO_BROADCAST, 1), STATUS_SUCCESS);
     assert_eq!(socket.get(SOL_SOCKET, SO_BROADCAST), Ok(1));
-    assert_eq!(
-        socket.send(Some(broadcast), b"b", &[], None).0,
-        STATUS_SUCCESS
-    );
+    assert_eq!(socket.send_to(broadcast, b"b"), STATUS_SUCCESS);
     assert_eq!(rx.recv().unwrap().payload, b"b");
     socket.close();
-    client.unregister();
-    let report = machine.shutdown();
-    assert!(report.is_clean(), "{report}");
+    finish_clean(machine, client);
 }
 
 #[test]
@@ -209,7 +195,7 @@ fn multicast_interface_ttl_and_receiver_side_loop() {
     // Windows' IP_MULTICAST_LOOP is the receiver's: off on the sender, it still arrives.
     assert_eq!(socket.set(IPPROTO_IP, IP_MULTICAST_LOOP, 0), STATUS_SUCCESS);
     assert_eq!(socket.get(IPPROTO_IP, IP_MULTICAST_LOOP), Ok(0));
-    assert_eq!(socket.send(Some(to), b"group", &[], None).0, STATUS_SUCCESS);
+    assert_eq!(socket.send_to(to, b"group"), STATUS_SUCCESS);
     let arrival = rx.recv().unwrap();
     assert_eq!(
         (arrival.payload.as_slice(), arrival.ttl),
@@ -223,10 +209,10 @@ fn multicast_interface_ttl_and_receiver_side_loop() {
         STATUS_SUCCESS
     );
     assert_eq!(socket.get(IPPROTO_IP, IP_MULTICAST_IF), Ok(lo));
-    assert_eq!(socket.send(Some(to), b"again", &[], None).0, STATUS_SUCCESS);
+    assert_eq!(socket.send_to(to, b"again"), STATUS_SUCCESS);
     assert_eq!(rx.recv().unwrap().payload, b"again");
     socket.close();
-    if std::net::UdpSocket::bind("[::1]:0").is_ok() {
+    if has_ipv6() {
         let socket = Socket::bound(&client, "[::1]:0".parse().unwrap());
         assert_eq!(
             socket.set(IPPROTO_IPV6, IPV6_MULTICAST_IF, lo),
@@ -243,9 +229,7 @@ fn multicast_interface_ttl_and_receiver_side_loop() {
         );
         socket.close();
     }
-    client.unregister();
-    let report = machine.shutdown();
-    assert!(report.is_clean(), "{report}");
+    finish_clean(machine, client);
 }
 
 #[test]
@@ -270,10 +254,7 @@ fn fixed_destination() {
     assert_eq!(socket.send(None, b"fixed", &[], None).0, STATUS_SUCCESS);
     assert_eq!(a.recv().unwrap().payload, b"fixed");
     // "the datagram is sent to the alternative remote transport address instead".
-    assert_eq!(
-        socket.send(Some(b.addr()), b"override", &[], None).0,
-        STATUS_SUCCESS
-    );
+    assert_eq!(socket.send_to(b.addr(), b"override"), STATUS_SUCCESS);
     assert_eq!(b.recv().unwrap().payload, b"override");
     assert_eq!(
         socket.send(None, b"fixed again", &[], None).0,
@@ -306,9 +287,7 @@ fn fixed_destination() {
         STATUS_INVALID_PARAMETER
     );
     socket.close();
-    client.unregister();
-    let report = machine.shutdown();
-    assert!(report.is_clean(), "{report}");
+    finish_clean(machine, client);
 }
 
 #[test]
@@ -318,21 +297,15 @@ fn traffic_class_option_and_silent_ip_tos() {
     let rx = Receiver::bind("127.0.0.1:0");
     // IP_TOS "Do not use"; IPv4 "just fails silently" (msquic): accepted, nothing on the wire.
     assert_eq!(socket.set(IPPROTO_IP, IP_TOS, 0xB8), STATUS_SUCCESS);
-    assert_eq!(
-        socket.send(Some(rx.addr()), b"x", &[], None).0,
-        STATUS_SUCCESS
-    );
+    assert_eq!(socket.send_to(rx.addr(), b"x"), STATUS_SUCCESS);
     assert_eq!(rx.recv().unwrap().tos, Some(0));
     socket.close();
-    if std::net::UdpSocket::bind("[::1]:0").is_ok() {
+    if has_ipv6() {
         let socket = Socket::bound(&client, "[::1]:0".parse().unwrap());
         let rx = Receiver::bind("[::1]:0");
         // msquic's probe: a DSCP with the ECN bits zero.
         assert_eq!(socket.set(IPPROTO_IPV6, IPV6_TCLASS, 0xB8), STATUS_SUCCESS);
-        assert_eq!(
-            socket.send(Some(rx.addr()), b"x", &[], None).0,
-            STATUS_SUCCESS
-        );
+        assert_eq!(socket.send_to(rx.addr(), b"x"), STATUS_SUCCESS);
         assert_eq!(rx.recv().unwrap().tos, Some(0xB8));
         // With ECN bits: "would always error" (msquic PR #5130).
         assert_eq!(
@@ -341,9 +314,7 @@ fn traffic_class_option_and_silent_ip_tos() {
         );
         socket.close();
     }
-    client.unregister();
-    let report = machine.shutdown();
-    assert!(report.is_clean(), "{report}");
+    finish_clean(machine, client);
 }
 
 #[test]
@@ -356,8 +327,7 @@ fn profiles_decide_the_probes() {
         let recv_ttl = socket.set(IPPROTO_IP, IP_HOPLIMIT, 1);
         let has_send_messages = socket.dispatch().WskSendMessages.is_some();
         socket.close();
-        client.unregister();
-        assert!(machine.shutdown().is_clean());
+        finish_clean(machine, client);
         (uso, tclass, recv_ttl, has_send_messages)
     };
     let ok = STATUS_SUCCESS;
@@ -386,9 +356,7 @@ fn send_messages_sends_each_buffer_with_the_same_control() {
         );
     }
     socket.close();
-    client.unregister();
-    let report = machine.shutdown();
-    assert!(report.is_clean(), "{report}");
+    let report = finish_clean(machine, client);
     assert_eq!(report.stats.datagrams_sent, 3);
 }
 
@@ -396,27 +364,12 @@ fn send_messages_sends_each_buffer_with_the_same_control() {
 fn without_an_irp_is_a_violation() {
     let (machine, client) = boot(Profile::Windows11);
     let socket = Socket::bound(&client, "127.0.0.1:0".parse().unwrap());
-    let value = Pool::new(&1_u32.to_le_bytes());
-    let control = socket.dispatch().Basic.WskControlSocket.unwrap();
-    let status = unsafe {
-        control(
-            socket.0,
-            SET,
-            SO_BROADCAST,
-            SOL_SOCKET,
-            4,
-            value.ptr,
-            0,
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-        )
-    };
-    assert_eq!(status, STATUS_INVALID_PARAMETER);
-    drop(value);
+    assert_eq!(
+        set_broadcast_on(socket, std::ptr::null_mut()),
+        STATUS_INVALID_PARAMETER
+    );
     socket.close();
-    client.unregister();
-    let report = machine.shutdown();
+    let report = finish(machine, client);
     assert_eq!(rules(&report), ["WskControlSocketWithoutIrp"]);
 }
 
@@ -443,27 +396,9 @@ fn close_during_control_socket_is_a_violation() {
     *CLOSE_FROM_ROUTINE.lock().unwrap() = socket.0.expose_provenance();
     let irp = unsafe { IoAllocateIrp(1, false) };
     unsafe { io_set_completion_routine(irp, closes_socket, std::ptr::null_mut()) };
-    let value = Pool::new(&1_u32.to_le_bytes());
-    let control = socket.dispatch().Basic.WskControlSocket.unwrap();
-    let status = unsafe {
-        control(
-            socket.0,
-            SET,
-            SO_BROADCAST,
-            SOL_SOCKET,
-            4,
-            value.ptr,
-            0,
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-            irp,
-        )
-    };
-    assert_eq!(status, STATUS_SUCCESS);
+    assert_eq!(set_broadcast_on(socket, irp), STATUS_SUCCESS);
     unsafe { IoFreeIrp(irp) };
-    drop(value);
-    client.unregister();
-    let report = machine.shutdown();
+    let report = finish(machine, client);
     assert_eq!(rules(&report), ["WskCloseSocketDuringCall"]);
 }
 
@@ -471,30 +406,12 @@ fn close_during_control_socket_is_a_violation() {
 fn irp_contract_holds_for_control_socket() {
     let (machine, client) = boot(Profile::Windows11);
     let socket = Socket::bound(&client, "127.0.0.1:0".parse().unwrap());
-    let value = Pool::new(&1_u32.to_le_bytes());
-    let control = socket.dispatch().Basic.WskControlSocket.unwrap();
     // No completion routine: the IRP would complete past the driver.
     let irp = unsafe { IoAllocateIrp(1, false) };
-    let status = unsafe {
-        control(
-            socket.0,
-            SET,
-            SO_BROADCAST,
-            SOL_SOCKET,
-            4,
-            value.ptr,
-            0,
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-            irp,
-        )
-    };
-    assert_eq!(status, STATUS_SUCCESS);
+    assert_eq!(set_broadcast_on(socket, irp), STATUS_SUCCESS);
     unsafe { IoFreeIrp(irp) };
-    drop(value);
     socket.close();
-    client.unregister();
-    let report = machine.shutdown();
+    let report = finish(machine, client);
     assert_eq!(
         rules(&report),
         ["IrpCompletionRoutine", "IrpCompletedPastDriver"]

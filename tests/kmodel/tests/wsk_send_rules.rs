@@ -11,11 +11,7 @@ use common::*;
 use windows_sys::Win32::Foundation::{
     NTSTATUS, STATUS_INVALID_BUFFER_SIZE, STATUS_INVALID_PARAMETER, STATUS_SUCCESS,
 };
-use wskudp_kmodel::{Config, Machine, Profile, Report};
-
-fn rules(report: &Report) -> Vec<&'static str> {
-    report.violations.iter().map(|v| v.rule).collect()
-}
+use wskudp_kmodel::{Config, Profile};
 
 /// Sends `control` (with `ControlInfoLength` = `len` or its length) on a bound IPv4 socket
 /// to a receiver: the IRP status and what arrived.
@@ -32,8 +28,7 @@ fn v4_send(
 
 #[test]
 fn malformed_control_buffers_are_refused() {
-    let machine = Machine::boot(Config::default());
-    let client = Client::register();
+    let (machine, client) = boot(Profile::default());
     let socket = Socket::bound(&client, "127.0.0.1:0".parse().unwrap());
     let rx = Receiver::bind("127.0.0.1:0");
     let tos = cmsg(IPPROTO_IP, IP_TOS, &int(0xB8));
@@ -85,16 +80,13 @@ fn malformed_control_buffers_are_refused() {
     assert_eq!(v4_send(socket, &rx, &big, None).0, STATUS_INVALID_PARAMETER);
 
     socket.close();
-    client.unregister();
-    let report = machine.shutdown();
-    assert!(report.is_clean(), "{report}");
+    let report = finish_clean(machine, client);
     assert_eq!(report.stats.datagrams_sent, 1);
 }
 
 #[test]
 fn tos_ecn_source_and_no_ops_reach_the_wire() {
-    let machine = Machine::boot(Config::default());
-    let client = Client::register();
+    let (machine, client) = boot(Profile::default());
     let socket = Socket::bound(&client, "127.0.0.1:0".parse().unwrap());
     let rx = Receiver::bind("127.0.0.1:0");
     let sent = |control: &[u8]| {
@@ -149,15 +141,12 @@ fn tos_ecn_source_and_no_ops_reach_the_wire() {
     assert_eq!(v4_send(socket, &rx, &ttl, None).0, STATUS_INVALID_PARAMETER);
 
     socket.close();
-    client.unregister();
-    let report = machine.shutdown();
-    assert!(report.is_clean(), "{report}");
+    finish_clean(machine, client);
 }
 
 #[test]
 fn stray_bytes_and_dirty_padding_are_reported() {
-    let machine = Machine::boot(Config::default());
-    let client = Client::register();
+    let (machine, client) = boot(Profile::default());
     let socket = Socket::bound(&client, "127.0.0.1:0".parse().unwrap());
     let rx = Receiver::bind("127.0.0.1:0");
     // Eight bytes after the last message: NXTHDR skips them, the datagram goes out.
@@ -170,20 +159,17 @@ fn stray_bytes_and_dirty_padding_are_reported() {
     dirty[23] = 0xAA;
     assert_eq!(v4_send(socket, &rx, &dirty, None).0, STATUS_SUCCESS);
     socket.close();
-    client.unregister();
-    let report = machine.shutdown();
+    let report = finish(machine, client);
     assert_eq!(rules(&report), ["CmsgStrayBytes", "CmsgPaddingNotZero"]);
 }
 
 #[test]
 fn ipv6_traffic_class_hop_limit_and_source() {
-    let Ok(rx) = std::net::UdpSocket::bind("[::1]:0") else {
+    if !has_ipv6() {
         eprintln!("no IPv6 loopback: skipped");
         return;
-    };
-    drop(rx);
-    let machine = Machine::boot(Config::default());
-    let client = Client::register();
+    }
+    let (machine, client) = boot(Profile::default());
     let socket = Socket::bound(&client, "[::1]:0".parse().unwrap());
     let rx = Receiver::bind("[::1]:0");
     let control = [
@@ -213,42 +199,32 @@ fn ipv6_traffic_class_hop_limit_and_source() {
     assert_eq!(rx.recv().unwrap().ttl, Some(128));
     // Sizes: 65527 bytes is the largest IPv6 payload, 65507 the largest IPv4 one.
     let big = vec![7_u8; 65_527];
-    assert_eq!(
-        socket.send(Some(rx.addr()), &big, &[], None).0,
-        STATUS_SUCCESS
-    );
+    assert_eq!(socket.send_to(rx.addr(), &big), STATUS_SUCCESS);
     assert_eq!(rx.recv().unwrap().payload.len(), 65_527);
     let too_big = vec![7_u8; 65_528];
     assert_eq!(
-        socket.send(Some(rx.addr()), &too_big, &[], None).0,
+        socket.send_to(rx.addr(), &too_big),
         STATUS_INVALID_BUFFER_SIZE
     );
     socket.close();
     let v4_socket = Socket::bound(&client, "127.0.0.1:0".parse().unwrap());
     let rx4 = Receiver::bind("127.0.0.1:0");
     assert_eq!(
-        v4_socket
-            .send(Some(rx4.addr()), &big[..65_508], &[], None)
-            .0,
+        v4_socket.send_to(rx4.addr(), &big[..65_508]),
         STATUS_INVALID_BUFFER_SIZE
     );
     assert_eq!(
-        v4_socket
-            .send(Some(rx4.addr()), &big[..65_507], &[], None)
-            .0,
+        v4_socket.send_to(rx4.addr(), &big[..65_507]),
         STATUS_SUCCESS
     );
     assert_eq!(rx4.recv().unwrap().payload.len(), 65_507);
     v4_socket.close();
-    client.unregister();
-    let report = machine.shutdown();
-    assert!(report.is_clean(), "{report}");
+    finish_clean(machine, client);
 }
 
 #[test]
 fn udp_send_msg_size_segments_and_single_segment_is_refused() {
-    let machine = Machine::boot(Config::default());
-    let client = Client::register();
+    let (machine, client) = boot(Profile::default());
     let socket = Socket::bound(&client, "127.0.0.1:0".parse().unwrap());
     let rx = Receiver::bind("127.0.0.1:0");
     let uso = |size: u32| cmsg(IPPROTO_UDP, UDP_SEND_MSG_SIZE, &size.to_le_bytes());
@@ -268,20 +244,17 @@ fn udp_send_msg_size_segments_and_single_segment_is_refused() {
         STATUS_INVALID_PARAMETER
     );
     socket.close();
-    client.unregister();
-    let report = machine.shutdown();
-    assert!(report.is_clean(), "{report}");
+    let report = finish_clean(machine, client);
     assert_eq!(report.stats.datagrams_sent, 3);
 }
 
 #[test]
 fn dual_stack_socket_sends_to_ipv4_with_in_pktinfo() {
-    if std::net::UdpSocket::bind("[::1]:0").is_err() {
+    if !has_ipv6() {
         eprintln!("no IPv6: skipped");
         return;
     }
-    let machine = Machine::boot(Config::default());
-    let client = Client::register();
+    let (machine, client) = boot(Profile::default());
     let rx = Receiver::bind("127.0.0.1:0");
     let mapped = |addr: SocketAddr| match addr {
         SocketAddr::V4(v4) => SocketAddr::from((v4.ip().to_ipv6_mapped(), v4.port())),
@@ -291,10 +264,7 @@ fn dual_stack_socket_sends_to_ipv4_with_in_pktinfo() {
     let only = Socket::new(&client, AF_INET6);
     assert_eq!(only.get(IPPROTO_IPV6, IPV6_V6ONLY), Ok(1));
     assert_eq!(only.bind("[::]:0".parse().unwrap()), STATUS_SUCCESS);
-    assert_ne!(
-        only.send(Some(mapped(rx.addr())), b"x", &[], None).0,
-        STATUS_SUCCESS
-    );
+    assert_ne!(only.send_to(mapped(rx.addr()), b"x"), STATUS_SUCCESS);
     // IPV6_V6ONLY only before bind.
     assert_eq!(
         only.set(IPPROTO_IPV6, IPV6_V6ONLY, 0),
@@ -333,48 +303,32 @@ fn dual_stack_socket_sends_to_ipv4_with_in_pktinfo() {
     assert_eq!(arrival.tos, Some(0x28));
     assert_eq!(arrival.payload, b"dual");
     // A SOCKADDR_IN on an AF_INET6 socket is not the socket's family.
-    assert_ne!(
-        dual.send(Some(rx.addr()), b"x", &[], None).0,
-        STATUS_SUCCESS
-    );
+    assert_ne!(dual.send_to(rx.addr(), b"x"), STATUS_SUCCESS);
     dual.close();
-    client.unregister();
-    let report = machine.shutdown();
-    assert!(report.is_clean(), "{report}");
+    finish_clean(machine, client);
 }
 
 #[test]
 fn local_address_is_written_as_a_sockaddr() {
-    let machine = Machine::boot(Config::default());
-    let client = Client::register();
+    let (machine, client) = boot(Profile::default());
     let socket = Socket::bound(&client, "127.0.0.1:0".parse().unwrap());
     let local = socket.local();
     assert_eq!(local.ip(), ip("127.0.0.1"));
     let rx = Receiver::bind("127.0.0.1:0");
-    assert_eq!(
-        socket.send(Some(rx.addr()), b"x", &[], None).0,
-        STATUS_SUCCESS
-    );
+    assert_eq!(socket.send_to(rx.addr(), b"x"), STATUS_SUCCESS);
     assert_eq!(rx.recv().unwrap().from, local);
     socket.close();
-    client.unregister();
-    assert!(machine.shutdown().is_clean());
+    finish_clean(machine, client);
 }
 
 #[test]
 fn unbound_socket_cannot_send() {
-    let machine = Machine::boot(Config::default());
-    let client = Client::register();
+    let (machine, client) = boot(Profile::default());
     let socket = Socket::new(&client, AF_INET);
     let rx = Receiver::bind("127.0.0.1:0");
-    assert_eq!(
-        socket.send(Some(rx.addr()), b"x", &[], None).0,
-        STATUS_INVALID_PARAMETER
-    );
+    assert_eq!(socket.send_to(rx.addr(), b"x"), STATUS_INVALID_PARAMETER);
     socket.close();
-    client.unregister();
-    let report = machine.shutdown();
-    assert!(report.is_clean(), "{report}");
+    finish_clean(machine, client);
 }
 
 #[test]
@@ -424,11 +378,7 @@ fn profiles_decide_which_messages_a_send_takes() {
         ),
     ];
     for (profile, level, ty, data, expected) in cases {
-        let machine = Machine::boot(Config {
-            profile,
-            ..Config::default()
-        });
-        let client = Client::register();
+        let (machine, client) = boot(profile);
         let socket = Socket::bound(&client, "127.0.0.1:0".parse().unwrap());
         let rx = Receiver::bind("127.0.0.1:0");
         let (status, _) = socket.send(Some(rx.addr()), &[1; 300], &cmsg(level, ty, data), None);
@@ -437,9 +387,7 @@ fn profiles_decide_which_messages_a_send_takes() {
             assert!(rx.recv().is_some());
         }
         socket.close();
-        client.unregister();
-        let report = machine.shutdown();
-        assert!(report.is_clean(), "{report}");
+        finish_clean(machine, client);
     }
 }
 
@@ -463,8 +411,7 @@ fn every_profile_rule_has_a_source_and_an_outcome_per_profile() {
 
 #[test]
 fn misaligned_control_info_is_reported() {
-    let machine = Machine::boot(Config::default());
-    let client = Client::register();
+    let (machine, client) = boot(Profile::default());
     let socket = Socket::bound(&client, "127.0.0.1:0".parse().unwrap());
     let rx = Receiver::bind("127.0.0.1:0");
     let tos = cmsg(IPPROTO_IP, IP_TOS, &int(0x10));
@@ -472,8 +419,7 @@ fn misaligned_control_info_is_reported() {
     assert_eq!(status, STATUS_SUCCESS);
     assert_eq!(rx.recv().unwrap().tos, Some(0x10));
     socket.close();
-    client.unregister();
-    let report = machine.shutdown();
+    let report = finish(machine, client);
     assert_eq!(rules(&report), ["CmsgMisaligned"]);
 }
 
@@ -498,8 +444,7 @@ fn link_local_destination_takes_its_scope_id() {
         eprintln!("no IPv6 link-local address: skipped");
         return;
     };
-    let machine = Machine::boot(Config::default());
-    let client = Client::register();
+    let (machine, client) = boot(Profile::default());
     let socket = Socket::bound(&client, "[::]:0".parse().unwrap());
     let rx = Receiver(
         std::net::UdpSocket::bind(SocketAddr::V6(std::net::SocketAddrV6::new(
@@ -512,19 +457,11 @@ fn link_local_destination_takes_its_scope_id() {
     let port = rx.addr().port();
     // sin6_scope_id carries the interface index (host order).
     let scoped = SocketAddr::V6(std::net::SocketAddrV6::new(address, port, 0, index));
-    assert_eq!(
-        socket.send(Some(scoped), b"link", &[], None).0,
-        STATUS_SUCCESS
-    );
+    assert_eq!(socket.send_to(scoped, b"link"), STATUS_SUCCESS);
     assert_eq!(rx.recv().unwrap().payload, b"link");
     // A zone that does not exist does not route: the scope id reaches the stack.
     let nowhere = SocketAddr::V6(std::net::SocketAddrV6::new(address, port, 0, 0xFFFF));
-    assert_ne!(
-        socket.send(Some(nowhere), b"x", &[], None).0,
-        STATUS_SUCCESS
-    );
+    assert_ne!(socket.send_to(nowhere, b"x"), STATUS_SUCCESS);
     socket.close();
-    client.unregister();
-    let report = machine.shutdown();
-    assert!(report.is_clean(), "{report}");
+    finish_clean(machine, client);
 }

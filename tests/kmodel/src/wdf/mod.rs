@@ -155,6 +155,40 @@ pub(crate) fn violation(rule: &'static str, detail: String) {
     state::violation(rule, detail);
 }
 
+/// A required pointer argument `what` of `api` is NULL (bugcheck 0x10D).
+pub(crate) fn null_parameter(api: &str, what: &str) {
+    violation(
+        "WDF_REQUIRED_PARAMETER_IS_NULL",
+        format!("{api}: {what} is NULL (bugcheck 0x10D)"),
+    );
+}
+
+/// Whether `api` is called above `PASSIVE_LEVEL` (recorded if so).
+pub(crate) fn above_passive(api: &str) -> bool {
+    let above = crate::irql::current() > crate::irql::PASSIVE_LEVEL;
+    if above {
+        violation("WdfIrqlAbovePassive", format!("{api} above PASSIVE_LEVEL"));
+    }
+    above
+}
+
+/// The UTF-16 of `text` if it is well formed (`FxValidateUnicodeString`,
+/// `shared/inc/private/common/fxvalidatefunctions.hpp:114-160`).
+pub(crate) fn unicode_units(text: &UNICODE_STRING) -> Option<&[u16]> {
+    if !text.Length.is_multiple_of(2)
+        || !text.MaximumLength.is_multiple_of(2)
+        || text.Length > text.MaximumLength
+        || (text.MaximumLength > 0 && text.Buffer.is_null())
+    {
+        return None;
+    }
+    if text.Length == 0 {
+        return Some(&[]);
+    }
+    // SAFETY: `Length` bytes of UTF-16 at `Buffer` (checked above; the driver's string).
+    Some(unsafe { std::slice::from_raw_parts(text.Buffer, usize::from(text.Length / 2)) })
+}
+
 /// `FxDriverEntry`: binds the driver to the model's framework, calls its `DriverEntry`, and
 /// unbinds again if it fails (deleting whatever WDF objects it made, without
 /// `EvtDriverUnload`: `kmdf/src/librarycommon/fxlibrarycommon.cpp:645-652`). On success, when

@@ -15,7 +15,9 @@
 use std::collections::HashMap;
 use std::ffi::c_void;
 
-use windows_sys::Win32::Foundation::{NTSTATUS, STATUS_INFO_LENGTH_MISMATCH};
+use windows_sys::Win32::Foundation::{
+    NTSTATUS, STATUS_INFO_LENGTH_MISMATCH, STATUS_INVALID_PARAMETER,
+};
 use wskudp_wdf_decls::{
     _WDF_EXECUTION_LEVEL, _WDF_SYNCHRONIZATION_SCOPE, PCWDF_OBJECT_CONTEXT_TYPE_INFO,
     PFN_WDF_OBJECT_CONTEXT_CLEANUP, PFN_WDF_OBJECT_CONTEXT_DESTROY, PWDF_DRIVER_GLOBALS,
@@ -23,7 +25,7 @@ use wskudp_wdf_decls::{
     WDF_OBJECT_ATTRIBUTES, WDF_OBJECT_CONTEXT_TYPE_INFO, WDFOBJECT,
 };
 
-use super::{address, framework, pointer, violation};
+use super::{address, check_globals, framework, pointer, violation};
 
 /// What an object is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,10 +72,63 @@ pub(crate) struct Objects {
 }
 
 /// `sizeof(WDF_OBJECT_ATTRIBUTES)` and `sizeof(WDF_OBJECT_CONTEXT_TYPE_INFO)` on x64.
-const ATTRIBUTES_SIZE: u32 = 56;
+pub(crate) const ATTRIBUTES_SIZE: u32 = 56;
 const CONTEXT_TYPE_INFO_SIZE: u32 = 40;
 const _: () = assert!(ATTRIBUTES_SIZE as usize == size_of::<WDF_OBJECT_ATTRIBUTES>());
 const _: () = assert!(CONTEXT_TYPE_INFO_SIZE as usize == size_of::<WDF_OBJECT_CONTEXT_TYPE_INFO>());
+
+/// Whether `handle` is not a live object of `kind` (`WDF_INVALID_HANDLE`, recorded if so).
+pub(crate) fn invalid_handle(api: &str, handle: usize, kind: Kind) -> bool {
+    let ok = framework()
+        .objects
+        .get(handle)
+        .is_some_and(|o| o.kind == kind);
+    if !ok {
+        violation(
+            "WDF_INVALID_HANDLE",
+            format!("{api}({handle:#x}): not a live {kind:?} (bugcheck 0x10D)"),
+        );
+    }
+    !ok
+}
+
+/// What a DDI taking a `kind` handle checks first: the driver globals (a mismatch is recorded
+/// and the call goes on), then the handle: its address if it is a live `kind`.
+pub(crate) fn handle_arg<T>(
+    globals: PWDF_DRIVER_GLOBALS,
+    api: &str,
+    object: *const T,
+    kind: Kind,
+) -> Option<usize> {
+    let _ = check_globals(globals, api);
+    let handle = address(object);
+    (!invalid_handle(api, handle, kind)).then_some(handle)
+}
+
+/// `FxValidateObjectAttributesForParentHandle` (`shared/inc/private/common/fxvalidatefunctions.hpp:70-109`):
+/// the parent named in `attributes`, if its `Size` is right and it names one; a parent that
+/// is not a live object is `WDF_INVALID_HANDLE` (`FxObjectHandleGetPtrAndGlobals`).
+pub(crate) fn parent_of(
+    api: &str,
+    attributes: *const WDF_OBJECT_ATTRIBUTES,
+) -> Result<Option<usize>, NTSTATUS> {
+    // SAFETY: Null or the driver's attributes.
+    let Some(attributes) = (unsafe { attributes.as_ref() }) else {
+        return Ok(None);
+    };
+    if attributes.Size != ATTRIBUTES_SIZE || attributes.ParentObject.is_null() {
+        return Ok(None);
+    }
+    let parent = address(attributes.ParentObject);
+    if framework().objects.get(parent).is_none() {
+        violation(
+            "WDF_INVALID_HANDLE",
+            format!("{api}: ParentObject {parent:#x} is not a live WDF object (bugcheck 0x10D)"),
+        );
+        return Err(STATUS_INVALID_PARAMETER);
+    }
+    Ok(Some(parent))
+}
 
 /// Validates `attributes` as `FxValidateObjectAttributes` does
 /// (`shared/object/fxvalidatefunctions.cpp:45-220`); records the failed check.

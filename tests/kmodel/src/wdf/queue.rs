@@ -49,8 +49,11 @@ use wskudp_wdf_decls::{
     WDFREQUEST,
 };
 
-use super::objects::{Kind, validate_attributes};
-use super::{address, check_globals, device, framework, objects, pointer, violation};
+use super::objects::{Kind, invalid_handle, validate_attributes};
+use super::{
+    above_passive, address, check_globals, device, framework, null_parameter, objects, pointer,
+    violation,
+};
 use crate::irql::{self, PASSIVE_LEVEL};
 
 /// `sizeof(WDF_IO_QUEUE_CONFIG)` and its `V1_9` / `V1_7` predecessors on x64
@@ -180,22 +183,11 @@ pub(crate) unsafe extern "C" fn wdf_io_queue_create(
         return STATUS_INVALID_PARAMETER;
     }
     let device = address(device);
-    if !framework()
-        .objects
-        .get(device)
-        .is_some_and(|o| o.kind == Kind::Device)
-    {
-        violation(
-            "WDF_INVALID_HANDLE",
-            format!("{API}: Device {device:#x} is not a WDFDEVICE (bugcheck 0x10D)"),
-        );
+    if invalid_handle(API, device, Kind::Device) {
         return STATUS_INVALID_PARAMETER;
     }
     if config.is_null() {
-        violation(
-            "WDF_REQUIRED_PARAMETER_IS_NULL",
-            format!("{API}: Config is NULL (bugcheck 0x10D)"),
-        );
+        null_parameter(API, "Config");
         return STATUS_INVALID_PARAMETER;
     }
     if let Err(status) = validate_attributes(attributes, true, API) {
@@ -877,10 +869,7 @@ fn retrieve(
     input: bool,
 ) -> NTSTATUS {
     if buffer.is_null() {
-        violation(
-            "WDF_REQUIRED_PARAMETER_IS_NULL",
-            format!("{api}: Buffer is NULL (bugcheck 0x10D)"),
-        );
+        null_parameter(api, "Buffer");
         return STATUS_INVALID_PARAMETER;
     }
     // SAFETY: Non-null out pointers (Length is optional).
@@ -1015,6 +1004,23 @@ pub(crate) unsafe extern "C" fn wdf_request_get_file_object(
     device::wdf_file_of(device, file).map_or(std::ptr::null_mut(), pointer)
 }
 
+/// What a change of a request's cancelable state returns: its status, or the rule it broke
+/// (recorded) and the status; a dead handle fails `STATUS_INVALID_DEVICE_REQUEST`.
+fn settle_cancel_change(
+    api: &str,
+    request: WDFREQUEST,
+    result: Option<Result<NTSTATUS, (&'static str, NTSTATUS)>>,
+) -> NTSTATUS {
+    match result {
+        Some(Ok(status)) => status,
+        Some(Err((rule, status))) => {
+            violation(rule, format!("{api}({request:p})"));
+            status
+        }
+        None => STATUS_INVALID_DEVICE_REQUEST,
+    }
+}
+
 /// `WdfRequestMarkCancelableEx` (`fxrequestapi.cpp:3468-3536`, `FxIoQueue::RequestCancelable`
 /// `fxioqueue.cpp:2118-2235`).
 pub(crate) unsafe extern "C" fn wdf_request_mark_cancelable_ex(
@@ -1025,10 +1031,7 @@ pub(crate) unsafe extern "C" fn wdf_request_mark_cancelable_ex(
     const API: &str = "WdfRequestMarkCancelableEx";
     let _ = check_globals(globals, API);
     if cancel.is_none() {
-        violation(
-            "WDF_REQUIRED_PARAMETER_IS_NULL",
-            format!("{API}: EvtRequestCancel is NULL (bugcheck 0x10D)"),
-        );
+        null_parameter(API, "EvtRequestCancel");
         return STATUS_INVALID_PARAMETER;
     }
     let result = live_request(API, request, |state| {
@@ -1061,14 +1064,7 @@ pub(crate) unsafe extern "C" fn wdf_request_mark_cancelable_ex(
         }
         Ok(STATUS_SUCCESS)
     });
-    match result {
-        Some(Ok(status)) => status,
-        Some(Err((rule, status))) => {
-            violation(rule, format!("{API}({request:p})"));
-            status
-        }
-        None => STATUS_INVALID_DEVICE_REQUEST,
-    }
+    settle_cancel_change(API, request, result)
 }
 
 /// `WdfRequestUnmarkCancelable` (`fxrequestapi.cpp:3539-3592`, `fxioqueue.cpp:2236-2265`).
@@ -1098,14 +1094,7 @@ pub(crate) unsafe extern "C" fn wdf_request_unmark_cancelable(
         state.cancel = None;
         Ok(STATUS_SUCCESS)
     });
-    match result {
-        Some(Ok(status)) => status,
-        Some(Err((rule, status))) => {
-            violation(rule, format!("{API}({request:p})"));
-            status
-        }
-        None => STATUS_INVALID_DEVICE_REQUEST,
-    }
+    settle_cancel_change(API, request, result)
 }
 
 /// The cancel routine of an IRP waiting in a queue: the framework completes it cancelled
@@ -1318,8 +1307,7 @@ pub(crate) unsafe extern "C" fn wdf_io_queue_stop_synchronously(
     let Some(queue) = queue_handle(API, queue) else {
         return;
     };
-    if irql::current() > PASSIVE_LEVEL {
-        violation("WdfIrqlAbovePassive", format!("{API} above PASSIVE_LEVEL"));
+    if above_passive(API) {
         return;
     }
     if let Some(state) = framework().queues.by_handle.get_mut(&queue) {
@@ -1538,10 +1526,7 @@ fn retrieve_memory(
     input: bool,
 ) -> NTSTATUS {
     if memory.is_null() {
-        violation(
-            "WDF_REQUIRED_PARAMETER_IS_NULL",
-            format!("{api}: Memory is NULL (bugcheck 0x10D)"),
-        );
+        null_parameter(api, "Memory");
         return STATUS_INVALID_PARAMETER;
     }
     let handle = address(request);
@@ -1644,14 +1629,7 @@ const fn copy_bounds(
     count: usize,
     into_memory: bool,
 ) -> Result<(), NTSTATUS> {
-    if offset != 0 && offset >= size {
-        return Err(if into_memory {
-            STATUS_INVALID_BUFFER_SIZE
-        } else {
-            STATUS_BUFFER_TOO_SMALL
-        });
-    }
-    if count > size - offset {
+    if (offset != 0 && offset >= size) || count > size - offset {
         return Err(if into_memory {
             STATUS_INVALID_BUFFER_SIZE
         } else {
@@ -1672,32 +1650,7 @@ pub(crate) unsafe extern "C" fn wdf_memory_copy_to_buffer(
 ) -> NTSTATUS {
     const API: &str = "WdfMemoryCopyToBuffer";
     let _ = check_globals(globals, API);
-    let Some((address, size, _)) = memory_of(API, memory) else {
-        return STATUS_INVALID_PARAMETER;
-    };
-    if buffer.is_null() {
-        violation(
-            "WDF_REQUIRED_PARAMETER_IS_NULL",
-            format!("{API}: Buffer is NULL (bugcheck 0x10D)"),
-        );
-        return STATUS_INVALID_PARAMETER;
-    }
-    if count == 0 {
-        return STATUS_INVALID_PARAMETER;
-    }
-    if let Err(status) = copy_bounds(size, offset, count, false) {
-        return status;
-    }
-    // SAFETY: `offset + count <= size` bytes of the request's live buffer; `buffer` holds
-    // `count` bytes (the DDI's contract).
-    unsafe {
-        std::ptr::copy(
-            pointer::<u8>(address).add(offset),
-            buffer.cast::<u8>(),
-            count,
-        );
-    }
-    STATUS_SUCCESS
+    memory_copy(API, memory, offset, buffer, count, false)
 }
 
 /// `WdfMemoryCopyFromBuffer` (`fxmemorybufferapi.cpp:289-363`, `IFxMemory::CopyFromPtr`
@@ -1712,39 +1665,49 @@ pub(crate) unsafe extern "C" fn wdf_memory_copy_from_buffer(
 ) -> NTSTATUS {
     const API: &str = "WdfMemoryCopyFromBuffer";
     let _ = check_globals(globals, API);
-    let Some((address, size, read_only)) = memory_of(API, memory) else {
+    memory_copy(API, memory, offset, buffer, count, true)
+}
+
+/// `count` bytes between `buffer` and the memory at `offset`: into the memory if
+/// `into_memory`, else out of it, with the checks both DDIs make.
+fn memory_copy(
+    api: &str,
+    memory: WDFMEMORY,
+    offset: usize,
+    buffer: PVOID,
+    count: usize,
+    into_memory: bool,
+) -> NTSTATUS {
+    let Some((address, size, read_only)) = memory_of(api, memory) else {
         return STATUS_INVALID_PARAMETER;
     };
     if buffer.is_null() {
-        violation(
-            "WDF_REQUIRED_PARAMETER_IS_NULL",
-            format!("{API}: Buffer is NULL (bugcheck 0x10D)"),
-        );
+        null_parameter(api, "Buffer");
         return STATUS_INVALID_PARAMETER;
     }
     if count == 0 {
         return STATUS_INVALID_PARAMETER;
     }
-    if read_only {
+    if into_memory && read_only {
         violation(
             "WdfMemoryReadOnly",
             format!(
-                "{API}({memory:p}): the WDFMEMORY is read-only (a write request's buffer): STATUS_ACCESS_VIOLATION"
+                "{api}({memory:p}): the WDFMEMORY is read-only (a write request's buffer): STATUS_ACCESS_VIOLATION"
             ),
         );
         return STATUS_ACCESS_VIOLATION;
     }
-    if let Err(status) = copy_bounds(size, offset, count, true) {
+    if let Err(status) = copy_bounds(size, offset, count, into_memory) {
         return status;
     }
+    let at = pointer::<u8>(address).wrapping_add(offset);
+    let (from, to) = if into_memory {
+        (buffer.cast::<u8>(), at)
+    } else {
+        (at, buffer.cast::<u8>())
+    };
     // SAFETY: `offset + count <= size` bytes of the request's live buffer; `buffer` holds
     // `count` bytes (the DDI's contract).
-    unsafe {
-        std::ptr::copy(
-            buffer.cast::<u8>(),
-            pointer::<u8>(address).add(offset),
-            count,
-        );
-    }
+    unsafe { std::ptr::copy(from, to, count) };
     STATUS_SUCCESS
 }

@@ -17,9 +17,11 @@ use wskudp_wdf_decls::{
     PWDF_DRIVER_VERSION_AVAILABLE_PARAMS, PWDF_OBJECT_ATTRIBUTES, WDFDRIVER, WDFSTRING,
 };
 
-use super::objects::{Kind, validate_attributes};
-use super::{address, check_globals, framework, pointer, violation};
-use crate::irql::{self, PASSIVE_LEVEL};
+use super::objects::{Kind, handle_arg, invalid_handle, parent_of, validate_attributes};
+use super::{
+    above_passive, address, check_globals, framework, null_parameter, pointer, unicode_units,
+    violation,
+};
 
 /// `sizeof(WDF_DRIVER_VERSION_AVAILABLE_PARAMS)`.
 const VERSION_PARAMS_SIZE: u32 = 12;
@@ -48,55 +50,17 @@ fn poison(buffer: &mut [u16]) {
     buffer.fill(0xDDDD);
 }
 
-fn invalid_handle(api: &str, handle: usize, kind: Kind) -> bool {
-    let ok = framework()
-        .objects
-        .get(handle)
-        .is_some_and(|o| o.kind == kind);
-    if !ok {
-        violation(
-            "WDF_INVALID_HANDLE",
-            format!("{api}({handle:#x}): not a live {kind:?} (bugcheck 0x10D)"),
-        );
-    }
-    !ok
-}
-
-fn null(api: &str, what: &str) {
-    violation(
-        "WDF_REQUIRED_PARAMETER_IS_NULL",
-        format!("{api}: {what} is NULL (bugcheck 0x10D)"),
-    );
-}
-
-fn above_passive(api: &str) -> bool {
-    let above = irql::current() > PASSIVE_LEVEL;
-    if above {
-        violation("WdfIrqlAbovePassive", format!("{api} above PASSIVE_LEVEL"));
-    }
-    above
-}
-
 /// The UTF-16 of a `UNICODE_STRING` (`FxValidateUnicodeString` first).
 fn units(api: &str, text: PCUNICODE_STRING) -> Result<Vec<u16>, NTSTATUS> {
     // SAFETY: Non-null (caller's check), the driver's string.
-    let text = unsafe { &*text };
-    if text.Length % 2 != 0
-        || text.MaximumLength % 2 != 0
-        || text.Length > text.MaximumLength
-        || (text.MaximumLength > 0 && text.Buffer.is_null())
-    {
+    let Some(units) = unicode_units(unsafe { &*text }) else {
         violation(
             "WdfMalformedUnicodeString",
             format!("{api}: a malformed UNICODE_STRING"),
         );
         return Err(STATUS_INVALID_PARAMETER);
-    }
-    if text.Length == 0 {
-        return Ok(Vec::new());
-    }
-    // SAFETY: `Length` bytes of UTF-16 at `Buffer` (checked above).
-    Ok(unsafe { std::slice::from_raw_parts(text.Buffer, usize::from(text.Length / 2)) }.to_vec())
+    };
+    Ok(units.to_vec())
 }
 
 /// `WdfStringCreate` (`fxstringapi.cpp:36-115`): parented to the driver unless the attributes
@@ -111,21 +75,12 @@ pub(crate) unsafe extern "C" fn wdf_string_create(
     if !check_globals(globals, API) {
         return STATUS_INVALID_PARAMETER;
     }
-    // SAFETY: Null or the driver's attributes.
-    let parent = unsafe { attributes.as_ref() }
-        .filter(|a| a.Size == 56 && !a.ParentObject.is_null())
-        .map(|a| address(a.ParentObject));
-    if let Some(parent) = parent
-        && framework().objects.get(parent).is_none()
-    {
-        violation(
-            "WDF_INVALID_HANDLE",
-            format!("{API}: ParentObject {parent:#x} is not a live WDF object (bugcheck 0x10D)"),
-        );
-        return STATUS_INVALID_PARAMETER;
-    }
+    let parent = match parent_of(API, attributes) {
+        Ok(parent) => parent,
+        Err(status) => return status,
+    };
     if string_out.is_null() {
-        null(API, "String");
+        null_parameter(API, "String");
         return STATUS_INVALID_PARAMETER;
     }
     // SAFETY: Non-null out pointer.
@@ -167,13 +122,11 @@ pub(crate) unsafe extern "C" fn wdf_string_get_unicode_string(
     out: PUNICODE_STRING,
 ) {
     const API: &str = "WdfStringGetUnicodeString";
-    let _ = check_globals(globals, API);
-    let handle = address(string);
-    if invalid_handle(API, handle, Kind::String) {
+    let Some(handle) = handle_arg(globals, API, string, Kind::String) else {
         return;
-    }
+    };
     if out.is_null() {
-        null(API, "UnicodeString");
+        null_parameter(API, "UnicodeString");
         return;
     }
     if above_passive(API) {
@@ -214,7 +167,7 @@ pub(crate) unsafe extern "C" fn wdf_driver_retrieve_version_string(
         return STATUS_INVALID_PARAMETER;
     }
     if string.is_null() {
-        null(API, "String");
+        null_parameter(API, "String");
         return STATUS_INVALID_PARAMETER;
     }
     if above_passive(API) {
@@ -244,7 +197,7 @@ pub(crate) unsafe extern "C" fn wdf_driver_is_version_available(
         return 0;
     }
     if params.is_null() {
-        null(API, "VersionAvailableParams");
+        null_parameter(API, "VersionAvailableParams");
         return 0;
     }
     if above_passive(API) {

@@ -23,8 +23,8 @@ use wskudp_wdf_decls::{
     WDF_OBJECT_ATTRIBUTES, WDFOBJECT, WDFSPINLOCK, WDFTIMER,
 };
 
-use super::objects::{Kind, validate_attributes};
-use super::{address, check_globals, framework, pointer, violation};
+use super::objects::{ATTRIBUTES_SIZE, Kind, handle_arg, parent_of, validate_attributes};
+use super::{above_passive, check_globals, framework, null_parameter, pointer, violation};
 use crate::irql::{self, DISPATCH_LEVEL, PASSIVE_LEVEL};
 use crate::state;
 
@@ -35,8 +35,6 @@ const TIMER_CONFIG_SIZE_V1_7: u32 = 24;
 const TIMER_CONFIG_SIZE_V1_11: u32 = 32;
 const _: () =
     assert!(TIMER_CONFIG_SIZE as usize == size_of::<wskudp_wdf_decls::WDF_TIMER_CONFIG>());
-/// `sizeof(WDF_OBJECT_ATTRIBUTES)`.
-const ATTRIBUTES_SIZE: u32 = 56;
 /// How long a thread may spin at `DISPATCH_LEVEL` on a spin lock before the model calls it the
 /// DPC watchdog's bugcheck (0x133 `DPC_WATCHDOG_VIOLATION`): the lock's owner will never let
 /// go.
@@ -80,52 +78,6 @@ struct LockState {
 #[derive(Default)]
 pub(crate) struct SpinLocks {
     map: HashMap<usize, LockState>,
-}
-
-fn handle_of(api: &str, handle: usize, kind: Kind) -> bool {
-    let ok = framework()
-        .objects
-        .get(handle)
-        .is_some_and(|o| o.kind == kind);
-    if !ok {
-        violation(
-            "WDF_INVALID_HANDLE",
-            format!(
-                "{api}({handle:#x}): not a live {kind:?} (bugcheck 0x10D WDF_VIOLATION, WDF_INVALID_HANDLE)"
-            ),
-        );
-    }
-    ok
-}
-
-fn passive_only(api: &str) -> bool {
-    if irql::current() > PASSIVE_LEVEL {
-        violation("WdfIrqlAbovePassive", format!("{api} above PASSIVE_LEVEL"));
-        return false;
-    }
-    true
-}
-
-/// `FxValidateObjectAttributesForParentHandle` (`shared/inc/private/common/fxvalidatefunctions.hpp:70-109`):
-/// the parent named in `attributes`, if its `Size` is right and it names one; a parent that
-/// is not a live object is `WDF_INVALID_HANDLE` (`FxObjectHandleGetPtrAndGlobals`).
-fn parent_of(api: &str, attributes: PWDF_OBJECT_ATTRIBUTES) -> Result<Option<usize>, NTSTATUS> {
-    // SAFETY: Null or the driver's attributes.
-    let Some(attributes) = (unsafe { attributes.as_ref() }) else {
-        return Ok(None);
-    };
-    if attributes.Size != ATTRIBUTES_SIZE || attributes.ParentObject.is_null() {
-        return Ok(None);
-    }
-    let parent = address(attributes.ParentObject);
-    if framework().objects.get(parent).is_none() {
-        violation(
-            "WDF_INVALID_HANDLE",
-            format!("{api}: ParentObject {parent:#x} is not a live WDF object (bugcheck 0x10D)"),
-        );
-        return Err(STATUS_INVALID_PARAMETER);
-    }
-    Ok(Some(parent))
 }
 
 /// The nearest ancestor of `object` (itself included) that is a device or a queue: what
@@ -186,10 +138,7 @@ pub(crate) unsafe extern "C" fn wdf_timer_create(
         return STATUS_WDF_PARENT_NOT_SPECIFIED;
     };
     if config.is_null() || timer_out.is_null() {
-        violation(
-            "WDF_REQUIRED_PARAMETER_IS_NULL",
-            format!("{API}: Config or Timer is NULL (bugcheck 0x10D)"),
-        );
+        null_parameter(API, "Config or Timer");
         return STATUS_INVALID_PARAMETER;
     }
     // SAFETY: Non-null; Size is read first and bounds what else is read.
@@ -316,11 +265,9 @@ pub(crate) unsafe extern "C" fn wdf_timer_start(
     due_time: LONGLONG,
 ) -> BOOLEAN {
     const API: &str = "WdfTimerStart";
-    let _ = check_globals(globals, API);
-    let handle = address(timer);
-    if !handle_of(API, handle, Kind::Timer) {
+    let Some(handle) = handle_arg(globals, API, timer, Kind::Timer) else {
         return 0;
-    }
+    };
     let (spawn, was_queued) = {
         let mut fx = framework();
         let Some(state) = fx.timers.map.get_mut(&handle) else {
@@ -404,11 +351,9 @@ pub(crate) unsafe extern "C" fn wdf_timer_stop(
     wait: BOOLEAN,
 ) -> BOOLEAN {
     const API: &str = "WdfTimerStop";
-    let _ = check_globals(globals, API);
-    let handle = address(timer);
-    if !handle_of(API, handle, Kind::Timer) {
+    let Some(handle) = handle_arg(globals, API, timer, Kind::Timer) else {
         return 0;
-    }
+    };
     if wait == 0 {
         let mut fx = framework();
         let queued = fx
@@ -418,7 +363,7 @@ pub(crate) unsafe extern "C" fn wdf_timer_stop(
             .is_some_and(|s| s.due.take().is_some());
         return BOOLEAN::from(queued);
     }
-    if !passive_only("WdfTimerStop(Wait = TRUE)") {
+    if above_passive("WdfTimerStop(Wait = TRUE)") {
         return 0;
     }
     let me = std::thread::current().id();
@@ -441,13 +386,7 @@ pub(crate) unsafe extern "C" fn wdf_timer_stop(
         state.start_aborted = false;
         state.due.take().is_some()
     };
-    let _ = super::wait_for_signal("waiting for the callback of WDFTIMER", handle, || {
-        framework()
-            .timers
-            .map
-            .get(&handle)
-            .is_none_or(|s| s.callback_thread.is_none())
-    });
+    wait_for_callback(handle);
     let mut fx = framework();
     let aborted = fx.timers.map.get_mut(&handle).is_some_and(|s| {
         s.stopping = None;
@@ -462,16 +401,25 @@ pub(crate) unsafe extern "C" fn wdf_timer_get_parent_object(
     timer: WDFTIMER,
 ) -> WDFOBJECT {
     const API: &str = "WdfTimerGetParentObject";
-    let _ = check_globals(globals, API);
-    let handle = address(timer);
-    if !handle_of(API, handle, Kind::Timer) {
+    let Some(handle) = handle_arg(globals, API, timer, Kind::Timer) else {
         return std::ptr::null_mut();
-    }
+    };
     framework()
         .timers
         .map
         .get(&handle)
         .map_or(std::ptr::null_mut(), |s| pointer(s.parent))
+}
+
+/// Waits for the timer's running callback, if any, to return (`KeFlushQueuedDpcs`).
+fn wait_for_callback(handle: usize) {
+    let _ = super::wait_for_signal("waiting for the callback of WDFTIMER", handle, || {
+        framework()
+            .timers
+            .map
+            .get(&handle)
+            .is_none_or(|s| s.callback_thread.is_none())
+    });
 }
 
 /// A timer's deletion (`FxTimer::Dispose` / `FlushAndRundown`, `fxtimer.cpp:478-554`): stop
@@ -495,13 +443,7 @@ pub(crate) fn dispose_timer(handle: usize) {
             ),
         );
     } else {
-        let _ = super::wait_for_signal("waiting for the callback of WDFTIMER", handle, || {
-            framework()
-                .timers
-                .map
-                .get(&handle)
-                .is_none_or(|s| s.callback_thread.is_none())
-        });
+        wait_for_callback(handle);
     }
     framework().timers.map.remove(&handle);
     TIMER_WAKE.notify_all();
@@ -523,10 +465,7 @@ pub(crate) unsafe extern "C" fn wdf_spin_lock_create(
         Err(status) => return status,
     };
     if lock_out.is_null() {
-        violation(
-            "WDF_REQUIRED_PARAMETER_IS_NULL",
-            format!("{API}: SpinLock is NULL (bugcheck 0x10D)"),
-        );
+        null_parameter(API, "SpinLock");
         return STATUS_INVALID_PARAMETER;
     }
     if let Err(status) = validate_attributes(attributes, true, API) {
@@ -564,11 +503,9 @@ pub(crate) unsafe extern "C" fn wdf_spin_lock_acquire(
     lock: WDFSPINLOCK,
 ) {
     const API: &str = "WdfSpinLockAcquire";
-    let _ = check_globals(globals, API);
-    let handle = address(lock);
-    if !handle_of(API, handle, Kind::SpinLock) {
+    let Some(handle) = handle_arg(globals, API, lock, Kind::SpinLock) else {
         return;
-    }
+    };
     irql::require_at_most(API, DISPATCH_LEVEL);
     let me = std::thread::current().id();
     let previous = irql::set(DISPATCH_LEVEL);
@@ -618,11 +555,9 @@ pub(crate) unsafe extern "C" fn wdf_spin_lock_release(
     lock: WDFSPINLOCK,
 ) {
     const API: &str = "WdfSpinLockRelease";
-    let _ = check_globals(globals, API);
-    let handle = address(lock);
-    if !handle_of(API, handle, Kind::SpinLock) {
+    let Some(handle) = handle_arg(globals, API, lock, Kind::SpinLock) else {
         return;
-    }
+    };
     let me = std::thread::current().id();
     let restore = {
         let mut fx = framework();

@@ -13,9 +13,9 @@ use windows_sys::Win32::Foundation::{
 };
 use windows_sys::Win32::Networking::WinSock::{CMSGHDR, IPPROTO_UDP, SOCK_DGRAM, SOCKADDR};
 use wskudp_core::ddi::wsk::{
-    WSK_BUF, WSK_BUF_LIST, WSK_CLIENT, WSK_CONTROL_SOCKET_TYPE, WSK_FLAG_DATAGRAM_SOCKET,
-    WSK_PROVIDER_BASIC_DISPATCH, WSK_PROVIDER_DATAGRAM_DISPATCH, WSK_SOCKET, WskGetOption,
-    WskIoctl, WskSetOption,
+    PFN_WSK_SEND_MESSAGES, WSK_BUF, WSK_BUF_LIST, WSK_CLIENT, WSK_CONTROL_SOCKET_TYPE,
+    WSK_FLAG_DATAGRAM_SOCKET, WSK_PROVIDER_BASIC_DISPATCH, WSK_PROVIDER_DATAGRAM_DISPATCH,
+    WSK_SOCKET, WskGetOption, WskIoctl, WskSetOption,
 };
 
 use super::options::{self, Call, OptionState, Request, SocketFacts};
@@ -27,24 +27,8 @@ use crate::irql::{self, DISPATCH_LEVEL};
 use crate::profile::Profile;
 use crate::state;
 
-/// The datagram dispatch table of every model socket.
-static DATAGRAM_DISPATCH: WSK_PROVIDER_DATAGRAM_DISPATCH = WSK_PROVIDER_DATAGRAM_DISPATCH {
-    Basic: WSK_PROVIDER_BASIC_DISPATCH {
-        WskControlSocket: Some(wsk_control_socket),
-        WskCloseSocket: Some(wsk_close_socket),
-    },
-    WskBind: Some(wsk_bind),
-    WskSendTo: Some(wsk_send_to),
-    WskReceiveFrom: None,
-    WskRelease: None,
-    WskGetLocalAddress: Some(wsk_get_local_address),
-    WskSendMessages: Some(wsk_send_messages),
-};
-
-/// The table of a build without `WskSendMessages` ([`Profile::has_send_messages`]): on
-/// Windows 7 the slot is not there at all ("Windows 8" minimum, `PFN_WSK_SEND_MESSAGES`);
-/// here it is NULL.
-static DATAGRAM_DISPATCH_WITHOUT_SEND_MESSAGES: WSK_PROVIDER_DATAGRAM_DISPATCH =
+/// The datagram dispatch table of a model socket, with `send_messages` in its last slot.
+const fn dispatch_table(send_messages: PFN_WSK_SEND_MESSAGES) -> WSK_PROVIDER_DATAGRAM_DISPATCH {
     WSK_PROVIDER_DATAGRAM_DISPATCH {
         Basic: WSK_PROVIDER_BASIC_DISPATCH {
             WskControlSocket: Some(wsk_control_socket),
@@ -55,8 +39,18 @@ static DATAGRAM_DISPATCH_WITHOUT_SEND_MESSAGES: WSK_PROVIDER_DATAGRAM_DISPATCH =
         WskReceiveFrom: None,
         WskRelease: None,
         WskGetLocalAddress: Some(wsk_get_local_address),
-        WskSendMessages: None,
-    };
+        WskSendMessages: send_messages,
+    }
+}
+
+/// The datagram dispatch table of every model socket.
+static DATAGRAM_DISPATCH: WSK_PROVIDER_DATAGRAM_DISPATCH = dispatch_table(Some(wsk_send_messages));
+
+/// The table of a build without `WskSendMessages` ([`Profile::has_send_messages`]): on
+/// Windows 7 the slot is not there at all ("Windows 8" minimum, `PFN_WSK_SEND_MESSAGES`);
+/// here it is NULL.
+static DATAGRAM_DISPATCH_WITHOUT_SEND_MESSAGES: WSK_PROVIDER_DATAGRAM_DISPATCH =
+    dispatch_table(None);
 
 const fn datagram_dispatch(profile: Profile) -> &'static WSK_PROVIDER_DATAGRAM_DISPATCH {
     if profile.has_send_messages() {

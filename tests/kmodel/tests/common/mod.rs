@@ -33,6 +33,7 @@ use wskudp_core::ddi::wsk::{
     WSK_PROVIDER_NPI, WSK_REGISTRATION, WSK_SOCKET, WskCaptureProviderNPI, WskDeregister,
     WskRegister, WskReleaseProviderNPI,
 };
+use wskudp_kmodel::{Config, Machine, Profile, Report};
 
 pub const TAG: u32 = u32::from_ne_bytes(*b"Test");
 
@@ -123,6 +124,38 @@ pub fn sockaddr(address: SocketAddr) -> Vec<u8> {
     }
 }
 
+/// The rules a report names, in order.
+pub fn rules(report: &Report) -> Vec<&'static str> {
+    report.violations.iter().map(|v| v.rule).collect()
+}
+
+/// A machine with `profile`'s provider and a client registered on it.
+pub fn boot(profile: Profile) -> (Machine, Client) {
+    let machine = Machine::boot(Config {
+        profile,
+        ..Config::default()
+    });
+    (machine, Client::register())
+}
+
+/// Unregisters `client` and shuts `machine` down: its report.
+pub fn finish(machine: Machine, client: Client) -> Report {
+    client.unregister();
+    machine.shutdown()
+}
+
+/// [`finish`], asserting the report is clean.
+pub fn finish_clean(machine: Machine, client: Client) -> Report {
+    let report = finish(machine, client);
+    assert!(report.is_clean(), "{report}");
+    report
+}
+
+/// Whether this host has an IPv6 loopback.
+pub fn has_ipv6() -> bool {
+    UdpSocket::bind("[::1]:0").is_ok()
+}
+
 /// Bytes in non-paged pool (what a driver hands to WSK), freed on drop.
 pub struct Pool {
     pub ptr: *mut c_void,
@@ -153,7 +186,7 @@ impl Drop for Pool {
 
 /// A registered WSK client with a captured provider NPI.
 pub struct Client {
-    registration: Box<WSK_REGISTRATION>,
+    pub registration: Box<WSK_REGISTRATION>,
     pub npi: WSK_PROVIDER_NPI,
 }
 
@@ -164,6 +197,7 @@ static DISPATCH: WSK_CLIENT_DISPATCH = WSK_CLIENT_DISPATCH {
 };
 
 impl Client {
+    /// `WskRegister`, then `WskCaptureProviderNPI`.
     pub fn register() -> Self {
         let mut registration: Box<WSK_REGISTRATION> = Box::new(unsafe { std::mem::zeroed() });
         let npi = WSK_CLIENT_NPI {
@@ -200,18 +234,57 @@ unsafe extern "system" fn keeps_irp(
     STATUS_MORE_PROCESSING_REQUIRED
 }
 
+/// A fresh IRP whose completion routine keeps it and raises `done`.
+pub fn irp_raising(done: &AtomicBool) -> *mut IRP {
+    let irp = unsafe { IoAllocateIrp(1, false) };
+    unsafe {
+        io_set_completion_routine(irp, keeps_irp, std::ptr::from_ref(done).cast_mut().cast());
+    };
+    irp
+}
+
+/// Waits for `done` (the provider may complete on its worker thread).
+pub fn wait(done: &AtomicBool) {
+    while !done.load(Ordering::Acquire) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// `WskSocket` of a UDP socket of `family` with `flags` on `irp`: what it returned.
+///
+/// # Safety
+/// `provider` is a captured provider NPI; `irp` an IRP with a stack location for the provider.
+pub unsafe fn create_socket(
+    provider: &WSK_PROVIDER_NPI,
+    family: u16,
+    flags: u32,
+    irp: *mut IRP,
+) -> NTSTATUS {
+    let create = unsafe { (*provider.Dispatch).WskSocket.unwrap() };
+    unsafe {
+        create(
+            provider.Client,
+            family,
+            2,
+            17,
+            flags,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            irp,
+        )
+    }
+}
+
 /// Runs one WSK call on a fresh IRP and waits for its completion: `(returned, IoStatus.Status,
 /// IoStatus.Information)`.
 pub fn with_irp(call: impl FnOnce(*mut IRP) -> NTSTATUS) -> (NTSTATUS, NTSTATUS, usize) {
     let done = AtomicBool::new(false);
-    let irp = unsafe { IoAllocateIrp(1, false) };
-    unsafe {
-        io_set_completion_routine(irp, keeps_irp, std::ptr::from_ref(&done).cast_mut().cast());
-    };
+    let irp = irp_raising(&done);
     let returned = call(irp);
-    while !done.load(Ordering::Acquire) {
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    wait(&done);
     let status = unsafe { (*irp).IoStatus.Anonymous.Status };
     let information = unsafe { (*irp).IoStatus.Information };
     unsafe { IoFreeIrp(irp) };
@@ -225,22 +298,8 @@ pub struct Socket(pub *mut WSK_SOCKET);
 impl Socket {
     /// A UDP socket of `family` (not bound).
     pub fn new(client: &Client, family: u16) -> Self {
-        let create = unsafe { (*client.npi.Dispatch).WskSocket.unwrap() };
-        let (_, status, information) = with_irp(|irp| unsafe {
-            create(
-                client.npi.Client,
-                family,
-                2,
-                17,
-                4,
-                std::ptr::null_mut(),
-                std::ptr::null(),
-                std::ptr::null_mut(),
-                std::ptr::null_mut(),
-                std::ptr::null_mut(),
-                irp,
-            )
-        });
+        let (_, status, information) =
+            with_irp(|irp| unsafe { create_socket(&client.npi, family, 4, irp) });
         assert_eq!(status, STATUS_SUCCESS);
         Self(std::ptr::with_exposed_provenance_mut(information))
     }
@@ -318,6 +377,11 @@ impl Socket {
         } else {
             Err(status)
         }
+    }
+
+    /// `WskSendTo` of `payload` to `remote`, no control data: the IRP's status.
+    pub fn send_to(self, remote: SocketAddr, payload: &[u8]) -> NTSTATUS {
+        self.send(Some(remote), payload, &[], None).0
     }
 
     /// `WskSendTo` of `payload` to `remote` (NULL when `None`) with `control` as its
