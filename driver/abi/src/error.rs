@@ -80,6 +80,8 @@ pub enum AbiError {
     DualStackNeedsIpv6,
     /// A source interface without a source address.
     InterfaceWithoutSource,
+    /// A source address that is unspecified or multicast.
+    SourceNotUnicast,
     /// A `SET_OPTION` option id this version does not define.
     UnknownOption(u32),
     /// A `SET_OPTION` value outside the option's range.
@@ -113,7 +115,8 @@ impl AbiError {
             | Self::ZeroPort
             | Self::SourceFamilyMismatch
             | Self::SourceHasPort
-            | Self::DualStackNeedsIpv6 => STATUS_INVALID_ADDRESS_COMPONENT,
+            | Self::DualStackNeedsIpv6
+            | Self::SourceNotUnicast => STATUS_INVALID_ADDRESS_COMPONENT,
             Self::TooManySegments(_)
             | Self::ZeroLengthSegment { .. }
             | Self::SegmentSumMismatch { .. }
@@ -195,6 +198,9 @@ impl fmt::Display for AbiError {
                 f.write_str("a dual-stack socket must be bound to an IPv6 address (e.g. [::]:0)")
             }
             Self::UnknownOption(option) => write!(f, "socket option {option} is not defined"),
+            Self::SourceNotUnicast => {
+                f.write_str("the source address must be one unicast address of this host")
+            }
             Self::InterfaceWithoutSource => {
                 f.write_str("a source interface needs a source address (IN_PKTINFO carries both)")
             }

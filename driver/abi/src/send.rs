@@ -132,13 +132,23 @@ struct Options {
     uso_segment_size: Option<u32>,
 }
 
+/// Whether `ip` travels as IPv4: an IPv4 address or a v4-mapped IPv6 one.
+const fn travels_as_ipv4(ip: IpAddr) -> bool {
+    ip.to_canonical().is_ipv4()
+}
+
 /// The flag-gated fields: set when their flag is, and zero when it is not.
 fn parse_options(fixed: &SendRequest, remote: Option<SocketAddr>) -> Result<Options, AbiError> {
     let has = |flag: u32| fixed.flags & flag != 0;
     let source = if has(SendRequest::FLAG_SOURCE) {
         let ip = fixed.source.ip()?;
-        if remote.is_some_and(|remote| ip.is_ipv4() != remote.is_ipv4()) {
+        // Families compare as the stack routes them: a v4-mapped address is IPv4.
+        if remote.is_some_and(|remote| travels_as_ipv4(ip) != travels_as_ipv4(remote.ip())) {
             return Err(AbiError::SourceFamilyMismatch);
+        }
+        // A source pins where the datagram comes from: one unicast address of this host.
+        if ip.is_unspecified() || ip.is_multicast() || ip.to_canonical().is_multicast() {
+            return Err(AbiError::SourceNotUnicast);
         }
         if fixed.source.port != 0 {
             return Err(AbiError::SourceHasPort);
@@ -543,13 +553,22 @@ pub fn parse_set_option(input: &[u8]) -> Result<SetOptionView, AbiError> {
             .filter(|v| u32::from(*v) >= low)
             .ok_or(out_of_range)
     };
+    // IP_UNICAST_IF / IP_MULTICAST_IF carry an interface index as an address in 0.0.0.0/8:
+    // 24 bits (IPPROTO_IP socket options page); one limit for both families.
+    let interface = |index: u32| {
+        if index <= 0x00FF_FFFF {
+            Ok(index)
+        } else {
+            Err(out_of_range)
+        }
+    };
     let option = match request.option {
         1 => SocketOption::HopLimit(byte(1)?),
         2 => SocketOption::Broadcast(boolean()?),
-        3 => SocketOption::MulticastInterface(value),
+        3 => SocketOption::MulticastInterface(interface(value)?),
         4 => SocketOption::MulticastHopLimit(byte(0)?),
         5 => SocketOption::MulticastLoop(boolean()?),
-        6 => SocketOption::UnicastInterface(value),
+        6 => SocketOption::UnicastInterface(interface(value)?),
         7 => SocketOption::DontFragment(boolean()?),
         8 => {
             if value != 0 {
@@ -877,6 +896,54 @@ mod tests {
                 got: 10
             })
         ));
+    }
+
+    #[test]
+    fn sources_follow_the_route_family_and_are_unicast() {
+        let with_source = |source: &str, remote: &str| {
+            let spec = SendSpec {
+                source: Some(source.parse().unwrap()),
+                remote: Some(remote.parse().unwrap()),
+                source_ifindex: None,
+                ..spec()
+            };
+            encode(&spec, &[], b"x").map(|_| ())
+        };
+        // A v4-mapped source travels as IPv4, like a v4-mapped destination.
+        assert_eq!(with_source("::ffff:127.0.0.2", "127.0.0.1:9"), Ok(()));
+        assert_eq!(with_source("127.0.0.2", "[::ffff:127.0.0.1]:9"), Ok(()));
+        assert_eq!(
+            with_source("::1", "127.0.0.1:9"),
+            Err(AbiError::SourceFamilyMismatch)
+        );
+        for source in ["0.0.0.0", "224.0.0.1", "::", "ff02::1", "::ffff:224.0.0.1"] {
+            let remote = if source.contains(':') && !source.contains("ffff") {
+                "[::1]:9"
+            } else {
+                "127.0.0.1:9"
+            };
+            let refused = with_source(source, remote).unwrap_err();
+            assert_eq!(refused, AbiError::SourceNotUnicast, "{source}");
+            assert_eq!(refused.status(), STATUS_INVALID_ADDRESS_COMPONENT);
+        }
+    }
+
+    #[test]
+    fn interface_indexes_fit_the_ipv4_options_24_bits() {
+        for option in [
+            SocketOption::UnicastInterface(0x00FF_FFFF),
+            SocketOption::MulticastInterface(1),
+        ] {
+            assert!(parse_set_option(encode_set_option(1, option).as_bytes()).is_ok());
+        }
+        let too_wide = encode_set_option(1, SocketOption::UnicastInterface(0x0100_0000));
+        assert_eq!(
+            parse_set_option(too_wide.as_bytes()),
+            Err(AbiError::OptionValueOutOfRange {
+                option: 6,
+                value: 0x0100_0000
+            })
+        );
     }
 
     #[test]

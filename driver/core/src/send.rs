@@ -147,8 +147,11 @@ fn control_messages(
             Some(address) => Some(ControlMessage::SourceV4 { address, ifindex }),
             None => return Err(STATUS_INVALID_ADDRESS_COMPONENT),
         },
-        (Some(IpAddr::V6(address)), false) => Some(ControlMessage::SourceV6 { address, ifindex }),
-        (Some(IpAddr::V4(_)), false) => return Err(STATUS_INVALID_ADDRESS_COMPONENT),
+        (Some(IpAddr::V6(address)), false) if address.to_ipv4_mapped().is_none() => {
+            Some(ControlMessage::SourceV6 { address, ifindex })
+        }
+        // An IPv4 or v4-mapped source for a datagram that travels as IPv6.
+        (Some(_), false) => return Err(STATUS_INVALID_ADDRESS_COMPONENT),
     };
     let v4 = route.ipv4;
     let marking = if features & feature::TOS != 0 {
@@ -230,8 +233,15 @@ impl Datagram {
         if view.spec.uso_segment_size.is_some() && socket.features & feature::USO == 0 {
             return Err(STATUS_NOT_SUPPORTED);
         }
-        if route.ipv4 && view.spec.uso_segment_size.is_none() && view.payload.len() > MAX_PAYLOAD_V4
-        {
+        // The largest datagram that leaves: a USO segment, or the whole payload when USO is
+        // not asked for or one segment holds it all (then no UDP_SEND_MSG_SIZE is sent).
+        let largest = view
+            .spec
+            .uso_segment_size
+            .map_or(view.payload.len(), |size| {
+                (size as usize).min(view.payload.len())
+            });
+        if route.ipv4 && largest > MAX_PAYLOAD_V4 {
             return Err(STATUS_INVALID_BUFFER_SIZE);
         }
         let mut segments = [0; MAX_SEGMENTS as usize];

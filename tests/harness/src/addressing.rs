@@ -360,6 +360,19 @@ pub(crate) fn sizes(client: &Client) -> Result<Option<String>, Failure> {
             "{local}: oversize: {}",
             crate::status_text(refused)
         );
+        // A USO segment that holds the whole oversize payload is one oversize datagram.
+        if to.is_ipv4() && socket.features & wskudp_abi::feature::USO != 0 {
+            let spec = SendSpec {
+                uso_segment_size: Some(u32::try_from(largest + 1).map_err(error)?),
+                ..plain(socket.socket, to, 1)
+            };
+            let refused = refusal(client.send(&spec, &[], &pattern(largest + 1)))?;
+            ensure!(
+                refused == STATUS_INVALID_BUFFER_SIZE,
+                "{local}: one oversize USO segment: {}",
+                crate::status_text(refused)
+            );
+        }
         client.close_socket(socket.socket).map_err(error)?;
     }
     // Everything checkable was checked; what this loopback cannot show is said, as a skip.

@@ -268,7 +268,6 @@ impl DatagramSocket {
             return Err(STATUS_CANCELLED);
         }
         let socket = self.socket.as_ptr();
-        let mut returned: usize = 0;
         let (output_ptr, output_len) = if output.is_empty() {
             (core::ptr::null_mut(), 0)
         } else {
@@ -279,15 +278,10 @@ impl DatagramSocket {
         } else {
             (input.as_ptr().cast_mut().cast(), input.len())
         };
-        let returned_ptr = if output.is_empty() {
-            core::ptr::null_mut()
-        } else {
-            &raw mut returned
-        };
         let result = call_and_wait(self.device, |irp| {
             let status;
             // SAFETY: 1. the socket is open and the gate is entered (no close meanwhile);
-            //         2. input, output and `returned` outlive the call (we wait for the IRP);
+            //         2. input and output outlive the call (we wait for the IRP);
             //            WSK only reads the input despite the non-const pointer;
             //         3. fresh IRP; PASSIVE_LEVEL.
             unsafe {
@@ -300,7 +294,9 @@ impl DatagramSocket {
                     input_ptr,
                     output_len,
                     output_ptr,
-                    returned_ptr,
+                    // NULL with an IRP: the size is the IRP's Information
+                    // (PFN_WSK_CONTROL_SOCKET, OutputSizeReturned).
+                    core::ptr::null_mut(),
                     irp,
                 );
             }
@@ -309,7 +305,7 @@ impl DatagramSocket {
         if self.gate.exit() {
             self.issue_close();
         }
-        result.map(|_| returned)
+        result.map(|done| done.information)
     }
 
     /// `WskControlSocket(WskSetOption)` of a `DWORD` option (every option wskudp sets is one).
