@@ -419,6 +419,13 @@ impl Batch {
         self.driver_stats().record(status, bytes);
     }
 
+    /// Gives up the datagram being issued, which `issue_next` already took off `remaining`,
+    /// and every one after it. Only the pumping thread calls this. IRQL: any.
+    fn give_up_from_current(&self) {
+        self.remaining.fetch_add(1, Ordering::AcqRel);
+        self.give_up_remaining();
+    }
+
     /// Counts every datagram not issued yet as not sent; nothing more will be issued.
     /// Only the pumping thread calls this. IRQL: any.
     fn give_up_remaining(&self) {
@@ -694,7 +701,7 @@ impl SendOp {
     /// Hands the datagram to `WskSendTo`, unless the request was cancelled or the socket is
     /// closing. `true` if it went to WSK (the completion routine finishes it). IRQL:
     /// <= `DISPATCH_LEVEL`.
-    fn submit(mut op: PoolBox<Self>) -> bool {
+    fn submit(op: PoolBox<Self>) -> bool {
         let this = op.batch;
         // SAFETY: The pump holds a work reference on the batch.
         let batch = unsafe { this.as_ref() };
@@ -705,8 +712,7 @@ impl SendOp {
             Ok(call) => call,
             Err(status) if status == STATUS_CANCELLED => {
                 // The socket is closing: this datagram and the rest are not sent.
-                batch.remaining.fetch_add(1, Ordering::AcqRel);
-                batch.give_up_remaining();
+                batch.give_up_from_current();
                 return false;
             }
             Err(status) => {
@@ -734,12 +740,10 @@ impl SendOp {
         // SAFETY: Not shared yet except through the slot, which only a canceller reads (the
         // pointer, not this field).
         unsafe { (*PoolBox::as_ptr(&op)).slot = index };
-        let _ = &mut op;
         if batch.cancelled.load(Ordering::SeqCst) {
             // Cancelled meanwhile: the canceller may have pinned the op already.
             Self::unplace(batch, index);
-            batch.remaining.fetch_add(1, Ordering::AcqRel);
-            batch.give_up_remaining();
+            batch.give_up_from_current();
             Self::abandon(op);
             return false;
         }

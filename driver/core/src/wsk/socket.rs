@@ -243,7 +243,7 @@ impl DatagramSocket {
     }
 
     /// `WskControlSocket` as one call on the socket (inside its call gate), waiting for it.
-    /// Returns `OutputSizeReturned`.
+    /// Returns the output size (the IRP's `IoStatus.Information`).
     ///
     /// IRQL: `PASSIVE_LEVEL`.
     ///
@@ -264,9 +264,7 @@ impl DatagramSocket {
             .Basic
             .WskControlSocket
             .ok_or(STATUS_NOT_SUPPORTED)?;
-        if !self.gate.enter() {
-            return Err(STATUS_CANCELLED);
-        }
+        let _call = self.enter()?;
         let socket = self.socket.as_ptr();
         let (output_ptr, output_len) = if output.is_empty() {
             (core::ptr::null_mut(), 0)
@@ -302,9 +300,6 @@ impl DatagramSocket {
             }
             status
         });
-        if self.gate.exit() {
-            self.issue_close();
-        }
         result.map(|done| done.information)
     }
 
@@ -410,18 +405,23 @@ impl DatagramSocket {
     /// `STATUS_NOT_SUPPORTED` if the provider lacks `WskSendTo` (never, for a socket that
     /// opened).
     pub fn send_call(&self) -> Result<SendCall<'_>, NTSTATUS> {
-        if !self.gate.enter() {
-            return Err(STATUS_CANCELLED);
+        let call = self.enter()?;
+        // On failure the entry drops here and the gate is left.
+        let send_to = self.dispatch().WskSendTo.ok_or(STATUS_NOT_SUPPORTED)?;
+        Ok(SendCall { call, send_to })
+    }
+
+    /// Enters the socket's call gate for one call to its functions.
+    /// IRQL: <= `DISPATCH_LEVEL`.
+    ///
+    /// # Errors
+    /// `STATUS_CANCELLED` once closing has begun.
+    fn enter(&self) -> Result<InCall<'_>, NTSTATUS> {
+        if self.gate.enter() {
+            Ok(InCall { socket: self })
+        } else {
+            Err(STATUS_CANCELLED)
         }
-        // From here the gate is left by SendCall's drop, or right here on failure.
-        let call = SendCall {
-            socket: self,
-            send_to: self.dispatch().WskSendTo,
-        };
-        if call.send_to.is_none() {
-            return Err(STATUS_NOT_SUPPORTED);
-        }
-        Ok(call)
     }
 
     /// Begins closing: no new call starts, and `WskCloseSocket` is issued as soon as the calls
@@ -468,13 +468,27 @@ impl DatagramSocket {
     }
 }
 
-/// One `WskSendTo` call in progress on a socket (inside its call gate).
+/// One call to a socket's functions in progress: the socket's call gate, entered.
 ///
 /// # Invariants
-/// The socket's gate was entered for this value and is left by its drop; `send_to` is `Some`.
-pub struct SendCall<'a> {
+/// The gate was entered for this value and is left by its drop; the last call out after
+/// closing began issues `WskCloseSocket`.
+struct InCall<'a> {
     socket: &'a DatagramSocket,
-    send_to: Option<WskSendToFn>,
+}
+
+impl Drop for InCall<'_> {
+    fn drop(&mut self) {
+        if self.socket.gate.exit() {
+            self.socket.issue_close();
+        }
+    }
+}
+
+/// One `WskSendTo` call in progress on a socket (inside its call gate).
+pub struct SendCall<'a> {
+    call: InCall<'a>,
+    send_to: WskSendToFn,
 }
 
 impl SendCall<'_> {
@@ -494,9 +508,6 @@ impl SendCall<'_> {
         control: &ControlBuffer,
         irp: *mut IRP,
     ) -> NTSTATUS {
-        let Some(send_to) = self.send_to else {
-            return STATUS_NOT_SUPPORTED;
-        };
         let (control_info, control_len) = control.as_control_info();
         let status;
         // SAFETY: 1. the socket is open: the gate is entered, so WskCloseSocket is not issued
@@ -506,8 +517,8 @@ impl SendCall<'_> {
         //         3. Flags is reserved and must be 0;
         //         4. WskSendTo may be called at IRQL <= DISPATCH_LEVEL.
         unsafe {
-            status = send_to(
-                self.socket.socket.as_ptr(),
+            status = (self.send_to)(
+                self.call.socket.socket.as_ptr(),
                 buffer,
                 0,
                 remote.map_or(core::ptr::null_mut(), |r| r.as_sockaddr().cast_mut()),
@@ -517,14 +528,6 @@ impl SendCall<'_> {
             );
         }
         status
-    }
-}
-
-impl Drop for SendCall<'_> {
-    fn drop(&mut self) {
-        if self.socket.gate.exit() {
-            self.socket.issue_close();
-        }
     }
 }
 
