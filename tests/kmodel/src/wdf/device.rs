@@ -64,6 +64,7 @@ const SDDL_DEVOBJ_SYS_ALL_ADM_ALL: &str = "D:P(A;;GA;;;SY)(A;;GA;;;BA)";
 /// A `WDFDEVICE_INIT` (`shared/core/fxdeviceinit.cpp:30-86` for its defaults): a control
 /// device's from `WdfControlDeviceInitAllocate`, or an FDO's that `FxDriver::AddDevice` makes
 /// on its stack for `EvtDriverDeviceAdd` (`fxdriverkm.cpp:60-73`).
+#[derive(Clone)]
 pub(crate) struct DeviceInit {
     /// A control device's SDDL; none for an FDO.
     sddl: Option<String>,
@@ -680,20 +681,6 @@ pub(crate) unsafe extern "C" fn wdf_device_init_set_request_attributes(
     with_init(API, init, |i| i.request_attributes = Some(attributes));
 }
 
-/// What `WdfDeviceCreate` takes from an init.
-struct InitCopy {
-    name: Option<String>,
-    sddl: Option<String>,
-    device_type: u32,
-    characteristics: u32,
-    file_config: Option<WDF_FILEOBJECT_CONFIG>,
-    file_attributes: Option<WDF_OBJECT_ATTRIBUTES>,
-    pdo: Option<usize>,
-    pnp_callbacks: Option<WDF_PNPPOWER_EVENT_CALLBACKS>,
-    request_attributes: Option<WDF_OBJECT_ATTRIBUTES>,
-    created: Option<usize>,
-}
-
 /// `WdfDeviceCreate` (`fxdeviceapi.cpp:862-982`, `FxDevice::_Create` `fxdevice.cpp:366-560`)
 /// for a control device (`ControlDeviceInitialize`, `fxdevicekm.cpp:401-432`) or an FDO
 /// (`FdoInitialize`, `fxdevicekm.cpp:31-217`), with `FxPkgGeneral::ConfigureConstraints` and
@@ -727,18 +714,8 @@ pub(crate) unsafe extern "C" fn wdf_device_create(
     }
     // SAFETY: Non-null (checked).
     let init = unsafe { init_slot.read() };
-    let Some(copy) = with_init(API, init, |i| InitCopy {
-        name: i.name.clone(),
-        sddl: i.sddl.clone(),
-        device_type: i.device_type,
-        characteristics: i.characteristics,
-        file_config: i.file_config,
-        file_attributes: i.file_attributes,
-        pdo: i.pdo,
-        pnp_callbacks: i.pnp_callbacks,
-        request_attributes: i.request_attributes,
-        created: i.created,
-    }) else {
+    // What WdfDeviceCreate takes from the init.
+    let Some(copy) = with_init(API, init, |i| i.clone()) else {
         return STATUS_INVALID_PARAMETER;
     };
     if copy.created.is_some() {
