@@ -25,6 +25,9 @@ pub struct Arrival {
 /// A bound UDP socket collecting datagrams.
 pub struct Receiver {
     socket: UdpSocket,
+    /// `WSARecvMsg`, looked up once at bind.
+    #[cfg(windows)]
+    recv_msg: windows_sys::Win32::Networking::WinSock::LPFN_WSARECVMSG,
 }
 
 impl Receiver {
@@ -39,7 +42,11 @@ impl Receiver {
         unix::enable_ancillary(&socket, address.is_ipv6())?;
         #[cfg(windows)]
         windows::enable_ancillary(&socket, address.is_ipv6())?;
-        Ok(Self { socket })
+        Ok(Self {
+            #[cfg(windows)]
+            recv_msg: windows::wsa_recv_msg(&socket)?,
+            socket,
+        })
     }
 
     /// Joins `group` on the interface with address `interface` (`IP_ADD_MEMBERSHIP`).
@@ -70,7 +77,7 @@ impl Receiver {
         }
         #[cfg(windows)]
         {
-            windows::recv(&self.socket)
+            windows::recv(&self.socket, self.recv_msg)
         }
         #[cfg(not(any(unix, windows)))]
         {
@@ -237,7 +244,8 @@ mod windows {
         }
     }
 
-    fn wsa_recv_msg(socket: SOCKET) -> io::Result<LPFN_WSARECVMSG> {
+    /// `WSARecvMsg`, an extension function each socket provider gives out.
+    pub(super) fn wsa_recv_msg(socket: &UdpSocket) -> io::Result<LPFN_WSARECVMSG> {
         let guid = WSAID_WSARECVMSG;
         let mut function: LPFN_WSARECVMSG = None;
         let mut returned = 0_u32;
@@ -245,7 +253,7 @@ mod windows {
         // given; no overlapped I/O.
         let result = unsafe {
             WSAIoctl(
-                socket,
+                socket_of(socket),
                 SIO_GET_EXTENSION_FUNCTION_POINTER,
                 (&raw const guid).cast(),
                 u32::try_from(size_of_val(&guid)).unwrap_or(0),
@@ -262,9 +270,8 @@ mod windows {
         Ok(function)
     }
 
-    pub(super) fn recv(socket: &UdpSocket) -> io::Result<Arrival> {
-        let raw = socket_of(socket);
-        let function = wsa_recv_msg(raw)?.ok_or_else(|| io::Error::other("no WSARecvMsg"))?;
+    pub(super) fn recv(socket: &UdpSocket, recv_msg: LPFN_WSARECVMSG) -> io::Result<Arrival> {
+        let function = recv_msg.ok_or_else(|| io::Error::other("no WSARecvMsg"))?;
         let mut payload = vec![0_u8; 65_536];
         let mut control = [0_u64; 64];
         let mut name = [0_u64; 16];
@@ -288,7 +295,7 @@ mod windows {
         // (no OVERLAPPED), so nothing is written afterwards. SO_RCVTIMEO bounds the wait.
         let result = unsafe {
             function(
-                raw,
+                socket_of(socket),
                 &raw mut message,
                 &raw mut received,
                 std::ptr::null_mut(),
