@@ -14,16 +14,8 @@ use wskudp_abi::{OpenSocketRequest, SendSpec, SocketOption};
 
 use crate::client::{Client, ClientError};
 use crate::receiver::Receiver;
-use crate::scenarios::{Failure, addr, error, plain, receive, receiver, sent_ok};
+use crate::scenarios::{Failure, addr, ensure, error, plain, receive, receiver, sent_ok};
 use crate::{loopback_index, pattern};
-
-macro_rules! ensure {
-    ($condition:expr, $($message:tt)+) => {
-        if !$condition {
-            return Err(format!($($message)+));
-        }
-    };
-}
 
 /// The status a refused request completed with.
 fn refusal<T: std::fmt::Debug>(result: Result<T, ClientError>) -> Result<i32, Failure> {

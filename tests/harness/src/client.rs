@@ -137,6 +137,17 @@ impl<B: Backend + ?Sized> Client<B> {
         Ok(version)
     }
 
+    /// The agreed ABI version, if it is 2 or later; `what` names what needs it.
+    fn require_abi_2(&self, what: impl core::fmt::Display) -> Result<u32, ClientError> {
+        let version = self.abi_version()?;
+        if version < 2 {
+            return Err(ClientError::Usage(format!(
+                "{what} need ABI version 2; the driver and this client agree on {version}"
+            )));
+        }
+        Ok(version)
+    }
+
     /// `request` (an encoded versioned request) written in the agreed version.
     fn versioned(&self, mut request: Vec<u8>) -> Result<Vec<u8>, ClientError> {
         let version = self.abi_version()?;
@@ -183,7 +194,7 @@ impl<B: Backend + ?Sized> Client<B> {
     }
 
     fn call<T: FromBytes>(&self, ioctl: Ioctl, input: &[u8]) -> Result<T, ClientError> {
-        response(&self.backend.ioctl(ioctl.code(), input, size_of::<T>())?)
+        response(self.backend.ioctl(ioctl.code(), input, size_of::<T>())?)
     }
 
     /// `QUERY_INFO`, in the layout of the newest version this client speaks (fields a
@@ -197,12 +208,10 @@ impl<B: Backend + ?Sized> Client<B> {
         } else {
             InfoResponse::V1_LEN
         };
-        let outcome = self
-            .backend
-            .ioctl(Ioctl::QueryInfo.code(), &[], output_len)?;
-        if !nt_success(outcome.status) {
-            return Err(ClientError::Status(outcome.status));
-        }
+        let outcome = succeeded(
+            self.backend
+                .ioctl(Ioctl::QueryInfo.code(), &[], output_len)?,
+        )?;
         InfoResponse::read_any_version(&outcome.output).map_err(ClientError::ShortResponse)
     }
 
@@ -212,12 +221,7 @@ impl<B: Backend + ?Sized> Client<B> {
     /// [`ClientError::Usage`] if the driver or this client speaks only ABI 1; otherwise see
     /// [`ClientError`].
     pub fn stats(&self) -> Result<StatsResponse, ClientError> {
-        let version = self.abi_version()?;
-        if version < 2 {
-            return Err(ClientError::Usage(format!(
-                "statistics need ABI version 2; the driver and this client agree on {version}"
-            )));
-        }
+        self.require_abi_2("statistics")?;
         let request = self.versioned(encode_query_stats().as_bytes().to_vec())?;
         self.call(Ioctl::QueryStats, &request)
     }
@@ -240,12 +244,11 @@ impl<B: Backend + ?Sized> Client<B> {
         local: SocketAddr,
         flags: u32,
     ) -> Result<OpenSocketResponse, ClientError> {
-        let version = self.abi_version()?;
-        if version < 2 && flags != 0 {
-            return Err(ClientError::Usage(format!(
-                "socket flags {flags:#x} need ABI version 2; the driver and this client agree on {version}"
-            )));
-        }
+        let version = if flags == 0 {
+            self.abi_version()?
+        } else {
+            self.require_abi_2(format_args!("socket flags {flags:#x}"))?
+        };
         let mut request = encode_open_socket_with(local, flags);
         request.header = RequestHeader::version(version);
         let output_len = if version >= 2 {
@@ -253,14 +256,11 @@ impl<B: Backend + ?Sized> Client<B> {
         } else {
             OpenSocketResponse::V1_LEN
         };
-        let outcome = self.backend.ioctl(
+        let outcome = succeeded(self.backend.ioctl(
             Ioctl::OpenSocket.code(),
             request.bytes_for_version(version),
             output_len,
-        )?;
-        if !nt_success(outcome.status) {
-            return Err(ClientError::Status(outcome.status));
-        }
+        )?)?;
         read_any_version(&outcome.output, OpenSocketResponse::V1_LEN)
             .map_err(ClientError::ShortResponse)
     }
@@ -270,19 +270,9 @@ impl<B: Backend + ?Sized> Client<B> {
     /// # Errors
     /// [`ClientError::Usage`] with a version-1 driver; otherwise see [`ClientError`].
     pub fn set_option(&self, socket: u32, option: SocketOption) -> Result<(), ClientError> {
-        let version = self.abi_version()?;
-        if version < 2 {
-            return Err(ClientError::Usage(format!(
-                "socket options need ABI version 2; the driver and this client agree on {version}"
-            )));
-        }
+        self.require_abi_2("socket options")?;
         let request = self.versioned(encode_set_option(socket, option).as_bytes().to_vec())?;
-        let outcome = self.backend.ioctl(Ioctl::SetOption.code(), &request, 0)?;
-        if nt_success(outcome.status) {
-            Ok(())
-        } else {
-            Err(ClientError::Status(outcome.status))
-        }
+        succeeded(self.backend.ioctl(Ioctl::SetOption.code(), &request, 0)?).map(drop)
     }
 
     /// `CLOSE_SOCKET`.
@@ -291,12 +281,7 @@ impl<B: Backend + ?Sized> Client<B> {
     /// See [`ClientError`].
     pub fn close_socket(&self, socket: u32) -> Result<(), ClientError> {
         let request = self.versioned(encode_close_socket(socket).as_bytes().to_vec())?;
-        let outcome = self.backend.ioctl(Ioctl::CloseSocket.code(), &request, 0)?;
-        if nt_success(outcome.status) {
-            Ok(())
-        } else {
-            Err(ClientError::Status(outcome.status))
-        }
+        succeeded(self.backend.ioctl(Ioctl::CloseSocket.code(), &request, 0)?).map(drop)
     }
 
     fn encode(
@@ -507,11 +492,19 @@ impl<B: Backend + ?Sized> Client<B> {
 }
 
 /// A typed response: the driver's error status, or the output read as `T`.
-fn response<T: FromBytes>(outcome: &crate::backend::IoctlOutcome) -> Result<T, ClientError> {
-    if !nt_success(outcome.status) {
-        return Err(ClientError::Status(outcome.status));
+fn response<T: FromBytes>(outcome: crate::backend::IoctlOutcome) -> Result<T, ClientError> {
+    read_response(&succeeded(outcome)?.output).map_err(ClientError::ShortResponse)
+}
+
+/// The outcome if its status is a success, else the driver's error status.
+fn succeeded(
+    outcome: crate::backend::IoctlOutcome,
+) -> Result<crate::backend::IoctlOutcome, ClientError> {
+    if nt_success(outcome.status) {
+        Ok(outcome)
+    } else {
+        Err(ClientError::Status(outcome.status))
     }
-    read_response(&outcome.output).map_err(ClientError::ShortResponse)
 }
 
 /// One `SEND` in flight, from [`Client::submit_send`]. Dropping it unwaited cancels it and
@@ -529,7 +522,7 @@ impl PendingSend<'_> {
     /// [`ClientError::Status`] if the driver refused the request as a whole, otherwise as
     /// [`Client::send`].
     pub fn wait(self) -> Result<SendResponse, ClientError> {
-        response(&self.request.wait(COMPLETION_TIMEOUT)?)
+        response(self.request.wait(COMPLETION_TIMEOUT)?)
     }
 
     /// Asks the driver to cancel the request (`CancelIoEx`); it still completes: wait for it.

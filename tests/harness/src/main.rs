@@ -418,11 +418,7 @@ fn report_text(report: &ModelReport) -> String {
 fn info(client: &Client) -> Result<Outcome, String> {
     let info: InfoResponse = client.info().map_err(|e| e.to_string())?;
     let [major, minor, patch, _] = info.driver_version;
-    let capabilities: Vec<&str> = capability::NAMES
-        .iter()
-        .filter(|(bit, _)| info.capabilities & bit != 0)
-        .map(|(_, name)| *name)
-        .collect();
+    let capabilities = names_of(info.capabilities, &capability::NAMES);
     let ioctls: serde_json::Map<String, Value> = Ioctl::ALL
         .iter()
         .map(|ioctl| {
@@ -502,13 +498,16 @@ fn probe_features(client: &Client) -> Value {
     if client.abi_version().unwrap_or(1) < 2 {
         return Value::Null;
     }
-    json!(
-        feature::NAMES
-            .iter()
-            .filter(|(bit, _)| socket.features & bit != 0)
-            .map(|(_, name)| *name)
-            .collect::<Vec<_>>()
-    )
+    json!(names_of(socket.features, &feature::NAMES))
+}
+
+/// The names of the bits set in `bits`, from a `(bit, name)` table.
+fn names_of(bits: u32, table: &[(u32, &'static str)]) -> Vec<&'static str> {
+    table
+        .iter()
+        .filter(|(bit, _)| bits & bit != 0)
+        .map(|(_, name)| *name)
+        .collect()
 }
 
 /// Counters as JSON and as one text line.
@@ -675,11 +674,7 @@ fn send(client: &Client, args: &SendArgs) -> Result<Outcome, String> {
         .socket_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
-    let features: Vec<&str> = feature::NAMES
-        .iter()
-        .filter(|(bit, _)| opened.features & bit != 0)
-        .map(|(_, name)| *name)
-        .collect();
+    let features = names_of(opened.features, &feature::NAMES);
     let result = if args.dry_run {
         describe(client, &spec, &args.segments, &payload)
     } else {

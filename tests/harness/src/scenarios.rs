@@ -120,6 +120,7 @@ pub const fn all() -> &'static [Scenario] {
     ]
 }
 
+/// Fails the scenario with a formatted message unless `$condition` holds.
 macro_rules! ensure {
     ($condition:expr, $($message:tt)+) => {
         if !$condition {
@@ -127,6 +128,7 @@ macro_rules! ensure {
         }
     };
 }
+pub(crate) use ensure;
 
 pub(crate) fn addr(text: &str) -> SocketAddr {
     text.parse()
@@ -387,6 +389,29 @@ fn source_v6(client: &Client) -> Result<Option<String>, Failure> {
 /// TOS asked, ECN asked, and the TOS byte on the wire or the status the `SEND` fails with.
 type MarkingCase = (Option<u8>, Option<Ecn>, Result<u8, i32>);
 
+/// What a socket's provider lets one datagram carry, from the socket's features.
+#[derive(Clone, Copy)]
+struct Marks {
+    /// A TOS byte / traffic class (`feature::TOS`).
+    tos: bool,
+    /// An ECN codepoint: folded into the TOS byte where the provider takes one, else alone
+    /// (`feature::ECN`).
+    ecn: bool,
+    /// A USO segment size (`feature::USO`).
+    uso: bool,
+}
+
+impl Marks {
+    const fn of(features: u32) -> Self {
+        let tos = features & feature::TOS != 0;
+        Self {
+            tos,
+            ecn: tos || features & feature::ECN != 0,
+            uso: features & feature::USO != 0,
+        }
+    }
+}
+
 /// TOS and ECN by Windows' rules (see `driver/core/src/send.rs`): where the socket's provider
 /// takes the TOS byte on send, one `IP_TOS` / `IPV6_TCLASS` carries both (ECN in its low bits);
 /// elsewhere ECN goes alone (`IP_ECN` / `IPV6_ECN`) and a TOS byte is `STATUS_NOT_SUPPORTED`;
@@ -395,54 +420,37 @@ fn tos_and_ecn(client: &Client) -> Result<Option<String>, Failure> {
     for local in ["127.0.0.1:0", "[::1]:0"] {
         let Ok(rx) = receiver(local) else { continue };
         let socket = client.open_socket(addr(local)).map_err(error)?;
-        let takes_tos = socket.features & feature::TOS != 0;
+        let marks = Marks::of(socket.features);
+        let with_tos = |wire: u8| {
+            if marks.tos {
+                Ok(wire)
+            } else {
+                Err(STATUS_NOT_SUPPORTED)
+            }
+        };
         let ecn_only = |wire: u8| {
-            if takes_tos || socket.features & feature::ECN != 0 {
+            if marks.ecn {
                 Ok(wire)
             } else {
                 Err(STATUS_NOT_SUPPORTED)
             }
         };
         let cases: [MarkingCase; 7] = [
-            (
-                Some(0xB8),
-                None,
-                if takes_tos {
-                    Ok(0xB8)
-                } else {
-                    Err(STATUS_NOT_SUPPORTED)
-                },
-            ),
+            (Some(0xB8), None, with_tos(0xB8)),
             (None, Some(Ecn::Ect0), ecn_only(0x02)),
             (None, Some(Ecn::Ect1), ecn_only(0x01)),
-            (
-                Some(0xB8),
-                Some(Ecn::Ect1),
-                if takes_tos {
-                    Ok(0xB9)
-                } else {
-                    Err(STATUS_NOT_SUPPORTED)
-                },
-            ),
+            (Some(0xB8), Some(Ecn::Ect1), with_tos(0xB9)),
             (None, Some(Ecn::Ce), Err(STATUS_INVALID_PARAMETER)),
             (
                 Some(0xBB),
                 None,
-                Err(if takes_tos {
+                Err(if marks.tos {
                     STATUS_INVALID_PARAMETER
                 } else {
                     STATUS_NOT_SUPPORTED
                 }),
             ),
-            (
-                Some(0x03),
-                Some(Ecn::NotEct),
-                if takes_tos {
-                    Ok(0x00)
-                } else {
-                    Err(STATUS_NOT_SUPPORTED)
-                },
-            ),
+            (Some(0x03), Some(Ecn::NotEct), with_tos(0x00)),
         ];
         for (tos, ecn, expected) in cases {
             let spec = SendSpec {
@@ -529,22 +537,20 @@ fn everything(client: &Client) -> Result<Option<String>, Failure> {
         let Ok(rx) = receiver(local) else { continue };
         let socket = client.open_socket(addr(local)).map_err(error)?;
         let source: IpAddr = source.parse().map_err(error)?;
-        let takes_tos = socket.features & feature::TOS != 0;
-        let marks = takes_tos || socket.features & feature::ECN != 0;
-        let uso = socket.features & feature::USO != 0;
+        let marks = Marks::of(socket.features);
         let spec = SendSpec {
             source: Some(source),
-            tos: takes_tos.then_some(0x28),
-            ecn: marks.then_some(Ecn::Ect1),
-            uso_segment_size: uso.then_some(700),
+            tos: marks.tos.then_some(0x28),
+            ecn: marks.ecn.then_some(Ecn::Ect1),
+            uso_segment_size: marks.uso.then_some(700),
             ..plain(socket.socket, rx.local_addr().map_err(error)?, 3)
         };
         let response = client
             .send(&spec, &[7, 693, 700], &pattern(1400))
             .map_err(error)?;
         sent_ok(&response, 3)?;
-        let (arrivals, size) = if uso { (6, 700) } else { (3, 1400) };
-        let wire_tos = match (takes_tos, marks) {
+        let (arrivals, size) = if marks.uso { (6, 700) } else { (3, 1400) };
+        let wire_tos = match (marks.tos, marks.ecn) {
             (true, _) => 0x29,
             (false, true) => 0x01,
             (false, false) => 0x00,
@@ -573,7 +579,7 @@ fn everything(client: &Client) -> Result<Option<String>, Failure> {
 /// The `ws2def.h` encoding of the expected control buffer, written out independently of core:
 /// source 127.0.0.2 on interface 0, then the TOS byte 0xB9 (TOS 0xB8 with ECT(1)) where the
 /// provider takes it or ECN ECT(1) alone, then a USO segment size of 400 where it has USO.
-fn expected_v4_control(takes_tos: bool, marks: bool, uso: bool) -> Vec<u8> {
+fn expected_v4_control(marks: Marks) -> Vec<u8> {
     let header = |len: u64, level: i32, ty: i32| -> Vec<u8> {
         [
             len.to_le_bytes().as_slice(),
@@ -584,14 +590,14 @@ fn expected_v4_control(takes_tos: bool, marks: bool, uso: bool) -> Vec<u8> {
     };
     let mut expected = header(16 + 8, 0, 19); // IPPROTO_IP, IP_PKTINFO, IN_PKTINFO
     expected.extend([127, 0, 0, 2, 0, 0, 0, 0]);
-    if takes_tos {
+    if marks.tos {
         expected.extend(header(16 + 4, 0, 3)); // IP_TOS, INT
         expected.extend([0xB9, 0, 0, 0, 0, 0, 0, 0]);
-    } else if marks {
+    } else if marks.ecn {
         expected.extend(header(16 + 4, 0, 50)); // IP_ECN, INT
         expected.extend([1, 0, 0, 0, 0, 0, 0, 0]);
     }
-    if uso {
+    if marks.uso {
         expected.extend(header(16 + 4, 17, 2)); // IPPROTO_UDP, UDP_SEND_MSG_SIZE, DWORD
         expected.extend([0x90, 0x01, 0, 0, 0, 0, 0, 0]);
     }
@@ -600,20 +606,18 @@ fn expected_v4_control(takes_tos: bool, marks: bool, uso: bool) -> Vec<u8> {
 
 fn describe_exact(client: &Client) -> Result<Option<String>, Failure> {
     let socket = client.open_socket(addr("127.0.0.1:0")).map_err(error)?;
-    let takes_tos = socket.features & feature::TOS != 0;
-    let marks = takes_tos || socket.features & feature::ECN != 0;
-    let uso = socket.features & feature::USO != 0;
+    let marks = Marks::of(socket.features);
     let spec = SendSpec {
         source: Some(IpAddr::from([127, 0, 0, 2])),
-        tos: takes_tos.then_some(0xB8),
-        ecn: marks.then_some(Ecn::Ect1),
-        uso_segment_size: uso.then_some(400),
+        tos: marks.tos.then_some(0xB8),
+        ecn: marks.ecn.then_some(Ecn::Ect1),
+        uso_segment_size: marks.uso.then_some(400),
         ..plain(socket.socket, addr("127.0.0.1:4660"), 1)
     };
     let described = client
         .describe_send(&spec, &[200, 600, 400], &pattern(1200))
         .map_err(error)?;
-    let expected = expected_v4_control(takes_tos, marks, uso);
+    let expected = expected_v4_control(marks);
     ensure!(
         described.control_bytes() == expected,
         "control bytes {:02x?}",

@@ -148,7 +148,6 @@ mod imp {
     struct DeviceInFlight {
         device: HANDLE,
         request: Option<NonNull<Request>>,
-        output_len: usize,
     }
 
     // SAFETY: The device handle and event may be used from any thread; the request memory is
@@ -234,7 +233,7 @@ mod imp {
             let output = if nt_error(status) {
                 Vec::new()
             } else {
-                request.output[..information.min(self.output_len)].to_vec()
+                request.output[..information.min(request.output.len())].to_vec()
             };
             Some(Ok(IoctlOutcome { status, output }))
         }
@@ -289,7 +288,6 @@ mod imp {
             let mut pending = DeviceInFlight {
                 device: self.handle,
                 request: Some(request),
-                output_len,
             };
             // SAFETY: `raw` is live; this only reads the input buffer's address.
             let input_ptr = unsafe { (*raw).input.as_ptr() };
