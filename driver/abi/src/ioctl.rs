@@ -66,6 +66,20 @@ impl Ioctl {
         ctl_code(FILE_DEVICE_NETWORK, function, METHOD_BUFFERED, access)
     }
 
+    /// The ABI version that introduced the request: a driver serving only older versions
+    /// does not know it, and a request header must carry at least this version.
+    #[must_use]
+    pub const fn introduced(self) -> u32 {
+        match self {
+            Self::QueryStats | Self::SetOption => 2,
+            Self::QueryInfo
+            | Self::OpenSocket
+            | Self::CloseSocket
+            | Self::Send
+            | Self::DescribeSend => 1,
+        }
+    }
+
     /// The request's name as shown by the CLI (`IOCTL_WSKUDP_<NAME>` in C terms).
     #[must_use]
     pub const fn name(self) -> &'static str {

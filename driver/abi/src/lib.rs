@@ -50,7 +50,7 @@ pub use send::{
 pub use wire::{
     CloseSocketRequest, DescribeSendResponse, FailureCount, InfoResponse, OpenSocketRequest,
     OpenSocketResponse, RequestHeader, SendCounters, SendRequest, SendResponse, SetOptionRequest,
-    SocketStats, StatsRequest, StatsResponse, read_any_version, read_response, write_response,
+    SocketStats, StatsRequest, StatsResponse, read_any_version, read_response,
 };
 
 /// The newest ABI version this crate speaks.

@@ -7,7 +7,7 @@ use core::net::{IpAddr, SocketAddr};
 use zerocopy::{FromBytes, IntoBytes};
 
 use crate::{
-    AbiError, CloseSocketRequest, MAX_COUNT, MAX_PAYLOAD, MAX_SEGMENTS, OpenSocketRequest,
+    AbiError, CloseSocketRequest, Ioctl, MAX_COUNT, MAX_PAYLOAD, MAX_SEGMENTS, OpenSocketRequest,
     RequestHeader, SendRequest, SetOptionRequest, StatsRequest, WireAddr,
 };
 
@@ -475,18 +475,6 @@ pub enum SocketOption {
 }
 
 impl SocketOption {
-    /// `(wire id, name)` of every option, in id order.
-    pub const NAMES: [(u32, &str); 8] = [
-        (1, "hop_limit"),
-        (2, "broadcast"),
-        (3, "multicast_interface"),
-        (4, "multicast_hop_limit"),
-        (5, "multicast_loop"),
-        (6, "unicast_interface"),
-        (7, "dont_fragment"),
-        (8, "destination"),
-    ];
-
     /// The option's wire id.
     #[must_use]
     pub const fn id(&self) -> u32 {
@@ -533,7 +521,7 @@ pub struct SetOptionView {
 /// Size, version, reserved fields, an unknown option or a value outside its range.
 pub fn parse_set_option(input: &[u8]) -> Result<SetOptionView, AbiError> {
     let request = read_exact::<SetOptionRequest>(input)?;
-    let abi_version = request.header.check(2)?;
+    let abi_version = request.header.check(Ioctl::SetOption.introduced())?;
     if request.reserved != 0 {
         return Err(AbiError::ReservedNotZero);
     }
@@ -633,7 +621,9 @@ pub fn parse_close_socket(input: &[u8]) -> Result<(u32, u32), AbiError> {
 /// # Errors
 /// Size, version or reserved-field problems.
 pub fn parse_query_stats(input: &[u8]) -> Result<u32, AbiError> {
-    read_exact::<StatsRequest>(input)?.header.check(2)
+    read_exact::<StatsRequest>(input)?
+        .header
+        .check(Ioctl::QueryStats.introduced())
 }
 
 /// Builds a `QUERY_STATS` request.

@@ -485,26 +485,7 @@ impl DescribeSendResponse {
     }
 }
 
-/// Writes a response at the start of `out`, returning its size (the IRP's `Information`).
-///
-/// # Errors
-/// [`AbiError::OutputTooSmall`] if `out` is shorter than `T`.
-pub fn write_response<T: IntoBytes + Immutable>(
-    value: &T,
-    out: &mut [u8],
-) -> Result<usize, AbiError> {
-    let bytes = value.as_bytes();
-    let got = out.len();
-    out.get_mut(..bytes.len())
-        .ok_or(AbiError::OutputTooSmall {
-            needed: bytes.len(),
-            got,
-        })?
-        .copy_from_slice(bytes);
-    Ok(bytes.len())
-}
-
-/// Reads a response written by [`write_response`].
+/// Reads a response: the `T` the driver wrote at the start of its output buffer.
 ///
 /// # Errors
 /// [`AbiError::InputTooShort`] if `bytes` is shorter than `T`.

@@ -200,11 +200,8 @@ impl IoctlRequest {
 
     /// Writes `response` to the output buffer and completes with `STATUS_SUCCESS`, or with
     /// `STATUS_BUFFER_TOO_SMALL` if it does not fit.
-    pub fn complete_with_response<T: IntoBytes + Immutable>(mut self, response: &T) {
-        match wskudp_abi::write_response(response, self.output()) {
-            Ok(written) => self.complete(STATUS_SUCCESS, written),
-            Err(error) => self.complete(error.status(), 0),
-        }
+    pub fn complete_with_response<T: IntoBytes + Immutable>(self, response: &T) {
+        self.complete_with_bytes(response.as_bytes());
     }
 
     /// Builds a response too large for a kernel stack directly in the output buffer: zeroes it

@@ -16,11 +16,11 @@ use crate::handle::HandleState;
 use crate::irp::DriverDevice;
 use crate::pool::{PoolBox, TAG_DRIVER};
 use crate::send::{self, Datagram};
-use crate::sockets::{Opened, Owner, SocketInfo, SocketTable};
+use crate::sockets::{Opened, Owner, SocketTable};
 use crate::stats::DriverStats;
 use crate::status::{
     STATUS_BUFFER_TOO_SMALL, STATUS_DEVICE_BUSY, STATUS_FILE_CLOSED, STATUS_FILE_FORCED_CLOSED,
-    STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_HANDLE, STATUS_REVISION_MISMATCH, STATUS_SUCCESS,
+    STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_HANDLE, STATUS_REVISION_MISMATCH,
 };
 use crate::wsk::{DatagramSocket, WskClient, options};
 
@@ -128,24 +128,19 @@ impl Driver {
             request.complete(STATUS_FILE_CLOSED, 0);
             return;
         }
+        if ioctl.introduced() > self.abi_newest {
+            // A driver serving only older ABI versions does not know this request.
+            request.complete(STATUS_INVALID_DEVICE_REQUEST, 0);
+            return;
+        }
         let owner = Owner::of(handle);
         match ioctl {
             Ioctl::QueryInfo => self.query_info(request),
-            Ioctl::QueryStats if self.abi_newest < 2 => {
-                // A version-1 driver does not know this request.
-                request.complete(STATUS_INVALID_DEVICE_REQUEST, 0);
-            }
             Ioctl::QueryStats => self.query_stats(owner, request),
             Ioctl::OpenSocket => self.open_socket(handle, request),
-            Ioctl::SetOption if self.abi_newest < 2 => {
-                request.complete(STATUS_INVALID_DEVICE_REQUEST, 0);
-            }
             Ioctl::SetOption => {
                 let set = self.set_option(owner, &request);
-                match set {
-                    Ok(()) => request.complete(STATUS_SUCCESS, 0),
-                    Err(status) => request.complete(status, 0),
-                }
+                request.finish(set);
             }
             Ioctl::CloseSocket => {
                 let closed = parse_close_socket(request.input())
@@ -154,10 +149,7 @@ impl Driver {
                         self.serves(version)?;
                         self.sockets.close(owner, socket)
                     });
-                match closed {
-                    Ok(()) => request.complete(STATUS_SUCCESS, 0),
-                    Err(status) => request.complete(status, 0),
-                }
+                request.finish(closed);
             }
             Ioctl::DescribeSend => {
                 let described = self.describe_send(owner, &request);
@@ -274,7 +266,6 @@ impl Driver {
                 };
             let opened = Opened {
                 local: bound,
-                dual_stack: view.dual_stack,
                 features,
             };
             let socket = reservation.fill(handle, socket, opened)?;
@@ -327,16 +318,12 @@ impl Driver {
         let wsk = socket.socket();
         if let SocketOption::Destination(destination) = view.option {
             // Checked as a send to it would be: the socket must reach that family.
-            let probe = SocketInfo {
-                destination: None,
-                ..info
-            };
-            let address = crate::send::destination_sockaddr(destination, &probe)?;
+            let address = crate::send::destination_sockaddr(destination, &info)?;
             wsk.set_sendto_address(&address)?;
             socket.set_destination(destination);
             return Ok(());
         }
-        for (level, code, value) in options::settings(view.option, info.local, info.dual_stack) {
+        for (level, code, value) in options::settings(view.option, info.local, info.dual_stack()) {
             wsk.set_option(level, code, value)?;
         }
         Ok(())

@@ -27,7 +27,7 @@ use core::ffi::c_void;
 use core::mem::ManuallyDrop;
 use core::net::{IpAddr, SocketAddr, SocketAddrV6};
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
 
 use wskudp_abi::{
     DescribeSendResponse, Ecn, MAX_SEGMENTS, SEND_WINDOW, SendResponse, SendSpec, SendView, feature,
@@ -43,7 +43,7 @@ use crate::mdl::MdlChain;
 use crate::pool::{PoolBox, PoolBytes, TAG_BATCH, TAG_DATAGRAM, TAG_PAYLOAD};
 use crate::sockaddr::SockAddrBuffer;
 use crate::sockets::{SocketInfo, SocketRef};
-use crate::stats::DriverStats;
+use crate::stats::{DriverStats, Tally};
 use crate::status::{
     STATUS_CANCELLED, STATUS_FILE_FORCED_CLOSED, STATUS_INSUFFICIENT_RESOURCES,
     STATUS_INVALID_ADDRESS_COMPONENT, STATUS_INVALID_BUFFER_SIZE, STATUS_INVALID_PARAMETER,
@@ -88,10 +88,10 @@ impl Route {
         let ipv4 = match (socket.local, destination) {
             (SocketAddr::V4(_), SocketAddr::V4(_)) => true,
             (SocketAddr::V6(_), SocketAddr::V6(v6)) => v6.ip().to_ipv4_mapped().is_some(),
-            (SocketAddr::V6(_), SocketAddr::V4(_)) if socket.dual_stack => true,
+            (SocketAddr::V6(_), SocketAddr::V4(_)) if socket.dual_stack() => true,
             _ => return Err(STATUS_INVALID_ADDRESS_COMPONENT),
         };
-        if ipv4 && socket.local.is_ipv6() && !socket.dual_stack {
+        if ipv4 && socket.local.is_ipv6() && !socket.dual_stack() {
             // A v4-mapped destination on an IPv6-only socket.
             return Err(STATUS_INVALID_ADDRESS_COMPONENT);
         }
@@ -140,18 +140,13 @@ fn control_messages(
     // The ABI gives an interface only with a source: Windows sends the address as given once
     // ipi_ifindex is set, so an unspecified one would go out as the source (research §1.5).
     let ifindex = spec.source_ifindex.unwrap_or(0);
-    let source = match (spec.source, route.ipv4) {
+    // A v4-mapped source is the IPv4 address it maps.
+    let source = match (spec.source.as_ref().map(IpAddr::to_canonical), route.ipv4) {
         (None, _) => None,
         (Some(IpAddr::V4(address)), true) => Some(ControlMessage::SourceV4 { address, ifindex }),
-        (Some(IpAddr::V6(v6)), true) => match v6.to_ipv4_mapped() {
-            Some(address) => Some(ControlMessage::SourceV4 { address, ifindex }),
-            None => return Err(STATUS_INVALID_ADDRESS_COMPONENT),
-        },
-        (Some(IpAddr::V6(address)), false) if address.to_ipv4_mapped().is_none() => {
-            Some(ControlMessage::SourceV6 { address, ifindex })
-        }
-        // An IPv4 or v4-mapped source for a datagram that travels as IPv6.
-        (Some(_), false) => return Err(STATUS_INVALID_ADDRESS_COMPONENT),
+        (Some(IpAddr::V6(address)), false) => Some(ControlMessage::SourceV6 { address, ifindex }),
+        // A source of the other family than the datagram travels as.
+        (Some(_), _) => return Err(STATUS_INVALID_ADDRESS_COMPONENT),
     };
     let v4 = route.ipv4;
     let marking = if features & feature::TOS != 0 {
@@ -317,6 +312,11 @@ fn copy_prefix(out: &mut [u8], bytes: &[u8]) {
     }
 }
 
+/// A request's datagram count, which the ABI bounds to `MAX_COUNT`.
+fn count_u32(count: u64) -> u32 {
+    u32::try_from(count).unwrap_or(u32::MAX)
+}
+
 /// Lengths here are bounded by the ABI limits (at most `MAX_PAYLOAD`), far below `u32::MAX`.
 fn len_u32(len: usize) -> u32 {
     u32::try_from(len).unwrap_or(u32::MAX)
@@ -356,10 +356,7 @@ struct Batch {
     /// The request is marked cancelable (its cancel reference counts in `refs`).
     cancelable: AtomicBool,
     in_flight: SpinLock<[Option<NonNull<SendOp>>; WINDOW]>,
-    sent: AtomicU32,
-    failed: AtomicU32,
-    not_sent: AtomicU32,
-    bytes: AtomicU64,
+    tally: Tally,
     first_error: AtomicI32,
     /// The request's ABI version: a version-1 response has no `datagrams_not_sent`.
     version: u32,
@@ -403,11 +400,7 @@ impl Batch {
     /// Records one datagram's outcome, here, on its socket and driver-wide.
     /// IRQL: <= `DISPATCH_LEVEL`.
     fn record(&self, status: NTSTATUS, bytes: usize) {
-        if status >= 0 {
-            self.sent.fetch_add(1, Ordering::Relaxed);
-            self.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
-        } else {
-            self.failed.fetch_add(1, Ordering::Relaxed);
+        if status < 0 {
             let _ = self.first_error.compare_exchange(
                 STATUS_SUCCESS,
                 status,
@@ -415,7 +408,8 @@ impl Batch {
                 Ordering::Relaxed,
             );
         }
-        self.socket().counters().record(status, bytes);
+        self.tally.record(status, bytes);
+        self.socket().counters().tally.record(status, bytes);
         self.driver_stats().record(status, bytes);
     }
 
@@ -431,9 +425,9 @@ impl Batch {
     fn give_up_remaining(&self) {
         let left = self.remaining.swap(0, Ordering::AcqRel);
         if left > 0 {
-            self.not_sent.fetch_add(left, Ordering::Relaxed);
-            self.socket().counters().record_not_sent(left);
-            self.driver_stats().counters.record_not_sent(left);
+            self.tally.record_not_sent(left);
+            self.socket().counters().tally.record_not_sent(left);
+            self.driver_stats().counters.tally.record_not_sent(left);
         }
     }
 
@@ -560,8 +554,10 @@ impl Batch {
         // SAFETY: The count reached zero: no other reference exists, so ownership returns
         // to this thread (type invariant).
         let batch = unsafe { PoolBox::from_raw(this, TAG_BATCH) };
-        let not_sent = batch.not_sent.load(Ordering::Relaxed);
-        let failed = batch.failed.load(Ordering::Relaxed);
+        let tally = batch.tally.snapshot();
+        // Each is at most the request's count, a u32.
+        let not_sent = count_u32(tally.datagrams_not_sent);
+        let failed = count_u32(tally.datagrams_failed);
         let mut status = batch.first_error.load(Ordering::Relaxed);
         if status == STATUS_SUCCESS && not_sent > 0 {
             // Nothing failed, but not everything was sent: the request or its socket was
@@ -570,10 +566,10 @@ impl Batch {
         }
         let response = SendResponse {
             status,
-            datagrams_sent: batch.sent.load(Ordering::Relaxed),
+            datagrams_sent: count_u32(tally.datagrams_sent),
             datagrams_failed: failed,
             datagrams_not_sent: if batch.version >= 2 { not_sent } else { 0 },
-            bytes_sent: batch.bytes.load(Ordering::Relaxed),
+            bytes_sent: tally.bytes_sent,
         };
         let cancelled = batch.cancelled.load(Ordering::Acquire) && (not_sent > 0 || failed > 0);
         batch.driver_stats().counters.requests.lower();
@@ -631,15 +627,6 @@ impl Batch {
         // SAFETY: The cancel reference, given up once.
         unsafe { Self::release(this) };
     }
-}
-
-/// Core's [`crate::CancelFn`] for `SEND` requests.
-///
-/// # Safety
-/// As [`Batch::cancelled`].
-unsafe fn send_cancelled(cookie: *mut c_void) {
-    // SAFETY: The caller's guarantee.
-    unsafe { Batch::cancelled(cookie) };
 }
 
 /// One datagram in flight.
@@ -871,10 +858,7 @@ pub(crate) fn start(
         cancelled: AtomicBool::new(false),
         cancelable: AtomicBool::new(false),
         in_flight: SpinLock::new([None; WINDOW]),
-        sent: AtomicU32::new(0),
-        failed: AtomicU32::new(0),
-        not_sent: AtomicU32::new(0),
-        bytes: AtomicU64::new(0),
+        tally: Tally::default(),
         first_error: AtomicI32::new(STATUS_SUCCESS),
         version,
         handle: NonNull::from(handle),
@@ -898,12 +882,12 @@ pub(crate) fn start(
     };
     // SAFETY: The submitter's work reference keeps the batch alive.
     let batch = unsafe { this.as_ref() };
-    // SAFETY: `send_cancelled` takes the batch and its cancel reference, valid until it ran or
+    // SAFETY: `Batch::cancelled` takes the batch and its cancel reference, valid until it ran or
     // unmarking succeeded (`release_work`).
     match unsafe {
         batch
             .request()
-            .mark_cancelable(send_cancelled, this.as_ptr().cast())
+            .mark_cancelable(Batch::cancelled, this.as_ptr().cast())
     } {
         Marked::Yes => batch.cancelable.store(true, Ordering::Release),
         Marked::AlreadyCancelled => {

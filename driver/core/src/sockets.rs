@@ -49,12 +49,17 @@ const _: () = assert!(
 pub(crate) struct SocketInfo {
     /// The address it is bound to.
     pub(crate) local: SocketAddr,
-    /// An `AF_INET6` socket that also reaches IPv4 destinations.
-    pub(crate) dual_stack: bool,
     /// Its fixed destination (`SIO_WSK_SET_SENDTO_ADDRESS`), if set.
     pub(crate) destination: Option<SocketAddr>,
     /// What its provider supports ([`wskudp_abi::feature`] bits).
     pub(crate) features: u32,
+}
+
+impl SocketInfo {
+    /// An `AF_INET6` socket that also reaches IPv4 destinations.
+    pub(crate) const fn dual_stack(&self) -> bool {
+        self.features & wskudp_abi::feature::DUAL_STACK != 0
+    }
 }
 
 /// What a socket is opened as, besides its WSK socket.
@@ -62,9 +67,7 @@ pub(crate) struct SocketInfo {
 pub(crate) struct Opened {
     /// The address it is bound to.
     pub(crate) local: SocketAddr,
-    /// Dual-stack.
-    pub(crate) dual_stack: bool,
-    /// Features probed at open.
+    /// Features probed at open, with [`wskudp_abi::feature::DUAL_STACK`] for a dual-stack one.
     pub(crate) features: u32,
 }
 
@@ -166,7 +169,6 @@ impl SocketRef {
         let entry = self.entry();
         SocketInfo {
             local: entry.opened.local,
-            dual_stack: entry.opened.dual_stack,
             destination: *entry.destination.lock_shared(),
             features: entry.opened.features,
         }
@@ -209,6 +211,18 @@ const fn handle_of(index: usize, generation: u16) -> u32 {
     // `index < SLOTS < 256`, so `index + 1` fits in the low byte.
     let low = (index.to_le_bytes()[0]).saturating_add(1);
     ((generation as u32) << 8) | low as u32
+}
+
+/// The open sockets in `slots` with their handles: `owner`'s, or everyone's if `None`.
+fn open_entries(
+    slots: &[Slot; SLOTS],
+    owner: Option<Owner>,
+) -> impl Iterator<Item = (u32, &SocketEntry)> {
+    slots.iter().enumerate().filter_map(move |(index, slot)| {
+        slot.entry()
+            .filter(|entry| owner.is_none_or(|o| o == entry.owner))
+            .map(|entry| (handle_of(index, slot.generation), entry))
+    })
 }
 
 /// The slot index a handle names, if its low byte is in range.
@@ -278,11 +292,9 @@ impl SocketTable {
     /// The handle of any open socket of `owner` (any owner if `None`). IRQL: <= `DISPATCH_LEVEL`.
     fn any_handle(&self, owner: Option<Owner>) -> Option<(Owner, u32)> {
         let slots = self.slots.lock_shared();
-        slots.iter().enumerate().find_map(|(index, slot)| {
-            slot.entry()
-                .filter(|entry| owner.is_none_or(|o| o == entry.owner))
-                .map(|entry| (entry.owner, handle_of(index, slot.generation)))
-        })
+        open_entries(&slots, owner)
+            .next()
+            .map(|(handle, entry)| (entry.owner, handle))
     }
 
     /// Closes `owner`'s socket `handle`: bounded, see the module docs.
@@ -326,12 +338,7 @@ impl SocketTable {
     pub(crate) fn fill_stats(&self, owner: Owner, out: &mut [SocketStats]) -> u32 {
         let slots = self.slots.lock_shared();
         let mut count: u32 = 0;
-        let mine = slots.iter().enumerate().filter_map(|(index, slot)| {
-            slot.entry()
-                .filter(|entry| entry.owner == owner)
-                .map(|entry| (handle_of(index, slot.generation), entry))
-        });
-        for (stats, (handle, entry)) in out.iter_mut().zip(mine) {
+        for (stats, (handle, entry)) in out.iter_mut().zip(open_entries(&slots, Some(owner))) {
             *stats = SocketStats {
                 socket: handle,
                 flags: if entry.forced_closed.load(Ordering::Acquire) {

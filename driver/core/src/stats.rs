@@ -90,13 +90,47 @@ impl FailureTable {
     }
 }
 
+/// What became of datagrams: of one `SEND` request, one socket, or the whole driver.
+#[derive(Default)]
+pub(crate) struct Tally {
+    sent: AtomicU64,
+    failed: AtomicU64,
+    not_sent: AtomicU64,
+    bytes_sent: AtomicU64,
+}
+
+impl Tally {
+    /// One datagram completed with `status`, `bytes` sent.
+    pub(crate) fn record(&self, status: NTSTATUS, bytes: usize) {
+        if status >= 0 {
+            self.sent.fetch_add(1, Ordering::Relaxed);
+            self.bytes_sent.fetch_add(bytes as u64, Ordering::Relaxed);
+        } else {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// `count` datagrams were never handed to WSK (cancelled, or their socket closed).
+    pub(crate) fn record_not_sent(&self, count: u32) {
+        self.not_sent.fetch_add(u64::from(count), Ordering::Relaxed);
+    }
+
+    /// The tally as the ABI lays it out, with no gauges.
+    pub(crate) fn snapshot(&self) -> SendCounters {
+        SendCounters {
+            datagrams_sent: self.sent.load(Ordering::Relaxed),
+            datagrams_failed: self.failed.load(Ordering::Relaxed),
+            datagrams_not_sent: self.not_sent.load(Ordering::Relaxed),
+            bytes_sent: self.bytes_sent.load(Ordering::Relaxed),
+            ..SendCounters::default()
+        }
+    }
+}
+
 /// Datagram and request counters of one socket, or of the whole driver.
 #[derive(Default)]
 pub(crate) struct Counters {
-    datagrams_sent: AtomicU64,
-    datagrams_failed: AtomicU64,
-    datagrams_not_sent: AtomicU64,
-    bytes_sent: AtomicU64,
+    pub(crate) tally: Tally,
     /// `SEND` requests in flight.
     pub(crate) requests: Gauge,
     /// Datagrams handed to `WskSendTo` and not completed yet.
@@ -104,33 +138,14 @@ pub(crate) struct Counters {
 }
 
 impl Counters {
-    /// One datagram completed with `status`, `bytes` sent.
-    pub(crate) fn record(&self, status: NTSTATUS, bytes: usize) {
-        if status >= 0 {
-            self.datagrams_sent.fetch_add(1, Ordering::Relaxed);
-            self.bytes_sent.fetch_add(bytes as u64, Ordering::Relaxed);
-        } else {
-            self.datagrams_failed.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    /// `count` datagrams were never handed to WSK (cancelled, or their socket closed).
-    pub(crate) fn record_not_sent(&self, count: u32) {
-        self.datagrams_not_sent
-            .fetch_add(u64::from(count), Ordering::Relaxed);
-    }
-
     /// The counters as the ABI lays them out.
     pub(crate) fn snapshot(&self) -> SendCounters {
         SendCounters {
-            datagrams_sent: self.datagrams_sent.load(Ordering::Relaxed),
-            datagrams_failed: self.datagrams_failed.load(Ordering::Relaxed),
-            datagrams_not_sent: self.datagrams_not_sent.load(Ordering::Relaxed),
-            bytes_sent: self.bytes_sent.load(Ordering::Relaxed),
             requests_in_flight: self.requests.now(),
             requests_in_flight_max: self.requests.max(),
             datagrams_in_flight: self.datagrams.now(),
             datagrams_in_flight_max: self.datagrams.max(),
+            ..self.tally.snapshot()
         }
     }
 }
@@ -145,7 +160,7 @@ pub(crate) struct DriverStats {
 impl DriverStats {
     /// One datagram completed (driver-wide counters and failures by status).
     pub(crate) fn record(&self, status: NTSTATUS, bytes: usize) {
-        self.counters.record(status, bytes);
+        self.counters.tally.record(status, bytes);
         if status < 0 {
             self.failures.record(status);
         }

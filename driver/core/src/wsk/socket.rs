@@ -445,26 +445,13 @@ impl DatagramSocket {
 
     /// Issues `WskCloseSocket`, once: the gate designates the caller. IRQL: <= `DISPATCH_LEVEL`.
     fn issue_close(&self) {
-        let Some(call) = self.close.as_ref() else {
-            return;
-        };
-        let close = self.dispatch().Basic.WskCloseSocket;
-        let socket = self.socket.as_ptr();
-        let Some(close) = close else {
-            // No close slot (never: the table was checked at open). Nothing is issued; Drop
-            // keeps the armed IRP rather than free it uncompleted.
-            return;
-        };
-        call.issue(|irp| {
-            let status;
-            // SAFETY: 1. the socket is open and no call is in progress on it (the gate);
-            //         2. it is closed exactly once (ReservedCall::issue runs once);
-            //         3. the reserved IRP is fresh; WskCloseSocket allows <= DISPATCH_LEVEL.
-            unsafe {
-                status = close(socket, irp);
-            }
-            status
-        });
+        if let Some(call) = self.close.as_ref() {
+            // SAFETY: The socket is open and no call is in progress on it (the gate designated
+            // this caller); `call` issues once, so it is closed once. Without a close slot
+            // (never: the table was checked at open) nothing is issued, and Drop keeps the
+            // armed IRP rather than free it uncompleted.
+            let _ = unsafe { issue_close_socket(self.socket, call) };
+        }
     }
 }
 
@@ -534,24 +521,39 @@ impl SendCall<'_> {
 /// `WskCloseSocket` on a socket that never became a [`DatagramSocket`], waiting for it.
 /// IRQL: `PASSIVE_LEVEL`.
 fn close(socket: NonNull<WSK_SOCKET>, call: ReservedCall) {
-    // SAFETY: `socket` is open until this call.
-    let close = unsafe { dispatch_of(socket) }.and_then(|dispatch| dispatch.Basic.WskCloseSocket);
-    let Some(close) = close else {
+    // SAFETY: The socket is open, nothing else calls into it, and callers give it up here.
+    if unsafe { issue_close_socket(socket, &call) } {
+        // A failed close leaves nothing for the driver to do: WSK owns the socket either way.
+        let _ = call.wait();
+    } else {
         // No close slot: nothing can be issued, and an armed IRP must not be freed without
         // completing; keep it rather than corrupt the pool.
         core::mem::forget(call);
-        return;
+    }
+}
+
+/// Issues `WskCloseSocket` on `socket` with `call`'s IRP, without waiting. `false` if the
+/// provider has no `WskCloseSocket` (nothing issued). IRQL: <= `DISPATCH_LEVEL`.
+///
+/// # Safety
+/// `socket` is open, no call is in progress on it, and it is closed only through this call.
+unsafe fn issue_close_socket(socket: NonNull<WSK_SOCKET>, call: &ReservedCall) -> bool {
+    // SAFETY: `socket` is open (caller's guarantee).
+    let close = unsafe { dispatch_of(socket) }.and_then(|dispatch| dispatch.Basic.WskCloseSocket);
+    let Some(close) = close else {
+        return false;
     };
-    // A failed close leaves nothing for the driver to do: WSK owns the socket either way.
-    let _ = call.call_and_wait(|irp| {
+    call.issue(|irp| {
         let status;
-        // SAFETY: 1. the socket is open and closed exactly once (callers give it up);
-        //         2. the reserved IRP is fresh; PASSIVE_LEVEL.
+        // SAFETY: 1. the socket is open, idle and closed exactly once (caller's guarantee;
+        //            ReservedCall::issue runs once);
+        //         2. the reserved IRP is fresh; WskCloseSocket allows <= DISPATCH_LEVEL.
         unsafe {
             status = close(socket.as_ptr(), irp);
         }
         status
     });
+    true
 }
 
 impl Drop for DatagramSocket {
