@@ -542,7 +542,8 @@ pub(crate) fn complete_request(irp: *mut IRP) {
             format!("IRP {address:#x} completed with its cancel routine still set (Driver Verifier 0xC9)"),
         ));
     }
-    let information = if crate::nt_error(status) {
+    // NT_ERROR: the I/O manager copies no output back on an error status.
+    let information = if wskudp_abi::status::nt_error(status) {
         0
     } else {
         information
@@ -571,12 +572,8 @@ pub(crate) fn complete_request(irp: *mut IRP) {
     }
     request.completed = Some((status, information));
     let file = request.file;
-    let retire = request.dispatch_returned;
     if let Some(record) = io.files.get_mut(&file) {
         record.outstanding = record.outstanding.saturating_sub(1);
-    }
-    if retire {
-        // The waiter collects the outcome; the IRP itself is no longer the driver's.
     }
     drop(io);
     for (rule, detail) in problems {
@@ -640,13 +637,11 @@ pub fn load(name: &str, entry: DriverEntry, kind: EntryKind) -> Result<LoadedDri
     }
     let path = Box::leak(Box::new(path));
     io().loading.clear();
-    irql::set(PASSIVE_LEVEL);
-    let status = match kind {
+    let status = call_at_passive("DriverEntry", || match kind {
         // SAFETY: The driver's entry point with its driver object and registry path.
         EntryKind::Direct => unsafe { entry(object, path) },
         EntryKind::Kmdf => crate::wdf::fx_driver_entry(entry, object, path),
-    };
-    check_passive("DriverEntry");
+    });
     let mut io = io();
     let created = std::mem::take(&mut io.loading);
     if status < 0 {
@@ -767,11 +762,8 @@ fn pnp_enumerate(driver: *mut DRIVER_OBJECT, name: &str) -> Result<(), NTSTATUS>
     // SAFETY: The driver's extension lives for the process.
     let add = unsafe { (*(*driver).DriverExtension).AddDevice };
     let status = add.map_or(STATUS_SUCCESS, |add| {
-        irql::set(PASSIVE_LEVEL);
         // SAFETY: The driver's AddDevice with its driver object and the PDO, at PASSIVE_LEVEL.
-        let status = unsafe { add(driver, pdo) };
-        check_passive("AddDevice");
-        status
+        call_at_passive("AddDevice", || unsafe { add(driver, pdo) })
     });
     let attached = {
         let _io = io();
@@ -996,6 +988,15 @@ pub fn device_interfaces(class: &str) -> Vec<String> {
 }
 
 /// Records a violation and restores `PASSIVE_LEVEL` if a driver routine returned above it.
+/// Calls a driver `routine` at `PASSIVE_LEVEL`, as the I/O manager does, and checks it
+/// returned there.
+fn call_at_passive<R>(routine: &str, call: impl FnOnce() -> R) -> R {
+    irql::set(PASSIVE_LEVEL);
+    let result = call();
+    check_passive(routine);
+    result
+}
+
 fn check_passive(routine: &str) {
     let irql = irql::current();
     if irql != PASSIVE_LEVEL {
@@ -1118,10 +1119,8 @@ fn unload_if_unused(driver: usize) {
 fn call_driver_unload(object: *mut DRIVER_OBJECT) {
     // SAFETY: The driver object lives for the process.
     if let Some(unload) = unsafe { (*object).DriverUnload } {
-        irql::set(PASSIVE_LEVEL);
         // SAFETY: The driver's unload routine, once, at PASSIVE_LEVEL.
-        unsafe { unload(object) };
-        check_passive("DriverUnload");
+        call_at_passive("DriverUnload", || unsafe { unload(object) });
     }
     IO_CHANGED.notify_all();
 }
@@ -1137,7 +1136,7 @@ unsafe impl Send for Handle {}
 // SAFETY: As above.
 unsafe impl Sync for Handle {}
 
-fn resolve(path: &str) -> Option<String> {
+fn resolve(path: &str) -> String {
     let path = path.to_ascii_lowercase();
     // `\\.\` and `\\?\` (what SetupDi / CM return for device interfaces) both name
     // `\??\` (= `\DosDevices\`).
@@ -1147,7 +1146,7 @@ fn resolve(path: &str) -> Option<String> {
         .map(|name| format!(r"\dosdevices\{name}"))
         .unwrap_or(path);
     let io = io();
-    io.links.get(&dos).cloned().or(Some(dos))
+    io.links.get(&dos).cloned().unwrap_or(dos)
 }
 
 /// The top of the device stack `device` belongs to (`IoGetAttachedDevice`).
@@ -1169,7 +1168,7 @@ fn attached_top(device: usize) -> usize {
 /// `STATUS_OBJECT_NAME_NOT_FOUND`, `STATUS_NO_SUCH_DEVICE`, `STATUS_ACCESS_DENIED`, or the
 /// status the driver completed `IRP_MJ_CREATE` with.
 pub fn open(path: &str, caller: Caller, access: Access) -> Result<Handle, NTSTATUS> {
-    let name = resolve(path).ok_or(STATUS_OBJECT_NAME_NOT_FOUND)?;
+    let name = resolve(path);
     let device = {
         let io = io();
         let device = *io.names.get(&name).ok_or(STATUS_OBJECT_NAME_NOT_FOUND)?;
@@ -1596,19 +1595,19 @@ fn call_driver(device: usize, irp: *mut IRP) -> NTSTATUS {
         let driver = (*device_object).DriverObject;
         (major, (*driver).MajorFunction.get(major).copied().flatten())
     };
-    irql::set(PASSIVE_LEVEL);
-    let status = if let Some(dispatch) = dispatch {
-        // SAFETY: The driver's dispatch routine for this major function.
-        unsafe { dispatch(device_object, irp) }
-    } else {
-        // IopInvalidDeviceRequest.
-        // SAFETY: The IRP is ours to complete here.
-        unsafe { (*irp).IoStatus.Anonymous.Status = STATUS_INVALID_DEVICE_REQUEST };
-        complete_request(irp);
-        STATUS_INVALID_DEVICE_REQUEST
-    };
-    check_passive(&format!("the dispatch routine of IRP_MJ {major:#x}"));
-    status
+    let routine = format!("the dispatch routine of IRP_MJ {major:#x}");
+    call_at_passive(&routine, || {
+        if let Some(dispatch) = dispatch {
+            // SAFETY: The driver's dispatch routine for this major function.
+            unsafe { dispatch(device_object, irp) }
+        } else {
+            // IopInvalidDeviceRequest.
+            // SAFETY: The IRP is ours to complete here.
+            unsafe { (*irp).IoStatus.Anonymous.Status = STATUS_INVALID_DEVICE_REQUEST };
+            complete_request(irp);
+            STATUS_INVALID_DEVICE_REQUEST
+        }
+    })
 }
 
 impl Handle {
@@ -1623,16 +1622,12 @@ impl Handle {
         input: &[u8],
         output_len: usize,
     ) -> Result<PendingRequest, NTSTATUS> {
-        let granted = io().files.get(&self.file).map(|f| f.granted);
-        let Some(granted) = granted else {
-            return Err(windows_sys::Win32::Foundation::STATUS_INVALID_HANDLE);
-        };
+        let (device, granted) = self.target()?;
         // CTL_CODE access bits: FILE_READ_ACCESS (1) needs read, FILE_WRITE_ACCESS (2) write.
         let required = (code >> 14) & 3;
         if (required & 1 != 0 && !granted.read) || (required & 2 != 0 && !granted.write) {
             return Err(STATUS_ACCESS_DENIED);
         }
-        let device = io().files.get(&self.file).map_or(0, |f| f.device);
         Ok(send_irp(
             device,
             self.file,
@@ -1708,12 +1703,6 @@ impl Handle {
         }
         close_if_idle(self.file);
     }
-
-    /// The file object, as the driver sees it.
-    #[must_use]
-    pub const fn file_object(&self) -> *mut FILE_OBJECT {
-        std::ptr::with_exposed_provenance_mut(self.file)
-    }
 }
 
 /// Sends `IRP_MJ_CLOSE` if the file was cleaned up and nothing is outstanding on it, then
@@ -1751,15 +1740,6 @@ fn close_if_idle(file: usize) {
     } else {
         std::thread::spawn(close);
     }
-}
-
-/// The `DEVICE_OBJECT` a name resolves to, for checks in tests.
-#[must_use]
-pub fn device_named(path: &str) -> Option<*mut DEVICE_OBJECT> {
-    let name = resolve(path)?;
-    io().names
-        .get(&name)
-        .map(|d| std::ptr::with_exposed_provenance_mut(*d))
 }
 
 /// `DriverEntry` of a driver with no front door of its own: one unnamed device object for

@@ -313,8 +313,3 @@ impl Drop for Machine {
         MACHINE_FREED.notify_one();
     }
 }
-
-/// `NT_ERROR`: the I/O manager copies no output back on an error status.
-pub(crate) const fn nt_error(status: i32) -> bool {
-    wskudp_abi::status::nt_error(status)
-}

@@ -106,7 +106,7 @@ impl Profile {
 
     /// What a send control message the build does not have does to the send: refused as a
     /// type the stack does not know (inferred).
-    pub(crate) const MISSING_OPTION: Outcome = Outcome::Refused(STATUS_INVALID_PARAMETER);
+    pub(crate) const MISSING_OPTION: NTSTATUS = STATUS_INVALID_PARAMETER;
 
     /// What `WskControlSocket` returns for an option the build does not have (inferred:
     /// user mode reports WSAENOPROTOOPT, whose NTSTATUS is not documented).

@@ -76,6 +76,7 @@ pub fn function_table() -> *const WDFFUNC {
 }
 
 /// The model's framework state: one bound driver at a time, as one machine runs one driver.
+#[derive(Default)]
 pub(crate) struct Framework {
     pub(crate) objects: objects::Objects,
     pub(crate) devices: device::Devices,
@@ -100,22 +101,7 @@ pub(crate) struct Framework {
 #[allow(clippy::non_send_fields_in_send_ty, reason = "see the SAFETY note")]
 unsafe impl Send for Framework {}
 
-static FRAMEWORK: LazyLock<Mutex<Framework>> = LazyLock::new(|| {
-    Mutex::new(Framework {
-        objects: objects::Objects::default(),
-        devices: device::Devices::default(),
-        queues: queue::Queues::default(),
-        timers: sync::Timers::default(),
-        locks: sync::SpinLocks::default(),
-        strings: string::Strings::default(),
-        globals: 0,
-        driver: None,
-        driver_object: 0,
-        saved_unload: None,
-        evt_driver_unload: None,
-        evt_driver_device_add: None,
-    })
-});
+static FRAMEWORK: LazyLock<Mutex<Framework>> = LazyLock::new(Mutex::default);
 
 pub(crate) fn framework() -> MutexGuard<'static, Framework> {
     FRAMEWORK
@@ -125,20 +111,8 @@ pub(crate) fn framework() -> MutexGuard<'static, Framework> {
 
 /// Forgets everything (a new machine).
 pub(crate) fn reset() {
-    let mut fx = framework();
-    fx.objects = objects::Objects::default();
-    fx.devices = device::Devices::default();
-    fx.queues = queue::Queues::default();
     // Timer threads of the previous machine find their timer gone and end.
-    fx.timers = sync::Timers::default();
-    fx.locks = sync::SpinLocks::default();
-    fx.strings = string::Strings::default();
-    fx.globals = 0;
-    fx.driver = None;
-    fx.driver_object = 0;
-    fx.saved_unload = None;
-    fx.evt_driver_unload = None;
-    fx.evt_driver_device_add = None;
+    *framework() = Framework::default();
 }
 
 /// WDF objects still alive (for the leak report): none may outlive the driver.

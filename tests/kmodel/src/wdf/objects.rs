@@ -130,6 +130,25 @@ pub(crate) fn parent_of(
     Ok(Some(parent))
 }
 
+/// The first check of `FxValidateObjectAttributes` (`shared/object/fxvalidatefunctions.cpp`):
+/// `Size` must be this version's; `STATUS_INFO_LENGTH_MISMATCH` otherwise (recorded).
+pub(crate) fn attributes_size(
+    api: &str,
+    attributes: &WDF_OBJECT_ATTRIBUTES,
+) -> Result<(), NTSTATUS> {
+    if attributes.Size != ATTRIBUTES_SIZE {
+        violation(
+            "WdfAttributesSize",
+            format!(
+                "{api}: WDF_OBJECT_ATTRIBUTES.Size is {}, not {ATTRIBUTES_SIZE}",
+                attributes.Size
+            ),
+        );
+        return Err(STATUS_INFO_LENGTH_MISMATCH);
+    }
+    Ok(())
+}
+
 /// Validates `attributes` as `FxValidateObjectAttributes` does
 /// (`shared/object/fxvalidatefunctions.cpp:45-220`); records the failed check.
 pub(crate) fn validate_attributes(
@@ -145,16 +164,7 @@ pub(crate) fn validate_attributes(
         violation(rule, format!("{api}: {what}"));
         Err(status)
     };
-    if attributes.Size != ATTRIBUTES_SIZE {
-        return fail(
-            "WdfAttributesSize",
-            STATUS_INFO_LENGTH_MISMATCH,
-            format!(
-                "WDF_OBJECT_ATTRIBUTES.Size is {}, not {ATTRIBUTES_SIZE}",
-                attributes.Size
-            ),
-        );
-    }
+    attributes_size(api, attributes)?;
     // SAFETY: Null or a type info the driver declared (static).
     if let Some(info) = unsafe { attributes.ContextTypeInfo.as_ref() } {
         if info.Size != CONTEXT_TYPE_INFO_SIZE {

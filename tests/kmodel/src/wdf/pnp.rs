@@ -39,7 +39,7 @@ use wskudp_core::ddi::nt::io_get_current_irp_stack_location;
 use wskudp_wdf_decls::{_WDF_POWER_DEVICE_STATE, WDF_PNPPOWER_EVENT_CALLBACKS};
 
 use super::queue::{self, PowerStop};
-use super::{device, framework, objects, pointer, violation};
+use super::{device, framework, pointer, violation};
 use crate::iomgr;
 
 /// Where the device is in the PnP state machine (the states the model passes through).
@@ -380,12 +380,7 @@ pub(crate) fn delete(device: usize) {
         };
         (state.wdm, state.pnp.as_ref().map_or(0, |p| p.pdo))
     };
-    objects::delete_tree(device);
-    {
-        let mut fx = framework();
-        fx.devices.by_handle.remove(&device);
-        fx.devices.by_wdm.remove(&wdm);
-    }
+    device::finish_device_deletion(device);
     if pdo != 0 {
         iomgr::detach_device(pointer::<DEVICE_OBJECT>(pdo));
     }

@@ -119,7 +119,6 @@ struct RequestState {
 )]
 struct QueueState {
     device: usize,
-    dispatch: i32,
     max_presented: u32,
     config: WDF_IO_QUEUE_CONFIG,
     passive: bool,
@@ -142,7 +141,6 @@ struct QueueState {
     power_managed: bool,
     /// `m_PowerState` is `FxIoQueuePowerOn` (always, for a queue that is not power-managed).
     powered: bool,
-    allow_zero_length: bool,
 }
 
 /// Queues and live requests.
@@ -154,6 +152,17 @@ pub(crate) struct Queues {
     completed: HashSet<usize>,
     /// Every request `WDFMEMORY` handed out: its request, and whether it is the input buffer.
     memories: HashMap<usize, (usize, bool)>,
+}
+
+impl Queues {
+    /// `request`, taken out of its queue, is the framework's to complete: it counts as
+    /// driver-owned for [`complete`], without adding to the queue's driver I/O count.
+    fn take_for_framework(&mut self, request: usize) {
+        if let Some(record) = self.requests.get_mut(&request) {
+            record.owner = Owner::Driver;
+            record.queue = None;
+        }
+    }
 }
 
 thread_local! {
@@ -336,7 +345,6 @@ pub(crate) unsafe extern "C" fn wdf_io_queue_create(
             queue,
             QueueState {
                 device,
-                dispatch,
                 max_presented,
                 config,
                 passive,
@@ -352,7 +360,6 @@ pub(crate) unsafe extern "C" fn wdf_io_queue_create(
                 worker_queued: false,
                 power_managed,
                 powered,
-                allow_zero_length: config.AllowZeroLengthRequests != 0,
             },
         );
         queue
@@ -557,7 +564,7 @@ fn run_loop(queue: usize) {
                 }
                 Next::Cancel(request)
             } else {
-                let may_present = match state.dispatch {
+                let may_present = match state.config.DispatchType {
                     _WDF_IO_QUEUE_DISPATCH_TYPE::WdfIoQueueDispatchSequential => {
                         state.driver_io == 0
                     }
@@ -625,7 +632,7 @@ fn present(queue: usize, request: usize) {
         };
         (
             state.config,
-            state.allow_zero_length,
+            state.config.AllowZeroLengthRequests != 0,
             record.major,
             record.input_len,
             record.output_len,
@@ -1118,12 +1125,7 @@ unsafe extern "system" fn queued_request_cancelled(_device: *mut DEVICE_OBJECT, 
         if !removed {
             return;
         }
-        if let Some(record) = fx.queues.requests.get_mut(&request) {
-            // Completed by the framework: it counts as driver-owned for `complete`, without
-            // adding to the queue's driver I/O count.
-            record.owner = Owner::Driver;
-            record.queue = None;
-        }
+        fx.queues.take_for_framework(request);
         request
     };
     complete(
@@ -1210,10 +1212,7 @@ pub(crate) fn flush_by_file_object(device: usize, file: usize) {
             state.pending.retain(|r| !waiting.contains(r));
         }
         for request in &waiting {
-            if let Some(record) = fx.queues.requests.get_mut(request) {
-                record.owner = Owner::Driver;
-                record.queue = None;
-            }
+            fx.queues.take_for_framework(*request);
         }
         waiting
     };
@@ -1457,10 +1456,7 @@ fn purge(queue: usize) {
             .map(|(handle, _)| *handle)
             .collect();
         for request in &waiting {
-            if let Some(record) = fx.queues.requests.get_mut(request) {
-                record.owner = Owner::Driver;
-                record.queue = None;
-            }
+            fx.queues.take_for_framework(*request);
         }
         for request in &owned {
             if let Some(record) = fx.queues.requests.get_mut(request) {

@@ -23,7 +23,7 @@ use wskudp_wdf_decls::{
     WDF_OBJECT_ATTRIBUTES, WDFOBJECT, WDFSPINLOCK, WDFTIMER,
 };
 
-use super::objects::{ATTRIBUTES_SIZE, Kind, handle_arg, parent_of, validate_attributes};
+use super::objects::{Kind, attributes_size, handle_arg, parent_of, validate_attributes};
 use super::{above_passive, check_globals, framework, null_parameter, pointer, violation};
 use crate::irql::{self, DISPATCH_LEVEL, PASSIVE_LEVEL};
 use crate::state;
@@ -113,20 +113,15 @@ pub(crate) unsafe extern "C" fn wdf_timer_create(
     let given = unsafe { attributes.as_ref() };
     let parent = match given {
         None => None,
-        Some(a) if a.Size != ATTRIBUTES_SIZE => {
-            violation(
-                "WdfAttributesSize",
-                format!(
-                    "{API}: WDF_OBJECT_ATTRIBUTES.Size is {}, not {ATTRIBUTES_SIZE}",
-                    a.Size
-                ),
-            );
-            return STATUS_INFO_LENGTH_MISMATCH;
+        Some(given) => {
+            if let Err(status) = attributes_size(API, given) {
+                return status;
+            }
+            match parent_of(API, attributes) {
+                Ok(parent) => parent,
+                Err(status) => return status,
+            }
         }
-        Some(_) => match parent_of(API, attributes) {
-            Ok(parent) => parent,
-            Err(status) => return status,
-        },
     };
     let Some(parent) = parent else {
         violation(

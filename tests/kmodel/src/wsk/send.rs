@@ -9,7 +9,7 @@ use windows_sys::Win32::Foundation::{
 };
 
 use super::wire::{self, Cmsg, IPPROTO_IP, IPPROTO_IPV6, IPPROTO_UDP};
-use crate::profile::{Outcome, Profile};
+use crate::profile::Profile;
 use crate::state;
 
 /// Largest UDP payload in one IPv4 datagram: 65535 - 20 (IPv4 header) - 8 (UDP header).
@@ -97,10 +97,7 @@ fn read(message: &Cmsg<'_>, ipv4: bool, profile: Profile) -> Result<Ask, NTSTATU
         return Ok(Ask::Nothing);
     }
     if !present {
-        return match Profile::MISSING_OPTION {
-            Outcome::Refused(status) => Err(status),
-            _ => Ok(Ask::Nothing),
-        };
+        return Err(Profile::MISSING_OPTION);
     }
     let ask = match (message.level, message.ty) {
         (IPPROTO_IP, IP_PKTINFO) => {
