@@ -597,11 +597,16 @@ fn leak_zeroed<T>() -> *mut T {
 
 fn leak_unicode(text: &str) -> UNICODE_STRING {
     let units: Vec<u16> = text.encode_utf16().collect();
+    unicode_over(Box::leak(units.into_boxed_slice()))
+}
+
+/// A `UNICODE_STRING` describing all of `units`, valid while they are.
+pub(crate) fn unicode_over(units: &mut [u16]) -> UNICODE_STRING {
     let bytes = u16::try_from(units.len() * 2).unwrap_or(u16::MAX);
     UNICODE_STRING {
         Length: bytes,
         MaximumLength: bytes,
-        Buffer: Box::leak(units.into_boxed_slice()).as_mut_ptr(),
+        Buffer: units.as_mut_ptr(),
     }
 }
 
@@ -729,12 +734,8 @@ fn pnp_enumerate(driver: *mut DRIVER_OBJECT, name: &str) -> Result<(), NTSTATUS>
             format!(r"\Device\{:08}", io.next_pdo),
         )
     };
-    let wide: Vec<u16> = pdo_name.encode_utf16().collect();
-    let unicode = UNICODE_STRING {
-        Length: u16::try_from(wide.len() * 2).unwrap_or(u16::MAX),
-        MaximumLength: u16::try_from(wide.len() * 2).unwrap_or(u16::MAX),
-        Buffer: wide.as_ptr().cast_mut(),
-    };
+    let mut wide: Vec<u16> = pdo_name.encode_utf16().collect();
+    let unicode = unicode_over(&mut wide);
     let mut pdo: *mut DEVICE_OBJECT = std::ptr::null_mut();
     let status = create_device(
         root,

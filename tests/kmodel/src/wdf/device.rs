@@ -794,12 +794,8 @@ pub(crate) unsafe extern "C" fn wdf_device_create(
         name.as_ref()
             .map(|_| SDDL_DEVOBJ_SYS_ALL_ADM_ALL.to_owned())
     });
-    let wide: Vec<u16> = name.as_deref().unwrap_or("").encode_utf16().collect();
-    let wide_name = UNICODE_STRING {
-        Length: u16::try_from(wide.len() * 2).unwrap_or(u16::MAX),
-        MaximumLength: u16::try_from(wide.len() * 2).unwrap_or(u16::MAX),
-        Buffer: wide.as_ptr().cast_mut(),
-    };
+    let mut wide: Vec<u16> = name.as_deref().unwrap_or("").encode_utf16().collect();
+    let wide_name = iomgr::unicode_over(&mut wide);
     let driver_object = pointer::<DRIVER_OBJECT>(framework().driver_object);
     let mut wdm: *mut DEVICE_OBJECT = std::ptr::null_mut();
     // IoCreateDeviceSecure for a named device, IoCreateDevice otherwise.
@@ -1064,12 +1060,8 @@ pub(crate) unsafe extern "C" fn wdf_device_create_symbolic_link(
     let Some(name) = name else {
         return STATUS_INVALID_DEVICE_STATE;
     };
-    let target: Vec<u16> = name.encode_utf16().collect();
-    let target = UNICODE_STRING {
-        Length: u16::try_from(target.len() * 2).unwrap_or(u16::MAX),
-        MaximumLength: u16::try_from(target.len() * 2).unwrap_or(u16::MAX),
-        Buffer: target.as_ptr().cast_mut(),
-    };
+    let mut target_units: Vec<u16> = name.encode_utf16().collect();
+    let target = iomgr::unicode_over(&mut target_units);
     // SAFETY: Both names are valid for the call.
     let status = unsafe { iomgr::io_create_symbolic_link(link, &raw const target) };
     if status >= 0
@@ -1175,12 +1167,8 @@ fn delete_device(device: usize) {
     // SAFETY: Our own device object, deleted once.
     unsafe { iomgr::io_delete_device(pointer(wdm)) };
     if let Some(link) = link {
-        let wide: Vec<u16> = link.encode_utf16().collect();
-        let link = UNICODE_STRING {
-            Length: u16::try_from(wide.len() * 2).unwrap_or(u16::MAX),
-            MaximumLength: u16::try_from(wide.len() * 2).unwrap_or(u16::MAX),
-            Buffer: wide.as_ptr().cast_mut(),
-        };
+        let mut wide: Vec<u16> = link.encode_utf16().collect();
+        let link = iomgr::unicode_over(&mut wide);
         // SAFETY: A valid name.
         let _ = unsafe { iomgr::io_delete_symbolic_link(&raw const link) };
     }

@@ -10,7 +10,6 @@ use std::collections::HashMap;
 
 use windows_sys::Win32::Foundation::{
     NTSTATUS, STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_PARAMETER, STATUS_SUCCESS,
-    UNICODE_STRING,
 };
 use wskudp_wdf_decls::{
     BOOLEAN, PCUNICODE_STRING, PUNICODE_STRING, PWDF_DRIVER_GLOBALS,
@@ -136,15 +135,8 @@ pub(crate) unsafe extern "C" fn wdf_string_get_unicode_string(
     let Some(buffer) = fx.strings.map.get_mut(&handle) else {
         return;
     };
-    let bytes = u16::try_from(buffer.len() * 2).unwrap_or(u16::MAX);
     // SAFETY: Non-null out pointer; the buffer is never freed.
-    unsafe {
-        out.write(UNICODE_STRING {
-            Length: bytes,
-            MaximumLength: bytes,
-            Buffer: buffer.as_mut_ptr(),
-        });
-    }
+    unsafe { out.write(crate::iomgr::unicode_over(buffer)) };
 }
 
 /// A string's deletion: its buffer is poisoned (and kept).

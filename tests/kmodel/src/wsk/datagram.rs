@@ -435,14 +435,13 @@ fn read_control_input(
             if input == 0 {
                 return Ok(Request::FixDestination(None));
             }
-            let family = if v6 { wire::AF_INET6 } else { wire::AF_INET };
-            let len = wire::sockaddr_len(family).unwrap_or(0);
+            let len = wire::sockaddr_len(wire::family_for(v6)).unwrap_or(0);
             if size < len {
                 return Err(STATUS_INVALID_PARAMETER);
             }
             let bytes = linux::driver_bytes(input, len, "WskControlSocket input buffer")
                 .ok_or(STATUS_INVALID_PARAMETER)?;
-            options::destination(Some(bytes), v6).map(Request::FixDestination)
+            options::destination(bytes, v6).map(|address| Request::FixDestination(Some(address)))
         }
     }
 }
@@ -483,8 +482,7 @@ unsafe extern "system" fn wsk_close_socket(socket: *mut WSK_SOCKET, irp: *mut IR
 unsafe fn read_sockaddr(address: *const SOCKADDR, v6: bool) -> Option<SocketAddr> {
     // SAFETY: The family field is always readable.
     let family = unsafe { address.cast::<u16>().read_unaligned() };
-    let expected = if v6 { wire::AF_INET6 } else { wire::AF_INET };
-    if family != expected {
+    if family != wire::family_for(v6) {
         return None;
     }
     let len = wire::sockaddr_len(family)?;

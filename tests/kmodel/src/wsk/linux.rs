@@ -270,11 +270,7 @@ impl SendRequest {
         if self.remote == 0 {
             return self.fixed.ok_or(STATUS_INVALID_PARAMETER);
         }
-        let family = if self.v6 {
-            wire::AF_INET6
-        } else {
-            wire::AF_INET
-        };
+        let family = wire::family_for(self.v6);
         let head =
             driver_bytes(self.remote, 2, "remote address").ok_or(STATUS_INVALID_PARAMETER)?;
         if wire::family(head) != family {

@@ -65,6 +65,13 @@ pub(crate) struct Wsk {
     pub(crate) sockets: HashMap<usize, SocketRecord>,
 }
 
+impl Wsk {
+    /// Sockets created and not closed.
+    fn open_sockets(&self) -> usize {
+        self.sockets.values().filter(|s| !s.closed()).count()
+    }
+}
+
 static WSK: LazyLock<Mutex<Wsk>> = LazyLock::new(|| Mutex::new(Wsk::default()));
 
 pub(crate) fn wsk() -> MutexGuard<'static, Wsk> {
@@ -82,7 +89,7 @@ pub(crate) fn reset() {
 /// the memory of closed sockets.
 pub(crate) fn outstanding() -> (usize, usize, usize) {
     let mut wsk = wsk();
-    let sockets = wsk.sockets.values().filter(|s| !s.closed()).count();
+    let sockets = wsk.open_sockets();
     let captures = wsk
         .registrations
         .values()
@@ -117,11 +124,7 @@ pub fn force_close_sockets() -> usize {
 /// Sockets open now (created and not closed).
 #[must_use]
 pub fn open_sockets() -> usize {
-    wsk()
-        .sockets
-        .values()
-        .filter(|record| !record.closed())
-        .count()
+    wsk().open_sockets()
 }
 
 /// `WskRegister` (`PASSIVE_LEVEL`).
@@ -245,7 +248,7 @@ pub(crate) unsafe extern "system" fn wsk_deregister(registration: *mut WSK_REGIS
         );
         return;
     };
-    let open = wsk.sockets.values().filter(|s| !s.closed()).count();
+    let open = wsk.open_sockets();
     drop(wsk);
     if record.captures != 0 {
         state::violation(

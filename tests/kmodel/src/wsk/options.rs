@@ -440,18 +440,12 @@ fn get(state: &OptionState, key: Key) -> u32 {
         .unwrap_or(0)
 }
 
-/// The fixed destination an IOCTL's input names: `None` clears (`InputSize` 0, `InputBuffer`
-/// NULL); otherwise a SOCKADDR of the socket's family ("a pointer to the specific SOCKADDR
-/// structure type that corresponds to the address family ... of the datagram socket").
-pub(crate) fn destination(bytes: Option<&[u8]>, v6: bool) -> Result<Option<SocketAddr>, NTSTATUS> {
-    let Some(bytes) = bytes else {
-        return Ok(None);
-    };
-    let family = if v6 { wire::AF_INET6 } else { wire::AF_INET };
-    if wire::family(bytes) != family {
+/// The fixed destination an IOCTL's input names: a SOCKADDR of the socket's family ("a
+/// pointer to the specific SOCKADDR structure type that corresponds to the address family ...
+/// of the datagram socket"). (No input clears it: the caller's case.)
+pub(crate) fn destination(bytes: &[u8], v6: bool) -> Result<SocketAddr, NTSTATUS> {
+    if wire::family(bytes) != wire::family_for(v6) {
         return Err(STATUS_INVALID_PARAMETER);
     }
-    wire::decode_sockaddr(bytes)
-        .map(Some)
-        .ok_or(STATUS_INVALID_PARAMETER)
+    wire::decode_sockaddr(bytes).ok_or(STATUS_INVALID_PARAMETER)
 }

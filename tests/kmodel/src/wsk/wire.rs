@@ -286,6 +286,11 @@ pub(crate) const fn sockaddr_len(family: u16) -> Option<usize> {
     }
 }
 
+/// The address family of a socket: `AF_INET6` or `AF_INET`.
+pub(crate) const fn family_for(v6: bool) -> u16 {
+    if v6 { AF_INET6 } else { AF_INET }
+}
+
 /// `sa_family` (host order `ADDRESS_FAMILY` at offset 0).
 pub(crate) fn family(bytes: &[u8]) -> u16 {
     u16::from_le_bytes(read(bytes, 0))
