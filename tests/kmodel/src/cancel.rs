@@ -47,9 +47,12 @@ pub(crate) fn acquire_for_cancel() -> u8 {
 /// Another thread may hold the lock by now; only this thread's hold is the routine's.
 pub(crate) fn check_released_after_cancel(previous: u8) {
     if held_here() {
+        // `IoAcquireCancelSpinLock` page: a Cancel routine is called with the cancel spin lock
+        // held and must release it; the CancelSpinLock (wdm) DDI compliance rule: no spin lock
+        // held when a cancel routine ends.
         state::violation(
             "CancelSpinLockNotReleased",
-            "a cancel routine returned without IoReleaseCancelSpinLock".into(),
+            "a cancel routine returned without IoReleaseCancelSpinLock (IoAcquireCancelSpinLock page; CancelSpinLock DDI rule)".into(),
         );
         release();
         irql::set(previous);
@@ -81,6 +84,10 @@ pub(crate) unsafe extern "system" fn io_acquire_cancel_spin_lock(irql_out: *mut 
 #[unsafe(export_name = "IoReleaseCancelSpinLock")]
 pub(crate) unsafe extern "system" fn io_release_cancel_spin_lock(irql_in: u8) {
     let holder = *owner();
+    // The CancelSpinLock (wdm) DDI compliance rule: IoAcquireCancelSpinLock before
+    // IoReleaseCancelSpinLock; CancelSpinlockRelease (wdm): the two in strict alternation. A
+    // release by a thread other than the holder is the model's reading of the same rule (the
+    // routine that acquired, or the Cancel routine it was handed to, releases).
     if holder != Some(std::thread::current().id()) {
         let whose = if holder.is_some() {
             "held by another thread"
@@ -89,7 +96,9 @@ pub(crate) unsafe extern "system" fn io_release_cancel_spin_lock(irql_in: u8) {
         };
         state::violation(
             "CancelSpinLockNotHeld",
-            format!("IoReleaseCancelSpinLock by a thread that does not hold the lock ({whose})"),
+            format!(
+                "IoReleaseCancelSpinLock by a thread that does not hold the lock ({whose}; CancelSpinLock DDI rule)"
+            ),
         );
         return;
     }

@@ -294,6 +294,8 @@ pub(crate) fn create_device(
         return STATUS_INSUFFICIENT_RESOURCES;
     }
     let mut io = io();
+    // `IoCreateDevice` page: STATUS_OBJECT_NAME_COLLISION is among its failure codes (a name
+    // already in the object namespace).
     if let Some(name) = &name
         && io.names.contains_key(&name.to_ascii_lowercase())
     {
@@ -385,9 +387,14 @@ pub(crate) unsafe extern "system" fn io_delete_device(device: *const DEVICE_OBJE
     let mut io = io();
     let Some(record) = io.devices.get_mut(&address) else {
         drop(io);
+        // The DeleteDevice (wdm) DDI compliance rule: nothing keeps a device object alive after
+        // IoDeleteDevice, so a later call passes freed memory; the `IoDeleteDevice` page takes
+        // "the device object to be deleted".
         state::violation(
             "IoDeleteDeviceUnknown",
-            format!("IoDeleteDevice({address:#x}) of a device object that is not live"),
+            format!(
+                "IoDeleteDevice({address:#x}) of a device object that is not live (DeleteDevice DDI rule)"
+            ),
         );
         return;
     };
@@ -395,7 +402,9 @@ pub(crate) unsafe extern "system" fn io_delete_device(device: *const DEVICE_OBJE
         drop(io);
         state::violation(
             "IoDeleteDeviceTwice",
-            format!("IoDeleteDevice({address:#x}) twice"),
+            format!(
+                "IoDeleteDevice({address:#x}) twice (IoDeleteDevice page: only once for a given device object)"
+            ),
         );
         return;
     }
@@ -439,6 +448,9 @@ pub(crate) unsafe extern "system" fn io_create_symbolic_link(
     };
     let mut io = io();
     let key = link.to_ascii_lowercase();
+    // The `IoCreateSymbolicLink` page documents only STATUS_SUCCESS; a link name that already
+    // exists failing with STATUS_OBJECT_NAME_COLLISION is inferred (the status the
+    // `IoCreateDevice` page gives for the same clash in the object namespace).
     if io.links.contains_key(&key) {
         return STATUS_OBJECT_NAME_COLLISION;
     }
@@ -511,10 +523,14 @@ pub(crate) fn complete_request(irp: *mut IRP) {
     let mut io = io();
     let Some(request) = io.requests.get_mut(&address) else {
         drop(io);
+        // A retired IRP was completed already: completing it again is bugcheck 0x44
+        // MULTIPLE_IRP_COMPLETE_REQUESTS (its page: two drivers each believing they own the
+        // packet). One the I/O manager never sent is not the driver's to complete; Windows
+        // documents no check of its own for that case, so that half is the model's guard.
         state::violation(
             "IofCompleteRequestUnknownIrp",
             format!(
-                "IofCompleteRequest({address:#x}) of an IRP the I/O manager did not send (or already retired)"
+                "IofCompleteRequest({address:#x}) of an IRP the I/O manager did not send (or already retired: bugcheck 0x44 MULTIPLE_IRP_COMPLETE_REQUESTS)"
             ),
         );
         return;
@@ -550,11 +566,16 @@ pub(crate) fn complete_request(irp: *mut IRP) {
     };
     if request.buffered && (request.major == IRP_MJ_DEVICE_CONTROL || request.major == IRP_MJ_READ)
     {
+        // Buffered I/O copies `IoStatus.Information` bytes of the system buffer back to the
+        // caller ("Failure to Initialize Output Buffers" page), whose output buffer is
+        // `OutputBufferLength` bytes ("Buffer Descriptions for I/O Control Codes"). Windows has
+        // no general check of its own; KMDF's verifier breaks on the zero-length case
+        // (`shared/core/fxrequest.cpp:594-622`). The general rule is the model's.
         if information > request.output_len {
             problems.push((
                 "InformationExceedsOutputBuffer",
                 format!(
-                    "IRP {address:#x} (IRP_MJ {:#x}) completed with Information {information} for a {}-byte output buffer: the I/O manager would copy past the caller's buffer",
+                    "IRP {address:#x} (IRP_MJ {:#x}) completed with Information {information} for a {}-byte output buffer: the I/O manager would copy past the caller's buffer (buffered I/O copies back Information bytes)",
                     request.major,
                     request.output_len
                 ),
@@ -656,10 +677,16 @@ pub fn load(name: &str, entry: DriverEntry, kind: EntryKind) -> Result<LoadedDri
             .filter(|d| d.driver == object.expose_provenance() && !d.deleted)
             .count();
         drop(io);
+        // "DriverEntry Return Values" page: a DriverEntry that fails must free the system
+        // objects it set up, and the Unload routine is not called after a failure; the
+        // `IoDeleteDevice` page: a legacy driver deletes its device objects when DriverEntry
+        // hits a fatal initialization error.
         if left != 0 {
             state::violation(
                 "DeviceObjectsLeftByFailedDriverEntry",
-                format!("DriverEntry failed with {status:#x} but left {left} device object(s)"),
+                format!(
+                    "DriverEntry failed with {status:#x} but left {left} device object(s) (DriverEntry Return Values page)"
+                ),
             );
         }
         return Err(status);
@@ -898,7 +925,8 @@ fn dos_link(link: &str) -> String {
 /// `IoRegisterDeviceInterface(pdo, class, reference)`: the interface's symbolic link name,
 /// `\??\<instance with # for \>#<class>[\<reference>]`. `class` is the GUID in registry
 /// form (`{xxxxxxxx-...}`). Only PDOs the PnP manager enumerated have interfaces
-/// (`STATUS_INVALID_DEVICE_REQUEST` otherwise).
+/// (`STATUS_INVALID_DEVICE_REQUEST` otherwise: the `IoRegisterDeviceInterface` page gives it for
+/// a `PhysicalDeviceObject` that "does not point to a valid PDO").
 pub(crate) fn register_device_interface(
     pdo: *const DEVICE_OBJECT,
     class: &str,
@@ -944,12 +972,16 @@ pub(crate) fn set_device_interface_state(link: &str, enable: bool) -> NTSTATUS {
         links,
         ..
     } = &mut *io;
+    // A link no IoRegisterDeviceInterface returned: STATUS_OBJECT_NAME_NOT_FOUND is inferred
+    // (the page names it only for disabling an interface that is not enabled).
     let Some(interface) = interfaces
         .iter_mut()
         .find(|i| i.link.eq_ignore_ascii_case(link))
     else {
         return STATUS_OBJECT_NAME_NOT_FOUND;
     };
+    // `IoSetDeviceInterfaceState` page: enabling an enabled interface returns the informational
+    // STATUS_OBJECT_NAME_EXISTS; disabling one that is not enabled, STATUS_OBJECT_NAME_NOT_FOUND.
     if interface.enabled == enable {
         return if enable {
             STATUS_OBJECT_NAME_EXISTS
@@ -963,6 +995,8 @@ pub(crate) fn set_device_interface_state(link: &str, enable: bool) -> NTSTATUS {
         .map_or(interface.link.as_str(), |(b, _)| b);
     let key = dos_link(&format!("{base}}}"));
     if enable {
+        // The model's own guard: its PDOs are named (`\Device\<n>`) until deleted, and no page
+        // gives a status for enabling an interface of a deleted PDO.
         let Some(name) = devices.get(&interface.pdo).and_then(|d| d.name.clone()) else {
             return STATUS_INVALID_DEVICE_REQUEST;
         };
@@ -1061,6 +1095,11 @@ impl LoadedDriver {
                     .count();
                 let referenced = devices - live;
                 drop(io);
+                // "Unload Routine Functionality" page: a non-PnP driver's Unload routine must
+                // free its device objects; the `IoDeleteDevice` page: a device object with
+                // references left is only marked "delete pending" until they are released.
+                // The wait (UNLOAD_WAIT) and this report are the model's own: Windows prints
+                // nothing.
                 state::violation(
                     "DriverNotUnloaded",
                     format!(

@@ -118,10 +118,13 @@ pub(crate) unsafe extern "system" fn io_free_irp(irp: *const IRP) {
         // SAFETY: A live driver-owned IRP: its one stack location is readable.
         let routine = unsafe { ((*location).CompletionRoutine, (*location).Context) };
         if routine.0.map(|r| r as usize) == Some(unload_safe_completion_erased() as usize) {
+            // `IoSetCompletionRoutineEx` page: the memory it allocates stays allocated until the
+            // IoCompletion routine runs; the driver must make sure it runs (through
+            // IoCallDriver), "otherwise, the kernel will leak memory".
             state::violation(
                 "CompletionContextLeaked",
                 format!(
-                    "IoFreeIrp({addr:#x}) of an IRP armed with IoSetCompletionRoutineEx that never completed: the I/O manager's context and device reference leak"
+                    "IoFreeIrp({addr:#x}) of an IRP armed with IoSetCompletionRoutineEx that never completed: the I/O manager's context and device reference leak (IoSetCompletionRoutineEx page)"
                 ),
             );
             // SAFETY: The context was made by io_set_completion_routine_ex and never used.
@@ -236,9 +239,13 @@ pub(crate) fn is_cancelled(irp: *mut IRP) -> bool {
 }
 
 /// `IoCancelIrp` (IRQL <= `DISPATCH_LEVEL`): for the IRPs a driver allocated (the WSK IRPs) and
-/// the I/O manager's requests alike. Cancelling an IRP that no longer exists is the
-/// use-after-free Driver Verifier reports; cancelling one that completed but is not freed yet
-/// is allowed and does nothing (no cancel routine is set).
+/// the I/O manager's requests alike. Cancelling an IRP that no longer exists is a
+/// use-after-free: "Synchronizing Cancellation in Higher-Level Drivers Without Cancel Routines"
+/// allows `IoCancelIrp` on a *pending* IRP the driver allocated, and with Driver Verifier's I/O
+/// Verification every `IoAllocateIrp` IRP comes from special pool ("I/O Verification" page,
+/// level 1), so touching a freed one is a page fault in freed special pool (bugcheck 0xCC, or
+/// 0xD5 when the driver is blamed). Cancelling one that completed but is not freed yet is
+/// allowed and does nothing (no cancel routine is set).
 ///
 /// # Safety
 /// None beyond the DDI's contract (the model checks the IRP is live before touching it).
@@ -250,7 +257,9 @@ pub(crate) unsafe extern "system" fn io_cancel_irp(irp: *const IRP) -> bool {
     if !known {
         state::violation(
             "IoCancelIrpFreed",
-            format!("IoCancelIrp({addr:#x}) of an IRP that was freed or never allocated"),
+            format!(
+                "IoCancelIrp({addr:#x}) of an IRP that was freed or never allocated (use after free: bugcheck 0xCC PAGE_FAULT_IN_FREED_SPECIAL_POOL under I/O Verification)"
+            ),
         );
         return false;
     }
@@ -429,9 +438,12 @@ pub(crate) unsafe extern "system" fn io_set_completion_routine_ex(
 ) -> NTSTATUS {
     irql::require_at_most("IoSetCompletionRoutineEx", DISPATCH_LEVEL);
     let Some(routine) = routine else {
+        // `IoSetCompletionRoutineEx` page: CompletionRoutine is an [in] entry point, and the page
+        // documents only STATUS_SUCCESS and STATUS_INSUFFICIENT_RESOURCES: it names no NULL
+        // case, so this refusal and its status are inferred (the model's guard).
         state::violation(
             "IoSetCompletionRoutineExNull",
-            "IoSetCompletionRoutineEx without a routine".into(),
+            "IoSetCompletionRoutineEx without a routine (CompletionRoutine is [in] on the IoSetCompletionRoutineEx page)".into(),
         );
         return windows_sys::Win32::Foundation::STATUS_INVALID_PARAMETER;
     };
@@ -439,9 +451,15 @@ pub(crate) unsafe extern "system" fn io_set_completion_routine_ex(
         return windows_sys::Win32::Foundation::STATUS_INSUFFICIENT_RESOURCES;
     }
     if !crate::iomgr::reference_device(device) {
+        // `IoSetCompletionRoutineEx` page: DeviceObject is the driver's device object, and the
+        // routine must belong to the driver that owns it (that reference keeps the driver
+        // loaded). No failure status is documented for a bad one: STATUS_INVALID_PARAMETER is
+        // inferred.
         state::violation(
             "IoSetCompletionRoutineExDevice",
-            format!("IoSetCompletionRoutineEx on {device:p}, not a live device object"),
+            format!(
+                "IoSetCompletionRoutineEx on {device:p}, not a live device object (IoSetCompletionRoutineEx page: the driver's device object)"
+            ),
         );
         return windows_sys::Win32::Foundation::STATUS_INVALID_PARAMETER;
     }

@@ -20,11 +20,11 @@
 //! | `IrpCompletedPending` | an IRP completed with `STATUS_PENDING` (0xC9) |
 //! | `MdlNotNonPagedPool` / `MdlNotLocked` / `MdlBufferFreed` / `MdlFreedInFlight` / `WskBufTooShort` | an MDL chain that does not describe locked, live memory until completion |
 //! | `BufferFreedInFlight` | remote address or control buffer freed before completion |
-//! | `CmsgPaddingNotZero` | a control message with non-zero padding |
+//! | `CmsgPaddingNotZero` | a control message with non-zero padding (the model's own rule: Windows documents none) |
 //! | `CmsgMisaligned` | a `ControlInfo` not aligned as a `WSACMSGHDR` (8 on x64) |
 //! | `CmsgStrayBytes` | `ControlInfoLength` leaves bytes after the last control message (not the sum of `WSA_CMSG_SPACE`) |
 //! | `WskControlSocketWithoutIrp` | `WskControlSocket` without the IRP every modelled option and IOCTL requires |
-//! | `WskBufListCycle` | a `WSK_BUF_LIST` that does not end |
+//! | `WskBufListCycle` | a `WSK_BUF_LIST` that does not end (the model's own bound: Windows documents none) |
 //! | `EventNotInitialized` / `RundownNotInitialized` / `RundownReleaseWithoutAcquire` | misused dispatcher objects |
 //! | `SpinLockNotHeld` / `SpinLockIrql` | unbalanced spin lock |
 //! | `WskRegistration` / `WskReleaseWithoutCapture` / `WskDeregisterWithCapture` / `WskDeregisterWithSockets` | WSK client lifecycle (the last two would hang `WskDeregister`) |

@@ -57,12 +57,17 @@ pub(crate) fn reset() {
 }
 
 /// Reports the handles still open at shutdown.
+///
+/// The `ZwClose` page: a driver must close every handle it opens as soon as it no longer needs
+/// it. Windows reports nothing when one is left open; the report at shutdown is the model's.
 pub(crate) fn check_closed() {
     let open = handles().open.len();
     if open > 0 {
         state::violation(
             "KernelHandleLeaked",
-            format!("{open} kernel handle(s) from ObOpenObjectByPointer never closed (ZwClose)"),
+            format!(
+                "{open} kernel handle(s) from ObOpenObjectByPointer never closed (ZwClose page: close every handle the driver opens)"
+            ),
         );
     }
 }
@@ -124,6 +129,11 @@ pub(crate) unsafe extern "system" fn zw_set_security_object(
     descriptor: *const core::ffi::c_void,
 ) -> NTSTATUS {
     irql::require_at_most("ZwSetSecurityObject", PASSIVE_LEVEL);
+    // The refusals below are the `ZwSetSecurityObject` page's return codes:
+    // STATUS_INVALID_HANDLE (not a valid handle), STATUS_ACCESS_DENIED (the handle lacks the
+    // access, WRITE_DAC for the DACL), STATUS_INVALID_SECURITY_DESCR (not a valid descriptor;
+    // the model also gives it for a layout it does not model) and STATUS_OBJECT_TYPE_MISMATCH
+    // (not a handle of the expected type).
     let (device, access) = {
         let table = handles();
         let Some(record) = table.open.get(&handle.expose_provenance()) else {

@@ -4,8 +4,13 @@
 //! (`src/platform/datapath_winkernel.c`, microsoft/msquic commit 4984c210), wireguard-nt, or
 //! third-party reports; "inferred" marks what no source states, and says from what.
 //! [`rules`] computes each rule's outcome per profile by running the provider's own decision
-//! code (the send planner and the option checks), so the table cannot drift from the model;
-//! [`profiles_table`] prints it (`cargo run -p wskudp-kmodel --example provider_profiles_table`).
+//! code (the send planner and the option checks), so the table cannot drift from the model,
+//! with one exception: the broadcast rule. No model code decides that one; the Linux socket
+//! does at send time (`EACCES`, which `wsk::linux::status_of` maps to `STATUS_ACCESS_DENIED`),
+//! so its outcome is written in as a constant and the `broadcast_needs_so_broadcast` test
+//! (`tests/wsk_control_socket.rs`) checks it against a real send.
+//! [`profiles_table`] prints the table
+//! (`cargo run -p wskudp-kmodel --example provider_profiles_table`).
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -382,9 +387,14 @@ pub fn rules() -> Vec<Rule> {
             "`WSASendMsg`: WSAEMSGSIZE; `STATUS_INVALID_BUFFER_SIZE` from Wine's `NtStatusToWSAError` (inferred)",
             |p| send_outcome(p, false, &[], 65_508, |_| true),
         ),
+        // Not computed: the send planner does not look at broadcast addresses. The model's send
+        // fails because Linux's `sendto` returns EACCES without SO_BROADCAST (mapped by
+        // `wsk::linux::status_of`); `broadcast_needs_so_broadcast` in tests/wsk_control_socket.rs
+        // checks this constant against a real send. Windows' NTSTATUS is inferred from
+        // WSASendMsg's WSAEACCES.
         rule(
             "broadcast destination without `SO_BROADCAST`",
-            "`WSASendMsg`: WSAEACCES; WSK `SO_BROADCAST` page: off by default (the model: Linux's EACCES)",
+            "`WSASendMsg`: WSAEACCES; WSK `SO_BROADCAST` page: off by default; `STATUS_ACCESS_DENIED` inferred (the outcome is not computed: the model's send gets Linux's EACCES)",
             |_| Outcome::Refused(STATUS_ACCESS_DENIED),
         ),
         rule(

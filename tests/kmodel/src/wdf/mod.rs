@@ -326,7 +326,13 @@ pub(crate) fn dispose(kind: objects::Kind, handle: usize) {
 }
 
 /// Runs a driver callback at `PASSIVE_LEVEL` (the device's execution level): callbacks are
-/// never run with the framework lock held.
+/// never run with the framework lock held. A callback must return at the IRQL it was called
+/// at: the enhanced verifier's `VerifyIrqlExit` bugchecks with `WDF_VERIFIER_IRQL_MISMATCH`
+/// otherwise (`shared/enhancedverif/km/vfprivkm.hpp:43-61`), around the PnP/power and queue
+/// callbacks it hooks (`shared/enhancedverif/vfeventhooks.cpp`, e.g.
+/// `VfEvtDevicePrepareHardware` at :217). It checks none of the other callbacks run here
+/// (`EvtDriverDeviceAdd`, `EvtDriverUnload`, file, cleanup and work-item callbacks); for those
+/// the model applies the same rule on its own.
 pub(crate) fn at_passive<R>(f: impl FnOnce() -> R) -> R {
     let previous = crate::irql::set(crate::irql::PASSIVE_LEVEL);
     let result = f();
@@ -334,7 +340,9 @@ pub(crate) fn at_passive<R>(f: impl FnOnce() -> R) -> R {
     if after != crate::irql::PASSIVE_LEVEL {
         state::violation(
             "IrqlNotRestored",
-            format!("a WDF callback returned at IRQL {after}, entered at PASSIVE_LEVEL"),
+            format!(
+                "a WDF callback returned at IRQL {after}, entered at PASSIVE_LEVEL (the enhanced verifier's WDF_VERIFIER_IRQL_MISMATCH, bugcheck 0x10D, for the callbacks it hooks; the model restores the IRQL and goes on)"
+            ),
         );
     }
     result

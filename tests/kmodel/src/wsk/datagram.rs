@@ -676,6 +676,9 @@ unsafe extern "system" fn wsk_send_to(
 }
 
 /// The most `WSK_BUF_LIST` entries the model follows (a longer list is taken for a cycle).
+///
+/// The model's own guard: the `WSK_BUF_LIST` page only says `Next` points to the next entry,
+/// and Windows documents no limit on the list's length and no check for a cycle.
 const MAX_BUF_LIST: usize = 4096;
 
 /// `WskSendMessages` (Windows 8+; IRQL <= `DISPATCH_LEVEL` as `WskSendTo`): one datagram per
@@ -703,7 +706,7 @@ unsafe extern "system" fn wsk_send_messages(
             state::violation(
                 "WskBufListCycle",
                 format!(
-                    "WskSendMessages: WSK_BUF_LIST longer than {MAX_BUF_LIST} entries (a cycle?)"
+                    "WskSendMessages: WSK_BUF_LIST longer than {MAX_BUF_LIST} entries (a cycle? The model's own bound: Windows documents none)"
                 ),
             );
             return fail_now(irp, STATUS_INVALID_PARAMETER);
@@ -713,6 +716,9 @@ unsafe extern "system" fn wsk_send_messages(
         buffers.push(buffer);
         entry = next;
     }
+    // `PFN_WSK_SEND_MESSAGES` page: BufferList is an [in] pointer to an initialized
+    // WSK_BUF_LIST, so NULL is outside the contract; the page lists only "Other status codes"
+    // for errors, so STATUS_INVALID_PARAMETER is inferred.
     if buffers.is_empty() {
         return fail_now(irp, STATUS_INVALID_PARAMETER);
     }

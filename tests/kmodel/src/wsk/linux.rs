@@ -153,11 +153,20 @@ pub(crate) fn local_address(fd: RawFd) -> Result<SocketAddr, NTSTATUS> {
 
 /// Whether the `len` bytes at `address` the driver handed to WSK are still its memory (not
 /// freed pool) when the provider reads or writes them.
+///
+/// Sources: the `PFN_WSK_SEND_TO` page (the `ControlInfo` buffer "must also remain valid until
+/// the IRP is completed"), the `PFN_WSK_CONTROL_SOCKET` page (`InputBuffer` and `OutputBuffer`),
+/// and the `PFN_WSK_GET_LOCAL_ADDRESS` page (`LocalAddress`), each: not freed with `ExFreeXxx`
+/// until the IRP completes. The `PFN_WSK_SEND_MESSAGES` page has no such remark and no page
+/// gives `RemoteAddress` a lifetime: holding those to the same rule is the model's own reading
+/// (it reads them at completion, stricter than documented).
 fn check_resident(address: usize, len: usize, what: &str) -> bool {
     if pool::is_quarantined(address, len) {
         state::violation(
             "BufferFreedInFlight",
-            format!("the {what} at {address:#x} was freed before the IRP completed"),
+            format!(
+                "the {what} at {address:#x} was freed before the IRP completed (WskSendTo / WskControlSocket / WskGetLocalAddress pages: buffers must remain valid until then)"
+            ),
         );
         return false;
     }
