@@ -45,9 +45,13 @@ pub(crate) fn at_dispatch<R>(what: &str, f: impl FnOnce() -> R) -> R {
     let result = f();
     let after = set(previous);
     if after != DISPATCH_LEVEL {
+        // Bug check 0xC8 IRQL_UNEXPECTED_VALUE page: "usually caused by a device driver [...]
+        // that changed the IRQL for some period and did not restore the original IRQL".
         state::violation(
             "IrqlNotRestored",
-            format!("{what} returned at IRQL {after}, entered at {DISPATCH_LEVEL}"),
+            format!(
+                "{what} returned at IRQL {after}, entered at {DISPATCH_LEVEL} (bugcheck 0xC8 IRQL_UNEXPECTED_VALUE)"
+            ),
         );
     }
     result
