@@ -122,6 +122,21 @@ enum Command {
     },
 }
 
+impl Command {
+    /// `--json` was given.
+    const fn wants_json(&self) -> bool {
+        match self {
+            Self::Info { json }
+            | Self::Stats { json }
+            | Self::Ioctl { json, .. }
+            | Self::Demo { json }
+            | Self::Scenarios { json, .. }
+            | Self::Recv { json, .. } => *json,
+            Self::Send(args) => args.json,
+        }
+    }
+}
+
 /// Options set on the socket (`SET_OPTION`) before sending.
 #[derive(clap::Args)]
 struct SocketArgs {
@@ -276,53 +291,42 @@ fn main() -> ExitCode {
     let client = match backend::open(kind, cli.front_door.into()) {
         Ok(backend) => Client::new(backend),
         Err(error) => {
-            eprintln!("error: {error}");
-            return ExitCode::from(2);
+            let host = HostRecord::collect();
+            return failed(
+                cli.command.wants_json(),
+                &error.to_string(),
+                &host,
+                &Value::Null,
+                None,
+            );
         }
     };
-    let (json_wanted, result) = match &cli.command {
-        Command::Info { json } => (*json, info(&client)),
-        Command::Stats { json } => (*json, stats(&client, None)),
-        Command::Send(args) => (args.json, send(&client, args)),
+    let json_wanted = cli.command.wants_json();
+    let result = match &cli.command {
+        Command::Info { .. } => info(&client),
+        Command::Stats { .. } => stats(&client, None),
+        Command::Send(args) => send(&client, args),
         Command::Ioctl {
             code,
             in_hex,
             out_len,
-            json,
-        } => (*json, raw_ioctl(&client, *code, in_hex, *out_len)),
-        Command::Demo { json } => (*json, run_demo(&client)),
-        Command::Scenarios { json, allow_skips } => {
-            (*json, Ok(run_scenarios(&client, *allow_skips)))
-        }
+            ..
+        } => raw_ioctl(&client, *code, in_hex, *out_len),
+        Command::Demo { .. } => run_demo(&client),
+        Command::Scenarios { allow_skips, .. } => Ok(run_scenarios(&client, *allow_skips)),
         Command::Recv { .. } => unreachable!("handled before the backend is opened"),
     };
+    // Which machine and driver this ran on, so runs on different Windows builds compare.
+    let host = HostRecord::collect();
+    let driver = driver_record(&client);
     let report = client.finish();
     let mut outcome = match result {
         Ok(outcome) => outcome,
-        Err(message) => {
-            eprintln!("error: {message}");
-            if json_wanted {
-                let mut json = json!({ "error": message });
-                if let (Some(report), Value::Object(map)) = (&report, &mut json) {
-                    map.insert(
-                        "model".into(),
-                        serde_json::to_value(report).unwrap_or_default(),
-                    );
-                }
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&json).unwrap_or_default()
-                );
-            } else if let Some(report) = report.as_ref().filter(|r| !r.is_clean()) {
-                eprintln!("{}", report_text(report));
-            }
-            return ExitCode::from(2);
-        }
+        Err(message) => return failed(json_wanted, &message, &host, &driver, report.as_ref()),
     };
-    // Which machine this ran on, so runs on different Windows builds can be compared.
-    let host = HostRecord::collect();
     if let Value::Object(map) = &mut outcome.json {
         map.insert("host".into(), host.to_json());
+        map.insert("driver".into(), driver);
     }
     if matches!(cli.command, Command::Info { .. }) {
         outcome.text.push_str(&host.text());
@@ -408,6 +412,34 @@ fn receive(bind: SocketAddr, count: usize, idle_secs: u64, json: bool) -> ExitCo
     }
 }
 
+/// A command that could not run: the error on stderr and, with `--json`, as JSON with the
+/// run's record; exit code 2.
+fn failed(
+    json_wanted: bool,
+    message: &str,
+    host: &HostRecord,
+    driver: &Value,
+    report: Option<&ModelReport>,
+) -> ExitCode {
+    eprintln!("error: {message}");
+    if json_wanted {
+        let mut json = json!({ "error": message, "host": host.to_json(), "driver": driver });
+        if let (Some(report), Value::Object(map)) = (report, &mut json) {
+            map.insert(
+                "model".into(),
+                serde_json::to_value(report).unwrap_or_default(),
+            );
+        }
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json).unwrap_or_default()
+        );
+    } else if let Some(report) = report.filter(|r| !r.is_clean()) {
+        eprintln!("{}", report_text(report));
+    }
+    ExitCode::from(2)
+}
+
 fn report_text(report: &ModelReport) -> String {
     format!(
         "model: {report}
@@ -428,11 +460,7 @@ fn info(client: &Client) -> Result<Outcome, String> {
             )
         })
         .collect();
-    let wsk = format!(
-        "{}.{}",
-        info.provider_wsk_version >> 8,
-        info.provider_wsk_version & 0xFF
-    );
+    let wsk = wsk_version(info.provider_wsk_version);
     let json = json!({
         "backend": client.backend_name(),
         "front_door": client.front_door(),
@@ -486,6 +514,29 @@ fn info(client: &Client) -> Result<Outcome, String> {
         text,
         ok: true,
     })
+}
+
+/// What the driver says of itself and of its WSK provider, and what a socket's provider probe
+/// finds: `"driver"` beside `"host"` in every JSON output (`null` where it cannot be asked).
+fn driver_record(client: &Client) -> Value {
+    let Ok(info) = client.info() else {
+        return Value::Null;
+    };
+    let [major, minor, patch, _] = info.driver_version;
+    json!({
+        "backend": client.backend_name(),
+        "front_door": client.front_door(),
+        "driver_version": format!("{major}.{minor}.{patch}"),
+        "abi_version": info.abi_version,
+        "provider_status": status_hex(info.provider_status),
+        "provider_wsk_version": wsk_version(info.provider_wsk_version),
+        "socket_features": probe_features(client),
+    })
+}
+
+/// `major.minor` of a `WSK_MAKE_VERSION` value.
+fn wsk_version(version: u16) -> String {
+    format!("{}.{}", version >> 8, version & 0xFF)
 }
 
 /// What a socket of this driver supports, as its provider probe found it (opens and closes an
