@@ -124,3 +124,16 @@ function Resolve-VmFolder {
     }
     return (Resolve-Path -LiteralPath $Folder).Path
 }
+
+# KMDF's own verifier for the service (its Parameters\Wdf values), on or removed.
+function Set-KmdfVerifier([bool] $On) {
+    $key = "HKLM:\SYSTEM\CurrentControlSet\Services\$ServiceName\Parameters\Wdf"
+    if ($On) {
+        New-Item -Path $key -Force | Out-Null
+        # KMDF's own verifier, with every object's references tracked for !wdfkd.wdfhandle.
+        New-ItemProperty -Path $key -Name VerifierOn -PropertyType DWord -Value 1 -Force | Out-Null
+        New-ItemProperty -Path $key -Name TrackHandles -PropertyType MultiString -Value @('*') -Force | Out-Null
+    } elseif (Test-Path $key) {
+        Remove-ItemProperty -Path $key -Name VerifierOn, TrackHandles -ErrorAction SilentlyContinue
+    }
+}

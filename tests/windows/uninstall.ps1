@@ -8,7 +8,9 @@
   2. pnputil /delete-driver <oemNN.inf> /uninstall for every wskudp package in the store;
   3. Driver Verifier: if wskudp.sys is the only verified driver, verifier /reset; if others
      are verified too, wskudp.sys is taken out of the list and the rest left as they are;
-     KMDF verifier values go with the service.
+     KMDF's verifier values (the service's Parameters\Wdf VerifierOn, TrackHandles) are
+     removed first, so nothing is left should the service key survive;
+  4. the wskudp service is confirmed gone (a primitive driver's /uninstall deletes it).
   Test signing is left on unless -DisableTestSigning is given.
   Exit codes: 0 done; 3010 done, a reboot completes it; anything else failed.
   NOT RUN by this project: no Windows machine was available to it.
@@ -18,11 +20,17 @@ param([switch] $DisableTestSigning)
 . (Join-Path $PSScriptRoot 'common.ps1')
 
 Stop-Driver
+Set-KmdfVerifier $false
 $rebootNeeded = $false
-foreach ($package in Get-DriverPackages) {
+$packages = @(Get-DriverPackages)
+foreach ($package in $packages) {
     $code = Invoke-Native pnputil.exe @('/delete-driver', $package.Driver, '/uninstall') `
         -Success @(0, $ERROR_SUCCESS_REBOOT_REQUIRED)
     if ($code -eq $ERROR_SUCCESS_REBOOT_REQUIRED) { $rebootNeeded = $true }
+}
+
+if ($packages.Count -gt 0 -and -not $rebootNeeded -and $null -ne (Get-DriverService)) {
+    throw "The $ServiceName service is still installed after pnputil /uninstall removed its package."
 }
 
 $targets = Get-VerifierTargets
