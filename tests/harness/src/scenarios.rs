@@ -98,6 +98,10 @@ pub const fn all() -> &'static [Scenario] {
             run: crate::addressing::multicast,
         },
         Scenario {
+            name: "link-local destination with its scope id",
+            run: crate::addressing::link_local,
+        },
+        Scenario {
             name: "hop limit (IP_TTL / IPV6_UNICAST_HOPS)",
             run: crate::addressing::hop_limit,
         },
@@ -142,6 +146,27 @@ pub(crate) fn error(e: impl std::fmt::Display) -> Failure {
 /// A receiver on `local`, or the reason there is none (IPv6 loopback may be disabled).
 pub(crate) fn receiver(local: &str) -> Result<Receiver, String> {
     Receiver::bind(addr(local)).map_err(|e| format!("no receiver on {local}: {e}"))
+}
+
+/// A receiver on `local`, or `None` with the reason added to `skipped`: the scenario goes on
+/// with the other family and reports the reason, never a silent pass.
+pub(crate) fn receiver_or_skip(local: &str, skipped: &mut Vec<String>) -> Option<Receiver> {
+    receiver(local).map_err(|reason| skipped.push(reason)).ok()
+}
+
+/// The skip reasons noted, as a scenario's result: `None` when everything was checked.
+pub(crate) fn skips(skipped: &[String]) -> Option<String> {
+    (!skipped.is_empty()).then(|| skipped.join("; "))
+}
+
+/// Fails unless `arrival` came in on interface `index` (`ipi_ifindex` / `ipi6_ifindex`).
+pub(crate) fn arrived_on(arrival: &Arrival, index: u32, what: &str) -> Result<(), Failure> {
+    ensure!(
+        arrival.interface == Some(index),
+        "{what}: arrived on interface {:?}, expected {index}",
+        arrival.interface
+    );
+    Ok(())
 }
 
 /// A `SEND` of `count` datagrams to `remote` with no options.
@@ -417,8 +442,11 @@ impl Marks {
 /// elsewhere ECN goes alone (`IP_ECN` / `IPV6_ECN`) and a TOS byte is `STATUS_NOT_SUPPORTED`;
 /// ECN CE is refused (`STATUS_INVALID_PARAMETER`, `WSAEINVAL` on Windows) either way.
 fn tos_and_ecn(client: &Client) -> Result<Option<String>, Failure> {
+    let mut skipped = Vec::new();
     for local in ["127.0.0.1:0", "[::1]:0"] {
-        let Ok(rx) = receiver(local) else { continue };
+        let Some(rx) = receiver_or_skip(local, &mut skipped) else {
+            continue;
+        };
         let socket = client.open_socket(addr(local)).map_err(error)?;
         let marks = Marks::of(socket.features);
         let with_tos = |wire: u8| {
@@ -487,14 +515,17 @@ fn tos_and_ecn(client: &Client) -> Result<Option<String>, Failure> {
         }
         client.close_socket(socket.socket).map_err(error)?;
     }
-    Ok(None)
+    Ok(skips(&skipped))
 }
 
 /// USO where the socket's provider has it (`WskGetOption(UDP_SEND_MSG_SIZE)` succeeded), else
 /// `STATUS_NOT_SUPPORTED`; a payload of one segment goes without the control message.
 fn uso(client: &Client) -> Result<Option<String>, Failure> {
+    let mut skipped = Vec::new();
     for local in ["127.0.0.1:0", "[::1]:0"] {
-        let Ok(rx) = receiver(local) else { continue };
+        let Some(rx) = receiver_or_skip(local, &mut skipped) else {
+            continue;
+        };
         let socket = client.open_socket(addr(local)).map_err(error)?;
         let payload = pattern(2500);
         let spec = SendSpec {
@@ -528,13 +559,16 @@ fn uso(client: &Client) -> Result<Option<String>, Failure> {
         );
         client.close_socket(socket.socket).map_err(error)?;
     }
-    Ok(None)
+    Ok(skips(&skipped))
 }
 
 /// Every option the socket's provider takes, together.
 fn everything(client: &Client) -> Result<Option<String>, Failure> {
+    let mut skipped = Vec::new();
     for (local, source) in [("127.0.0.1:0", "127.0.0.9"), ("[::1]:0", "::1")] {
-        let Ok(rx) = receiver(local) else { continue };
+        let Some(rx) = receiver_or_skip(local, &mut skipped) else {
+            continue;
+        };
         let socket = client.open_socket(addr(local)).map_err(error)?;
         let source: IpAddr = source.parse().map_err(error)?;
         let marks = Marks::of(socket.features);
@@ -573,7 +607,7 @@ fn everything(client: &Client) -> Result<Option<String>, Failure> {
         }
         client.close_socket(socket.socket).map_err(error)?;
     }
-    Ok(None)
+    Ok(skips(&skipped))
 }
 
 /// The `ws2def.h` encoding of the expected control buffer, written out independently of core:
