@@ -78,7 +78,7 @@ pub const fn all() -> &'static [Scenario] {
             run: everything,
         },
         Scenario {
-            name: "dual-stack: an IPv6 socket reaches IPv4, source in IN_PKTINFO",
+            name: "dual-stack: an IPv6 socket reaches IPv4 (IN_PKTINFO, TOS, hop limit) and IPv6 (IN6_PKTINFO)",
             run: crate::addressing::dual_stack,
         },
         Scenario {
@@ -416,7 +416,7 @@ type MarkingCase = (Option<u8>, Option<Ecn>, Result<u8, i32>);
 
 /// What a socket's provider lets one datagram carry, from the socket's features.
 #[derive(Clone, Copy)]
-struct Marks {
+pub(crate) struct Marks {
     /// A TOS byte / traffic class (`feature::TOS`).
     tos: bool,
     /// An ECN codepoint: folded into the TOS byte where the provider takes one, else alone
@@ -427,13 +427,28 @@ struct Marks {
 }
 
 impl Marks {
-    const fn of(features: u32) -> Self {
+    pub(crate) const fn of(features: u32) -> Self {
         let tos = features & feature::TOS != 0;
         Self {
             tos,
             ecn: tos || features & feature::ECN != 0,
             uso: features & feature::USO != 0,
         }
+    }
+
+    /// DSCP byte `dscp` (ECN bits clear) with ECT(1), as far as the socket takes them: the
+    /// `SendSpec` TOS and ECN to ask for, and the byte the receiver should see.
+    pub(crate) const fn dscp_ect1(self, dscp: u8) -> (Option<u8>, Option<Ecn>, u8) {
+        let wire = match (self.tos, self.ecn) {
+            (true, _) => dscp | 0x01,
+            (false, true) => 0x01,
+            (false, false) => 0x00,
+        };
+        (
+            if self.tos { Some(dscp) } else { None },
+            if self.ecn { Some(Ecn::Ect1) } else { None },
+            wire,
+        )
     }
 }
 
@@ -572,10 +587,11 @@ fn everything(client: &Client) -> Result<Option<String>, Failure> {
         let socket = client.open_socket(addr(local)).map_err(error)?;
         let source: IpAddr = source.parse().map_err(error)?;
         let marks = Marks::of(socket.features);
+        let (tos, ecn, wire_tos) = marks.dscp_ect1(0x28);
         let spec = SendSpec {
             source: Some(source),
-            tos: marks.tos.then_some(0x28),
-            ecn: marks.ecn.then_some(Ecn::Ect1),
+            tos,
+            ecn,
             uso_segment_size: marks.uso.then_some(700),
             ..plain(socket.socket, rx.local_addr().map_err(error)?, 3)
         };
@@ -584,11 +600,6 @@ fn everything(client: &Client) -> Result<Option<String>, Failure> {
             .map_err(error)?;
         sent_ok(&response, 3)?;
         let (arrivals, size) = if marks.uso { (6, 700) } else { (3, 1400) };
-        let wire_tos = match (marks.tos, marks.ecn) {
-            (true, _) => 0x29,
-            (false, true) => 0x01,
-            (false, false) => 0x00,
-        };
         for arrival in receive(&rx, arrivals)? {
             ensure!(
                 arrival.payload.len() == size,
