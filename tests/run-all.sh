@@ -54,6 +54,17 @@ tests/build-wdm.sh
 step "tests: ABI, kernel and WDF model contracts, ABI conformance vs mingw-w64 and Wine, KMDF header facts, scenarios through every front door, both .sys images, the Windows build floor"
 cargo test --locked
 
+step "scenarios in a private network namespace (tests/in-netns.sh): IPv6 multicast, link-local scope ids, don't-fragment over a 1500-byte MTU; every front door and provider profile, a skip fails"
+cargo test --locked -p wskudp-harness --test send_path --no-run
+if command -v ip >/dev/null 2>&1 && unshare -n true 2>/dev/null; then
+  WSKUDP_NO_SKIPS=1 tests/in-netns.sh cargo test --offline --locked -p wskudp-harness --test send_path
+else
+  echo
+  echo "!!!! SKIP (NOT A PASS): no private network namespace here (unshare -n refused, or no ip)."
+  echo "!!!! NOT CHECKED: IPv6 multicast delivery, link-local scope ids, don't-fragment over a 1500-byte MTU."
+  echo
+fi
+
 step "demo (model backend, through the KMDF front door)"
 cargo run --locked --quiet -p wskudp-harness -- --backend model --front-door kmdf demo
 

@@ -120,6 +120,10 @@ pub mod feature {
 }
 
 /// Capability bits reported in [`InfoResponse::capabilities`].
+///
+/// `TOS`, `ECN` and `USO` are the provider's, set once the driver probed it (at the first
+/// `OPEN_SOCKET`; one probe per driver, on an `AF_INET6` socket, for both families); each
+/// socket's [`feature`] bits say the same.
 pub mod capability {
     /// IPv4 datagram sockets.
     pub const IPV4: u32 = 1 << 0;

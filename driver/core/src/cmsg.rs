@@ -12,8 +12,10 @@
 //!
 //! The encoder is the quinn-udp design cut down to the messages wskudp sends: typed
 //! [`ControlMessage`]s, each knowing its level, type and wire type, written with zeroed
-//! padding. The decoder applies the same rules to a received buffer; the kernel model uses it
-//! to read what core produced the way Windows would.
+//! padding. The decoder ([`ControlMessage::decode`]) reads one message's data by the same
+//! rules; only core's own tests use it. The kernel model does not: it parses control buffers
+//! with its own parser, written from `ws2def.h` / `ws2ipdef.h` (`tests/kmodel/src/wsk/wire.rs`),
+//! so an error encoder and decoder share cannot pass.
 //!
 //! IRQL: everything here is computation on caller-provided memory: any IRQL, as long as that
 //! memory is resident.

@@ -58,6 +58,35 @@ pub struct Driver {
 /// [`Driver::provider_features`] holds a probe's result.
 const PROBED: u32 = 1 << 31;
 
+/// What the driver does whatever the provider: both families, a source address, MDL chains,
+/// `DESCRIBE_SEND` (`IN_PKTINFO` / `IN6_PKTINFO` are in every build at the floor).
+const BASE_CAPABILITIES: u32 = capability::IPV4
+    | capability::IPV6
+    | capability::SOURCE_ADDRESS
+    | capability::MDL_CHAIN
+    | capability::DESCRIBE_SEND;
+
+/// `QUERY_INFO`'s capability bits from [`Driver::provider_features`]: TOS, ECN and USO only as
+/// the provider probe found them (none before it ran). ECN rides in the TOS byte where the
+/// provider takes one (msquic folds it there, `datapath_winkernel.c:2922-2936`).
+/// IRQL: any.
+const fn capabilities(known: u32) -> u32 {
+    let mut bits = BASE_CAPABILITIES;
+    if known & PROBED == 0 {
+        return bits;
+    }
+    if known & feature::TOS != 0 {
+        bits |= capability::TOS;
+    }
+    if known & (feature::TOS | feature::ECN) != 0 {
+        bits |= capability::ECN;
+    }
+    if known & feature::USO != 0 {
+        bits |= capability::USO;
+    }
+    bits
+}
+
 impl Driver {
     /// Allocates the driver state and registers as a WSK application. The provider NPI is
     /// captured later, by the first request that needs it, so loading never waits on the
@@ -182,7 +211,8 @@ impl Driver {
     }
 
     /// `QUERY_INFO`, in the newest layout that is served and fits the output buffer; captures
-    /// the provider NPI if needed. IRQL: `PASSIVE_LEVEL`.
+    /// the provider NPI if needed. TOS, ECN and USO are claimed only once the provider probe
+    /// (first `OPEN_SOCKET`) found them. IRQL: `PASSIVE_LEVEL`.
     fn query_info(&self, request: IoctlRequest) {
         if request.output_len() < InfoResponse::V1_LEN {
             return request.complete(STATUS_BUFFER_TOO_SMALL, 0);
@@ -194,7 +224,7 @@ impl Driver {
             provider_status: self.client.capture_status(),
             provider_wsk_version: provider.map_or(0, |p| p.version()),
             reserved: 0,
-            capabilities: capability::ALL,
+            capabilities: capabilities(self.provider_features.load(Ordering::Acquire)),
             max_sockets: MAX_SOCKETS,
             max_segments: MAX_SEGMENTS,
             max_payload: MAX_PAYLOAD,

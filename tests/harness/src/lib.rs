@@ -56,6 +56,60 @@ pub fn loopback_index() -> Option<u32> {
     }
 }
 
+/// The variable naming a multicast-capable, non-loopback interface the scenarios may use.
+pub const TEST_IFACE_VAR: &str = "WSKUDP_TEST_IFACE";
+
+/// An interface the scenarios may send through besides loopback (IPv6 multicast, link-local
+/// scope ids, a 1500-byte MTU for don't-fragment).
+#[derive(Clone, Debug)]
+pub struct TestInterface {
+    /// Its name, as `WSKUDP_TEST_IFACE` gave it.
+    pub name: String,
+    /// Its index.
+    pub index: u32,
+    /// Its IPv6 link-local (`fe80::/10`) address, if it has one.
+    pub link_local: Option<std::net::Ipv6Addr>,
+}
+
+/// The interface `WSKUDP_TEST_IFACE` names. Set only where both ends sit in a private network
+/// namespace (tests/run-all.sh: `unshare -n` and a veth pair), so nothing sent leaves the host.
+#[must_use]
+pub fn test_interface() -> Option<TestInterface> {
+    let name = std::env::var(TEST_IFACE_VAR).ok()?;
+    let index = interface_index(&name)?;
+    Some(TestInterface {
+        link_local: link_local(&name),
+        name,
+        index,
+    })
+}
+
+/// The link-local IPv6 address of interface `name`.
+#[allow(
+    clippy::missing_const_for_fn,
+    reason = "const only on hosts without getifaddrs"
+)]
+fn link_local(name: &str) -> Option<std::net::Ipv6Addr> {
+    #[cfg(unix)]
+    {
+        nix::ifaddrs::getifaddrs()
+            .ok()?
+            .filter(|entry| entry.interface_name == name)
+            .filter_map(|entry| {
+                entry
+                    .address?
+                    .as_sockaddr_in6()
+                    .map(nix::sys::socket::SockaddrIn6::ip)
+            })
+            .find(|ip| ip.segments()[0] & 0xffc0 == 0xfe80)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = name;
+        None
+    }
+}
+
 /// `"0x%08X"`.
 #[must_use]
 pub fn status_hex(status: i32) -> String {

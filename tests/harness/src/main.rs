@@ -104,8 +104,8 @@ enum Command {
         #[arg(long)]
         allow_skips: bool,
     },
-    /// Receive datagrams and show what arrived (source, destination, TOS): run on a second
-    /// host so `send` crosses a real NIC, which loopback never does. Needs no driver.
+    /// Receive datagrams and show what arrived (source, destination, interface, TOS): run on a
+    /// second host so `send` crosses a real NIC, which loopback never does. Needs no driver.
     Recv {
         /// Address to listen on, e.g. `0.0.0.0:9000` or `[::]:9000`.
         #[arg(long)]
@@ -386,6 +386,7 @@ fn receive(bind: SocketAddr, count: usize, idle_secs: u64, json: bool) -> ExitCo
                     "bytes": a.payload.len(),
                     "source": a.source.to_string(),
                     "destination": a.destination.map(|d| d.to_string()),
+                    "interface": a.interface,
                     "tos": a.tos,
                 })
             })
@@ -396,10 +397,11 @@ fn receive(bind: SocketAddr, count: usize, idle_secs: u64, json: bool) -> ExitCo
         for a in &arrivals {
             let show = |v: Option<String>| v.unwrap_or_else(|| "not reported".to_owned());
             println!(
-                "{} bytes from {} to {}, TOS {}",
+                "{} bytes from {} to {} on interface {}, TOS {}",
                 a.payload.len(),
                 a.source,
                 show(a.destination.map(|d| d.to_string())),
+                show(a.interface.map(|i| i.to_string())),
                 show(a.tos.map(|t| format!("{t:#04x}"))),
             );
         }

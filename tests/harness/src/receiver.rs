@@ -1,10 +1,10 @@
-//! A UDP receiver that reports what arrived: payload, source, destination and TOS.
+//! A UDP receiver that reports what arrived: payload, source, destination, interface and TOS.
 //!
-//! The destination address (`IP_PKTINFO`/`IPV6_PKTINFO`) and the TOS byte / traffic class come
-//! through `recvmsg` on Unix hosts and `WSARecvMsg` on Windows.
+//! The destination address and arrival interface (`IP_PKTINFO`/`IPV6_PKTINFO`) and the TOS
+//! byte / traffic class come through `recvmsg` on Unix hosts and `WSARecvMsg` on Windows.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::time::Duration;
 
 /// One received datagram.
@@ -14,8 +14,10 @@ pub struct Arrival {
     pub payload: Vec<u8>,
     /// Who sent it.
     pub source: SocketAddr,
-    /// The address it was sent to (Unix hosts).
+    /// The address it was sent to.
     pub destination: Option<IpAddr>,
+    /// The index of the interface it arrived on (`ipi_ifindex` / `ipi6_ifindex`).
+    pub interface: Option<u32>,
     /// The TOS byte / traffic class it carried (Unix hosts).
     pub tos: Option<u8>,
     /// The TTL / hop limit it arrived with (Unix hosts).
@@ -57,6 +59,14 @@ impl Receiver {
         self.socket.join_multicast_v4(&group, &interface)
     }
 
+    /// Joins `group` on the interface with index `interface` (`IPV6_ADD_MEMBERSHIP`).
+    ///
+    /// # Errors
+    /// The socket-option failure.
+    pub fn join_multicast_v6(&self, group: Ipv6Addr, interface: u32) -> io::Result<()> {
+        self.socket.join_multicast_v6(&group, interface)
+    }
+
     /// The bound address.
     ///
     /// # Errors
@@ -88,6 +98,7 @@ impl Receiver {
                 payload: buffer,
                 source,
                 destination: None,
+                interface: None,
                 tos: None,
                 hop_limit: None,
             })
@@ -144,7 +155,7 @@ mod unix {
             u8,
             nix::libc::c_int
         );
-        let (len, source, destination, tos, hop_limit) = {
+        let (len, source, destination, interface, tos, hop_limit) = {
             let mut iov = [IoSliceMut::new(&mut buffer)];
             let message = recvmsg::<SockaddrStorage>(
                 socket.as_raw_fd(),
@@ -153,6 +164,7 @@ mod unix {
                 MsgFlags::empty(),
             )?;
             let mut destination = None;
+            let mut interface = None;
             let mut tos = None;
             let mut hop_limit = None;
             for cmsg in message.cmsgs()? {
@@ -161,9 +173,11 @@ mod unix {
                         destination = Some(IpAddr::V4(Ipv4Addr::from(
                             info.ipi_addr.s_addr.to_ne_bytes(),
                         )));
+                        interface = u32::try_from(info.ipi_ifindex).ok();
                     }
                     ControlMessageOwned::Ipv6PacketInfo(info) => {
                         destination = Some(IpAddr::V6(Ipv6Addr::from(info.ipi6_addr.s6_addr)));
+                        interface = Some(info.ipi6_ifindex);
                     }
                     ControlMessageOwned::Ipv4Tos(value) => tos = Some(value),
                     ControlMessageOwned::Ipv6TClass(value) => tos = u8::try_from(value).ok(),
@@ -184,7 +198,14 @@ mod unix {
                             .map(|v6| SocketAddr::V6((*v6).into()))
                     })
             });
-            (message.bytes, source, destination, tos, hop_limit)
+            (
+                message.bytes,
+                source,
+                destination,
+                interface,
+                tos,
+                hop_limit,
+            )
         };
         buffer.truncate(len);
         let source = source.ok_or_else(|| io::Error::other("datagram without a source address"))?;
@@ -192,6 +213,7 @@ mod unix {
             payload: buffer,
             source,
             destination,
+            interface,
             tos,
             hop_limit,
         })
@@ -317,12 +339,13 @@ mod windows {
             unsafe { std::slice::from_raw_parts(control.as_ptr().cast::<u8>(), used) };
         let source = socket_address(name_bytes)
             .ok_or_else(|| io::Error::other("datagram without a source address"))?;
-        let (destination, tos) = parse_control(control_bytes);
+        let control = parse_control(control_bytes);
         Ok(Arrival {
             payload,
             source,
-            destination,
-            tos,
+            destination: control.destination,
+            interface: control.interface,
+            tos: control.tos,
             // Not asked for (IP_HOPLIMIT / IPV6_HOPLIMIT): scenarios report it skipped.
             hop_limit: None,
         })
@@ -377,9 +400,26 @@ mod wsa {
         }
     }
 
-    /// Destination and TOS from the control buffer (`WSA_CMSG_FIRSTHDR` / `NXTHDR` rules).
-    pub(super) fn parse_control(control: &[u8]) -> (Option<IpAddr>, Option<u8>) {
-        let (mut destination, mut tos) = (None, None);
+    /// What the control buffer says about one datagram.
+    #[derive(Debug, Default, PartialEq, Eq)]
+    pub(super) struct Control {
+        /// `ipi_addr` / `ipi6_addr`.
+        pub(super) destination: Option<IpAddr>,
+        /// `ipi_ifindex` / `ipi6_ifindex`.
+        pub(super) interface: Option<u32>,
+        /// `IP_TOS` / `IPV6_TCLASS`.
+        pub(super) tos: Option<u8>,
+    }
+
+    fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
+        Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
+    }
+
+    /// Destination, interface and TOS from the control buffer (`WSA_CMSG_FIRSTHDR` / `NXTHDR`
+    /// rules). `IN_PKTINFO` is `{IN_ADDR ipi_addr; ULONG ipi_ifindex}`, `IN6_PKTINFO`
+    /// `{IN6_ADDR ipi6_addr; ULONG ipi6_ifindex}` (ws2ipdef.h).
+    pub(super) fn parse_control(control: &[u8]) -> Control {
+        let mut out = Control::default();
         let mut at = 0;
         while let Some(header) = control.get(at..at + CMSG_HEADER) {
             let len = usize::from_le_bytes(header[..8].try_into().unwrap_or_default());
@@ -394,17 +434,19 @@ mod wsa {
             match (level, kind) {
                 (IPPROTO_IP, IP_PKTINFO) => {
                     if let Some(ip) = data.get(..4).and_then(|b| <[u8; 4]>::try_from(b).ok()) {
-                        destination = Some(IpAddr::V4(Ipv4Addr::from(ip)));
+                        out.destination = Some(IpAddr::V4(Ipv4Addr::from(ip)));
+                        out.interface = u32_at(data, 4);
                     }
                 }
                 (IPPROTO_IPV6, IPV6_PKTINFO) => {
                     if let Some(ip) = data.get(..16).and_then(|b| <[u8; 16]>::try_from(b).ok()) {
-                        destination = Some(IpAddr::V6(Ipv6Addr::from(ip)));
+                        out.destination = Some(IpAddr::V6(Ipv6Addr::from(ip)));
+                        out.interface = u32_at(data, 16);
                     }
                 }
                 // An INT holding the byte.
                 (IPPROTO_IP, IP_TOS) | (IPPROTO_IPV6, IPV6_TCLASS) => {
-                    tos = data.first().copied();
+                    out.tos = data.first().copied();
                 }
                 _ => {}
             }
@@ -416,7 +458,7 @@ mod wsa {
             }
             at += next;
         }
-        (destination, tos)
+        out
     }
 
     #[cfg(test)]
@@ -438,19 +480,34 @@ mod wsa {
             control.extend(cmsg(IPPROTO_IP, IP_TOS, &0x2a_i32.to_le_bytes()));
             assert_eq!(
                 parse_control(&control),
-                (Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2))), Some(0x2a))
+                Control {
+                    destination: Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2))),
+                    interface: Some(1),
+                    tos: Some(0x2a)
+                }
             );
             let mut v6 = [0_u8; 20];
             v6[15] = 1;
+            v6[16] = 7;
             let mut control = cmsg(IPPROTO_IPV6, IPV6_TCLASS, &0xb9_i32.to_le_bytes());
             control.extend(cmsg(IPPROTO_IPV6, IPV6_PKTINFO, &v6));
             assert_eq!(
                 parse_control(&control),
-                (Some(IpAddr::V6(Ipv6Addr::LOCALHOST)), Some(0xb9))
+                Control {
+                    destination: Some(IpAddr::V6(Ipv6Addr::LOCALHOST)),
+                    interface: Some(7),
+                    tos: Some(0xb9)
+                }
             );
             // Truncated: nothing read past the end.
-            assert_eq!(parse_control(&control[..20]), (None, Some(0xb9)));
-            assert_eq!(parse_control(&[]), (None, None));
+            assert_eq!(
+                parse_control(&control[..20]),
+                Control {
+                    tos: Some(0xb9),
+                    ..Control::default()
+                }
+            );
+            assert_eq!(parse_control(&[]), Control::default());
         }
 
         #[test]

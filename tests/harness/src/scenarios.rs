@@ -78,7 +78,7 @@ pub const fn all() -> &'static [Scenario] {
             run: everything,
         },
         Scenario {
-            name: "dual-stack: an IPv6 socket reaches IPv4, source in IN_PKTINFO",
+            name: "dual-stack: an IPv6 socket reaches IPv4 (IN_PKTINFO, TOS, hop limit) and IPv6 (IN6_PKTINFO)",
             run: crate::addressing::dual_stack,
         },
         Scenario {
@@ -96,6 +96,10 @@ pub const fn all() -> &'static [Scenario] {
         Scenario {
             name: "multicast: interface, hop limit, loopback",
             run: crate::addressing::multicast,
+        },
+        Scenario {
+            name: "link-local destination with its scope id",
+            run: crate::addressing::link_local,
         },
         Scenario {
             name: "hop limit (IP_TTL / IPV6_UNICAST_HOPS)",
@@ -142,6 +146,27 @@ pub(crate) fn error(e: impl std::fmt::Display) -> Failure {
 /// A receiver on `local`, or the reason there is none (IPv6 loopback may be disabled).
 pub(crate) fn receiver(local: &str) -> Result<Receiver, String> {
     Receiver::bind(addr(local)).map_err(|e| format!("no receiver on {local}: {e}"))
+}
+
+/// A receiver on `local`, or `None` with the reason added to `skipped`: the scenario goes on
+/// with the other family and reports the reason, never a silent pass.
+pub(crate) fn receiver_or_skip(local: &str, skipped: &mut Vec<String>) -> Option<Receiver> {
+    receiver(local).map_err(|reason| skipped.push(reason)).ok()
+}
+
+/// The skip reasons noted, as a scenario's result: `None` when everything was checked.
+pub(crate) fn skips(skipped: &[String]) -> Option<String> {
+    (!skipped.is_empty()).then(|| skipped.join("; "))
+}
+
+/// Fails unless `arrival` came in on interface `index` (`ipi_ifindex` / `ipi6_ifindex`).
+pub(crate) fn arrived_on(arrival: &Arrival, index: u32, what: &str) -> Result<(), Failure> {
+    ensure!(
+        arrival.interface == Some(index),
+        "{what}: arrived on interface {:?}, expected {index}",
+        arrival.interface
+    );
+    Ok(())
 }
 
 /// A `SEND` of `count` datagrams to `remote` with no options.
@@ -391,7 +416,7 @@ type MarkingCase = (Option<u8>, Option<Ecn>, Result<u8, i32>);
 
 /// What a socket's provider lets one datagram carry, from the socket's features.
 #[derive(Clone, Copy)]
-struct Marks {
+pub(crate) struct Marks {
     /// A TOS byte / traffic class (`feature::TOS`).
     tos: bool,
     /// An ECN codepoint: folded into the TOS byte where the provider takes one, else alone
@@ -402,13 +427,28 @@ struct Marks {
 }
 
 impl Marks {
-    const fn of(features: u32) -> Self {
+    pub(crate) const fn of(features: u32) -> Self {
         let tos = features & feature::TOS != 0;
         Self {
             tos,
             ecn: tos || features & feature::ECN != 0,
             uso: features & feature::USO != 0,
         }
+    }
+
+    /// DSCP byte `dscp` (ECN bits clear) with ECT(1), as far as the socket takes them: the
+    /// `SendSpec` TOS and ECN to ask for, and the byte the receiver should see.
+    pub(crate) const fn dscp_ect1(self, dscp: u8) -> (Option<u8>, Option<Ecn>, u8) {
+        let wire = match (self.tos, self.ecn) {
+            (true, _) => dscp | 0x01,
+            (false, true) => 0x01,
+            (false, false) => 0x00,
+        };
+        (
+            if self.tos { Some(dscp) } else { None },
+            if self.ecn { Some(Ecn::Ect1) } else { None },
+            wire,
+        )
     }
 }
 
@@ -417,8 +457,11 @@ impl Marks {
 /// elsewhere ECN goes alone (`IP_ECN` / `IPV6_ECN`) and a TOS byte is `STATUS_NOT_SUPPORTED`;
 /// ECN CE is refused (`STATUS_INVALID_PARAMETER`, `WSAEINVAL` on Windows) either way.
 fn tos_and_ecn(client: &Client) -> Result<Option<String>, Failure> {
+    let mut skipped = Vec::new();
     for local in ["127.0.0.1:0", "[::1]:0"] {
-        let Ok(rx) = receiver(local) else { continue };
+        let Some(rx) = receiver_or_skip(local, &mut skipped) else {
+            continue;
+        };
         let socket = client.open_socket(addr(local)).map_err(error)?;
         let marks = Marks::of(socket.features);
         let with_tos = |wire: u8| {
@@ -487,14 +530,17 @@ fn tos_and_ecn(client: &Client) -> Result<Option<String>, Failure> {
         }
         client.close_socket(socket.socket).map_err(error)?;
     }
-    Ok(None)
+    Ok(skips(&skipped))
 }
 
 /// USO where the socket's provider has it (`WskGetOption(UDP_SEND_MSG_SIZE)` succeeded), else
 /// `STATUS_NOT_SUPPORTED`; a payload of one segment goes without the control message.
 fn uso(client: &Client) -> Result<Option<String>, Failure> {
+    let mut skipped = Vec::new();
     for local in ["127.0.0.1:0", "[::1]:0"] {
-        let Ok(rx) = receiver(local) else { continue };
+        let Some(rx) = receiver_or_skip(local, &mut skipped) else {
+            continue;
+        };
         let socket = client.open_socket(addr(local)).map_err(error)?;
         let payload = pattern(2500);
         let spec = SendSpec {
@@ -528,20 +574,24 @@ fn uso(client: &Client) -> Result<Option<String>, Failure> {
         );
         client.close_socket(socket.socket).map_err(error)?;
     }
-    Ok(None)
+    Ok(skips(&skipped))
 }
 
 /// Every option the socket's provider takes, together.
 fn everything(client: &Client) -> Result<Option<String>, Failure> {
+    let mut skipped = Vec::new();
     for (local, source) in [("127.0.0.1:0", "127.0.0.9"), ("[::1]:0", "::1")] {
-        let Ok(rx) = receiver(local) else { continue };
+        let Some(rx) = receiver_or_skip(local, &mut skipped) else {
+            continue;
+        };
         let socket = client.open_socket(addr(local)).map_err(error)?;
         let source: IpAddr = source.parse().map_err(error)?;
         let marks = Marks::of(socket.features);
+        let (tos, ecn, wire_tos) = marks.dscp_ect1(0x28);
         let spec = SendSpec {
             source: Some(source),
-            tos: marks.tos.then_some(0x28),
-            ecn: marks.ecn.then_some(Ecn::Ect1),
+            tos,
+            ecn,
             uso_segment_size: marks.uso.then_some(700),
             ..plain(socket.socket, rx.local_addr().map_err(error)?, 3)
         };
@@ -550,11 +600,6 @@ fn everything(client: &Client) -> Result<Option<String>, Failure> {
             .map_err(error)?;
         sent_ok(&response, 3)?;
         let (arrivals, size) = if marks.uso { (6, 700) } else { (3, 1400) };
-        let wire_tos = match (marks.tos, marks.ecn) {
-            (true, _) => 0x29,
-            (false, true) => 0x01,
-            (false, false) => 0x00,
-        };
         for arrival in receive(&rx, arrivals)? {
             ensure!(
                 arrival.payload.len() == size,
@@ -573,7 +618,7 @@ fn everything(client: &Client) -> Result<Option<String>, Failure> {
         }
         client.close_socket(socket.socket).map_err(error)?;
     }
-    Ok(None)
+    Ok(skips(&skipped))
 }
 
 /// The `ws2def.h` encoding of the expected control buffer, written out independently of core:

@@ -234,3 +234,52 @@ fn responses_follow_the_request_version() {
         assert!(report.is_clean(), "{report}");
     }
 }
+
+/// `QUERY_INFO` claims TOS, ECN and USO only as the provider probe found them: none before the
+/// first `OPEN_SOCKET` ran it, then exactly what each socket's features say, on every build
+/// the provider imitates.
+#[test]
+fn capabilities_follow_the_provider_probe() {
+    use wskudp_abi::{capability, feature};
+    let probed = capability::TOS | capability::ECN | capability::USO;
+    for profile in wskudp_kmodel::Profile::ALL {
+        let mut config = config(FrontDoor::Kmdf, CompletionMode::Inline, FaultPlan::None);
+        config.machine.profile = profile;
+        let backend: Box<dyn Backend> = Box::new(ModelBackend::start(config).unwrap());
+        let client = Client::new(backend);
+        let before = client.info().unwrap().capabilities;
+        assert_eq!(
+            before & probed,
+            0,
+            "{}: claimed before the probe",
+            profile.name()
+        );
+        assert_eq!(before, capability::ALL & !probed, "{}", profile.name());
+        let socket = client.open_socket(addr(V4)).unwrap();
+        let mut expected = capability::ALL & !probed;
+        if socket.features & feature::TOS != 0 {
+            expected |= capability::TOS | capability::ECN;
+        }
+        if socket.features & feature::ECN != 0 {
+            expected |= capability::ECN;
+        }
+        if socket.features & feature::USO != 0 {
+            expected |= capability::USO;
+        }
+        assert_eq!(
+            client.info().unwrap().capabilities,
+            expected,
+            "{}: features {:#x}",
+            profile.name(),
+            socket.features
+        );
+        // The two ends of the table: everything on Windows 11, nothing on Windows 7.
+        match profile {
+            wskudp_kmodel::Profile::Windows11 => assert_eq!(expected & probed, probed),
+            wskudp_kmodel::Profile::NoSendMessages => assert_eq!(expected & probed, 0),
+            _ => {}
+        }
+        client.close_socket(socket.socket).unwrap();
+        finish_clean(client);
+    }
+}

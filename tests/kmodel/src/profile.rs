@@ -16,7 +16,8 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 
 use windows_sys::Win32::Foundation::{
-    NTSTATUS, STATUS_ACCESS_DENIED, STATUS_INVALID_PARAMETER, STATUS_NOT_SUPPORTED,
+    NTSTATUS, STATUS_ACCESS_DENIED, STATUS_INVALID_BUFFER_SIZE, STATUS_INVALID_PARAMETER,
+    STATUS_NOT_SUPPORTED,
 };
 use wskudp_core::ddi::wsk::make_wsk_version;
 
@@ -242,6 +243,32 @@ fn option_outcome(profile: Profile, call: Call, value: Option<u32>, effect: Outc
     }
 }
 
+/// [`option_outcome`] of `WskSetOption` for an option's IPv4 and IPv6 forms: the first that
+/// differs from `effect`, else `effect`.
+fn both_forms(
+    profile: Profile,
+    v4: options::Key,
+    v6: options::Key,
+    value: u32,
+    effect: Outcome,
+) -> Outcome {
+    let first = option_outcome(profile, Call::Set(v4), Some(value), effect);
+    if first == effect {
+        option_outcome(profile, Call::Set(v6), Some(value), effect)
+    } else {
+        first
+    }
+}
+
+/// `SIO_WSK_SET_SENDTO_ADDRESS` on a socket bound or not.
+fn fixed_destination(profile: Profile, bound: bool) -> Outcome {
+    let facts = SocketFacts { v6: true, bound };
+    match options::check(Call::FixDestination, facts, profile) {
+        Ok(()) => Outcome::Honoured,
+        Err(status) => Outcome::Refused(status),
+    }
+}
+
 const fn int(value: i32) -> [u8; 4] {
     value.to_le_bytes()
 }
@@ -251,7 +278,7 @@ const fn int(value: i32) -> [u8; 4] {
 #[allow(clippy::too_many_lines, reason = "one entry per rule")]
 pub fn rules() -> Vec<Rule> {
     let cmsg = wire::encode_cmsg;
-    vec![
+    let mut rules = vec![
         rule(
             "`WSK_PROVIDER_DISPATCH.Version`",
             "msquic `datapath_winkernel.c:237` and wireguard-nt register 1.0 and call `WskSendMessages`; only 1.0 is documented (`registering-a-winsock-kernel-application`)",
@@ -470,6 +497,20 @@ pub fn rules() -> Vec<Rule> {
             },
         ),
         rule(
+            "`WskSetOption(IPV6_V6ONLY)` = 0 before `WskBind` (dual stack)",
+            "`dual-stack-sockets`: set to zero \"before the socket is bound\"; WSK documents no default, so the driver sets it on every `AF_INET6` socket",
+            |p| {
+                let facts = SocketFacts {
+                    v6: true,
+                    bound: false,
+                };
+                match options::check(Call::Set((IPPROTO_IPV6, IPV6_V6ONLY)), facts, p) {
+                    Ok(()) => Outcome::Honoured,
+                    Err(status) => Outcome::Refused(status),
+                }
+            },
+        ),
+        rule(
             "`WskSetOption(IPV6_V6ONLY)` after `WskBind`",
             "`dual-stack-sockets`: set it \"before the socket is bound\"; default on (`IPPROTO_IPV6` options); status inferred",
             |p| {
@@ -495,8 +536,91 @@ pub fn rules() -> Vec<Rule> {
                 )
             },
         ),
-    ]
+    ];
+    rules.extend(
+        OPTION_PAIRS
+            .iter()
+            .map(|&(behaviour, source, v4, v6, value, effect)| {
+                rule(behaviour, source, move |p| {
+                    both_forms(p, v4, v6, value, effect)
+                })
+            }),
+    );
+    rules.extend([
+        // Not computed, as the broadcast row: the model's send gets Linux's EMSGSIZE (mapped by
+        // `wsk::linux::status_of`); the `sizes` scenario checks it over a 1500-byte MTU inside
+        // tests/in-netns.sh.
+        rule(
+            "datagram over the path MTU with don't-fragment set",
+            "inferred: `WSASendMsg`: WSAEMSGSIZE; `STATUS_INVALID_BUFFER_SIZE` from Wine's `NtStatusToWSAError`, as for an oversize payload (the outcome is not computed: the model's send gets Linux's EMSGSIZE)",
+            |_| Outcome::Refused(STATUS_INVALID_BUFFER_SIZE),
+        ),
+        rule(
+            "`SIO_WSK_SET_SENDTO_ADDRESS` after `WskBind` (a socket's fixed destination)",
+            "`SIO_WSK_SET_SENDTO_ADDRESS` page: set \"after the datagram socket has been bound\"; a `WskSendTo` with a `RemoteAddress` overrides it for that datagram (`WskSendTo` page)",
+            |p| fixed_destination(p, true),
+        ),
+        rule(
+            "`SIO_WSK_SET_SENDTO_ADDRESS` before `WskBind`",
+            "`SIO_WSK_SET_SENDTO_ADDRESS` page (\"after ... bound\"); status inferred (user mode gives WSAEINVAL)",
+            |p| fixed_destination(p, false),
+        ),
+    ]);
+    rules
 }
+
+/// Options with an IPv4 and an IPv6 form, set on a socket: behaviour, source, the two keys, a
+/// value to set and what a build that has them does with it.
+const OPTION_PAIRS: [(&str, &str, options::Key, options::Key, u32, Outcome); 6] = [
+    (
+        "`WskSetOption(IP_UNICAST_IF / IPV6_UNICAST_IF)` (pin the interface)",
+        "`IPPROTO_IP` options: `IP_UNICAST_IF` index \"in network byte order\"; `IPPROTO_IPV6` options: `IPV6_UNICAST_IF` in host order; msquic sets `IP_UNICAST_IF` on its `AF_INET6` socket (`datapath_winkernel.c:1417-1707`)",
+        (IPPROTO_IP, wire::IP_UNICAST_IF),
+        (IPPROTO_IPV6, wire::IPV6_UNICAST_IF),
+        1,
+        Outcome::Honoured,
+    ),
+    (
+        "`WskSetOption(IP_MULTICAST_IF / IPV6_MULTICAST_IF)`",
+        "`IPPROTO_IP` options: an IPv4 address, or an interface index in network byte order (first octet 0); `IPPROTO_IPV6` options: an interface index",
+        (IPPROTO_IP, wire::IP_MULTICAST_IF),
+        (IPPROTO_IPV6, wire::IPV6_MULTICAST_IF),
+        1,
+        Outcome::Honoured,
+    ),
+    (
+        "`WskSetOption(IP_MULTICAST_TTL / IPV6_MULTICAST_HOPS)`",
+        "`IPPROTO_IP` / `IPPROTO_IPV6` options: multicast TTL / hop limit, default 1",
+        (IPPROTO_IP, wire::IP_MULTICAST_TTL),
+        (IPPROTO_IPV6, wire::IPV6_MULTICAST_HOPS),
+        3,
+        Outcome::Honoured,
+    ),
+    (
+        "`WskSetOption(IP_MULTICAST_LOOP / IPV6_MULTICAST_LOOP)` on the sending socket",
+        "`IPPROTO_IP` options: the Winsock option \"applies only to the receive path\"; `IPPROTO_IPV6` options: data sent \"(not necessarily by the same socket)\" reaches sockets that ask for it; the model stores it and keeps looping",
+        (IPPROTO_IP, wire::IP_MULTICAST_LOOP),
+        (IPPROTO_IPV6, wire::IPV6_MULTICAST_LOOP),
+        0,
+        Outcome::Ignored,
+    ),
+    (
+        "`WskSetOption(IP_TTL / IPV6_UNICAST_HOPS)` (per-socket hop limit)",
+        "`IPPROTO_IP` / `IPPROTO_IPV6` options: \"It is illegal to set the TTL to a value greater than 255\" (refusal status inferred)",
+        (IPPROTO_IP, IP_TTL),
+        (IPPROTO_IPV6, wire::IPV6_UNICAST_HOPS),
+        7,
+        Outcome::Honoured,
+    ),
+    (
+        "`WskSetOption(IP_DONTFRAGMENT / IPV6_DONTFRAG)`",
+        "`IPPROTO_IP` options: \"data should not be fragmented regardless of the local MTU\", respected for UDP; `IPPROTO_IPV6` options: `IPV6_DONTFRAG`; msquic sets `IP_DONTFRAGMENT` (`datapath_winkernel.c:1417-1707`)",
+        (IPPROTO_IP, wire::IP_DONTFRAGMENT),
+        (IPPROTO_IPV6, wire::IPV6_DONTFRAG),
+        1,
+        Outcome::Honoured,
+    ),
+];
 
 /// The README's table of what each profile does, with sources.
 #[must_use]
