@@ -221,9 +221,10 @@ mod unix {
 }
 
 /// The Windows receiver: `WSARecvMsg` (an extension function, found with `WSAIoctl`) with
-/// `IP_PKTINFO`/`IPV6_PKTINFO` for the destination and `IP_RECVTOS`/`IPV6_RECVTCLASS` for the
-/// TOS byte / traffic class, ECN bits included. All are in every build at or above the floor
-/// (README "Version floor"). Not run here: no Windows.
+/// `IP_PKTINFO`/`IPV6_PKTINFO` for the destination and interface, `IP_RECVTOS`/`IPV6_RECVTCLASS`
+/// for the TOS byte / traffic class, ECN bits included (msquic's user-mode datapath asks for the
+/// same, `datapath_winuser.c`), and `IP_HOPLIMIT`/`IPV6_HOPLIMIT` for the hop limit where msquic
+/// asks for it. Not run here: no Windows.
 #[cfg(windows)]
 mod windows {
     use std::io;
@@ -231,9 +232,9 @@ mod windows {
     use std::os::windows::io::AsRawSocket;
 
     use windows_sys::Win32::Networking::WinSock::{
-        IP_PKTINFO, IP_RECVTOS, IPPROTO_IP, IPPROTO_IPV6, IPV6_PKTINFO, IPV6_RECVTCLASS,
-        LPFN_WSARECVMSG, SIO_GET_EXTENSION_FUNCTION_POINTER, SOCKET, WSABUF, WSAID_WSARECVMSG,
-        WSAIoctl, WSAMSG, setsockopt,
+        IP_HOPLIMIT, IP_PKTINFO, IP_RECVTOS, IPPROTO_IP, IPPROTO_IPV6, IPV6_HOPLIMIT, IPV6_PKTINFO,
+        IPV6_RECVTCLASS, LPFN_WSARECVMSG, SIO_GET_EXTENSION_FUNCTION_POINTER, SOCKET, WSABUF,
+        WSAID_WSARECVMSG, WSAIoctl, WSAMSG, setsockopt,
     };
 
     use super::Arrival;
@@ -256,14 +257,25 @@ mod windows {
         }
     }
 
+    /// Windows Server 2022's build: msquic turns the received hop limit (and DSCP) off there,
+    /// "Some USO/URO bug blocks TTL/Recv DSCP feature support on Windows Server 2022"
+    /// (`datapath_winuser.c`).
+    const SERVER_2022: u32 = 20348;
+
     pub(super) fn enable_ancillary(socket: &UdpSocket, v6: bool) -> io::Result<()> {
-        if v6 {
-            set_flag(socket, IPPROTO_IPV6, IPV6_PKTINFO)?;
-            set_flag(socket, IPPROTO_IPV6, IPV6_RECVTCLASS)
+        let (level, pktinfo, tos, hop_limit) = if v6 {
+            (IPPROTO_IPV6, IPV6_PKTINFO, IPV6_RECVTCLASS, IPV6_HOPLIMIT)
         } else {
-            set_flag(socket, IPPROTO_IP, IP_PKTINFO)?;
-            set_flag(socket, IPPROTO_IP, IP_RECVTOS)
+            (IPPROTO_IP, IP_PKTINFO, IP_RECVTOS, IP_HOPLIMIT)
+        };
+        set_flag(socket, level, pktinfo)?;
+        set_flag(socket, level, tos)?;
+        // Optional: refused or not asked for, arrivals carry no hop limit and the scenarios
+        // that need it report their check skipped.
+        if crate::record::windows_build() != Some(SERVER_2022) {
+            let _ = set_flag(socket, level, hop_limit);
         }
+        Ok(())
     }
 
     /// `WSARecvMsg`, an extension function each socket provider gives out.
@@ -346,8 +358,7 @@ mod windows {
             destination: control.destination,
             interface: control.interface,
             tos: control.tos,
-            // Not asked for (IP_HOPLIMIT / IPV6_HOPLIMIT): scenarios report it skipped.
-            hop_limit: None,
+            hop_limit: control.hop_limit,
         })
     }
 }
@@ -372,6 +383,10 @@ mod wsa {
     const IP_TOS: i32 = 3;
     const IPV6_PKTINFO: i32 = 19;
     const IPV6_TCLASS: i32 = 39;
+    /// The hop limit as it arrives when `IP_HOPLIMIT` / `IPV6_HOPLIMIT` is on: `IP_TTL` at
+    /// `IPPROTO_IP`, `IPV6_HOPLIMIT` at `IPPROTO_IPV6`, each an INT (msquic's receive path).
+    const IP_TTL: i32 = 4;
+    const IPV6_HOPLIMIT: i32 = 21;
 
     fn u16_at(bytes: &[u8], at: usize) -> Option<u16> {
         Some(u16::from_le_bytes(bytes.get(at..at + 2)?.try_into().ok()?))
@@ -409,6 +424,8 @@ mod wsa {
         pub(super) interface: Option<u32>,
         /// `IP_TOS` / `IPV6_TCLASS`.
         pub(super) tos: Option<u8>,
+        /// `IP_TTL` / `IPV6_HOPLIMIT`.
+        pub(super) hop_limit: Option<u8>,
     }
 
     fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
@@ -448,6 +465,9 @@ mod wsa {
                 (IPPROTO_IP, IP_TOS) | (IPPROTO_IPV6, IPV6_TCLASS) => {
                     out.tos = data.first().copied();
                 }
+                (IPPROTO_IP, IP_TTL) | (IPPROTO_IPV6, IPV6_HOPLIMIT) => {
+                    out.hop_limit = u32_at(data, 0).and_then(|hops| u8::try_from(hops).ok());
+                }
                 _ => {}
             }
             let Some(next) = len.checked_next_multiple_of(CMSG_ALIGN) else {
@@ -478,12 +498,14 @@ mod wsa {
         fn control_messages_give_destination_and_tos() {
             let mut control = cmsg(IPPROTO_IP, IP_PKTINFO, &[127, 0, 0, 2, 1, 0, 0, 0]);
             control.extend(cmsg(IPPROTO_IP, IP_TOS, &0x2a_i32.to_le_bytes()));
+            control.extend(cmsg(IPPROTO_IP, IP_TTL, &64_i32.to_le_bytes()));
             assert_eq!(
                 parse_control(&control),
                 Control {
                     destination: Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2))),
                     interface: Some(1),
-                    tos: Some(0x2a)
+                    tos: Some(0x2a),
+                    hop_limit: Some(64),
                 }
             );
             let mut v6 = [0_u8; 20];
@@ -491,14 +513,19 @@ mod wsa {
             v6[16] = 7;
             let mut control = cmsg(IPPROTO_IPV6, IPV6_TCLASS, &0xb9_i32.to_le_bytes());
             control.extend(cmsg(IPPROTO_IPV6, IPV6_PKTINFO, &v6));
+            control.extend(cmsg(IPPROTO_IPV6, IPV6_HOPLIMIT, &3_i32.to_le_bytes()));
             assert_eq!(
                 parse_control(&control),
                 Control {
                     destination: Some(IpAddr::V6(Ipv6Addr::LOCALHOST)),
                     interface: Some(7),
-                    tos: Some(0xb9)
+                    tos: Some(0xb9),
+                    hop_limit: Some(3),
                 }
             );
+            // A hop limit that is no byte is not reported.
+            let too_large = cmsg(IPPROTO_IP, IP_TTL, &300_i32.to_le_bytes());
+            assert_eq!(parse_control(&too_large), Control::default());
             // Truncated: nothing read past the end.
             assert_eq!(
                 parse_control(&control[..20]),

@@ -113,6 +113,12 @@ impl HostRecord {
     }
 }
 
+/// This Windows build (`CurrentBuildNumber`), for the receiver's per-build choices.
+#[cfg(windows)]
+pub(crate) fn windows_build() -> Option<u32> {
+    windows::build()
+}
+
 #[cfg(windows)]
 mod windows {
     use std::os::windows::ffi::OsStrExt;
@@ -300,11 +306,15 @@ mod windows {
         ))
     }
 
+    pub(super) fn build() -> Option<u32> {
+        registry_string(HKEY_LOCAL_MACHINE, CURRENT_VERSION, "CurrentBuildNumber")
+            .and_then(|b| b.parse().ok())
+    }
+
     pub(super) fn collect() -> HostRecord {
         HostRecord {
             os: "windows",
-            build: registry_string(HKEY_LOCAL_MACHINE, CURRENT_VERSION, "CurrentBuildNumber")
-                .and_then(|b| b.parse().ok()),
+            build: build(),
             revision: registry_dword(HKEY_LOCAL_MACHINE, CURRENT_VERSION, "UBR"),
             tcpip: driver_version("tcpip.sys"),
             netio: driver_version("netio.sys"),
