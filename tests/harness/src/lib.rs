@@ -76,6 +76,24 @@ pub struct TestInterface {
 #[must_use]
 pub fn test_interface() -> Option<TestInterface> {
     let name = std::env::var(TEST_IFACE_VAR).ok()?;
+    #[cfg(windows)]
+    {
+        // On Windows the adapter's alias ("Ethernet") or its interface index.
+        let adapter = windows_adapters::find(&name)?;
+        Some(TestInterface {
+            name,
+            index: adapter.index,
+            link_local: adapter.link_local,
+        })
+    }
+    #[cfg(not(windows))]
+    {
+        test_interface_named(name)
+    }
+}
+
+#[cfg(not(windows))]
+fn test_interface_named(name: String) -> Option<TestInterface> {
     let index = interface_index(&name)?;
     Some(TestInterface {
         link_local: link_local(&name),
@@ -85,6 +103,7 @@ pub fn test_interface() -> Option<TestInterface> {
 }
 
 /// The link-local IPv6 address of interface `name`.
+#[cfg(not(windows))]
 #[allow(
     clippy::missing_const_for_fn,
     reason = "const only on hosts without getifaddrs"
@@ -107,6 +126,107 @@ fn link_local(name: &str) -> Option<std::net::Ipv6Addr> {
     {
         let _ = name;
         None
+    }
+}
+
+/// Windows' adapters as `GetAdaptersAddresses` lists them: alias, IPv6 interface index and
+/// link-local address.
+#[cfg(windows)]
+mod windows_adapters {
+    use std::net::Ipv6Addr;
+
+    use windows_sys::Win32::NetworkManagement::IpHelper::{
+        GAA_FLAG_SKIP_ANYCAST, GAA_FLAG_SKIP_DNS_SERVER, GAA_FLAG_SKIP_MULTICAST,
+        GetAdaptersAddresses, IP_ADAPTER_ADDRESSES_LH,
+    };
+    use windows_sys::Win32::Networking::WinSock::AF_INET6;
+
+    pub(crate) struct Adapter {
+        pub(crate) index: u32,
+        pub(crate) link_local: Option<Ipv6Addr>,
+    }
+
+    /// The adapter whose alias is `wanted`, or whose IPv6 interface index it spells.
+    pub(crate) fn find(wanted: &str) -> Option<Adapter> {
+        let by_index: Option<u32> = wanted.parse().ok();
+        // ERROR_BUFFER_OVERFLOW tells the size; 15 KB is Learn's suggested first try.
+        let mut size: u32 = 15 * 1024;
+        let mut buffer: Vec<u64> = Vec::new();
+        for _ in 0..3 {
+            buffer.resize((size as usize).div_ceil(8), 0);
+            let flags = GAA_FLAG_SKIP_ANYCAST | GAA_FLAG_SKIP_MULTICAST | GAA_FLAG_SKIP_DNS_SERVER;
+            // SAFETY: `buffer` holds `size` bytes, 8-aligned as the list's structures need.
+            let status = unsafe {
+                GetAdaptersAddresses(
+                    u32::from(AF_INET6),
+                    flags,
+                    std::ptr::null(),
+                    buffer.as_mut_ptr().cast(),
+                    &raw mut size,
+                )
+            };
+            if status == 0 {
+                return walk(buffer.as_ptr().cast(), wanted, by_index);
+            }
+        }
+        None
+    }
+
+    fn walk(
+        mut adapter: *const IP_ADAPTER_ADDRESSES_LH,
+        wanted: &str,
+        by_index: Option<u32>,
+    ) -> Option<Adapter> {
+        while !adapter.is_null() {
+            // SAFETY: A node of the list GetAdaptersAddresses wrote into the caller's buffer,
+            // which outlives this walk.
+            let node = unsafe { &*adapter };
+            // SAFETY: FriendlyName is a NUL-terminated UTF-16 string in the same buffer.
+            let alias = unsafe { wide_string(node.FriendlyName) };
+            if by_index == Some(node.Ipv6IfIndex) || alias.eq_ignore_ascii_case(wanted) {
+                return Some(Adapter {
+                    index: node.Ipv6IfIndex,
+                    link_local: link_local(node),
+                });
+            }
+            adapter = node.Next;
+        }
+        None
+    }
+
+    fn link_local(node: &IP_ADAPTER_ADDRESSES_LH) -> Option<Ipv6Addr> {
+        let mut unicast = node.FirstUnicastAddress;
+        while !unicast.is_null() {
+            // SAFETY: A node of the same list, in the same buffer.
+            let entry = unsafe { &*unicast };
+            let address = entry.Address.lpSockaddr;
+            if !address.is_null() && entry.Address.iSockaddrLength >= 24 {
+                // SAFETY: A SOCKADDR_IN6 of iSockaddrLength bytes: sin6_addr at 8..24.
+                let bytes = unsafe { std::slice::from_raw_parts(address.cast::<u8>(), 24) };
+                let ip: [u8; 16] = bytes.get(8..24)?.try_into().ok()?;
+                let ip = Ipv6Addr::from(ip);
+                if ip.segments()[0] & 0xffc0 == 0xfe80 {
+                    return Some(ip);
+                }
+            }
+            unicast = entry.Next;
+        }
+        None
+    }
+
+    /// # Safety
+    /// `text` is null or a NUL-terminated UTF-16 string.
+    unsafe fn wide_string(text: *const u16) -> String {
+        if text.is_null() {
+            return String::new();
+        }
+        let mut length = 0;
+        // SAFETY: NUL-terminated (the caller's contract): reads stop at the terminator.
+        while unsafe { *text.wrapping_add(length) } != 0 {
+            length += 1;
+        }
+        // SAFETY: `length` units before the terminator were just read.
+        String::from_utf16_lossy(unsafe { std::slice::from_raw_parts(text, length) })
     }
 }
 
