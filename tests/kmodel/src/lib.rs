@@ -60,7 +60,9 @@ pub(crate) mod wsk;
 
 use std::sync::{Condvar, Mutex};
 
-pub use completion::{CompletionMode, Order, held_completions, release_held, release_held_nth};
+pub use completion::{
+    CompletionMode, Order, held_completions, release_held, release_held_for, release_held_nth,
+};
 pub use faults::FaultPlan;
 pub use profile::Profile;
 pub use report::{Leaks, Report, Stats, Violation};
