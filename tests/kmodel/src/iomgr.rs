@@ -207,6 +207,14 @@ pub(crate) fn outstanding() -> (usize, usize, usize) {
 /// Counts a driver completion routine starting (`guarded`: under a device reference taken by
 /// `IoSetCompletionRoutineEx`) or ending.
 pub(crate) fn routine_running(guarded: bool, running: bool) {
+    if running {
+        let mut inner = state::lock();
+        if guarded {
+            inner.stats.guarded_routines += 1;
+        } else {
+            inner.stats.unguarded_routines += 1;
+        }
+    }
     if guarded {
         return;
     }

@@ -80,6 +80,12 @@ pub struct Stats {
     pub faults_injected: u64,
     /// Fault points passed (every fallible call counts one).
     pub fault_points: u64,
+    /// Driver completion routines run under the device reference `IoSetCompletionRoutineEx`
+    /// takes (the image cannot go while they run).
+    pub guarded_routines: u64,
+    /// Driver completion routines run without one (plain `IoSetCompletionRoutine`): an unload
+    /// can unmap the image under them.
+    pub unguarded_routines: u64,
 }
 
 /// The unload report: violations, leaks, counters.
