@@ -19,7 +19,10 @@ use windows_sys::Wdk::Foundation::DRIVER_OBJECT;
 use windows_sys::Wdk::System::SystemServices::{
     ExAcquireSpinLockExclusive, ExReleaseSpinLockExclusive,
 };
-use windows_sys::Win32::Foundation::{NTSTATUS, STATUS_SUCCESS, UNICODE_STRING};
+use windows_sys::Win32::Foundation::{
+    NTSTATUS, STATUS_BUFFER_TOO_SMALL, STATUS_INVALID_DEVICE_REQUEST, STATUS_SUCCESS,
+    UNICODE_STRING,
+};
 use wskudp_kmodel::iomgr::{self, EntryKind, Handle, LoadedDriver, PendingRequest};
 use wskudp_kmodel::wdf::CHECKS;
 use wskudp_kmodel::{Access, Caller, Config, Machine, Report};
@@ -42,6 +45,8 @@ type OnIoctl = fn(WDFQUEUE, WDFREQUEST, usize, usize);
 static ENTRY: Mutex<Option<Entry>> = Mutex::new(None);
 static ON_IOCTL: Mutex<Option<OnIoctl>> = Mutex::new(None);
 static KEPT: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+/// The object a case's default queue is parented to.
+static QUEUE_PARENT: Mutex<usize> = Mutex::new(0);
 
 unsafe extern "system" fn driver_entry(
     driver: *mut DRIVER_OBJECT,
@@ -1074,6 +1079,78 @@ const CASES: &[Case] = &[
             STATUS_SUCCESS
         })
     }),
+    ("WdfMalformedUnicodeString", || {
+        entry_only(|driver, path| {
+            let wdf_driver = create_driver(driver, path, driver_config()).unwrap();
+            let sddl = wide("D:P(A;;GA;;;SY)");
+            // Deliberately broken: an odd byte length.
+            sddl.Length = 3;
+            // SAFETY: A bound driver; the SDDL string is malformed on purpose.
+            let init = unsafe {
+                call_unsafe_wdf_function_binding!(WdfControlDeviceInitAllocate, wdf_driver, sddl)
+            };
+            assert!(init.is_null(), "a malformed SDDL allocates nothing");
+            STATUS_SUCCESS
+        })
+    }),
+    ("WdfQueueDeletedWithDriverRequests", || {
+        run(
+            |driver, path| {
+                let wdf_driver = create_driver(driver, path, driver_config()).unwrap();
+                let device = control_device(wdf_driver, |_| {}, attributes()).unwrap();
+                assert_eq!(create_link(device), STATUS_SUCCESS);
+                // The default queue's parent is a spin lock the driver may delete.
+                let mut lock: WDFSPINLOCK = std::ptr::null_mut();
+                let mut lock_attributes = WDF_OBJECT_ATTRIBUTES {
+                    ParentObject: device.cast(),
+                    ..attributes()
+                };
+                // SAFETY: A live device as the parent.
+                let status = unsafe {
+                    call_unsafe_wdf_function_binding!(
+                        WdfSpinLockCreate,
+                        &raw mut lock_attributes,
+                        &raw mut lock
+                    )
+                };
+                assert_eq!(status, STATUS_SUCCESS);
+                *QUEUE_PARENT.lock().unwrap() = lock as usize;
+                let mut queue_attributes = WDF_OBJECT_ATTRIBUTES {
+                    ParentObject: lock.cast(),
+                    ..attributes()
+                };
+                create_queue_with(device, queue_config(), &raw mut queue_attributes).unwrap();
+                // SAFETY: Our control device.
+                unsafe { call_unsafe_wdf_function_binding!(WdfControlFinishInitializing, device) };
+                STATUS_SUCCESS
+            },
+            Some(|_, request, _, _| {
+                let lock = *QUEUE_PARENT.lock().unwrap() as WDFOBJECT;
+                // SAFETY: Deliberately broken: deleting the queue's parent (and the queue)
+                // while this request, not cancelable, is the driver's.
+                unsafe { call_unsafe_wdf_function_binding!(WdfObjectDelete, lock) };
+                KEPT.lock().unwrap().push(request as usize);
+            }),
+            |handle| {
+                let _ = ioctl(handle, 8);
+            },
+        )
+    }),
+    ("WdfControlFinishInitializingNotControl", || {
+        run_pnp(
+            Config::default(),
+            PnpHooks {
+                after_create: |device, _| {
+                    // SAFETY: Deliberately broken: a PnP device, not a control device.
+                    unsafe {
+                        call_unsafe_wdf_function_binding!(WdfControlFinishInitializing, device);
+                    }
+                },
+                ..PnpHooks::default()
+            },
+            |_| {},
+        )
+    }),
 ];
 
 const CANCEL: PFN_WDF_REQUEST_CANCEL = {
@@ -1635,9 +1712,110 @@ fn every_modelled_check_trips_under_its_name() {
     assert!(missed.is_empty(), "{missed:#?}");
 }
 
+/// The status a status-only check's case saw.
+static OBSERVED: Mutex<Option<NTSTATUS>> = Mutex::new(None);
+
+/// `WdfRequestRetrieveInputBuffer` (or `Output`) of `request` with `required` bytes: its
+/// status is recorded; the request completes.
+fn retrieve_and_complete(request: WDFREQUEST, input: bool, required: usize) {
+    let mut buffer = std::ptr::null_mut();
+    // SAFETY: A request the test driver owns.
+    let status = unsafe {
+        if input {
+            call_unsafe_wdf_function_binding!(
+                WdfRequestRetrieveInputBuffer,
+                request,
+                required,
+                &raw mut buffer,
+                std::ptr::null_mut()
+            )
+        } else {
+            call_unsafe_wdf_function_binding!(
+                WdfRequestRetrieveOutputBuffer,
+                request,
+                required,
+                &raw mut buffer,
+                std::ptr::null_mut()
+            )
+        }
+    };
+    *OBSERVED.lock().unwrap() = Some(status);
+    complete(request, STATUS_SUCCESS);
+}
+
+/// A status-only check (`Check::reported` false): `(rule, the status KMDF returns, a run
+/// returning its report)`; the run records what the driver saw in `OBSERVED`.
+type StatusCase = (&'static str, NTSTATUS, fn() -> Report);
+
+const STATUS_CASES: &[StatusCase] = &[
+    (
+        "WdfRetrieveBufferWrongMajor",
+        STATUS_INVALID_DEVICE_REQUEST,
+        || {
+            *ON_READ.lock().unwrap() =
+                Some(|_, request, _| retrieve_and_complete(request, true, 0));
+            run_pnp(Config::default(), PnpHooks::default(), |handle| {
+                let _ = handle.read(8).unwrap().wait(Some(Duration::from_secs(5)));
+            })
+        },
+    ),
+    (
+        "WdfRetrieveBufferZeroLength",
+        STATUS_BUFFER_TOO_SMALL,
+        || {
+            run(
+                working_driver,
+                Some(|_, request, _, _| retrieve_and_complete(request, false, 0)),
+                |handle| {
+                    let _ = ioctl(handle, 0);
+                },
+            )
+        },
+    ),
+    ("WdfRetrieveBufferTooSmall", STATUS_BUFFER_TOO_SMALL, || {
+        with_request(|_, request, _, _| retrieve_and_complete(request, true, 100))
+    }),
+    (
+        "WdfRetrieveNeitherFromUser",
+        STATUS_INVALID_DEVICE_REQUEST,
+        || {
+            run(
+                working_driver,
+                Some(|_, request, _, _| retrieve_and_complete(request, true, 0)),
+                |handle| {
+                    // METHOD_NEITHER (3), from user mode.
+                    let pending = handle.ioctl(0x0012_2003, &[1, 2, 3, 4], 8).unwrap();
+                    let _ = pending.wait(Some(Duration::from_secs(2)));
+                },
+            )
+        },
+    ),
+];
+
+/// A status-only check answers the driver with KMDF's status and reports nothing.
+#[test]
+fn every_status_only_check_returns_kmdf_status() {
+    let mut wrong = Vec::new();
+    for (rule, expected, case) in STATUS_CASES {
+        *OBSERVED.lock().unwrap() = None;
+        let report = case();
+        let observed = OBSERVED.lock().unwrap().take();
+        if observed != Some(*expected) || !report.is_clean() {
+            wrong.push(format!(
+                "{rule}: saw {observed:x?}, expected {expected:#x}; {report}"
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
 #[test]
 fn every_modelled_check_has_a_case() {
-    let cased: Vec<&str> = CASES.iter().map(|(rule, _)| *rule).collect();
+    let cased: Vec<&str> = CASES
+        .iter()
+        .map(|(rule, _)| *rule)
+        .chain(STATUS_CASES.iter().map(|(rule, _, _)| *rule))
+        .collect();
     let uncovered: Vec<&str> = CHECKS
         .iter()
         .filter(|check| check.modelled && !cased.contains(&check.rule))

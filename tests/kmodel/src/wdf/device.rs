@@ -408,7 +408,8 @@ pub(crate) unsafe extern "C" fn wdf_control_device_init_allocate(
     if above_passive(API) {
         return std::ptr::null_mut();
     }
-    let Ok(Some(sddl)) = unicode_to_string(sddl) else {
+    // FxValidateUnicodeString (fxdeviceinitapi.cpp:2588-2591): NULL for a malformed SDDL.
+    let Ok(Some(sddl)) = string_arg(API, "SDDLString", sddl) else {
         return std::ptr::null_mut();
     };
     if crate::faults::should_fail(crate::faults::Site::Wdf) {
@@ -1085,6 +1086,14 @@ pub(crate) unsafe extern "C" fn wdf_control_finish_initializing(
     ) else {
         return;
     };
+    if !is_legacy(device) {
+        // fxdevicecontrolapi.cpp:52-61: traced and a verifier break; nothing changes.
+        violation(
+            "WdfControlFinishInitializingNotControl",
+            format!("WdfControlFinishInitializing({device:#x}): not a control device"),
+        );
+        return;
+    }
     let wdm = framework().devices.by_handle.get(&device).map(|d| d.wdm);
     if let Some(wdm) = wdm {
         // SAFETY: The control device's live WDM device object.
