@@ -4,7 +4,10 @@ mod common;
 
 use common::{V4, addr, client_on, config, finish_clean, in_mode, modes, plain};
 use proptest::prelude::*;
-use wskudp_abi::status::{STATUS_INVALID_HANDLE, STATUS_SUCCESS, STATUS_TOO_MANY_OPENED_FILES};
+use wskudp_abi::status::{
+    STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_HANDLE, STATUS_SUCCESS,
+    STATUS_TOO_MANY_OPENED_FILES,
+};
 use wskudp_abi::{Ioctl, MAX_SOCKETS, OpenSocketResponse, encode_close_socket, encode_open_socket};
 use wskudp_harness::backend::{Backend, FrontDoor, ModelBackend};
 use wskudp_harness::client::{Client, ClientError};
@@ -149,6 +152,41 @@ fn closing_the_handle_closes_its_sockets() {
                 }
                 // No CLOSE_SOCKET: cleanup at unload must close all five (finish_clean checks
                 // leaks).
+                finish_clean(client);
+            });
+        }
+    }
+}
+
+/// Codes whose transfer method is not `METHOD_BUFFERED` (the I/O manager hands the driver an
+/// MDL or user addresses instead of a system buffer): an unknown code with each method, and
+/// every known code with its method bits changed. Every front door refuses them, in every
+/// completion mode, with the status core gives an unknown code, and nothing leaks.
+#[test]
+fn codes_of_other_transfer_methods_are_refused() {
+    let codes: Vec<u32> = (1..=3)
+        .map(|method| 0x0012_A0FC | method)
+        .chain(
+            Ioctl::ALL
+                .iter()
+                .flat_map(|ioctl| (1..=3).map(move |method| (ioctl.code() & !3) | method)),
+        )
+        .collect();
+    for front_door in FrontDoor::ALL {
+        for mode in modes() {
+            in_mode(mode, || {
+                let client = client_on(front_door, mode, FaultPlan::None);
+                client.open_socket(addr(V4)).unwrap();
+                for &code in &codes {
+                    for (input, output_len) in [(&[][..], 0), (&[7_u8; 40][..], 64)] {
+                        let (status, output) = client.raw(code, input, output_len).unwrap();
+                        assert_eq!(
+                            (status, output.len()),
+                            (STATUS_INVALID_DEVICE_REQUEST, 0),
+                            "{front_door:?}, {mode:?}: code {code:#x}"
+                        );
+                    }
+                }
                 finish_clean(client);
             });
         }

@@ -91,6 +91,33 @@ pub(crate) unsafe extern "system" fn io_allocate_mdl(
     mdl
 }
 
+/// The MDL the I/O manager builds over a caller's buffer for a direct-I/O IOCTL
+/// (`IoAllocateMdl`, then `MmProbeAndLockPages`: pages locked, not mapped to a system
+/// address); the I/O manager owns and frees it, so no driver leak is tracked.
+pub(crate) fn build_locked(va: usize, len: usize) -> Option<(usize, Layout)> {
+    let pages = span_pages(va, len);
+    let layout = layout(pages)?;
+    // SAFETY: Non-zero size. The layout has MDL's alignment, so the cast is aligned.
+    #[allow(clippy::cast_ptr_alignment)]
+    let mdl = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<MDL>();
+    if mdl.is_null() {
+        return None;
+    }
+    // SAFETY: A fresh zeroed MDL block with `pages` PFN slots after the header.
+    unsafe {
+        (*mdl).Size = i16::try_from(layout.size()).unwrap_or(i16::MAX);
+        (*mdl).MdlFlags = MDL_PAGES_LOCKED;
+        (*mdl).StartVa = std::ptr::with_exposed_provenance_mut(va - va % PAGE_SIZE);
+        (*mdl).ByteOffset = u32::try_from(va % PAGE_SIZE).unwrap_or_default();
+        (*mdl).ByteCount = u32::try_from(len).unwrap_or(u32::MAX);
+        let pfns = mdl.add(1).cast::<usize>();
+        for page in 0..pages {
+            pfns.add(page).write(va / PAGE_SIZE + page);
+        }
+    }
+    Some((mdl.expose_provenance(), layout))
+}
+
 /// `MmBuildMdlForNonPagedPool` (IRQL <= `DISPATCH_LEVEL`): the memory must be non-paged pool.
 ///
 /// # Safety

@@ -23,8 +23,10 @@ use windows_sys::Wdk::System::SystemServices::{
 use windows_sys::Win32::Foundation::{
     NTSTATUS, STATUS_PENDING, STATUS_SUCCESS, STATUS_UNSUCCESSFUL, UNICODE_STRING,
 };
-use wskudp_core::ddi::nt::io_mark_irp_pending;
-use wskudp_kmodel::iomgr::{self, EntryKind, RULES};
+use wskudp_core::ddi::nt::{
+    device_io_control_parameters, io_get_current_irp_stack_location, io_mark_irp_pending,
+};
+use wskudp_kmodel::iomgr::{self, EntryKind, Handle, RULES};
 use wskudp_kmodel::{Access, Caller, Config, Machine, Report};
 
 /// What the test driver does with an `IRP_MJ_DEVICE_CONTROL`.
@@ -162,18 +164,25 @@ unsafe extern "system" fn driver_entry(
 
 /// Boots a machine, loads `broken`, sends it one IOCTL on a handle, closes it, unloads.
 fn run(broken: Driver) -> Report {
+    run_with(broken, |handle| {
+        let pending = handle.ioctl(CODE, &[1, 2, 3], OUTPUT).unwrap();
+        let _ = pending.wait(Some(Duration::from_secs(1)));
+    })
+}
+
+/// Boots a machine, loads `driver`, lets `use_it` use a handle, closes it, unloads.
+fn run_with(driver: Driver, use_it: impl FnOnce(&Handle)) -> Report {
     let machine = Machine::boot(Config {
         unload_wait: Duration::from_millis(200),
         ..Config::default()
     });
     // Set once this test owns the (one) machine.
-    *DRIVER.lock().unwrap() = Some(broken);
+    *DRIVER.lock().unwrap() = Some(driver);
     KEPT.store(0, Ordering::Release);
     if let Ok(loaded) = iomgr::load("iochecks", driver_entry, EntryKind::Direct) {
         let handle = iomgr::open(r"\\.\IoChecks", Caller::Administrator, Access::READ_WRITE)
             .expect("the test device opens");
-        let pending = handle.ioctl(CODE, &[1, 2, 3], OUTPUT).unwrap();
-        let _ = pending.wait(Some(Duration::from_secs(1)));
+        use_it(&handle);
         handle.close();
         let _ = loaded.unload();
     }
@@ -363,4 +372,65 @@ fn every_reported_rule_is_listed_with_its_source() {
         "reported but not in RULES: {unlisted:?}"
     );
     assert!(RULES.iter().all(|(_, source)| !source.is_empty()));
+}
+
+/// Each transfer method hands the driver the buffers "Buffer Descriptions for I/O Control
+/// Codes" gives it: the test driver echoes its input, reversed, into its output buffer,
+/// found where the method puts it, and the caller reads it back.
+#[test]
+fn every_transfer_method_gives_the_driver_its_buffers() {
+    fn echo(irp: *mut IRP) -> NTSTATUS {
+        let (code, input_len, output_len, type3) = unsafe {
+            let p = device_io_control_parameters(io_get_current_irp_stack_location(irp));
+            (
+                p.IoControlCode,
+                p.InputBufferLength as usize,
+                p.OutputBufferLength as usize,
+                p.Type3InputBuffer,
+            )
+        };
+        let (input, output): (*const u8, *mut u8) = unsafe {
+            match code & 3 {
+                0 => {
+                    let system = (*irp).AssociatedIrp.SystemBuffer.cast::<u8>();
+                    (system, system)
+                }
+                3 => (type3.cast(), (*irp).UserBuffer.cast()),
+                _ => {
+                    let mdl = (*irp).MdlAddress;
+                    assert!((*mdl).MdlFlags & 0x0002 != 0, "the MDL's pages are locked");
+                    assert_eq!((*mdl).ByteCount as usize, output_len);
+                    let va = (*mdl).StartVa.cast::<u8>().add((*mdl).ByteOffset as usize);
+                    ((*irp).AssociatedIrp.SystemBuffer.cast(), va)
+                }
+            }
+        };
+        let data: Vec<u8> = unsafe { std::slice::from_raw_parts(input, input_len) }
+            .iter()
+            .rev()
+            .copied()
+            .collect();
+        let n = data.len().min(output_len);
+        unsafe { std::ptr::copy(data.as_ptr(), output, n) };
+        complete(irp, STATUS_SUCCESS, n);
+        STATUS_SUCCESS
+    }
+    for method in 0..=3_u32 {
+        let report = run_with(
+            Driver {
+                on_ioctl: echo,
+                ..CORRECT
+            },
+            |handle| {
+                let pending = handle.ioctl(CODE | method, &[1, 2, 3], OUTPUT).unwrap();
+                let (status, output) = pending.wait(Some(Duration::from_secs(5))).unwrap();
+                assert_eq!(
+                    (status, output),
+                    (STATUS_SUCCESS, vec![3, 2, 1]),
+                    "method {method}"
+                );
+            },
+        );
+        assert!(report.is_clean(), "method {method}: {report}");
+    }
 }

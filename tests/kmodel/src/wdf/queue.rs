@@ -923,18 +923,26 @@ fn retrieve(
     let address = match method {
         // METHOD_NEITHER from user mode (fxrequest.cpp:1376-1409, 1666-1697).
         3 if requestor_user => return STATUS_INVALID_DEVICE_REQUEST,
-        // METHOD_BUFFERED: both buffers are the system buffer.
+        // METHOD_NEITHER from kernel mode: the caller's addresses as given.
+        // SAFETY: As above; a device-control location.
+        3 if input => unsafe {
+            device_io_control_parameters(io_get_current_irp_stack_location(irp)).Type3InputBuffer
+        },
         // SAFETY: As above.
-        0 => unsafe { (*irp).AssociatedIrp.SystemBuffer },
-        _ if input => {
-            // SAFETY: As above.
-            unsafe { (*irp).AssociatedIrp.SystemBuffer }
-        }
+        3 => unsafe { (*irp).UserBuffer },
+        // METHOD_BUFFERED: both buffers are the system buffer; the direct methods' input too.
+        // SAFETY: As above.
+        _ if method == 0 || input => unsafe { (*irp).AssociatedIrp.SystemBuffer },
+        // The direct methods' output: the MDL's pages, mapped (fxrequest.cpp:1700-1740); the
+        // model's "mapping" is the locked buffer's own address.
         _ => {
-            crate::state::bugcheck(
-                "WdfFunctionNotModelled",
-                "output buffers of METHOD_IN_DIRECT / OUT_DIRECT / NEITHER requests",
-            );
+            // SAFETY: As above.
+            let mdl = unsafe { (*irp).MdlAddress };
+            if mdl.is_null() {
+                return STATUS_BUFFER_TOO_SMALL;
+            }
+            // SAFETY: The I/O manager's locked MDL, live until the request completes.
+            unsafe { (*mdl).StartVa.byte_add((*mdl).ByteOffset as usize) }
         }
     };
     if len < required {
