@@ -2137,3 +2137,180 @@ fn completing_after_unmark_said_cancelled_but_before_evt_request_cancel_is_repor
     let rules: Vec<&str> = report.violations.iter().map(|v| v.rule).collect();
     assert_eq!(rules, ["WdfRequestCompletedCancelable"], "{report}");
 }
+
+// --- Configuration KMDF honours in its own way.
+
+/// A control device's default queue created with `PowerManaged = WdfTrue`: KMDF forces it
+/// off for a non-PnP device (`shared/irphandlers/io/fxioqueue.cpp:407-409, 420-424`), so the
+/// queue presents requests although the device never enters D0.
+#[test]
+fn a_control_device_queue_is_never_power_managed_whatever_it_asks() {
+    let mut outcome = None;
+    let report = run(
+        |driver, path| {
+            let wdf_driver = create_driver(driver, path, driver_config()).unwrap();
+            let device = control_device(wdf_driver, |_| {}, attributes()).unwrap();
+            assert_eq!(create_link(device), STATUS_SUCCESS);
+            let config = WDF_IO_QUEUE_CONFIG {
+                PowerManaged: _WDF_TRI_STATE::WdfTrue,
+                ..queue_config()
+            };
+            create_queue(device, config).unwrap();
+            // SAFETY: Our control device.
+            unsafe { call_unsafe_wdf_function_binding!(WdfControlFinishInitializing, device) };
+            STATUS_SUCCESS
+        },
+        None,
+        |handle| outcome = ioctl(handle, 8),
+    );
+    assert_eq!(outcome.map(|(status, _)| status), Some(STATUS_SUCCESS));
+    assert!(report.is_clean(), "{report}");
+}
+
+static PRESENTED: AtomicBool = AtomicBool::new(false);
+
+/// A zero-length write reaches `EvtIoWrite` only on a queue with `AllowZeroLengthRequests`;
+/// otherwise the framework completes it with `STATUS_SUCCESS` itself
+/// (`shared/irphandlers/io/fxioqueue.cpp:3244-3262, 3282-3300`).
+#[test]
+fn zero_length_writes_are_presented_only_when_the_queue_allows_them() {
+    for allow in [false, true] {
+        PRESENTED.store(false, Ordering::SeqCst);
+        let mut completed = None;
+        let report = run(
+            move |driver, path| {
+                *ON_WRITE.lock().unwrap() = Some(|_, request, length| {
+                    assert_eq!(length, 0);
+                    PRESENTED.store(true, Ordering::SeqCst);
+                    complete(request, STATUS_SUCCESS);
+                });
+                let wdf_driver = create_driver(driver, path, driver_config()).unwrap();
+                let device = control_device(wdf_driver, |_| {}, attributes()).unwrap();
+                assert_eq!(create_link(device), STATUS_SUCCESS);
+                let config = WDF_IO_QUEUE_CONFIG {
+                    EvtIoWrite: Some(io_write),
+                    AllowZeroLengthRequests: u8::from(allow),
+                    ..queue_config()
+                };
+                create_queue(device, config).unwrap();
+                // SAFETY: Our control device.
+                unsafe { call_unsafe_wdf_function_binding!(WdfControlFinishInitializing, device) };
+                STATUS_SUCCESS
+            },
+            None,
+            |handle| {
+                completed = handle
+                    .write(&[])
+                    .unwrap()
+                    .wait(Some(Duration::from_secs(5)))
+                    .map(|(status, _)| status);
+            },
+        );
+        *ON_WRITE.lock().unwrap() = None;
+        assert_eq!(completed, Some(STATUS_SUCCESS), "allow {allow}");
+        assert_eq!(PRESENTED.load(Ordering::SeqCst), allow, "allow {allow}");
+        assert!(report.is_clean(), "allow {allow}: {report}");
+    }
+}
+
+/// What the context test saw: the context's bytes through its own type info, and whether a
+/// look-up with another type info (same name and size) found anything.
+static CONTEXT_SEEN: Mutex<Option<(Vec<u8>, bool)>> = Mutex::new(None);
+
+/// An object's context is zeroed at creation (`shared/object/handleapi.cpp:342-344`) and is
+/// found only through the very type-info pointer it was declared with: another one with the
+/// same name and size finds nothing (`shared/object/handleapi.cpp:586-605`).
+#[test]
+fn contexts_are_zeroed_and_found_only_by_their_own_type_info() {
+    static MINE: WdfInfo = WdfInfo(WDF_OBJECT_CONTEXT_TYPE_INFO {
+        Size: 40,
+        ContextName: c"CONTEXT".as_ptr(),
+        ContextSize: 24,
+        UniqueType: std::ptr::null(),
+        EvtDriverGetUniqueContextType: None,
+    });
+    static LOOKALIKE: WdfInfo = WdfInfo(WDF_OBJECT_CONTEXT_TYPE_INFO {
+        Size: 40,
+        ContextName: c"CONTEXT".as_ptr(),
+        ContextSize: 24,
+        UniqueType: std::ptr::null(),
+        EvtDriverGetUniqueContextType: None,
+    });
+    *CONTEXT_SEEN.lock().unwrap() = None;
+    let report = entry_only(|driver, path| {
+        let wdf_driver = create_driver(driver, path, driver_config()).unwrap();
+        let with = WDF_OBJECT_ATTRIBUTES {
+            ContextTypeInfo: &raw const MINE.0,
+            ..attributes()
+        };
+        let device = control_device(wdf_driver, |_| {}, with).unwrap();
+        // SAFETY: A live device; both type infos are statics.
+        let (mine, other) = unsafe {
+            (
+                call_unsafe_wdf_function_binding!(
+                    WdfObjectGetTypedContextWorker,
+                    device.cast(),
+                    &raw const MINE.0
+                ),
+                call_unsafe_wdf_function_binding!(
+                    WdfObjectGetTypedContextWorker,
+                    device.cast(),
+                    &raw const LOOKALIKE.0
+                ),
+            )
+        };
+        let bytes = if mine.is_null() {
+            Vec::new()
+        } else {
+            // SAFETY: The context holds ContextSize (24) bytes.
+            unsafe { std::slice::from_raw_parts(mine.cast::<u8>(), 24) }.to_vec()
+        };
+        *CONTEXT_SEEN.lock().unwrap() = Some((bytes, other.is_null()));
+        STATUS_SUCCESS
+    });
+    assert_eq!(
+        CONTEXT_SEEN.lock().unwrap().take(),
+        Some((vec![0; 24], true))
+    );
+    assert!(report.is_clean(), "{report}");
+}
+
+/// `WdfRequestRetrieveOutputBuffer` of a `METHOD_OUT_DIRECT` IOCTL is the caller's buffer
+/// under the I/O manager's MDL, mapped (`shared/core/fxrequest.cpp:1660-1664, 1700-1740`):
+/// what the driver writes there is what the caller reads.
+#[test]
+fn a_direct_ioctl_output_buffer_is_the_callers_memory() {
+    let mut outcome = None;
+    let report = run(
+        working_driver,
+        Some(|_, request, output, _| {
+            let mut buffer = std::ptr::null_mut();
+            let mut length = 0;
+            // SAFETY: A request the driver owns; it writes no more than `length` bytes.
+            let status = unsafe {
+                call_unsafe_wdf_function_binding!(
+                    WdfRequestRetrieveOutputBuffer,
+                    request,
+                    4,
+                    &raw mut buffer,
+                    &raw mut length
+                )
+            };
+            if status < 0 {
+                complete(request, status);
+                return;
+            }
+            assert_eq!(length, output);
+            // SAFETY: As above.
+            unsafe { std::ptr::copy_nonoverlapping([9_u8, 8, 7, 6].as_ptr(), buffer.cast(), 4) };
+            complete_with(request, STATUS_SUCCESS, 4);
+        }),
+        |handle| {
+            // METHOD_OUT_DIRECT (2).
+            let pending = handle.ioctl(0x0012_2002, &[1, 2], 8).unwrap();
+            outcome = pending.wait(Some(Duration::from_secs(5)));
+        },
+    );
+    assert_eq!(outcome, Some((STATUS_SUCCESS, vec![9, 8, 7, 6])));
+    assert!(report.is_clean(), "{report}");
+}
