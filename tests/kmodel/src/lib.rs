@@ -65,7 +65,7 @@ pub use completion::{
 };
 pub use faults::FaultPlan;
 pub use profile::Profile;
-pub use report::{Leaks, Report, Stats, Violation};
+pub use report::{Leaks, Report, RuleCase, Stats, Violation, untripped};
 pub use security::{Access, Caller};
 pub use wsk::{PROVIDER_WSK_VERSION, force_close_sockets, open_sockets};
 

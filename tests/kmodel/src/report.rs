@@ -121,3 +121,19 @@ impl fmt::Display for Report {
         Ok(())
     }
 }
+
+/// A rule and a run that breaks it on purpose, returning the machine's report.
+pub type RuleCase = (&'static str, fn() -> Report);
+
+/// Of `cases`, those whose report does not name their rule, with the report.
+#[must_use]
+pub fn untripped(cases: &[RuleCase]) -> Vec<String> {
+    cases
+        .iter()
+        .filter_map(|(rule, case)| {
+            let report = case();
+            (!report.violations.iter().any(|v| v.rule == *rule))
+                .then(|| format!("{rule}: {report}"))
+        })
+        .collect()
+}
