@@ -10,7 +10,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{V4, addr, config, finish_clean, modes, receive, receiver, releasing};
+use common::{V4, addr, config, finish_clean, in_mode, modes, receive, receiver, releasing};
 use wskudp_abi::status::{
     STATUS_CANCELLED, STATUS_INVALID_DEVICE_REQUEST, STATUS_REVISION_MISMATCH, STATUS_SUCCESS,
 };
@@ -114,43 +114,45 @@ fn this_client_talks_to_an_older_driver() {
 fn statistics_count_datagrams_requests_and_pool() {
     for front_door in FrontDoor::ALL {
         for completion in modes() {
-            let client = Client::new(backend_with(front_door, completion));
-            let receiver = receiver(V4).unwrap();
-            let to = receiver.local_addr().unwrap();
-            let socket = client.open_socket(addr(V4)).unwrap().socket;
-            let summary = client
-                .send_pipelined(&plain(socket, to, 1), &[], &[7; 100], 2500, 4)
-                .unwrap();
-            assert!(summary.all_sent(), "{summary:?}");
-            receive(&receiver, 2500);
-            let stats = client.stats().unwrap();
-            let label = format!("{front_door:?} {completion:?}");
-            assert_eq!(stats.driver.datagrams_sent, 2500, "{label}");
-            assert_eq!(stats.driver.bytes_sent, 250_000, "{label}");
-            assert_eq!(stats.driver.requests_in_flight, 0, "{label}");
-            assert_eq!(stats.driver.datagrams_in_flight, 0, "{label}");
-            assert!(stats.driver.requests_in_flight_max >= 1, "{label}");
-            assert!(
-                (1..=SEND_WINDOW * 4).contains(&stats.driver.datagrams_in_flight_max),
-                "{label}: {}",
-                stats.driver.datagrams_in_flight_max
-            );
-            assert_eq!(stats.open_sockets, 1, "{label}");
-            assert!(stats.pool_blocks > 0 && stats.pool_bytes > 0, "{label}");
-            assert_eq!(stats.failures().count(), 0, "{label}");
-            let [entry] = stats.sockets() else {
-                panic!("{label}: one socket expected, got {:?}", stats.sockets());
-            };
-            assert_eq!(entry.socket, socket);
-            assert_eq!(entry.counters.datagrams_sent, 2500, "{label}");
-            client.close_socket(socket).unwrap();
-            let after = client.stats().unwrap();
-            assert_eq!(after.socket_count, 0, "{label}");
-            assert_eq!(
-                after.driver.datagrams_sent, 2500,
-                "{label}: driver-wide stays"
-            );
-            finish_clean(client);
+            in_mode(completion, || {
+                let client = Client::new(backend_with(front_door, completion));
+                let receiver = receiver(V4).unwrap();
+                let to = receiver.local_addr().unwrap();
+                let socket = client.open_socket(addr(V4)).unwrap().socket;
+                let summary = client
+                    .send_pipelined(&plain(socket, to, 1), &[], &[7; 100], 2500, 4)
+                    .unwrap();
+                assert!(summary.all_sent(), "{summary:?}");
+                receive(&receiver, 2500);
+                let stats = client.stats().unwrap();
+                let label = format!("{front_door:?} {completion:?}");
+                assert_eq!(stats.driver.datagrams_sent, 2500, "{label}");
+                assert_eq!(stats.driver.bytes_sent, 250_000, "{label}");
+                assert_eq!(stats.driver.requests_in_flight, 0, "{label}");
+                assert_eq!(stats.driver.datagrams_in_flight, 0, "{label}");
+                assert!(stats.driver.requests_in_flight_max >= 1, "{label}");
+                assert!(
+                    (1..=SEND_WINDOW * 4).contains(&stats.driver.datagrams_in_flight_max),
+                    "{label}: {}",
+                    stats.driver.datagrams_in_flight_max
+                );
+                assert_eq!(stats.open_sockets, 1, "{label}");
+                assert!(stats.pool_blocks > 0 && stats.pool_bytes > 0, "{label}");
+                assert_eq!(stats.failures().count(), 0, "{label}");
+                let [entry] = stats.sockets() else {
+                    panic!("{label}: one socket expected, got {:?}", stats.sockets());
+                };
+                assert_eq!(entry.socket, socket);
+                assert_eq!(entry.counters.datagrams_sent, 2500, "{label}");
+                client.close_socket(socket).unwrap();
+                let after = client.stats().unwrap();
+                assert_eq!(after.socket_count, 0, "{label}");
+                assert_eq!(
+                    after.driver.datagrams_sent, 2500,
+                    "{label}: driver-wide stays"
+                );
+                finish_clean(client);
+            });
         }
     }
 }

@@ -11,7 +11,7 @@ use wskudp_harness::backend::{BackendError, FrontDoor, ModelBackend, ModelConfig
 use wskudp_harness::client::{Client, ClientError};
 use wskudp_harness::pattern;
 use wskudp_harness::report::ModelReport;
-use wskudp_kmodel::{CompletionMode, FaultPlan};
+use wskudp_kmodel::FaultPlan;
 
 /// A status a simulated resource failure may legitimately surface as.
 const fn expected_failure(status: i32) -> bool {
@@ -89,18 +89,16 @@ fn scenario(config: ModelConfig) -> ModelReport {
 }
 
 fn every_single_fault_point_fails_cleanly(front_door: FrontDoor) {
-    for completion in [
-        CompletionMode::Inline,
-        CompletionMode::worker(),
-        CompletionMode::late_out_of_order(11),
-    ] {
+    for completion in common::modes() {
         let mut n = 1;
         loop {
-            let report = scenario(common::config(
-                front_door,
-                completion,
-                FaultPlan::FailNth(n),
-            ));
+            let report = common::in_mode(completion, || {
+                scenario(common::config(
+                    front_door,
+                    completion,
+                    FaultPlan::FailNth(n),
+                ))
+            });
             assert!(
                 report.is_clean(),
                 "fault point {n} ({front_door:?}, {completion:?}): {report:#?}"
@@ -134,17 +132,14 @@ fn every_single_fault_point_fails_cleanly_on_core_directly() {
 #[test]
 fn random_faults_fail_cleanly_through_every_front_door() {
     for front_door in FrontDoor::ALL {
-        for seed in 1..=24 {
-            let completion = if seed % 2 == 0 {
-                CompletionMode::Inline
-            } else {
-                CompletionMode::worker()
-            };
-            let report = scenario(common::config(
-                front_door,
-                completion,
-                FaultPlan::Random { seed, one_in: 6 },
-            ));
+        for (seed, completion) in (1..=25).zip(common::modes().into_iter().cycle()) {
+            let report = common::in_mode(completion, || {
+                scenario(common::config(
+                    front_door,
+                    completion,
+                    FaultPlan::Random { seed, one_in: 6 },
+                ))
+            });
             assert!(
                 report.is_clean(),
                 "seed {seed} ({front_door:?}): {report:#?}"

@@ -6,10 +6,11 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{V4, addr, config};
+use common::{V4, addr, config, in_mode, modes, plain, receiver};
 use wskudp_abi::status::{STATUS_FILE_CLOSED, STATUS_SUCCESS};
 use wskudp_abi::{InfoResponse, Ioctl, OpenSocketResponse, encode_open_socket, read_response};
 use wskudp_harness::backend::{Backend, FrontDoor, ModelBackend};
+use wskudp_harness::client::Client;
 use wskudp_kmodel::iomgr::{self, EntryKind};
 use wskudp_kmodel::{
     Access, Caller, CompletionMode, Config, FaultPlan, Machine, held_completions, release_held,
@@ -158,4 +159,41 @@ fn only_administrators_open_the_control_device() {
     assert_eq!(backend.open_handle(7), Ok(()));
     let report = Box::new(backend).finish().unwrap();
     assert!(report.is_clean(), "{report}");
+}
+
+/// Issue 5(c) on the shipping front doors: with the model holding every unguarded completion
+/// routine open after it releases what unload waits for (`unload_race_window`), a full
+/// open, send, close and unload leaves a clean report — no `DriverUnloadedWithRoutineRunning`
+/// (bugcheck 0xCE) — in every completion mode, because every routine the driver sets is
+/// guarded by `IoSetCompletionRoutineEx` (`tests/kmodel/tests/unload_race.rs` shows the model
+/// catching a plain `IoSetCompletionRoutine`).
+#[test]
+fn no_completion_routine_outlives_the_driver_on_any_front_door() {
+    for front_door in FrontDoor::ALL {
+        for mode in modes() {
+            let label = format!("{front_door:?}, {mode:?}");
+            let report = in_mode(mode, || {
+                let mut config = config(front_door, mode, FaultPlan::None);
+                config.machine.unload_race_window = Duration::from_millis(50);
+                let client = Client::new(Box::new(ModelBackend::start(config).unwrap()));
+                let rx = receiver(V4).unwrap();
+                let socket = client.open_socket(addr(V4)).unwrap().socket;
+                let response = client
+                    .send(&plain(socket, rx.local_addr().unwrap(), 8), &[], b"race")
+                    .unwrap();
+                assert_eq!(response.datagrams_sent, 8, "{label}");
+                // One left open: the handle's cleanup at unload closes it.
+                client.open_socket(addr(V4)).unwrap();
+                client.close_socket(socket).unwrap();
+                client.finish().unwrap()
+            });
+            assert!(report.is_clean(), "{label}: {report}");
+            assert_eq!(report.stats.unguarded_routines, 0, "{label}");
+            assert!(
+                report.stats.guarded_routines >= 8,
+                "{label}: {:?}",
+                report.stats
+            );
+        }
+    }
 }

@@ -8,7 +8,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{V4, WAIT, addr, client_on, finish_clean, modes, plain, receive, receiver, releasing};
+use common::{
+    V4, WAIT, addr, client_on, finish_clean, in_mode, modes, plain, receive, receiver, releasing,
+};
 use wskudp_abi::status::{
     STATUS_HOST_UNREACHABLE, STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_HANDLE, STATUS_SUCCESS,
 };
@@ -83,44 +85,46 @@ fn finish_held(client: Client, socket: u32) {
 fn pipelined_sends_arrive_through_every_front_door_in_every_completion_mode() {
     for front_door in FrontDoor::ALL {
         for mode in modes() {
-            let client = client_on(front_door, mode, FaultPlan::None);
-            let rx = receiver(V4).unwrap();
-            let to = rx.local_addr().unwrap();
-            let socket = client.open_socket(addr(V4)).unwrap();
-            let max = max_count(&client);
-            // Two full requests and a short one.
-            let total = 2 * max + 100;
-            let expected = usize::try_from(total).unwrap();
-            let payload = pattern(100);
-            let (summary, arrivals) = std::thread::scope(|scope| {
-                let draining = scope.spawn(|| rx.recv_up_to(expected, WAIT));
-                let summary = client
-                    .send_pipelined(&plain(socket.socket, to, 1), &[10, 90], &payload, total, 2)
-                    .unwrap();
-                (summary, draining.join().unwrap())
+            in_mode(mode, || {
+                let client = client_on(front_door, mode, FaultPlan::None);
+                let rx = receiver(V4).unwrap();
+                let to = rx.local_addr().unwrap();
+                let socket = client.open_socket(addr(V4)).unwrap();
+                let max = max_count(&client);
+                // Two full requests and a short one.
+                let total = 2 * max + 100;
+                let expected = usize::try_from(total).unwrap();
+                let payload = pattern(100);
+                let (summary, arrivals) = std::thread::scope(|scope| {
+                    let draining = scope.spawn(|| rx.recv_up_to(expected, WAIT));
+                    let summary = client
+                        .send_pipelined(&plain(socket.socket, to, 1), &[10, 90], &payload, total, 2)
+                        .unwrap();
+                    (summary, draining.join().unwrap())
+                });
+                let context = format!("{front_door:?}, {mode:?}: {summary:?}");
+                assert_eq!(summary.requests, 3, "{context}");
+                assert_eq!(summary.peak_inflight, 2, "{context}");
+                assert_eq!(summary.datagrams_sent, total, "{context}");
+                assert_eq!(summary.bytes_sent, total * 100, "{context}");
+                assert_eq!(
+                    (
+                        summary.datagrams_failed,
+                        summary.datagrams_unsent,
+                        summary.requests_refused
+                    ),
+                    (0, 0, 0),
+                    "{context}"
+                );
+                assert!(summary.statuses.is_empty() && summary.first_error.is_none());
+                assert_eq!(arrivals.len(), expected, "{context}");
+                assert!(arrivals.iter().all(|a| a.payload == payload), "{context}");
+                assert!(rx.recv(Duration::from_millis(50)).is_err(), "{context}");
+                client.close_socket(socket.socket).unwrap();
+                let report = finish_clean(client);
+                assert_eq!(report.stats.datagrams_sent, total, "{context}");
+                assert_eq!(report.stats.bytes_sent, total * 100, "{context}");
             });
-            let context = format!("{front_door:?}, {mode:?}: {summary:?}");
-            assert_eq!(summary.requests, 3, "{context}");
-            assert_eq!(summary.peak_inflight, 2, "{context}");
-            assert_eq!(summary.datagrams_sent, total, "{context}");
-            assert_eq!(summary.bytes_sent, total * 100, "{context}");
-            assert_eq!(
-                (
-                    summary.datagrams_failed,
-                    summary.datagrams_unsent,
-                    summary.requests_refused
-                ),
-                (0, 0, 0),
-                "{context}"
-            );
-            assert!(summary.statuses.is_empty() && summary.first_error.is_none());
-            assert_eq!(arrivals.len(), expected, "{context}");
-            assert!(arrivals.iter().all(|a| a.payload == payload), "{context}");
-            assert!(rx.recv(Duration::from_millis(50)).is_err(), "{context}");
-            client.close_socket(socket.socket).unwrap();
-            let report = finish_clean(client);
-            assert_eq!(report.stats.datagrams_sent, total, "{context}");
-            assert_eq!(report.stats.bytes_sent, total * 100, "{context}");
         }
     }
 }
@@ -185,19 +189,20 @@ fn the_pipeline_keeps_its_depth_of_requests_outstanding() {
         let max = max_count(&client);
         let total = 3 * max + 5;
         let payload = pattern(16);
-        let (held, three, summary, arrivals) = std::thread::scope(|scope| {
+        // Asked before sending: releasing while the pipeline runs would release its sends too.
+        let window = u64::from(releasing(|| client.info()).unwrap().send_window);
+        let three = usize::try_from(3 * max.min(window)).unwrap_or(usize::MAX);
+        let (held, summary, arrivals) = std::thread::scope(|scope| {
             let draining = scope.spawn(|| rx.recv_up_to(usize::try_from(total).unwrap(), WAIT));
             let sending = scope
                 .spawn(|| client.send_pipelined(&plain(socket, to, 1), &[], &payload, total, 3));
-            let window = u64::from(releasing(|| client.info()).unwrap().send_window);
-            let three = usize::try_from(3 * max.min(window)).unwrap_or(usize::MAX);
             wait_until(|| held_completions() >= three);
             // The pipeline now waits for the oldest; a fourth request cannot have gone out.
             std::thread::sleep(Duration::from_millis(20));
             let held = held_completions();
             release_until_finished(&sending);
             let summary = sending.join().unwrap();
-            (held, three, summary, draining.join().unwrap())
+            (held, summary, draining.join().unwrap())
         });
         assert_eq!(
             held, three,

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{V4, addr, client, client_on, finish_clean, modes, plain, receive, receiver};
+use common::{V4, addr, client, client_on, finish_clean, in_mode, modes, plain, receive, receiver};
 use wskudp_harness::backend::FrontDoor;
 use wskudp_harness::pattern;
 use wskudp_harness::scenarios;
@@ -30,16 +30,18 @@ fn every_scenario_passes(front_door: FrontDoor) {
     let mut failures = Vec::new();
     for mode in modes() {
         for scenario in scenarios::all() {
-            let client = client_on(front_door, mode, FaultPlan::None);
-            let label = format!("{} ({front_door:?}, {mode:?})", scenario.name);
-            note((scenario.run)(&client), &label, &mut failures);
-            let report = client.finish().expect("the model reports");
-            if !report.is_clean() {
-                failures.push(format!(
-                    "{} ({front_door:?}, {mode:?}): model report {report}",
-                    scenario.name
-                ));
-            }
+            in_mode(mode, || {
+                let client = client_on(front_door, mode, FaultPlan::None);
+                let label = format!("{} ({front_door:?}, {mode:?})", scenario.name);
+                note((scenario.run)(&client), &label, &mut failures);
+                let report = client.finish().expect("the model reports");
+                if !report.is_clean() {
+                    failures.push(format!(
+                        "{} ({front_door:?}, {mode:?}): model report {report}",
+                        scenario.name
+                    ));
+                }
+            });
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");

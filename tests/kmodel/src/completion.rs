@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Condvar, LazyLock, Mutex, MutexGuard};
-use std::thread::JoinHandle;
+use std::thread::{JoinHandle, ThreadId};
 use std::time::Duration;
 
 use windows_sys::Wdk::Foundation::IRP;
@@ -90,6 +90,8 @@ struct Engine {
     mode: CompletionMode,
     queue: VecDeque<Work>,
     stop: bool,
+    /// The thread that booted the machine (see [`release_held_for`]).
+    booted_by: Option<ThreadId>,
 }
 
 static ENGINE: LazyLock<Mutex<Engine>> = LazyLock::new(|| {
@@ -97,6 +99,7 @@ static ENGINE: LazyLock<Mutex<Engine>> = LazyLock::new(|| {
         mode: CompletionMode::Inline,
         queue: VecDeque::new(),
         stop: false,
+        booted_by: None,
     })
 });
 static QUEUED: Condvar = Condvar::new();
@@ -211,8 +214,24 @@ pub fn held_completions() -> usize {
 /// Completes up to `max` held IRPs, oldest first, on the calling thread; returns how many.
 #[allow(clippy::must_use_candidate, reason = "the count is informative")]
 pub fn release_held(max: usize) -> usize {
+    release_if(max, |_| true)
+}
+
+/// Like [`release_held`], but only while the machine is the one `booter` booted.
+///
+/// A helper releasing for one test's machine must not release the next test's, booted by
+/// another thread of the same process once the first shuts down.
+#[allow(clippy::must_use_candidate, reason = "the count is informative")]
+pub fn release_held_for(booter: ThreadId, max: usize) -> usize {
+    release_if(max, |engine| engine.booted_by == Some(booter))
+}
+
+fn release_if(max: usize, allowed: impl FnOnce(&Engine) -> bool) -> usize {
     let works: Vec<Work> = {
         let mut engine = engine();
+        if !allowed(&engine) {
+            return 0;
+        }
         let take = max.min(engine.queue.len());
         engine.queue.drain(..take).collect()
     };
@@ -302,6 +321,7 @@ pub(crate) fn start(mode: CompletionMode) {
         engine.mode = mode;
         engine.queue.clear();
         engine.stop = false;
+        engine.booted_by = Some(std::thread::current().id());
     }
     if let CompletionMode::Worker {
         delay,

@@ -60,10 +60,12 @@ pub(crate) mod wsk;
 
 use std::sync::{Condvar, Mutex};
 
-pub use completion::{CompletionMode, Order, held_completions, release_held, release_held_nth};
+pub use completion::{
+    CompletionMode, Order, held_completions, release_held, release_held_for, release_held_nth,
+};
 pub use faults::FaultPlan;
 pub use profile::Profile;
-pub use report::{Leaks, Report, Stats, Violation};
+pub use report::{Leaks, Report, RuleCase, Stats, Violation, untripped};
 pub use security::{Access, Caller};
 pub use wsk::{PROVIDER_WSK_VERSION, force_close_sockets, open_sockets};
 
@@ -189,6 +191,9 @@ pub struct Config {
     /// plain `IoSetCompletionRoutine`) is held after it sets an event or releases a rundown
     /// reference: the window in which an unload can overtake it. Zero in normal runs.
     pub unload_race_window: std::time::Duration,
+    /// How long `sc stop` waits for the driver's device objects to go before the model reports
+    /// `DriverNotUnloaded` (20 s by default; Windows waits forever, the image staying loaded).
+    pub unload_wait: std::time::Duration,
     /// KMDF's verifier wait timeout (`DbgWaitForSignalTimeoutInSec`, 60 s by default,
     /// `shared/object/globals.cpp:1089`): how long a framework wait (a queue stopping, a power
     /// transition, a timer's callback) may last before the verifier breaks. KMDF keeps waiting
@@ -206,6 +211,7 @@ impl Default for Config {
             completion: CompletionMode::Inline,
             faults: FaultPlan::None,
             unload_race_window: std::time::Duration::ZERO,
+            unload_wait: std::time::Duration::from_secs(20),
             wdf_wait_timeout: std::time::Duration::from_mins(1),
             profile: Profile::Windows11,
         }
@@ -244,6 +250,7 @@ impl Machine {
             faults: config.faults,
             rng,
             unload_race_window: config.unload_race_window,
+            unload_wait: config.unload_wait,
             wdf_wait_timeout: config.wdf_wait_timeout,
             profile: config.profile,
             ..state::Inner::default()

@@ -63,32 +63,62 @@ pub(crate) unsafe extern "system" fn io_allocate_mdl(
     if faults::should_fail(Site::Mdl) {
         return std::ptr::null_mut();
     }
-    let va = virtual_address.expose_provenance();
-    let pages = span_pages(va, length as usize);
-    let Some(layout) = layout(pages) else {
+    #[allow(clippy::cast_possible_truncation)]
+    let Some((mdl, _, pages)) = new_mdl(
+        virtual_address.expose_provenance(),
+        length,
+        MDL_ALLOCATED_FIXED_SIZE as i16,
+    ) else {
         return std::ptr::null_mut();
     };
-    // SAFETY: Non-zero size. The layout has MDL's alignment, so the cast is aligned.
-    #[allow(clippy::cast_ptr_alignment)]
-    let mdl = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<MDL>();
-    if mdl.is_null() {
-        return mdl;
-    }
-    // SAFETY: A fresh zeroed MDL block.
-    unsafe {
-        (*mdl).Size = i16::try_from(layout.size()).unwrap_or(i16::MAX);
-        #[allow(clippy::cast_possible_truncation)]
-        {
-            (*mdl).MdlFlags = MDL_ALLOCATED_FIXED_SIZE as i16;
-        }
-        (*mdl).StartVa = std::ptr::with_exposed_provenance_mut(va - va % PAGE_SIZE);
-        (*mdl).ByteOffset = u32::try_from(va % PAGE_SIZE).unwrap_or_default();
-        (*mdl).ByteCount = length;
-    }
     let mut inner = state::lock();
     inner.stats.mdl_allocations += 1;
     inner.mdls.insert(mdl.expose_provenance(), pages);
     mdl
+}
+
+/// The MDL the I/O manager builds over a caller's buffer for a direct-I/O IOCTL
+/// (`IoAllocateMdl`, then `MmProbeAndLockPages`: pages locked, not mapped to a system
+/// address); the I/O manager owns and frees it, so no driver leak is tracked.
+pub(crate) fn build_locked(va: usize, len: usize) -> Option<(usize, Layout)> {
+    let (mdl, layout, pages) = new_mdl(va, u32::try_from(len).ok()?, MDL_PAGES_LOCKED)?;
+    fill_pfns(mdl, pages);
+    Some((mdl.expose_provenance(), layout))
+}
+
+/// A zeroed MDL block describing `[va, va + len)` with `flags`: the header `IoAllocateMdl`
+/// fills. Returns it with its layout and the number of pages it spans.
+fn new_mdl(va: usize, len: u32, flags: i16) -> Option<(*mut MDL, Layout, usize)> {
+    let pages = span_pages(va, len as usize);
+    let layout = layout(pages)?;
+    // SAFETY: Non-zero size. The layout has MDL's alignment, so the cast is aligned.
+    #[allow(clippy::cast_ptr_alignment)]
+    let mdl = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<MDL>();
+    if mdl.is_null() {
+        return None;
+    }
+    // SAFETY: A fresh zeroed MDL block.
+    unsafe {
+        (*mdl).Size = i16::try_from(layout.size()).unwrap_or(i16::MAX);
+        (*mdl).MdlFlags = flags;
+        (*mdl).StartVa = std::ptr::with_exposed_provenance_mut(va - va % PAGE_SIZE);
+        (*mdl).ByteOffset = u32::try_from(va % PAGE_SIZE).unwrap_or_default();
+        (*mdl).ByteCount = len;
+    }
+    Some((mdl, layout, pages))
+}
+
+/// Fills the PFN array after `mdl`'s header: one frame per page from `StartVa` (locked
+/// pages; the frame number is the model's own, the page's address over the page size).
+fn fill_pfns(mdl: *mut MDL, pages: usize) {
+    // SAFETY: A live MDL with `pages` PFN slots after the header.
+    unsafe {
+        let pfns = mdl.add(1).cast::<usize>();
+        for page in 0..pages {
+            pfns.add(page)
+                .write((*mdl).StartVa.expose_provenance() / PAGE_SIZE + page);
+        }
+    }
 }
 
 /// `MmBuildMdlForNonPagedPool` (IRQL <= `DISPATCH_LEVEL`): the memory must be non-paged pool.
@@ -119,16 +149,12 @@ pub(crate) unsafe extern "system" fn mm_build_mdl_for_non_paged_pool(mdl: *mut M
             ),
         );
     }
-    // SAFETY: A live MDL with `pages` PFN slots after the header.
+    // SAFETY: A live MDL from io_allocate_mdl.
     unsafe {
         (*mdl).MappedSystemVa = std::ptr::with_exposed_provenance_mut(start);
         (*mdl).MdlFlags |= MDL_SOURCE_IS_NONPAGED_POOL;
-        let pfns = mdl.add(1).cast::<usize>();
-        for page in 0..pages {
-            pfns.add(page)
-                .write((*mdl).StartVa.expose_provenance() / PAGE_SIZE + page);
-        }
     }
+    fill_pfns(mdl, pages);
 }
 
 /// `IoFreeMdl` (IRQL <= `DISPATCH_LEVEL`).

@@ -80,6 +80,12 @@ pub struct Stats {
     pub faults_injected: u64,
     /// Fault points passed (every fallible call counts one).
     pub fault_points: u64,
+    /// Driver completion routines run under the device reference `IoSetCompletionRoutineEx`
+    /// takes (the image cannot go while they run).
+    pub guarded_routines: u64,
+    /// Driver completion routines run without one (plain `IoSetCompletionRoutine`): an unload
+    /// can unmap the image under them.
+    pub unguarded_routines: u64,
 }
 
 /// The unload report: violations, leaks, counters.
@@ -114,4 +120,20 @@ impl fmt::Display for Report {
         }
         Ok(())
     }
+}
+
+/// A rule and a run that breaks it on purpose, returning the machine's report.
+pub type RuleCase = (&'static str, fn() -> Report);
+
+/// Of `cases`, those whose report does not name their rule, with the report.
+#[must_use]
+pub fn untripped(cases: &[RuleCase]) -> Vec<String> {
+    cases
+        .iter()
+        .filter_map(|(rule, case)| {
+            let report = case();
+            (!report.violations.iter().any(|v| v.rule == *rule))
+                .then(|| format!("{rule}: {report}"))
+        })
+        .collect()
 }

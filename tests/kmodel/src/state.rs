@@ -54,6 +54,8 @@ pub(crate) struct Inner {
     pub(crate) ex_contexts: usize,
     /// See [`crate::Config::unload_race_window`].
     pub(crate) unload_race_window: std::time::Duration,
+    /// See [`crate::Config::unload_wait`].
+    pub(crate) unload_wait: std::time::Duration,
     /// See [`crate::Config::wdf_wait_timeout`].
     pub(crate) wdf_wait_timeout: std::time::Duration,
     /// See [`crate::Config::profile`].

@@ -19,7 +19,10 @@ use windows_sys::Wdk::Foundation::DRIVER_OBJECT;
 use windows_sys::Wdk::System::SystemServices::{
     ExAcquireSpinLockExclusive, ExReleaseSpinLockExclusive,
 };
-use windows_sys::Win32::Foundation::{NTSTATUS, STATUS_SUCCESS, UNICODE_STRING};
+use windows_sys::Win32::Foundation::{
+    NTSTATUS, STATUS_BUFFER_TOO_SMALL, STATUS_INVALID_DEVICE_REQUEST, STATUS_SUCCESS,
+    UNICODE_STRING,
+};
 use wskudp_kmodel::iomgr::{self, EntryKind, Handle, LoadedDriver, PendingRequest};
 use wskudp_kmodel::wdf::CHECKS;
 use wskudp_kmodel::{Access, Caller, Config, Machine, Report};
@@ -42,6 +45,8 @@ type OnIoctl = fn(WDFQUEUE, WDFREQUEST, usize, usize);
 static ENTRY: Mutex<Option<Entry>> = Mutex::new(None);
 static ON_IOCTL: Mutex<Option<OnIoctl>> = Mutex::new(None);
 static KEPT: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+/// The object a case's default queue is parented to.
+static QUEUE_PARENT: Mutex<usize> = Mutex::new(0);
 
 unsafe extern "system" fn driver_entry(
     driver: *mut DRIVER_OBJECT,
@@ -1074,6 +1079,78 @@ const CASES: &[Case] = &[
             STATUS_SUCCESS
         })
     }),
+    ("WdfMalformedUnicodeString", || {
+        entry_only(|driver, path| {
+            let wdf_driver = create_driver(driver, path, driver_config()).unwrap();
+            let sddl = wide("D:P(A;;GA;;;SY)");
+            // Deliberately broken: an odd byte length.
+            sddl.Length = 3;
+            // SAFETY: A bound driver; the SDDL string is malformed on purpose.
+            let init = unsafe {
+                call_unsafe_wdf_function_binding!(WdfControlDeviceInitAllocate, wdf_driver, sddl)
+            };
+            assert!(init.is_null(), "a malformed SDDL allocates nothing");
+            STATUS_SUCCESS
+        })
+    }),
+    ("WdfQueueDeletedWithDriverRequests", || {
+        run(
+            |driver, path| {
+                let wdf_driver = create_driver(driver, path, driver_config()).unwrap();
+                let device = control_device(wdf_driver, |_| {}, attributes()).unwrap();
+                assert_eq!(create_link(device), STATUS_SUCCESS);
+                // The default queue's parent is a spin lock the driver may delete.
+                let mut lock: WDFSPINLOCK = std::ptr::null_mut();
+                let mut lock_attributes = WDF_OBJECT_ATTRIBUTES {
+                    ParentObject: device.cast(),
+                    ..attributes()
+                };
+                // SAFETY: A live device as the parent.
+                let status = unsafe {
+                    call_unsafe_wdf_function_binding!(
+                        WdfSpinLockCreate,
+                        &raw mut lock_attributes,
+                        &raw mut lock
+                    )
+                };
+                assert_eq!(status, STATUS_SUCCESS);
+                *QUEUE_PARENT.lock().unwrap() = lock as usize;
+                let mut queue_attributes = WDF_OBJECT_ATTRIBUTES {
+                    ParentObject: lock.cast(),
+                    ..attributes()
+                };
+                create_queue_with(device, queue_config(), &raw mut queue_attributes).unwrap();
+                // SAFETY: Our control device.
+                unsafe { call_unsafe_wdf_function_binding!(WdfControlFinishInitializing, device) };
+                STATUS_SUCCESS
+            },
+            Some(|_, request, _, _| {
+                let lock = *QUEUE_PARENT.lock().unwrap() as WDFOBJECT;
+                // SAFETY: Deliberately broken: deleting the queue's parent (and the queue)
+                // while this request, not cancelable, is the driver's.
+                unsafe { call_unsafe_wdf_function_binding!(WdfObjectDelete, lock) };
+                KEPT.lock().unwrap().push(request as usize);
+            }),
+            |handle| {
+                let _ = ioctl(handle, 8);
+            },
+        )
+    }),
+    ("WdfControlFinishInitializingNotControl", || {
+        run_pnp(
+            Config::default(),
+            PnpHooks {
+                after_create: |device, _| {
+                    // SAFETY: Deliberately broken: a PnP device, not a control device.
+                    unsafe {
+                        call_unsafe_wdf_function_binding!(WdfControlFinishInitializing, device);
+                    }
+                },
+                ..PnpHooks::default()
+            },
+            |_| {},
+        )
+    }),
 ];
 
 const CANCEL: PFN_WDF_REQUEST_CANCEL = {
@@ -1625,19 +1702,114 @@ fn a_pnp_driver_starts_does_io_and_is_removed_as_kmdf_does_it() {
 
 #[test]
 fn every_modelled_check_trips_under_its_name() {
-    let mut missed = Vec::new();
-    for (rule, case) in CASES {
+    let missed = wskudp_kmodel::untripped(CASES);
+    assert!(missed.is_empty(), "{missed:#?}");
+}
+
+/// The status a status-only check's case saw.
+static OBSERVED: Mutex<Option<NTSTATUS>> = Mutex::new(None);
+
+/// `WdfRequestRetrieveInputBuffer` (or `Output`) of `request` with `required` bytes: its
+/// status is recorded; the request completes.
+fn retrieve_and_complete(request: WDFREQUEST, input: bool, required: usize) {
+    let mut buffer = std::ptr::null_mut();
+    // SAFETY: A request the test driver owns.
+    let status = unsafe {
+        if input {
+            call_unsafe_wdf_function_binding!(
+                WdfRequestRetrieveInputBuffer,
+                request,
+                required,
+                &raw mut buffer,
+                std::ptr::null_mut()
+            )
+        } else {
+            call_unsafe_wdf_function_binding!(
+                WdfRequestRetrieveOutputBuffer,
+                request,
+                required,
+                &raw mut buffer,
+                std::ptr::null_mut()
+            )
+        }
+    };
+    *OBSERVED.lock().unwrap() = Some(status);
+    complete(request, STATUS_SUCCESS);
+}
+
+/// A status-only check (`Check::reported` false): `(rule, the status KMDF returns, a run
+/// returning its report)`; the run records what the driver saw in `OBSERVED`.
+type StatusCase = (&'static str, NTSTATUS, fn() -> Report);
+
+const STATUS_CASES: &[StatusCase] = &[
+    (
+        "WdfRetrieveBufferWrongMajor",
+        STATUS_INVALID_DEVICE_REQUEST,
+        || {
+            *ON_READ.lock().unwrap() =
+                Some(|_, request, _| retrieve_and_complete(request, true, 0));
+            run_pnp(Config::default(), PnpHooks::default(), |handle| {
+                let _ = handle.read(8).unwrap().wait(Some(Duration::from_secs(5)));
+            })
+        },
+    ),
+    (
+        "WdfRetrieveBufferZeroLength",
+        STATUS_BUFFER_TOO_SMALL,
+        || {
+            run(
+                working_driver,
+                Some(|_, request, _, _| retrieve_and_complete(request, false, 0)),
+                |handle| {
+                    let _ = ioctl(handle, 0);
+                },
+            )
+        },
+    ),
+    ("WdfRetrieveBufferTooSmall", STATUS_BUFFER_TOO_SMALL, || {
+        with_request(|_, request, _, _| retrieve_and_complete(request, true, 100))
+    }),
+    (
+        "WdfRetrieveNeitherFromUser",
+        STATUS_INVALID_DEVICE_REQUEST,
+        || {
+            run(
+                working_driver,
+                Some(|_, request, _, _| retrieve_and_complete(request, true, 0)),
+                |handle| {
+                    // METHOD_NEITHER (3), from user mode.
+                    let pending = handle.ioctl(0x0012_2003, &[1, 2, 3, 4], 8).unwrap();
+                    let _ = pending.wait(Some(Duration::from_secs(2)));
+                },
+            )
+        },
+    ),
+];
+
+/// A status-only check answers the driver with KMDF's status and reports nothing.
+#[test]
+fn every_status_only_check_returns_kmdf_status() {
+    let mut wrong = Vec::new();
+    for (rule, expected, case) in STATUS_CASES {
+        *OBSERVED.lock().unwrap() = None;
         let report = case();
-        if !report.violations.iter().any(|v| v.rule == *rule) {
-            missed.push(format!("{rule}: {report}"));
+        let observed = OBSERVED.lock().unwrap().take();
+        if observed != Some(*expected) || !report.is_clean() {
+            wrong.push(format!(
+                "{rule}: saw {observed:x?}, expected {expected:#x}; {report}"
+            ));
         }
     }
-    assert!(missed.is_empty(), "{missed:#?}");
+    assert!(wrong.is_empty(), "{wrong:#?}");
 }
 
 #[test]
 fn every_modelled_check_has_a_case() {
-    let cased: Vec<&str> = CASES.iter().map(|(rule, _)| *rule).collect();
+    let cased: Vec<&str> = CASES
+        .iter()
+        .map(|(rule, _)| *rule)
+        .chain(STATUS_CASES.iter().map(|(rule, _, _)| *rule))
+        .collect();
     let uncovered: Vec<&str> = CHECKS
         .iter()
         .filter(|check| check.modelled && !cased.contains(&check.rule))
@@ -1958,4 +2130,181 @@ fn completing_after_unmark_said_cancelled_but_before_evt_request_cancel_is_repor
     assert_eq!(completed, Some(STATUS_SUCCESS));
     let rules: Vec<&str> = report.violations.iter().map(|v| v.rule).collect();
     assert_eq!(rules, ["WdfRequestCompletedCancelable"], "{report}");
+}
+
+// --- Configuration KMDF honours in its own way.
+
+/// A control device's default queue created with `PowerManaged = WdfTrue`: KMDF forces it
+/// off for a non-PnP device (`shared/irphandlers/io/fxioqueue.cpp:407-409, 420-424`), so the
+/// queue presents requests although the device never enters D0.
+#[test]
+fn a_control_device_queue_is_never_power_managed_whatever_it_asks() {
+    let mut outcome = None;
+    let report = run(
+        |driver, path| {
+            let wdf_driver = create_driver(driver, path, driver_config()).unwrap();
+            let device = control_device(wdf_driver, |_| {}, attributes()).unwrap();
+            assert_eq!(create_link(device), STATUS_SUCCESS);
+            let config = WDF_IO_QUEUE_CONFIG {
+                PowerManaged: _WDF_TRI_STATE::WdfTrue,
+                ..queue_config()
+            };
+            create_queue(device, config).unwrap();
+            // SAFETY: Our control device.
+            unsafe { call_unsafe_wdf_function_binding!(WdfControlFinishInitializing, device) };
+            STATUS_SUCCESS
+        },
+        None,
+        |handle| outcome = ioctl(handle, 8),
+    );
+    assert_eq!(outcome.map(|(status, _)| status), Some(STATUS_SUCCESS));
+    assert!(report.is_clean(), "{report}");
+}
+
+static PRESENTED: AtomicBool = AtomicBool::new(false);
+
+/// A zero-length write reaches `EvtIoWrite` only on a queue with `AllowZeroLengthRequests`;
+/// otherwise the framework completes it with `STATUS_SUCCESS` itself
+/// (`shared/irphandlers/io/fxioqueue.cpp:3244-3262, 3282-3300`).
+#[test]
+fn zero_length_writes_are_presented_only_when_the_queue_allows_them() {
+    for allow in [false, true] {
+        PRESENTED.store(false, Ordering::SeqCst);
+        let mut completed = None;
+        let report = run(
+            move |driver, path| {
+                *ON_WRITE.lock().unwrap() = Some(|_, request, length| {
+                    assert_eq!(length, 0);
+                    PRESENTED.store(true, Ordering::SeqCst);
+                    complete(request, STATUS_SUCCESS);
+                });
+                let wdf_driver = create_driver(driver, path, driver_config()).unwrap();
+                let device = control_device(wdf_driver, |_| {}, attributes()).unwrap();
+                assert_eq!(create_link(device), STATUS_SUCCESS);
+                let config = WDF_IO_QUEUE_CONFIG {
+                    EvtIoWrite: Some(io_write),
+                    AllowZeroLengthRequests: u8::from(allow),
+                    ..queue_config()
+                };
+                create_queue(device, config).unwrap();
+                // SAFETY: Our control device.
+                unsafe { call_unsafe_wdf_function_binding!(WdfControlFinishInitializing, device) };
+                STATUS_SUCCESS
+            },
+            None,
+            |handle| {
+                completed = handle
+                    .write(&[])
+                    .unwrap()
+                    .wait(Some(Duration::from_secs(5)))
+                    .map(|(status, _)| status);
+            },
+        );
+        *ON_WRITE.lock().unwrap() = None;
+        assert_eq!(completed, Some(STATUS_SUCCESS), "allow {allow}");
+        assert_eq!(PRESENTED.load(Ordering::SeqCst), allow, "allow {allow}");
+        assert!(report.is_clean(), "allow {allow}: {report}");
+    }
+}
+
+/// What the context test saw: the context's bytes through its own type info, and whether a
+/// look-up with another type info (same name and size) found anything.
+static CONTEXT_SEEN: Mutex<Option<(Vec<u8>, bool)>> = Mutex::new(None);
+
+/// An object's context is zeroed at creation (`shared/object/handleapi.cpp:342-344`) and is
+/// found only through the very type-info pointer it was declared with: another one with the
+/// same name and size finds nothing (`shared/object/handleapi.cpp:586-605`).
+#[test]
+fn contexts_are_zeroed_and_found_only_by_their_own_type_info() {
+    static MINE: WdfInfo = WdfInfo(WDF_OBJECT_CONTEXT_TYPE_INFO {
+        Size: 40,
+        ContextName: c"CONTEXT".as_ptr(),
+        ContextSize: 24,
+        UniqueType: std::ptr::null(),
+        EvtDriverGetUniqueContextType: None,
+    });
+    static LOOKALIKE: WdfInfo = WdfInfo(WDF_OBJECT_CONTEXT_TYPE_INFO {
+        Size: 40,
+        ContextName: c"CONTEXT".as_ptr(),
+        ContextSize: 24,
+        UniqueType: std::ptr::null(),
+        EvtDriverGetUniqueContextType: None,
+    });
+    *CONTEXT_SEEN.lock().unwrap() = None;
+    let report = entry_only(|driver, path| {
+        let wdf_driver = create_driver(driver, path, driver_config()).unwrap();
+        let with = WDF_OBJECT_ATTRIBUTES {
+            ContextTypeInfo: &raw const MINE.0,
+            ..attributes()
+        };
+        let device = control_device(wdf_driver, |_| {}, with).unwrap();
+        // SAFETY: A live device; both type infos are statics.
+        let (mine, other) = unsafe {
+            (
+                call_unsafe_wdf_function_binding!(
+                    WdfObjectGetTypedContextWorker,
+                    device.cast(),
+                    &raw const MINE.0
+                ),
+                call_unsafe_wdf_function_binding!(
+                    WdfObjectGetTypedContextWorker,
+                    device.cast(),
+                    &raw const LOOKALIKE.0
+                ),
+            )
+        };
+        let bytes = if mine.is_null() {
+            Vec::new()
+        } else {
+            // SAFETY: The context holds ContextSize (24) bytes.
+            unsafe { std::slice::from_raw_parts(mine.cast::<u8>(), 24) }.to_vec()
+        };
+        *CONTEXT_SEEN.lock().unwrap() = Some((bytes, other.is_null()));
+        STATUS_SUCCESS
+    });
+    assert_eq!(
+        CONTEXT_SEEN.lock().unwrap().take(),
+        Some((vec![0; 24], true))
+    );
+    assert!(report.is_clean(), "{report}");
+}
+
+/// `WdfRequestRetrieveOutputBuffer` of a `METHOD_OUT_DIRECT` IOCTL is the caller's buffer
+/// under the I/O manager's MDL, mapped (`shared/core/fxrequest.cpp:1660-1664, 1700-1740`):
+/// what the driver writes there is what the caller reads.
+#[test]
+fn a_direct_ioctl_output_buffer_is_the_callers_memory() {
+    let mut outcome = None;
+    let report = run(
+        working_driver,
+        Some(|_, request, output, _| {
+            let mut buffer = std::ptr::null_mut();
+            let mut length = 0;
+            // SAFETY: A request the driver owns; it writes no more than `length` bytes.
+            let status = unsafe {
+                call_unsafe_wdf_function_binding!(
+                    WdfRequestRetrieveOutputBuffer,
+                    request,
+                    4,
+                    &raw mut buffer,
+                    &raw mut length
+                )
+            };
+            if status < 0 {
+                complete(request, status);
+                return;
+            }
+            assert_eq!(length, output);
+            // SAFETY: As above.
+            unsafe { std::ptr::copy_nonoverlapping([9_u8, 8, 7, 6].as_ptr(), buffer.cast(), 4) };
+            complete_with(request, STATUS_SUCCESS, 4);
+        }),
+        |handle| {
+            // METHOD_OUT_DIRECT (2).
+            let pending = handle.ioctl(0x0012_2002, &[1, 2], 8).unwrap();
+            outcome = pending.wait(Some(Duration::from_secs(5)));
+        },
+    );
+    assert_eq!(outcome, Some((STATUS_SUCCESS, vec![9, 8, 7, 6])));
+    assert!(report.is_clean(), "{report}");
 }

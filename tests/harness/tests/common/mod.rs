@@ -12,7 +12,7 @@ use wskudp_harness::report::ModelReport;
 #[allow(unused_imports, reason = "not every test uses it")]
 pub use wskudp_harness::scenarios::plain;
 
-use wskudp_kmodel::{CompletionMode, Config, FaultPlan, release_held};
+use wskudp_kmodel::{CompletionMode, Config, FaultPlan, release_held_for};
 
 /// How long a receiver waits for each expected datagram.
 pub const WAIT: Duration = Duration::from_secs(3);
@@ -53,13 +53,27 @@ pub fn config(front_door: FrontDoor, completion: CompletionMode, faults: FaultPl
     }
 }
 
-/// Every completion mode the model offers: inline, worker, late and out of order.
-pub const fn modes() -> [CompletionMode; 3] {
+/// Every completion mode the model offers: inline, worker, late and out of order, racing
+/// (pending, completed before the WSK call returns) and held (completed only when released:
+/// run each step of a held test through [`in_mode`], which releases them from another thread).
+pub const fn modes() -> [CompletionMode; 5] {
     [
         CompletionMode::Inline,
         CompletionMode::worker(),
         CompletionMode::late_out_of_order(0x5eed),
+        CompletionMode::Racing,
+        CompletionMode::Held,
     ]
+}
+
+/// Runs `work` so that it can finish in `mode`: on a `Held` machine, while another thread
+/// releases every held completion (see [`releasing`]); otherwise directly.
+pub fn in_mode<T>(mode: CompletionMode, work: impl FnOnce() -> T) -> T {
+    if mode == CompletionMode::Held {
+        releasing(work)
+    } else {
+        work()
+    }
 }
 
 /// Unloads the driver and asserts the model saw no violation and nothing leaked.
@@ -101,13 +115,15 @@ impl Drop for Raise<'_> {
 }
 
 /// Runs `work` while another thread completes every held IRP: on a `Held` machine, opening
-/// and closing a socket wait for WSK completions nobody else releases.
+/// and closing a socket wait for WSK completions nobody else releases. Only IRPs of machines
+/// this thread boots are released (another test's machine may boot before `work` returns).
 pub fn releasing<T>(work: impl FnOnce() -> T) -> T {
     let done = AtomicBool::new(false);
+    let booter = std::thread::current().id();
     std::thread::scope(|scope| {
         scope.spawn(|| {
             while !done.load(Ordering::Relaxed) {
-                release_held(usize::MAX);
+                release_held_for(booter, usize::MAX);
                 std::thread::sleep(Duration::from_micros(100));
             }
         });

@@ -36,9 +36,9 @@ use windows_sys::Wdk::System::SystemServices::{
 };
 use windows_sys::Win32::Foundation::{
     NTSTATUS, STATUS_ACCESS_VIOLATION, STATUS_BUFFER_TOO_SMALL, STATUS_CANCELLED,
-    STATUS_INFO_LENGTH_MISMATCH, STATUS_INVALID_BUFFER_SIZE, STATUS_INVALID_DEVICE_REQUEST,
-    STATUS_INVALID_DEVICE_STATE, STATUS_INVALID_PARAMETER, STATUS_INVALID_PARAMETER_4,
-    STATUS_PENDING, STATUS_SUCCESS, STATUS_UNSUCCESSFUL,
+    STATUS_INFO_LENGTH_MISMATCH, STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_BUFFER_SIZE,
+    STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_DEVICE_STATE, STATUS_INVALID_PARAMETER,
+    STATUS_INVALID_PARAMETER_4, STATUS_PENDING, STATUS_SUCCESS, STATUS_UNSUCCESSFUL,
 };
 use wskudp_core::ddi::nt::{device_io_control_parameters, io_get_current_irp_stack_location};
 use wskudp_wdf_decls::{
@@ -331,6 +331,10 @@ pub(crate) unsafe extern "C" fn wdf_io_queue_create(
     let passive = level == _WDF_EXECUTION_LEVEL::WdfExecutionLevelPassive
         || (level == _WDF_EXECUTION_LEVEL::WdfExecutionLevelInheritFromParent
             && device::device_passive(device));
+    // The FxIoQueue itself (fxioqueue.cpp:179-185).
+    if crate::faults::should_fail(crate::faults::Site::Wdf) {
+        return STATUS_INSUFFICIENT_RESOURCES;
+    }
     let queue = {
         let mut fx = framework();
         let parent = queue_attributes
@@ -482,6 +486,11 @@ pub(crate) fn dispatch_io(device: usize, irp: *mut IRP) -> NTSTATUS {
         .is_some_and(|q| q.accepting);
     if !accepting {
         return device::complete_irp(irp, STATUS_INVALID_DEVICE_STATE);
+    }
+    // FxRequest::_CreateForPackage failing completes the IRP with its status
+    // (fxpkgio.cpp:385, 413-423).
+    if crate::faults::should_fail(crate::faults::Site::Wdf) {
+        return device::complete_irp(irp, STATUS_INSUFFICIENT_RESOURCES);
     }
     let request = create_request(device, Some(queue), irp, false);
     // SAFETY: The framework owns the IRP and returns STATUS_PENDING.
@@ -914,18 +923,26 @@ fn retrieve(
     let address = match method {
         // METHOD_NEITHER from user mode (fxrequest.cpp:1376-1409, 1666-1697).
         3 if requestor_user => return STATUS_INVALID_DEVICE_REQUEST,
-        // METHOD_BUFFERED: both buffers are the system buffer.
+        // METHOD_NEITHER from kernel mode: the caller's addresses as given.
+        // SAFETY: As above; a device-control location.
+        3 if input => unsafe {
+            device_io_control_parameters(io_get_current_irp_stack_location(irp)).Type3InputBuffer
+        },
         // SAFETY: As above.
-        0 => unsafe { (*irp).AssociatedIrp.SystemBuffer },
-        _ if input => {
-            // SAFETY: As above.
-            unsafe { (*irp).AssociatedIrp.SystemBuffer }
-        }
+        3 => unsafe { (*irp).UserBuffer },
+        // METHOD_BUFFERED: both buffers are the system buffer; the direct methods' input too.
+        // SAFETY: As above.
+        _ if method == 0 || input => unsafe { (*irp).AssociatedIrp.SystemBuffer },
+        // The direct methods' output: the MDL's pages, mapped (fxrequest.cpp:1700-1740); the
+        // model's "mapping" is the locked buffer's own address.
         _ => {
-            crate::state::bugcheck(
-                "WdfFunctionNotModelled",
-                "output buffers of METHOD_IN_DIRECT / OUT_DIRECT / NEITHER requests",
-            );
+            // SAFETY: As above.
+            let mdl = unsafe { (*irp).MdlAddress };
+            if mdl.is_null() {
+                return STATUS_BUFFER_TOO_SMALL;
+            }
+            // SAFETY: The I/O manager's locked MDL, live until the request completes.
+            unsafe { (*mdl).StartVa.byte_add((*mdl).ByteOffset as usize) }
         }
     };
     if len < required {
