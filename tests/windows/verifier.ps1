@@ -53,7 +53,10 @@ param(
     # A UDP port on this VM with nothing listening: the killed send's datagrams go there.
     [int] $SinkPort = 9,
     # Low-resources simulation is on: failures that name the injected status are expected.
-    [switch] $ExpectInjectedFailures
+    [switch] $ExpectInjectedFailures,
+    # The VM's adapter for the link-local, IPv6 multicast and don't-fragment scenarios
+    # (WSKUDP_TEST_IFACE: an alias or an interface index).
+    [string] $TestInterface = 'Ethernet'
 )
 
 . (Join-Path $PSScriptRoot 'common.ps1')
@@ -92,6 +95,7 @@ function Assert-Verified {
 # The scenario suite's JSON (its output logged), or $null if it printed none.
 function Invoke-Scenarios([string] $Cli) {
     $ErrorActionPreference = 'Continue'
+    $env:WSKUDP_TEST_IFACE = $TestInterface
     $lines = & $Cli --backend device scenarios --json 2>&1 | ForEach-Object { "$_" }
     $lines | Add-Content -LiteralPath $Log
     $lines | Out-Host
