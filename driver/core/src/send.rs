@@ -170,16 +170,20 @@ fn control_messages(
             }
         })
     } else {
-        if spec.tos.is_some() {
+        // No TOS byte on send: a TOS asks for nothing more than ECN when its DSCP bits are
+        // zero, and then its ECN bits go as ECN (an explicit ECN codepoint wins).
+        let tos = spec.tos.unwrap_or(0);
+        if tos & !ECN_MASK != 0 {
             return Err(STATUS_NOT_SUPPORTED);
         }
-        if spec.ecn == Some(Ecn::Ce) {
+        let ecn = spec.ecn.or_else(|| Ecn::from_bits(tos & ECN_MASK));
+        if ecn == Some(Ecn::Ce) {
             return Err(STATUS_INVALID_PARAMETER);
         }
-        if spec.ecn.is_some_and(|ecn| ecn != Ecn::NotEct) && features & feature::ECN == 0 {
+        if ecn.is_some_and(|ecn| ecn != Ecn::NotEct) && features & feature::ECN == 0 {
             return Err(STATUS_NOT_SUPPORTED);
         }
-        spec.ecn.filter(|ecn| *ecn != Ecn::NotEct).map(|ecn| {
+        ecn.filter(|ecn| *ecn != Ecn::NotEct).map(|ecn| {
             if v4 {
                 ControlMessage::EcnV4(ecn)
             } else {
@@ -215,8 +219,8 @@ impl Datagram {
     /// # Errors
     /// `STATUS_INVALID_PARAMETER` if the request names no destination and the socket has none;
     /// `STATUS_INVALID_ADDRESS_COMPONENT` if the socket cannot reach the destination's family
-    /// or the source is of another; `STATUS_NOT_SUPPORTED` for USO on a socket whose provider
-    /// lacks it; `STATUS_INVALID_BUFFER_SIZE` for more than an IPv4 datagram holds without USO;
+    /// or the source is of another; `STATUS_NOT_SUPPORTED` for USO of more than one segment on a
+    /// socket whose provider lacks it; `STATUS_INVALID_BUFFER_SIZE` for more than an IPv4 datagram holds without USO;
     /// `STATUS_INSUFFICIENT_RESOURCES` if the payload copy cannot be allocated.
     pub(crate) fn prepare(view: &SendView<'_>, socket: &SocketInfo) -> Result<Self, NTSTATUS> {
         let destination = view
@@ -225,7 +229,12 @@ impl Datagram {
             .or(socket.destination)
             .ok_or(STATUS_INVALID_PARAMETER)?;
         let route = Route::of(destination, socket)?;
-        if view.spec.uso_segment_size.is_some() && socket.features & feature::USO == 0 {
+        // Only a payload of more than one segment needs USO: one segment goes without it.
+        let segments = view
+            .spec
+            .uso_segment_size
+            .is_some_and(|size| (size as usize) < view.payload.len());
+        if segments && socket.features & feature::USO == 0 {
             return Err(STATUS_NOT_SUPPORTED);
         }
         // The largest datagram that leaves: a USO segment, or the whole payload when USO is

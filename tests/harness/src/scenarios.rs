@@ -454,8 +454,9 @@ impl Marks {
 
 /// TOS and ECN by Windows' rules (see `driver/core/src/send.rs`): where the socket's provider
 /// takes the TOS byte on send, one `IP_TOS` / `IPV6_TCLASS` carries both (ECN in its low bits);
-/// elsewhere ECN goes alone (`IP_ECN` / `IPV6_ECN`) and a TOS byte is `STATUS_NOT_SUPPORTED`;
-/// ECN CE is refused (`STATUS_INVALID_PARAMETER`, `WSAEINVAL` on Windows) either way.
+/// elsewhere ECN goes alone (`IP_ECN` / `IPV6_ECN`), a TOS byte with DSCP bits is
+/// `STATUS_NOT_SUPPORTED` and one with only ECN bits is sent as that ECN codepoint; ECN CE is
+/// refused (`STATUS_INVALID_PARAMETER`, `WSAEINVAL` on Windows) either way.
 fn tos_and_ecn(client: &Client) -> Result<Option<String>, Failure> {
     let mut skipped = Vec::new();
     for local in ["127.0.0.1:0", "[::1]:0"] {
@@ -478,8 +479,16 @@ fn tos_and_ecn(client: &Client) -> Result<Option<String>, Failure> {
                 Err(STATUS_NOT_SUPPORTED)
             }
         };
-        let cases: [MarkingCase; 7] = [
+        let cases: [MarkingCase; 9] = [
             (Some(0xB8), None, with_tos(0xB8)),
+            // Only ECN bits: ECT(1), with the TOS byte or as IP_ECN / IPV6_ECN.
+            (
+                Some(0x01),
+                None,
+                if marks.tos { Ok(0x01) } else { ecn_only(0x01) },
+            ),
+            // All zero: the default, accepted everywhere, nothing sent.
+            (Some(0x00), None, Ok(0x00)),
             (None, Some(Ecn::Ect0), ecn_only(0x02)),
             (None, Some(Ecn::Ect1), ecn_only(0x01)),
             (Some(0xB8), Some(Ecn::Ect1), with_tos(0xB9)),
@@ -493,7 +502,7 @@ fn tos_and_ecn(client: &Client) -> Result<Option<String>, Failure> {
                     STATUS_NOT_SUPPORTED
                 }),
             ),
-            (Some(0x03), Some(Ecn::NotEct), with_tos(0x00)),
+            (Some(0x03), Some(Ecn::NotEct), Ok(0x00)),
         ];
         for (tos, ecn, expected) in cases {
             let spec = SendSpec {
@@ -534,7 +543,8 @@ fn tos_and_ecn(client: &Client) -> Result<Option<String>, Failure> {
 }
 
 /// USO where the socket's provider has it (`WskGetOption(UDP_SEND_MSG_SIZE)` succeeded), else
-/// `STATUS_NOT_SUPPORTED`; a payload of one segment goes without the control message.
+/// `STATUS_NOT_SUPPORTED`; a payload of one segment goes without the control message, so it
+/// needs no USO and is sent either way.
 fn uso(client: &Client) -> Result<Option<String>, Failure> {
     let mut skipped = Vec::new();
     for local in ["127.0.0.1:0", "[::1]:0"] {
@@ -547,6 +557,22 @@ fn uso(client: &Client) -> Result<Option<String>, Failure> {
             uso_segment_size: Some(1000),
             ..plain(socket.socket, rx.local_addr().map_err(error)?, 1)
         };
+        // One segment needs no USO: it goes without UDP_SEND_MSG_SIZE, with or without it.
+        let single = client
+            .describe_send(&spec, &[], &payload[..1000])
+            .map_err(error)?;
+        ensure!(
+            single.control_len == 0,
+            "{local}: one segment still carries UDP_SEND_MSG_SIZE"
+        );
+        sent_ok(
+            &client.send(&spec, &[], &payload[..1000]).map_err(error)?,
+            1,
+        )?;
+        ensure!(
+            receive(&rx, 1)?.remove(0).payload == payload[..1000],
+            "{local}: one segment arrived changed"
+        );
         if socket.features & feature::USO == 0 {
             match client.send(&spec, &[500, 2000], &payload) {
                 Err(ClientError::Status(status)) if status == STATUS_NOT_SUPPORTED => {}
@@ -555,13 +581,6 @@ fn uso(client: &Client) -> Result<Option<String>, Failure> {
             client.close_socket(socket.socket).map_err(error)?;
             continue;
         }
-        let single = client
-            .describe_send(&spec, &[], &payload[..1000])
-            .map_err(error)?;
-        ensure!(
-            single.control_len == 0,
-            "{local}: one segment still carries UDP_SEND_MSG_SIZE"
-        );
         let response = client.send(&spec, &[500, 2000], &payload).map_err(error)?;
         sent_ok(&response, 1)?;
         let arrivals = receive(&rx, 3)?;
