@@ -353,6 +353,8 @@ impl Driver {
             socket.set_destination(destination);
             return Ok(());
         }
+        // IPv6 form first; a refused IPv4 form on a dual-stack socket fails the request and
+        // leaves the IPv6 form set (README "Broadcast and multicast").
         for (level, code, value) in options::settings(view.option, info.local, info.dual_stack()) {
             wsk.set_option(level, code, value)?;
         }
