@@ -234,3 +234,97 @@ fn responses_follow_the_request_version() {
         assert!(report.is_clean(), "{report}");
     }
 }
+
+/// `QUERY_STATS` while the provider holds `N` datagrams, on every front door: `N` in flight now
+/// (driver-wide and on the socket), at least `N` at most, both requests in flight, pool in use
+/// above what the idle socket holds; once released, nothing in flight, the pool back to that
+/// baseline, and the receiver got exactly the datagrams reported sent.
+#[test]
+fn statistics_while_datagrams_are_held() {
+    const FIRST: u32 = 3;
+    const SECOND: u32 = 2;
+    const HELD: u32 = FIRST + SECOND;
+    for front_door in FrontDoor::ALL {
+        let client = Client::new(backend_with(front_door, CompletionMode::Held));
+        let receiver = receiver(V4).unwrap();
+        let to = receiver.local_addr().unwrap();
+        let socket = releasing(|| client.open_socket(addr(V4)).unwrap().socket);
+        let baseline = client.stats().unwrap();
+        assert!(
+            baseline.pool_blocks > 0,
+            "{front_door:?}: the socket's pool"
+        );
+        let first = client
+            .submit_send(&plain(socket, to, FIRST), &[], b"held")
+            .unwrap();
+        let second = client
+            .submit_send(&plain(socket, to, SECOND), &[], b"held")
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while held_completions() < HELD as usize {
+            assert!(Instant::now() < deadline, "{front_door:?}: not all held");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let held = client.stats().unwrap();
+        for (what, counters) in [
+            ("driver", &held.driver),
+            ("socket", &held.sockets()[0].counters),
+        ] {
+            assert_eq!(counters.datagrams_in_flight, HELD, "{front_door:?} {what}");
+            assert!(
+                counters.datagrams_in_flight_max >= HELD,
+                "{front_door:?} {what}"
+            );
+            assert_eq!(counters.requests_in_flight, 2, "{front_door:?} {what}");
+            assert!(
+                counters.requests_in_flight_max >= 2,
+                "{front_door:?} {what}"
+            );
+            assert_eq!(counters.datagrams_sent, 0, "{front_door:?} {what}");
+        }
+        assert!(
+            held.pool_blocks > baseline.pool_blocks && held.pool_bytes > baseline.pool_bytes,
+            "{front_door:?}: the held sends' pool: {} blocks, {} bytes (idle: {}, {})",
+            held.pool_blocks,
+            held.pool_bytes,
+            baseline.pool_blocks,
+            baseline.pool_bytes
+        );
+        wskudp_kmodel::release_held(usize::MAX);
+        assert_eq!(
+            first.wait().unwrap().datagrams_sent,
+            FIRST,
+            "{front_door:?}"
+        );
+        assert_eq!(
+            second.wait().unwrap().datagrams_sent,
+            SECOND,
+            "{front_door:?}"
+        );
+        let after = client.stats().unwrap();
+        for (what, counters) in [
+            ("driver", &after.driver),
+            ("socket", &after.sockets()[0].counters),
+        ] {
+            assert_eq!(counters.datagrams_in_flight, 0, "{front_door:?} {what}");
+            assert_eq!(counters.requests_in_flight, 0, "{front_door:?} {what}");
+            assert!(
+                counters.datagrams_in_flight_max >= HELD,
+                "{front_door:?} {what}"
+            );
+            assert_eq!(
+                counters.datagrams_sent,
+                u64::from(HELD),
+                "{front_door:?} {what}"
+            );
+        }
+        assert_eq!(
+            (after.pool_blocks, after.pool_bytes),
+            (baseline.pool_blocks, baseline.pool_bytes),
+            "{front_door:?}: the pool is back to the idle socket's"
+        );
+        receive(&receiver, HELD as usize);
+        releasing(|| client.close_socket(socket).unwrap());
+        finish_clean(client);
+    }
+}
