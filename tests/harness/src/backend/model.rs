@@ -40,9 +40,10 @@ impl FrontDoor {
 
 #[cfg(unix)]
 mod imp {
-    use std::collections::BTreeMap;
+    use std::collections::{BTreeMap, BTreeSet};
     use std::ffi::c_void;
     use std::ptr::NonNull;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{Arc, Condvar, Mutex};
     use std::time::Duration;
 
@@ -108,6 +109,54 @@ mod imp {
         machine: Option<Machine>,
         front_door: FrontDoor,
         caller: Caller,
+        /// The next handle [`Backend::open_another`] opens.
+        next_handle: AtomicUsize,
+        /// Handles [`Backend::close_now`] closed: requests through them fail, where
+        /// [`ModelBackend::submit_as`] would open a closed handle again.
+        closed_early: Mutex<BTreeSet<usize>>,
+    }
+
+    /// The first handle [`Backend::open_another`] opens (above those tests pick by number).
+    const FIRST_ANOTHER: usize = 1000;
+
+    /// Another handle of a [`ModelBackend`] ([`Backend::open_another`]); closed when dropped.
+    struct ModelHandle<'a> {
+        model: &'a ModelBackend,
+        index: usize,
+    }
+
+    impl Backend for ModelHandle<'_> {
+        fn name(&self) -> &'static str {
+            self.model.name()
+        }
+
+        fn front_door(&self) -> &'static str {
+            self.model.front_door()
+        }
+
+        fn submit(
+            &self,
+            code: u32,
+            input: &[u8],
+            output_len: usize,
+        ) -> Result<InFlight<'_>, BackendError> {
+            self.model.issue(self.index, code, input, output_len)
+        }
+
+        fn finish(self: Box<Self>) -> Option<ModelReport> {
+            None
+        }
+
+        fn close_now(&self) -> Result<(), BackendError> {
+            self.model.close_early(self.index);
+            Ok(())
+        }
+    }
+
+    impl Drop for ModelHandle<'_> {
+        fn drop(&mut self) {
+            self.model.close_handle(self.index);
+        }
     }
 
     /// A request through the KMDF or WDM front door: an IRP of the model's I/O manager, which
@@ -353,6 +402,8 @@ mod imp {
                     machine: Some(machine),
                     front_door: config.front_door,
                     caller: Caller::Administrator,
+                    next_handle: AtomicUsize::new(FIRST_ANOTHER),
+                    closed_early: Mutex::new(BTreeSet::new()),
                 }),
                 Err(status) => Err((status, Box::new(machine.shutdown()))),
             }
@@ -382,6 +433,8 @@ mod imp {
                     machine: Some(machine),
                     front_door: FrontDoor::None,
                     caller: Caller::Administrator,
+                    next_handle: AtomicUsize::new(FIRST_ANOTHER),
+                    closed_early: Mutex::new(BTreeSet::new()),
                 }),
                 Err(status) => {
                     let _ = driver.unload();
@@ -505,6 +558,15 @@ mod imp {
             }
         }
 
+        /// [`Backend::close_now`] of handle `index`: closed, and never opened again.
+        fn close_early(&self, index: usize) {
+            self.closed_early
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(index);
+            self.close_handle(index);
+        }
+
         fn issue(
             &self,
             index: usize,
@@ -512,6 +574,14 @@ mod imp {
             input: &[u8],
             output_len: usize,
         ) -> Result<InFlight<'_>, BackendError> {
+            if self
+                .closed_early
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .contains(&index)
+            {
+                return Err(BackendError::Unsupported("the handle is closed"));
+            }
             self.open_handle(index).map_err(BackendError::OpenFailed)?;
             match &self.loaded {
                 Loaded::Io { handles, .. } => {
@@ -634,6 +704,17 @@ mod imp {
         fn finish(mut self: Box<Self>) -> Option<ModelReport> {
             self.unload();
             self.machine.take().map(Machine::shutdown)
+        }
+
+        fn open_another(&self) -> Result<Box<dyn Backend + '_>, BackendError> {
+            let index = self.next_handle.fetch_add(1, Ordering::Relaxed);
+            self.open_handle(index).map_err(BackendError::OpenFailed)?;
+            Ok(Box::new(ModelHandle { model: self, index }))
+        }
+
+        fn close_now(&self) -> Result<(), BackendError> {
+            self.close_early(OWN_HANDLE);
+            Ok(())
         }
     }
 
