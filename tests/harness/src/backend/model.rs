@@ -47,9 +47,11 @@ mod imp {
     use std::sync::{Arc, Condvar, Mutex};
     use std::time::Duration;
 
-    use wskudp_abi::status::{STATUS_NOT_SUPPORTED, nt_error};
+    use wskudp_abi::status::nt_error;
     use wskudp_core::pool::PoolBox;
-    use wskudp_core::{CancelFn, CancelHooks, Driver, DriverDevice, HandleState, IoctlRequest};
+    use wskudp_core::{
+        CREATE_SPEAKING, CancelFn, CancelHooks, Driver, DriverDevice, HandleState, IoctlRequest,
+    };
     use wskudp_kmodel::iomgr::{self, EntryKind, Handle, LoadedDriver, PendingRequest};
     use wskudp_kmodel::{Access, Caller, Config, Machine};
 
@@ -66,8 +68,8 @@ mod imp {
         /// The entry point requests go through.
         pub front_door: FrontDoor,
         /// Load a driver that speaks ABI versions up to this one only, standing in for a
-        /// driver one release older (the compatibility tests). Only through the `none` front
-        /// door, whose `Driver` the backend creates itself; `None`: every version.
+        /// driver one release older (the compatibility tests), through any front door (core's
+        /// `CREATE_SPEAKING` for the KMDF and WDM ones); `None`: every version.
         pub driver_abi: Option<u32>,
     }
 
@@ -377,22 +379,21 @@ mod imp {
         /// The status the load failed with, and the report.
         pub fn start_or_report(config: ModelConfig) -> Result<Self, (i32, Box<ModelReport>)> {
             let machine = Machine::boot(config.machine);
+            // The KMDF and WDM front doors create the driver in their DriverEntry, which speaks
+            // what `CREATE_SPEAKING` says while it runs (one machine at a time: `boot` waits
+            // for the previous one to shut down).
+            let speaking = config.driver_abi.unwrap_or(wskudp_abi::ABI_VERSION);
+            let load = |entry, kind| {
+                CREATE_SPEAKING.store(speaking, Ordering::Relaxed);
+                let loaded = iomgr::load(SERVICE, entry, kind);
+                CREATE_SPEAKING.store(wskudp_abi::ABI_VERSION, Ordering::Relaxed);
+                loaded
+            };
             let loaded = match config.front_door {
-                FrontDoor::Kmdf => {
-                    iomgr::load(SERVICE, wskudp_front::kmdf::driver_entry, EntryKind::Kmdf)
-                }
-                FrontDoor::Wdm => {
-                    iomgr::load(SERVICE, wskudp_front::wdm::driver_entry, EntryKind::Direct)
-                }
+                FrontDoor::Kmdf => load(wskudp_front::kmdf::driver_entry, EntryKind::Kmdf),
+                FrontDoor::Wdm => load(wskudp_front::wdm::driver_entry, EntryKind::Direct),
                 FrontDoor::None => return Self::start_direct(machine, config.driver_abi),
             };
-            if config.driver_abi.is_some() {
-                // The KMDF and WDM front doors create the driver in their DriverEntry.
-                if let Ok(driver) = loaded {
-                    let _ = driver.unload();
-                }
-                return Err((STATUS_NOT_SUPPORTED, Box::new(machine.shutdown())));
-            }
             match loaded {
                 Ok(driver) => Ok(Self {
                     loaded: Loaded::Io {
