@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use common::{V4, addr, releasing};
 use wskudp_abi::status::{
     STATUS_ACCESS_DENIED, STATUS_CANCELLED, STATUS_DEVICE_BUSY, STATUS_FILE_FORCED_CLOSED,
-    STATUS_SUCCESS,
+    STATUS_HOST_UNREACHABLE, STATUS_SUCCESS,
 };
 use wskudp_abi::{
     Ioctl, MAX_SENDS_PER_HANDLE, MAX_SENDS_PER_SOCKET, OpenSocketResponse, SEND_WINDOW,
@@ -572,6 +572,60 @@ fn a_failure_after_pending_reaches_the_caller_unchanged() {
             report.stats.irps_pended >= 3,
             "{front_door:?}: not pended first"
         );
+    }
+}
+
+/// A provider failure at once (`WskSendTo` returns the failure and completes the IRP before it
+/// returns, never `STATUS_PENDING`: the `WskSendTo` page) reaches the caller unchanged, on every
+/// front door: `STATUS_HOST_UNREACHABLE` is the response's status and is counted by that status
+/// in `QUERY_STATS`; once the route is back, the socket sends again.
+#[test]
+fn an_immediate_failure_reaches_the_caller_unchanged() {
+    for front_door in FrontDoor::ALL {
+        let client = wskudp_harness::client::Client::new(Box::new(
+            ModelBackend::start(common::config(
+                front_door,
+                CompletionMode::worker(),
+                FaultPlan::None,
+            ))
+            .unwrap(),
+        ));
+        let receiver = common::receiver(V4).unwrap();
+        let to = receiver.local_addr().unwrap();
+        let socket = client.open_socket(addr(V4)).unwrap().socket;
+        wskudp_kmodel::fail_sends_at_once(Some(STATUS_HOST_UNREACHABLE));
+        let response = client
+            .send(&wskudp_harness::scenarios::plain(socket, to, 4), &[], b"no")
+            .unwrap();
+        wskudp_kmodel::fail_sends_at_once(None);
+        assert_eq!(response.status, STATUS_HOST_UNREACHABLE, "{front_door:?}");
+        assert_eq!(
+            (response.datagrams_sent, response.datagrams_failed),
+            (0, 4),
+            "{front_door:?}"
+        );
+        let stats = client.stats().unwrap();
+        assert!(
+            stats
+                .failures()
+                .any(|f| f.status == STATUS_HOST_UNREACHABLE && f.count == 4),
+            "{front_door:?}: {:?}",
+            stats.failures().collect::<Vec<_>>()
+        );
+        assert_eq!(
+            stats.sockets()[0].counters.datagrams_failed,
+            4,
+            "{front_door:?}"
+        );
+        common::receive(&receiver, 0);
+        let again = client
+            .send(&wskudp_harness::scenarios::plain(socket, to, 2), &[], b"ok")
+            .unwrap();
+        assert_eq!(again.datagrams_sent, 2, "{front_door:?}");
+        common::receive(&receiver, 2);
+        client.close_socket(socket).unwrap();
+        let report = client.finish().unwrap();
+        assert!(report.is_clean(), "{front_door:?}: {report}");
     }
 }
 

@@ -616,6 +616,9 @@ fn send(
     if faults::should_fail(Site::WskSendTo) {
         return fail_now(irp, STATUS_INSUFFICIENT_RESOURCES);
     }
+    if let Some(status) = super::send_failure() {
+        return fail_now(irp, status);
+    }
     let request = linux::SendRequest {
         call,
         fd: found.fd,

@@ -63,6 +63,8 @@ struct Registration {
 pub(crate) struct Wsk {
     registrations: HashMap<usize, Registration>,
     pub(crate) sockets: HashMap<usize, SocketRecord>,
+    /// See [`fail_sends_at_once`].
+    send_failure: Option<NTSTATUS>,
 }
 
 impl Wsk {
@@ -119,6 +121,22 @@ pub fn force_close_sockets() -> usize {
         hit += 1;
     }
     hit
+}
+
+/// Makes every `WskSendTo` and `WskSendMessages` fail at once with `status`.
+///
+/// From now on (until `None`, or the next machine) the provider returns `status` and completes
+/// the IRP with it before returning, never `STATUS_PENDING`: the `WskSendTo` page's return
+/// values, "Other status codes: An error occurred. The IRP will be completed with failure
+/// status." E.g. `STATUS_HOST_UNREACHABLE` (Winsock's `WSAEHOSTUNREACH`) when the route to the
+/// destination goes away. The parameter checks come first, as on Windows.
+pub fn fail_sends_at_once(status: Option<NTSTATUS>) {
+    wsk().send_failure = status;
+}
+
+/// The status [`fail_sends_at_once`] set, if any.
+pub(crate) fn send_failure() -> Option<NTSTATUS> {
+    wsk().send_failure
 }
 
 /// Sockets open now (created and not closed).
