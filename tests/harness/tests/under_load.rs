@@ -31,7 +31,7 @@ use wskudp_harness::receiver::Receiver;
 use wskudp_kmodel::iomgr::{self, EntryKind, Handle, LoadedDriver, PendingRequest};
 use wskudp_kmodel::{
     Access, Caller, CompletionMode, Config, FaultPlan, Machine, force_close_sockets,
-    held_completions, open_sockets, release_held,
+    held_completions, open_sockets, pend_closes, release_held,
 };
 use zerocopy::IntoBytes;
 
@@ -573,6 +573,118 @@ fn a_failure_after_pending_reaches_the_caller_unchanged() {
             "{front_door:?}: not pended first"
         );
     }
+}
+
+/// `WskCloseSocket` may return `STATUS_PENDING` and complete its IRP "after it has closed the
+/// socket" (`PFN_WSK_CLOSE_SOCKET`), the socket's cancelled IRPs with it: with the provider
+/// holding them ([`wskudp_kmodel::pend_closes`]), `CLOSE_SOCKET` waits until they are released,
+/// then succeeds with every datagram accounted for, on every front door.
+#[test]
+fn a_close_the_provider_completes_later_waits_for_it() {
+    for front_door in FrontDoor::ALL {
+        let rig = rig(front_door, CompletionMode::Held);
+        pend_closes(true);
+        let socket = rig.open_socket(OWN);
+        let sending = rig.send(OWN, socket, 100);
+        wait_for_held(SEND_WINDOW as usize);
+        std::thread::scope(|scope| {
+            let closing = scope.spawn(|| rig.close_socket(OWN, socket));
+            // The close IRP joins the window, held too.
+            wait_for_held(SEND_WINDOW as usize + 1);
+            assert_still_running(&closing, front_door, "CLOSE_SOCKET");
+            release_held(usize::MAX);
+            assert_eq!(closing.join().unwrap(), STATUS_SUCCESS, "{front_door:?}");
+        });
+        let response = answer(sending, 100);
+        assert_eq!(
+            (response.datagrams_sent, response.datagrams_failed),
+            (0, SEND_WINDOW),
+            "{front_door:?}"
+        );
+        assert_eq!(response.status, STATUS_CANCELLED, "{front_door:?}");
+        assert_eq!(held_completions(), 0, "{front_door:?}");
+        assert_eq!(open_sockets(), 0, "{front_door:?}");
+        rig.received(0);
+        rig.finish_clean();
+    }
+}
+
+/// A handle's cleanup with its socket's close pending waits the same way, and spares another
+/// handle's socket, on every front door.
+#[test]
+fn a_cleanup_waits_for_a_close_the_provider_completes_later() {
+    for front_door in FrontDoor::ALL {
+        let rig = rig(front_door, CompletionMode::Held);
+        pend_closes(true);
+        let doomed = rig.open_socket(OTHER);
+        let kept = rig.open_socket(OWN);
+        let doomed_send = rig.send(OTHER, doomed, 40);
+        wait_for_held(SEND_WINDOW as usize);
+        std::thread::scope(|scope| {
+            let cleaning = scope.spawn(|| rig.backend.close_handle(OTHER));
+            wait_for_held(SEND_WINDOW as usize + 1);
+            assert_still_running(&cleaning, front_door, "the cleanup");
+            release_held(usize::MAX);
+            cleaning.join().unwrap();
+        });
+        let doomed = answer(doomed_send, 40);
+        assert_eq!(doomed.datagrams_sent, 0, "{front_door:?}");
+        assert_eq!(open_sockets(), 1, "{front_door:?}: the kept socket");
+        rig.still_sends(kept, 3);
+        // Unloading closes the kept socket, which the provider completes later too.
+        releasing(|| rig.finish_clean());
+    }
+}
+
+/// `sc stop` with a close the provider completes later: the unload waits for the handle, the
+/// handle's cleanup for the close, and both finish once the provider releases it, with nothing
+/// left. KMDF and WDM only, as [`unload_with_sends_held_waits_then_leaves_nothing`].
+#[test]
+fn unload_waits_for_a_close_the_provider_completes_later() {
+    for front_door in [FrontDoor::Kmdf, FrontDoor::Wdm] {
+        let (machine, driver, handle) = load_io(front_door, CompletionMode::Held);
+        pend_closes(true);
+        let receiver = common::receiver(V4).unwrap();
+        let to = receiver.local_addr().unwrap();
+        let socket = raw_open_socket(&handle);
+        let sending = handle
+            .ioctl(
+                Ioctl::Send.code(),
+                &send_request(socket, to, 10),
+                size_of::<SendResponse>(),
+            )
+            .unwrap();
+        wait_for_held(10);
+        std::thread::scope(|scope| {
+            let unloading = scope.spawn(|| driver.unload());
+            let closing = scope.spawn(|| handle.close());
+            wait_for_held(11);
+            assert_still_running(&closing, front_door, "the handle's cleanup");
+            assert_still_running(&unloading, front_door, "the unload");
+            release_held(usize::MAX);
+            closing.join().unwrap();
+            unloading.join().unwrap().unwrap();
+        });
+        let (status, output) = wait_bounded(&sending);
+        let response = response(&IoctlOutcome { status, output }, 10);
+        assert_eq!(response.datagrams_failed, 10, "{front_door:?}");
+        common::receive(&receiver, 0);
+        let report = machine.shutdown();
+        assert!(report.is_clean(), "{front_door:?}: {report}");
+    }
+}
+
+/// `work` has not finished within 50 ms: it waits on what the provider holds.
+fn assert_still_running<T>(
+    work: &std::thread::ScopedJoinHandle<'_, T>,
+    front_door: FrontDoor,
+    what: &str,
+) {
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(
+        !work.is_finished(),
+        "{front_door:?}: {what} finished while the provider held the close"
+    );
 }
 
 /// A provider failure at once (`WskSendTo` returns the failure and completes the IRP before it
