@@ -7,11 +7,12 @@
 //! datagram of a `SEND` is accounted for (sent, failed or not sent), and the loopback receiver
 //! gets exactly the datagrams reported sent.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use wskudp_abi::status::{STATUS_CANCELLED, STATUS_DEVICE_BUSY, STATUS_SUCCESS};
-use wskudp_abi::{ABI_OLDEST, ABI_VERSION, SendResponse, StatsResponse};
+use wskudp_abi::{ABI_OLDEST, ABI_VERSION, SendCounters, SendResponse, StatsResponse};
 
 use crate::backend::{Backend, BackendError};
 use crate::client::{Client, ClientError, PendingSend};
@@ -82,6 +83,28 @@ fn arrived(arrivals: &[Arrival], sent: u32) -> Result<(), Failure> {
     Ok(())
 }
 
+/// A loopback receiver, its address, and a socket bound to loopback: `(receiver, its address,
+/// socket)`.
+fn loopback(client: &Client) -> Result<(Receiver, SocketAddr, u32), Failure> {
+    let rx = receiver("127.0.0.1:0")?;
+    let to = rx.local_addr().map_err(error)?;
+    let socket = client
+        .open_socket(addr("127.0.0.1:0"))
+        .map_err(error)?
+        .socket;
+    Ok((rx, to, socket))
+}
+
+/// The counters `QUERY_STATS` reports for `socket`.
+fn counters_of(stats: &StatsResponse, socket: u32) -> Result<SendCounters, Failure> {
+    stats
+        .sockets()
+        .iter()
+        .find(|s| s.socket == socket)
+        .map(|s| s.counters)
+        .ok_or_else(|| format!("socket {socket} is missing from QUERY_STATS"))
+}
+
 /// Sockets open driver-wide (`QUERY_INFO`).
 fn open_sockets(client: &Client<impl Backend + ?Sized>) -> Result<u32, Failure> {
     Ok(client.info().map_err(error)?.open_sockets)
@@ -91,17 +114,15 @@ fn open_sockets(client: &Client<impl Backend + ?Sized>) -> Result<u32, Failure> 
 /// and is not held up by the send, which comes back with every datagram accounted for (those
 /// never issued as not sent); the receiver gets exactly the datagrams reported sent.
 pub(crate) fn close_with_sends_in_flight(client: &Client) -> Result<Option<String>, Failure> {
-    let rx = receiver("127.0.0.1:0")?;
-    let to = rx.local_addr().map_err(error)?;
     let before = open_sockets(client)?;
     let count = client.info().map_err(error)?.max_count;
-    let socket = client.open_socket(addr("127.0.0.1:0")).map_err(error)?;
+    let (rx, to, socket) = loopback(client)?;
     let payload = pattern(64);
     let (response, arrivals) = draining(&rx, || {
         let sending = client
-            .submit_send(&plain(socket.socket, to, count), &[], &payload)
+            .submit_send(&plain(socket, to, count), &[], &payload)
             .map_err(error)?;
-        client.close_socket(socket.socket).map_err(error)?;
+        client.close_socket(socket).map_err(error)?;
         sending.wait().map_err(error)
     })?;
     accounted(&response, count)?;
@@ -159,14 +180,12 @@ pub(crate) fn cleanup_with_sends_in_flight(client: &Client) -> Result<Option<Str
 /// more than its count arrived), or, had it finished first, as sent; nothing stays in flight,
 /// and the socket still sends.
 pub(crate) fn cancel_in_flight(client: &Client) -> Result<Option<String>, Failure> {
-    let rx = receiver("127.0.0.1:0")?;
-    let to = rx.local_addr().map_err(error)?;
     let count = client.info().map_err(error)?.max_count;
-    let socket = client.open_socket(addr("127.0.0.1:0")).map_err(error)?;
+    let (rx, to, socket) = loopback(client)?;
     let payload = pattern(32);
     let (outcome, arrivals) = draining(&rx, || {
         let sending = client
-            .submit_send(&plain(socket.socket, to, count), &[], &payload)
+            .submit_send(&plain(socket, to, count), &[], &payload)
             .map_err(error)?;
         sending.cancel();
         Ok(sending.wait())
@@ -183,23 +202,17 @@ pub(crate) fn cancel_in_flight(client: &Client) -> Result<Option<String>, Failur
         ),
         Err(other) => return Err(format!("a cancelled SEND: {other}")),
     }
-    let stats = client.stats().map_err(error)?;
-    let mine = stats
-        .sockets()
-        .iter()
-        .find(|s| s.socket == socket.socket)
-        .ok_or("the socket is missing from QUERY_STATS")?;
+    let mine = counters_of(&client.stats().map_err(error)?, socket)?;
     ensure!(
-        mine.counters.requests_in_flight == 0 && mine.counters.datagrams_in_flight == 0,
-        "still in flight after the cancel: {:?}",
-        mine.counters
+        mine.requests_in_flight == 0 && mine.datagrams_in_flight == 0,
+        "still in flight after the cancel: {mine:?}"
     );
     let response = client
-        .send(&plain(socket.socket, to, 3), &[], &payload)
+        .send(&plain(socket, to, 3), &[], &payload)
         .map_err(error)?;
     sent_ok(&response, 3)?;
     receive(&rx, 3)?;
-    client.close_socket(socket.socket).map_err(error)?;
+    client.close_socket(socket).map_err(error)?;
     Ok(None)
 }
 
@@ -209,14 +222,12 @@ pub(crate) fn cancel_in_flight(client: &Client) -> Result<Option<String>, Failur
 /// limit; the receiver gets exactly the datagrams reported sent.
 pub(crate) fn busy_at_the_socket_limit(client: &Client) -> Result<Option<String>, Failure> {
     const COUNT: u32 = 16;
-    let rx = receiver("127.0.0.1:0")?;
-    let to = rx.local_addr().map_err(error)?;
     let limit = client.info().map_err(error)?.max_sends_per_socket;
-    let socket = client.open_socket(addr("127.0.0.1:0")).map_err(error)?;
+    let (rx, to, socket) = loopback(client)?;
     let payload = pattern(16);
     let (outcomes, arrivals) = draining(&rx, || {
         let requests: Vec<PendingSend<'_>> = (0..limit + 4)
-            .map(|_| client.submit_send(&plain(socket.socket, to, COUNT), &[], &payload))
+            .map(|_| client.submit_send(&plain(socket, to, COUNT), &[], &payload))
             .collect::<Result<_, _>>()
             .map_err(error)?;
         Ok(requests
@@ -237,18 +248,13 @@ pub(crate) fn busy_at_the_socket_limit(client: &Client) -> Result<Option<String>
         }
     }
     arrived(&arrivals, sent)?;
-    let stats = client.stats().map_err(error)?;
-    let mine = stats
-        .sockets()
-        .iter()
-        .find(|s| s.socket == socket.socket)
-        .ok_or("the socket is missing from QUERY_STATS")?;
+    let mine = counters_of(&client.stats().map_err(error)?, socket)?;
     ensure!(
-        mine.counters.requests_in_flight_max <= limit,
+        mine.requests_in_flight_max <= limit,
         "{} requests in flight on the socket at once, the limit is {limit} ({refused} refused)",
-        mine.counters.requests_in_flight_max
+        mine.requests_in_flight_max
     );
-    client.close_socket(socket.socket).map_err(error)?;
+    client.close_socket(socket).map_err(error)?;
     Ok(None)
 }
 
@@ -257,31 +263,21 @@ pub(crate) fn busy_at_the_socket_limit(client: &Client) -> Result<Option<String>
 pub(crate) fn stats_deltas(client: &Client) -> Result<Option<String>, Failure> {
     const COUNT: u32 = 20;
     const LEN: usize = 100;
-    let rx = receiver("127.0.0.1:0")?;
-    let to = rx.local_addr().map_err(error)?;
-    let socket = client.open_socket(addr("127.0.0.1:0")).map_err(error)?;
+    let (rx, to, socket) = loopback(client)?;
     let before = client.stats().map_err(error)?;
     let response = client
-        .send(&plain(socket.socket, to, COUNT), &[], &pattern(LEN))
+        .send(&plain(socket, to, COUNT), &[], &pattern(LEN))
         .map_err(error)?;
     sent_ok(&response, COUNT)?;
     receive(&rx, COUNT as usize)?;
     let after = client.stats().map_err(error)?;
-    let socket_counters = |stats: &StatsResponse| {
-        stats
-            .sockets()
-            .iter()
-            .find(|s| s.socket == socket.socket)
-            .map(|s| s.counters)
-            .ok_or_else(|| "the socket is missing from QUERY_STATS".to_owned())
-    };
     let bytes = u64::from(COUNT) * u64::try_from(LEN).map_err(error)?;
     for (what, was, now) in [
         ("driver", before.driver, after.driver),
         (
             "socket",
-            socket_counters(&before)?,
-            socket_counters(&after)?,
+            counters_of(&before, socket)?,
+            counters_of(&after, socket)?,
         ),
     ] {
         ensure!(
@@ -301,7 +297,7 @@ pub(crate) fn stats_deltas(client: &Client) -> Result<Option<String>, Failure> {
             "{what}: nothing was ever in flight"
         );
     }
-    let mine = socket_counters(&after)?;
+    let mine = counters_of(&after, socket)?;
     ensure!(
         mine.requests_in_flight == 0 && mine.datagrams_in_flight == 0,
         "the socket still has something in flight: {mine:?}"
@@ -310,7 +306,7 @@ pub(crate) fn stats_deltas(client: &Client) -> Result<Option<String>, Failure> {
         after.failures().eq(before.failures()) && after.failures_other == before.failures_other,
         "a failure was counted for a clean send"
     );
-    client.close_socket(socket.socket).map_err(error)?;
+    client.close_socket(socket).map_err(error)?;
     Ok(None)
 }
 

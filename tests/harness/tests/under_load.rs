@@ -149,6 +149,31 @@ impl Rig {
         self.received(count);
     }
 
+    /// A `SEND` of `count` (more than [`SEND_WINDOW`]) datagrams on `socket`, once its whole
+    /// window is held by the provider.
+    fn window_held(&self, handle: usize, socket: u32, count: u32) -> InFlight<'_> {
+        let sending = self.send(handle, socket, count);
+        wait_for_held(SEND_WINDOW as usize);
+        sending
+    }
+
+    /// `sending` (of `count`), whose window was held when its socket closed: the provider
+    /// cancelled the window, the rest was never issued, nothing is held or open any more, and
+    /// nothing reached the receiver.
+    fn closed_under_window(&self, sending: InFlight<'_>, count: u32) {
+        let front_door = self.front_door;
+        let response = answer(sending, count);
+        assert_eq!(
+            (response.datagrams_sent, response.datagrams_failed),
+            (0, SEND_WINDOW),
+            "{front_door:?}"
+        );
+        assert_eq!(response.status, STATUS_CANCELLED, "{front_door:?}");
+        assert_eq!(held_completions(), 0, "{front_door:?}");
+        assert_eq!(open_sockets(), 0, "{front_door:?}");
+        self.received(0);
+    }
+
     /// Unloads the driver (closing every handle first) and checks the report.
     fn finish_clean(self) {
         let front_door = self.front_door;
@@ -206,29 +231,30 @@ fn settle(pending: InFlight<'_>, count: u32) -> Result<SendResponse, i32> {
 #[test]
 fn close_with_sends_held_is_bounded_and_accounts_for_every_datagram() {
     for front_door in FrontDoor::ALL {
-        let rig = rig(front_door, CompletionMode::Held);
-        let socket = rig.open_socket(OWN);
-        let sending = rig.send(OWN, socket, 100);
-        wait_for_held(SEND_WINDOW as usize);
-        assert_eq!(
-            held_completions(),
-            SEND_WINDOW as usize,
-            "{front_door:?}: the window bounds what is in flight"
-        );
-        assert_eq!(
-            rig.close_socket(OWN, socket),
-            STATUS_SUCCESS,
-            "{front_door:?}"
-        );
-        let response = answer(sending, 100);
-        assert_eq!(response.datagrams_sent, 0, "{front_door:?}");
-        assert_eq!(response.datagrams_failed, SEND_WINDOW, "{front_door:?}");
-        assert_eq!(response.status, STATUS_CANCELLED, "{front_door:?}");
-        assert_eq!(held_completions(), 0, "{front_door:?}");
-        assert_eq!(open_sockets(), 0, "{front_door:?}");
-        rig.received(0);
-        rig.finish_clean();
+        close_with_window_held(front_door, false);
     }
+}
+
+/// `CLOSE_SOCKET` of a socket whose `SEND` has its window held; with `pend`, `WskCloseSocket`
+/// returns `STATUS_PENDING` and the close waits until the provider releases what it holds.
+fn close_with_window_held(front_door: FrontDoor, pend: bool) {
+    let rig = rig(front_door, CompletionMode::Held);
+    pend_closes(pend);
+    let socket = rig.open_socket(OWN);
+    let sending = rig.window_held(OWN, socket, 100);
+    assert_eq!(
+        held_completions(),
+        SEND_WINDOW as usize,
+        "{front_door:?}: the window bounds what is in flight"
+    );
+    let status = if pend {
+        held_until_released(front_door, "CLOSE_SOCKET", || rig.close_socket(OWN, socket))
+    } else {
+        rig.close_socket(OWN, socket)
+    };
+    assert_eq!(status, STATUS_SUCCESS, "{front_door:?}");
+    rig.closed_under_window(sending, 100);
+    rig.finish_clean();
 }
 
 /// The handle's cleanup (the application exits with sends in flight) closes its sockets the
@@ -308,6 +334,17 @@ fn open_socket_request(handle: &Handle) -> (i32, Vec<u8>) {
     )
 }
 
+/// A `SEND` of `count` datagrams to `to` on an I/O-manager handle, in flight.
+fn raw_send(handle: &Handle, socket: u32, to: SocketAddr, count: u32) -> PendingRequest {
+    handle
+        .ioctl(
+            Ioctl::Send.code(),
+            &send_request(socket, to, count),
+            size_of::<SendResponse>(),
+        )
+        .unwrap()
+}
+
 /// [`Rig::open_socket`] on an I/O-manager handle.
 fn raw_open_socket(handle: &Handle) -> u32 {
     let (status, output) = releasing(|| open_socket_request(handle));
@@ -324,35 +361,43 @@ fn raw_open_socket(handle: &Handle) -> u32 {
 #[test]
 fn unload_with_sends_held_waits_then_leaves_nothing() {
     for front_door in [FrontDoor::Kmdf, FrontDoor::Wdm] {
-        let (machine, driver, handle) = load_io(front_door, CompletionMode::Held);
-        let receiver = common::receiver(V4).unwrap();
-        let to = receiver.local_addr().unwrap();
-        let socket = raw_open_socket(&handle);
-        let sending = handle
-            .ioctl(
-                Ioctl::Send.code(),
-                &send_request(socket, to, 10),
-                size_of::<SendResponse>(),
-            )
-            .unwrap();
-        wait_for_held(10);
-        std::thread::scope(|scope| {
-            let unloading = scope.spawn(|| driver.unload());
-            std::thread::sleep(Duration::from_millis(50));
-            assert!(
-                !unloading.is_finished(),
-                "{front_door:?}: unloaded under a handle"
-            );
-            handle.close();
-            let (status, output) = wait_bounded(&sending);
-            let response = response(&IoctlOutcome { status, output }, 10);
-            assert_eq!(response.datagrams_failed, 10, "{front_door:?}");
-            unloading.join().unwrap().unwrap();
-        });
-        common::receive(&receiver, 0);
-        let report = machine.shutdown();
-        assert!(report.is_clean(), "{front_door:?}: {report}");
+        unload_with_sends_held(front_door, false);
     }
+}
+
+/// `sc stop` with ten sends held on a handle's socket, then the handle closed; with `pend`,
+/// `WskCloseSocket` returns `STATUS_PENDING` and the cleanup (so the unload) waits until the
+/// provider releases what it holds.
+fn unload_with_sends_held(front_door: FrontDoor, pend: bool) {
+    let (machine, driver, handle) = load_io(front_door, CompletionMode::Held);
+    pend_closes(pend);
+    let receiver = common::receiver(V4).unwrap();
+    let to = receiver.local_addr().unwrap();
+    let socket = raw_open_socket(&handle);
+    let sending = raw_send(&handle, socket, to, 10);
+    wait_for_held(10);
+    std::thread::scope(|scope| {
+        let unloading = scope.spawn(|| driver.unload());
+        assert_still_running(&unloading, front_door, "the unload, under a handle,");
+        if pend {
+            let closing = scope.spawn(|| handle.close());
+            // The close IRP joins the ten sends.
+            wait_for_held(11);
+            assert_still_running(&closing, front_door, "the handle's cleanup");
+            assert_still_running(&unloading, front_door, "the unload");
+            release_held(usize::MAX);
+            closing.join().unwrap();
+        } else {
+            handle.close();
+        }
+        unloading.join().unwrap().unwrap();
+    });
+    let (status, output) = wait_bounded(&sending);
+    let response = response(&IoctlOutcome { status, output }, 10);
+    assert_eq!(response.datagrams_failed, 10, "{front_door:?}");
+    common::receive(&receiver, 0);
+    let report = machine.shutdown();
+    assert!(report.is_clean(), "{front_door:?}: {report}");
 }
 
 /// `CancelIoEx` on a `SEND` with its window held: the driver cancels the WSK IRPs in flight
@@ -582,30 +627,7 @@ fn a_failure_after_pending_reaches_the_caller_unchanged() {
 #[test]
 fn a_close_the_provider_completes_later_waits_for_it() {
     for front_door in FrontDoor::ALL {
-        let rig = rig(front_door, CompletionMode::Held);
-        pend_closes(true);
-        let socket = rig.open_socket(OWN);
-        let sending = rig.send(OWN, socket, 100);
-        wait_for_held(SEND_WINDOW as usize);
-        std::thread::scope(|scope| {
-            let closing = scope.spawn(|| rig.close_socket(OWN, socket));
-            // The close IRP joins the window, held too.
-            wait_for_held(SEND_WINDOW as usize + 1);
-            assert_still_running(&closing, front_door, "CLOSE_SOCKET");
-            release_held(usize::MAX);
-            assert_eq!(closing.join().unwrap(), STATUS_SUCCESS, "{front_door:?}");
-        });
-        let response = answer(sending, 100);
-        assert_eq!(
-            (response.datagrams_sent, response.datagrams_failed),
-            (0, SEND_WINDOW),
-            "{front_door:?}"
-        );
-        assert_eq!(response.status, STATUS_CANCELLED, "{front_door:?}");
-        assert_eq!(held_completions(), 0, "{front_door:?}");
-        assert_eq!(open_sockets(), 0, "{front_door:?}");
-        rig.received(0);
-        rig.finish_clean();
+        close_with_window_held(front_door, true);
     }
 }
 
@@ -618,14 +640,9 @@ fn a_cleanup_waits_for_a_close_the_provider_completes_later() {
         pend_closes(true);
         let doomed = rig.open_socket(OTHER);
         let kept = rig.open_socket(OWN);
-        let doomed_send = rig.send(OTHER, doomed, 40);
-        wait_for_held(SEND_WINDOW as usize);
-        std::thread::scope(|scope| {
-            let cleaning = scope.spawn(|| rig.backend.close_handle(OTHER));
-            wait_for_held(SEND_WINDOW as usize + 1);
-            assert_still_running(&cleaning, front_door, "the cleanup");
-            release_held(usize::MAX);
-            cleaning.join().unwrap();
+        let doomed_send = rig.window_held(OTHER, doomed, 40);
+        held_until_released(front_door, "the cleanup", || {
+            rig.backend.close_handle(OTHER);
         });
         let doomed = answer(doomed_send, 40);
         assert_eq!(doomed.datagrams_sent, 0, "{front_door:?}");
@@ -642,35 +659,7 @@ fn a_cleanup_waits_for_a_close_the_provider_completes_later() {
 #[test]
 fn unload_waits_for_a_close_the_provider_completes_later() {
     for front_door in [FrontDoor::Kmdf, FrontDoor::Wdm] {
-        let (machine, driver, handle) = load_io(front_door, CompletionMode::Held);
-        pend_closes(true);
-        let receiver = common::receiver(V4).unwrap();
-        let to = receiver.local_addr().unwrap();
-        let socket = raw_open_socket(&handle);
-        let sending = handle
-            .ioctl(
-                Ioctl::Send.code(),
-                &send_request(socket, to, 10),
-                size_of::<SendResponse>(),
-            )
-            .unwrap();
-        wait_for_held(10);
-        std::thread::scope(|scope| {
-            let unloading = scope.spawn(|| driver.unload());
-            let closing = scope.spawn(|| handle.close());
-            wait_for_held(11);
-            assert_still_running(&closing, front_door, "the handle's cleanup");
-            assert_still_running(&unloading, front_door, "the unload");
-            release_held(usize::MAX);
-            closing.join().unwrap();
-            unloading.join().unwrap().unwrap();
-        });
-        let (status, output) = wait_bounded(&sending);
-        let response = response(&IoctlOutcome { status, output }, 10);
-        assert_eq!(response.datagrams_failed, 10, "{front_door:?}");
-        common::receive(&receiver, 0);
-        let report = machine.shutdown();
-        assert!(report.is_clean(), "{front_door:?}: {report}");
+        unload_with_sends_held(front_door, true);
     }
 }
 
@@ -683,8 +672,25 @@ fn assert_still_running<T>(
     std::thread::sleep(Duration::from_millis(50));
     assert!(
         !work.is_finished(),
-        "{front_door:?}: {what} finished while the provider held the close"
+        "{front_door:?}: {what} finished while the provider held its IRPs"
     );
+}
+
+/// Runs `work` (`what`: a close or a cleanup with a window held and closes pending) on another
+/// thread: the close IRP joins the held window and `work` waits until the provider releases
+/// them all. Returns what `work` returned.
+fn held_until_released<T: Send>(
+    front_door: FrontDoor,
+    what: &str,
+    work: impl FnOnce() -> T + Send,
+) -> T {
+    std::thread::scope(|scope| {
+        let running = scope.spawn(work);
+        wait_for_held(SEND_WINDOW as usize + 1);
+        assert_still_running(&running, front_door, what);
+        release_held(usize::MAX);
+        running.join().unwrap()
+    })
 }
 
 /// A provider failure at once (`WskSendTo` returns the failure and completes the IRP before it
@@ -755,13 +761,7 @@ fn a_held_back_cancel_callback_does_not_hold_the_socket() {
     let receiver = common::receiver(V4).unwrap();
     let to = receiver.local_addr().unwrap();
     let socket = raw_open_socket(&handle);
-    let sending = handle
-        .ioctl(
-            Ioctl::Send.code(),
-            &send_request(socket, to, 2),
-            size_of::<SendResponse>(),
-        )
-        .unwrap();
+    let sending = raw_send(&handle, socket, to, 2);
     wait_for_held(2);
     std::thread::scope(|scope| {
         // A request stays in the dispatch loop: OPEN_SOCKET waits in WskSocket, held.
