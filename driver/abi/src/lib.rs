@@ -55,9 +55,21 @@ pub use wire::{
 
 /// The newest ABI version this crate speaks.
 ///
-/// Version 2 added `QUERY_STATS`, the
-/// `InfoResponse` fields after [`InfoResponse::V1_LEN`], and `SendResponse::datagrams_not_sent`
-/// (reserved, zero, in version 1).
+/// What only version 2 has (a version-1 request cannot ask for it, a version-1 response does
+/// not carry it):
+/// - the requests `SET_OPTION` and `QUERY_STATS` (with a version-1 header they get
+///   `STATUS_REVISION_MISMATCH`; a version-1 driver answers `STATUS_INVALID_DEVICE_REQUEST`);
+/// - `OPEN_SOCKET`'s `flags` ([`OpenSocketRequest::FLAG_DUAL_STACK`]) and its response's
+///   `features` (both past [`OpenSocketRequest::V1_LEN`] / [`OpenSocketResponse::V1_LEN`]);
+/// - `SEND`'s [`SendRequest::FLAG_SOURCE_IFINDEX`] with `source_ifindex` (reserved, zero, in
+///   version 1), and an omitted destination (`AF_UNSPEC`: the socket's own, set with
+///   `SET_OPTION`), which version 1 refuses;
+/// - `SendResponse::datagrams_not_sent` (reserved, zero, in version 1);
+/// - the `InfoResponse` fields after [`InfoResponse::V1_LEN`]: `abi_oldest`, `send_window`,
+///   `max_sends_per_socket`, `max_sends_per_handle`.
+///
+/// Served to both versions alike: `QUERY_INFO`'s `max_payload` is 65 527 (IPv6's largest; it was
+/// 65 507), which only widens what a version-1 client may send.
 pub const ABI_VERSION: u32 = 2;
 /// The oldest ABI version a driver built from this crate serves. Requests in any version outside
 /// `ABI_OLDEST..=ABI_VERSION` are refused with `STATUS_REVISION_MISMATCH`.

@@ -358,6 +358,9 @@ pub struct FailureCount {
 }
 
 /// One socket of the calling handle (`QUERY_STATS`).
+///
+/// Failures by status and pool in use are driver-wide only ([`StatsResponse`]): this layout has no reserved space for them, so they
+/// wait for a new ABI version.
 #[repr(C)]
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable,

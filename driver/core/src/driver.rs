@@ -55,6 +55,14 @@ pub struct Driver {
     provider_features: AtomicU32,
 }
 
+/// The newest ABI version [`Driver::create`] speaks, for the model's compatibility tests only
+/// (feature `abi-override`, which only the test harness enables): they stand in a driver one
+/// release older behind the KMDF and WDM front doors, whose `DriverEntry` calls `create`. The
+/// driver image never has it.
+#[cfg(feature = "abi-override")]
+#[doc(hidden)]
+pub static CREATE_SPEAKING: AtomicU32 = AtomicU32::new(ABI_VERSION);
+
 /// [`Driver::provider_features`] holds a probe's result.
 const PROBED: u32 = 1 << 31;
 
@@ -98,7 +106,11 @@ impl Driver {
     /// # Errors
     /// `STATUS_INSUFFICIENT_RESOURCES`, or the status of `WskRegister`.
     pub fn create(device: DriverDevice) -> Result<PoolBox<Self>, NTSTATUS> {
-        Self::create_speaking(device, ABI_VERSION)
+        #[cfg(feature = "abi-override")]
+        let newest = CREATE_SPEAKING.load(Ordering::Relaxed);
+        #[cfg(not(feature = "abi-override"))]
+        let newest = ABI_VERSION;
+        Self::create_speaking(device, newest)
     }
 
     /// [`Driver::create`] for a driver that speaks ABI versions up to `newest` only (clamped to

@@ -50,6 +50,9 @@ pub mod status {
 }
 
 pub use dispatch::{CancelFn, CancelHooks, CompleteFn, IoctlRequest};
+#[cfg(feature = "abi-override")]
+#[doc(hidden)]
+pub use driver::CREATE_SPEAKING;
 pub use driver::Driver;
 pub use handle::HandleState;
 pub use irp::DriverDevice;

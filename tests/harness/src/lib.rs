@@ -7,6 +7,7 @@ pub mod addressing;
 pub mod backend;
 pub mod client;
 pub mod demo;
+pub mod in_flight;
 pub mod receiver;
 pub mod record;
 pub mod report;

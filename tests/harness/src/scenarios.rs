@@ -39,6 +39,7 @@ pub struct Scenario {
 
 /// Every scenario, in order.
 #[must_use]
+#[allow(clippy::too_many_lines, reason = "one entry per scenario")]
 pub const fn all() -> &'static [Scenario] {
     &[
         Scenario {
@@ -120,6 +121,30 @@ pub const fn all() -> &'static [Scenario] {
         Scenario {
             name: "sockets are closed and their handles go stale",
             run: stale_handles,
+        },
+        Scenario {
+            name: "close with sends in flight: every datagram accounted for",
+            run: crate::in_flight::close_with_sends_in_flight,
+        },
+        Scenario {
+            name: "a second handle's cleanup with sends in flight spares this handle",
+            run: crate::in_flight::cleanup_with_sends_in_flight,
+        },
+        Scenario {
+            name: "cancel of a send in flight (CancelIoEx)",
+            run: crate::in_flight::cancel_in_flight,
+        },
+        Scenario {
+            name: "past the per-socket limit: STATUS_DEVICE_BUSY, never more in flight",
+            run: crate::in_flight::busy_at_the_socket_limit,
+        },
+        Scenario {
+            name: "QUERY_STATS grows by exactly what was sent",
+            run: crate::in_flight::stats_deltas,
+        },
+        Scenario {
+            name: "QUERY_INFO's ABI version range: this version and the one before",
+            run: crate::in_flight::abi_version_range,
         },
     ]
 }

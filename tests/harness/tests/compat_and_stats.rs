@@ -3,8 +3,9 @@
 //! The rule (`wskudp_abi`): a driver serves its ABI version and the one before, answering each
 //! request in the layout of the version it was written in; `QUERY_INFO` tells the client which
 //! versions the driver speaks, and the client writes the newest both know. An older client is
-//! [`Client::speaking`] version 1; an older driver is `Driver::create_speaking(.., 1)`, loaded
-//! through the `none` front door (the only one whose `Driver` the backend creates).
+//! [`Client::speaking`] version 1; an older driver speaks version 1 only
+//! (`Driver::create_speaking(.., 1)`; behind the KMDF and WDM front doors, core's
+//! `CREATE_SPEAKING` while their `DriverEntry` runs).
 
 mod common;
 
@@ -71,11 +72,18 @@ fn an_older_client_talks_to_this_driver() {
     }
 }
 
-/// This client against a version-1 driver: `QUERY_INFO` says 1, so the client writes version 1;
-/// what version 2 added is refused the way a version-1 driver refuses it.
+/// This client against a version-1 driver, on every front door: `QUERY_INFO` says 1, so the
+/// client writes version 1; what version 2 added is refused the way a version-1 driver
+/// refuses it.
 #[test]
 fn this_client_talks_to_an_older_driver() {
-    let client = Client::new(backend(FrontDoor::None, Some(1)));
+    for front_door in FrontDoor::ALL {
+        this_client_talks_to_an_older_driver_through(front_door);
+    }
+}
+
+fn this_client_talks_to_an_older_driver_through(front_door: FrontDoor) {
+    let client = Client::new(backend(front_door, Some(1)));
     let info = client.info().unwrap();
     assert_eq!((info.abi_version, info.abi_oldest), (1, 0));
     assert_eq!(client.abi_version().unwrap(), 1);
@@ -282,6 +290,214 @@ fn capabilities_follow_the_provider_probe() {
             _ => {}
         }
         client.close_socket(socket.socket).unwrap();
+        finish_clean(client);
+    }
+}
+
+/// `QUERY_STATS` while the provider holds `N` datagrams, on every front door: `N` in flight now
+/// (driver-wide and on the socket), at least `N` at most, both requests in flight, pool in use
+/// above what the idle socket holds; once released, nothing in flight, the pool back to that
+/// baseline, and the receiver got exactly the datagrams reported sent.
+#[test]
+fn statistics_while_datagrams_are_held() {
+    const FIRST: u32 = 3;
+    const SECOND: u32 = 2;
+    const HELD: u32 = FIRST + SECOND;
+    for front_door in FrontDoor::ALL {
+        let client = Client::new(backend_with(front_door, CompletionMode::Held));
+        let receiver = receiver(V4).unwrap();
+        let to = receiver.local_addr().unwrap();
+        let socket = releasing(|| client.open_socket(addr(V4)).unwrap().socket);
+        let baseline = client.stats().unwrap();
+        assert!(
+            baseline.pool_blocks > 0,
+            "{front_door:?}: the socket's pool"
+        );
+        let first = client
+            .submit_send(&plain(socket, to, FIRST), &[], b"held")
+            .unwrap();
+        let second = client
+            .submit_send(&plain(socket, to, SECOND), &[], b"held")
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while held_completions() < HELD as usize {
+            assert!(Instant::now() < deadline, "{front_door:?}: not all held");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let held = client.stats().unwrap();
+        for (what, counters) in [
+            ("driver", &held.driver),
+            ("socket", &held.sockets()[0].counters),
+        ] {
+            assert_eq!(counters.datagrams_in_flight, HELD, "{front_door:?} {what}");
+            assert!(
+                counters.datagrams_in_flight_max >= HELD,
+                "{front_door:?} {what}"
+            );
+            assert_eq!(counters.requests_in_flight, 2, "{front_door:?} {what}");
+            assert!(
+                counters.requests_in_flight_max >= 2,
+                "{front_door:?} {what}"
+            );
+            assert_eq!(counters.datagrams_sent, 0, "{front_door:?} {what}");
+        }
+        assert!(
+            held.pool_blocks > baseline.pool_blocks && held.pool_bytes > baseline.pool_bytes,
+            "{front_door:?}: the held sends' pool: {} blocks, {} bytes (idle: {}, {})",
+            held.pool_blocks,
+            held.pool_bytes,
+            baseline.pool_blocks,
+            baseline.pool_bytes
+        );
+        wskudp_kmodel::release_held(usize::MAX);
+        assert_eq!(
+            first.wait().unwrap().datagrams_sent,
+            FIRST,
+            "{front_door:?}"
+        );
+        assert_eq!(
+            second.wait().unwrap().datagrams_sent,
+            SECOND,
+            "{front_door:?}"
+        );
+        let after = client.stats().unwrap();
+        for (what, counters) in [
+            ("driver", &after.driver),
+            ("socket", &after.sockets()[0].counters),
+        ] {
+            assert_eq!(counters.datagrams_in_flight, 0, "{front_door:?} {what}");
+            assert_eq!(counters.requests_in_flight, 0, "{front_door:?} {what}");
+            assert!(
+                counters.datagrams_in_flight_max >= HELD,
+                "{front_door:?} {what}"
+            );
+            assert_eq!(
+                counters.datagrams_sent,
+                u64::from(HELD),
+                "{front_door:?} {what}"
+            );
+        }
+        assert_eq!(
+            (after.pool_blocks, after.pool_bytes),
+            (baseline.pool_blocks, baseline.pool_bytes),
+            "{front_door:?}: the pool is back to the idle socket's"
+        );
+        receive(&receiver, HELD as usize);
+        releasing(|| client.close_socket(socket).unwrap());
+        finish_clean(client);
+    }
+}
+
+/// What the client of the release before ABI 2 (`7a9a409^`) sent and got back, byte for byte:
+/// its own encoders' output (`git show 7a9a409^:driver/abi/src/send.rs`, `encode_open_socket`,
+/// `encode_send`, `encode_close_socket`) and its response layouts (`wire.rs` there), printed by
+/// a program built against that release's `wskudp_abi`.
+mod golden_v1 {
+    /// `encode_open_socket(127.0.0.1:0)`: header `{abi_version: 1, reserved: 0}`, `WireAddr`.
+    pub(crate) const OPEN_SOCKET: &str =
+        "010000000000000002000000000000007f000001000000000000000000000000";
+    /// `OpenSocketResponse {socket: 1, reserved: 0, local: 127.0.0.1:0}`: the socket number
+    /// (bytes 0..4) and the port (10..12) vary.
+    pub(crate) const OPEN_SOCKET_RESPONSE: &str =
+        "010000000000000002000000000000007f000001000000000000000000000000";
+    /// `encode_send` of `SendSpec {socket: 1, remote: 127.0.0.1:40000, count: 3}` with the
+    /// payload `b"golden v1"` in one segment; the socket (bytes 8..12) and the port (18..20,
+    /// little-endian, as that `WireAddr` stored it) are patched to the real ones.
+    pub(crate) const SEND: &str = concat!(
+        "0100000000000000010000000000000002004",
+        "09c000000007f000001000000000000000000000000000000000000000000000000000000000000000000",
+        "00000000000000000000000300000000000000090000000000000067",
+        "6f6c64656e207631"
+    );
+    /// `SendResponse {status: 0, datagrams_sent: 3, datagrams_failed: 0, reserved: 0,
+    /// bytes_sent: 27}`.
+    pub(crate) const SEND_RESPONSE: &str = "000000000300000000000000000000001b00000000000000";
+    /// `encode_close_socket(1)`; the socket (bytes 8..12) is patched.
+    pub(crate) const CLOSE_SOCKET: &str = "01000000000000000100000000000000";
+    /// That release's IOCTL codes: `QUERY_INFO`, `OPEN_SOCKET`, `CLOSE_SOCKET`, `SEND`,
+    /// `DESCRIBE_SEND`.
+    pub(crate) const CODES: [u32; 5] = [0x12_6000, 0x12_a004, 0x12_a008, 0x12_a00c, 0x12_a010];
+    /// `size_of::<InfoResponse>()` and `size_of::<DescribeSendResponse>()` there.
+    pub(crate) const INFO_LEN: usize = 48;
+    pub(crate) const DESCRIBE_LEN: usize = 304;
+
+    pub(crate) fn bytes(hex: &str) -> Vec<u8> {
+        (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect()
+    }
+}
+
+/// This driver, on every front door, given exactly the bytes the version-1 client sent, answers
+/// exactly what that client decoded: `QUERY_INFO` in 48 bytes with the fields it read where it
+/// read them, `OPEN_SOCKET`'s response in its layout, `SEND`'s response byte for byte, and the
+/// datagrams arrive.
+#[test]
+fn version_1_golden_bytes_are_served_unchanged() {
+    use golden_v1::{CODES, bytes};
+    let [query_info, open_socket, close_socket, send, describe_send] = CODES;
+    assert_eq!(
+        [query_info, open_socket, close_socket, send, describe_send],
+        [
+            Ioctl::QueryInfo.code(),
+            Ioctl::OpenSocket.code(),
+            Ioctl::CloseSocket.code(),
+            Ioctl::Send.code(),
+            Ioctl::DescribeSend.code()
+        ],
+        "an IOCTL code changed"
+    );
+    for front_door in FrontDoor::ALL {
+        let client = Client::speaking(backend(front_door, None), 1);
+        let raw = |code: u32, input: &[u8], output: usize| {
+            let (status, output) = client.raw(code, input, output).unwrap();
+            assert_eq!(status, STATUS_SUCCESS, "{front_door:?}: {code:#x}");
+            output
+        };
+        // QUERY_INFO: no input, a 48-byte buffer; the limits the old client read, in place.
+        // `max_payload` grew from 65 507 to 65 527 (IPv6's largest, commit 155542d): that only
+        // widens what the old client may send, and its own encoder stops at 65 507.
+        let info = raw(query_info, &[], golden_v1::INFO_LEN);
+        assert_eq!(info.len(), golden_v1::INFO_LEN, "{front_door:?}");
+        let field =
+            |offset: usize| u32::from_le_bytes(info[offset..offset + 4].try_into().unwrap());
+        assert_eq!(
+            [field(24), field(28), field(36), field(40)],
+            [64, 32, 1024, 128],
+            "{front_door:?}: max_sockets, max_segments, max_count, control_capacity"
+        );
+        assert!(field(32) >= 65_507, "{front_door:?}: max_payload shrank");
+        // OPEN_SOCKET.
+        let opened = raw(open_socket, &bytes(golden_v1::OPEN_SOCKET), 32);
+        let mut expected = bytes(golden_v1::OPEN_SOCKET_RESPONSE);
+        expected[0..4].copy_from_slice(&opened[0..4]);
+        expected[10..12].copy_from_slice(&opened[10..12]);
+        assert_eq!(opened, expected, "{front_door:?}: OPEN_SOCKET response");
+        assert_ne!(&opened[10..12], &[0, 0], "{front_door:?}: no port bound");
+        // SEND and DESCRIBE_SEND of the same request, to a real receiver.
+        let rx = receiver(V4).unwrap();
+        let port = rx.local_addr().unwrap().port();
+        let mut request = bytes(golden_v1::SEND);
+        request[8..12].copy_from_slice(&opened[0..4]);
+        request[18..20].copy_from_slice(&port.to_le_bytes());
+        let described = raw(describe_send, &request, golden_v1::DESCRIBE_LEN);
+        assert_eq!(described.len(), golden_v1::DESCRIBE_LEN, "{front_door:?}");
+        let word =
+            |offset: usize| u32::from_le_bytes(described[offset..offset + 4].try_into().unwrap());
+        assert_eq!(
+            [word(4), word(8), word(12)],
+            [16, 9, 1],
+            "{front_door:?}: DESCRIBE_SEND remote_len, payload_len, mdl_count"
+        );
+        let response = raw(send, &request, 24);
+        assert_eq!(response, bytes(golden_v1::SEND_RESPONSE), "{front_door:?}");
+        let arrivals = receive(&rx, 3);
+        assert!(arrivals.iter().all(|a| a.payload == b"golden v1"));
+        // CLOSE_SOCKET: no output.
+        let mut close = bytes(golden_v1::CLOSE_SOCKET);
+        close[8..12].copy_from_slice(&opened[0..4]);
+        assert!(raw(close_socket, &close, 0).is_empty(), "{front_door:?}");
         finish_clean(client);
     }
 }

@@ -2,18 +2,20 @@
 //!
 //! The provider holds every WSK IRP ([`CompletionMode::Held`]); at each step the scenario
 //! offers what could happen next (any held completion, or one of its racing requests: a
-//! `CLOSE_SOCKET`, a handle's cleanup, a `CancelIoEx`) and [`every_path`] takes each choice
+//! `CLOSE_SOCKET`, a handle's cleanup, a `CancelIoEx`, a `SEND` itself) and [`every_path`] takes each choice
 //! in turn, replaying from a fresh machine, until every order was run. Every run must end with
 //! every `SEND` completed and every datagram accounted for, then unload with no violation and
-//! nothing leaked. The number of orders each scenario has is printed and listed in the README.
+//! nothing leaked. The number of orders each scenario has is asserted, and the README lists it
+//! (checked below).
 
 mod common;
 
+use std::fmt::Write as _;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use common::{V4, addr, config, releasing};
-use wskudp_abi::status::{STATUS_CANCELLED, STATUS_SUCCESS};
+use wskudp_abi::status::{STATUS_CANCELLED, STATUS_SUCCESS, nt_error};
 use wskudp_abi::{
     Ioctl, OpenSocketResponse, SendResponse, encode_close_socket, encode_open_socket, encode_send,
     read_response, send_request_len,
@@ -33,47 +35,64 @@ enum Race {
     Cleanup(usize),
     /// `CancelIoEx` on `SEND` `n`.
     Cancel(usize),
+    /// `SEND` `n` is issued now rather than up front: a choice point before it, so it races
+    /// the other requests (a close or cleanup of its socket may come first).
+    Send(usize),
 }
 
-/// A small scenario: sockets (by handle), `SEND`s (socket, datagrams) issued up front, and the
-/// requests that race their completions.
+/// A small scenario: sockets (by handle), `SEND`s (socket, datagrams) issued up front (unless
+/// a [`Race::Send`] issues them), and the requests that race their completions.
 struct Scenario {
     name: &'static str,
     sockets: &'static [usize],
     sends: &'static [(usize, u32)],
     races: &'static [Race],
+    /// How many orders it has, on every front door (the README's table lists them).
+    orders: usize,
 }
 
-const SCENARIOS: [Scenario; 5] = [
+const SCENARIOS: [Scenario; 6] = [
     Scenario {
         name: "two sends on a socket, its close",
         sockets: &[1],
         sends: &[(0, 2), (0, 1)],
         races: &[Race::Close(0)],
+        orders: 16,
     },
     Scenario {
         name: "a send on each of two sockets, their handle's cleanup",
         sockets: &[2, 2],
         sends: &[(0, 2), (1, 1)],
         races: &[Race::Cleanup(2)],
+        orders: 16,
     },
     Scenario {
         name: "a send, its cancel, its socket's close",
         sockets: &[1],
         sends: &[(0, 3)],
         races: &[Race::Cancel(0), Race::Close(0)],
+        orders: 32,
     },
     Scenario {
         name: "sends on two handles, a close on one, the other's cleanup",
         sockets: &[1, 2],
         sends: &[(0, 1), (1, 2)],
         races: &[Race::Close(0), Race::Cleanup(2)],
+        orders: 51,
     },
     Scenario {
         name: "three sends on a socket, one cancelled, the socket closed",
         sockets: &[1],
         sends: &[(0, 2), (0, 2), (0, 1)],
         races: &[Race::Cancel(1), Race::Close(0)],
+        orders: 973,
+    },
+    Scenario {
+        name: "a send racing its socket's close",
+        sockets: &[1],
+        sends: &[(0, 2)],
+        races: &[Race::Send(0), Race::Close(0)],
+        orders: 6,
     },
 ];
 
@@ -107,21 +126,25 @@ fn run(front_door: FrontDoor, scenario: &Scenario, to: SocketAddr, chooser: &mut
             (handle, opened.socket)
         })
         .collect();
-    let sends: Vec<InFlight<'_>> = scenario
-        .sends
-        .iter()
-        .map(|&(socket, count)| {
-            let (handle, number) = sockets[socket];
-            backend
-                .submit_as(
-                    handle,
-                    Ioctl::Send.code(),
-                    &send_request(number, to, count),
-                    size_of::<SendResponse>(),
-                )
-                .unwrap()
-        })
+    let issue = |send: usize| {
+        let (socket, count) = scenario.sends[send];
+        let (handle, number) = sockets[socket];
+        backend
+            .submit_as(
+                handle,
+                Ioctl::Send.code(),
+                &send_request(number, to, count),
+                size_of::<SendResponse>(),
+            )
+            .unwrap()
+    };
+    let mut sends: Vec<Option<InFlight<'_>>> = (0..scenario.sends.len())
+        .map(|send| (!scenario.races.contains(&Race::Send(send))).then(|| issue(send)))
         .collect();
+    // Sockets closed and handles cleaned up so far; sends issued after their socket went.
+    let mut closed: Vec<usize> = Vec::new();
+    let mut cleaned: Vec<usize> = Vec::new();
+    let mut too_late: Vec<usize> = Vec::new();
     let mut races: Vec<Race> = scenario.races.to_vec();
     loop {
         let held = held_completions();
@@ -145,25 +168,62 @@ fn run(front_door: FrontDoor, scenario: &Scenario, to: SocketAddr, chooser: &mut
                         0,
                     )
                     .unwrap();
-                // The socket may be gone with its handle's cleanup already.
+                // It fails only if its handle's cleanup closed the socket already.
                 assert!(
-                    outcome.status == STATUS_SUCCESS
-                        || races.iter().all(|race| !matches!(race, Race::Cleanup(_))),
-                    "{:?}: CLOSE_SOCKET failed with {:#x}",
+                    outcome.status == STATUS_SUCCESS || cleaned.contains(&handle),
+                    "{front_door:?} {:?}: CLOSE_SOCKET failed with {:#x}",
                     chooser.path(),
                     outcome.status
                 );
+                closed.push(socket);
             }
-            Race::Cleanup(handle) => backend.close_handle(handle),
-            Race::Cancel(send) => sends[send].cancel(),
+            Race::Cleanup(handle) => {
+                backend.close_handle(handle);
+                cleaned.push(handle);
+            }
+            Race::Cancel(send) => sends[send]
+                .as_ref()
+                .expect("a scenario cancels a send issued before")
+                .cancel(),
+            Race::Send(send) => {
+                let socket = scenario.sends[send].0;
+                if closed.contains(&socket) || cleaned.contains(&sockets[socket].0) {
+                    too_late.push(send);
+                }
+                sends[send] = Some(issue(send));
+            }
         }
     }
     let path = chooser.path();
+    check_sends(front_door, &path, scenario, sends, &too_late);
+    let report = Box::new(backend).finish_report();
+    assert!(report.is_clean(), "{front_door:?} {path:?}: {report}");
+}
+
+/// Every `SEND` of a run completed: accounted for, cancelled only if the scenario cancelled it,
+/// failed as a whole only if issued after its socket went (`too_late`).
+fn check_sends(
+    front_door: FrontDoor,
+    path: &[usize],
+    scenario: &Scenario,
+    sends: Vec<Option<InFlight<'_>>>,
+    too_late: &[usize],
+) {
     for (index, (send, &(_, count))) in sends.into_iter().zip(scenario.sends).enumerate() {
+        let send = send.expect("every race ran: every SEND was issued");
         // Nothing is held and every race ran: each SEND has completed.
         let outcome = send.wait(Duration::from_secs(2)).unwrap_or_else(|error| {
             panic!("{front_door:?} {path:?}: SEND {index} did not complete: {error}")
         });
+        if too_late.contains(&index) {
+            // Its socket was gone before it was issued: it fails as a whole.
+            assert!(
+                nt_error(outcome.status),
+                "{front_door:?} {path:?}: SEND {index} on a closed socket: {:#x}",
+                outcome.status
+            );
+            continue;
+        }
         if outcome.status == STATUS_CANCELLED {
             assert!(
                 scenario.races.contains(&Race::Cancel(index)),
@@ -179,8 +239,6 @@ fn run(front_door: FrontDoor, scenario: &Scenario, to: SocketAddr, chooser: &mut
             "{front_door:?} {path:?}: SEND {index}: {response:?}"
         );
     }
-    let report = Box::new(backend).finish_report();
-    assert!(report.is_clean(), "{front_door:?} {path:?}: {report}");
 }
 
 /// Boxed backends finish through the trait; this keeps the test's backend concrete.
@@ -202,7 +260,26 @@ fn every_order_of_completions_and_racing_requests_is_clean() {
         for front_door in FrontDoor::ALL {
             let orders = every_path(|chooser| run(front_door, scenario, to, chooser));
             println!("{}: {orders} orders ({front_door:?})", scenario.name);
-            assert!(orders > 1, "{}: nothing to explore", scenario.name);
+            assert_eq!(
+                orders, scenario.orders,
+                "{} ({front_door:?}): the number of orders changed; update SCENARIOS and the README",
+                scenario.name
+            );
         }
     }
+}
+
+/// The README's table of order counts is [`SCENARIOS`]' (whose counts the test above checks).
+#[test]
+fn readme_lists_every_order_count() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
+        .expect("README.md");
+    let mut table = String::from("| scenario | orders (per front door) |\n|---|---|\n");
+    for scenario in &SCENARIOS {
+        writeln!(table, "| {} | {} |", scenario.name, scenario.orders).unwrap();
+    }
+    assert!(
+        readme.contains(&table),
+        "README.md's order count table is stale; it should read:\n{table}"
+    );
 }

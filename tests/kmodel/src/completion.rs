@@ -256,6 +256,16 @@ pub fn release_held_nth(index: usize) -> bool {
     work.map(run).is_some()
 }
 
+/// Marks every queued IRP of `socket` cancelled (`Irp->Cancel`), leaving it queued: whoever
+/// completes it later completes it `STATUS_CANCELLED` (a close the provider completes later,
+/// [`crate::pend_closes`]).
+pub(crate) fn mark_socket_cancelled(socket: usize) {
+    let engine = engine();
+    for work in engine.queue.iter().filter(|w| w.socket == socket) {
+        irp::set_cancel(irp_ptr(work.irp));
+    }
+}
+
 /// Completes, as cancelled, every queued IRP of `socket` (what closing a socket does).
 pub(crate) fn cancel_socket(socket: usize) {
     let cancelled: VecDeque<Work> = {

@@ -67,7 +67,9 @@ pub use faults::FaultPlan;
 pub use profile::Profile;
 pub use report::{Leaks, Report, RuleCase, Stats, Violation, untripped};
 pub use security::{Access, Caller};
-pub use wsk::{PROVIDER_WSK_VERSION, force_close_sockets, open_sockets};
+pub use wsk::{
+    PROVIDER_WSK_VERSION, fail_sends_at_once, force_close_sockets, open_sockets, pend_closes,
+};
 
 /// Every symbol this crate exports for core to link against.
 pub const EXPORTS: &[&str] = &[

@@ -57,19 +57,18 @@ mod imp {
     use std::ffi::c_void;
     use std::os::windows::ffi::OsStrExt;
     use std::ptr::NonNull;
+    use std::sync::atomic::{AtomicPtr, Ordering};
     use std::time::Duration;
 
     use windows_sys::Win32::Foundation::{
         CloseHandle, ERROR_IO_PENDING, GENERIC_READ, GENERIC_WRITE, GetLastError, HANDLE,
-        INVALID_HANDLE_VALUE, WAIT_IO_COMPLETION, WAIT_TIMEOUT,
+        INVALID_HANDLE_VALUE, WAIT_OBJECT_0,
     };
     use windows_sys::Win32::Storage::FileSystem::{
         CreateFileW, FILE_FLAG_OVERLAPPED, FILE_SHARE_READ, FILE_SHARE_WRITE, OPEN_EXISTING,
     };
-    use windows_sys::Win32::System::IO::{
-        CancelIoEx, DeviceIoControl, GetOverlappedResultEx, OVERLAPPED,
-    };
-    use windows_sys::Win32::System::Threading::CreateEventW;
+    use windows_sys::Win32::System::IO::{CancelIoEx, DeviceIoControl, OVERLAPPED};
+    use windows_sys::Win32::System::Threading::{CreateEventW, WaitForSingleObject};
     use wskudp_abi::status::nt_error;
 
     use crate::backend::{Backend, BackendError, InFlight, IoctlOutcome, ModelReport, PendingIo};
@@ -79,9 +78,9 @@ mod imp {
     /// `INFINITE` is `u32::MAX`; the longest finite wait is one less.
     const LONGEST_WAIT_MS: u32 = u32::MAX - 1;
 
-    /// An open handle to the driver's device.
+    /// An open handle to the driver's device; null once closed ([`Backend::close_now`]).
     pub struct DeviceBackend {
-        handle: HANDLE,
+        handle: AtomicPtr<c_void>,
     }
 
     // SAFETY: A file handle opened for overlapped I/O may be used from any thread; each
@@ -123,7 +122,18 @@ mod imp {
                 let error = unsafe { GetLastError() };
                 return Err(super::open_error(error));
             }
-            Ok(Self { handle })
+            Ok(Self {
+                handle: AtomicPtr::new(handle),
+            })
+        }
+
+        /// Closes the handle, once: the driver's `IRP_MJ_CLEANUP` runs.
+        fn close(&self) {
+            let handle = self.handle.swap(std::ptr::null_mut(), Ordering::AcqRel);
+            if !handle.is_null() {
+                // SAFETY: The handle this backend opened, taken out of it: closed once.
+                unsafe { CloseHandle(handle) };
+            }
         }
     }
 
@@ -145,17 +155,18 @@ mod imp {
     /// started. Dropped while `Some` (still pending after [`InFlight`] cancelled it and waited),
     /// it is leaked on purpose, event included: no `Drop` frees it, as the kernel may still
     /// write the OVERLAPPED and the buffers.
-    struct DeviceInFlight {
-        device: HANDLE,
+    struct DeviceInFlight<'a> {
+        /// The backend's handle (null once closed), for `CancelIoEx`.
+        device: &'a AtomicPtr<c_void>,
         request: Option<NonNull<Request>>,
     }
 
     // SAFETY: The device handle and event may be used from any thread; the request memory is
     // reached only through `&mut self` (waiting, freeing) or `&self` for `CancelIoEx`, which
     // only passes its address.
-    unsafe impl Send for DeviceInFlight {}
+    unsafe impl Send for DeviceInFlight<'_> {}
 
-    impl DeviceInFlight {
+    impl DeviceInFlight<'_> {
         /// The `OVERLAPPED` of the request, if it is still ours to wait for.
         fn overlapped(&self) -> Option<*mut OVERLAPPED> {
             let request = self.request?;
@@ -193,7 +204,7 @@ mod imp {
         (status, information)
     }
 
-    impl PendingIo for DeviceInFlight {
+    impl PendingIo for DeviceInFlight<'_> {
         fn wait_for(&mut self, timeout: Duration) -> Option<Result<IoctlOutcome, BackendError>> {
             let Some(overlapped) = self.overlapped() else {
                 // Unreachable: `InFlight` stops waiting once the completion was reported.
@@ -204,25 +215,17 @@ mod imp {
             let milliseconds = u32::try_from(timeout.as_millis())
                 .unwrap_or(LONGEST_WAIT_MS)
                 .min(LONGEST_WAIT_MS);
-            let mut transferred = 0_u32;
-            // SAFETY: The handle and OVERLAPPED the request was issued with; the OVERLAPPED
-            // is live (type invariant). Not alertable.
-            let waited = unsafe {
-                GetOverlappedResultEx(
-                    self.device,
-                    overlapped,
-                    &raw mut transferred,
-                    milliseconds,
-                    0,
-                )
-            };
-            // SAFETY: No preconditions.
-            let error = unsafe { GetLastError() };
-            // FALSE with another error means the request completed with that error.
-            let completed = waited != 0 || (error != WAIT_TIMEOUT && error != WAIT_IO_COMPLETION);
+            // The request's own event, not the device handle, which `close_now` may have
+            // closed while the request was in flight (GetOverlappedResult waits on `hEvent`
+            // the same way when there is one; the I/O manager writes the status block before
+            // it signals the event).
+            // SAFETY: `overlapped` is live (type invariant); this reads its event field.
+            let event = unsafe { (*overlapped).hEvent };
+            // SAFETY: The request's event, open until `free`. Not alertable.
+            let waited = unsafe { WaitForSingleObject(event, milliseconds) };
             // SAFETY: The OVERLAPPED is live (type invariant).
             let (internal, information) = unsafe { status_block(overlapped) };
-            if !completed || internal == STATUS_PENDING_RAW {
+            if waited != WAIT_OBJECT_0 || internal == STATUS_PENDING_RAW {
                 // Still the kernel's (or the wait failed without it completing): keep it all.
                 return None;
             }
@@ -239,10 +242,12 @@ mod imp {
         }
 
         fn cancel(&self) {
-            if let Some(overlapped) = self.overlapped() {
+            let device = self.device.load(Ordering::Acquire);
+            // A closed handle's cleanup ended its requests already.
+            if let (Some(overlapped), false) = (self.overlapped(), device.is_null()) {
                 // SAFETY: The handle and live OVERLAPPED the request was issued with; a request
                 // that already completed makes this fail harmlessly.
-                unsafe { CancelIoEx(self.device, overlapped) };
+                unsafe { CancelIoEx(device, overlapped) };
             }
         }
     }
@@ -262,6 +267,10 @@ mod imp {
             input: &[u8],
             output_len: usize,
         ) -> Result<InFlight<'_>, BackendError> {
+            let device = self.handle.load(Ordering::Acquire);
+            if device.is_null() {
+                return Err(BackendError::Unsupported("the handle is closed"));
+            }
             let in_len = u32::try_from(input.len())
                 .map_err(|e| BackendError::Io(std::io::Error::other(e)))?;
             let out_len = u32::try_from(output_len)
@@ -286,7 +295,7 @@ mod imp {
             let raw = request.as_ptr();
             // INVARIANT: From `Box::into_raw` (`Box::leak`); freed only by `free`.
             let mut pending = DeviceInFlight {
-                device: self.handle,
+                device: &self.handle,
                 request: Some(request),
             };
             // SAFETY: `raw` is live; this only reads the input buffer's address.
@@ -296,12 +305,12 @@ mod imp {
             // SAFETY: `raw` is live; this only takes the OVERLAPPED's address.
             let overlapped = unsafe { &raw mut (*raw).overlapped };
             // SAFETY:
-            // 1. `self.handle` was opened with FILE_FLAG_OVERLAPPED, so this returns at once.
+            // 1. `device` was opened with FILE_FLAG_OVERLAPPED, so this returns at once.
             // 2. The buffers (of the given lengths) and the OVERLAPPED are heap memory owned
             //    by `pending`, freed only after the kernel completed the request (or leaked).
             let started = unsafe {
                 DeviceIoControl(
-                    self.handle,
+                    device,
                     code,
                     input_ptr.cast::<c_void>(),
                     in_len,
@@ -330,13 +339,22 @@ mod imp {
         fn finish(self: Box<Self>) -> Option<ModelReport> {
             None
         }
+
+        fn open_another(&self) -> Result<Box<dyn Backend + '_>, BackendError> {
+            Ok(Box::new(Self::open()?))
+        }
+
+        fn close_now(&self) -> Result<(), BackendError> {
+            self.close();
+            Ok(())
+        }
     }
 
     impl Drop for DeviceBackend {
         fn drop(&mut self) {
-            // SAFETY: The handle this backend opened; closing it runs the driver's cleanup.
-            // No request is in flight: each borrows the backend.
-            unsafe { CloseHandle(self.handle) };
+            // Closing it runs the driver's cleanup. No request is in flight: each borrows
+            // the backend.
+            self.close();
         }
     }
 }

@@ -251,6 +251,30 @@ pub trait Backend: Send + Sync {
     /// Closes the handle (the driver cleans up its sockets) and, for the model, unloads the
     /// driver and returns the machine's report.
     fn finish(self: Box<Self>) -> Option<ModelReport>;
+
+    /// Another handle on the same driver (a second `CreateFile` of `\\.\WskUdp`), with its
+    /// own sockets; dropping it closes it.
+    ///
+    /// # Errors
+    /// [`BackendError::Unsupported`] if this backend has one handle only; else as opening the
+    /// device.
+    fn open_another(&self) -> Result<Box<dyn Backend + '_>, BackendError> {
+        Err(BackendError::Unsupported(
+            "this backend has one handle only",
+        ))
+    }
+
+    /// Closes the handle now (`CloseHandle`: the driver's `IRP_MJ_CLEANUP` closes its sockets
+    /// and ends its requests), while requests on it may still be in flight: they still
+    /// complete and may be waited for; new requests fail.
+    ///
+    /// # Errors
+    /// [`BackendError::Unsupported`] if this backend cannot.
+    fn close_now(&self) -> Result<(), BackendError> {
+        Err(BackendError::Unsupported(
+            "this backend cannot close its handle early",
+        ))
+    }
 }
 
 /// Which backend to use.

@@ -40,15 +40,18 @@ impl FrontDoor {
 
 #[cfg(unix)]
 mod imp {
-    use std::collections::BTreeMap;
+    use std::collections::{BTreeMap, BTreeSet};
     use std::ffi::c_void;
     use std::ptr::NonNull;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{Arc, Condvar, Mutex};
     use std::time::Duration;
 
-    use wskudp_abi::status::{STATUS_NOT_SUPPORTED, nt_error};
+    use wskudp_abi::status::nt_error;
     use wskudp_core::pool::PoolBox;
-    use wskudp_core::{CancelFn, CancelHooks, Driver, DriverDevice, HandleState, IoctlRequest};
+    use wskudp_core::{
+        CREATE_SPEAKING, CancelFn, CancelHooks, Driver, DriverDevice, HandleState, IoctlRequest,
+    };
     use wskudp_kmodel::iomgr::{self, EntryKind, Handle, LoadedDriver, PendingRequest};
     use wskudp_kmodel::{Access, Caller, Config, Machine};
 
@@ -65,8 +68,8 @@ mod imp {
         /// The entry point requests go through.
         pub front_door: FrontDoor,
         /// Load a driver that speaks ABI versions up to this one only, standing in for a
-        /// driver one release older (the compatibility tests). Only through the `none` front
-        /// door, whose `Driver` the backend creates itself; `None`: every version.
+        /// driver one release older (the compatibility tests), through any front door (core's
+        /// `CREATE_SPEAKING` for the KMDF and WDM ones); `None`: every version.
         pub driver_abi: Option<u32>,
     }
 
@@ -108,6 +111,54 @@ mod imp {
         machine: Option<Machine>,
         front_door: FrontDoor,
         caller: Caller,
+        /// The next handle [`Backend::open_another`] opens.
+        next_handle: AtomicUsize,
+        /// Handles [`Backend::close_now`] closed: requests through them fail, where
+        /// [`ModelBackend::submit_as`] would open a closed handle again.
+        closed_early: Mutex<BTreeSet<usize>>,
+    }
+
+    /// The first handle [`Backend::open_another`] opens (above those tests pick by number).
+    const FIRST_ANOTHER: usize = 1000;
+
+    /// Another handle of a [`ModelBackend`] ([`Backend::open_another`]); closed when dropped.
+    struct ModelHandle<'a> {
+        model: &'a ModelBackend,
+        index: usize,
+    }
+
+    impl Backend for ModelHandle<'_> {
+        fn name(&self) -> &'static str {
+            self.model.name()
+        }
+
+        fn front_door(&self) -> &'static str {
+            self.model.front_door()
+        }
+
+        fn submit(
+            &self,
+            code: u32,
+            input: &[u8],
+            output_len: usize,
+        ) -> Result<InFlight<'_>, BackendError> {
+            self.model.issue(self.index, code, input, output_len)
+        }
+
+        fn finish(self: Box<Self>) -> Option<ModelReport> {
+            None
+        }
+
+        fn close_now(&self) -> Result<(), BackendError> {
+            self.model.close_early(self.index);
+            Ok(())
+        }
+    }
+
+    impl Drop for ModelHandle<'_> {
+        fn drop(&mut self) {
+            self.model.close_handle(self.index);
+        }
     }
 
     /// A request through the KMDF or WDM front door: an IRP of the model's I/O manager, which
@@ -328,22 +379,21 @@ mod imp {
         /// The status the load failed with, and the report.
         pub fn start_or_report(config: ModelConfig) -> Result<Self, (i32, Box<ModelReport>)> {
             let machine = Machine::boot(config.machine);
+            // The KMDF and WDM front doors create the driver in their DriverEntry, which speaks
+            // what `CREATE_SPEAKING` says while it runs (one machine at a time: `boot` waits
+            // for the previous one to shut down).
+            let speaking = config.driver_abi.unwrap_or(wskudp_abi::ABI_VERSION);
+            let load = |entry, kind| {
+                CREATE_SPEAKING.store(speaking, Ordering::Relaxed);
+                let loaded = iomgr::load(SERVICE, entry, kind);
+                CREATE_SPEAKING.store(wskudp_abi::ABI_VERSION, Ordering::Relaxed);
+                loaded
+            };
             let loaded = match config.front_door {
-                FrontDoor::Kmdf => {
-                    iomgr::load(SERVICE, wskudp_front::kmdf::driver_entry, EntryKind::Kmdf)
-                }
-                FrontDoor::Wdm => {
-                    iomgr::load(SERVICE, wskudp_front::wdm::driver_entry, EntryKind::Direct)
-                }
+                FrontDoor::Kmdf => load(wskudp_front::kmdf::driver_entry, EntryKind::Kmdf),
+                FrontDoor::Wdm => load(wskudp_front::wdm::driver_entry, EntryKind::Direct),
                 FrontDoor::None => return Self::start_direct(machine, config.driver_abi),
             };
-            if config.driver_abi.is_some() {
-                // The KMDF and WDM front doors create the driver in their DriverEntry.
-                if let Ok(driver) = loaded {
-                    let _ = driver.unload();
-                }
-                return Err((STATUS_NOT_SUPPORTED, Box::new(machine.shutdown())));
-            }
             match loaded {
                 Ok(driver) => Ok(Self {
                     loaded: Loaded::Io {
@@ -353,6 +403,8 @@ mod imp {
                     machine: Some(machine),
                     front_door: config.front_door,
                     caller: Caller::Administrator,
+                    next_handle: AtomicUsize::new(FIRST_ANOTHER),
+                    closed_early: Mutex::new(BTreeSet::new()),
                 }),
                 Err(status) => Err((status, Box::new(machine.shutdown()))),
             }
@@ -382,6 +434,8 @@ mod imp {
                     machine: Some(machine),
                     front_door: FrontDoor::None,
                     caller: Caller::Administrator,
+                    next_handle: AtomicUsize::new(FIRST_ANOTHER),
+                    closed_early: Mutex::new(BTreeSet::new()),
                 }),
                 Err(status) => {
                     let _ = driver.unload();
@@ -505,6 +559,15 @@ mod imp {
             }
         }
 
+        /// [`Backend::close_now`] of handle `index`: closed, and never opened again.
+        fn close_early(&self, index: usize) {
+            self.closed_early
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(index);
+            self.close_handle(index);
+        }
+
         fn issue(
             &self,
             index: usize,
@@ -512,6 +575,14 @@ mod imp {
             input: &[u8],
             output_len: usize,
         ) -> Result<InFlight<'_>, BackendError> {
+            if self
+                .closed_early
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .contains(&index)
+            {
+                return Err(BackendError::Unsupported("the handle is closed"));
+            }
             self.open_handle(index).map_err(BackendError::OpenFailed)?;
             match &self.loaded {
                 Loaded::Io { handles, .. } => {
@@ -634,6 +705,17 @@ mod imp {
         fn finish(mut self: Box<Self>) -> Option<ModelReport> {
             self.unload();
             self.machine.take().map(Machine::shutdown)
+        }
+
+        fn open_another(&self) -> Result<Box<dyn Backend + '_>, BackendError> {
+            let index = self.next_handle.fetch_add(1, Ordering::Relaxed);
+            self.open_handle(index).map_err(BackendError::OpenFailed)?;
+            Ok(Box::new(ModelHandle { model: self, index }))
+        }
+
+        fn close_now(&self) -> Result<(), BackendError> {
+            self.close_early(OWN_HANDLE);
+            Ok(())
         }
     }
 

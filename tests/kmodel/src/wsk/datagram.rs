@@ -466,10 +466,29 @@ unsafe extern "system" fn wsk_close_socket(socket: *mut WSK_SOCKET, irp: *mut IR
         );
     }
     let key = socket.expose_provenance();
-    completion::cancel_socket(key);
+    // The socket takes no more calls from here on (PFN_WSK_CLOSE_SOCKET, Remarks: no further
+    // calls to any of the socket's functions after WskCloseSocket).
     if let Some(record) = wsk().sockets.get_mut(&key) {
         record.fd = None;
     }
+    if super::closes_pend() {
+        // "The WSK subsystem could not close the socket immediately. The WSK subsystem will
+        // complete the IRP after it has closed the socket" (STATUS_PENDING, PFN_WSK_CLOSE_SOCKET):
+        // the socket's pending IRPs are cancelled but completed only when the provider gets to
+        // them, the close IRP once they all are.
+        completion::mark_socket_cancelled(key);
+        return completion::submit(
+            irp,
+            key,
+            Box::new(move || {
+                completion::cancel_socket(key);
+                (STATUS_SUCCESS, 0)
+            }),
+        );
+    }
+    // PFN_WSK_CLOSE_SOCKET, Remarks: the call makes the WSK subsystem cancel and complete every
+    // IRP pending from earlier calls to the socket's functions.
+    completion::cancel_socket(key);
     fail_now(irp, STATUS_SUCCESS)
 }
 
@@ -615,6 +634,9 @@ fn send(
     }
     if faults::should_fail(Site::WskSendTo) {
         return fail_now(irp, STATUS_INSUFFICIENT_RESOURCES);
+    }
+    if let Some(status) = super::send_failure() {
+        return fail_now(irp, status);
     }
     let request = linux::SendRequest {
         call,

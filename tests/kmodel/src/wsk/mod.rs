@@ -63,6 +63,10 @@ struct Registration {
 pub(crate) struct Wsk {
     registrations: HashMap<usize, Registration>,
     pub(crate) sockets: HashMap<usize, SocketRecord>,
+    /// See [`fail_sends_at_once`].
+    send_failure: Option<NTSTATUS>,
+    /// See [`pend_closes`].
+    closes_pend: bool,
 }
 
 impl Wsk {
@@ -119,6 +123,38 @@ pub fn force_close_sockets() -> usize {
         hit += 1;
     }
     hit
+}
+
+/// Makes every `WskSendTo` and `WskSendMessages` fail at once with `status`.
+///
+/// From now on (until `None`, or the next machine) the provider returns `status` and completes
+/// the IRP with it before returning, never `STATUS_PENDING`: the `WskSendTo` page's return
+/// values, "Other status codes: An error occurred. The IRP will be completed with failure
+/// status." E.g. `STATUS_HOST_UNREACHABLE` (Winsock's `WSAEHOSTUNREACH`) when the route to the
+/// destination goes away. The parameter checks come first, as on Windows.
+pub fn fail_sends_at_once(status: Option<NTSTATUS>) {
+    wsk().send_failure = status;
+}
+
+/// The status [`fail_sends_at_once`] set, if any.
+pub(crate) fn send_failure() -> Option<NTSTATUS> {
+    wsk().send_failure
+}
+
+/// Makes `WskCloseSocket` return `STATUS_PENDING` when completions are not inline.
+///
+/// From now on (until `false`, or the next machine) the provider closes a socket the way
+/// `PFN_WSK_CLOSE_SOCKET` allows when it "could not close the socket immediately": the call
+/// returns `STATUS_PENDING`, the socket's pending IRPs are cancelled but completed only when
+/// the provider gets to them (with [`crate::CompletionMode::Held`], when the test releases
+/// them), and the close IRP completes after they all have.
+pub fn pend_closes(pend: bool) {
+    wsk().closes_pend = pend;
+}
+
+/// Whether [`pend_closes`] is on.
+pub(crate) fn closes_pend() -> bool {
+    wsk().closes_pend
 }
 
 /// Sockets open now (created and not closed).
