@@ -25,6 +25,13 @@ fn wskudpctl(args: &[&str]) -> (i32, Value) {
     (output.status.code().unwrap_or(-1), json)
 }
 
+/// A receiver on 127.0.0.1 and its address as `--to` takes it.
+fn loopback_receiver() -> (Receiver, String) {
+    let rx = Receiver::bind("127.0.0.1:0".parse().expect("address")).expect("receiver");
+    let to = rx.local_addr().expect("bound").to_string();
+    (rx, to)
+}
+
 /// Every datagram that arrives at `rx` within a short idle time, up to `most`.
 fn arrivals(rx: &Receiver, most: usize) -> Vec<Arrival> {
     let mut got = Vec::new();
@@ -81,8 +88,7 @@ fn every_json_output_carries_the_run_record() {
 #[test]
 fn dual_stack_send_from_the_command_line() {
     // The example: `send --bind [::]:0 --to 127.0.0.1:P --src 127.0.0.7`.
-    let rx = Receiver::bind("127.0.0.1:0".parse().expect("address")).expect("receiver");
-    let to = rx.local_addr().expect("bound").to_string();
+    let (rx, to) = loopback_receiver();
     let (code, json) = wskudpctl(&[
         "send",
         "--bind",
@@ -109,8 +115,7 @@ fn interface_by_name_and_by_index() {
         eprintln!("SKIP: no loopback interface index on this host");
         return;
     };
-    let rx = Receiver::bind("127.0.0.1:0".parse().expect("address")).expect("receiver");
-    let to = rx.local_addr().expect("bound").to_string();
+    let (rx, to) = loopback_receiver();
     let index = index.to_string();
     for chosen in [["--iface", "lo"], ["--ifindex", index.as_str()]] {
         let (code, json) = wskudpctl(&[
@@ -158,8 +163,7 @@ fn interface_by_name_and_by_index() {
 #[test]
 fn many_datagrams_in_pipelined_requests_all_arrive() {
     // 2500 datagrams: three SEND requests of at most 1024, two outstanding at once.
-    let rx = Receiver::bind("127.0.0.1:0".parse().expect("address")).expect("receiver");
-    let to = rx.local_addr().expect("bound").to_string();
+    let (rx, to) = loopback_receiver();
     let (code, json) = wskudpctl(&[
         "send",
         "--to",
