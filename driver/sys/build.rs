@@ -44,9 +44,12 @@ fn crt_static_problem() -> Option<String> {
     if features.split(',').any(|feature| feature == "crt-static") {
         return None;
     }
-    let replaced_by = ["CARGO_ENCODED_RUSTFLAGS", "RUSTFLAGS"]
+    // Cargo gives every build script CARGO_ENCODED_RUSTFLAGS (empty when there are none), so
+    // only a non-empty one says flags came from elsewhere; RUSTFLAGS is the user's own.
+    let set = |name: &str| std::env::var_os(name).is_some_and(|value| !value.is_empty());
+    let replaced_by = ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS"]
         .into_iter()
-        .find(|name| std::env::var_os(name).is_some());
+        .find(|name| set(name));
     Some(replaced_by.map_or_else(
         || {
             "the KMDF driver needs `-C target-feature=+crt-static`: build from the workspace, \

@@ -11,6 +11,8 @@
      KMDF's verifier values (the service's Parameters\Wdf VerifierOn, TrackHandles) are
      removed first, so nothing is left should the service key survive;
   4. the wskudp service is confirmed gone (a primitive driver's /uninstall deletes it).
+  The low-resources phase's 'verifier /dif 19 /now' lives in memory only, not in the registry
+  this script reads: it ends at the next reboot, so reboot after uninstalling if that phase ran.
   Test signing is left on unless -DisableTestSigning is given.
   Exit codes: 0 done; 3010 done, a reboot completes it; anything else failed.
   NOT RUN by this project: no Windows machine was available to it.

@@ -30,12 +30,16 @@ pub fn interface_index(name: &str) -> Option<u32> {
     }
     #[cfg(windows)]
     {
-        let name = std::ffi::CString::new(name).ok()?;
+        // The NDIS name (`ethernet_32768`) first, then the alias users see (`Ethernet`).
+        let text = std::ffi::CString::new(name).ok()?;
         // SAFETY: A NUL-terminated string; the function only reads it.
         let index = unsafe {
-            windows_sys::Win32::NetworkManagement::IpHelper::if_nametoindex(name.as_ptr().cast())
+            windows_sys::Win32::NetworkManagement::IpHelper::if_nametoindex(text.as_ptr().cast())
         };
-        (index != 0).then_some(index)
+        if index != 0 {
+            return Some(index);
+        }
+        windows_adapters::find(name).map(|adapter| adapter.index)
     }
 }
 

@@ -192,8 +192,9 @@ struct SendArgs {
     /// Socket options.
     #[command(flatten)]
     socket: SocketArgs,
-    /// TOS byte / IPv6 traffic class (`IP_TOS` / `IPV6_TCLASS`), 0-255.
-    #[arg(long)]
+    /// TOS byte / IPv6 traffic class (`IP_TOS` / `IPV6_TCLASS`), 0-255, decimal or 0x hex
+    /// (e.g. 0xb8: DSCP 46).
+    #[arg(long, value_parser = parse_byte)]
     tos: Option<u8>,
     /// ECN codepoint (`IP_ECN` / `IPV6_ECN`, or folded into the TOS byte): 0 not-ECT, 1 ECT(1),
     /// 2 ECT(0). CE (3) cannot be sent: Windows refuses it on send (`WSAEINVAL`).
@@ -254,6 +255,13 @@ fn parse_inflight(text: &str) -> Result<usize, String> {
             "{depth} requests in flight: it must be 1 to {MAX_INFLIGHT}"
         ))
     }
+}
+
+fn parse_byte(text: &str) -> Result<u8, String> {
+    text.strip_prefix("0x")
+        .or_else(|| text.strip_prefix("0X"))
+        .map_or_else(|| text.parse(), |hex| u8::from_str_radix(hex, 16))
+        .map_err(|e| format!("not a byte (0-255, or 0x00-0xff): {e}"))
 }
 
 fn parse_code(text: &str) -> Result<u32, String> {
@@ -326,7 +334,7 @@ fn main() -> ExitCode {
     };
     if let Value::Object(map) = &mut outcome.json {
         map.insert("host".into(), host.to_json());
-        map.insert("driver".into(), driver);
+        map.insert("driver_record".into(), driver);
     }
     if matches!(cli.command, Command::Info { .. }) {
         outcome.text.push_str(&host.text());
@@ -372,8 +380,14 @@ fn receive(bind: SocketAddr, count: usize, idle_secs: u64, json: bool) -> ExitCo
     let receiver = match wskudp_harness::receiver::Receiver::bind(bind) {
         Ok(receiver) => receiver,
         Err(error) => {
-            eprintln!("error: binding {bind}: {error}");
-            return ExitCode::from(2);
+            let host = HostRecord::collect();
+            return failed(
+                json,
+                &format!("binding {bind}: {error}"),
+                &host,
+                &Value::Null,
+                None,
+            );
         }
     };
     let arrivals = receiver.recv_up_to(count, std::time::Duration::from_secs(idle_secs));
@@ -388,6 +402,7 @@ fn receive(bind: SocketAddr, count: usize, idle_secs: u64, json: bool) -> ExitCo
                     "destination": a.destination.map(|d| d.to_string()),
                     "interface": a.interface,
                     "tos": a.tos,
+                    "hop_limit": a.hop_limit,
                 })
             })
             .collect();
@@ -397,12 +412,13 @@ fn receive(bind: SocketAddr, count: usize, idle_secs: u64, json: bool) -> ExitCo
         for a in &arrivals {
             let show = |v: Option<String>| v.unwrap_or_else(|| "not reported".to_owned());
             println!(
-                "{} bytes from {} to {} on interface {}, TOS {}",
+                "{} bytes from {} to {} on interface {}, TOS {}, hop limit {}",
                 a.payload.len(),
                 a.source,
                 show(a.destination.map(|d| d.to_string())),
                 show(a.interface.map(|i| i.to_string())),
                 show(a.tos.map(|t| format!("{t:#04x}"))),
+                show(a.hop_limit.map(|h| h.to_string())),
             );
         }
         println!("{} of {count} datagram(s); {}", arrivals.len(), host.text());
@@ -425,7 +441,7 @@ fn failed(
 ) -> ExitCode {
     eprintln!("error: {message}");
     if json_wanted {
-        let mut json = json!({ "error": message, "host": host.to_json(), "driver": driver });
+        let mut json = json!({ "error": message, "host": host.to_json(), "driver_record": driver });
         if let (Some(report), Value::Object(map)) = (report, &mut json) {
             map.insert(
                 "model".into(),
@@ -450,6 +466,9 @@ fn report_text(report: &ModelReport) -> String {
 }
 
 fn info(client: &Client) -> Result<Outcome, String> {
+    // The probe socket first: the driver probes its provider at the first OPEN_SOCKET, and
+    // QUERY_INFO's TOS, ECN and USO capabilities come from that probe.
+    let socket_features = probe_features(client);
     let info: InfoResponse = client.info().map_err(|e| e.to_string())?;
     let [major, minor, patch, _] = info.driver_version;
     let capabilities = names_of(info.capabilities, &capability::NAMES);
@@ -484,7 +503,7 @@ fn info(client: &Client) -> Result<Outcome, String> {
         },
         "open_sockets": info.open_sockets,
         "ioctls": ioctls,
-        "socket_features": probe_features(client),
+        "socket_features": socket_features,
     });
     let mut text = format!(
         "backend {} (front door {})\nABI version {}, driver {major}.{minor}.{patch}\nWSK provider {} (capture {})\ncapabilities: {}\nlimits: {} sockets, {} MDLs/datagram, {} bytes/datagram, {} datagrams/request\n",
@@ -519,7 +538,8 @@ fn info(client: &Client) -> Result<Outcome, String> {
 }
 
 /// What the driver says of itself and of its WSK provider, and what a socket's provider probe
-/// finds: `"driver"` beside `"host"` in every JSON output (`null` where it cannot be asked).
+/// finds: `"driver_record"` beside `"host"` in every JSON output (`null` where it cannot be
+/// asked). Not `"driver"`: `stats` puts the driver-wide counters there.
 fn driver_record(client: &Client) -> Value {
     let Ok(info) = client.info() else {
         return Value::Null;

@@ -233,8 +233,8 @@ mod windows {
 
     use windows_sys::Win32::Networking::WinSock::{
         IP_HOPLIMIT, IP_PKTINFO, IP_RECVTOS, IPPROTO_IP, IPPROTO_IPV6, IPV6_HOPLIMIT, IPV6_PKTINFO,
-        IPV6_RECVTCLASS, LPFN_WSARECVMSG, SIO_GET_EXTENSION_FUNCTION_POINTER, SOCKET, WSABUF,
-        WSAID_WSARECVMSG, WSAIoctl, WSAMSG, setsockopt,
+        IPV6_RECVTCLASS, LPFN_WSARECVMSG, SIO_GET_EXTENSION_FUNCTION_POINTER, SO_RCVBUF, SOCKET,
+        SOL_SOCKET, WSABUF, WSAID_WSARECVMSG, WSAIoctl, WSAMSG, setsockopt,
     };
 
     use super::Arrival;
@@ -257,7 +257,7 @@ mod windows {
         }
     }
 
-    /// Windows Server 2022's build: msquic turns the received hop limit (and DSCP) off there,
+    /// Windows Server 2022's build: msquic turns the received hop limit and DSCP off there,
     /// "Some USO/URO bug blocks TTL/Recv DSCP feature support on Windows Server 2022"
     /// (`datapath_winuser.c`).
     const SERVER_2022: u32 = 20348;
@@ -268,11 +268,23 @@ mod windows {
         } else {
             (IPPROTO_IP, IP_PKTINFO, IP_RECVTOS, IP_HOPLIMIT)
         };
+        // Room for bursts, as the Unix receiver asks (the pipelined scenarios send thousands).
+        let buffer: u32 = 8 << 20;
+        // SAFETY: `buffer` is a 4-byte option value that outlives the call.
+        let _ = unsafe {
+            setsockopt(
+                socket_of(socket),
+                SOL_SOCKET,
+                SO_RCVBUF,
+                (&raw const buffer).cast(),
+                4,
+            )
+        };
         set_flag(socket, level, pktinfo)?;
-        set_flag(socket, level, tos)?;
-        // Optional: refused or not asked for, arrivals carry no hop limit and the scenarios
-        // that need it report their check skipped.
+        // Optional: refused or not asked for, arrivals carry no TOS / hop limit and the
+        // scenarios that need one report their check skipped. Not on Server 2022, as msquic.
         if crate::record::windows_build() != Some(SERVER_2022) {
+            let _ = set_flag(socket, level, tos);
             let _ = set_flag(socket, level, hop_limit);
         }
         Ok(())

@@ -47,7 +47,7 @@ fn arrivals(rx: &Receiver, most: usize) -> Vec<Arrival> {
 /// The record every JSON output carries: the host, and the driver with its provider probe.
 fn assert_run_record(json: &Value, front_door: &str) {
     assert_eq!(json["host"]["os"], std::env::consts::OS, "{json}");
-    let driver = &json["driver"];
+    let driver = &json["driver_record"];
     assert_eq!(driver["front_door"], front_door, "{json}");
     assert_eq!(driver["abi_version"], 2, "{json}");
     assert_eq!(driver["provider_wsk_version"], "1.0", "{json}");
@@ -75,6 +75,20 @@ fn every_json_output_carries_the_run_record() {
     let (code, json) = wskudpctl(&["stats", "--json"]);
     assert_eq!(code, 0, "{json}");
     assert_run_record(&json, "kmdf");
+    // The record sits beside the driver-wide counters, not over them (verifier.ps1 reads them).
+    assert_eq!(json["driver"]["requests_in_flight"], 0, "{json}");
+    assert_eq!(json["driver"]["datagrams_in_flight"], 0, "{json}");
+    // info: the capabilities the first socket's probe found (TOS, ECN, USO on the default build).
+    let (code, json) = wskudpctl(&["info", "--json"]);
+    assert_eq!(code, 0, "{json}");
+    for probed in ["tos", "ecn", "uso"] {
+        assert!(
+            json["capabilities"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|name| name == probed)),
+            "{probed}: {json}"
+        );
+    }
     // A request the driver refuses: the error and the record, exit code 2.
     let (code, json) = wskudpctl(&["send", "--to", "127.0.0.1:9", "--size", "70000", "--json"]);
     assert_eq!(code, 2, "{json}");
@@ -194,6 +208,18 @@ fn many_datagrams_in_pipelined_requests_all_arrive() {
 }
 
 #[test]
+fn tos_in_hex_or_decimal_reaches_the_wire() {
+    let (rx, to) = loopback_receiver();
+    for tos in ["0xb8", "184"] {
+        let (code, json) = wskudpctl(&["send", "--to", &to, "--tos", tos, "--size", "4", "--json"]);
+        assert_eq!(code, 0, "{tos}: {json}");
+        let got = arrivals(&rx, 2);
+        assert_eq!(got.len(), 1, "{tos}: {got:?}");
+        assert_eq!(got[0].tos, Some(0xb8), "{tos}");
+    }
+}
+
+#[test]
 fn bad_command_lines_say_what_is_wrong() {
     for (args, says) in [
         (
@@ -215,6 +241,18 @@ fn bad_command_lines_say_what_is_wrong() {
         (
             &["send", "--to", "127.0.0.1:9", "--size", "1", "--ecn", "3"][..],
             "ecn",
+        ),
+        (
+            &[
+                "send",
+                "--to",
+                "127.0.0.1:9",
+                "--size",
+                "1",
+                "--tos",
+                "0x1ff",
+            ][..],
+            "not a byte",
         ),
     ] {
         let output = Command::new(env!("CARGO_BIN_EXE_wskudpctl"))
