@@ -751,7 +751,9 @@ pub fn checks_table() -> String {
     for check in CHECKS {
         let yes_no = |b: bool| if b { "yes" } else { "no" };
         let modelled = match (check.modelled, check.reported) {
-            (true, false) => "as behaviour: the status KMDF returns (no violation: correct drivers meet it too)",
+            (true, false) => {
+                "as behaviour: the status KMDF returns (no violation: correct drivers meet it too)"
+            }
             (modelled, _) => yes_no(modelled),
         };
         let _ = writeln!(
