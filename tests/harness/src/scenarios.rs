@@ -1120,3 +1120,105 @@ pub fn run_all(client: &Client) -> Vec<Outcome> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use super::{Expect, expect_arrival, expect_arrivals};
+    use crate::receiver::Arrival;
+
+    const FROM: &str = "127.0.0.1:4000";
+
+    fn arrival() -> Arrival {
+        Arrival {
+            payload: b"x".to_vec(),
+            source: FROM
+                .parse()
+                .unwrap_or_else(|_| SocketAddr::from(([0; 4], 0))),
+            destination: None,
+            interface: Some(1),
+            tos: Some(0xB9),
+            hop_limit: Some(7),
+        }
+    }
+
+    fn expect() -> Expect<'static> {
+        Expect {
+            payload: b"x",
+            source: FROM
+                .parse()
+                .unwrap_or_else(|_| SocketAddr::from(([0; 4], 0))),
+            tos: 0xB9,
+            hop_limit: 7,
+            interface: Some(1),
+        }
+    }
+
+    #[test]
+    fn every_property_reported_and_right_passes() {
+        assert_eq!(expect_arrival(&arrival(), &expect()), Ok(None));
+    }
+
+    #[test]
+    fn any_property_wrong_fails() {
+        let wrong = [
+            Expect {
+                payload: b"y",
+                ..expect()
+            },
+            Expect {
+                source: SocketAddr::from(([127, 0, 0, 1], 4001)),
+                ..expect()
+            },
+            Expect {
+                source: SocketAddr::from(([127, 0, 0, 2], 4000)),
+                ..expect()
+            },
+            Expect {
+                tos: 0xB8,
+                ..expect()
+            },
+            Expect {
+                hop_limit: 128,
+                ..expect()
+            },
+            Expect {
+                interface: Some(2),
+                ..expect()
+            },
+        ];
+        for expect in wrong {
+            assert!(expect_arrival(&arrival(), &expect).is_err(), "{expect:?}");
+        }
+    }
+
+    /// Unreported is not a pass: each is named in the skip reason, once per `what`.
+    #[test]
+    fn an_unreported_property_is_a_skip() {
+        let unreported = Arrival {
+            tos: None,
+            hop_limit: None,
+            interface: None,
+            ..arrival()
+        };
+        let reason = expect_arrival(&unreported, &expect()).ok().flatten();
+        let reason = reason.unwrap_or_default();
+        for property in ["TOS", "hop limit", "interface"] {
+            assert!(reason.contains(property), "{reason}");
+        }
+        let no_index = Expect {
+            interface: None,
+            ..expect()
+        };
+        assert!(matches!(expect_arrival(&arrival(), &no_index), Ok(Some(_))));
+        let mut skipped = Vec::new();
+        let twice = [&unreported, &unreported];
+        assert_eq!(
+            expect_arrivals(twice, &expect(), "v4", &mut skipped),
+            Ok(())
+        );
+        assert_eq!(skipped.len(), 1, "{skipped:?}");
+        assert!(skipped[0].starts_with("v4: "), "{skipped:?}");
+    }
+}
