@@ -308,3 +308,134 @@ pub fn open(kind: Kind, front_door: FrontDoor) -> Result<Box<dyn Backend>, Backe
         Kind::Model => Box::new(ModelBackend::start(ModelConfig::through(front_door))?),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    //! The cancel-and-abandon path of [`InFlight`], with a fake request the "driver" never
+    //! completes: no Windows needed, no real time spent (the fake answers every wait at once).
+
+    use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+    use super::{
+        ABANDON_TIMEOUT, BackendError, CANCEL_TIMEOUT, InFlight, IoctlOutcome, PendingIo,
+        abandoned_requests,
+    };
+    use std::time::Duration;
+
+    /// What happened to a fake request, in order.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    enum Event {
+        Wait(Duration),
+        Cancel,
+        /// The `PendingIo` value was dropped: from here on, what it holds (the device's
+        /// OVERLAPPED and buffers) is leaked, or freed had it completed.
+        Dropped,
+    }
+
+    /// A pending request whose completion comes after `completes_after` waits, or never.
+    struct Fake {
+        log: Arc<Mutex<Vec<Event>>>,
+        completes_after: Option<usize>,
+        waits: usize,
+    }
+
+    impl PendingIo for Fake {
+        fn wait_for(&mut self, timeout: Duration) -> Option<Result<IoctlOutcome, BackendError>> {
+            log(&self.log).push(Event::Wait(timeout));
+            self.waits += 1;
+            (Some(self.waits) == self.completes_after).then(|| {
+                Ok(IoctlOutcome {
+                    status: 0,
+                    output: Vec::new(),
+                })
+            })
+        }
+
+        fn cancel(&self) {
+            log(&self.log).push(Event::Cancel);
+        }
+    }
+
+    impl Drop for Fake {
+        fn drop(&mut self) {
+            log(&self.log).push(Event::Dropped);
+        }
+    }
+
+    fn log(log: &Mutex<Vec<Event>>) -> MutexGuard<'_, Vec<Event>> {
+        log.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The abandoned counter is process-wide: these tests take turns with it.
+    static COUNTER: Mutex<()> = Mutex::new(());
+
+    /// A fake request in flight, and its log.
+    fn fake(completes_after: Option<usize>) -> (InFlight<'static>, Arc<Mutex<Vec<Event>>>) {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let request = Fake {
+            log: Arc::clone(&log),
+            completes_after,
+            waits: 0,
+        };
+        (InFlight::pending(Box::new(request)), log)
+    }
+
+    /// Dropped unwaited and never completed: cancelled, waited for [`ABANDON_TIMEOUT`], then
+    /// abandoned (counted) with nothing freed before that wait ended.
+    #[test]
+    fn a_dropped_request_that_never_completes_is_abandoned_after_cancel_and_wait() {
+        let _turn = COUNTER.lock().unwrap_or_else(PoisonError::into_inner);
+        let before = abandoned_requests();
+        let (request, events) = fake(None);
+        drop(request);
+        assert_eq!(
+            *log(&events),
+            [Event::Cancel, Event::Wait(ABANDON_TIMEOUT), Event::Dropped]
+        );
+        assert_eq!(abandoned_requests(), before + 1);
+    }
+
+    /// Waited for past its timeout: cancelled and waited [`CANCEL_TIMEOUT`] more, reported as
+    /// a timeout, then kept (not freed) until the drop's own cancel and wait, and abandoned
+    /// once.
+    #[test]
+    fn a_timed_out_request_that_never_completes_is_abandoned_once() {
+        let _turn = COUNTER.lock().unwrap_or_else(PoisonError::into_inner);
+        let before = abandoned_requests();
+        let (request, events) = fake(None);
+        let limit = Duration::from_millis(7);
+        assert!(matches!(request.wait(limit), Err(BackendError::Timeout)));
+        assert_eq!(
+            *log(&events),
+            [
+                Event::Wait(limit),
+                Event::Cancel,
+                Event::Wait(CANCEL_TIMEOUT),
+                Event::Cancel,
+                Event::Wait(ABANDON_TIMEOUT),
+                Event::Dropped
+            ]
+        );
+        assert_eq!(abandoned_requests(), before + 1);
+    }
+
+    /// Completing within the cancel's wait, or the drop's, abandons nothing.
+    #[test]
+    fn a_request_that_completes_after_its_cancel_is_not_abandoned() {
+        let _turn = COUNTER.lock().unwrap_or_else(PoisonError::into_inner);
+        let before = abandoned_requests();
+        let (request, events) = fake(Some(2));
+        assert!(matches!(
+            request.wait(Duration::from_millis(7)),
+            Err(BackendError::Timeout)
+        ));
+        assert_eq!(log(&events).len(), 4, "{:?}", log(&events));
+        let (request, events) = fake(Some(1));
+        drop(request);
+        assert_eq!(
+            *log(&events),
+            [Event::Cancel, Event::Wait(ABANDON_TIMEOUT), Event::Dropped]
+        );
+        assert_eq!(abandoned_requests(), before);
+    }
+}
