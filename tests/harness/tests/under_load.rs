@@ -610,6 +610,7 @@ fn a_failure_after_pending_reaches_the_caller_unchanged() {
                 .any(|f| f.status == STATUS_ACCESS_DENIED && f.count == 3),
             "{front_door:?}"
         );
+        assert_socket_failed(&stats, socket, STATUS_ACCESS_DENIED, 3, front_door);
         client.close_socket(socket).unwrap();
         let report = client.finish().unwrap();
         assert!(report.is_clean(), "{front_door:?}: {report}");
@@ -618,6 +619,37 @@ fn a_failure_after_pending_reaches_the_caller_unchanged() {
             "{front_door:?}: not pended first"
         );
     }
+}
+
+/// `socket`'s own record in `response` counts `count` failed datagrams, all with `status` (its
+/// failures by status, not only the driver-wide table), and its requests hold no pool now.
+fn assert_socket_failed(
+    response: &wskudp_abi::StatsResponse,
+    socket: u32,
+    status: i32,
+    count: u64,
+    front_door: FrontDoor,
+) {
+    let entry = response
+        .sockets()
+        .iter()
+        .find(|entry| entry.socket == socket)
+        .unwrap_or_else(|| panic!("{front_door:?}: socket {socket:#x} missing"));
+    assert_eq!(entry.counters.datagrams_failed, count, "{front_door:?}");
+    assert_eq!(
+        entry
+            .failures()
+            .map(|f| (f.status, f.count))
+            .collect::<Vec<_>>(),
+        [(status, count)],
+        "{front_door:?}: the socket's failures by status"
+    );
+    assert_eq!(entry.failures_other, 0, "{front_door:?}");
+    assert_eq!(
+        (entry.pool_blocks, entry.pool_bytes),
+        (0, 0),
+        "{front_door:?}: pool held after the request completed"
+    );
 }
 
 /// `WskCloseSocket` may return `STATUS_PENDING` and complete its IRP "after it has closed the
@@ -730,11 +762,7 @@ fn an_immediate_failure_reaches_the_caller_unchanged() {
             "{front_door:?}: {:?}",
             stats.failures().collect::<Vec<_>>()
         );
-        assert_eq!(
-            stats.sockets()[0].counters.datagrams_failed,
-            4,
-            "{front_door:?}"
-        );
+        assert_socket_failed(&stats, socket, STATUS_HOST_UNREACHABLE, 4, front_door);
         common::receive(&receiver, 0);
         let again = client
             .send(&wskudp_harness::scenarios::plain(socket, to, 2), &[], b"ok")
