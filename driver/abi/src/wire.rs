@@ -452,6 +452,12 @@ impl StatsResponse {
     pub fn failures(&self) -> impl Iterator<Item = &FailureCount> {
         used_failures(&self.failures)
     }
+
+    /// The record of `socket`, if it is one of the calling handle's.
+    #[must_use]
+    pub fn socket(&self, socket: u32) -> Option<&SocketStats> {
+        self.sockets().iter().find(|entry| entry.socket == socket)
+    }
 }
 
 /// `DESCRIBE_SEND` output: exactly what `SEND` would pass to `WskSendTo` for one datagram.

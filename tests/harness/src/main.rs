@@ -637,9 +637,7 @@ fn stats(client: &Client, socket: Option<u32>) -> Result<Outcome, String> {
     });
     if let Some(wanted) = socket {
         let entry = stats
-            .sockets()
-            .iter()
-            .find(|entry| entry.socket == wanted)
+            .socket(wanted)
             .ok_or_else(|| format!("socket {wanted:#x} is not in this handle's statistics"))?;
         let (mut socket_json, socket_text) = counters(&entry.counters);
         let (failures_json, failures_text) =

@@ -740,9 +740,7 @@ fn assert_socket_failed(
     front_door: FrontDoor,
 ) {
     let entry = response
-        .sockets()
-        .iter()
-        .find(|entry| entry.socket == socket)
+        .socket(socket)
         .unwrap_or_else(|| panic!("{front_door:?}: socket {socket:#x} missing"));
     assert_eq!(entry.counters.datagrams_failed, count, "{front_door:?}");
     assert_eq!(
