@@ -407,6 +407,7 @@ impl Batch {
     }
 
     /// Pool this request holds for its whole life: the batch and the payload copy (two blocks).
+    /// IRQL: any.
     fn footprint(&self) -> usize {
         size_of::<Self>().saturating_add(self.datagram.payload.len())
     }
