@@ -104,6 +104,8 @@ pub const MAX_SENDS_PER_SOCKET: u32 = 64;
 pub const MAX_SENDS_PER_HANDLE: u32 = 256;
 /// Distinct failure statuses `QUERY_STATS` counts one by one.
 pub const STATS_FAILURE_SLOTS: usize = 8;
+/// Distinct failure statuses `QUERY_STATS` counts one by one for each socket.
+pub const SOCKET_FAILURE_SLOTS: usize = 4;
 /// Bytes reserved for one encoded `SOCKADDR` (a `SOCKADDR_IN6` is 28).
 pub const SOCKADDR_CAPACITY: usize = 32;
 

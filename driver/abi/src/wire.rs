@@ -343,7 +343,8 @@ pub struct SendCounters {
     pub datagrams_in_flight_max: u32,
 }
 
-/// Failures with one status, driver-wide (`QUERY_STATS`); `status` 0 marks an unused slot.
+/// Failures with one status, driver-wide or of one socket (`QUERY_STATS`); `status` 0 marks an
+/// unused slot.
 #[repr(C)]
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable,
@@ -357,10 +358,8 @@ pub struct FailureCount {
     pub count: u64,
 }
 
-/// One socket of the calling handle (`QUERY_STATS`).
-///
-/// Failures by status and pool in use are driver-wide only ([`StatsResponse`]): this layout has no reserved space for them, so they
-/// wait for a new ABI version.
+/// One socket of the calling handle (`QUERY_STATS`): the driver-wide record's fields, for this
+/// socket alone.
 #[repr(C)]
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable,
@@ -374,12 +373,31 @@ pub struct SocketStats {
     pub local: WireAddr,
     /// Its counters.
     pub counters: SendCounters,
+    /// Its failed datagrams by status, the first [`crate::SOCKET_FAILURE_SLOTS`] statuses seen.
+    pub failures: [FailureCount; crate::SOCKET_FAILURE_SLOTS],
+    /// Its failed datagrams whose status found no slot.
+    pub failures_other: u64,
+    /// Non-paged pool blocks its `SEND` requests hold now (batches, payload copies, send
+    /// operations); the driver-wide `pool_blocks` counts them too.
+    pub pool_blocks: u64,
+    /// Bytes in them.
+    pub pool_bytes: u64,
 }
 
 impl SocketStats {
     /// The provider forced the socket closed (`STATUS_FILE_FORCED_CLOSED`); only
     /// `CLOSE_SOCKET` is left to do with it.
     pub const FLAG_FORCED_CLOSED: u32 = 1 << 0;
+
+    /// The used part of `failures`.
+    pub fn failures(&self) -> impl Iterator<Item = &FailureCount> {
+        used_failures(&self.failures)
+    }
+}
+
+/// The used slots of a failure table.
+fn used_failures(table: &[FailureCount]) -> impl Iterator<Item = &FailureCount> {
+    table.iter().filter(|failure| failure.status != 0)
 }
 
 /// `QUERY_STATS` input (ABI 2).
@@ -432,7 +450,13 @@ impl StatsResponse {
 
     /// The used part of `failures`.
     pub fn failures(&self) -> impl Iterator<Item = &FailureCount> {
-        self.failures.iter().filter(|failure| failure.status != 0)
+        used_failures(&self.failures)
+    }
+
+    /// The record of `socket`, if it is one of the calling handle's.
+    #[must_use]
+    pub fn socket(&self, socket: u32) -> Option<&SocketStats> {
+        self.sockets().iter().find(|entry| entry.socket == socket)
     }
 }
 
@@ -518,7 +542,12 @@ const _: () = {
     assert!(size_of::<DescribeSendResponse>() == 304);
     assert!(size_of::<SendCounters>() == 48);
     assert!(size_of::<FailureCount>() == 16);
-    assert!(size_of::<SocketStats>() == 80);
+    assert!(size_of::<SocketStats>() == 80 + 16 * 4 + 3 * 8);
+    assert!(core::mem::offset_of!(SocketStats, counters) == 32);
+    assert!(core::mem::offset_of!(SocketStats, failures) == 80);
+    assert!(core::mem::offset_of!(SocketStats, failures_other) == 144);
+    assert!(core::mem::offset_of!(SocketStats, pool_blocks) == 152);
+    assert!(core::mem::offset_of!(SocketStats, pool_bytes) == 160);
     assert!(size_of::<StatsRequest>() == 8);
-    assert!(size_of::<StatsResponse>() == 48 + 16 * 8 + 3 * 8 + 2 * 4 + 80 * 64);
+    assert!(size_of::<StatsResponse>() == 48 + 16 * 8 + 3 * 8 + 2 * 4 + 168 * 64);
 };

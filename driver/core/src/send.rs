@@ -406,6 +406,12 @@ impl Batch {
         unsafe { &*self.request.get() }
     }
 
+    /// Pool this request holds for its whole life: the batch and the payload copy (two blocks).
+    /// IRQL: any.
+    fn footprint(&self) -> usize {
+        size_of::<Self>().saturating_add(self.datagram.payload.len())
+    }
+
     /// Records one datagram's outcome, here, on its socket and driver-wide.
     /// IRQL: <= `DISPATCH_LEVEL`.
     fn record(&self, status: NTSTATUS, bytes: usize) {
@@ -418,7 +424,7 @@ impl Batch {
             );
         }
         self.tally.record(status, bytes);
-        self.socket().counters().tally.record(status, bytes);
+        self.socket().stats().stats.record(status, bytes);
         self.driver_stats().record(status, bytes);
     }
 
@@ -534,6 +540,9 @@ impl Batch {
         // (fxioqueue.cpp:4632, fxioqueue.hpp:1030-1038), e.g. a CLOSE_SOCKET waiting for this
         // very reference.
         batch.socket().counters().requests.lower();
+        // The socket is let go here, so its pool charge goes now too: the batch only waits
+        // to complete the request.
+        batch.socket().stats().pool.discharge(2, batch.footprint());
         // SAFETY: Work reached zero here, once: nobody else reads the cell any more.
         let socket = unsafe { &mut *batch.socket.get() };
         // SAFETY: The last use of the socket reference (type invariant); dropped once.
@@ -669,7 +678,7 @@ impl SendOp {
         };
         // INVARIANT: `wsk_buf` describes `chain`; the work reference and the slot are taken
         // by `submit`.
-        PoolBox::try_new(
+        let op = PoolBox::try_new(
             Self {
                 wsk_buf: UnsafeCell::new(wsk_buf),
                 chain,
@@ -679,7 +688,22 @@ impl SendOp {
                 batch,
             },
             TAG_DATAGRAM,
-        )
+        )?;
+        // Charged to the socket until the op's IRP reference goes (`discharge`).
+        // SAFETY: As above.
+        unsafe { batch.as_ref() }
+            .socket()
+            .stats()
+            .pool
+            .charge(1, size_of::<Self>());
+        Ok(op)
+    }
+
+    /// Takes back the socket's charge for one op, when its IRP reference goes: a canceller
+    /// that pinned the op may free it later, when the socket may be gone. The caller holds a
+    /// work reference. IRQL: any.
+    fn discharge(batch: &Batch) {
+        batch.socket().stats().pool.discharge(1, size_of::<Self>());
     }
 
     /// Drops one reference; the last frees the op (its IRP and MDLs).
@@ -709,10 +733,12 @@ impl SendOp {
             Err(status) if status == STATUS_CANCELLED => {
                 // The socket is closing: this datagram and the rest are not sent.
                 batch.give_up_from_current();
+                Self::abandon(op);
                 return false;
             }
             Err(status) => {
                 batch.record(status, 0);
+                Self::abandon(op);
                 return false;
             }
         };
@@ -731,6 +757,7 @@ impl SendOp {
         };
         let Some(index) = placed else {
             batch.record(STATUS_INSUFFICIENT_RESOURCES, 0);
+            Self::abandon(op);
             return false;
         };
         // SAFETY: Not shared yet except through the slot, which only a canceller reads (the
@@ -788,8 +815,11 @@ impl SendOp {
         }
     }
 
-    /// Releases an op that never went to WSK, after a canceller may have pinned it.
+    /// Releases an op that never went to WSK, after a canceller may have pinned it. The
+    /// pump's work reference keeps the batch alive. IRQL: <= `DISPATCH_LEVEL`.
     fn abandon(op: PoolBox<Self>) {
+        // SAFETY: The pump holds a work reference on the batch.
+        Self::discharge(unsafe { op.batch.as_ref() });
         let raw = PoolBox::into_raw(op);
         // SAFETY: The IRP's own reference (never issued), given up once.
         unsafe { Self::release(raw) };
@@ -815,6 +845,7 @@ unsafe extern "system" fn send_complete(
         // SAFETY: The op's work reference keeps the batch alive.
         let batch = unsafe { this.as_ref() };
         SendOp::unplace(batch, index);
+        SendOp::discharge(batch);
         // SAFETY: The IRP's reference, given up once; a pinning canceller keeps the IRP
         // allocated until it is done with IoCancelIrp.
         unsafe { SendOp::release(op) };
@@ -891,6 +922,8 @@ pub(crate) fn start(
     };
     // SAFETY: The submitter's work reference keeps the batch alive.
     let batch = unsafe { this.as_ref() };
+    // Charged to the socket until the work ends (`release_work`).
+    batch.socket().stats().pool.charge(2, batch.footprint());
     // SAFETY: `Batch::cancelled` takes the batch and its cancel reference, valid until it ran or
     // unmarking succeeded (`release_work`).
     match unsafe {

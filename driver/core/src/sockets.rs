@@ -20,7 +20,7 @@ use wskudp_abi::{MAX_SOCKETS, SocketStats, WireAddr};
 use crate::ddi::nt::NTSTATUS;
 use crate::handle::HandleState;
 use crate::pool::{PoolBox, TAG_SOCKET};
-use crate::stats::Counters;
+use crate::stats::{Counters, SocketStatsCell};
 use crate::status::{STATUS_FILE_CLOSED, STATUS_INVALID_HANDLE, STATUS_TOO_MANY_OPENED_FILES};
 use crate::sync::{Rundown, SpinLock};
 use crate::wsk::DatagramSocket;
@@ -77,7 +77,7 @@ struct SocketEntry {
     opened: Opened,
     destination: SpinLock<Option<SocketAddr>>,
     rundown: Rundown,
-    counters: Counters,
+    stats: SocketStatsCell,
     /// A send completed with `STATUS_FILE_FORCED_CLOSED`: the socket is being closed and
     /// later requests on it get that status.
     forced_closed: AtomicBool,
@@ -183,7 +183,13 @@ impl SocketRef {
     /// The socket's counters.
     #[must_use]
     pub(crate) const fn counters(&self) -> &Counters {
-        &self.entry().counters
+        &self.entry().stats.stats.counters
+    }
+
+    /// The socket's statistics: counters, failures by status, pool its requests hold.
+    #[must_use]
+    pub(crate) const fn stats(&self) -> &SocketStatsCell {
+        &self.entry().stats
     }
 
     /// The provider said the socket is no longer functional (`STATUS_FILE_FORCED_CLOSED`):
@@ -339,6 +345,8 @@ impl SocketTable {
         let slots = self.slots.lock_shared();
         let mut count: u32 = 0;
         for (stats, (handle, entry)) in out.iter_mut().zip(open_entries(&slots, Some(owner))) {
+            let (failures, failures_other) = entry.stats.stats.failures().snapshot();
+            let (pool_blocks, pool_bytes) = entry.stats.pool.snapshot();
             *stats = SocketStats {
                 socket: handle,
                 flags: if entry.forced_closed.load(Ordering::Acquire) {
@@ -347,7 +355,11 @@ impl SocketTable {
                     0
                 },
                 local: WireAddr::from_socket_addr(entry.opened.local),
-                counters: entry.counters.snapshot(),
+                counters: entry.stats.stats.counters.snapshot(),
+                failures,
+                failures_other,
+                pool_blocks,
+                pool_bytes,
             };
             count = count.saturating_add(1);
         }
@@ -384,7 +396,7 @@ impl Reservation<'_> {
                 opened,
                 destination: SpinLock::new(None),
                 rundown: Rundown::new(),
-                counters: Counters::default(),
+                stats: SocketStatsCell::default(),
                 forced_closed: AtomicBool::new(false),
                 socket,
             },

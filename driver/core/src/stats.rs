@@ -5,7 +5,7 @@
 
 use core::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 
-use wskudp_abi::{FailureCount, STATS_FAILURE_SLOTS, SendCounters};
+use wskudp_abi::{FailureCount, SOCKET_FAILURE_SLOTS, STATS_FAILURE_SLOTS, SendCounters};
 
 use crate::ddi::nt::NTSTATUS;
 
@@ -57,16 +57,25 @@ impl Gauge {
     }
 }
 
-/// Failures by `NTSTATUS`: the first [`STATS_FAILURE_SLOTS`] distinct statuses each get a
-/// counter, later ones are counted together as "other".
-#[derive(Default)]
-pub(crate) struct FailureTable {
-    statuses: [AtomicI32; STATS_FAILURE_SLOTS],
-    counts: [AtomicU64; STATS_FAILURE_SLOTS],
+/// Failures by `NTSTATUS`: the first `N` distinct statuses each get a counter, later ones are
+/// counted together as "other".
+pub(crate) struct FailureTable<const N: usize> {
+    statuses: [AtomicI32; N],
+    counts: [AtomicU64; N],
     other: AtomicU64,
 }
 
-impl FailureTable {
+impl<const N: usize> Default for FailureTable<N> {
+    fn default() -> Self {
+        Self {
+            statuses: core::array::from_fn(|_| AtomicI32::new(0)),
+            counts: core::array::from_fn(|_| AtomicU64::new(0)),
+            other: AtomicU64::new(0),
+        }
+    }
+}
+
+impl<const N: usize> FailureTable<N> {
     fn record(&self, status: NTSTATUS) {
         for (slot, count) in self.statuses.iter().zip(&self.counts) {
             // 0 (STATUS_SUCCESS) marks a free slot: never a failure.
@@ -80,8 +89,8 @@ impl FailureTable {
     }
 
     /// The table as the ABI lays it out, and the "other" count.
-    pub(crate) fn snapshot(&self) -> ([FailureCount; STATS_FAILURE_SLOTS], u64) {
-        let mut out = [FailureCount::default(); STATS_FAILURE_SLOTS];
+    pub(crate) fn snapshot(&self) -> ([FailureCount; N], u64) {
+        let mut out = [FailureCount::default(); N];
         for ((entry, slot), count) in out.iter_mut().zip(&self.statuses).zip(&self.counts) {
             entry.status = slot.load(Ordering::Acquire);
             entry.count = count.load(Ordering::Relaxed);
@@ -150,15 +159,15 @@ impl Counters {
     }
 }
 
-/// Driver-wide statistics.
+/// Counters and failures by status: of the whole driver, or of one socket.
 #[derive(Default)]
-pub(crate) struct DriverStats {
+pub(crate) struct Stats<const N: usize> {
     pub(crate) counters: Counters,
-    failures: FailureTable,
+    failures: FailureTable<N>,
 }
 
-impl DriverStats {
-    /// One datagram completed (driver-wide counters and failures by status).
+impl<const N: usize> Stats<N> {
+    /// One datagram completed (counters and failures by status).
     pub(crate) fn record(&self, status: NTSTATUS, bytes: usize) {
         self.counters.tally.record(status, bytes);
         if status < 0 {
@@ -166,8 +175,48 @@ impl DriverStats {
         }
     }
 
-    pub(crate) const fn failures(&self) -> &FailureTable {
+    pub(crate) const fn failures(&self) -> &FailureTable<N> {
         &self.failures
+    }
+}
+
+/// Driver-wide statistics.
+pub(crate) type DriverStats = Stats<STATS_FAILURE_SLOTS>;
+
+/// One socket's statistics: the driver-wide ones for it alone, and the pool its requests hold.
+#[derive(Default)]
+pub(crate) struct SocketStatsCell {
+    pub(crate) stats: Stats<SOCKET_FAILURE_SLOTS>,
+    pub(crate) pool: PoolUse,
+}
+
+/// Pool blocks and bytes charged to an owner (a socket); the pool module counts them
+/// driver-wide on its own.
+#[derive(Default)]
+pub(crate) struct PoolUse {
+    blocks: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl PoolUse {
+    /// `blocks` blocks of `bytes` bytes in all are now held for this owner.
+    pub(crate) fn charge(&self, blocks: u64, bytes: usize) {
+        self.blocks.fetch_add(blocks, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// Undoes a [`PoolUse::charge`] of the same amounts.
+    pub(crate) fn discharge(&self, blocks: u64, bytes: usize) {
+        self.blocks.fetch_sub(blocks, Ordering::Relaxed);
+        self.bytes.fetch_sub(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// `(blocks, bytes)` held now.
+    pub(crate) fn snapshot(&self) -> (u64, u64) {
+        (
+            self.blocks.load(Ordering::Relaxed),
+            self.bytes.load(Ordering::Relaxed),
+        )
     }
 }
 
@@ -189,7 +238,7 @@ mod tests {
 
     #[test]
     fn failures_are_counted_by_status_then_as_other() {
-        let table = FailureTable::default();
+        let table = FailureTable::<STATS_FAILURE_SLOTS>::default();
         for status in 1..=(i32::try_from(STATS_FAILURE_SLOTS).unwrap() + 2) {
             table.record(-status);
             table.record(-status);

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use wskudp_abi::status::{STATUS_CANCELLED, STATUS_DEVICE_BUSY, STATUS_SUCCESS};
-use wskudp_abi::{ABI_OLDEST, ABI_VERSION, SendCounters, SendResponse, StatsResponse};
+use wskudp_abi::{ABI_OLDEST, ABI_VERSION, SendCounters, SendResponse, SocketStats, StatsResponse};
 
 use crate::backend::{Backend, BackendError};
 use crate::client::{Client, ClientError, PendingSend};
@@ -95,14 +95,16 @@ fn loopback(client: &Client) -> Result<(Receiver, SocketAddr, u32), Failure> {
     Ok((rx, to, socket))
 }
 
+/// The record `QUERY_STATS` reports for `socket`.
+fn socket_of(stats: &StatsResponse, socket: u32) -> Result<&SocketStats, Failure> {
+    stats
+        .socket(socket)
+        .ok_or_else(|| format!("socket {socket} is missing from QUERY_STATS"))
+}
+
 /// The counters `QUERY_STATS` reports for `socket`.
 fn counters_of(stats: &StatsResponse, socket: u32) -> Result<SendCounters, Failure> {
-    stats
-        .sockets()
-        .iter()
-        .find(|s| s.socket == socket)
-        .map(|s| s.counters)
-        .ok_or_else(|| format!("socket {socket} is missing from QUERY_STATS"))
+    socket_of(stats, socket).map(|entry| entry.counters)
 }
 
 /// Sockets open driver-wide (`QUERY_INFO`).
@@ -259,7 +261,8 @@ pub(crate) fn busy_at_the_socket_limit(client: &Client) -> Result<Option<String>
 }
 
 /// `QUERY_STATS` before and after a `SEND`: the driver-wide and the socket's counters grow by
-/// exactly what the response reports, nothing failed, nothing is left in flight.
+/// exactly what the response reports, nothing failed (driver-wide or on the socket), nothing is
+/// left in flight, and the socket's requests hold no pool any more.
 pub(crate) fn stats_deltas(client: &Client) -> Result<Option<String>, Failure> {
     const COUNT: u32 = 20;
     const LEN: usize = 100;
@@ -305,6 +308,17 @@ pub(crate) fn stats_deltas(client: &Client) -> Result<Option<String>, Failure> {
     ensure!(
         after.failures().eq(before.failures()) && after.failures_other == before.failures_other,
         "a failure was counted for a clean send"
+    );
+    let entry = socket_of(&after, socket)?;
+    ensure!(
+        entry.failures().next().is_none() && entry.failures_other == 0,
+        "the socket counted a failure for a clean send"
+    );
+    ensure!(
+        entry.pool_blocks == 0 && entry.pool_bytes == 0,
+        "the socket's finished requests still hold {} pool block(s), {} bytes",
+        entry.pool_blocks,
+        entry.pool_bytes
     );
     client.close_socket(socket).map_err(error)?;
     Ok(None)

@@ -8,8 +8,8 @@ use std::process::ExitCode;
 use clap::{ArgGroup, Parser, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 use wskudp_abi::{
-    Ecn, InfoResponse, Ioctl, OpenSocketRequest, SendCounters, SendSpec, SocketOption, capability,
-    feature,
+    Ecn, FailureCount, InfoResponse, Ioctl, OpenSocketRequest, SendCounters, SendSpec,
+    SocketOption, capability, feature,
 };
 use wskudp_harness::backend::{self, FrontDoor, Kind};
 use wskudp_harness::client::{Client, MAX_INFLIGHT, PipelineSummary};
@@ -609,13 +609,21 @@ fn counters(counters: &SendCounters) -> (Value, String) {
     (json, text)
 }
 
-/// `QUERY_STATS`: driver-wide, and `socket`'s counters if given (it belongs to this handle).
-fn stats(client: &Client, socket: Option<u32>) -> Result<Outcome, String> {
-    let stats = client.stats().map_err(|e| e.to_string())?;
-    let (driver_json, driver_text) = counters(&stats.driver);
-    let failures: Vec<Value> = stats
-        .failures()
+/// Failures by status as JSON and as text lines (`indent` before each), "other" included.
+fn failures<'a>(
+    table: impl Iterator<Item = &'a FailureCount>,
+    other: u64,
+    indent: &str,
+) -> (Vec<Value>, String) {
+    let mut text = String::new();
+    let json = table
         .map(|failure| {
+            let _ = writeln!(
+                text,
+                "{indent}failed with {}: {}",
+                status_text(failure.status),
+                failure.count
+            );
             json!({
                 "status": status_hex(failure.status),
                 "status_name": wskudp_abi::status::status_name(failure.status),
@@ -623,28 +631,25 @@ fn stats(client: &Client, socket: Option<u32>) -> Result<Outcome, String> {
             })
         })
         .collect();
+    if other > 0 {
+        let _ = writeln!(text, "{indent}failed with other statuses: {other}");
+    }
+    (json, text)
+}
+
+/// `QUERY_STATS`: driver-wide, and `socket`'s own record if given (it belongs to this handle):
+/// counters, failures by status, pool its requests hold.
+fn stats(client: &Client, socket: Option<u32>) -> Result<Outcome, String> {
+    let stats = client.stats().map_err(|e| e.to_string())?;
+    let (driver_json, driver_text) = counters(&stats.driver);
+    let (failures_json, failures_text) = failures(stats.failures(), stats.failures_other, "  ");
     let mut text = format!(
-        "driver: {driver_text}\npool in use: {} block(s), {} bytes; {} socket(s) open\n",
+        "driver: {driver_text}\npool in use: {} block(s), {} bytes; {} socket(s) open\n{failures_text}",
         stats.pool_blocks, stats.pool_bytes, stats.open_sockets
     );
-    for failure in stats.failures() {
-        let _ = writeln!(
-            text,
-            "  failed with {}: {}",
-            status_text(failure.status),
-            failure.count
-        );
-    }
-    if stats.failures_other > 0 {
-        let _ = writeln!(
-            text,
-            "  failed with other statuses: {}",
-            stats.failures_other
-        );
-    }
     let mut json = json!({
         "driver": driver_json,
-        "failures": failures,
+        "failures": failures_json,
         "failures_other": stats.failures_other,
         "pool_blocks": stats.pool_blocks,
         "pool_bytes": stats.pool_bytes,
@@ -652,12 +657,22 @@ fn stats(client: &Client, socket: Option<u32>) -> Result<Outcome, String> {
     });
     if let Some(wanted) = socket {
         let entry = stats
-            .sockets()
-            .iter()
-            .find(|entry| entry.socket == wanted)
+            .socket(wanted)
             .ok_or_else(|| format!("socket {wanted:#x} is not in this handle's statistics"))?;
-        let (socket_json, socket_text) = counters(&entry.counters);
-        let _ = writeln!(text, "socket {wanted:#x}: {socket_text}");
+        let (mut socket_json, socket_text) = counters(&entry.counters);
+        let (failures_json, failures_text) =
+            failures(entry.failures(), entry.failures_other, "    ");
+        let _ = write!(
+            text,
+            "socket {wanted:#x}: {socket_text}\n  pool in use: {} block(s), {} bytes\n{failures_text}",
+            entry.pool_blocks, entry.pool_bytes
+        );
+        if let Value::Object(map) = &mut socket_json {
+            map.insert("failures".into(), failures_json.into());
+            map.insert("failures_other".into(), entry.failures_other.into());
+            map.insert("pool_blocks".into(), entry.pool_blocks.into());
+            map.insert("pool_bytes".into(), entry.pool_bytes.into());
+        }
         if let Value::Object(map) = &mut json {
             map.insert("socket".into(), socket_json);
         }

@@ -105,6 +105,20 @@ impl Receiver {
         }
     }
 
+    /// Takes every datagram already queued, without waiting.
+    ///
+    /// # Errors
+    /// A socket error switching to non-blocking mode and back.
+    pub fn take_queued(&self) -> io::Result<Vec<Arrival>> {
+        self.socket.set_nonblocking(true)?;
+        let mut arrivals = Vec::new();
+        while let Ok(arrival) = self.recv(Duration::from_secs(1)) {
+            arrivals.push(arrival);
+        }
+        self.socket.set_nonblocking(false)?;
+        Ok(arrivals)
+    }
+
     /// Collects datagrams until `count` arrived or `timeout` passes without one.
     #[must_use]
     pub fn recv_up_to(&self, count: usize, timeout: Duration) -> Vec<Arrival> {

@@ -204,6 +204,8 @@ fn many_datagrams_in_pipelined_requests_all_arrive() {
     assert_eq!(socket["datagrams_sent"], 2500, "{json}");
     assert_eq!(socket["bytes_sent"], 2500 * 16, "{json}");
     assert_eq!(socket["datagrams_in_flight"], 0, "{json}");
+    assert_eq!(socket["pool_blocks"], 0, "{json}");
+    assert_eq!(socket["failures"], serde_json::json!([]), "{json}");
     assert_eq!(arrivals(&rx, 2501).len(), 2500);
 }
 

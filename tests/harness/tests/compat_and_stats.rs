@@ -296,8 +296,9 @@ fn capabilities_follow_the_provider_probe() {
 
 /// `QUERY_STATS` while the provider holds `N` datagrams, on every front door: `N` in flight now
 /// (driver-wide and on the socket), at least `N` at most, both requests in flight, pool in use
-/// above what the idle socket holds; once released, nothing in flight, the pool back to that
-/// baseline, and the receiver got exactly the datagrams reported sent.
+/// above what the idle socket holds, driver-wide and the socket's own (each request's batch and
+/// payload copy, each held datagram's send operation); once released, nothing in flight, both
+/// pools back to their idle values, and the receiver got exactly the datagrams reported sent.
 #[test]
 fn statistics_while_datagrams_are_held() {
     const FIRST: u32 = 3;
@@ -312,6 +313,12 @@ fn statistics_while_datagrams_are_held() {
         assert!(
             baseline.pool_blocks > 0,
             "{front_door:?}: the socket's pool"
+        );
+        let idle = socket_pool(&baseline);
+        assert_eq!(
+            idle,
+            (0, 0),
+            "{front_door:?}: an idle socket's requests hold nothing"
         );
         let first = client
             .submit_send(&plain(socket, to, FIRST), &[], b"held")
@@ -341,14 +348,7 @@ fn statistics_while_datagrams_are_held() {
             );
             assert_eq!(counters.datagrams_sent, 0, "{front_door:?} {what}");
         }
-        assert!(
-            held.pool_blocks > baseline.pool_blocks && held.pool_bytes > baseline.pool_bytes,
-            "{front_door:?}: the held sends' pool: {} blocks, {} bytes (idle: {}, {})",
-            held.pool_blocks,
-            held.pool_bytes,
-            baseline.pool_blocks,
-            baseline.pool_bytes
-        );
+        assert_held_pool(&baseline, &held, 2 * 2 + u64::from(HELD), front_door);
         wskudp_kmodel::release_held(usize::MAX);
         assert_eq!(
             first.wait().unwrap().datagrams_sent,
@@ -382,10 +382,45 @@ fn statistics_while_datagrams_are_held() {
             (baseline.pool_blocks, baseline.pool_bytes),
             "{front_door:?}: the pool is back to the idle socket's"
         );
+        assert_eq!(
+            socket_pool(&after),
+            idle,
+            "{front_door:?}: the socket's pool is back to idle"
+        );
         receive(&receiver, HELD as usize);
         releasing(|| client.close_socket(socket).unwrap());
         finish_clean(client);
     }
+}
+
+/// The pool in `held` grew from `baseline`'s, driver-wide and on the first socket, whose requests
+/// hold exactly `blocks` blocks (two a request, one a held datagram), within the driver's growth.
+fn assert_held_pool(
+    baseline: &wskudp_abi::StatsResponse,
+    held: &wskudp_abi::StatsResponse,
+    blocks: u64,
+    front_door: FrontDoor,
+) {
+    assert!(
+        held.pool_blocks > baseline.pool_blocks && held.pool_bytes > baseline.pool_bytes,
+        "{front_door:?}: the held sends' pool: {} blocks, {} bytes (idle: {}, {})",
+        held.pool_blocks,
+        held.pool_bytes,
+        baseline.pool_blocks,
+        baseline.pool_bytes
+    );
+    let (socket_blocks, socket_bytes) = socket_pool(held);
+    assert_eq!(socket_blocks, blocks, "{front_door:?}: the socket's pool");
+    assert!(
+        socket_bytes > 0 && socket_bytes <= held.pool_bytes - baseline.pool_bytes,
+        "{front_door:?}: the socket's {socket_bytes} bytes are within the driver-wide growth"
+    );
+}
+
+/// The pool the first socket's requests hold, `(blocks, bytes)`.
+fn socket_pool(stats: &wskudp_abi::StatsResponse) -> (u64, u64) {
+    let socket = &stats.sockets()[0];
+    (socket.pool_blocks, socket.pool_bytes)
 }
 
 /// What the client of the release before ABI 2 (`7a9a409^`) sent and got back, byte for byte:

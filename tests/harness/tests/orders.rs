@@ -4,14 +4,14 @@
 //! offers what could happen next (any held completion, or one of its racing requests: a
 //! `CLOSE_SOCKET`, a handle's cleanup, a `CancelIoEx`, a `SEND` itself) and [`every_path`] takes each choice
 //! in turn, replaying from a fresh machine, until every order was run. Every run must end with
-//! every `SEND` completed and every datagram accounted for, then unload with no violation and
-//! nothing leaked. The number of orders each scenario has is asserted, and the README lists it
+//! every `SEND` completed and every datagram accounted for, a loopback receiver holding exactly
+//! the datagrams reported sent, then unload with no violation and nothing leaked. The number of orders each scenario has is asserted, and the README lists it
 //! (checked below).
 
 mod common;
 
 use std::fmt::Write as _;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::{V4, addr, config, releasing};
@@ -21,6 +21,7 @@ use wskudp_abi::{
     read_response, send_request_len,
 };
 use wskudp_harness::backend::{FrontDoor, InFlight, ModelBackend};
+use wskudp_harness::receiver::Receiver;
 use wskudp_harness::scenarios::plain;
 use wskudp_kmodel::explore::{Chooser, every_path};
 use wskudp_kmodel::{CompletionMode, FaultPlan, held_completions, release_held_nth};
@@ -103,8 +104,9 @@ fn send_request(socket: u32, to: SocketAddr, count: u32) -> Vec<u8> {
     request
 }
 
-/// One run of `scenario` through `front_door`, taking `chooser`'s path.
-fn run(front_door: FrontDoor, scenario: &Scenario, to: SocketAddr, chooser: &mut Chooser) {
+/// One run of `scenario` through `front_door`, taking `chooser`'s path, sending to `receiver`.
+fn run(front_door: FrontDoor, scenario: &Scenario, receiver: &Receiver, chooser: &mut Chooser) {
+    let to = receiver.local_addr().unwrap();
     let backend =
         ModelBackend::start(config(front_door, CompletionMode::Held, FaultPlan::None)).unwrap();
     let sockets: Vec<(usize, u32)> = scenario
@@ -195,20 +197,29 @@ fn run(front_door: FrontDoor, scenario: &Scenario, to: SocketAddr, chooser: &mut
         }
     }
     let path = chooser.path();
-    check_sends(front_door, &path, scenario, sends, &too_late);
+    let (sent, unreported) = check_sends(front_door, &path, scenario, sends, &too_late);
+    check_arrivals(
+        receiver,
+        sent,
+        unreported,
+        &format!("{front_door:?} {path:?}"),
+    );
     let report = Box::new(backend).finish_report();
     assert!(report.is_clean(), "{front_door:?} {path:?}: {report}");
 }
 
 /// Every `SEND` of a run completed: accounted for, cancelled only if the scenario cancelled it,
-/// failed as a whole only if issued after its socket went (`too_late`).
+/// failed as a whole only if issued after its socket went (`too_late`). Returns the datagrams
+/// reported sent and those of `SEND`s cancelled as a whole (`STATUS_CANCELLED`, no counts: a
+/// cancelled IRP's `Information` is 0), of which any may have left before the cancel.
 fn check_sends(
     front_door: FrontDoor,
     path: &[usize],
     scenario: &Scenario,
     sends: Vec<Option<InFlight<'_>>>,
     too_late: &[usize],
-) {
+) -> (u32, u32) {
+    let (mut datagrams_sent, mut unreported) = (0, 0);
     for (index, (send, &(_, count))) in sends.into_iter().zip(scenario.sends).enumerate() {
         let send = send.expect("every race ran: every SEND was issued");
         // Nothing is held and every race ran: each SEND has completed.
@@ -229,6 +240,7 @@ fn check_sends(
                 scenario.races.contains(&Race::Cancel(index)),
                 "{front_door:?} {path:?}: SEND {index} cancelled, and nobody cancelled it"
             );
+            unreported += count;
             continue;
         }
         assert_eq!(outcome.status, STATUS_SUCCESS, "{front_door:?} {path:?}");
@@ -238,7 +250,25 @@ fn check_sends(
             count,
             "{front_door:?} {path:?}: SEND {index}: {response:?}"
         );
+        datagrams_sent += response.datagrams_sent;
     }
+    (datagrams_sent, unreported)
+}
+
+/// The receiver got the `sent` datagrams reported sent (plus at most `unreported`, see
+/// [`check_sends`]) and nothing more; this drains it for the next path. The model sends at
+/// completion, over loopback: all are queued by now, so "nothing more" does not wait (the
+/// test's end waits once for stragglers).
+fn check_arrivals(receiver: &Receiver, sent: u32, unreported: u32, what: &str) {
+    let reported = receiver
+        .recv_up_to(sent as usize, Duration::from_secs(2))
+        .len();
+    let extra = receiver.take_queued().unwrap().len();
+    assert_eq!(reported, sent as usize, "{what}: datagrams reported sent");
+    assert!(
+        extra <= unreported as usize,
+        "{what}: {extra} more than the {sent} reported sent arrived ({unreported} unreported)"
+    );
 }
 
 /// Boxed backends finish through the trait; this keeps the test's backend concrete.
@@ -254,11 +284,10 @@ impl FinishReport for Box<ModelBackend> {
 
 #[test]
 fn every_order_of_completions_and_racing_requests_is_clean() {
-    let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let to = sink.local_addr().unwrap();
+    let receiver = common::receiver(V4).unwrap();
     for scenario in &SCENARIOS {
         for front_door in FrontDoor::ALL {
-            let orders = every_path(|chooser| run(front_door, scenario, to, chooser));
+            let orders = every_path(|chooser| run(front_door, scenario, &receiver, chooser));
             println!("{}: {orders} orders ({front_door:?})", scenario.name);
             assert_eq!(
                 orders, scenario.orders,
@@ -267,6 +296,10 @@ fn every_order_of_completions_and_racing_requests_is_clean() {
             );
         }
     }
+    assert!(
+        receiver.recv(Duration::from_millis(200)).is_err(),
+        "a datagram arrived after every path was checked"
+    );
 }
 
 /// The README's table of order counts is [`SCENARIOS`]' (whose counts the test above checks).

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use common::{V4, addr, releasing};
 use wskudp_abi::status::{
-    STATUS_ACCESS_DENIED, STATUS_CANCELLED, STATUS_DEVICE_BUSY, STATUS_FILE_FORCED_CLOSED,
-    STATUS_HOST_UNREACHABLE, STATUS_SUCCESS,
+    STATUS_ACCESS_DENIED, STATUS_CANCELLED, STATUS_DEVICE_BUSY, STATUS_FILE_CLOSED,
+    STATUS_FILE_FORCED_CLOSED, STATUS_HOST_UNREACHABLE, STATUS_INVALID_HANDLE, STATUS_SUCCESS,
 };
 use wskudp_abi::{
     Ioctl, MAX_SENDS_PER_HANDLE, MAX_SENDS_PER_SOCKET, OpenSocketResponse, SEND_WINDOW,
@@ -400,6 +400,115 @@ fn unload_with_sends_held(front_door: FrontDoor, pend: bool) {
     assert!(report.is_clean(), "{front_door:?}: {report}");
 }
 
+/// Statuses a `SEND` racing a close, a cleanup and an unload may fail with as a whole, having
+/// sent nothing: its socket closed (`STATUS_INVALID_HANDLE`) or its handle cleaned up
+/// (`STATUS_FILE_CLOSED`) before it started.
+const REFUSED_IN_THE_RACE: [i32; 2] = [STATUS_INVALID_HANDLE, STATUS_FILE_CLOSED];
+
+/// One sender of [`unload_races_sends_close_and_cleanup_on_threads`]: `requests` `SEND`s of
+/// `count` on `socket`, a millisecond apart, until the handle is gone (the I/O manager refuses
+/// the request: `STATUS_INVALID_HANDLE`); then waits for each. Returns the datagrams reported
+/// sent. Every response accounts for its whole count; a request failed as a whole did so with a
+/// status of [`REFUSED_IN_THE_RACE`].
+fn race_sender(handle: &Handle, socket: u32, to: SocketAddr, requests: u32, count: u32) -> u32 {
+    let mut pending = Vec::new();
+    for _ in 0..requests {
+        match handle.ioctl(
+            Ioctl::Send.code(),
+            &send_request(socket, to, count),
+            size_of::<SendResponse>(),
+        ) {
+            Ok(request) => pending.push(request),
+            Err(status) => {
+                assert_eq!(status, STATUS_INVALID_HANDLE, "refused by the I/O manager");
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    pending
+        .iter()
+        .map(|request| {
+            let (status, output) = wait_bounded(request);
+            if status == STATUS_SUCCESS {
+                response(&IoctlOutcome { status, output }, count).datagrams_sent
+            } else {
+                assert!(
+                    REFUSED_IN_THE_RACE.contains(&status),
+                    "a SEND failed as a whole with {status:#x}"
+                );
+                assert!(output.iter().all(|&b| b == 0), "counts with {status:#x}");
+                0
+            }
+        })
+        .sum()
+}
+
+/// `sc stop` racing on threads: senders keep submitting on three sockets of a handle while one
+/// thread closes one socket, another cleans the handle up (closes it) and another has asked for
+/// the unload, with the provider completing late and out of order. Every `SEND` accounts for
+/// every datagram or was refused as a whole with a clear status, the receiver gets exactly the
+/// datagrams reported sent, the unload finishes once the handle is gone, and the model reports
+/// no leak and no violation. KMDF and WDM only, as
+/// [`unload_with_sends_held_waits_then_leaves_nothing`].
+#[test]
+fn unload_races_sends_close_and_cleanup_on_threads() {
+    const REQUESTS: u32 = 8;
+    const COUNT: u32 = 40;
+    for front_door in [FrontDoor::Kmdf, FrontDoor::Wdm] {
+        for round in 0..2_u64 {
+            let (machine, driver, handle) =
+                load_io(front_door, CompletionMode::late_out_of_order(round + 1));
+            let receiver = common::receiver(V4).unwrap();
+            let to = receiver.local_addr().unwrap();
+            let sockets: Vec<u32> = (0..3).map(|_| raw_open_socket(&handle)).collect();
+            let sent: u32 = std::thread::scope(|scope| {
+                let handle = &handle;
+                let unloading = scope.spawn(move || driver.unload());
+                let mut senders = Vec::new();
+                for &socket in &sockets {
+                    senders.push(
+                        scope.spawn(move || race_sender(handle, socket, to, REQUESTS, COUNT)),
+                    );
+                }
+                let closing = scope.spawn(move || {
+                    std::thread::sleep(Duration::from_millis(2 + round));
+                    // After the cleanup the socket is gone (the driver says so), or the handle
+                    // (the I/O manager refuses).
+                    handle
+                        .ioctl(
+                            Ioctl::CloseSocket.code(),
+                            encode_close_socket(sockets[0]).as_bytes(),
+                            0,
+                        )
+                        .map(|request| wait_bounded(&request).0)
+                });
+                let cleanup = scope.spawn(move || {
+                    std::thread::sleep(Duration::from_millis(4 + 2 * round));
+                    handle.close();
+                });
+                let sent = senders.into_iter().map(|s| s.join().unwrap()).sum();
+                let close_status = closing.join().unwrap();
+                assert!(
+                    matches!(
+                        close_status,
+                        Ok(STATUS_SUCCESS | STATUS_FILE_CLOSED | STATUS_INVALID_HANDLE)
+                            | Err(STATUS_INVALID_HANDLE)
+                    ),
+                    "{front_door:?} round {round}: CLOSE_SOCKET got {close_status:x?}"
+                );
+                cleanup.join().unwrap();
+                unloading.join().unwrap().unwrap();
+                sent
+            });
+            common::receive(&receiver, sent as usize);
+            assert_eq!(open_sockets(), 0, "{front_door:?} round {round}");
+            let report = machine.shutdown();
+            assert!(report.is_clean(), "{front_door:?} round {round}: {report}");
+        }
+    }
+}
+
 /// `CancelIoEx` on a `SEND` with its window held: the driver cancels the WSK IRPs in flight
 /// (`IoCancelIrp`), issues nothing more, and completes the request `STATUS_CANCELLED`; the socket
 /// stays usable.
@@ -610,6 +719,7 @@ fn a_failure_after_pending_reaches_the_caller_unchanged() {
                 .any(|f| f.status == STATUS_ACCESS_DENIED && f.count == 3),
             "{front_door:?}"
         );
+        assert_socket_failed(&stats, socket, STATUS_ACCESS_DENIED, 3, front_door);
         client.close_socket(socket).unwrap();
         let report = client.finish().unwrap();
         assert!(report.is_clean(), "{front_door:?}: {report}");
@@ -618,6 +728,35 @@ fn a_failure_after_pending_reaches_the_caller_unchanged() {
             "{front_door:?}: not pended first"
         );
     }
+}
+
+/// `socket`'s own record in `response` counts `count` failed datagrams, all with `status` (its
+/// failures by status, not only the driver-wide table), and its requests hold no pool now.
+fn assert_socket_failed(
+    response: &wskudp_abi::StatsResponse,
+    socket: u32,
+    status: i32,
+    count: u64,
+    front_door: FrontDoor,
+) {
+    let entry = response
+        .socket(socket)
+        .unwrap_or_else(|| panic!("{front_door:?}: socket {socket:#x} missing"));
+    assert_eq!(entry.counters.datagrams_failed, count, "{front_door:?}");
+    assert_eq!(
+        entry
+            .failures()
+            .map(|f| (f.status, f.count))
+            .collect::<Vec<_>>(),
+        [(status, count)],
+        "{front_door:?}: the socket's failures by status"
+    );
+    assert_eq!(entry.failures_other, 0, "{front_door:?}");
+    assert_eq!(
+        (entry.pool_blocks, entry.pool_bytes),
+        (0, 0),
+        "{front_door:?}: pool held after the request completed"
+    );
 }
 
 /// `WskCloseSocket` may return `STATUS_PENDING` and complete its IRP "after it has closed the
@@ -730,11 +869,7 @@ fn an_immediate_failure_reaches_the_caller_unchanged() {
             "{front_door:?}: {:?}",
             stats.failures().collect::<Vec<_>>()
         );
-        assert_eq!(
-            stats.sockets()[0].counters.datagrams_failed,
-            4,
-            "{front_door:?}"
-        );
+        assert_socket_failed(&stats, socket, STATUS_HOST_UNREACHABLE, 4, front_door);
         common::receive(&receiver, 0);
         let again = client
             .send(&wskudp_harness::scenarios::plain(socket, to, 2), &[], b"ok")
