@@ -310,8 +310,12 @@ fn main() -> ExitCode {
         }
     };
     let json_wanted = cli.command.wants_json();
+    // Which machine and driver this ran on, so runs on different Windows builds compare. Taken
+    // first: its probe socket makes the driver probe its provider, which `info` then reports.
+    let host = HostRecord::collect();
+    let driver = driver_record(&client);
     let result = match &cli.command {
-        Command::Info { .. } => info(&client),
+        Command::Info { .. } => info(&client, &driver),
         Command::Stats { .. } => stats(&client, None),
         Command::Send(args) => send(&client, args),
         Command::Ioctl {
@@ -324,9 +328,6 @@ fn main() -> ExitCode {
         Command::Scenarios { allow_skips, .. } => Ok(run_scenarios(&client, *allow_skips)),
         Command::Recv { .. } => unreachable!("handled before the backend is opened"),
     };
-    // Which machine and driver this ran on, so runs on different Windows builds compare.
-    let host = HostRecord::collect();
-    let driver = driver_record(&client);
     let report = client.finish();
     let mut outcome = match result {
         Ok(outcome) => outcome,
@@ -465,10 +466,10 @@ fn report_text(report: &ModelReport) -> String {
     )
 }
 
-fn info(client: &Client) -> Result<Outcome, String> {
-    // The probe socket first: the driver probes its provider at the first OPEN_SOCKET, and
-    // QUERY_INFO's TOS, ECN and USO capabilities come from that probe.
-    let socket_features = probe_features(client);
+/// `info`; `record` is the run's driver record, whose probe socket already made the driver
+/// probe its provider (`QUERY_INFO`'s TOS, ECN and USO capabilities come from that probe).
+fn info(client: &Client, record: &Value) -> Result<Outcome, String> {
+    let socket_features = record["socket_features"].clone();
     let info: InfoResponse = client.info().map_err(|e| e.to_string())?;
     let [major, minor, patch, _] = info.driver_version;
     let capabilities = names_of(info.capabilities, &capability::NAMES);
