@@ -259,11 +259,18 @@ mod windows {
         usize::try_from(socket.as_raw_socket()).unwrap_or(usize::MAX)
     }
 
-    fn set_flag(socket: &UdpSocket, level: i32, option: i32) -> io::Result<()> {
-        let on: u32 = 1;
-        // SAFETY: `on` is a 4-byte option value that outlives the call.
-        let result =
-            unsafe { setsockopt(socket_of(socket), level, option, (&raw const on).cast(), 4) };
+    /// A `DWORD` socket option.
+    fn set_option(socket: &UdpSocket, level: i32, option: i32, value: u32) -> io::Result<()> {
+        // SAFETY: `value` is a 4-byte option value that outlives the call.
+        let result = unsafe {
+            setsockopt(
+                socket_of(socket),
+                level,
+                option,
+                (&raw const value).cast(),
+                4,
+            )
+        };
         if result == 0 {
             Ok(())
         } else {
@@ -283,23 +290,13 @@ mod windows {
             (IPPROTO_IP, IP_PKTINFO, IP_RECVTOS, IP_HOPLIMIT)
         };
         // Room for bursts, as the Unix receiver asks (the pipelined scenarios send thousands).
-        let buffer: u32 = 8 << 20;
-        // SAFETY: `buffer` is a 4-byte option value that outlives the call.
-        let _ = unsafe {
-            setsockopt(
-                socket_of(socket),
-                SOL_SOCKET,
-                SO_RCVBUF,
-                (&raw const buffer).cast(),
-                4,
-            )
-        };
-        set_flag(socket, level, pktinfo)?;
+        let _ = set_option(socket, SOL_SOCKET, SO_RCVBUF, 8 << 20);
+        set_option(socket, level, pktinfo, 1)?;
         // Optional: refused or not asked for, arrivals carry no TOS / hop limit and the
         // scenarios that need one report their check skipped. Not on Server 2022, as msquic.
         if crate::record::windows_build() != Some(SERVER_2022) {
-            let _ = set_flag(socket, level, tos);
-            let _ = set_flag(socket, level, hop_limit);
+            let _ = set_option(socket, level, tos, 1);
+            let _ = set_option(socket, level, hop_limit, 1);
         }
         Ok(())
     }

@@ -113,10 +113,12 @@ impl HostRecord {
     }
 }
 
-/// This Windows build (`CurrentBuildNumber`), for the receiver's per-build choices.
+/// This Windows build (`CurrentBuildNumber`), for the receiver's per-build choices: read from
+/// the registry once, not at every receiver's bind.
 #[cfg(windows)]
 pub(crate) fn windows_build() -> Option<u32> {
-    windows::build()
+    static BUILD: std::sync::OnceLock<Option<u32>> = std::sync::OnceLock::new();
+    *BUILD.get_or_init(windows::build)
 }
 
 #[cfg(windows)]
