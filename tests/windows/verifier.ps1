@@ -71,11 +71,11 @@ function Write-Log([string] $Text) {
     Add-Content -LiteralPath $Log -Value $line
 }
 
-# A native command whose output, stderr included, goes to the log too. Windows PowerShell
-# 5.1 turns each stderr line of a redirected native command into an error record, which
-# 'Stop' would make fatal: the exit code decides here, so errors only continue in this scope.
-function Invoke-Logged {
-    param([string] $FilePath, [string[]] $ArgumentList, [int[]] $Success = @(0))
+# Runs a native command, its output (stderr included) shown and logged: its exit code and its
+# lines. Windows PowerShell 5.1 turns each stderr line of a redirected native command into an
+# error record, which 'Stop' would make fatal: the exit code decides, so errors only continue
+# in this scope.
+function Invoke-Captured([string] $FilePath, [string[]] $ArgumentList) {
     $ErrorActionPreference = 'Continue'
     Write-Log "> $FilePath $($ArgumentList -join ' ')"
     $lines = @(& $FilePath @ArgumentList 2>&1 | ForEach-Object { "$_" })
@@ -83,10 +83,17 @@ function Invoke-Logged {
     # Add-Content, as Write-Log: one encoding in the log (5.1's Tee-Object writes UTF-16).
     $lines | Add-Content -LiteralPath $Log
     $lines | Out-Host
-    if ($Success -notcontains $code) {
-        throw "$FilePath $($ArgumentList -join ' ') failed with exit code $code (see $Log)"
+    return [pscustomobject]@{ Code = $code; Lines = $lines }
+}
+
+# A native command that must end with one of the -Success exit codes; returns the code.
+function Invoke-Logged {
+    param([string] $FilePath, [string[]] $ArgumentList, [int[]] $Success = @(0))
+    $run = Invoke-Captured $FilePath $ArgumentList
+    if ($Success -notcontains $run.Code) {
+        throw "$FilePath $($ArgumentList -join ' ') failed with exit code $($run.Code) (see $Log)"
     }
-    return $code
+    return $run.Code
 }
 
 # Exit codes verifier.exe gives for a change saved for the next boot. It documents none;
@@ -106,27 +113,22 @@ $InjectedPattern = 'C000009A|exit code 1450\b'
 # Runs `wskudpctl --backend device ARGS`, its output logged: its exit code, its text and its
 # JSON ($null if it printed none).
 function Invoke-Cli([string] $Cli, [string[]] $Arguments) {
-    $ErrorActionPreference = 'Continue'
     $env:WSKUDP_TEST_IFACE = $TestInterface
-    Write-Log "> wskudpctl --backend device $($Arguments -join ' ')"
-    $lines = @(& $Cli --backend device @Arguments 2>&1 | ForEach-Object { "$_" })
-    $code = $LASTEXITCODE
-    $lines | Add-Content -LiteralPath $Log
-    $lines | Out-Host
+    $run = Invoke-Captured $Cli (@('--backend', 'device') + $Arguments)
     $json = $null
     try {
-        $json = ($lines | Where-Object { $_ -notmatch '^error:' }) -join "`n" | ConvertFrom-Json
+        $json = ($run.Lines | Where-Object { $_ -notmatch '^error:' }) -join "`n" | ConvertFrom-Json
     } catch {
         $json = $null
     }
-    return [pscustomobject]@{ Code = $code; Text = ($lines -join "`n"); Json = $json }
+    return [pscustomobject]@{ Code = $run.Code; Text = ($run.Lines -join "`n"); Json = $json }
 }
 
 # The driver's counters (wskudpctl stats --json).
 function Get-DriverStats([string] $Cli) {
-    $text = & $Cli --backend device stats --json | Out-String
-    if ($LASTEXITCODE -ne 0) { throw "wskudpctl stats failed with exit code $LASTEXITCODE" }
-    return ($text | ConvertFrom-Json)
+    $run = Invoke-Cli $Cli @('stats', '--json')
+    if ($run.Code -ne 0 -or $null -eq $run.Json) { throw "wskudpctl stats failed with exit code $($run.Code)" }
+    return $run.Json
 }
 
 switch ($Phase) {
