@@ -1519,9 +1519,13 @@ enum Request<'a> {
     Pnp { minor: u8 },
 }
 
-/// Builds the IRP for one plain request on `file` and delivers it.
+/// Builds the IRP for one plain request on `file` (the I/O manager's own cleanup and close,
+/// which hold the file object) and delivers it.
 fn send(file: usize, major: u32) -> PendingRequest {
-    let device = io().files.get(&file).map_or(0, |f| f.device);
+    let device = io().files.get_mut(&file).map_or(0, |f| {
+        f.outstanding += 1;
+        f.device
+    });
     send_irp(device, file, major, Request::Plain)
 }
 
@@ -1703,9 +1707,6 @@ fn send_irp(device: usize, file: usize, major: u32, request: Request<'_>) -> Pen
                 dispatch_returned: false,
             },
         );
-        if let Some(record) = io.files.get_mut(&file) {
-            record.outstanding += 1;
-        }
     }
     let status = call_driver(device, irp);
     let mut io = io();
@@ -1800,12 +1801,9 @@ impl Handle {
         input: &[u8],
         output_len: usize,
     ) -> Result<PendingRequest, NTSTATUS> {
-        let (device, granted) = self.target()?;
         // CTL_CODE access bits: FILE_READ_ACCESS (1) needs read, FILE_WRITE_ACCESS (2) write.
         let required = (code >> 14) & 3;
-        if (required & 1 != 0 && !granted.read) || (required & 2 != 0 && !granted.write) {
-            return Err(STATUS_ACCESS_DENIED);
-        }
+        let device = self.reference(required & 1 != 0, required & 2 != 0)?;
         Ok(send_irp(
             device,
             self.file,
@@ -1825,10 +1823,7 @@ impl Handle {
     /// # Errors
     /// `STATUS_ACCESS_DENIED` without read access (the request never reaches the driver).
     pub fn read(&self, len: usize) -> Result<PendingRequest, NTSTATUS> {
-        let (device, granted) = self.target()?;
-        if !granted.read {
-            return Err(STATUS_ACCESS_DENIED);
-        }
+        let device = self.reference(true, false)?;
         Ok(send_irp(
             device,
             self.file,
@@ -1843,10 +1838,7 @@ impl Handle {
     /// # Errors
     /// `STATUS_ACCESS_DENIED` without write access.
     pub fn write(&self, data: &[u8]) -> Result<PendingRequest, NTSTATUS> {
-        let (device, granted) = self.target()?;
-        if !granted.write {
-            return Err(STATUS_ACCESS_DENIED);
-        }
+        let device = self.reference(false, true)?;
         Ok(send_irp(
             device,
             self.file,
@@ -1855,12 +1847,25 @@ impl Handle {
         ))
     }
 
-    /// The device IRPs on this handle go to, and the access the handle was granted.
-    fn target(&self) -> Result<(usize, Access), NTSTATUS> {
-        io().files
-            .get(&self.file)
-            .map(|f| (f.device, f.granted))
-            .ok_or(windows_sys::Win32::Foundation::STATUS_INVALID_HANDLE)
+    /// The device a request on this handle goes to, with the file object referenced for the
+    /// request's life, in one step as `ObReferenceObjectByHandle` takes it in
+    /// `NtDeviceIoControlFile` / `NtReadFile` / `NtWriteFile`: a handle already closed is
+    /// `STATUS_INVALID_HANDLE`, and `IRP_MJ_CLOSE` waits for the reference ("the reference
+    /// count on a file object has reached zero", Learn's `IRP_MJ_CLOSE` page), so no request
+    /// can reach a driver its close and unload have overtaken. `STATUS_ACCESS_DENIED` (and no
+    /// reference) without the access asked for.
+    fn reference(&self, read: bool, write: bool) -> Result<usize, NTSTATUS> {
+        let mut io = io();
+        let record = io
+            .files
+            .get_mut(&self.file)
+            .filter(|f| !f.cleaned_up)
+            .ok_or(windows_sys::Win32::Foundation::STATUS_INVALID_HANDLE)?;
+        if (read && !record.granted.read) || (write && !record.granted.write) {
+            return Err(STATUS_ACCESS_DENIED);
+        }
+        record.outstanding += 1;
+        Ok(record.device)
     }
 
     /// `CloseHandle` (the last one on the file object): `IRP_MJ_CLEANUP` now, even with
