@@ -84,6 +84,13 @@ pub enum AbiError {
     SourceNotUnicast,
     /// A `SET_OPTION` option id this version does not define.
     UnknownOption(u32),
+    /// A `BENCH` field outside its range.
+    BenchOutOfRange {
+        /// The field's name.
+        field: &'static str,
+        /// The value given.
+        value: u64,
+    },
     /// A `SET_OPTION` value outside the option's range.
     OptionValueOutOfRange {
         /// The option id.
@@ -107,6 +114,7 @@ impl AbiError {
             | Self::UnknownOption(_)
             | Self::InterfaceWithoutSource
             | Self::OptionValueOutOfRange { .. }
+            | Self::BenchOutOfRange { .. }
             | Self::UnknownFlags(_)
             | Self::CountOutOfRange(_)
             | Self::EcnOutOfRange(_)
@@ -206,6 +214,20 @@ impl fmt::Display for AbiError {
             }
             Self::OptionValueOutOfRange { option, value } => {
                 write!(f, "{value} is out of range for socket option {option}")
+            }
+            Self::BenchOutOfRange { field, value } => {
+                write!(f, "bench {field} {value} is out of range: ")?;
+                match *field {
+                    "api" => f.write_str("1 (sendto) or 2 (sendmessages)"),
+                    "size" => write!(f, "1..={}", crate::MAX_PAYLOAD),
+                    "depth" => write!(f, "1..={}", crate::MAX_BENCH_DEPTH),
+                    "batch" => write!(
+                        f,
+                        "1..={} with sendmessages, 1 with sendto",
+                        crate::MAX_BENCH_BATCH
+                    ),
+                    _ => f.write_str("at least 1"),
+                }
             }
         }
     }

@@ -37,11 +37,13 @@ pub enum Ioctl {
     QueryStats,
     /// Set one socket option (ABI 2).
     SetOption,
+    /// Send and time datagrams in the driver ([`crate::capability::BENCH`]).
+    Bench,
 }
 
 impl Ioctl {
     /// Every request, in code order.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::QueryInfo,
         Self::OpenSocket,
         Self::CloseSocket,
@@ -49,6 +51,7 @@ impl Ioctl {
         Self::DescribeSend,
         Self::QueryStats,
         Self::SetOption,
+        Self::Bench,
     ];
 
     /// The request's `CTL_CODE`.
@@ -62,6 +65,7 @@ impl Ioctl {
             Self::DescribeSend => (0x804, FILE_WRITE_ACCESS),
             Self::QueryStats => (0x805, FILE_READ_ACCESS),
             Self::SetOption => (0x806, FILE_WRITE_ACCESS),
+            Self::Bench => (0x807, FILE_WRITE_ACCESS),
         };
         ctl_code(FILE_DEVICE_NETWORK, function, METHOD_BUFFERED, access)
     }
@@ -71,7 +75,7 @@ impl Ioctl {
     #[must_use]
     pub const fn introduced(self) -> u32 {
         match self {
-            Self::QueryStats | Self::SetOption => 2,
+            Self::QueryStats | Self::SetOption | Self::Bench => 2,
             Self::QueryInfo
             | Self::OpenSocket
             | Self::CloseSocket
@@ -91,6 +95,7 @@ impl Ioctl {
             Self::DescribeSend => "DESCRIBE_SEND",
             Self::QueryStats => "QUERY_STATS",
             Self::SetOption => "SET_OPTION",
+            Self::Bench => "BENCH",
         }
     }
 

@@ -32,6 +32,7 @@
 )]
 
 mod addr;
+mod bench;
 mod error;
 pub mod ioctl;
 mod send;
@@ -39,6 +40,10 @@ pub mod status;
 mod wire;
 
 pub use addr::{AF_INET, AF_INET6, AF_UNSPEC, WireAddr};
+pub use bench::{
+    BenchApi, BenchRequest, BenchResponse, BenchShape, BenchView, MAX_BENCH_BATCH,
+    MAX_BENCH_DEPTH, encode_bench, parse_bench,
+};
 pub use error::AbiError;
 pub use ioctl::Ioctl;
 pub use send::{
@@ -155,11 +160,15 @@ pub mod capability {
     pub const MDL_CHAIN: u32 = 1 << 6;
     /// `DESCRIBE_SEND`: the exact `WskSendTo` arguments, without sending.
     pub const DESCRIBE_SEND: u32 = 1 << 7;
+    /// `BENCH`: the driver sends and times datagrams itself (added within ABI 2: a driver
+    /// without this bit answers the request `STATUS_INVALID_DEVICE_REQUEST`).
+    pub const BENCH: u32 = 1 << 8;
     /// Every capability this ABI version defines.
-    pub const ALL: u32 = IPV4 | IPV6 | SOURCE_ADDRESS | TOS | ECN | USO | MDL_CHAIN | DESCRIBE_SEND;
+    pub const ALL: u32 =
+        IPV4 | IPV6 | SOURCE_ADDRESS | TOS | ECN | USO | MDL_CHAIN | DESCRIBE_SEND | BENCH;
 
     /// Each capability bit with the name user mode shows for it.
-    pub const NAMES: [(u32, &str); 8] = [
+    pub const NAMES: [(u32, &str); 9] = [
         (IPV4, "ipv4"),
         (IPV6, "ipv6"),
         (SOURCE_ADDRESS, "source_address"),
@@ -168,5 +177,6 @@ pub mod capability {
         (USO, "uso"),
         (MDL_CHAIN, "mdl_chain"),
         (DESCRIBE_SEND, "describe_send"),
+        (BENCH, "bench"),
     ];
 }

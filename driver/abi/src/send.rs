@@ -124,12 +124,12 @@ impl<I: ExactSizeIterator<Item = u32>> Iterator for SegmentLengths<I> {
 
 impl<I: ExactSizeIterator<Item = u32>> ExactSizeIterator for SegmentLengths<I> {}
 
-struct Options {
-    source: Option<IpAddr>,
-    source_ifindex: Option<u32>,
-    tos: Option<u8>,
-    ecn: Option<Ecn>,
-    uso_segment_size: Option<u32>,
+pub(crate) struct Options {
+    pub(crate) source: Option<IpAddr>,
+    pub(crate) source_ifindex: Option<u32>,
+    pub(crate) tos: Option<u8>,
+    pub(crate) ecn: Option<Ecn>,
+    pub(crate) uso_segment_size: Option<u32>,
 }
 
 /// Whether `ip` travels as IPv4: an IPv4 address or a v4-mapped IPv6 one.
@@ -138,7 +138,7 @@ const fn travels_as_ipv4(ip: IpAddr) -> bool {
 }
 
 /// The flag-gated fields: set when their flag is, and zero when it is not.
-fn parse_options(fixed: &SendRequest, remote: Option<SocketAddr>) -> Result<Options, AbiError> {
+pub(crate) fn parse_options(fixed: &SendRequest, remote: Option<SocketAddr>) -> Result<Options, AbiError> {
     let has = |flag: u32| fixed.flags & flag != 0;
     let source = if has(SendRequest::FLAG_SOURCE) {
         let ip = fixed.source.ip()?;

@@ -1,11 +1,12 @@
 //! The driver state and its requests.
 
 use wskudp_abi::{
-    ABI_OLDEST, ABI_VERSION, CONTROL_CAPACITY, DescribeSendResponse, InfoResponse, Ioctl,
+    ABI_OLDEST, ABI_VERSION, BenchApi, BenchResponse, CONTROL_CAPACITY, DescribeSendResponse,
+    InfoResponse, Ioctl,
     MAX_COUNT, MAX_PAYLOAD, MAX_SEGMENTS, MAX_SENDS_PER_HANDLE, MAX_SENDS_PER_SOCKET, MAX_SOCKETS,
     OpenSocketResponse, SEND_WINDOW, SendResponse, SocketOption, StatsResponse, WireAddr,
     capability, feature, parse_close_socket, parse_open_socket, parse_query_stats, parse_send,
-    parse_set_option,
+    parse_bench, parse_set_option,
 };
 
 use crate::ddi::nt::NTSTATUS;
@@ -15,12 +16,12 @@ use crate::dispatch::IoctlRequest;
 use crate::handle::HandleState;
 use crate::irp::DriverDevice;
 use crate::pool::{PoolBox, TAG_DRIVER};
-use crate::send::{self, Datagram};
+use crate::send::{self, Addressing, Datagram, Payload, Sender};
 use crate::sockets::{Opened, Owner, SocketTable};
-use crate::stats::DriverStats;
 use crate::status::{
     STATUS_BUFFER_TOO_SMALL, STATUS_DEVICE_BUSY, STATUS_FILE_CLOSED, STATUS_FILE_FORCED_CLOSED,
-    STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_HANDLE, STATUS_REVISION_MISMATCH,
+    STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_HANDLE, STATUS_INVALID_PARAMETER,
+    STATUS_NOT_SUPPORTED, STATUS_REVISION_MISMATCH,
 };
 use crate::wsk::{DatagramSocket, WskClient, options};
 
@@ -48,7 +49,8 @@ pub struct Driver {
     device: DriverDevice,
     /// The last handle number given out.
     handles: AtomicU64,
-    stats: DriverStats,
+    /// The send path's driver-wide state: statistics, reused request contexts, the work item.
+    sender: Sender,
     /// The newest ABI version served (the oldest is always [`ABI_OLDEST`]).
     abi_newest: u32,
     /// [`feature`] bits of the provider, with [`PROBED`] once known.
@@ -72,7 +74,8 @@ const BASE_CAPABILITIES: u32 = capability::IPV4
     | capability::IPV6
     | capability::SOURCE_ADDRESS
     | capability::MDL_CHAIN
-    | capability::DESCRIBE_SEND;
+    | capability::DESCRIBE_SEND
+    | capability::BENCH;
 
 /// `QUERY_INFO`'s capability bits from [`Driver::provider_features`]: TOS, ECN and USO only as
 /// the provider probe found them (none before it ran). ECN rides in the TOS byte where the
@@ -130,13 +133,15 @@ impl Driver {
                 sockets: PoolBox::try_new_zeroed(TAG_DRIVER)?,
                 device,
                 handles: AtomicU64::new(0),
-                stats: DriverStats::default(),
+                sender: Sender::new(),
                 abi_newest: newest.clamp(ABI_OLDEST, ABI_VERSION),
                 provider_features: AtomicU32::new(0),
             },
             TAG_DRIVER,
         )?;
-        // SAFETY: Structural pinning: the client is a field of a pool value that never moves.
+        // SAFETY: Structural pinning: the sender is a field of a pool value that never moves.
+        unsafe { PoolBox::as_pin(&driver).map_unchecked(|d| &d.sender) }.init(device)?;
+        // SAFETY: As above, for the client.
         let client = unsafe { PoolBox::as_pin(&driver).map_unchecked(|d| &d.client) };
         WskClient::register(client)?;
         Ok(driver)
@@ -197,6 +202,7 @@ impl Driver {
                 request.finish(described);
             }
             Ioctl::Send => self.send(handle, request),
+            Ioctl::Bench => self.bench(handle, request),
         }
     }
 
@@ -267,9 +273,9 @@ impl Driver {
             return request.complete(status, 0);
         }
         request.complete_in_place(|stats: &mut StatsResponse| {
-            let (failures, other) = self.stats.failures().snapshot();
+            let (failures, other) = self.sender.stats.failures().snapshot();
             let (blocks, bytes) = crate::pool::in_use();
-            stats.driver = self.stats.counters.snapshot();
+            stats.driver = self.sender.stats.counters.snapshot();
             stats.failures = failures;
             stats.failures_other = other;
             stats.pool_blocks = blocks;
@@ -384,7 +390,19 @@ impl Driver {
         self.serves(view.abi_version)?;
         request.require_output::<DescribeSendResponse>()?;
         let socket = self.sockets.reference(owner, view.spec.socket)?;
-        Datagram::prepare(&view, &socket.info())?.describe()
+        let segments = Segments::of(&view);
+        let mut datagram = Datagram::prepare(
+            &Addressing {
+                spec: &view.spec,
+                segments: segments.as_slice(),
+            },
+            Payload::Bytes(view.payload),
+            &socket.info(),
+            socket.pool(),
+        )?;
+        let described = datagram.describe();
+        datagram.release(socket.pool());
+        Ok(described)
     }
 
     /// `SEND`: validate, take a slot in the handle's and the socket's in-flight limits, copy,
@@ -401,29 +419,124 @@ impl Driver {
             if socket.is_forced_closed() {
                 return Err(STATUS_FILE_FORCED_CLOSED);
             }
-            let datagram = Datagram::prepare(&view, &socket.info())?;
-            Ok((datagram, socket, view.spec.count, view.abi_version))
+            let segments = Segments::of(&view);
+            let datagram = Datagram::prepare(
+                &Addressing {
+                    spec: &view.spec,
+                    segments: segments.as_slice(),
+                },
+                Payload::Bytes(view.payload),
+                &socket.info(),
+                socket.pool(),
+            )?;
+            let plan = send::send_plan(
+                &view.spec,
+                socket.socket().has_send_messages(),
+                view.abi_version,
+            );
+            Ok((datagram, socket, plan))
         })();
-        let (datagram, socket, count, version) = match prepared {
+        let (datagram, socket, plan) = match prepared {
             Ok(prepared) => prepared,
             Err(status) => return request.complete(status, 0),
         };
+        self.start(datagram, socket, handle, plan, request);
+    }
+
+    /// `BENCH`: validate, generate the payload into the socket's pool, and send `count` copies
+    /// through the chosen WSK function; the request completes with the timed figures when the
+    /// last one does. IRQL: `PASSIVE_LEVEL`.
+    fn bench(&self, handle: &HandleState, request: IoctlRequest) {
+        let prepared = (|| {
+            let view = parse_bench(request.input()).map_err(|e| e.status())?;
+            self.serves(view.abi_version)?;
+            request.require_output::<BenchResponse>()?;
+            if view.rate != 0 {
+                // Pacing in the driver is not there yet: refused, not ignored.
+                return Err(STATUS_NOT_SUPPORTED);
+            }
+            let socket = self
+                .sockets
+                .reference(Owner::of(handle), view.spec.socket)?;
+            if socket.is_forced_closed() {
+                return Err(STATUS_FILE_FORCED_CLOSED);
+            }
+            let size = usize::try_from(view.size).map_err(|_| STATUS_INVALID_PARAMETER)?;
+            let datagram = Datagram::prepare(
+                &Addressing {
+                    spec: &view.spec,
+                    segments: &[],
+                },
+                Payload::Pattern(size),
+                &socket.info(),
+                socket.pool(),
+            )?;
+            let plan = send::Plan {
+                count: view.count,
+                api: match view.api {
+                    BenchApi::SendTo => send::Api::SendTo,
+                    BenchApi::SendMessages => send::Api::SendMessages,
+                },
+                batch: view.batch,
+                depth: view.depth,
+                answer: send::Answer::Bench,
+            };
+            Ok((datagram, socket, plan))
+        })();
+        match prepared {
+            Ok((datagram, socket, plan)) => self.start(datagram, socket, handle, plan, request),
+            Err(status) => request.complete(status, 0),
+        }
+    }
+
+    /// Takes the request's slots in the handle's and the socket's in-flight limits and starts
+    /// its job; `STATUS_DEVICE_BUSY` past either limit. IRQL: `PASSIVE_LEVEL`.
+    fn start(
+        &self,
+        mut datagram: Datagram,
+        socket: crate::sockets::SocketRef,
+        handle: &HandleState,
+        plan: send::Plan,
+        request: IoctlRequest,
+    ) {
         if !handle.sends.try_raise(MAX_SENDS_PER_HANDLE) {
+            datagram.release(socket.pool());
             return request.complete(STATUS_DEVICE_BUSY, 0);
         }
         if !socket.counters().requests.try_raise(MAX_SENDS_PER_SOCKET) {
             handle.sends.lower();
+            datagram.release(socket.pool());
             return request.complete(STATUS_DEVICE_BUSY, 0);
         }
-        let _ = self.stats.counters.requests.try_raise(u32::MAX);
-        send::start(
-            datagram,
-            socket,
-            handle,
-            &self.stats,
-            send::Shape { count, version },
-            request,
-        );
+        let _ = self.sender.stats.counters.requests.try_raise(u32::MAX);
+        send::start(&self.sender, datagram, socket, handle, plan, request);
+    }
+}
+
+/// A request's segment lengths, copied out of the input buffer (at most [`MAX_SEGMENTS`]).
+struct Segments {
+    lengths: [u32; MAX_SEGMENTS as usize],
+    count: usize,
+}
+
+impl Segments {
+    /// The explicit lengths of `view` (none for a single segment). IRQL: any.
+    fn of(view: &wskudp_abi::SendView<'_>) -> Self {
+        let mut segments = Self {
+            lengths: [0; MAX_SEGMENTS as usize],
+            count: 0,
+        };
+        if view.segment_count() > 1 {
+            for (slot, len) in segments.lengths.iter_mut().zip(view.segment_lengths()) {
+                *slot = len;
+                segments.count = segments.count.saturating_add(1);
+            }
+        }
+        segments
+    }
+
+    fn as_slice(&self) -> &[u32] {
+        self.lengths.get(..self.count).unwrap_or(&[])
     }
 }
 

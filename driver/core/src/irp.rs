@@ -20,14 +20,24 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use crate::ddi::nt::{
-    DEVICE_OBJECT, IRP, IoAllocateIrp, IoCompletionRoutine, IoFreeIrp, NTSTATUS,
+    DEVICE_OBJECT, IRP, IoAllocateIrp, IoCompletionRoutine, IoFreeIrp, IoReuseIrp, NTSTATUS,
     io_set_completion_routine, io_set_completion_routine_ex,
 };
 use crate::pool::{PoolBox, TAG_CALL};
 use crate::status::{
     STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_DEVICE_STATE, STATUS_MORE_PROCESSING_REQUIRED,
+    STATUS_SUCCESS,
 };
 use crate::sync::{Event, EventKind};
+
+/// IRPs this driver allocated since it loaded (`BENCH` reports them per datagram).
+static ALLOCATIONS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// IRPs this driver allocated since it loaded. IRQL: any.
+#[must_use]
+pub fn allocations() -> u64 {
+    ALLOCATIONS.load(Ordering::Relaxed)
+}
 
 /// Stack locations in every IRP wskudp allocates: one, for the WSK provider's use of the
 /// completion routine slot.
@@ -62,7 +72,7 @@ impl DriverDevice {
         Self { device }
     }
 
-    const fn as_ptr(self) -> *mut DEVICE_OBJECT {
+    pub(crate) const fn as_ptr(self) -> *mut DEVICE_OBJECT {
         self.device.as_ptr()
     }
 }
@@ -102,8 +112,25 @@ impl Irp {
             raw = IoAllocateIrp(STACK_SIZE, false);
         }
         let ptr = NonNull::new(raw).ok_or(STATUS_INSUFFICIENT_RESOURCES)?;
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
         // INVARIANT: a fresh IRP from IoAllocateIrp, owned by nobody else.
         Ok(Self { ptr })
+    }
+
+    /// `IoReuseIrp(irp, STATUS_SUCCESS)`: makes an IRP that completed back into a fresh one (stack
+    /// location, `Cancel`, `IoStatus` reset; the allocation and its stack size kept), so a pooled
+    /// send context issues one `IoAllocateIrp` IRP for its whole life. The IoReuseIrp page: a
+    /// driver reuses an IRP it allocated with `IoAllocateIrp` this way, and only once the IRP
+    /// completed, which the type invariant (owned, not in flight) guarantees.
+    ///
+    /// IRQL: <= `DISPATCH_LEVEL`.
+    pub fn reuse(&self) {
+        // SAFETY: 1. a live IoAllocateIrp IRP this value owns and no provider holds (type
+        //            invariant): it completed, or was never issued;
+        //         2. IoReuseIrp may be called at IRQL <= DISPATCH_LEVEL.
+        unsafe {
+            IoReuseIrp(self.ptr.as_ptr(), STATUS_SUCCESS);
+        }
     }
 
     /// Sets the completion routine, invoked on success, error and cancel, with

@@ -9,9 +9,10 @@
 //! Kernel rules kept here (and checked by the model):
 //! - the send path and every completion routine run at IRQL <= `DISPATCH_LEVEL` and touch
 //!   non-paged memory only; every function documents its IRQL;
-//! - each WSK call gets a fresh `IoAllocateIrp` IRP whose completion routine runs on success,
-//!   error and cancel, returns `STATUS_MORE_PROCESSING_REQUIRED`, and is the only place the
-//!   IRP and the buffers it describes are freed;
+//! - each WSK call gets an `IoAllocateIrp` IRP (a send context's own, reset with `IoReuseIrp`
+//!   between calls) whose completion routine runs on success, error and cancel, returns
+//!   `STATUS_MORE_PROCESSING_REQUIRED`, and is the only place the IRP and the buffers it
+//!   describes are released; no completion routine calls a WSK function;
 //! - `CMSGHDR` buffers follow `ws2def.h` exactly ([`cmsg`]);
 //! - the provider NPI is captured at `PASSIVE_LEVEL` and released once; `WskDeregister` runs
 //!   after every socket is closed; `WskCloseSocket` is never called while another call on the
@@ -28,6 +29,7 @@
     clippy::arithmetic_side_effects
 )]
 
+mod cache;
 pub mod cmsg;
 pub mod ddi;
 mod dispatch;
@@ -42,6 +44,7 @@ pub mod sockaddr;
 mod sockets;
 mod stats;
 pub mod sync;
+mod time;
 pub mod wsk;
 
 /// The `NTSTATUS` values core uses (shared with the ABI crate).

@@ -1,11 +1,24 @@
 //! Memory descriptor lists over non-paged pool.
 
 use core::ptr::NonNull;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use wskudp_abi::MAX_SEGMENTS;
 
-use crate::ddi::nt::{IoAllocateMdl, IoFreeMdl, MDL, MmBuildMdlForNonPagedPool, NTSTATUS};
+use crate::ddi::nt::{
+    IoAllocateMdl, IoBuildPartialMdl, IoFreeMdl, MDL, MDL_PARTIAL_HAS_BEEN_MAPPED,
+    MmBuildMdlForNonPagedPool, NTSTATUS,
+};
 use crate::status::{STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_BUFFER_SIZE};
+
+/// MDLs this driver allocated since it loaded (`BENCH` reports them per datagram).
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+/// MDLs this driver allocated since it loaded. IRQL: any.
+#[must_use]
+pub(crate) fn allocations() -> u64 {
+    ALLOCATIONS.load(Ordering::Relaxed)
+}
 
 /// An MDL from `IoAllocateMdl`, built with `MmBuildMdlForNonPagedPool`.
 ///
@@ -33,6 +46,7 @@ impl Mdl {
             raw = IoAllocateMdl(start.cast(), len, false, false, core::ptr::null_mut());
         }
         let ptr = NonNull::new(raw).ok_or(STATUS_INSUFFICIENT_RESOURCES)?;
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
         // SAFETY: 1. `ptr` is a fresh MDL describing non-paged pool (caller's guarantee);
         //         2. MmBuildMdlForNonPagedPool may be called at IRQL <= DISPATCH_LEVEL.
         unsafe {
@@ -40,6 +54,56 @@ impl Mdl {
         }
         // INVARIANT: a live MDL from IoAllocateMdl over pool the caller keeps allocated.
         Ok(Self { ptr })
+    }
+}
+
+impl Mdl {
+    /// An MDL sized for every page of `start..start + len`, not built yet: the target of
+    /// [`Mdl::build_partial`] for any range inside that buffer (`IoBuildPartialMdl`: the target
+    /// must be large enough for the pages of the range it describes).
+    ///
+    /// # Safety
+    /// `len` must be non-zero; the MDL is only ever built over ranges inside `start..start + len`.
+    unsafe fn sized_for(start: *const u8, len: u32) -> Result<Self, NTSTATUS> {
+        let raw;
+        // SAFETY: IoAllocateMdl may be called at IRQL <= DISPATCH_LEVEL; it only sizes and
+        // initializes the MDL from the address and length, and no IRP is associated.
+        unsafe {
+            raw = IoAllocateMdl(start.cast(), len, false, false, core::ptr::null_mut());
+        }
+        let ptr = NonNull::new(raw).ok_or(STATUS_INSUFFICIENT_RESOURCES)?;
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // INVARIANT: a live MDL; whoever builds it over memory keeps that memory allocated.
+        Ok(Self { ptr })
+    }
+
+    /// `IoBuildPartialMdl(source, self, start, len)`: this MDL now describes `start..start + len`,
+    /// a range of `source`'s buffer, with `source`'s pages (no allocation).
+    ///
+    /// The `IoBuildPartialMdl` page: the target must not describe a mapping of its own when it
+    /// is built again (`MmPrepareMdlForReuse`). Over non-paged pool it never does: the partial
+    /// MDL inherits `MDL_SOURCE_IS_NONPAGED_POOL` and its system address, so nobody maps it.
+    ///
+    /// # Safety
+    /// `source` must be a built MDL and `start..start + len` a non-empty range inside both its
+    /// buffer and the range this MDL was sized for.
+    unsafe fn build_partial(&self, source: &Self, start: *const u8, len: u32) -> Result<(), NTSTATUS> {
+        let flags;
+        // SAFETY: A live MDL owned by this value.
+        unsafe {
+            flags = (*self.ptr.as_ptr()).MdlFlags;
+        }
+        if flags & MDL_PARTIAL_HAS_BEEN_MAPPED != 0 {
+            // Never over non-paged pool (see above); refuse rather than leak a mapping.
+            return Err(STATUS_INVALID_BUFFER_SIZE);
+        }
+        // SAFETY: 1. `source` is built and the range lies in its buffer and in what this MDL
+        //            was sized for (caller's guarantee);
+        //         2. IoBuildPartialMdl may be called at IRQL <= DISPATCH_LEVEL.
+        unsafe {
+            IoBuildPartialMdl(source.ptr.as_ptr(), self.ptr.as_ptr(), start.cast_mut().cast(), len);
+        }
+        Ok(())
     }
 }
 
@@ -53,70 +117,105 @@ impl Drop for Mdl {
     }
 }
 
-/// A chain of MDLs (linked through `MDL::Next`) over consecutive pieces of one buffer: the
-/// data of one `WSK_BUF`.
+/// The MDLs of one pooled buffer, built once: one over the whole buffer
+/// (`MmBuildMdlForNonPagedPool`), and partial MDLs, one per segment, that each send rebuilds
+/// from it with `IoBuildPartialMdl` (no allocation). A partial MDL is allocated the first time a
+/// send needs that many segments, then kept with the buffer.
 ///
 /// IRQL: <= `DISPATCH_LEVEL`.
 ///
 /// # Invariants
-/// `mdls[..len]` are `Some`, the rest `None`; each links to the next through `MDL::Next`
-/// and the last one's `Next` is null.
-pub(crate) struct MdlChain {
-    mdls: [Option<Mdl>; MAX_SEGMENTS as usize],
-    len: usize,
+/// `whole` describes `base..base + capacity`, non-paged pool that the owner keeps allocated
+/// for this value's lifetime; every partial is sized for that range; `partials[..chain]` are
+/// `Some`, built over consecutive pieces of the buffer and linked through `MDL::Next`, the last
+/// one's `Next` null.
+pub(crate) struct BufferMdls {
+    base: *const u8,
+    capacity: u32,
+    whole: Mdl,
+    partials: [Option<Mdl>; MAX_SEGMENTS as usize],
+    chain: usize,
 }
 
-impl MdlChain {
-    /// Splits `buffer` into MDLs of the given lengths, in order.
+// SAFETY: MDLs over non-paged pool may be used from any thread; the owner serializes writes.
+unsafe impl Send for BufferMdls {}
+// SAFETY: Shared access only reads the MDLs.
+unsafe impl Sync for BufferMdls {}
+
+impl BufferMdls {
+    /// Builds the MDL over `base..base + capacity`.
     ///
     /// # Errors
-    /// `STATUS_INVALID_BUFFER_SIZE` if the lengths are empty, more than
-    /// [`MAX_SEGMENTS`], zero, or do not add up to `buffer.len()`;
-    /// `STATUS_INSUFFICIENT_RESOURCES` if an MDL cannot be allocated (those built so far are
-    /// freed).
+    /// `STATUS_INSUFFICIENT_RESOURCES` if the MDL cannot be allocated.
     ///
     /// # Safety
-    /// `buffer` must be non-paged pool that stays allocated and unchanged until the chain is
-    /// dropped.
-    pub(crate) unsafe fn build(
-        buffer: &[u8],
+    /// `base..base + capacity` must be one non-paged pool block (`capacity` > 0) that stays
+    /// allocated until this value is dropped.
+    pub(crate) unsafe fn new(base: *const u8, capacity: u32) -> Result<Self, NTSTATUS> {
+        // SAFETY: The caller's guarantee.
+        let whole = unsafe { Mdl::for_nonpaged(base, capacity)? };
+        // INVARIANT: `whole` describes the buffer; no chain yet.
+        Ok(Self {
+            base,
+            capacity,
+            whole,
+            partials: [const { None }; MAX_SEGMENTS as usize],
+            chain: 0,
+        })
+    }
+
+    /// Rebuilds the chain over the first bytes of the buffer, split into `lengths`, and returns
+    /// its first MDL.
+    ///
+    /// # Errors
+    /// `STATUS_INVALID_BUFFER_SIZE` if the lengths are none, more than [`MAX_SEGMENTS`], zero,
+    /// or run past the buffer; `STATUS_INSUFFICIENT_RESOURCES` if a partial MDL cannot be
+    /// allocated. The chain is empty then.
+    ///
+    /// The caller must own the buffer exclusively: no send of the previous chain may be in
+    /// flight.
+    pub(crate) fn build_chain(
+        &mut self,
         lengths: impl IntoIterator<Item = u32>,
-    ) -> Result<Self, NTSTATUS> {
-        let mut chain = Self {
-            mdls: [const { None }; MAX_SEGMENTS as usize],
-            len: 0,
-        };
-        let mut rest = buffer;
+    ) -> Result<*mut MDL, NTSTATUS> {
+        self.chain = 0;
+        let mut offset: u32 = 0;
         for length in lengths {
-            let (piece, tail) = rest
-                .split_at_checked(length as usize)
+            let end = offset
+                .checked_add(length)
+                .filter(|end| length > 0 && *end <= self.capacity)
                 .ok_or(STATUS_INVALID_BUFFER_SIZE)?;
-            if piece.is_empty() {
-                return Err(STATUS_INVALID_BUFFER_SIZE);
+            let slot = self
+                .partials
+                .get_mut(self.chain)
+                .ok_or(STATUS_INVALID_BUFFER_SIZE)?;
+            if slot.is_none() {
+                // SAFETY: `capacity` > 0 (type invariant); the partial is built only over ranges
+                // of this buffer.
+                *slot = Some(unsafe { Mdl::sized_for(self.base, self.capacity)? });
             }
-            let slot = chain
-                .mdls
-                .get_mut(chain.len)
-                .ok_or(STATUS_INVALID_BUFFER_SIZE)?;
-            // SAFETY: `piece` is a non-empty part of `buffer`, which the caller keeps
-            // allocated as non-paged pool for the chain's lifetime.
-            let mdl = unsafe { Mdl::for_nonpaged(piece.as_ptr(), length)? };
-            *slot = Some(mdl);
-            chain.len = chain.len.saturating_add(1);
-            rest = tail;
+            let Some(partial) = slot.as_ref() else {
+                return Err(STATUS_INSUFFICIENT_RESOURCES);
+            };
+            let start = self.base.wrapping_add(offset as usize);
+            // SAFETY: `offset..end` is a non-empty range inside the buffer (checked above), which
+            // `whole` describes and every partial was sized for.
+            unsafe { partial.build_partial(&self.whole, start, length)? };
+            self.chain = self.chain.saturating_add(1);
+            offset = end;
         }
-        if chain.len == 0 || !rest.is_empty() {
+        if self.chain == 0 {
             return Err(STATUS_INVALID_BUFFER_SIZE);
         }
-        chain.link();
-        // INVARIANT: `len` slots filled in order and linked; the rest stay None.
-        Ok(chain)
+        self.link();
+        // INVARIANT: `chain` partials built over consecutive pieces and linked.
+        Ok(self.head())
     }
 
     fn link(&self) {
         let mut next: *mut MDL = core::ptr::null_mut();
-        for mdl in self.mdls.iter().rev().flatten() {
-            // SAFETY: `mdl` is a live MDL owned by this chain; nothing else reads it yet.
+        for mdl in self.partials.iter().take(self.chain).rev().flatten() {
+            // SAFETY: A live MDL owned here; no send of it is in flight (build_chain's contract).
             unsafe {
                 (*mdl.ptr.as_ptr()).Next = next;
             }
@@ -124,25 +223,26 @@ impl MdlChain {
         }
     }
 
-    /// The first MDL, for `WSK_BUF::Mdl`.
-    #[must_use]
+    /// The chain's first MDL (null before a chain was built).
     pub(crate) fn head(&self) -> *mut MDL {
-        self.mdls
+        if self.chain == 0 {
+            return core::ptr::null_mut();
+        }
+        self.partials
             .first()
             .and_then(Option::as_ref)
             .map_or(core::ptr::null_mut(), |mdl| mdl.ptr.as_ptr())
     }
 
-    /// Number of MDLs.
-    #[must_use]
+    /// MDLs in the chain.
     pub(crate) const fn len(&self) -> usize {
-        self.len
+        self.chain
     }
 
-    /// Each MDL's `ByteCount`, in chain order.
+    /// Each chained MDL's `ByteCount`, in order.
     pub(crate) fn byte_counts(&self) -> impl Iterator<Item = u32> + '_ {
-        self.mdls.iter().flatten().map(|mdl| {
-            // SAFETY: `mdl` is a live MDL owned by this chain.
+        self.partials.iter().take(self.chain).flatten().map(|mdl| {
+            // SAFETY: A live MDL owned by this value.
             unsafe { (*mdl.ptr.as_ptr()).ByteCount }
         })
     }

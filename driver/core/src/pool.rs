@@ -4,7 +4,9 @@ use core::ops::Deref;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use crate::ddi::nt::{ExAllocatePool2, ExFreePoolWithTag, NTSTATUS, POOL_FLAG_NON_PAGED};
+use crate::ddi::nt::{
+    ExAllocatePool2, ExFreePoolWithTag, NTSTATUS, POOL_FLAG_NON_PAGED, POOL_FLAG_UNINITIALIZED,
+};
 use crate::status::{STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_BUFFER_SIZE};
 
 /// A pool tag; reads as its four characters in `WinDbg`'s `!poolused`.
@@ -31,6 +33,10 @@ pub const TAG_DATAGRAM: PoolTag = PoolTag::new(*b"WkuX");
 pub const TAG_PAYLOAD: PoolTag = PoolTag::new(*b"WkuP");
 /// The event of a call reserved ahead of time (a socket's close).
 pub const TAG_CALL: PoolTag = PoolTag::new(*b"WkuC");
+/// A pooled send context (its IRP, `WSK_BUF_LIST` entries).
+pub const TAG_UNIT: PoolTag = PoolTag::new(*b"WkuU");
+/// A pooled payload buffer and its MDLs.
+pub const TAG_BUFFER: PoolTag = PoolTag::new(*b"WkuM");
 
 /// `MEMORY_ALLOCATION_ALIGNMENT` on x64: what every pool block is aligned to.
 const POOL_ALIGNMENT: usize = 16;
@@ -38,6 +44,14 @@ const POOL_ALIGNMENT: usize = 16;
 /// Blocks and bytes of pool this driver holds right now (for `QUERY_STATS`).
 static BLOCKS_IN_USE: AtomicU64 = AtomicU64::new(0);
 static BYTES_IN_USE: AtomicU64 = AtomicU64::new(0);
+/// Blocks the driver ever allocated: what `BENCH` reports per datagram.
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+/// Pool blocks this driver allocated since it loaded. IRQL: any.
+#[must_use]
+pub fn allocations() -> u64 {
+    ALLOCATIONS.load(Ordering::Relaxed)
+}
 
 /// `(blocks, bytes)` of pool the driver holds now, across every tag. IRQL: any.
 #[must_use]
@@ -49,13 +63,18 @@ pub fn in_use() -> (u64, u64) {
 }
 
 fn allocate(size: usize, tag: PoolTag) -> Result<NonNull<u8>, NTSTATUS> {
+    allocate_with(POOL_FLAG_NON_PAGED, size, tag)
+}
+
+fn allocate_with(flags: u64, size: usize, tag: PoolTag) -> Result<NonNull<u8>, NTSTATUS> {
     let raw;
     // SAFETY: ExAllocatePool2 may be called at IRQL <= DISPATCH_LEVEL for non-paged pool,
     // which every caller of this module documents as its bound.
     unsafe {
-        raw = ExAllocatePool2(POOL_FLAG_NON_PAGED, size, tag.0);
+        raw = ExAllocatePool2(flags, size, tag.0);
     }
     let block = NonNull::new(raw.cast::<u8>()).ok_or(STATUS_INSUFFICIENT_RESOURCES)?;
+    ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
     BLOCKS_IN_USE.fetch_add(1, Ordering::Relaxed);
     BYTES_IN_USE.fetch_add(size as u64, Ordering::Relaxed);
     Ok(block)
@@ -256,6 +275,70 @@ impl Deref for PoolBytes {
 impl Drop for PoolBytes {
     fn drop(&mut self) {
         // SAFETY: By the type invariant the block came from `allocate` with `self.tag`.
+        unsafe {
+            free(self.ptr, self.len, self.tag);
+        }
+    }
+}
+
+/// A block of pool whose bytes are left as the allocator hands them out
+/// (`POOL_FLAG_UNINITIALIZED`): for buffers that are written before anything reads them, so
+/// the pool does not zero what is overwritten anyway. It never hands out a Rust reference to
+/// its bytes: its owner writes and tracks how much it wrote.
+///
+/// IRQL: <= `DISPATCH_LEVEL`.
+///
+/// # Invariants
+/// `ptr` points to a live non-paged pool block of `len` >= 1 bytes allocated with `tag`, owned
+/// by this value alone.
+pub struct RawBlock {
+    ptr: NonNull<u8>,
+    len: usize,
+    tag: PoolTag,
+}
+
+// SAFETY: RawBlock owns plain bytes.
+unsafe impl Send for RawBlock {}
+// SAFETY: RawBlock hands out only its address.
+unsafe impl Sync for RawBlock {}
+
+impl RawBlock {
+    /// `len` bytes, not zeroed.
+    ///
+    /// # Errors
+    /// `STATUS_INVALID_BUFFER_SIZE` if `len` is zero, `STATUS_INSUFFICIENT_RESOURCES` if the
+    /// pool is exhausted.
+    pub fn try_uninit(len: usize, tag: PoolTag) -> Result<Self, NTSTATUS> {
+        if len == 0 {
+            return Err(STATUS_INVALID_BUFFER_SIZE);
+        }
+        let ptr = allocate_with(POOL_FLAG_NON_PAGED | POOL_FLAG_UNINITIALIZED, len, tag)?;
+        // INVARIANT: a fresh live block of `len` bytes, tagged `tag`.
+        Ok(Self { ptr, len, tag })
+    }
+
+    /// The block's first byte.
+    #[must_use]
+    pub const fn as_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    /// Its size.
+    #[must_use]
+    pub const fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Never: a block has at least one byte.
+    #[must_use]
+    pub const fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+impl Drop for RawBlock {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariant the block came from `allocate_with` with `self.tag`.
         unsafe {
             free(self.ptr, self.len, self.tag);
         }

@@ -20,6 +20,7 @@ use wskudp_abi::{MAX_SOCKETS, SocketStats, WireAddr};
 use crate::ddi::nt::NTSTATUS;
 use crate::handle::HandleState;
 use crate::pool::{PoolBox, TAG_SOCKET};
+use crate::send::pool::SendPool;
 use crate::stats::{Counters, SocketStatsCell};
 use crate::status::{STATUS_FILE_CLOSED, STATUS_INVALID_HANDLE, STATUS_TOO_MANY_OPENED_FILES};
 use crate::sync::{Rundown, SpinLock};
@@ -81,6 +82,9 @@ struct SocketEntry {
     /// A send completed with `STATUS_FILE_FORCED_CLOSED`: the socket is being closed and
     /// later requests on it get that status.
     forced_closed: AtomicBool,
+    /// Send contexts and payload buffers, reused by every send on the socket. Declared before
+    /// `socket`: dropped first, once no send is in flight.
+    pool: SendPool,
     socket: DatagramSocket,
 }
 
@@ -192,10 +196,24 @@ impl SocketRef {
         &self.entry().stats
     }
 
-    /// The provider said the socket is no longer functional (`STATUS_FILE_FORCED_CLOSED`):
-    /// close it as soon as possible, as the `WskSendTo` page requires. IRQL: <= `DISPATCH_LEVEL`.
-    pub(crate) fn force_close(&self) {
+    /// The socket's send pool.
+    #[must_use]
+    pub(crate) const fn pool(&self) -> &SendPool {
+        &self.entry().pool
+    }
+
+    /// The provider said the socket is no longer functional (`STATUS_FILE_FORCED_CLOSED`), in
+    /// a completion routine: remember it, so that later requests get that status and the next
+    /// thread to issue closes the socket ([`SocketRef::force_close`]). IRQL: <= `DISPATCH_LEVEL`.
+    pub(crate) fn mark_forced_closed(&self) {
         self.entry().forced_closed.store(true, Ordering::Release);
+    }
+
+    /// Closes a socket the provider forced closed as soon as possible, as the `WskSendTo` page
+    /// requires. Not from a completion routine (it may call `WskCloseSocket`).
+    /// IRQL: <= `DISPATCH_LEVEL`.
+    pub(crate) fn force_close(&self) {
+        self.mark_forced_closed();
         self.socket().begin_close();
     }
 
@@ -398,10 +416,13 @@ impl Reservation<'_> {
                 rundown: Rundown::new(),
                 stats: SocketStatsCell::default(),
                 forced_closed: AtomicBool::new(false),
+                pool: SendPool::new(),
                 socket,
             },
             TAG_SOCKET,
         )?;
+        // Sized now, at PASSIVE_LEVEL, so the first sends allocate nothing.
+        entry.pool.fill()?;
         // SAFETY: Structural pinning: the rundown is a field of a pinned entry and is never
         // moved out of it.
         unsafe { PoolBox::as_pin(&entry).map_unchecked(|entry| &entry.rundown) }.init();

@@ -41,10 +41,27 @@ impl Gauge {
 
     /// Removes one added by [`Gauge::try_raise`].
     pub(crate) fn lower(&self) {
+        self.lower_by(1);
+    }
+
+    /// Adds `n`, with no limit (saturating).
+    pub(crate) fn raise_by(&self, n: u32) {
+        let previous = self
+            .now
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |now| {
+                Some(now.saturating_add(n))
+            })
+            .unwrap_or(0);
+        self.max
+            .fetch_max(previous.saturating_add(n), Ordering::Relaxed);
+    }
+
+    /// Removes `n` added by [`Gauge::raise_by`].
+    pub(crate) fn lower_by(&self, n: u32) {
         let _ = self
             .now
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |now| {
-                now.checked_sub(1)
+                now.checked_sub(n)
             });
     }
 
@@ -76,16 +93,22 @@ impl<const N: usize> Default for FailureTable<N> {
 }
 
 impl<const N: usize> FailureTable<N> {
+    #[cfg(test)]
     fn record(&self, status: NTSTATUS) {
+        self.record_many(status, 1);
+    }
+
+    /// `n` datagrams failed with `status`.
+    fn record_many(&self, status: NTSTATUS, n: u64) {
         for (slot, count) in self.statuses.iter().zip(&self.counts) {
             // 0 (STATUS_SUCCESS) marks a free slot: never a failure.
             let claimed = slot.compare_exchange(0, status, Ordering::AcqRel, Ordering::Acquire);
             if claimed.is_ok() || claimed == Err(status) {
-                count.fetch_add(1, Ordering::Relaxed);
+                count.fetch_add(n, Ordering::Relaxed);
                 return;
             }
         }
-        self.other.fetch_add(1, Ordering::Relaxed);
+        self.other.fetch_add(n, Ordering::Relaxed);
     }
 
     /// The table as the ABI lays it out, and the "other" count.
@@ -109,19 +132,19 @@ pub(crate) struct Tally {
 }
 
 impl Tally {
-    /// One datagram completed with `status`, `bytes` sent.
-    pub(crate) fn record(&self, status: NTSTATUS, bytes: usize) {
+    /// `n` datagrams completed with `status`, `bytes` sent by them together.
+    pub(crate) fn record_many(&self, status: NTSTATUS, n: u64, bytes: usize) {
         if status >= 0 {
-            self.sent.fetch_add(1, Ordering::Relaxed);
+            self.sent.fetch_add(n, Ordering::Relaxed);
             self.bytes_sent.fetch_add(bytes as u64, Ordering::Relaxed);
         } else {
-            self.failed.fetch_add(1, Ordering::Relaxed);
+            self.failed.fetch_add(n, Ordering::Relaxed);
         }
     }
 
     /// `count` datagrams were never handed to WSK (cancelled, or their socket closed).
-    pub(crate) fn record_not_sent(&self, count: u32) {
-        self.not_sent.fetch_add(u64::from(count), Ordering::Relaxed);
+    pub(crate) fn record_not_sent(&self, count: u64) {
+        self.not_sent.fetch_add(count, Ordering::Relaxed);
     }
 
     /// The tally as the ABI lays it out, with no gauges.
@@ -167,11 +190,12 @@ pub(crate) struct Stats<const N: usize> {
 }
 
 impl<const N: usize> Stats<N> {
-    /// One datagram completed (counters and failures by status).
-    pub(crate) fn record(&self, status: NTSTATUS, bytes: usize) {
-        self.counters.tally.record(status, bytes);
+    /// `n` datagrams completed with `status`, `bytes` sent by them together (counters and
+    /// failures by status).
+    pub(crate) fn record_many(&self, status: NTSTATUS, n: u64, bytes: usize) {
+        self.counters.tally.record_many(status, n, bytes);
         if status < 0 {
-            self.failures.record(status);
+            self.failures.record_many(status, n);
         }
     }
 

@@ -1,171 +1,143 @@
-//! Send throughput of the driver's datapath on the kernel model, next to a baseline measured
-//! in the same run: plain `send_to` on a Linux UDP socket to the same loopback receiver.
+//! Send throughput of the driver's datapath on the kernel model, next to baselines measured in
+//! the same run to the same loopback receiver with the same control messages (`IP_PKTINFO`
+//! with the source address on every datagram): a plain `sendmsg` loop and a `sendmmsg` loop
+//! of 16.
 //!
-//! Prints, per payload size and request shape: datagrams/s, the ratio to the baseline, and per
-//! datagram the pool, IRP and MDL allocations and the payload copies (the I/O manager's copy
-//! into the system buffer, counted per IOCTL, plus the driver's copy into pool, counted from
-//! the model's allocations tagged `WkuP`). Every row sends through the client's one send path,
-//! `Client::send_pipelined_with`: the request-shape rows one request at a time, the pipelined
-//! rows with requests of the driver's `max_count` datagrams, 1 or 8 of them in flight (on the
-//! model they run alike: a single worker completes, and sends, every datagram, and a request of
-//! `max_count` datagrams keeps it busy already; what depth buys on Windows, where each request
-//! boundary is a round trip to user mode, is for a test VM to measure).
+//! Rows, per payload size (64 and 1472 bytes):
+//! - `BENCH sendto` / `BENCH sendmessages x16`: the driver sends and times the datagrams
+//!   itself (one `BENCH` request), on the KMDF front door, provider completing inline and then
+//!   on a worker thread;
+//! - `SEND pipelined`: what `wskudpctl send --count` does: `SEND` requests of the driver's
+//!   `max_count` datagrams, 8 in flight.
+//!
+//! Per row: datagrams/s and the ratios to both baselines; per datagram, the pool, IRP and MDL
+//! allocations and the `IoSetCompletionRoutineEx` contexts the model counted at the kernel-call
+//! boundary (after a warm-up run on the same socket); the model's and Linux's share of the
+//! sender's CPU; and the longest completion routine the model timed.
 //!
 //! `cargo bench -p wskudp-harness --bench throughput` (`WSKUDP_BENCH_DATAGRAMS` sets the
-//! number of datagrams per row, default 100000). These are host figures for the model, not
-//! Windows figures: they show the datapath's own cost and its allocation discipline.
+//! datagrams per row, default 200000). These are host figures for the model, not Windows
+//! figures: they show the datapath's own cost and its allocation discipline; on Windows,
+//! `wskudpctl bench --baseline` on a test VM gives the real ones.
 
 #![allow(clippy::cast_precision_loss, reason = "figures for display")]
 
-use std::net::UdpSocket;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use wskudp_abi::SendSpec;
-use wskudp_harness::backend::{ModelBackend, ModelConfig};
+use wskudp_abi::{BenchApi, BenchShape, SendSpec};
+use wskudp_harness::backend::{FrontDoor, MachineCounters, ModelBackend, ModelConfig};
+use wskudp_harness::bench::{Cpu, Marking, Sink, rate, sendmmsg_loop, sendmsg_loop};
 use wskudp_harness::client::{Client, Pipeline};
 use wskudp_harness::pattern;
 use wskudp_kmodel::CompletionMode;
 
-/// A loopback receiver draining on its own thread.
-struct Sink {
-    address: std::net::SocketAddr,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
+const BATCH: u32 = 16;
+const DEPTH: u32 = 8;
 
-impl Sink {
-    fn start() -> Self {
-        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind the sink");
-        socket
-            .set_read_timeout(Some(Duration::from_millis(20)))
-            .expect("timeout");
-        let address = socket.local_addr().expect("address");
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let stop = Arc::clone(&stop);
-            std::thread::spawn(move || {
-                let mut buffer = vec![0; 65_536];
-                while !stop.load(Ordering::Relaxed) {
-                    let _ = socket.recv(&mut buffer);
-                }
-            })
-        };
-        Self {
-            address,
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for Sink {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-fn rate(datagrams: u64, elapsed: Duration) -> f64 {
-    datagrams as f64 / elapsed.as_secs_f64()
-}
-
-fn baseline(size: usize, datagrams: u64) -> f64 {
-    let sink = Sink::start();
-    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
-    let payload = pattern(size);
-    let start = Instant::now();
-    for _ in 0..datagrams {
-        socket.send_to(&payload, sink.address).expect("send_to");
-    }
-    rate(datagrams, start.elapsed())
-}
-
+/// A row's figures.
 struct Row {
-    rate: f64,
-    pool: f64,
-    irps: f64,
-    mdls: f64,
-    copies: f64,
+    pps: f64,
+    machine: MachineCounters,
+    datagrams: u64,
+    cpu: Cpu,
 }
 
-/// One request shape: datagrams per request (`None`: the driver's `max_count`) and requests
-/// in flight.
-struct Shape<'a> {
-    name: &'a str,
-    segments: &'a [u32],
-    per_request: Option<u32>,
-    inflight: usize,
-    completion: CompletionMode,
+fn source() -> IpAddr {
+    IpAddr::from([127, 0, 0, 1])
 }
 
-fn model(size: usize, shape: &Shape<'_>, datagrams: u64) -> Row {
-    let sink = Sink::start();
+fn spec(socket: u32, to: SocketAddr) -> SendSpec {
+    SendSpec {
+        socket,
+        remote: Some(to),
+        source: Some(source()),
+        tos: None,
+        ecn: None,
+        uso_segment_size: None,
+        source_ifindex: None,
+        count: 1,
+    }
+}
+
+/// What one row sends through.
+#[derive(Clone, Copy)]
+enum Path {
+    Bench(BenchApi),
+    SendPipelined,
+}
+
+fn model_row(size: u32, path: Path, completion: CompletionMode, datagrams: u64) -> Row {
+    let sink = Sink::start(SocketAddr::from(([127, 0, 0, 1], 0))).expect("receiver");
     let backend = ModelBackend::start(ModelConfig {
         machine: wskudp_kmodel::Config {
-            completion: shape.completion,
+            completion,
             ..wskudp_kmodel::Config::default()
         },
-        ..ModelConfig::default()
+        ..ModelConfig::through(FrontDoor::Kmdf)
     })
     .expect("model loads");
     let client = Client::new(Box::new(backend));
-    let backend = client.backend();
     let socket = client
-        .open_socket("127.0.0.1:0".parse().expect("address"))
-        .expect("open");
-    let spec: SendSpec = wskudp_harness::scenarios::plain(socket.socket, sink.address, 1);
-    let payload = pattern(size);
-    let before = backend.stats().unwrap_or_default();
-    let payload_copies_before = backend
-        .allocations_by_tag()
-        .get("WkuP")
-        .copied()
-        .unwrap_or(0);
+        .open_socket(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .expect("open")
+        .socket;
+    let spec = spec(socket, sink.address());
+    let payload = pattern(size as usize);
+    let run = |count: u64| -> u64 {
+        match path {
+            Path::Bench(api) => {
+                let batch = if api == BenchApi::SendTo { 1 } else { BATCH };
+                let shape = BenchShape {
+                    api,
+                    size,
+                    depth: DEPTH,
+                    batch,
+                    count,
+                    rate: 0,
+                };
+                let response = client
+                    .submit_bench(&spec, &shape)
+                    .and_then(|pending| pending.wait(Duration::from_secs(600)))
+                    .expect("bench");
+                assert_eq!(response.datagrams_sent, count, "{response:?}");
+                response.datagrams_sent
+            }
+            Path::SendPipelined => {
+                let summary = client
+                    .send_pipelined_with(&spec, &[], &payload, Pipeline::new(count, 8))
+                    .expect("send");
+                assert!(summary.all_sent(), "{summary:?}");
+                summary.datagrams_sent
+            }
+        }
+    };
+    // Warm-up: the socket's pool grows to what the row needs.
+    run(u64::from(DEPTH * BATCH * 4));
+    let before = client.backend().machine_counters().expect("model");
+    let cpu_before = Cpu::process();
+    let sink_before = sink.cpu();
     let start = Instant::now();
-    let summary = client
-        .send_pipelined_with(
-            &spec,
-            shape.segments,
-            &payload,
-            Pipeline {
-                total: datagrams,
-                inflight: shape.inflight,
-                per_request: shape.per_request,
-            },
-        )
-        .expect("send");
-    let elapsed = start.elapsed();
-    assert!(
-        summary.all_sent() && summary.datagrams_failed == 0,
-        "a datagram failed: {summary:?}"
-    );
-    let after = backend.stats().unwrap_or_default();
-    let payload_copies = backend
-        .allocations_by_tag()
-        .get("WkuP")
-        .copied()
-        .unwrap_or(0)
-        - payload_copies_before;
-    let sent = summary.datagrams_sent as f64;
-    let per = |n: u64| n as f64 / sent;
-    client.close_socket(socket.socket).expect("close");
-    let report = client.finish();
-    assert!(
-        report.is_some_and(|r| r.is_clean()),
-        "model report not clean"
-    );
+    let sent = run(datagrams);
+    let seconds = start.elapsed().as_secs_f64();
+    let sink_cpu = sink.cpu().since(sink_before);
+    let cpu = Cpu::process().since(cpu_before);
+    let machine = client
+        .backend()
+        .machine_counters()
+        .expect("model")
+        .since(&before);
+    client.close_socket(socket).expect("close");
+    let report = client.finish().expect("model report");
+    assert!(report.is_clean(), "model report not clean: {report}");
     Row {
-        rate: rate(summary.datagrams_sent, elapsed),
-        pool: per(after.pool_allocations - before.pool_allocations),
-        irps: per(after.irp_allocations - before.irp_allocations),
-        mdls: per(after.mdl_allocations - before.mdl_allocations),
-        // One system-buffer copy per SEND, plus the driver's pool copies.
-        copies: (summary.requests + payload_copies) as f64 / sent,
+        pps: rate(sent, seconds),
+        machine,
+        datagrams: sent,
+        cpu: Cpu {
+            user: (cpu.user - sink_cpu.user).max(0.0),
+            system: (cpu.system - sink_cpu.system).max(0.0),
+        },
     }
 }
 
@@ -173,82 +145,74 @@ fn main() {
     let datagrams: u64 = std::env::var("WSKUDP_BENCH_DATAGRAMS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(100_000);
-    println!("wskudp send throughput on the kernel model, {datagrams} datagrams per row, loopback");
+        .unwrap_or(200_000);
     println!(
-        "{:>6} {:<34} {:>12} {:>9} {:>8} {:>8} {:>8} {:>8}",
-        "bytes", "path", "datagrams/s", "vs base", "pool/dg", "IRPs/dg", "MDLs/dg", "copy/dg"
+        "wskudp send throughput on the kernel model (KMDF front door), {datagrams} datagrams per row, loopback, IP_PKTINFO on every datagram"
     );
-    for size in [64, 1200] {
-        let base = baseline(size, datagrams);
-        println!(
-            "{size:>6} {:<34} {base:>12.0} {:>9} {:>8} {:>8} {:>8} {:>8}",
-            "baseline: send_to()", "1.00", "-", "-", "-", "1"
-        );
-        let half = u32::try_from(size / 2).unwrap_or(1);
-        let halves = [half, half];
-        let shape = |name, segments, per_request, inflight, completion| Shape {
-            name,
-            segments,
-            per_request,
-            inflight,
-            completion,
+    println!(
+        "{:>5} {:<34} {:>11} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>9}",
+        "bytes",
+        "path",
+        "dgrams/s",
+        "/sendmsg",
+        "/mmsg16",
+        "alloc/dg",
+        "ctx/dg",
+        "model%",
+        "linux%",
+        "max run"
+    );
+    for size in [64_u32, 1472] {
+        let sink = Sink::start(SocketAddr::from(([127, 0, 0, 1], 0))).expect("receiver");
+        let payload = pattern(size as usize);
+        let marking = Marking {
+            source: Some(source()),
+            ..Marking::default()
         };
-        let shapes = [
-            shape(
-                "SEND x1, 1 MDL, inline",
-                &[],
-                Some(1),
-                1,
+        let msg = sendmsg_loop(sink.address(), &payload, datagrams, marking);
+        let mmsg = sendmmsg_loop(sink.address(), &payload, datagrams, marking, BATCH as usize)
+            .expect("sendmmsg");
+        drop(sink);
+        let (base, base_mmsg) = (msg.pps(), mmsg.pps());
+        println!(
+            "{size:>5} {:<34} {base:>11.0} {:>8} {:>8}",
+            "baseline: sendmsg", "1.00", ""
+        );
+        println!(
+            "{size:>5} {:<34} {base_mmsg:>11.0} {:>8.2} {:>8}",
+            "baseline: sendmmsg x16",
+            base_mmsg / base,
+            "1.00"
+        );
+        let rows = [
+            ("BENCH sendto, inline", Path::Bench(BenchApi::SendTo), CompletionMode::Inline),
+            (
+                "BENCH sendmessages x16, inline",
+                Path::Bench(BenchApi::SendMessages),
                 CompletionMode::Inline,
             ),
-            shape(
-                "SEND x64, 1 MDL, inline",
-                &[],
-                Some(64),
-                1,
-                CompletionMode::Inline,
-            ),
-            shape(
-                "SEND x64, 2 MDLs, inline",
-                &halves,
-                Some(64),
-                1,
-                CompletionMode::Inline,
-            ),
-            shape(
-                "SEND x64, 1 MDL, worker thread",
-                &[],
-                Some(64),
-                1,
+            ("BENCH sendto, worker", Path::Bench(BenchApi::SendTo), CompletionMode::worker()),
+            (
+                "BENCH sendmessages x16, worker",
+                Path::Bench(BenchApi::SendMessages),
                 CompletionMode::worker(),
             ),
-            shape(
-                "SEND xmax, 1 in flight, worker",
-                &[],
-                None,
-                1,
-                CompletionMode::worker(),
-            ),
-            shape(
-                "SEND xmax, 8 in flight, worker",
-                &[],
-                None,
-                8,
-                CompletionMode::worker(),
-            ),
+            ("SEND pipelined x8, inline", Path::SendPipelined, CompletionMode::Inline),
         ];
-        for shape in &shapes {
-            let row = model(size, shape, datagrams);
+        for (name, path, completion) in rows {
+            let row = model_row(size, path, completion, datagrams);
+            let per = |n: u64| n as f64 / row.datagrams.max(1) as f64;
+            let total = row.cpu.total().max(f64::MIN_POSITIVE);
             println!(
-                "{size:>6} {:<34} {:>12.0} {:>9.2} {:>8.2} {:>8.2} {:>8.2} {:>8.3}",
-                shape.name,
-                row.rate,
-                row.rate / base,
-                row.pool,
-                row.irps,
-                row.mdls,
-                row.copies
+                "{size:>5} {name:<34} {:>11.0} {:>8.2} {:>8.2} {:>8.4} {:>8.4} {:>6.1}% {:>6.1}% {:>7.1}us",
+                row.pps,
+                row.pps / base,
+                row.pps / base_mmsg,
+                per(row.machine.allocations()),
+                per(row.machine.completion_contexts),
+                row.machine.model_ns as f64 / 1e9 / total * 100.0,
+                row.cpu.system / total * 100.0,
+                row.machine.longest_completion_ns as f64 / 1e3,
             );
         }
     }

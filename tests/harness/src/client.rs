@@ -12,9 +12,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use wskudp_abi::status::{STATUS_DEVICE_BUSY, STATUS_INSUFFICIENT_RESOURCES, STATUS_SUCCESS};
 
 use wskudp_abi::{
-    ABI_OLDEST, ABI_VERSION, AbiError, DescribeSendResponse, InfoResponse, Ioctl,
+    ABI_OLDEST, ABI_VERSION, AbiError, BenchResponse, BenchShape, DescribeSendResponse,
+    InfoResponse, Ioctl,
     OpenSocketResponse, RequestHeader, SendResponse, SendSpec, SocketOption, StatsResponse,
-    encode_close_socket, encode_open_socket_with, encode_query_stats, encode_send,
+    encode_bench, encode_close_socket, encode_open_socket_with, encode_query_stats, encode_send,
     encode_set_option, read_any_version, read_response, send_request_len, set_request_version,
     status::nt_success,
 };
@@ -477,6 +478,31 @@ impl<B: Backend + ?Sized> Client<B> {
         }
     }
 
+    /// `BENCH` without waiting: the driver sends `shape.count` datagrams of `shape.size` bytes
+    /// with `spec`'s socket and options (its `count` is ignored) and times them itself.
+    ///
+    /// # Errors
+    /// [`ClientError::Invalid`] for a request the ABI refuses, [`ClientError::Usage`] if the
+    /// driver has no `BENCH` (an older driver), [`ClientError::Backend`] if it could not be
+    /// issued.
+    pub fn submit_bench(
+        &self,
+        spec: &SendSpec,
+        shape: &BenchShape,
+    ) -> Result<PendingBench<'_>, ClientError> {
+        if self.info()?.capabilities & wskudp_abi::capability::BENCH == 0 {
+            return Err(ClientError::Usage(
+                "this driver has no BENCH request (install a driver from this release)".into(),
+            ));
+        }
+        let request = encode_bench(spec, shape).map_err(ClientError::Invalid)?;
+        let request = self.versioned(request.as_bytes().to_vec())?;
+        let request =
+            self.backend
+                .submit(Ioctl::Bench.code(), &request, size_of::<BenchResponse>())?;
+        Ok(PendingBench { request })
+    }
+
     /// `DESCRIBE_SEND`: what `send` would pass to `WskSendTo`, without sending.
     ///
     /// # Errors
@@ -526,6 +552,28 @@ impl PendingSend<'_> {
     }
 
     /// Asks the driver to cancel the request (`CancelIoEx`); it still completes: wait for it.
+    pub fn cancel(&self) {
+        self.request.cancel();
+    }
+}
+
+/// One `BENCH` in flight, from [`Client::submit_bench`].
+#[must_use = "a BENCH in flight completes whether or not it is waited for; dropping it cancels it and waits"]
+pub struct PendingBench<'a> {
+    request: InFlight<'a>,
+}
+
+impl PendingBench<'_> {
+    /// Waits up to `timeout` for the figures (then cancels the bench and waits for it).
+    ///
+    /// # Errors
+    /// [`ClientError::Status`] if the driver refused the request, [`ClientError::Backend`] if
+    /// it did not come back.
+    pub fn wait(self, timeout: std::time::Duration) -> Result<BenchResponse, ClientError> {
+        response(self.request.wait(timeout)?)
+    }
+
+    /// Asks the driver to stop the bench; it still completes, with what was sent.
     pub fn cancel(&self) {
         self.request.cancel();
     }

@@ -5,6 +5,7 @@
 
 pub mod addressing;
 pub mod backend;
+pub mod bench;
 pub mod client;
 pub mod demo;
 pub mod in_flight;

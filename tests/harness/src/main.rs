@@ -17,6 +17,8 @@ use wskudp_harness::record::HostRecord;
 use wskudp_harness::report::ModelReport;
 use wskudp_harness::{demo, pattern, scenarios, status_hex, status_text};
 
+mod bench_cmd;
+
 #[derive(Parser)]
 #[command(name = "wskudpctl", version, about, propagate_version = true)]
 struct Cli {
@@ -72,6 +74,9 @@ enum Command {
     },
     /// Send a datagram (or `--count` copies, in as many requests as it takes) from the kernel.
     Send(SendArgs),
+    /// Measure the driver's send path: the driver sends and times `--count` datagrams itself
+    /// (`BENCH`); with `--baseline`, next to the plain user-mode path in the same run.
+    Bench(BenchArgs),
     /// Send raw bytes to the driver's dispatcher and print the status (for bad-input testing).
     Ioctl {
         /// IOCTL code, e.g. 0x12A00C.
@@ -133,6 +138,7 @@ impl Command {
             | Self::Scenarios { json, .. }
             | Self::Recv { json, .. } => *json,
             Self::Send(args) => args.json,
+            Self::Bench(args) => args.json,
         }
     }
 }
@@ -168,12 +174,9 @@ struct SocketArgs {
     fixed_destination: bool,
 }
 
+/// Where a send goes from and how each datagram is marked: what `send` and `bench` share.
 #[derive(clap::Args)]
-#[command(group(ArgGroup::new("payload").required(true).args(["payload_hex", "size"])))]
-struct SendArgs {
-    /// Destination, e.g. `127.0.0.1:9000` or `[::1]:9000`.
-    #[arg(long)]
-    to: SocketAddr,
+struct AddressArgs {
     /// Local address to bind the driver's socket to (default: any address of the
     /// destination's family, port chosen by the stack). An IPv6 address with an IPv4
     /// destination opens a dual-stack socket (`IPV6_V6ONLY` off): IPv4 goes out v4-mapped.
@@ -203,6 +206,17 @@ struct SendArgs {
     /// USO segment size (`UDP_SEND_MSG_SIZE`): the payload leaves as datagrams of this size.
     #[arg(long)]
     uso: Option<u32>,
+}
+
+#[derive(clap::Args)]
+#[command(group(ArgGroup::new("payload").required(true).args(["payload_hex", "size"])))]
+struct SendArgs {
+    /// Destination, e.g. `127.0.0.1:9000` or `[::1]:9000`.
+    #[arg(long)]
+    to: SocketAddr,
+    /// Source, marking and socket options.
+    #[command(flatten)]
+    address: AddressArgs,
     /// How the payload is split into MDLs, e.g. 100,200,700 (must add up to the payload size;
     /// default: one MDL).
     #[arg(long, value_delimiter = ',')]
@@ -220,8 +234,7 @@ struct SendArgs {
     /// SEND requests kept outstanding at once, 1-64. Default 8: when a request completes the
     /// driver already holds the next ones, so it does not idle while the response comes back
     /// and the next request is issued; and at most 8 × `max_count` datagrams sit in kernel
-    /// memory. (The model's bench shows no gain: one request of `max_count` datagrams already
-    /// keeps its single completion worker busy.)
+    /// memory.
     #[arg(long, default_value_t = 8, value_parser = parse_inflight)]
     inflight: usize,
     /// Print the exact bytes the driver would pass to `WskSendTo` instead of sending.
@@ -231,6 +244,48 @@ struct SendArgs {
     /// (`QUERY_STATS`).
     #[arg(long, conflicts_with = "dry_run")]
     stats: bool,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The WSK function `bench` measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum BenchApiArg {
+    /// `WskSendTo`, one datagram per call.
+    Sendto,
+    /// `WskSendMessages`, `--batch` datagrams per call.
+    Sendmessages,
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// Destination. Default: a receiver this command starts on loopback; given, a receiver is
+    /// started on it when it is an address of this host, else none (drops are not counted).
+    #[arg(long)]
+    to: Option<SocketAddr>,
+    /// Source, marking and socket options, as for `send`.
+    #[command(flatten)]
+    address: AddressArgs,
+    /// Payload bytes per datagram.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=i64::from(wskudp_abi::MAX_PAYLOAD)))]
+    size: u32,
+    /// Datagrams to send.
+    #[arg(long, default_value_t = 1_000_000, value_parser = parse_count)]
+    count: u64,
+    /// WSK calls the driver keeps in flight.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=i64::from(wskudp_abi::MAX_BENCH_DEPTH)))]
+    inflight: u32,
+    /// The WSK function.
+    #[arg(long, value_enum, default_value = "sendmessages")]
+    api: BenchApiArg,
+    /// Datagrams per `WskSendMessages` call (1 with sendto).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=i64::from(wskudp_abi::MAX_BENCH_BATCH)))]
+    batch: Option<u32>,
+    /// Also time the platform's plain user-mode path in the same run: `sendmsg` and
+    /// `sendmmsg` on Linux, with the same control messages, to the same receiver.
+    #[arg(long)]
+    baseline: bool,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -318,6 +373,7 @@ fn main() -> ExitCode {
         Command::Info { .. } => info(&client, &driver),
         Command::Stats { .. } => stats(&client, None),
         Command::Send(args) => send(&client, args),
+        Command::Bench(args) => bench_cmd::run(&client, args),
         Command::Ioctl {
             code,
             in_hex,
@@ -711,37 +767,41 @@ fn interface_index(name: &str) -> Result<u32, String> {
         .ok_or_else(|| format!("--iface {name}: no such interface on this host"))
 }
 
-fn send(client: &Client, args: &SendArgs) -> Result<Outcome, String> {
-    let payload = match (&args.payload_hex, args.size) {
-        (Some(hex), _) => hex::decode(hex.trim()).map_err(|e| format!("--payload-hex: {e}"))?,
-        (None, Some(size)) => pattern(size),
-        (None, None) => return Err("give --payload-hex or --size".into()),
-    };
-    let bind = args.bind.unwrap_or_else(|| match args.to {
+/// A socket opened and set up for sending to `to`, and the spec its sends use.
+struct Opened {
+    socket: u32,
+    local: String,
+    features: Vec<&'static str>,
+    spec: SendSpec,
+}
+
+/// Opens a socket bound as `address` asks (any address of `to`'s family by default; dual
+/// stack for an IPv6 bind and an IPv4 destination), sets its options, and builds the spec of
+/// sends to `to` with `address`'s marking.
+fn open_for(client: &Client, address: &AddressArgs, to: SocketAddr) -> Result<Opened, String> {
+    let bind = address.bind.unwrap_or_else(|| match to {
         SocketAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
         SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
     });
-    if bind.is_ipv4() && args.to.is_ipv6() {
+    if bind.is_ipv4() && to.is_ipv6() {
         return Err(format!(
-            "--bind {bind} is IPv4 and --to {} IPv6: an IPv4 socket cannot reach it (bind an IPv6 address for a dual-stack socket)",
-            args.to
+            "--bind {bind} is IPv4 and --to {to} IPv6: an IPv4 socket cannot reach it (bind an IPv6 address for a dual-stack socket)"
         ));
     }
-    let dual_stack = bind.is_ipv6() && args.to.is_ipv4();
+    let dual_stack = bind.is_ipv6() && to.is_ipv4();
     let flags = if dual_stack {
         OpenSocketRequest::FLAG_DUAL_STACK
     } else {
         0
     };
-    let source_ifindex = match (&args.iface, args.ifindex) {
+    let source_ifindex = match (&address.iface, address.ifindex) {
         (Some(name), _) => Some(interface_index(name)?),
         (None, index) => index,
     };
     let opened = client
         .open_socket_with(bind, flags)
         .map_err(|e| format!("opening a socket bound to {bind}: {e}"))?;
-    let options = socket_options(&args.socket, args.to);
-    for option in &options {
+    for option in &socket_options(&address.socket, to) {
         if let Err(error) = client.set_option(opened.socket, *option) {
             let _ = client.close_socket(opened.socket);
             return Err(format!("setting {option:?}: {error}"));
@@ -749,25 +809,39 @@ fn send(client: &Client, args: &SendArgs) -> Result<Outcome, String> {
     }
     let spec = SendSpec {
         socket: opened.socket,
-        remote: (!args.socket.fixed_destination).then_some(args.to),
-        source: args.src,
-        tos: args.tos,
-        ecn: args.ecn.and_then(Ecn::from_bits),
-        uso_segment_size: args.uso,
+        remote: (!address.socket.fixed_destination).then_some(to),
+        source: address.src,
+        tos: address.tos,
+        ecn: address.ecn.and_then(Ecn::from_bits),
+        uso_segment_size: address.uso,
         source_ifindex,
         // One datagram's worth for DESCRIBE_SEND; a real send sets each request's count.
         count: 1,
     };
-    let local = opened
-        .local
-        .socket_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
-    let features = names_of(opened.features, &feature::NAMES);
+    Ok(Opened {
+        socket: opened.socket,
+        local: opened
+            .local
+            .socket_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default(),
+        features: names_of(opened.features, &feature::NAMES),
+        spec,
+    })
+}
+
+fn send(client: &Client, args: &SendArgs) -> Result<Outcome, String> {
+    let payload = match (&args.payload_hex, args.size) {
+        (Some(hex), _) => hex::decode(hex.trim()).map_err(|e| format!("--payload-hex: {e}"))?,
+        (None, Some(size)) => pattern(size),
+        (None, None) => return Err("give --payload-hex or --size".into()),
+    };
+    let opened = open_for(client, &args.address, args.to)?;
+    let spec = opened.spec;
     let result = if args.dry_run {
         describe(client, &spec, &args.segments, &payload)
     } else {
-        send_for_real(client, &spec, args, &payload, &local)
+        send_for_real(client, &spec, args, &payload, &opened.local)
     };
     let mut result = result;
     if let (true, Ok(outcome)) = (args.stats, &mut result) {
@@ -787,9 +861,13 @@ fn send(client: &Client, args: &SendArgs) -> Result<Outcome, String> {
     let closed = client.close_socket(opened.socket);
     let mut outcome = result?;
     if let Value::Object(map) = &mut outcome.json {
-        map.insert("socket_features".into(), json!(features));
+        map.insert("socket_features".into(), json!(opened.features));
     }
-    let _ = writeln!(outcome.text, "  socket supports: {}", features.join(", "));
+    let _ = writeln!(
+        outcome.text,
+        "  socket supports: {}",
+        opened.features.join(", ")
+    );
     if let Err(error) = closed {
         outcome.ok = false;
         let _ = writeln!(outcome.text, "closing the socket failed: {error}");

@@ -57,6 +57,20 @@ pub(crate) fn at_dispatch<R>(what: &str, f: impl FnOnce() -> R) -> R {
     result
 }
 
+/// Records `IrqlNotRestored` if a routine the model called at `PASSIVE_LEVEL` (a work item)
+/// returned at another IRQL.
+pub(crate) fn expect_passive(what: &str) {
+    let after = set(PASSIVE_LEVEL);
+    if after != PASSIVE_LEVEL {
+        state::violation(
+            "IrqlNotRestored",
+            format!(
+                "{what} returned at IRQL {after}, entered at {PASSIVE_LEVEL} (bugcheck 0xC8 IRQL_UNEXPECTED_VALUE)"
+            ),
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,8 @@
 //! The seam between core and the kernel: every call into Windows goes through this module.
 //!
 //! Required symbols, listed in [`REQUIRED_SYMBOLS`]: on Windows they are imported from
-//! `ntoskrnl.exe` and `netio.sys`; on the Linux host `tests/kmodel` exports each of them with
+//! `ntoskrnl.exe`, `hal.dll` (`KeQueryPerformanceCounter`, which wdm.h declares `NTHALAPI`) and
+//! `netio.sys`; on the Linux host `tests/kmodel` exports each of them with
 //! the same signature, so core runs unchanged. A kmodel test diffs its exports against this
 //! list, and the `.sys` import-table check accepts nothing outside it (plus the front door's
 //! own few imports).
@@ -26,15 +27,21 @@ pub const REQUIRED_SYMBOLS: &[(&str, &str)] = &[
     ("ntoskrnl.exe", "ExWaitForRundownProtectionRelease"),
     ("ntoskrnl.exe", "IoAllocateIrp"),
     ("ntoskrnl.exe", "IoAllocateMdl"),
+    ("ntoskrnl.exe", "IoAllocateWorkItem"),
+    ("ntoskrnl.exe", "IoBuildPartialMdl"),
     ("ntoskrnl.exe", "IoCancelIrp"),
     ("ntoskrnl.exe", "IoFreeIrp"),
     ("ntoskrnl.exe", "IoFreeMdl"),
+    ("ntoskrnl.exe", "IoFreeWorkItem"),
+    ("ntoskrnl.exe", "IoQueueWorkItem"),
+    ("ntoskrnl.exe", "IoReuseIrp"),
     ("ntoskrnl.exe", "IoSetCompletionRoutineEx"),
     ("ntoskrnl.exe", "KeGetCurrentIrql"),
     ("ntoskrnl.exe", "KeInitializeEvent"),
     ("ntoskrnl.exe", "KeSetEvent"),
     ("ntoskrnl.exe", "KeWaitForSingleObject"),
     ("ntoskrnl.exe", "MmBuildMdlForNonPagedPool"),
+    ("hal.dll", "KeQueryPerformanceCounter"),
     ("netio.sys", "WskCaptureProviderNPI"),
     ("netio.sys", "WskDeregister"),
     ("netio.sys", "WskRegister"),

@@ -7,22 +7,27 @@
 use core::ffi::c_void;
 
 pub use windows_sys::Wdk::Foundation::{
-    DEVICE_OBJECT, DRIVER_CANCEL, IO_STACK_LOCATION, IRP, KEVENT, MDL,
+    DEVICE_OBJECT, DRIVER_CANCEL, IO_STACK_LOCATION, IRP, KEVENT, MDL, PIO_WORKITEM,
 };
 pub use windows_sys::Wdk::System::SystemServices::{
     EX_RUNDOWN_REF, ExAcquireRundownProtection, ExAcquireSpinLockExclusive,
     ExAcquireSpinLockShared, ExAllocatePool2, ExFreePoolWithTag, ExInitializeRundownProtection,
     ExReleaseRundownProtection, ExReleaseSpinLockExclusive, ExReleaseSpinLockShared,
-    ExWaitForRundownProtectionRelease, Executive, IoAllocateIrp, IoAllocateMdl, IoCancelIrp,
-    IoFreeIrp, IoFreeMdl, IoSetCompletionRoutineEx, KeGetCurrentIrql, KeInitializeEvent,
-    KeSetEvent, KeWaitForSingleObject, KernelMode, MmBuildMdlForNonPagedPool, SL_INVOKE_ON_CANCEL,
-    SL_INVOKE_ON_ERROR, SL_INVOKE_ON_SUCCESS, SL_PENDING_RETURNED,
+    ExWaitForRundownProtectionRelease, Executive, IoAllocateIrp, IoAllocateMdl,
+    IoAllocateWorkItem, IoBuildPartialMdl, IoCancelIrp, IoFreeIrp, IoFreeMdl, IoFreeWorkItem,
+    IoQueueWorkItem, IoReuseIrp, IoSetCompletionRoutineEx, KeGetCurrentIrql, KeInitializeEvent,
+    KeQueryPerformanceCounter, KeSetEvent, KeWaitForSingleObject, KernelMode,
+    MmBuildMdlForNonPagedPool, PIO_WORKITEM_ROUTINE, SL_INVOKE_ON_CANCEL, SL_INVOKE_ON_ERROR,
+    SL_INVOKE_ON_SUCCESS, SL_PENDING_RETURNED,
 };
+pub use windows_sys::Wdk::System::SystemServices::{DelayedWorkQueue, WORK_QUEUE_TYPE};
 pub use windows_sys::Win32::Foundation::NTSTATUS;
 pub use windows_sys::Win32::System::Kernel::{EVENT_TYPE, NotificationEvent, SynchronizationEvent};
 
 /// `POOL_FLAG_NON_PAGED` (wdm.h): non-paged, no-execute pool (`NonPagedPoolNx`).
 pub const POOL_FLAG_NON_PAGED: u64 = 0x0000_0000_0000_0040;
+/// `POOL_FLAG_UNINITIALIZED` (wdm.h): the block is not zeroed.
+pub const POOL_FLAG_UNINITIALIZED: u64 = 0x0000_0000_0000_0002;
 
 /// `MDL_MAPPED_TO_SYSTEM_VA` (wdm.h).
 pub const MDL_MAPPED_TO_SYSTEM_VA: i16 = 0x0001;
@@ -30,6 +35,15 @@ pub const MDL_MAPPED_TO_SYSTEM_VA: i16 = 0x0001;
 pub const MDL_PAGES_LOCKED: i16 = 0x0002;
 /// `MDL_SOURCE_IS_NONPAGED_POOL` (wdm.h): set by `MmBuildMdlForNonPagedPool`.
 pub const MDL_SOURCE_IS_NONPAGED_POOL: i16 = 0x0004;
+/// `MDL_PARTIAL` (wdm.h): set by `IoBuildPartialMdl` on its target.
+pub const MDL_PARTIAL: i16 = 0x0010;
+/// `MDL_PARTIAL_HAS_BEEN_MAPPED` (wdm.h): a partial MDL someone mapped; `MmPrepareMdlForReuse`
+/// must unmap it before the MDL is built again or freed.
+pub const MDL_PARTIAL_HAS_BEEN_MAPPED: i16 = 0x0020;
+
+/// `IO_WORKITEM_ROUTINE` (wdm.h) with its real parameters. `windows-sys` declares
+/// `PIO_WORKITEM_ROUTINE` without them, so the pointer is converted where it is passed.
+pub type IoWorkItemRoutine = unsafe extern "system" fn(*mut DEVICE_OBJECT, *mut c_void);
 
 /// `IO_COMPLETION_ROUTINE` (wdm.h) with its real parameters. `windows-sys` declares
 /// `PIO_COMPLETION_ROUTINE` without them, so the pointer is converted where it is stored.

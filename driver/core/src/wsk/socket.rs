@@ -12,9 +12,9 @@ use super::Provider;
 use crate::cmsg::ControlBuffer;
 use crate::ddi::nt::{IRP, NTSTATUS};
 use crate::ddi::wsk::{
-    SIO_WSK_SET_SENDTO_ADDRESS, WSK_BUF, WSK_CONTROL_SOCKET_TYPE, WSK_FLAG_DATAGRAM_SOCKET,
-    WSK_PROVIDER_BASIC_DISPATCH, WSK_PROVIDER_DATAGRAM_DISPATCH, WSK_SOCKET, WskGetOption,
-    WskIoctl, WskSendToFn, WskSetOption,
+    PFN_WSK_SEND_MESSAGES, SIO_WSK_SET_SENDTO_ADDRESS, WSK_BUF, WSK_BUF_LIST,
+    WSK_CONTROL_SOCKET_TYPE, WSK_FLAG_DATAGRAM_SOCKET, WSK_PROVIDER_BASIC_DISPATCH,
+    WSK_PROVIDER_DATAGRAM_DISPATCH, WSK_SOCKET, WskGetOption, WskIoctl, WskSendToFn, WskSetOption,
 };
 use crate::irp::{DriverDevice, ReservedCall, call_and_wait};
 use crate::sockaddr::{self, SockAddrBuffer};
@@ -407,8 +407,19 @@ impl DatagramSocket {
     pub fn send_call(&self) -> Result<SendCall<'_>, NTSTATUS> {
         let call = self.enter()?;
         // On failure the entry drops here and the gate is left.
-        let send_to = self.dispatch().WskSendTo.ok_or(STATUS_NOT_SUPPORTED)?;
-        Ok(SendCall { call, send_to })
+        let dispatch = self.dispatch();
+        let send_to = dispatch.WskSendTo.ok_or(STATUS_NOT_SUPPORTED)?;
+        Ok(SendCall {
+            call,
+            send_to,
+            send_messages: dispatch.WskSendMessages,
+        })
+    }
+
+    /// Whether the provider's dispatch table has `WskSendMessages` (Windows 8 and later).
+    #[must_use]
+    pub fn has_send_messages(&self) -> bool {
+        self.dispatch().WskSendMessages.is_some()
     }
 
     /// Enters the socket's call gate for one call to its functions.
@@ -472,10 +483,11 @@ impl Drop for InCall<'_> {
     }
 }
 
-/// One `WskSendTo` call in progress on a socket (inside its call gate).
+/// One `WskSendTo` or `WskSendMessages` call in progress on a socket (inside its call gate).
 pub struct SendCall<'a> {
     call: InCall<'a>,
     send_to: WskSendToFn,
+    send_messages: PFN_WSK_SEND_MESSAGES,
 }
 
 impl SendCall<'_> {
@@ -515,6 +527,57 @@ impl SendCall<'_> {
             );
         }
         status
+    }
+}
+
+impl SendCall<'_> {
+    /// Whether this call can be a `WskSendMessages` (the provider has it: Windows 8 and later).
+    #[must_use]
+    pub const fn can_send_messages(&self) -> bool {
+        self.send_messages.is_some()
+    }
+
+    /// `WskSendMessages`: every datagram of `list` to `remote` with `control`, on one IRP
+    /// (the `PFN_WSK_SEND_MESSAGES` page: the control information "is associated with the
+    /// datagrams", all of them). Without the function (a provider older than Windows 8) the
+    /// IRP is not issued and `Err(STATUS_NOT_SUPPORTED)` comes back: the caller, which checked
+    /// [`DatagramSocket::has_send_messages`], never sees it.
+    ///
+    /// IRQL: <= `DISPATCH_LEVEL`.
+    ///
+    /// # Errors
+    /// `STATUS_NOT_SUPPORTED` when the provider has no `WskSendMessages` (nothing issued).
+    ///
+    /// # Safety
+    /// As [`SendCall::send_to`], for every entry of `list` and the list itself.
+    pub unsafe fn send_messages(
+        self,
+        list: *mut WSK_BUF_LIST,
+        remote: Option<&SockAddrBuffer>,
+        control: &ControlBuffer,
+        irp: *mut IRP,
+    ) -> Result<NTSTATUS, NTSTATUS> {
+        let send_messages = self.send_messages.ok_or(STATUS_NOT_SUPPORTED)?;
+        let (control_info, control_len) = control.as_control_info();
+        let status;
+        // SAFETY: 1. the socket is open: the gate is entered, so WskCloseSocket is not issued
+        //            before this call returns;
+        //         2. the list, its buffers, remote and control outlive the IRP (caller's
+        //            guarantee); WSK only reads them despite the non-const types;
+        //         3. Flags is reserved and must be 0;
+        //         4. WskSendMessages may be called at IRQL <= DISPATCH_LEVEL, like WskSendTo.
+        unsafe {
+            status = send_messages(
+                self.call.socket.socket.as_ptr(),
+                list,
+                0,
+                remote.map_or(core::ptr::null_mut(), |r| r.as_sockaddr().cast_mut()),
+                control_len,
+                control_info.cast_mut(),
+                irp,
+            );
+        }
+        Ok(status)
     }
 }
 

@@ -213,6 +213,50 @@ impl Drop for InFlight<'_> {
     }
 }
 
+/// What the kernel model counts at the kernel-call boundary, in every run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MachineCounters {
+    /// `ExAllocatePool2` successes.
+    pub pool_allocations: u64,
+    /// `IoAllocateIrp` successes.
+    pub irp_allocations: u64,
+    /// `IoAllocateMdl` successes.
+    pub mdl_allocations: u64,
+    /// `IoSetCompletionRoutineEx` contexts the I/O manager allocated.
+    pub completion_contexts: u64,
+    /// The longest a completion routine ran (nanoseconds), nested routines included.
+    pub longest_completion_ns: u64,
+    /// Time spent in the model's own code (its checks and bookkeeping, not the driver's code
+    /// nor Linux's system calls), nanoseconds.
+    pub model_ns: u64,
+    /// Work item routines the model's system worker ran.
+    pub work_items: u64,
+}
+
+impl MachineCounters {
+    /// Pool blocks, IRPs and MDLs allocated.
+    #[must_use]
+    pub const fn allocations(&self) -> u64 {
+        self.pool_allocations + self.irp_allocations + self.mdl_allocations
+    }
+
+    /// `self - earlier` for the counts; the longest run is `self`'s.
+    #[must_use]
+    pub const fn since(&self, earlier: &Self) -> Self {
+        Self {
+            pool_allocations: self.pool_allocations.saturating_sub(earlier.pool_allocations),
+            irp_allocations: self.irp_allocations.saturating_sub(earlier.irp_allocations),
+            mdl_allocations: self.mdl_allocations.saturating_sub(earlier.mdl_allocations),
+            completion_contexts: self
+                .completion_contexts
+                .saturating_sub(earlier.completion_contexts),
+            longest_completion_ns: self.longest_completion_ns,
+            model_ns: self.model_ns.saturating_sub(earlier.model_ns),
+            work_items: self.work_items.saturating_sub(earlier.work_items),
+        }
+    }
+}
+
 /// One way to reach the driver.
 pub trait Backend: Send + Sync {
     /// `"model"` or `"device"`.
@@ -262,6 +306,12 @@ pub trait Backend: Send + Sync {
         Err(BackendError::Unsupported(
             "this backend has one handle only",
         ))
+    }
+
+    /// What the kernel model counted so far (`None` on the device: Windows counts nothing for
+    /// us; the driver's own figures come in `BENCH`'s response).
+    fn machine_counters(&self) -> Option<MachineCounters> {
+        None
     }
 
     /// Closes the handle now (`CloseHandle`: the driver's `IRP_MJ_CLEANUP` closes its sockets
