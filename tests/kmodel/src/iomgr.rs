@@ -297,12 +297,12 @@ pub(crate) fn outstanding() -> (usize, usize, usize) {
 /// `IoSetCompletionRoutineEx`) or ending.
 pub(crate) fn routine_running(guarded: bool, running: bool) {
     if running {
-        let mut inner = state::lock();
-        if guarded {
-            inner.stats.guarded_routines += 1;
+        let stats = &state::TABLES.stats;
+        state::bump(if guarded {
+            &stats.guarded_routines
         } else {
-            inner.stats.unguarded_routines += 1;
-        }
+            &stats.unguarded_routines
+        });
     }
     if guarded {
         return;

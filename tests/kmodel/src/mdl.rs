@@ -15,7 +15,7 @@ use wskudp_core::ddi::wsk::WSK_BUF;
 use crate::faults::{self, Site};
 use crate::irql::{self, DISPATCH_LEVEL};
 use crate::pool;
-use crate::state;
+use crate::state::{self, TABLES};
 
 const PAGE_SIZE: usize = 4096;
 
@@ -71,9 +71,8 @@ pub(crate) unsafe extern "system" fn io_allocate_mdl(
     ) else {
         return std::ptr::null_mut();
     };
-    let mut inner = state::lock();
-    inner.stats.mdl_allocations += 1;
-    inner.mdls.insert(mdl.expose_provenance(), pages);
+    state::bump(&TABLES.stats.mdl_allocations);
+    TABLES.mdls.insert(mdl.expose_provenance(), pages);
     mdl
 }
 
@@ -129,7 +128,7 @@ fn fill_pfns(mdl: *mut MDL, pages: usize) {
 pub(crate) unsafe extern "system" fn mm_build_mdl_for_non_paged_pool(mdl: *mut MDL) {
     irql::require_at_most("MmBuildMdlForNonPagedPool", DISPATCH_LEVEL);
     let addr = mdl.expose_provenance();
-    let Some(pages) = state::lock().mdls.get(&addr).copied() else {
+    let Some(pages) = TABLES.mdls.get(&addr).map(|entry| *entry.value()) else {
         state::violation(
             "MdlUnknown",
             format!("MmBuildMdlForNonPagedPool({addr:#x}) of an unknown MDL"),
@@ -165,7 +164,7 @@ pub(crate) unsafe extern "system" fn mm_build_mdl_for_non_paged_pool(mdl: *mut M
 pub(crate) unsafe extern "system" fn io_free_mdl(mdl: *mut MDL) {
     irql::require_at_most("IoFreeMdl", DISPATCH_LEVEL);
     let addr = mdl.expose_provenance();
-    let Some(pages) = state::lock().mdls.remove(&addr) else {
+    let Some(pages) = TABLES.mdls.remove(&addr).map(|entry| *entry.value()) else {
         state::violation(
             "MdlFreeUnknown",
             format!("IoFreeMdl({addr:#x}) of an MDL not allocated (or freed twice)"),
@@ -190,7 +189,7 @@ pub(crate) fn read_wsk_buf(buffer: &WSK_BUF, call: &str) -> Result<Vec<u8>, BadB
     let mut out = Vec::with_capacity(buffer.Length);
     let mut skip = buffer.Offset as usize;
     let mut mdl = buffer.Mdl;
-    let live_mdls = state::lock().mdls.len();
+    let live_mdls = TABLES.mdls.len();
     let mut walked = 0;
     while out.len() < buffer.Length {
         let addr = mdl.expose_provenance();
@@ -206,7 +205,7 @@ pub(crate) fn read_wsk_buf(buffer: &WSK_BUF, call: &str) -> Result<Vec<u8>, BadB
             return Err(BadBuffer);
         }
         walked += 1;
-        if walked > live_mdls || !state::lock().mdls.contains_key(&addr) {
+        if walked > live_mdls || !TABLES.mdls.contains_key(&addr) {
             state::violation(
                 "MdlFreedInFlight",
                 format!(

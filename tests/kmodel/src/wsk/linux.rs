@@ -256,12 +256,16 @@ impl SendRequest {
             };
             match send_planned(self.fd.as_raw_fd(), data, &plan) {
                 Ok(sent) => {
-                    let mut inner = state::lock();
                     let segments = plan
                         .segment_size
                         .map_or(1, |size| sent.div_ceil(usize::from(size)).max(1));
-                    inner.stats.datagrams_sent += segments as u64;
-                    inner.stats.bytes_sent += sent as u64;
+                    let stats = &state::TABLES.stats;
+                    stats
+                        .datagrams_sent
+                        .fetch_add(segments as u64, std::sync::atomic::Ordering::Relaxed);
+                    stats
+                        .bytes_sent
+                        .fetch_add(sent as u64, std::sync::atomic::Ordering::Relaxed);
                     total += sent;
                 }
                 // Inferred: a failed datagram fails the call; what WskSendMessages reports
