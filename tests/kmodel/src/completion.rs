@@ -3,6 +3,7 @@
 //! pending but completed before the call returns (racing).
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, LazyLock, Mutex, MutexGuard};
 use std::thread::{JoinHandle, ThreadId};
 use std::time::Duration;
@@ -102,6 +103,10 @@ static ENGINE: LazyLock<Mutex<Engine>> = LazyLock::new(|| {
         booted_by: None,
     })
 });
+/// The mode is [`CompletionMode::Inline`]: read by every submission without the engine lock
+/// (an inline completion never touches the queue). Changed only when a machine starts or
+/// stops, with the engine's mode.
+static INLINE: AtomicBool = AtomicBool::new(true);
 static QUEUED: Condvar = Condvar::new();
 static WORKER: Mutex<Option<JoinHandle<()>>> = Mutex::new(None);
 
@@ -123,11 +128,10 @@ const fn irp_ptr(addr: usize) -> *mut IRP {
 /// work out of the queue completes the IRP, with `STATUS_CANCELLED` if the cancel routine did.
 /// All three happen under the engine lock, which every completer takes the work out under:
 /// once the IRP is visible to a completer, `submit` no longer touches it, as it may be
-/// completed and freed at once ("Using a Driver-Supplied Spin Lock", steps 2-3).
+/// completed and freed at once ("Using a Driver-Supplied Spin Lock", steps 2-3). Inline, the
+/// IRP is never queued, so no lock is taken.
 pub(crate) fn submit(irp: *mut IRP, socket: usize, operation: Operation) -> NTSTATUS {
-    let mut engine = engine();
-    if engine.mode == CompletionMode::Inline {
-        drop(engine);
+    if INLINE.load(Ordering::Acquire) {
         let (status, information) = if irp::is_cancelled(irp) {
             (STATUS_CANCELLED, 0)
         } else {
@@ -136,6 +140,7 @@ pub(crate) fn submit(irp: *mut IRP, socket: usize, operation: Operation) -> NTST
         irp::complete(irp, status, information);
         return status;
     }
+    let mut engine = engine();
     irp::mark_pending(irp);
     // SAFETY: The provider owns the accepted IRP; no completer can see it yet.
     unsafe { crate::cancel::swap_cancel_routine(irp, Some(provider_cancel)) };
@@ -332,6 +337,7 @@ pub(crate) fn start(mode: CompletionMode) {
         engine.queue.clear();
         engine.stop = false;
         engine.booted_by = Some(std::thread::current().id());
+        INLINE.store(mode == CompletionMode::Inline, Ordering::Release);
     }
     if let CompletionMode::Worker {
         delay,
@@ -364,4 +370,5 @@ pub(crate) fn stop() {
     release_held(usize::MAX);
     let mut engine = engine();
     engine.mode = CompletionMode::Inline;
+    INLINE.store(true, Ordering::Release);
 }
