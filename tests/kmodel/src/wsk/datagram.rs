@@ -6,6 +6,8 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use smallvec::SmallVec;
+
 use windows_sys::Wdk::Foundation::IRP;
 use windows_sys::Win32::Foundation::{
     NTSTATUS, STATUS_FILE_FORCED_CLOSED, STATUS_INSUFFICIENT_RESOURCES,
@@ -637,7 +639,7 @@ fn send(
     call: &'static str,
     socket: *mut WSK_SOCKET,
     found: Found,
-    buffers: Vec<WSK_BUF>,
+    buffers: SmallVec<[WSK_BUF; 1]>,
     flags: u32,
     remote: *mut SOCKADDR,
     control_len: u32,
@@ -684,6 +686,7 @@ fn send(
         call,
         fd: found.fd,
         v6: found.v6,
+        messages: call == "WskSendMessages",
         buffers,
         remote: remote.expose_provenance(),
         fixed: found.fixed_destination,
@@ -730,7 +733,7 @@ unsafe extern "system" fn wsk_send_to(
         "WskSendTo",
         socket,
         found,
-        vec![buffer],
+        smallvec::smallvec![buffer],
         flags,
         remote,
         control_len,
@@ -763,7 +766,7 @@ unsafe extern "system" fn wsk_send_messages(
         Ok(found) => found,
         Err(returned) => return returned,
     };
-    let mut buffers = Vec::new();
+    let mut buffers = SmallVec::new();
     let mut entry = list;
     while !entry.is_null() {
         if buffers.len() == MAX_BUF_LIST {
