@@ -332,12 +332,20 @@ pub(crate) fn reference_device(device: *const DEVICE_OBJECT) -> bool {
 /// Drops a device reference (`ObDereferenceObject`); frees a deleted device with none left.
 pub(crate) fn dereference_device(device: *const DEVICE_OBJECT) {
     let mut io = io();
-    if let Some(record) = io.devices.get_mut(&device.expose_provenance()) {
-        record.references = record.references.saturating_sub(1);
-    }
+    let deleted = io
+        .devices
+        .get_mut(&device.expose_provenance())
+        .is_some_and(|record| {
+            record.references = record.references.saturating_sub(1);
+            record.deleted
+        });
     free_if_gone(&mut io, device.expose_provenance());
     drop(io);
-    IO_CHANGED.notify_all();
+    // Waiters (an unload, a request's caller) only care once a deleted device can go: a wake
+    // per completion routine would be a futex call and a spurious wake-up per datagram.
+    if deleted {
+        IO_CHANGED.notify_all();
+    }
 }
 
 fn free_if_gone(io: &mut IoState, device: usize) {
