@@ -200,9 +200,13 @@ pub(crate) fn drain_quarantine() {
 /// Quarantined blocks never overlap one another (each is still allocated), so only the last
 /// one starting before `addr + len` can reach into the range: one O(log n) lookup.
 pub(crate) fn is_quarantined(addr: usize, len: usize) -> bool {
+    overlaps(&QUARANTINED.by_address, addr, len)
+}
+
+/// Whether `[addr, addr + len)` overlaps one of `blocks` (base to size, disjoint).
+fn overlaps(blocks: &SkipMap<usize, usize>, addr: usize, len: usize) -> bool {
     let end = addr.saturating_add(len);
-    QUARANTINED
-        .by_address
+    blocks
         .upper_bound(std::ops::Bound::Excluded(&end))
         .is_some_and(|entry| addr < entry.key() + (*entry.value()).max(1))
 }
@@ -219,4 +223,32 @@ pub(crate) fn is_live_nonpaged(addr: usize, len: usize) -> bool {
                     .checked_add(len)
                     .is_some_and(|end| end <= base + block.size.max(1))
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The O(log n) lookup finds exactly what a scan of every block would.
+    #[test]
+    fn overlap_matches_a_scan() {
+        let blocks = SkipMap::new();
+        for (base, size) in [(100, 10), (110, 0), (120, 30), (200, 1)] {
+            blocks.insert(base, size);
+        }
+        let scan = |addr: usize, len: usize| {
+            blocks
+                .iter()
+                .any(|e| addr < e.key() + (*e.value()).max(1) && *e.key() < addr + len)
+        };
+        for addr in 90..210 {
+            for len in 0..40 {
+                assert_eq!(
+                    overlaps(&blocks, addr, len),
+                    scan(addr, len),
+                    "[{addr}, +{len})"
+                );
+            }
+        }
+    }
 }
