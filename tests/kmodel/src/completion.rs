@@ -91,6 +91,9 @@ struct Engine {
     mode: CompletionMode,
     queue: VecDeque<Work>,
     stop: bool,
+    /// The worker waits on [`QUEUED`] for work: only then does a submission wake it (a
+    /// condition variable's notify is a system call even with nobody waiting).
+    worker_idle: bool,
     /// The thread that booted the machine (see [`release_held_for`]).
     booted_by: Option<ThreadId>,
 }
@@ -100,6 +103,7 @@ static ENGINE: LazyLock<Mutex<Engine>> = LazyLock::new(|| {
         mode: CompletionMode::Inline,
         queue: VecDeque::new(),
         stop: false,
+        worker_idle: false,
         booted_by: None,
     })
 });
@@ -160,8 +164,11 @@ pub(crate) fn submit(irp: *mut IRP, socket: usize, operation: Operation) -> NTST
         operation,
     });
     let racing = engine.mode == CompletionMode::Racing;
+    let wake = engine.worker_idle;
     drop(engine);
-    QUEUED.notify_all();
+    if wake {
+        QUEUED.notify_all();
+    }
     if racing && let Some(work) = take(addr) {
         run(work);
     }
@@ -303,9 +310,11 @@ fn worker(delay: Duration, batch: usize, order: Order) {
     loop {
         let mut engine = engine();
         while engine.queue.is_empty() && !engine.stop {
+            engine.worker_idle = true;
             engine = QUEUED
                 .wait(engine)
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
+            engine.worker_idle = false;
         }
         if engine.queue.is_empty() && engine.stop {
             return;
@@ -336,6 +345,7 @@ pub(crate) fn start(mode: CompletionMode) {
         engine.mode = mode;
         engine.queue.clear();
         engine.stop = false;
+        engine.worker_idle = false;
         engine.booted_by = Some(std::thread::current().id());
         INLINE.store(mode == CompletionMode::Inline, Ordering::Release);
     }
