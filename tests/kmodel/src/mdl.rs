@@ -258,11 +258,11 @@ pub(crate) unsafe fn read_wsk_buf<'a>(
         skip -= take_from;
         let wanted = (buffer.Length - taken).min(count - take_from);
         if wanted != 0 {
-            // SAFETY: `[start, start + count)` is live pool memory (checked just above), which
-            // the driver keeps until the IRP completes (the caller's contract bounds `'a`).
-            let bytes = unsafe {
-                std::slice::from_raw_parts(mapped.cast::<u8>().cast_const().add(take_from), wanted)
-            };
+            let from = mapped.cast::<u8>().cast_const().wrapping_add(take_from);
+            // SAFETY: `[from, from + wanted)` is inside `[start, start + count)`, live pool
+            // memory (checked just above) that the driver keeps until the IRP completes (the
+            // caller's contract bounds `'a`).
+            let bytes = unsafe { std::slice::from_raw_parts(from, wanted) };
             out.extend(std::iter::once(IoSlice::new(bytes)));
         }
         taken += wanted;

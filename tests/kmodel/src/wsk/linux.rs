@@ -435,11 +435,11 @@ impl LinuxControl {
         header.cmsg_level = level;
         header.cmsg_type = ty;
         let at = self.buffer.as_mut_ptr().cast::<u8>().wrapping_add(self.len);
-        // SAFETY: `[at, at + space)` is inside the buffer (asserted above); unaligned writes.
-        unsafe {
-            at.cast::<libc::cmsghdr>().write_unaligned(header);
-            at.add(CMSG_HEADER).cast::<T>().write_unaligned(value);
-        }
+        // SAFETY: `[at, at + CMSG_HEADER)` is inside the buffer (asserted above); unaligned.
+        unsafe { at.cast::<libc::cmsghdr>().write_unaligned(header) };
+        let data = at.wrapping_add(CMSG_HEADER).cast::<T>();
+        // SAFETY: `[data, data + size_of::<T>())` ends within `space` of `at`, in the buffer.
+        unsafe { data.write_unaligned(value) };
         self.len += space;
     }
 
