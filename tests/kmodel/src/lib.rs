@@ -251,6 +251,7 @@ impl Machine {
             ..state::Inner::default()
         };
         state::reset_tables(config.profile);
+        sync::reset();
         faults::start(config.faults);
         wsk::reset();
         iomgr::reset();

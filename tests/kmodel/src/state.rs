@@ -207,7 +207,6 @@ impl AtomicStats {
 #[derive(Default)]
 pub(crate) struct Inner {
     pub(crate) events: HashSet<usize>,
-    pub(crate) rundowns: HashSet<usize>,
     pub(crate) violations: Vec<Violation>,
     /// See [`crate::Config::unload_race_window`].
     pub(crate) unload_race_window: std::time::Duration,
