@@ -3,6 +3,7 @@
 //! pending but completed before the call returns (racing).
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, LazyLock, Mutex, MutexGuard};
 use std::thread::{JoinHandle, ThreadId};
 use std::time::Duration;
@@ -90,6 +91,9 @@ struct Engine {
     mode: CompletionMode,
     queue: VecDeque<Work>,
     stop: bool,
+    /// The worker waits on [`QUEUED`] for work: only then does a submission wake it (a
+    /// condition variable's notify is a system call even with nobody waiting).
+    worker_idle: bool,
     /// The thread that booted the machine (see [`release_held_for`]).
     booted_by: Option<ThreadId>,
 }
@@ -99,9 +103,14 @@ static ENGINE: LazyLock<Mutex<Engine>> = LazyLock::new(|| {
         mode: CompletionMode::Inline,
         queue: VecDeque::new(),
         stop: false,
+        worker_idle: false,
         booted_by: None,
     })
 });
+/// The mode is [`CompletionMode::Inline`]: read by every submission without the engine lock
+/// (an inline completion never touches the queue). Changed only when a machine starts or
+/// stops, with the engine's mode.
+static INLINE: AtomicBool = AtomicBool::new(true);
 static QUEUED: Condvar = Condvar::new();
 static WORKER: Mutex<Option<JoinHandle<()>>> = Mutex::new(None);
 
@@ -123,11 +132,10 @@ const fn irp_ptr(addr: usize) -> *mut IRP {
 /// work out of the queue completes the IRP, with `STATUS_CANCELLED` if the cancel routine did.
 /// All three happen under the engine lock, which every completer takes the work out under:
 /// once the IRP is visible to a completer, `submit` no longer touches it, as it may be
-/// completed and freed at once ("Using a Driver-Supplied Spin Lock", steps 2-3).
+/// completed and freed at once ("Using a Driver-Supplied Spin Lock", steps 2-3). Inline, the
+/// IRP is never queued, so no lock is taken.
 pub(crate) fn submit(irp: *mut IRP, socket: usize, operation: Operation) -> NTSTATUS {
-    let mut engine = engine();
-    if engine.mode == CompletionMode::Inline {
-        drop(engine);
+    if INLINE.load(Ordering::Acquire) {
         let (status, information) = if irp::is_cancelled(irp) {
             (STATUS_CANCELLED, 0)
         } else {
@@ -136,6 +144,7 @@ pub(crate) fn submit(irp: *mut IRP, socket: usize, operation: Operation) -> NTST
         irp::complete(irp, status, information);
         return status;
     }
+    let mut engine = engine();
     irp::mark_pending(irp);
     // SAFETY: The provider owns the accepted IRP; no completer can see it yet.
     unsafe { crate::cancel::swap_cancel_routine(irp, Some(provider_cancel)) };
@@ -155,8 +164,11 @@ pub(crate) fn submit(irp: *mut IRP, socket: usize, operation: Operation) -> NTST
         operation,
     });
     let racing = engine.mode == CompletionMode::Racing;
+    let wake = engine.worker_idle;
     drop(engine);
-    QUEUED.notify_all();
+    if wake {
+        QUEUED.notify_all();
+    }
     if racing && let Some(work) = take(addr) {
         run(work);
     }
@@ -298,9 +310,11 @@ fn worker(delay: Duration, batch: usize, order: Order) {
     loop {
         let mut engine = engine();
         while engine.queue.is_empty() && !engine.stop {
+            engine.worker_idle = true;
             engine = QUEUED
                 .wait(engine)
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
+            engine.worker_idle = false;
         }
         if engine.queue.is_empty() && engine.stop {
             return;
@@ -331,7 +345,9 @@ pub(crate) fn start(mode: CompletionMode) {
         engine.mode = mode;
         engine.queue.clear();
         engine.stop = false;
+        engine.worker_idle = false;
         engine.booted_by = Some(std::thread::current().id());
+        INLINE.store(mode == CompletionMode::Inline, Ordering::Release);
     }
     if let CompletionMode::Worker {
         delay,
@@ -364,4 +380,5 @@ pub(crate) fn stop() {
     release_held(usize::MAX);
     let mut engine = engine();
     engine.mode = CompletionMode::Inline;
+    INLINE.store(true, Ordering::Release);
 }

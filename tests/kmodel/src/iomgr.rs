@@ -54,9 +54,11 @@
 
 use std::alloc::Layout;
 use std::collections::HashMap;
-use std::sync::{Condvar, LazyLock, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use crossbeam_skiplist::SkipMap;
 use windows_sys::Wdk::Foundation::{
     DEVICE_OBJECT, DRIVER_EXTENSION, DRIVER_OBJECT, FILE_OBJECT, IO_STACK_LOCATION, IRP,
 };
@@ -171,11 +173,52 @@ struct DeviceRecord {
     driver: usize,
     layout: Layout,
     name: Option<String>,
-    /// Object references besides the driver's own (`IoSetCompletionRoutineEx`, open files).
-    references: usize,
+    /// Object references besides the driver's own (`IoSetCompletionRoutineEx`, open files),
+    /// also in [`DEVICE_REFERENCES`].
+    references: Arc<DeviceReferences>,
     deleted: bool,
     security: SecurityDescriptor,
 }
+
+/// A device object's reference count, taken and dropped without the I/O manager's lock: every
+/// `IoSetCompletionRoutineEx` (one per WSK IRP) takes one and its completion drops it. The
+/// count becomes [`DeviceReferences::FREED`] once, when the deleted device is freed; no
+/// reference can be taken after that.
+struct DeviceReferences(AtomicUsize);
+
+impl DeviceReferences {
+    const FREED: usize = usize::MAX;
+
+    /// `ObReferenceObject`: `false` once the device is freed.
+    fn take(&self) -> bool {
+        self.0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n != Self::FREED).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// `ObDereferenceObject`: `true` if none is left.
+    fn drop_one(&self) -> bool {
+        self.0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n != Self::FREED).then(|| n.saturating_sub(1))
+            })
+            .is_ok_and(|n| n <= 1)
+    }
+
+    /// Marks the device freed if no reference is left.
+    fn free_if_none(&self) -> bool {
+        self.0
+            .compare_exchange(0, Self::FREED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+}
+
+/// Every device object's [`DeviceReferences`], by address: looked up without the I/O
+/// manager's lock.
+static DEVICE_REFERENCES: LazyLock<SkipMap<usize, Arc<DeviceReferences>>> =
+    LazyLock::new(SkipMap::new);
 
 /// A file object: one `CreateFile` handle.
 struct FileRecord {
@@ -281,6 +324,7 @@ fn io() -> MutexGuard<'static, IoState> {
 /// Forgets everything (a new machine).
 pub(crate) fn reset() {
     *io() = IoState::default();
+    DEVICE_REFERENCES.clear();
 }
 
 /// Outstanding I/O objects for the leak report: (device objects, file objects, requests).
@@ -297,12 +341,12 @@ pub(crate) fn outstanding() -> (usize, usize, usize) {
 /// `IoSetCompletionRoutineEx`) or ending.
 pub(crate) fn routine_running(guarded: bool, running: bool) {
     if running {
-        let mut inner = state::lock();
-        if guarded {
-            inner.stats.guarded_routines += 1;
+        let stats = &state::TABLES.stats;
+        state::bump(if guarded {
+            &stats.guarded_routines
         } else {
-            inner.stats.unguarded_routines += 1;
-        }
+            &stats.unguarded_routines
+        });
     }
     if guarded {
         return;
@@ -319,38 +363,42 @@ pub(crate) fn routine_running(guarded: bool, running: bool) {
 
 /// Takes a reference on a device object (`ObReferenceObject`).
 pub(crate) fn reference_device(device: *const DEVICE_OBJECT) -> bool {
-    let mut io = io();
-    match io.devices.get_mut(&device.expose_provenance()) {
-        Some(record) => {
-            record.references += 1;
-            true
-        }
-        None => false,
-    }
+    DEVICE_REFERENCES
+        .get(&device.expose_provenance())
+        .is_some_and(|entry| entry.value().take())
 }
 
 /// Drops a device reference (`ObDereferenceObject`); frees a deleted device with none left.
 pub(crate) fn dereference_device(device: *const DEVICE_OBJECT) {
-    let mut io = io();
-    if let Some(record) = io.devices.get_mut(&device.expose_provenance()) {
-        record.references = record.references.saturating_sub(1);
+    let address = device.expose_provenance();
+    let none_left = DEVICE_REFERENCES
+        .get(&address)
+        .is_some_and(|entry| entry.value().drop_one());
+    // Only the last reference can let a deleted device go: the lock, and a wake-up of the
+    // waiters (an unload, a request's caller), only then, not once per completion routine.
+    if none_left {
+        let freed = free_if_gone(&mut io(), address);
+        if freed {
+            IO_CHANGED.notify_all();
+        }
     }
-    free_if_gone(&mut io, device.expose_provenance());
-    drop(io);
-    IO_CHANGED.notify_all();
 }
 
-fn free_if_gone(io: &mut IoState, device: usize) {
+/// Frees `device` if it is deleted and no reference is left; `true` if it did.
+fn free_if_gone(io: &mut IoState, device: usize) -> bool {
     let gone = io
         .devices
         .get(&device)
-        .is_some_and(|d| d.deleted && d.references == 0);
+        .is_some_and(|d| d.deleted && d.references.free_if_none());
     if gone && let Some(record) = io.devices.remove(&device) {
+        DEVICE_REFERENCES.remove(&device);
         // SAFETY: Allocated by io_create_device with this layout; nothing refers to it now.
         unsafe {
             std::alloc::dealloc(std::ptr::with_exposed_provenance_mut(device), record.layout);
         }
+        return true;
     }
+    false
 }
 
 fn unicode_to_string(text: *const UNICODE_STRING) -> Option<String> {
@@ -432,13 +480,15 @@ pub(crate) fn create_device(
     if let Some(name) = &name {
         io.names.insert(name.to_ascii_lowercase(), address);
     }
+    let references = Arc::new(DeviceReferences(AtomicUsize::new(0)));
+    DEVICE_REFERENCES.insert(address, Arc::clone(&references));
     io.devices.insert(
         address,
         DeviceRecord {
             driver: driver.expose_provenance(),
             layout,
             name,
-            references: 0,
+            references: Arc::clone(&references),
             deleted: false,
             security,
         },
@@ -1360,8 +1410,8 @@ pub fn open(path: &str, caller: Caller, access: Access) -> Result<Handle, NTSTAT
                 cleaned_up: false,
             },
         );
-        if let Some(record) = io.devices.get_mut(&target) {
-            record.references += 1;
+        if let Some(record) = io.devices.get(&target) {
+            record.references.take();
         }
     }
     let request = send(address, IRP_MJ_CREATE);
@@ -1377,8 +1427,8 @@ pub fn open(path: &str, caller: Caller, access: Access) -> Result<Handle, NTSTAT
 fn forget_file(file: usize) {
     let mut io = io();
     if let Some(record) = io.files.remove(&file) {
-        if let Some(device) = io.devices.get_mut(&record.device) {
-            device.references = device.references.saturating_sub(1);
+        if let Some(device) = io.devices.get(&record.device) {
+            device.references.drop_one();
         }
         free_if_gone(&mut io, record.device);
     }

@@ -20,7 +20,7 @@ use wskudp_core::ddi::nt::{IoCompletionRoutine, current_stack_location_slot};
 
 use crate::faults::{self, Site};
 use crate::irql::{self, DISPATCH_LEVEL};
-use crate::state::{self, IrpOwner, IrpRecord};
+use crate::state::{self, IrpOwner, IrpRecord, TABLES};
 
 const IRP_SIZE: usize = size_of::<IRP>();
 const LOCATION_SIZE: usize = size_of::<IO_STACK_LOCATION>();
@@ -73,16 +73,10 @@ pub(crate) unsafe extern "system" fn io_allocate_irp(
             .cast::<IO_STACK_LOCATION>();
         current_stack_location_slot(irp).write(past_last);
     }
-    let mut inner = state::lock();
-    inner.stats.irp_allocations += 1;
-    inner.irps.insert(
-        irp.expose_provenance(),
-        IrpRecord {
-            stack_size,
-            owner: IrpOwner::Driver,
-            completed: false,
-        },
-    );
+    state::bump(&TABLES.stats.irp_allocations);
+    TABLES
+        .irps
+        .insert(irp.expose_provenance(), IrpRecord::new(stack_size));
     irp
 }
 
@@ -94,8 +88,7 @@ pub(crate) unsafe extern "system" fn io_allocate_irp(
 pub(crate) unsafe extern "system" fn io_free_irp(irp: *const IRP) {
     irql::require_at_most("IoFreeIrp", DISPATCH_LEVEL);
     let addr = irp.expose_provenance();
-    let record = state::lock().irps.get(&addr).copied();
-    let Some(record) = record else {
+    let Some(record) = TABLES.irps.get(&addr) else {
         state::violation(
             "IoAllocateFree",
             format!(
@@ -104,7 +97,8 @@ pub(crate) unsafe extern "system" fn io_free_irp(irp: *const IRP) {
         );
         return;
     };
-    if !record.completed && record.owner == IrpOwner::Driver {
+    let owner = record.value().owner();
+    if !record.value().completed() && owner == IrpOwner::Driver {
         // An IoSetCompletionRoutineEx context is released only by completion.
         #[allow(
             clippy::cast_ptr_alignment,
@@ -130,11 +124,10 @@ pub(crate) unsafe extern "system" fn io_free_irp(irp: *const IRP) {
             // SAFETY: The context was made by io_set_completion_routine_ex and never used.
             let context = unsafe { Box::from_raw(routine.1.cast::<ExContext>()) };
             crate::iomgr::dereference_device(std::ptr::with_exposed_provenance(context.device));
-            let mut inner = state::lock();
-            inner.ex_contexts = inner.ex_contexts.saturating_sub(1);
+            release_ex_context();
         }
     }
-    if record.owner == IrpOwner::Provider {
+    if owner == IrpOwner::Provider {
         state::violation(
             "IrpFreedInFlight",
             format!(
@@ -143,8 +136,15 @@ pub(crate) unsafe extern "system" fn io_free_irp(irp: *const IRP) {
         );
         return;
     }
-    state::lock().irps.remove(&addr);
-    if let Some(layout) = layout(record.stack_size) {
+    // Of two racing frees only one removes the record; the other is a double free.
+    if !record.remove() {
+        state::violation(
+            "IoAllocateFree",
+            format!("IoFreeIrp({addr:#x}) of an IRP freed twice"),
+        );
+        return;
+    }
+    if let Some(layout) = layout(record.value().stack_size) {
         // SAFETY: Allocated with this layout by io_allocate_irp, freed once (just untracked).
         unsafe { std::alloc::dealloc(irp.cast_mut().cast(), layout) };
     }
@@ -155,15 +155,15 @@ pub(crate) unsafe extern "system" fn io_free_irp(irp: *const IRP) {
 /// IRP cannot be used at all (then it must not be completed).
 pub(crate) fn accept(irp: *mut IRP, call: &str) -> bool {
     let addr = irp.expose_provenance();
-    let record = state::lock().irps.get(&addr).copied();
-    let Some(record) = record else {
+    let Some(record) = TABLES.irps.get(&addr) else {
         state::violation(
             "IrpNotDriverAllocated",
             format!("{call} given IRP {addr:#x}, which is not a live IoAllocateIrp IRP"),
         );
         return false;
     };
-    if record.owner == IrpOwner::Provider {
+    let record = record.value();
+    if record.owner() == IrpOwner::Provider {
         state::violation(
             "IrpAlreadyInFlight",
             format!("{call} given IRP {addr:#x}, which a provider call already owns"),
@@ -172,7 +172,7 @@ pub(crate) fn accept(irp: *mut IRP, call: &str) -> bool {
     }
     // SAFETY: A live IRP from io_allocate_irp, owned by the driver, which handed it over.
     let (current, count) = unsafe { ((*irp).CurrentLocation, (*irp).StackCount) };
-    if record.completed || current != count + 1 {
+    if record.completed() || current != count + 1 {
         state::violation(
             "IrpReusedWithoutReset",
             format!(
@@ -206,9 +206,7 @@ pub(crate) fn accept(irp: *mut IRP, call: &str) -> bool {
             ),
         );
     }
-    if let Some(record) = state::lock().irps.get_mut(&addr) {
-        record.owner = IrpOwner::Provider;
-    }
+    record.to_provider();
     true
 }
 
@@ -223,7 +221,7 @@ pub(crate) fn mark_pending(irp: *mut IRP) {
             (*location).Control |= SL_PENDING_RETURNED as u8;
         }
     }
-    state::lock().stats.irps_pended += 1;
+    state::bump(&TABLES.stats.irps_pended);
 }
 
 /// Sets `Irp->Cancel` (the provider is cancelling it, e.g. on close).
@@ -253,7 +251,7 @@ pub(crate) fn is_cancelled(irp: *mut IRP) -> bool {
 pub(crate) unsafe extern "system" fn io_cancel_irp(irp: *const IRP) -> bool {
     irql::require_at_most("IoCancelIrp", DISPATCH_LEVEL);
     let addr = irp.expose_provenance();
-    let known = state::lock().irps.contains_key(&addr) || crate::iomgr::is_live_request(addr);
+    let known = TABLES.irps.contains_key(&addr) || crate::iomgr::is_live_request(addr);
     if !known {
         state::violation(
             "IoCancelIrpFreed",
@@ -281,7 +279,7 @@ pub(crate) fn complete(irp: *mut IRP, status: NTSTATUS, information: usize) {
         (*irp).IoStatus.Anonymous.Status = status;
         (*irp).IoStatus.Information = information;
     }
-    state::lock().stats.irps_completed += 1;
+    state::bump(&TABLES.stats.irps_completed);
     loop {
         // SAFETY: Still owned here (checked below after every routine).
         let (current, count) = unsafe { ((*irp).CurrentLocation, (*irp).StackCount) };
@@ -314,9 +312,8 @@ pub(crate) fn complete(irp: *mut IRP, status: NTSTATUS, information: usize) {
             continue;
         };
         // The driver owns the IRP again while its routine runs.
-        if let Some(record) = state::lock().irps.get_mut(&addr) {
-            record.owner = IrpOwner::Driver;
-            record.completed = true;
+        if let Some(record) = TABLES.irps.get(&addr) {
+            record.value().to_driver_completed();
         }
         // SAFETY: The routine was stored by IoSetCompletionRoutine, which erases the
         // IO_COMPLETION_ROUTINE parameter list; this restores it.
@@ -342,7 +339,7 @@ pub(crate) fn complete(irp: *mut IRP, status: NTSTATUS, information: usize) {
         if result == STATUS_MORE_PROCESSING_REQUIRED {
             return;
         }
-        if !state::lock().irps.contains_key(&addr) {
+        if !TABLES.irps.contains_key(&addr) {
             state::violation(
                 "IrpCompletedPastDriver",
                 format!(
@@ -358,9 +355,8 @@ pub(crate) fn complete(irp: *mut IRP, status: NTSTATUS, information: usize) {
             "driver-allocated IRP {addr:#x} completed past its last stack location: no completion routine returned STATUS_MORE_PROCESSING_REQUIRED"
         ),
     );
-    if let Some(record) = state::lock().irps.get_mut(&addr) {
-        record.owner = IrpOwner::Driver;
-        record.completed = true;
+    if let Some(record) = TABLES.irps.get(&addr) {
+        record.value().to_driver_completed();
     }
 }
 
@@ -408,10 +404,7 @@ unsafe extern "system" fn unload_safe_completion(
 ) -> NTSTATUS {
     // SAFETY: Made by io_set_completion_routine_ex; the IRP completes once.
     let record = unsafe { Box::from_raw(context.cast::<ExContext>()) };
-    {
-        let mut inner = state::lock();
-        inner.ex_contexts = inner.ex_contexts.saturating_sub(1);
-    }
+    release_ex_context();
     // The device reference taken when the routine was set keeps the image loaded: the routine
     // runs guarded.
     let previous = IN_DRIVER_ROUTINE.with(|flag| flag.replace(false));
@@ -472,7 +465,9 @@ pub(crate) unsafe extern "system" fn io_set_completion_routine_ex(
         context: context.cast_mut(),
         device: device.expose_provenance(),
     }));
-    state::lock().ex_contexts += 1;
+    TABLES
+        .ex_contexts
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut control = 0_u8;
     #[allow(clippy::cast_possible_truncation)]
     {
@@ -494,4 +489,13 @@ pub(crate) unsafe extern "system" fn io_set_completion_routine_ex(
         (*next).Control = control;
     }
     windows_sys::Win32::Foundation::STATUS_SUCCESS
+}
+
+/// One `IoSetCompletionRoutineEx` context fewer.
+fn release_ex_context() {
+    let _ = TABLES.ex_contexts.fetch_update(
+        std::sync::atomic::Ordering::Relaxed,
+        std::sync::atomic::Ordering::Relaxed,
+        |n| n.checked_sub(1),
+    );
 }

@@ -244,19 +244,15 @@ impl Machine {
         }
         *in_use = true;
         drop(in_use);
-        let rng = match config.faults {
-            FaultPlan::Random { seed, .. } => seed | 1,
-            _ => 1,
-        };
         *state::lock() = state::Inner {
-            faults: config.faults,
-            rng,
             unload_race_window: config.unload_race_window,
             unload_wait: config.unload_wait,
             wdf_wait_timeout: config.wdf_wait_timeout,
-            profile: config.profile,
             ..state::Inner::default()
         };
+        state::reset_tables(config.profile);
+        sync::reset();
+        faults::start(config.faults);
         wsk::reset();
         iomgr::reset();
         object::reset();
@@ -268,16 +264,21 @@ impl Machine {
     /// Counters so far (e.g. allocations per datagram in a benchmark).
     #[must_use]
     pub fn stats(&self) -> Stats {
-        state::lock().stats
+        state::TABLES.stats.snapshot()
     }
 
     /// Successful `ExAllocatePool2` calls so far, by tag.
     #[must_use]
     pub fn allocations_by_tag(&self) -> std::collections::BTreeMap<String, u64> {
-        state::lock()
+        state::TABLES
             .allocations_by_tag
             .iter()
-            .map(|(tag, count)| (state::tag_name(*tag), *count))
+            .map(|entry| {
+                (
+                    state::tag_name(*entry.key()),
+                    entry.value().load(std::sync::atomic::Ordering::Relaxed),
+                )
+            })
             .collect()
     }
 
@@ -293,17 +294,16 @@ impl Machine {
         let symbolic_links = iomgr::links();
         let wdf_objects = wdf::outstanding();
         let report = {
-            let inner = state::lock();
-            let mut leaked = inner.leaks(sockets, captures, registrations);
+            let mut leaked = state::leaks(sockets, captures, registrations);
             leaked.device_objects = device_objects;
             leaked.file_objects = file_objects;
             leaked.io_requests = io_requests;
             leaked.symbolic_links = symbolic_links;
             leaked.wdf_objects = wdf_objects;
             Report {
-                violations: inner.violations.clone(),
+                violations: state::lock().violations.clone(),
                 leaked,
-                stats: inner.stats,
+                stats: state::TABLES.stats.snapshot(),
             }
         };
         pool::drain_quarantine();

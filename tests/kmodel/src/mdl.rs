@@ -4,6 +4,7 @@
 
 use std::alloc::Layout;
 use std::ffi::c_void;
+use std::io::IoSlice;
 
 use windows_sys::Wdk::Foundation::{IRP, MDL};
 use windows_sys::Wdk::System::SystemServices::MDL_ALLOCATED_FIXED_SIZE;
@@ -15,7 +16,7 @@ use wskudp_core::ddi::wsk::WSK_BUF;
 use crate::faults::{self, Site};
 use crate::irql::{self, DISPATCH_LEVEL};
 use crate::pool;
-use crate::state;
+use crate::state::{self, TABLES};
 
 const PAGE_SIZE: usize = 4096;
 
@@ -71,9 +72,8 @@ pub(crate) unsafe extern "system" fn io_allocate_mdl(
     ) else {
         return std::ptr::null_mut();
     };
-    let mut inner = state::lock();
-    inner.stats.mdl_allocations += 1;
-    inner.mdls.insert(mdl.expose_provenance(), pages);
+    state::bump(&TABLES.stats.mdl_allocations);
+    TABLES.mdls.insert(mdl.expose_provenance(), pages);
     mdl
 }
 
@@ -129,7 +129,7 @@ fn fill_pfns(mdl: *mut MDL, pages: usize) {
 pub(crate) unsafe extern "system" fn mm_build_mdl_for_non_paged_pool(mdl: *mut MDL) {
     irql::require_at_most("MmBuildMdlForNonPagedPool", DISPATCH_LEVEL);
     let addr = mdl.expose_provenance();
-    let Some(pages) = state::lock().mdls.get(&addr).copied() else {
+    let Some(pages) = TABLES.mdls.get(&addr).map(|entry| *entry.value()) else {
         state::violation(
             "MdlUnknown",
             format!("MmBuildMdlForNonPagedPool({addr:#x}) of an unknown MDL"),
@@ -165,7 +165,7 @@ pub(crate) unsafe extern "system" fn mm_build_mdl_for_non_paged_pool(mdl: *mut M
 pub(crate) unsafe extern "system" fn io_free_mdl(mdl: *mut MDL) {
     irql::require_at_most("IoFreeMdl", DISPATCH_LEVEL);
     let addr = mdl.expose_provenance();
-    let Some(pages) = state::lock().mdls.remove(&addr) else {
+    let Some(pages) = TABLES.mdls.remove(&addr).map(|entry| *entry.value()) else {
         state::violation(
             "MdlFreeUnknown",
             format!("IoFreeMdl({addr:#x}) of an MDL not allocated (or freed twice)"),
@@ -183,30 +183,39 @@ pub(crate) unsafe extern "system" fn io_free_mdl(mdl: *mut MDL) {
 #[derive(Debug)]
 pub(crate) struct BadBuffer;
 
-/// Reads the bytes a `WSK_BUF` describes, as the stack would when sending: every MDL must be
-/// live, locked/mapped, and describe live non-paged memory (the driver must keep all of it
-/// until the IRP completes).
-pub(crate) fn read_wsk_buf(buffer: &WSK_BUF, call: &str) -> Result<Vec<u8>, BadBuffer> {
-    let mut out = Vec::with_capacity(buffer.Length);
+/// The memory a `WSK_BUF` describes, as the stack would send it: every MDL must be live,
+/// locked/mapped, and describe live non-paged memory. Returns the driver's own memory, one
+/// slice per MDL (what `sendmsg` gathers from), not a copy.
+///
+/// # Safety
+/// The slices are the driver's memory, which it keeps valid until the IRP completes (the
+/// `WskSendTo` contract; the residency checks here catch a driver that does not): they must
+/// not be used after the IRP that carried `buffer` is completed. `'a` ends before then.
+pub(crate) unsafe fn read_wsk_buf<'a>(
+    buffer: &WSK_BUF,
+    call: &str,
+    out: &mut impl Extend<IoSlice<'a>>,
+) -> Result<usize, BadBuffer> {
+    let mut taken = 0;
     let mut skip = buffer.Offset as usize;
     let mut mdl = buffer.Mdl;
-    let live_mdls = state::lock().mdls.len();
+    // A chain longer than the live MDLs goes round in a cycle.
+    let live_mdls = TABLES.mdls.len();
     let mut walked = 0;
-    while out.len() < buffer.Length {
+    while taken < buffer.Length {
         let addr = mdl.expose_provenance();
         if mdl.is_null() {
             state::violation(
                 "WskBufTooShort",
                 format!(
-                    "{call}: WSK_BUF Length {} but its MDL chain describes only {} bytes after Offset",
+                    "{call}: WSK_BUF Length {} but its MDL chain describes only {taken} bytes after Offset",
                     buffer.Length,
-                    out.len()
                 ),
             );
             return Err(BadBuffer);
         }
         walked += 1;
-        if walked > live_mdls || !state::lock().mdls.contains_key(&addr) {
+        if walked > live_mdls || !TABLES.mdls.contains_key(&addr) {
             state::violation(
                 "MdlFreedInFlight",
                 format!(
@@ -247,13 +256,17 @@ pub(crate) fn read_wsk_buf(buffer: &WSK_BUF, call: &str) -> Result<Vec<u8>, BadB
         }
         let take_from = skip.min(count);
         skip -= take_from;
-        let wanted = (buffer.Length - out.len()).min(count - take_from);
-        // SAFETY: `[start, start + count)` is live pool memory (checked just above).
-        let bytes = unsafe {
-            std::slice::from_raw_parts(mapped.cast::<u8>().cast_const().add(take_from), wanted)
-        };
-        out.extend_from_slice(bytes);
+        let wanted = (buffer.Length - taken).min(count - take_from);
+        if wanted != 0 {
+            let from = mapped.cast::<u8>().cast_const().wrapping_add(take_from);
+            // SAFETY: `[from, from + wanted)` is inside `[start, start + count)`, live pool
+            // memory (checked just above) that the driver keeps until the IRP completes (the
+            // caller's contract bounds `'a`).
+            let bytes = unsafe { std::slice::from_raw_parts(from, wanted) };
+            out.extend(std::iter::once(IoSlice::new(bytes)));
+        }
+        taken += wanted;
         mdl = next;
     }
-    Ok(out)
+    Ok(taken)
 }

@@ -3,10 +3,14 @@
 
 use std::alloc::Layout;
 use std::ffi::c_void;
+use std::sync::LazyLock;
+
+use crossbeam_queue::ArrayQueue;
+use crossbeam_skiplist::SkipMap;
 
 use crate::faults::{self, Site};
 use crate::irql::{self, APC_LEVEL, DISPATCH_LEVEL};
-use crate::state::{self, PoolBlock, tag_name};
+use crate::state::{self, PoolBlock, TABLES, tag_name};
 
 /// `POOL_FLAG_UNINITIALIZED`.
 const POOL_FLAG_UNINITIALIZED: u64 = 0x0000_0000_0000_0002;
@@ -83,10 +87,9 @@ pub(crate) unsafe extern "system" fn ex_allocate_pool2(
         // SAFETY: `ptr` is a fresh block of `layout.size()` bytes.
         unsafe { ptr.write_bytes(UNINITIALIZED_FILL, layout.size()) };
     }
-    let mut inner = state::lock();
-    inner.stats.pool_allocations += 1;
-    *inner.allocations_by_tag.entry(tag).or_insert(0) += 1;
-    inner.pool.insert(
+    state::bump(&TABLES.stats.pool_allocations);
+    state::count_allocation(tag);
+    TABLES.pool.insert(
         ptr.expose_provenance(),
         PoolBlock {
             size,
@@ -118,16 +121,14 @@ pub(crate) unsafe extern "system" fn ex_free_pool(p: *mut c_void) {
 
 fn free(p: *mut c_void, tag: Option<u32>, ddi: &str) {
     let addr = p.expose_provenance();
-    let mut inner = state::lock();
-    let Some(block) = inner.pool.remove(&addr) else {
-        drop(inner);
+    // Only one of two racing frees removes the entry; the other is reported.
+    let Some(block) = TABLES.pool.remove(&addr).map(|entry| *entry.value()) else {
         state::violation(
             "PoolFreeUnknown",
             format!("{ddi}({addr:#x}) of a block that is not allocated (double free?)"),
         );
         return;
     };
-    drop(inner);
     irql::require_at_most(
         ddi,
         if block.nonpaged {
@@ -150,12 +151,30 @@ fn free(p: *mut c_void, tag: Option<u32>, ddi: &str) {
     }
     // SAFETY: The block was allocated with this size (tracked) and is no longer live.
     unsafe { p.cast::<u8>().write_bytes(FREED_FILL, block.size.max(1)) };
-    let mut inner = state::lock();
-    inner.quarantine.push_back((addr, block.size));
-    if inner.quarantine.len() > QUARANTINE
-        && let Some((old, size)) = inner.quarantine.pop_front()
-    {
-        release(old, size);
+    quarantine(addr, block.size);
+}
+
+/// Freed pool blocks kept mapped (poisoned) so a late read by the driver sees garbage rather
+/// than another allocation: a FIFO of at most [`QUARANTINE`] blocks (the oldest is really
+/// released when a new one comes in), and the same blocks by address for the overlap check.
+/// Both are lock-free; a block is in the map before it is queued and leaves the map before it
+/// is released, so the check never misses a block still quarantined.
+struct Quarantine {
+    fifo: ArrayQueue<(usize, usize)>,
+    by_address: SkipMap<usize, usize>,
+}
+
+static QUARANTINED: LazyLock<Quarantine> = LazyLock::new(|| Quarantine {
+    fifo: ArrayQueue::new(QUARANTINE),
+    by_address: SkipMap::new(),
+});
+
+fn quarantine(addr: usize, size: usize) {
+    let quarantine = &*QUARANTINED;
+    quarantine.by_address.insert(addr, size);
+    if let Some((old, old_size)) = quarantine.fifo.force_push((addr, size)) {
+        quarantine.by_address.remove(&old);
+        release(old, old_size);
     }
 }
 
@@ -169,32 +188,67 @@ fn release(addr: usize, size: usize) {
 
 /// Releases every quarantined block (at shutdown).
 pub(crate) fn drain_quarantine() {
-    let blocks: Vec<_> = state::lock().quarantine.drain(..).collect();
-    for (addr, size) in blocks {
+    let quarantine = &*QUARANTINED;
+    while let Some((addr, size)) = quarantine.fifo.pop() {
+        quarantine.by_address.remove(&addr);
         release(addr, size);
     }
 }
 
 /// `true` if `[addr, addr + len)` overlaps a block the driver already freed.
+///
+/// Quarantined blocks never overlap one another (each is still allocated), so only the last
+/// one starting before `addr + len` can reach into the range: one O(log n) lookup.
 pub(crate) fn is_quarantined(addr: usize, len: usize) -> bool {
+    overlaps(&QUARANTINED.by_address, addr, len)
+}
+
+/// Whether `[addr, addr + len)` overlaps one of `blocks` (base to size, disjoint).
+fn overlaps(blocks: &SkipMap<usize, usize>, addr: usize, len: usize) -> bool {
     let end = addr.saturating_add(len);
-    state::lock()
-        .quarantine
-        .iter()
-        .any(|(base, size)| addr < base + (*size).max(1) && *base < end)
+    blocks
+        .upper_bound(std::ops::Bound::Excluded(&end))
+        .is_some_and(|entry| addr < entry.key() + (*entry.value()).max(1))
 }
 
 /// `true` if `[addr, addr + len)` lies inside one live non-paged pool block.
 pub(crate) fn is_live_nonpaged(addr: usize, len: usize) -> bool {
-    let inner = state::lock();
-    inner
+    TABLES
         .pool
-        .range(..=addr)
-        .next_back()
-        .is_some_and(|(base, block)| {
+        .upper_bound(std::ops::Bound::Included(&addr))
+        .is_some_and(|entry| {
+            let (base, block) = (*entry.key(), entry.value());
             block.nonpaged
                 && addr
                     .checked_add(len)
                     .is_some_and(|end| end <= base + block.size.max(1))
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The O(log n) lookup finds exactly what a scan of every block would.
+    #[test]
+    fn overlap_matches_a_scan() {
+        let blocks = SkipMap::new();
+        for (base, size) in [(100, 10), (110, 0), (120, 30), (200, 1)] {
+            blocks.insert(base, size);
+        }
+        let scan = |addr: usize, len: usize| {
+            blocks
+                .iter()
+                .any(|e| addr < e.key() + (*e.value()).max(1) && *e.key() < addr + len)
+        };
+        for addr in 90..210 {
+            for len in 0..40 {
+                assert_eq!(
+                    overlaps(&blocks, addr, len),
+                    scan(addr, len),
+                    "[{addr}, +{len})"
+                );
+            }
+        }
+    }
 }

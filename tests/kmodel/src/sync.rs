@@ -2,10 +2,15 @@
 //! `KeGetCurrentIrql`.
 //!
 //! Events and rundown references keep their state in the caller's structure (as Windows
-//! does), changed only under one model mutex; waiters sleep on one condition variable.
+//! does): events change only under one model mutex, rundown references with interlocked
+//! operations (a waiter sets the active bit under that mutex); waiters sleep on one condition
+//! variable.
 
 use std::ffi::c_void;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::LazyLock;
+use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
+
+use crossbeam_skiplist::SkipSet;
 
 use windows_sys::Wdk::Foundation::KEVENT;
 use windows_sys::Wdk::System::SystemServices::{EX_RUNDOWN_REF, KWAIT_REASON};
@@ -144,14 +149,26 @@ const RUNDOWN_ACTIVE: usize = 1;
 /// Each reference counts 2 (the low bit is the active flag), as in Windows.
 const RUNDOWN_COUNT_INC: usize = 2;
 
-const fn rundown_count(rundown: *mut EX_RUNDOWN_REF) -> *mut usize {
-    rundown.cast()
+/// The count word of an `EX_RUNDOWN_REF`, changed with interlocked operations as Windows does
+/// (no lock to take or release a reference).
+const fn rundown_word<'a>(rundown: *mut EX_RUNDOWN_REF) -> &'a AtomicUsize {
+    // SAFETY: EX_RUNDOWN_REF is a pointer-sized, pointer-aligned union the caller keeps alive
+    // while it is used; AtomicUsize has the same layout, and every access after
+    // initialization goes through this function.
+    unsafe { AtomicUsize::from_ptr(rundown.cast()) }
+}
+
+/// Initialized `EX_RUNDOWN_REF`s, by address, in a lock-free set (checked on every acquire
+/// and release). Cleared when a machine boots.
+static RUNDOWNS: LazyLock<SkipSet<usize>> = LazyLock::new(SkipSet::new);
+
+/// Forgets the rundown references (a new machine).
+pub(crate) fn reset() {
+    RUNDOWNS.clear();
 }
 
 fn check_rundown(rundown: *mut EX_RUNDOWN_REF, ddi: &str) -> bool {
-    let known = state::lock()
-        .rundowns
-        .contains(&rundown.expose_provenance());
+    let known = RUNDOWNS.contains(&rundown.expose_provenance());
     if !known {
         state::violation(
             "RundownNotInitialized",
@@ -171,8 +188,8 @@ pub(crate) unsafe extern "system" fn ex_initialize_rundown_protection(
 ) {
     let _sync = state::lock_sync();
     // SAFETY: Writable storage (caller's contract).
-    unsafe { rundown_count(rundown).write(0) };
-    state::lock().rundowns.insert(rundown.expose_provenance());
+    unsafe { rundown.cast::<usize>().write(0) };
+    RUNDOWNS.insert(rundown.expose_provenance());
 }
 
 /// `ExAcquireRundownProtection` (IRQL <= `DISPATCH_LEVEL`).
@@ -187,16 +204,11 @@ pub(crate) unsafe extern "system" fn ex_acquire_rundown_protection(
     if !check_rundown(rundown, "ExAcquireRundownProtection") {
         return false;
     }
-    let _sync = state::lock_sync();
-    // SAFETY: Initialized; changed only under SYNC.
-    unsafe {
-        let count = rundown_count(rundown);
-        if *count & RUNDOWN_ACTIVE != 0 {
-            return false;
-        }
-        *count += RUNDOWN_COUNT_INC;
-    }
-    true
+    rundown_word(rundown)
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |count| {
+            (count & RUNDOWN_ACTIVE == 0).then(|| count + RUNDOWN_COUNT_INC)
+        })
+        .is_ok()
 }
 
 /// `ExReleaseRundownProtection` (IRQL <= `DISPATCH_LEVEL`).
@@ -209,21 +221,18 @@ pub(crate) unsafe extern "system" fn ex_release_rundown_protection(rundown: *mut
     if !check_rundown(rundown, "ExReleaseRundownProtection") {
         return;
     }
-    let sync = state::lock_sync();
-    // SAFETY: Initialized; changed only under SYNC.
-    let underflow = unsafe {
-        let count = rundown_count(rundown);
-        if *count < RUNDOWN_COUNT_INC {
-            true
-        } else {
-            *count -= RUNDOWN_COUNT_INC;
-            false
-        }
-    };
-    WAKE.notify_all();
-    drop(sync);
+    let released =
+        rundown_word(rundown).fetch_update(Ordering::AcqRel, Ordering::Acquire, |count| {
+            count.checked_sub(RUNDOWN_COUNT_INC)
+        });
+    // A waiter sets the active bit before it looks at the count, under SYNC: it is woken (under
+    // SYNC, so not before it sleeps) only when there is one; otherwise no futex call.
+    if released.is_ok_and(|count| count & RUNDOWN_ACTIVE != 0) {
+        let _sync = state::lock_sync();
+        WAKE.notify_all();
+    }
     crate::irp::widen_unload_race();
-    if underflow {
+    if released.is_err() {
         state::violation(
             "RundownReleaseWithoutAcquire",
             format!("ExReleaseRundownProtection({rundown:p}) with no reference held"),
@@ -243,11 +252,10 @@ pub(crate) unsafe extern "system" fn ex_wait_for_rundown_protection_release(
     if !check_rundown(rundown, "ExWaitForRundownProtectionRelease") {
         return;
     }
+    let word = rundown_word(rundown);
     let mut sync = state::lock_sync();
-    // SAFETY: Initialized; changed only under SYNC.
-    unsafe { *rundown_count(rundown) |= RUNDOWN_ACTIVE };
-    // SAFETY: As above.
-    while unsafe { *rundown_count(rundown) } != RUNDOWN_ACTIVE {
+    word.fetch_or(RUNDOWN_ACTIVE, Ordering::AcqRel);
+    while word.load(Ordering::Acquire) != RUNDOWN_ACTIVE {
         sync = WAKE
             .wait(sync)
             .unwrap_or_else(std::sync::PoisonError::into_inner);

@@ -23,7 +23,7 @@ use wskudp_core::ddi::nt::{
     IoAllocateIrp, IoAllocateMdl, IoCancelIrp, IoFreeIrp, IoFreeMdl, MmBuildMdlForNonPagedPool,
     POOL_FLAG_NON_PAGED, io_set_completion_routine,
 };
-use wskudp_core::ddi::wsk::{WSK_BUF, WskDeregister};
+use wskudp_core::ddi::wsk::{WSK_BUF, WSK_BUF_LIST, WskDeregister};
 use wskudp_core::sockaddr::SockAddrBuffer;
 use wskudp_kmodel::{CompletionMode, Config, Machine, Order};
 
@@ -336,4 +336,149 @@ fn the_cancel_spin_lock_taken_by_another_thread_is_not_the_cancel_routines() {
     unsafe { IoFreeIrp(irp) };
     let report = machine.shutdown();
     assert!(report.is_clean(), "{report}");
+}
+
+/// A worker that completes late, so the provider reads what the driver handed over well after
+/// the WSK call returned.
+fn late_machine() -> Machine {
+    Machine::boot(Config {
+        completion: CompletionMode::Worker {
+            delay: Duration::from_millis(20),
+            batch: 8,
+            order: Order::Fifo,
+        },
+        ..Config::default()
+    })
+}
+
+/// What `send_late` frees too early.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum FreedEarly {
+    RemoteAddress,
+    Mdl,
+}
+
+/// A `WskSendTo` of 100 bytes with the remote address in pool, pending on a late worker, during
+/// which `wrong` is freed: the IRP's final status.
+fn send_late(socket: Socket, wrong: FreedEarly) -> NTSTATUS {
+    let payload = unsafe { ExAllocatePool2(POOL_FLAG_NON_PAGED, 100, TAG) };
+    let mdl = unsafe { IoAllocateMdl(payload, 100, false, false, std::ptr::null_mut()) };
+    unsafe { MmBuildMdlForNonPagedPool(mdl) };
+    let mut buffer = WSK_BUF {
+        Mdl: mdl,
+        Offset: 0,
+        Length: 100,
+    };
+    let address = SockAddrBuffer::new("127.0.0.1:9".parse().unwrap());
+    let remote = unsafe { ExAllocatePool2(POOL_FLAG_NON_PAGED, 64, TAG) };
+    unsafe { std::ptr::copy_nonoverlapping(&raw const address, remote.cast(), 1) };
+    let done = AtomicBool::new(false);
+    let irp = irp_raising(&done);
+    let send_to = socket.dispatch().WskSendTo.unwrap();
+    let returned = unsafe {
+        send_to(
+            socket.0,
+            &raw mut buffer,
+            0,
+            remote.cast(),
+            0,
+            std::ptr::null_mut(),
+            irp,
+        )
+    };
+    assert_eq!(returned, windows_sys::Win32::Foundation::STATUS_PENDING);
+    // Wrong: what the IRP refers to is freed while it is in flight.
+    match wrong {
+        FreedEarly::RemoteAddress => unsafe { ExFreePoolWithTag(remote, TAG) },
+        FreedEarly::Mdl => unsafe { IoFreeMdl(mdl) },
+    }
+    wait(&done);
+    let status = unsafe { (*irp).IoStatus.Anonymous.Status };
+    unsafe { IoFreeIrp(irp) };
+    if wrong != FreedEarly::Mdl {
+        unsafe { IoFreeMdl(mdl) };
+    }
+    if wrong != FreedEarly::RemoteAddress {
+        unsafe { ExFreePoolWithTag(remote, TAG) };
+    }
+    unsafe { ExFreePoolWithTag(payload, TAG) };
+    status
+}
+
+/// A remote address freed before completion is found in the quarantine of freed pool (the
+/// provider reads it at completion): caught, nothing sent.
+#[test]
+fn remote_address_freed_before_completion_is_caught() {
+    let machine = late_machine();
+    let client = Client::register();
+    let socket = bound_socket(&client);
+    // Other freed blocks around it in the quarantine, before and after it in address order.
+    for _ in 0..64 {
+        drop(common::Pool::new(&[0; 48]));
+    }
+    let status = send_late(socket, FreedEarly::RemoteAddress);
+    assert!(status < 0, "the send must fail");
+    socket.close();
+    let report = finish(machine, client);
+    assert_eq!(rules(&report), ["BufferFreedInFlight"]);
+    assert_eq!(report.stats.datagrams_sent, 0);
+}
+
+/// An MDL freed before completion is no live MDL when the provider walks the chain: caught,
+/// nothing sent.
+#[test]
+fn mdl_freed_before_completion_is_caught() {
+    let machine = late_machine();
+    let client = Client::register();
+    let socket = bound_socket(&client);
+    let status = send_late(socket, FreedEarly::Mdl);
+    assert!(status < 0, "the send must fail");
+    socket.close();
+    let report = finish(machine, client);
+    assert_eq!(rules(&report), ["MdlFreedInFlight"]);
+    assert_eq!(report.stats.datagrams_sent, 0);
+}
+
+/// A `WSK_BUF_LIST` whose entry points back to itself never ends: the model's bound catches it.
+#[test]
+fn a_wsk_buf_list_cycle_is_caught() {
+    let machine = machine();
+    let client = Client::register();
+    let socket = bound_socket(&client);
+    let data = common::Pool::new(b"loop");
+    let mdl = unsafe { IoAllocateMdl(data.ptr, 4, false, false, std::ptr::null_mut()) };
+    unsafe { MmBuildMdlForNonPagedPool(mdl) };
+    let mut entry = WSK_BUF_LIST {
+        Next: std::ptr::null_mut(),
+        Buffer: WSK_BUF {
+            Mdl: mdl,
+            Offset: 0,
+            Length: 4,
+        },
+    };
+    // Wrong: the list's last entry points back to its first.
+    entry.Next = &raw mut entry;
+    let mut remote = SockAddrBuffer::new("127.0.0.1:9".parse().unwrap());
+    let send = socket.dispatch().WskSendMessages.unwrap();
+    let (_, status, _) = common::with_irp(|irp| unsafe {
+        send(
+            socket.0,
+            &raw mut entry,
+            0,
+            remote.as_sockaddr_mut(),
+            0,
+            std::ptr::null_mut(),
+            irp,
+        )
+    });
+    assert_eq!(
+        status,
+        windows_sys::Win32::Foundation::STATUS_INVALID_PARAMETER
+    );
+    unsafe { IoFreeMdl(mdl) };
+    drop(data);
+    socket.close();
+    let report = finish(machine, client);
+    assert_eq!(rules(&report), ["WskBufListCycle"]);
+    assert_eq!(report.stats.datagrams_sent, 0);
 }

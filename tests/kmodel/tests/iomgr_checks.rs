@@ -186,9 +186,10 @@ fn run_with(driver: Driver, use_it: impl FnOnce(&Handle)) -> Report {
         handle.close();
         let _ = loaded.unload();
     }
-    let report = machine.shutdown();
+    // Cleared while this test still owns the machine: once it is shut down, the next test's
+    // machine may boot and set its own driver, which clearing it then would undo.
     *DRIVER.lock().unwrap() = None;
-    report
+    machine.shutdown()
 }
 
 fn on_ioctl(on_ioctl: OnIoctl) -> Report {

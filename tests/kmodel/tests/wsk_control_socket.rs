@@ -417,3 +417,29 @@ fn irp_contract_holds_for_control_socket() {
         ["IrpCompletionRoutine", "IrpCompletedPastDriver"]
     );
 }
+
+/// `WskSendMessages` stops at the first datagram the stack refuses (the model's reading,
+/// inferred): the ones before it are sent, the IRP fails with its status, and Information is
+/// the bytes of the datagrams sent.
+#[test]
+fn send_messages_stops_at_the_first_refused_datagram() {
+    let (machine, client) = boot(Profile::Windows11);
+    let socket = Socket::bound(&client, "127.0.0.1:0".parse().unwrap());
+    let rx = Receiver::bind("127.0.0.1:0");
+    // Larger than an IPv4 datagram can carry (65,507 bytes).
+    let too_long = vec![7_u8; 65_508];
+    let (status, information) =
+        socket.send_messages(rx.addr(), &[b"one", &too_long, b"three"], &[]);
+    assert_eq!(
+        (status, information),
+        (
+            windows_sys::Win32::Foundation::STATUS_INVALID_BUFFER_SIZE,
+            3
+        )
+    );
+    assert_eq!(rx.recv().unwrap().payload, b"one");
+    assert!(rx.recv().is_none(), "nothing after the refused datagram");
+    socket.close();
+    let report = finish_clean(machine, client);
+    assert_eq!(report.stats.datagrams_sent, 1);
+}

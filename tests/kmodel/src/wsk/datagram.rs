@@ -3,7 +3,10 @@
 use std::ffi::c_void;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use smallvec::SmallVec;
 
 use windows_sys::Wdk::Foundation::IRP;
 use windows_sys::Win32::Foundation::{
@@ -19,7 +22,7 @@ use wskudp_core::ddi::wsk::{
 };
 
 use super::options::{self, Call, OptionState, Request, SocketFacts};
-use super::{linux, wire, wsk};
+use super::{SOCKETS, linux, wire};
 use crate::completion;
 use crate::faults::{self, Site};
 use crate::irp;
@@ -66,58 +69,86 @@ struct ModelSocket {
     header: WSK_SOCKET,
 }
 
-/// The provider's bookkeeping for one socket.
+/// The provider's bookkeeping for one socket, reached through [`SOCKETS`] without a global
+/// lock: counters and flags in atomics, what calls change under the socket's own lock.
 pub(crate) struct SocketRecord {
     memory: *mut ModelSocket,
-    fd: Option<Arc<OwnedFd>>,
     v6: bool,
+    /// Calls to the socket's functions in progress, on any thread.
+    calls: AtomicUsize,
+    /// The transport went away ([`super::force_close_sockets`]): every send fails with
+    /// `STATUS_FILE_FORCED_CLOSED` until the client closes the socket.
+    forced: AtomicBool,
+    state: Mutex<SocketState>,
+}
+
+/// What a socket's calls change.
+struct SocketState {
+    /// `None` once closed.
+    fd: Option<Arc<OwnedFd>>,
     bound: bool,
     /// What `WskControlSocket` set.
     options: OptionState,
-    /// Calls to the socket's functions in progress, on any thread.
-    calls: usize,
-    /// The transport went away ([`super::force_close_sockets`]): every send fails with
-    /// `STATUS_FILE_FORCED_CLOSED` until the client closes the socket.
-    pub(crate) forced: bool,
 }
 
-// SAFETY: `memory` is a Box the provider owns; it is only freed under the WSK mutex.
+// SAFETY: `memory` is a Box the record owns, freed only when the record drops; the record's
+// other fields are atomics or behind its mutex.
 unsafe impl Send for SocketRecord {}
+// SAFETY: As above: shared access never touches `memory`.
+unsafe impl Sync for SocketRecord {}
 
 impl SocketRecord {
-    pub(crate) const fn closed(&self) -> bool {
-        self.fd.is_none()
+    fn state(&self) -> MutexGuard<'_, SocketState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+
+    pub(crate) fn closed(&self) -> bool {
+        self.state().fd.is_none()
+    }
+
+    fn is_forced(&self) -> bool {
+        self.forced.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn force(&self) {
+        self.forced.store(true, Ordering::Release);
+    }
+}
+
+/// The record behind `key`, if the provider knows the socket.
+fn record(key: usize) -> Option<Arc<SocketRecord>> {
+    SOCKETS.get(&key).map(|entry| Arc::clone(entry.value()))
 }
 
 /// One call to a socket's function in progress (counted from entry to return, so a completion
 /// routine the provider runs inline counts as inside the call).
 struct CallInProgress {
-    key: usize,
+    record: Option<Arc<SocketRecord>>,
 }
 
 impl CallInProgress {
     fn enter(socket: *mut WSK_SOCKET) -> Self {
-        let key = socket.expose_provenance();
-        if let Some(record) = wsk().sockets.get_mut(&key) {
-            record.calls += 1;
+        let record = record(socket.expose_provenance());
+        if let Some(record) = &record {
+            record.calls.fetch_add(1, Ordering::AcqRel);
         }
-        Self { key }
+        Self { record }
     }
 
     /// Calls in progress on the socket, this one included.
     fn count(&self) -> usize {
-        wsk()
-            .sockets
-            .get(&self.key)
-            .map_or(0, |record| record.calls)
+        self.record
+            .as_ref()
+            .map_or(0, |record| record.calls.load(Ordering::Acquire))
     }
 }
 
 impl Drop for CallInProgress {
     fn drop(&mut self) {
-        if let Some(record) = wsk().sockets.get_mut(&self.key) {
-            record.calls = record.calls.saturating_sub(1);
+        if let Some(record) = &self.record {
+            record.calls.fetch_sub(1, Ordering::AcqRel);
         }
     }
 }
@@ -131,6 +162,7 @@ impl Drop for SocketRecord {
 
 /// What a socket call needs to know about its socket, taken when the call is made.
 struct Found {
+    record: Arc<SocketRecord>,
     fd: Arc<OwnedFd>,
     v6: bool,
     bound: bool,
@@ -139,41 +171,52 @@ struct Found {
 
 /// The socket behind `socket` if it is a live model socket, else the status to fail with
 /// (after recording the violation).
-fn lookup(socket: *mut WSK_SOCKET, call: &str) -> Result<Found, NTSTATUS> {
+fn lookup(
+    socket: *mut WSK_SOCKET,
+    entered: &CallInProgress,
+    call: &str,
+) -> Result<Found, NTSTATUS> {
     let key = socket.expose_provenance();
-    let wsk = wsk();
-    let Some(record) = wsk.sockets.get(&key) else {
-        drop(wsk);
+    let Some(record) = entered.record.clone() else {
         state::violation(
             "WskUnknownSocket",
             format!("{call} on {key:#x}, not a socket of this provider"),
         );
         return Err(STATUS_INVALID_HANDLE);
     };
-    let Some(fd) = record.fd.clone() else {
-        drop(wsk);
+    let socket_state = record.state();
+    let Some(fd) = socket_state.fd.clone() else {
+        drop(socket_state);
         state::violation(
             "WskSocketClosed",
             format!("{call} on socket {key:#x} after WskCloseSocket"),
         );
         return Err(STATUS_INVALID_HANDLE);
     };
+    let (bound, fixed_destination) = (socket_state.bound, socket_state.options.fixed_destination);
+    drop(socket_state);
     Ok(Found {
-        fd,
         v6: record.v6,
-        bound: record.bound,
-        fixed_destination: record.options.fixed_destination,
+        record,
+        fd,
+        bound,
+        fixed_destination,
     })
 }
 
 /// The common start of a socket call: IRQL check, take the IRP, find the socket. `Err` is
 /// what the call returns: the IRP was refused, or already completed with the failure.
-fn begin(call: &str, socket: *mut WSK_SOCKET, irp: *mut IRP) -> Result<Found, NTSTATUS> {
+fn begin(
+    call: &str,
+    socket: *mut WSK_SOCKET,
+    entered: &CallInProgress,
+    irp: *mut IRP,
+) -> Result<Found, NTSTATUS> {
     irql::require_at_most(call, DISPATCH_LEVEL);
     if !irp::accept(irp, call) {
         return Err(STATUS_INVALID_PARAMETER);
     }
-    lookup(socket, call).map_err(|status| fail_now(irp, status))
+    lookup(socket, entered, call).map_err(|status| fail_now(irp, status))
 }
 
 /// A call the model does not implement: takes the IRP and fails it with
@@ -243,17 +286,19 @@ pub(super) unsafe extern "system" fn wsk_socket(
                     },
                 }));
                 let key = memory.expose_provenance();
-                wsk().sockets.insert(
+                SOCKETS.insert(
                     key,
-                    SocketRecord {
+                    Arc::new(SocketRecord {
                         memory,
-                        fd: Some(Arc::new(fd)),
                         v6,
-                        bound: false,
-                        options: OptionState::new(v6),
-                        calls: 0,
-                        forced: false,
-                    },
+                        calls: AtomicUsize::new(0),
+                        forced: AtomicBool::new(false),
+                        state: Mutex::new(SocketState {
+                            fd: Some(Arc::new(fd)),
+                            bound: false,
+                            options: OptionState::new(v6),
+                        }),
+                    }),
                 );
                 (STATUS_SUCCESS, key)
             }
@@ -338,7 +383,7 @@ unsafe extern "system" fn wsk_control_socket(
     returned: *mut usize,
     irp: *mut IRP,
 ) -> NTSTATUS {
-    let _call = CallInProgress::enter(socket);
+    let entered = CallInProgress::enter(socket);
     if irp.is_null() {
         // Every option and IOCTL the model serves requires one (SO_BROADCAST,
         // SIO_WSK_SET_SENDTO_ADDRESS: "A WSK application must specify a pointer to an IRP").
@@ -351,12 +396,12 @@ unsafe extern "system" fn wsk_control_socket(
         );
         return STATUS_INVALID_PARAMETER;
     }
-    let found = match begin("WskControlSocket", socket, irp) {
+    let found = match begin("WskControlSocket", socket, &entered, irp) {
         Ok(found) => found,
         Err(returned) => return returned,
     };
     let key = socket.expose_provenance();
-    if super::is_forced(key) {
+    if found.record.is_forced() {
         return fail_now(irp, STATUS_FILE_FORCED_CLOSED);
     }
     let call = match control_call(request, code, level, input_size, input, output_size, output) {
@@ -380,21 +425,19 @@ unsafe extern "system" fn wsk_control_socket(
         irp,
         key,
         Box::new(move || {
-            if super::is_forced(key) {
+            if found.record.is_forced() {
                 return (STATUS_FILE_FORCED_CLOSED, 0);
             }
             let request = match read_control_input(call, input, found.v6) {
                 Ok(request) => request,
                 Err(status) => return (status, 0),
             };
-            let result = {
-                let mut wsk = wsk();
-                match wsk.sockets.get_mut(&key) {
-                    Some(record) => {
-                        options::apply(found.fd.as_raw_fd(), &mut record.options, request)
-                    }
-                    None => Err(STATUS_INVALID_HANDLE),
+            // The socket's record is gone once the provider forgot it (a new machine).
+            let result = match record(key) {
+                Some(record) => {
+                    options::apply(found.fd.as_raw_fd(), &mut record.state().options, request)
                 }
+                None => Err(STATUS_INVALID_HANDLE),
             };
             match result {
                 Ok(Some(value)) => {
@@ -452,9 +495,10 @@ fn read_control_input(
 /// application's other threads" (`PFN_WSK_CLOSE_SOCKET`, Remarks); pending IRPs are allowed.
 unsafe extern "system" fn wsk_close_socket(socket: *mut WSK_SOCKET, irp: *mut IRP) -> NTSTATUS {
     let call = CallInProgress::enter(socket);
-    if let Err(returned) = begin("WskCloseSocket", socket, irp) {
-        return returned;
-    }
+    let found = match begin("WskCloseSocket", socket, &call, irp) {
+        Ok(found) => found,
+        Err(returned) => return returned,
+    };
     let others = call.count().saturating_sub(1);
     if others > 0 {
         state::violation(
@@ -468,9 +512,8 @@ unsafe extern "system" fn wsk_close_socket(socket: *mut WSK_SOCKET, irp: *mut IR
     let key = socket.expose_provenance();
     // The socket takes no more calls from here on (PFN_WSK_CLOSE_SOCKET, Remarks: no further
     // calls to any of the socket's functions after WskCloseSocket).
-    if let Some(record) = wsk().sockets.get_mut(&key) {
-        record.fd = None;
-    }
+    found.record.state().fd = None;
+    drop(found);
     if super::closes_pend() {
         // "The WSK subsystem could not close the socket immediately. The WSK subsystem will
         // complete the IRP after it has closed the socket" (STATUS_PENDING, PFN_WSK_CLOSE_SOCKET):
@@ -517,8 +560,8 @@ unsafe extern "system" fn wsk_bind(
     flags: u32,
     irp: *mut IRP,
 ) -> NTSTATUS {
-    let _call = CallInProgress::enter(socket);
-    let found = match begin("WskBind", socket, irp) {
+    let entered = CallInProgress::enter(socket);
+    let found = match begin("WskBind", socket, &entered, irp) {
         Ok(found) => found,
         Err(returned) => return returned,
     };
@@ -543,8 +586,8 @@ unsafe extern "system" fn wsk_bind(
         key,
         Box::new(move || match linux::bind(fd.as_raw_fd(), address) {
             Ok(()) => {
-                if let Some(record) = wsk().sockets.get_mut(&key) {
-                    record.bound = true;
+                if let Some(record) = record(key) {
+                    record.state().bound = true;
                 }
                 (STATUS_SUCCESS, 0)
             }
@@ -559,8 +602,8 @@ unsafe extern "system" fn wsk_get_local_address(
     local: *mut SOCKADDR,
     irp: *mut IRP,
 ) -> NTSTATUS {
-    let _call = CallInProgress::enter(socket);
-    let found = match begin("WskGetLocalAddress", socket, irp) {
+    let entered = CallInProgress::enter(socket);
+    let found = match begin("WskGetLocalAddress", socket, &entered, irp) {
         Ok(found) => found,
         Err(returned) => return returned,
     };
@@ -596,7 +639,7 @@ fn send(
     call: &'static str,
     socket: *mut WSK_SOCKET,
     found: Found,
-    buffers: Vec<WSK_BUF>,
+    buffers: SmallVec<[WSK_BUF; 1]>,
     flags: u32,
     remote: *mut SOCKADDR,
     control_len: u32,
@@ -604,7 +647,7 @@ fn send(
     irp: *mut IRP,
 ) -> NTSTATUS {
     let key = socket.expose_provenance();
-    if super::is_forced(key) {
+    if found.record.is_forced() {
         return fail_now(irp, STATUS_FILE_FORCED_CLOSED);
     }
     // RemoteAddress may be NULL once a fixed destination is set
@@ -638,10 +681,12 @@ fn send(
     if let Some(status) = super::send_failure() {
         return fail_now(irp, status);
     }
+    let record = found.record;
     let request = linux::SendRequest {
         call,
         fd: found.fd,
         v6: found.v6,
+        messages: call == "WskSendMessages",
         buffers,
         remote: remote.expose_provenance(),
         fixed: found.fixed_destination,
@@ -653,7 +698,7 @@ fn send(
         irp,
         key,
         Box::new(move || {
-            if super::is_forced(key) {
+            if record.is_forced() {
                 (STATUS_FILE_FORCED_CLOSED, 0)
             } else {
                 request.execute()
@@ -674,8 +719,8 @@ unsafe extern "system" fn wsk_send_to(
     control: *mut CMSGHDR,
     irp: *mut IRP,
 ) -> NTSTATUS {
-    let _call = CallInProgress::enter(socket);
-    let found = match begin("WskSendTo", socket, irp) {
+    let entered = CallInProgress::enter(socket);
+    let found = match begin("WskSendTo", socket, &entered, irp) {
         Ok(found) => found,
         Err(returned) => return returned,
     };
@@ -688,7 +733,7 @@ unsafe extern "system" fn wsk_send_to(
         "WskSendTo",
         socket,
         found,
-        vec![buffer],
+        smallvec::smallvec![buffer],
         flags,
         remote,
         control_len,
@@ -716,12 +761,12 @@ unsafe extern "system" fn wsk_send_messages(
     control: *mut CMSGHDR,
     irp: *mut IRP,
 ) -> NTSTATUS {
-    let _call = CallInProgress::enter(socket);
-    let found = match begin("WskSendMessages", socket, irp) {
+    let entered = CallInProgress::enter(socket);
+    let found = match begin("WskSendMessages", socket, &entered, irp) {
         Ok(found) => found,
         Err(returned) => return returned,
     };
-    let mut buffers = Vec::new();
+    let mut buffers = SmallVec::new();
     let mut entry = list;
     while !entry.is_null() {
         if buffers.len() == MAX_BUF_LIST {

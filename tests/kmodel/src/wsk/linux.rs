@@ -1,19 +1,22 @@
 //! The Linux side of the provider: UDP sockets, and `WskSendTo` as one `sendmsg` carrying out
 //! the [`send::Plan`]: `IP_PKTINFO`/`IPV6_PKTINFO` for the source and interface,
 //! `IP_TOS`/`IPV6_TCLASS` for the TOS byte with ECN folded in (Linux has no ECN control
-//! message), `IP_TTL`/`IPV6_HOPLIMIT`, and `UDP_SEGMENT` for `UDP_SEND_MSG_SIZE`.
+//! message), `IP_TTL`/`IPV6_HOPLIMIT`, and `UDP_SEGMENT` for `UDP_SEND_MSG_SIZE`; and
+//! `WskSendMessages` as one `sendmmsg` with those messages on every datagram.
 
+use std::ffi::c_void;
 use std::io::IoSlice;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use nix::errno::Errno;
 use nix::sys::socket::{
-    AddressFamily, ControlMessage, MsgFlags, SockFlag, SockProtocol, SockType, SockaddrIn,
-    SockaddrIn6, SockaddrStorage, bind as nix_bind, getsockname, sendmsg, setsockopt, socket,
-    sockopt,
+    AddressFamily, SockFlag, SockProtocol, SockType, SockaddrLike, SockaddrStorage,
+    bind as nix_bind, getsockname, setsockopt, socket, sockopt,
 };
+use smallvec::SmallVec;
 use windows_sys::Win32::Foundation::{
     NTSTATUS, STATUS_ACCESS_DENIED, STATUS_ADDRESS_ALREADY_EXISTS, STATUS_CONNECTION_REFUSED,
     STATUS_HOST_UNREACHABLE, STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_ADDRESS_COMPONENT,
@@ -179,7 +182,9 @@ pub(crate) struct SendRequest {
     pub(crate) fd: Arc<OwnedFd>,
     pub(crate) v6: bool,
     /// One datagram each.
-    pub(crate) buffers: Vec<WSK_BUF>,
+    pub(crate) buffers: SmallVec<[WSK_BUF; 1]>,
+    /// `WskSendMessages`: all datagrams in one `sendmmsg` (else one `sendmsg`).
+    pub(crate) messages: bool,
     /// `RemoteAddress`, or 0 for the socket's fixed destination.
     pub(crate) remote: usize,
     /// The fixed destination (`SIO_WSK_SET_SENDTO_ADDRESS`) when the call was made.
@@ -229,12 +234,18 @@ pub(crate) fn write_driver_bytes(address: usize, bytes: &[u8], what: &str) -> bo
 impl SendRequest {
     /// Reads everything the driver handed over and sends it: `(status, bytes sent)`.
     pub(crate) fn execute(self) -> (NTSTATUS, usize) {
-        let mut payloads = Vec::with_capacity(self.buffers.len());
+        // The payloads are the driver's MDL memory itself (no copy), gathered by the send.
+        let mut slices: SmallVec<[IoSlice<'_>; 4]> = SmallVec::new();
+        // Per datagram: where its slices end, and its length.
+        let mut datagrams: SmallVec<[(usize, usize); 1]> = SmallVec::new();
         for buffer in &self.buffers {
-            let Ok(data) = mdl::read_wsk_buf(buffer, self.call) else {
+            // SAFETY: The slices are used only in this function, which runs before the
+            // provider completes the IRP (the operation's result completes it).
+            let read = unsafe { mdl::read_wsk_buf(buffer, self.call, &mut slices) };
+            let Ok(len) = read else {
                 return (STATUS_INVALID_PARAMETER, 0);
             };
-            payloads.push(data);
+            datagrams.push((slices.len(), len));
         }
         let destination = match self.destination() {
             Ok(destination) => destination,
@@ -248,28 +259,45 @@ impl SendRequest {
                 None => return (STATUS_INVALID_PARAMETER, 0),
             }
         };
-        let mut total = 0;
-        for data in &payloads {
-            let plan = match send::plan(destination, control, data.len(), self.profile) {
+        let fd = self.fd.as_raw_fd();
+        if !self.messages {
+            let plan = match send::plan(destination, control, datagrams[0].1, self.profile) {
                 Ok(plan) => plan,
                 Err(status) => return (status, 0),
             };
-            match send_planned(self.fd.as_raw_fd(), data, &plan) {
+            return match send_planned(fd, &slices, &plan) {
                 Ok(sent) => {
-                    let mut inner = state::lock();
-                    let segments = plan
-                        .segment_size
-                        .map_or(1, |size| sent.div_ceil(usize::from(size)).max(1));
-                    inner.stats.datagrams_sent += segments as u64;
-                    inner.stats.bytes_sent += sent as u64;
-                    total += sent;
+                    count_sent(&plan, sent);
+                    (STATUS_SUCCESS, sent)
                 }
-                // Inferred: a failed datagram fails the call; what WskSendMessages reports
-                // for the ones before it is not documented.
-                Err(status) => return (status, 0),
+                Err(status) => (status, 0),
+            };
+        }
+        // Every datagram is planned (the same control information and destination for all,
+        // only the length differs): those before the first one the stack refuses go out.
+        let mut plan = None;
+        let mut refused = None;
+        let mut planned = 0;
+        for (_, len) in &datagrams {
+            match send::plan(destination, control, *len, self.profile) {
+                Ok(this) => {
+                    plan.get_or_insert(this);
+                    planned += 1;
+                }
+                Err(status) => {
+                    refused = Some(status);
+                    break;
+                }
             }
         }
-        (STATUS_SUCCESS, total)
+        let Some(plan) = plan else {
+            return (refused.unwrap_or(STATUS_INVALID_PARAMETER), 0);
+        };
+        let (result, sent) = send_messages(fd, &slices, &datagrams[..planned], &plan);
+        match (result, refused) {
+            (Err(status), _) | (Ok(()), Some(status)) => (status, sent),
+            (Ok(()), None) => (STATUS_SUCCESS, sent),
+        }
     }
 
     /// The datagram's destination: `RemoteAddress` read as a SOCKADDR of the socket's family
@@ -292,81 +320,232 @@ impl SendRequest {
     }
 }
 
-/// One `sendmsg` carrying out `plan`: IPv4 datagrams take `SOL_IP` messages (also on an
-/// `AF_INET6` socket sending to a v4-mapped address, where Linux's `udpv6_sendmsg` hands the
-/// datagram to `udp_sendmsg`, whose `ip_cmsg_send` reads `SOL_IP` messages), IPv6 ones
-/// `SOL_IPV6` messages.
-fn send_planned(fd: RawFd, data: &[u8], plan: &send::Plan) -> Result<usize, NTSTATUS> {
-    let pktinfo4;
-    let pktinfo6;
-    let tos4;
-    let ttl4;
-    let class6;
-    let hops6;
-    let mut cmsgs = Vec::with_capacity(4);
-    let ifindex = plan.ifindex.unwrap_or(0);
-    match plan.source {
-        Some(IpAddr::V4(ip)) => {
-            pktinfo4 = libc::in_pktinfo {
-                ipi_ifindex: ifindex.cast_signed(),
-                ipi_spec_dst: libc::in_addr {
-                    s_addr: u32::from_ne_bytes(ip.octets()),
+/// Counts a datagram (or USO batch) of `sent` bytes that went out under `plan`.
+fn count_sent(plan: &send::Plan, sent: usize) {
+    let segments = plan
+        .segment_size
+        .map_or(1, |size| sent.div_ceil(usize::from(size)).max(1));
+    let stats = &state::TABLES.stats;
+    stats
+        .datagrams_sent
+        .fetch_add(segments as u64, Ordering::Relaxed);
+    stats.bytes_sent.fetch_add(sent as u64, Ordering::Relaxed);
+}
+
+/// Linux `CMSG_ALIGN` (`<bits/socket.h>`): control messages align to `size_t`.
+const fn cmsg_align(len: usize) -> usize {
+    len.next_multiple_of(size_of::<usize>())
+}
+
+/// Linux `CMSG_LEN(0)`: the aligned `cmsghdr`.
+const CMSG_HEADER: usize = cmsg_align(size_of::<libc::cmsghdr>());
+
+/// Linux `CMSG_SPACE(len)`.
+const fn cmsg_space(len: usize) -> usize {
+    CMSG_HEADER + cmsg_align(len)
+}
+
+/// Room for the most a plan asks for: a `PKTINFO` (the larger, IPv6 one), the TOS byte or
+/// traffic class, the TTL or hop limit, and a USO segment size.
+const CONTROL_SPACE: usize = cmsg_space(size_of::<libc::in6_pktinfo>())
+    + cmsg_space(size_of::<libc::c_int>())
+    + cmsg_space(size_of::<libc::c_int>())
+    + cmsg_space(size_of::<u16>());
+
+/// The Linux control messages carrying out a [`send::Plan`], built on the stack (no heap
+/// allocation per datagram).
+struct LinuxControl {
+    /// `u64` words: aligned for `cmsghdr`.
+    buffer: [u64; CONTROL_SPACE / 8],
+    len: usize,
+}
+
+impl LinuxControl {
+    /// IPv4 datagrams take `SOL_IP` messages (also on an `AF_INET6` socket sending to a
+    /// v4-mapped address, where Linux's `udpv6_sendmsg` hands the datagram to `udp_sendmsg`,
+    /// whose `ip_cmsg_send` reads `SOL_IP` messages), IPv6 ones `SOL_IPV6` messages.
+    fn for_plan(plan: &send::Plan) -> Self {
+        let mut control = Self {
+            buffer: [0; CONTROL_SPACE / 8],
+            len: 0,
+        };
+        let ifindex = plan.ifindex.unwrap_or(0);
+        match plan.source {
+            Some(IpAddr::V4(ip)) => control.push(
+                libc::IPPROTO_IP,
+                libc::IP_PKTINFO,
+                libc::in_pktinfo {
+                    ipi_ifindex: ifindex.cast_signed(),
+                    ipi_spec_dst: libc::in_addr {
+                        s_addr: u32::from_ne_bytes(ip.octets()),
+                    },
+                    ipi_addr: libc::in_addr { s_addr: 0 },
                 },
-                ipi_addr: libc::in_addr { s_addr: 0 },
-            };
-            cmsgs.push(ControlMessage::Ipv4PacketInfo(&pktinfo4));
-        }
-        Some(IpAddr::V6(ip)) => {
-            pktinfo6 = libc::in6_pktinfo {
-                ipi6_addr: libc::in6_addr {
-                    s6_addr: ip.octets(),
+            ),
+            Some(IpAddr::V6(ip)) => control.push(
+                libc::IPPROTO_IPV6,
+                libc::IPV6_PKTINFO,
+                libc::in6_pktinfo {
+                    ipi6_addr: libc::in6_addr {
+                        s6_addr: ip.octets(),
+                    },
+                    ipi6_ifindex: ifindex,
                 },
-                ipi6_ifindex: ifindex,
-            };
-            cmsgs.push(ControlMessage::Ipv6PacketInfo(&pktinfo6));
+            ),
+            None => {}
         }
-        None => {}
+        if plan.ipv4 {
+            if let Some(class) = plan.class {
+                // One byte, as `ip_cmsg_send` also takes it.
+                control.push(libc::IPPROTO_IP, libc::IP_TOS, class);
+            }
+            if let Some(ttl) = plan.hop_limit {
+                control.push(libc::IPPROTO_IP, libc::IP_TTL, libc::c_int::from(ttl));
+            }
+        } else {
+            if let Some(class) = plan.class {
+                control.push(
+                    libc::IPPROTO_IPV6,
+                    libc::IPV6_TCLASS,
+                    libc::c_int::from(class),
+                );
+            }
+            if let Some(hops) = plan.hop_limit {
+                control.push(
+                    libc::IPPROTO_IPV6,
+                    libc::IPV6_HOPLIMIT,
+                    libc::c_int::from(hops),
+                );
+            }
+        }
+        if let Some(size) = plan.segment_size {
+            control.push(libc::SOL_UDP, libc::UDP_SEGMENT, size);
+        }
+        control
     }
-    if plan.ipv4 {
-        if let Some(class) = plan.class {
-            tos4 = class;
-            cmsgs.push(ControlMessage::Ipv4Tos(&tos4));
-        }
-        if let Some(ttl) = plan.hop_limit {
-            ttl4 = libc::c_int::from(ttl);
-            cmsgs.push(ControlMessage::Ipv4Ttl(&ttl4));
-        }
-    } else {
-        if let Some(class) = plan.class {
-            class6 = i32::from(class);
-            cmsgs.push(ControlMessage::Ipv6TClass(&class6));
-        }
-        if let Some(hops) = plan.hop_limit {
-            hops6 = libc::c_int::from(hops);
-            cmsgs.push(ControlMessage::Ipv6HopLimit(&hops6));
+
+    /// Appends one message (`CMSG_LEN` in its header, `CMSG_SPACE` taken, padding zero).
+    fn push<T: Copy>(&mut self, level: libc::c_int, ty: libc::c_int, value: T) {
+        let space = cmsg_space(size_of::<T>());
+        // Never more than `for_plan` sizes the buffer for.
+        assert!(self.len + space <= CONTROL_SPACE, "control buffer overflow");
+        // SAFETY: cmsghdr is plain data (integers and, on some libcs, padding).
+        let mut header: libc::cmsghdr = unsafe { std::mem::zeroed() };
+        header.cmsg_len = CMSG_HEADER + size_of::<T>();
+        header.cmsg_level = level;
+        header.cmsg_type = ty;
+        let at = self.buffer.as_mut_ptr().cast::<u8>().wrapping_add(self.len);
+        // SAFETY: `[at, at + CMSG_HEADER)` is inside the buffer (asserted above); unaligned.
+        unsafe { at.cast::<libc::cmsghdr>().write_unaligned(header) };
+        let data = at.wrapping_add(CMSG_HEADER).cast::<T>();
+        // SAFETY: `[data, data + size_of::<T>())` ends within `space` of `at`, in the buffer.
+        unsafe { data.write_unaligned(value) };
+        self.len += space;
+    }
+
+    /// `(msg_control, msg_controllen)`.
+    const fn as_msg_control(&mut self) -> (*mut c_void, usize) {
+        if self.len == 0 {
+            (std::ptr::null_mut(), 0)
+        } else {
+            (self.buffer.as_mut_ptr().cast(), self.len)
         }
     }
-    if let Some(gso) = plan.segment_size.as_ref() {
-        cmsgs.push(ControlMessage::UdpGsoSegments(gso));
+}
+
+/// A `msghdr` sending `iov` to `address` with `control`. `IoSlice` is ABI-compatible with
+/// `iovec` on Unix (its documentation guarantees it).
+fn msghdr(
+    address: &SockaddrStorage,
+    iov: &[IoSlice<'_>],
+    control: &mut LinuxControl,
+) -> libc::msghdr {
+    // SAFETY: msghdr is plain data (pointers, lengths, flags); all-zero is a valid value.
+    let mut header: libc::msghdr = unsafe { std::mem::zeroed() };
+    header.msg_name = address.as_ptr().cast_mut().cast();
+    header.msg_namelen = address.len();
+    header.msg_iov = iov.as_ptr().cast_mut().cast();
+    header.msg_iovlen = iov.len();
+    (header.msg_control, header.msg_controllen) = control.as_msg_control();
+    header
+}
+
+/// One `sendmsg` carrying out `plan` for the datagram `iov` gathers.
+fn send_planned(fd: RawFd, iov: &[IoSlice<'_>], plan: &send::Plan) -> Result<usize, NTSTATUS> {
+    let mut control = LinuxControl::for_plan(plan);
+    let address = storage(plan.destination);
+    let header = msghdr(&address, iov, &mut control);
+    loop {
+        // SAFETY: `header` points to the address, the iovecs and the control buffer, all
+        // alive for the call; the kernel only reads them.
+        let sent = unsafe { libc::sendmsg(fd, &raw const header, 0) };
+        if let Ok(sent) = usize::try_from(sent) {
+            return Ok(sent);
+        }
+        match Errno::last() {
+            // The model's own thread was interrupted, not the datagram refused.
+            Errno::EINTR => {}
+            errno => return Err(status_of(errno)),
+        }
     }
-    let iov = [IoSlice::new(data)];
-    let sent = match plan.destination {
-        SocketAddr::V4(v4) => sendmsg(
-            fd,
-            &iov,
-            &cmsgs,
-            MsgFlags::empty(),
-            Some(&SockaddrIn::from(v4)),
-        ),
-        SocketAddr::V6(v6) => sendmsg(
-            fd,
-            &iov,
-            &cmsgs,
-            MsgFlags::empty(),
-            Some(&SockaddrIn6::from(v6)),
-        ),
-    };
-    sent.map_err(status_of)
+}
+
+/// `WskSendMessages` as one `sendmmsg`: every datagram (`datagrams` gives where each one's
+/// slices end in `iov`) with the same control messages and destination, `plan`'s.
+///
+/// `PFN_WSK_SEND_MESSAGES` (Learn) documents only `STATUS_SUCCESS` ("the request was
+/// completed successfully") and "Other status codes" (an error, the IRP completed with
+/// failure status). The rest is the model's reading, inferred from `sendmmsg(2)` and from
+/// `WskSendTo`:
+/// - fewer sent than asked (`sendmmsg` returns the count sent; Linux also caps one call at
+///   `UIO_MAXIOV` messages): the rest is sent by another call, until all are;
+/// - a datagram's error (`sendmmsg` returns -1 when the first datagram of a call fails) fails
+///   the IRP with that datagram's status; the ones after it are not sent;
+/// - `IoStatus.Information` is the total bytes of the datagrams sent, on success and failure.
+///
+/// Returns the outcome and the bytes sent.
+fn send_messages(
+    fd: RawFd,
+    iov: &[IoSlice<'_>],
+    datagrams: &[(usize, usize)],
+    plan: &send::Plan,
+) -> (Result<(), NTSTATUS>, usize) {
+    let mut control = LinuxControl::for_plan(plan);
+    let address = storage(plan.destination);
+    let mut headers = Vec::with_capacity(datagrams.len());
+    let mut start = 0;
+    for (end, _) in datagrams {
+        headers.push(libc::mmsghdr {
+            msg_hdr: msghdr(&address, &iov[start..*end], &mut control),
+            msg_len: 0,
+        });
+        start = *end;
+    }
+    let mut next = 0;
+    let mut total = 0;
+    while next < headers.len() {
+        let rest = &mut headers[next..];
+        let count = libc::c_uint::try_from(rest.len()).unwrap_or(libc::c_uint::MAX);
+        // SAFETY: Each header points to the address, its iovecs and the shared control buffer,
+        // all alive for the call; the kernel reads them and writes only `msg_len`.
+        let sent = unsafe { libc::sendmmsg(fd, rest.as_mut_ptr(), count, 0) };
+        match usize::try_from(sent) {
+            Ok(0) => return (Err(STATUS_UNSUCCESSFUL), total),
+            Ok(sent) => {
+                for header in &rest[..sent] {
+                    let bytes = header.msg_len as usize;
+                    count_sent(plan, bytes);
+                    total += bytes;
+                }
+                next += sent;
+            }
+            Err(_) => match Errno::last() {
+                Errno::EINTR => {}
+                errno => return (Err(status_of(errno)), total),
+            },
+        }
+    }
+    (Ok(()), total)
 }
 
 #[cfg(test)]

@@ -8,7 +8,10 @@ pub(crate) mod send;
 pub(crate) mod wire;
 
 use std::collections::HashMap;
-use std::sync::{LazyLock, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
+
+use crossbeam_skiplist::SkipMap;
 
 use windows_sys::Win32::Foundation::{
     NTSTATUS, STATUS_DEVICE_NOT_READY, STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_PARAMETER,
@@ -59,54 +62,61 @@ struct Registration {
     captures: u32,
 }
 
+/// Registrations and captures: client lifecycle calls, off the send path.
 #[derive(Default)]
 pub(crate) struct Wsk {
     registrations: HashMap<usize, Registration>,
-    pub(crate) sockets: HashMap<usize, SocketRecord>,
-    /// See [`fail_sends_at_once`].
-    send_failure: Option<NTSTATUS>,
-    /// See [`pend_closes`].
-    closes_pend: bool,
-}
-
-impl Wsk {
-    /// Sockets created and not closed.
-    fn open_sockets(&self) -> usize {
-        self.sockets.values().filter(|s| !s.closed()).count()
-    }
 }
 
 static WSK: LazyLock<Mutex<Wsk>> = LazyLock::new(|| Mutex::new(Wsk::default()));
 
-pub(crate) fn wsk() -> MutexGuard<'static, Wsk> {
+fn wsk() -> MutexGuard<'static, Wsk> {
     WSK.lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The provider's sockets by `PWSK_SOCKET`, in a lock-free map: a socket call finds its record
+/// without a global lock, and the record keeps its own state (atomics, and a lock of its own
+/// for what calls change).
+pub(crate) static SOCKETS: LazyLock<SkipMap<usize, Arc<SocketRecord>>> =
+    LazyLock::new(SkipMap::new);
+
+/// See [`fail_sends_at_once`]: 0, or [`SEND_FAILURE_SET`] with the status in the low bits.
+static SEND_FAILURE: AtomicU64 = AtomicU64::new(0);
+const SEND_FAILURE_SET: u64 = 1 << 32;
+/// See [`pend_closes`].
+static CLOSES_PEND: AtomicBool = AtomicBool::new(false);
+
+/// Sockets created and not closed.
+fn open_socket_count() -> usize {
+    SOCKETS.iter().filter(|s| !s.value().closed()).count()
 }
 
 /// Forgets everything (a new machine).
 pub(crate) fn reset() {
     let old = std::mem::take(&mut *wsk());
     drop(old);
+    SOCKETS.clear();
+    SEND_FAILURE.store(0, Ordering::Relaxed);
+    CLOSES_PEND.store(false, Ordering::Relaxed);
 }
 
 /// `(open sockets, outstanding NPI captures, live registrations)` for the leak report; frees
 /// the memory of closed sockets.
 pub(crate) fn outstanding() -> (usize, usize, usize) {
-    let mut wsk = wsk();
-    let sockets = wsk.open_sockets();
+    let wsk = wsk();
+    let sockets = open_socket_count();
     let captures = wsk
         .registrations
         .values()
         .map(|r| r.captures as usize)
         .sum();
     let registrations = wsk.registrations.len();
-    wsk.sockets.retain(|_, record| !record.closed());
+    drop(wsk);
+    for entry in SOCKETS.iter().filter(|entry| entry.value().closed()) {
+        entry.remove();
+    }
     (sockets, captures, registrations)
-}
-
-/// Whether the socket behind `key` was forced closed.
-pub(crate) fn is_forced(key: usize) -> bool {
-    wsk().sockets.get(&key).is_some_and(|record| record.forced)
 }
 
 /// Takes the transport away from every open socket, as an unbound interface does.
@@ -116,10 +126,9 @@ pub(crate) fn is_forced(key: usize) -> bool {
 /// Returns how many sockets it hit.
 #[allow(clippy::must_use_candidate, reason = "the count is informative")]
 pub fn force_close_sockets() -> usize {
-    let mut wsk = wsk();
     let mut hit = 0;
-    for record in wsk.sockets.values_mut().filter(|record| !record.closed()) {
-        record.forced = true;
+    for entry in SOCKETS.iter().filter(|entry| !entry.value().closed()) {
+        entry.value().force();
         hit += 1;
     }
     hit
@@ -133,12 +142,18 @@ pub fn force_close_sockets() -> usize {
 /// status." E.g. `STATUS_HOST_UNREACHABLE` (Winsock's `WSAEHOSTUNREACH`) when the route to the
 /// destination goes away. The parameter checks come first, as on Windows.
 pub fn fail_sends_at_once(status: Option<NTSTATUS>) {
-    wsk().send_failure = status;
+    let word = status.map_or(0, |status| {
+        SEND_FAILURE_SET | u64::from(status.cast_unsigned())
+    });
+    SEND_FAILURE.store(word, Ordering::Release);
 }
 
 /// The status [`fail_sends_at_once`] set, if any.
 pub(crate) fn send_failure() -> Option<NTSTATUS> {
-    wsk().send_failure
+    let word = SEND_FAILURE.load(Ordering::Acquire);
+    (word & SEND_FAILURE_SET != 0)
+        .then(|| u32::try_from(word & u64::from(u32::MAX)).map(u32::cast_signed))
+        .and_then(Result::ok)
 }
 
 /// Makes `WskCloseSocket` return `STATUS_PENDING` when completions are not inline.
@@ -149,18 +164,18 @@ pub(crate) fn send_failure() -> Option<NTSTATUS> {
 /// the provider gets to them (with [`crate::CompletionMode::Held`], when the test releases
 /// them), and the close IRP completes after they all have.
 pub fn pend_closes(pend: bool) {
-    wsk().closes_pend = pend;
+    CLOSES_PEND.store(pend, Ordering::Release);
 }
 
 /// Whether [`pend_closes`] is on.
 pub(crate) fn closes_pend() -> bool {
-    wsk().closes_pend
+    CLOSES_PEND.load(Ordering::Acquire)
 }
 
 /// Sockets open now (created and not closed).
 #[must_use]
 pub fn open_sockets() -> usize {
-    wsk().open_sockets()
+    open_socket_count()
 }
 
 /// `WskRegister` (`PASSIVE_LEVEL`).
@@ -284,8 +299,8 @@ pub(crate) unsafe extern "system" fn wsk_deregister(registration: *mut WSK_REGIS
         );
         return;
     };
-    let open = wsk.open_sockets();
     drop(wsk);
+    let open = open_socket_count();
     if record.captures != 0 {
         state::violation(
             "WskDeregisterWithCapture",
