@@ -149,12 +149,11 @@ pub struct BenchView {
 /// The first rule the buffer breaks: size, version, reserved fields, flags, addresses,
 /// options, then the bench's own ranges.
 pub fn parse_bench(input: &[u8]) -> Result<BenchView, AbiError> {
-    let request = BenchRequest::read_from_bytes(input).map_err(|_| {
-        AbiError::InputLengthMismatch {
+    let request =
+        BenchRequest::read_from_bytes(input).map_err(|_| AbiError::InputLengthMismatch {
             expected: size_of::<BenchRequest>(),
             got: input.len(),
-        }
-    })?;
+        })?;
     let abi_version = request.header.check(crate::Ioctl::Bench.introduced())?;
     if request.reserved != 0 || request.reserved2 != 0 {
         return Err(AbiError::ReservedNotZero);
@@ -182,11 +181,9 @@ pub fn parse_bench(input: &[u8]) -> Result<BenchView, AbiError> {
         ..SendRequest::default()
     };
     let options = parse_options(&as_send, remote)?;
-    let api = BenchApi::from_u32(request.api).ok_or(AbiError::BenchOutOfRange {
-        field: "api",
-        value: u64::from(request.api),
-    })?;
     let out_of_range = |field: &'static str, value: u64| AbiError::BenchOutOfRange { field, value };
+    let api = BenchApi::from_u32(request.api)
+        .ok_or_else(|| out_of_range("api", u64::from(request.api)))?;
     if request.size == 0 || request.size > MAX_PAYLOAD {
         return Err(out_of_range("size", u64::from(request.size)));
     }
@@ -325,7 +322,10 @@ mod tests {
         let request = encode_bench(&spec(), &SHAPE).unwrap();
         let view = parse_bench(request.as_bytes()).unwrap();
         assert_eq!(view.count, 1_000_000);
-        assert_eq!((view.api, view.size, view.depth, view.batch), (BenchApi::SendMessages, 64, 8, 16));
+        assert_eq!(
+            (view.api, view.size, view.depth, view.batch),
+            (BenchApi::SendMessages, 64, 8, 16)
+        );
         assert_eq!(view.spec.remote, spec().remote);
     }
 
@@ -333,12 +333,36 @@ mod tests {
     fn each_range_is_refused_by_name() {
         let cases = [
             (BenchShape { size: 0, ..SHAPE }, "size"),
-            (BenchShape { size: MAX_PAYLOAD + 1, ..SHAPE }, "size"),
+            (
+                BenchShape {
+                    size: MAX_PAYLOAD + 1,
+                    ..SHAPE
+                },
+                "size",
+            ),
             (BenchShape { depth: 0, ..SHAPE }, "depth"),
-            (BenchShape { depth: MAX_BENCH_DEPTH + 1, ..SHAPE }, "depth"),
+            (
+                BenchShape {
+                    depth: MAX_BENCH_DEPTH + 1,
+                    ..SHAPE
+                },
+                "depth",
+            ),
             (BenchShape { batch: 0, ..SHAPE }, "batch"),
-            (BenchShape { batch: MAX_BENCH_BATCH + 1, ..SHAPE }, "batch"),
-            (BenchShape { api: BenchApi::SendTo, ..SHAPE }, "batch"),
+            (
+                BenchShape {
+                    batch: MAX_BENCH_BATCH + 1,
+                    ..SHAPE
+                },
+                "batch",
+            ),
+            (
+                BenchShape {
+                    api: BenchApi::SendTo,
+                    ..SHAPE
+                },
+                "batch",
+            ),
             (BenchShape { count: 0, ..SHAPE }, "count"),
         ];
         for (shape, field) in cases {
@@ -351,7 +375,10 @@ mod tests {
         request.api = 3;
         assert!(matches!(
             parse_bench(request.as_bytes()),
-            Err(AbiError::BenchOutOfRange { field: "api", value: 3 })
+            Err(AbiError::BenchOutOfRange {
+                field: "api",
+                value: 3
+            })
         ));
         assert!(matches!(
             parse_bench(&request.as_bytes()[1..]),

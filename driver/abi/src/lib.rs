@@ -41,8 +41,8 @@ mod wire;
 
 pub use addr::{AF_INET, AF_INET6, AF_UNSPEC, WireAddr};
 pub use bench::{
-    BenchApi, BenchRequest, BenchResponse, BenchShape, BenchView, MAX_BENCH_BATCH,
-    MAX_BENCH_DEPTH, encode_bench, parse_bench,
+    BenchApi, BenchRequest, BenchResponse, BenchShape, BenchView, MAX_BENCH_BATCH, MAX_BENCH_DEPTH,
+    encode_bench, parse_bench,
 };
 pub use error::AbiError;
 pub use ioctl::Ioctl;

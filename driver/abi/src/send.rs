@@ -138,7 +138,10 @@ const fn travels_as_ipv4(ip: IpAddr) -> bool {
 }
 
 /// The flag-gated fields: set when their flag is, and zero when it is not.
-pub(crate) fn parse_options(fixed: &SendRequest, remote: Option<SocketAddr>) -> Result<Options, AbiError> {
+pub(crate) fn parse_options(
+    fixed: &SendRequest,
+    remote: Option<SocketAddr>,
+) -> Result<Options, AbiError> {
     let has = |flag: u32| fixed.flags & flag != 0;
     let source = if has(SendRequest::FLAG_SOURCE) {
         let ip = fixed.source.ip()?;

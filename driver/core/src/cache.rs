@@ -24,7 +24,7 @@ use crate::sync::SpinLock;
 /// `next` is read and written only by the cache holding the node free, under its lock.
 pub(crate) struct Node<T> {
     value: T,
-    next: UnsafeCell<Option<NonNull<Node<T>>>>,
+    next: UnsafeCell<Option<NonNull<Self>>>,
 }
 
 // SAFETY: `next` is only touched under the owning cache's lock (type invariant); the value is
@@ -60,6 +60,10 @@ pub(crate) struct Cache<T> {
     tag: PoolTag,
 }
 
+#[allow(
+    clippy::non_send_fields_in_send_ty,
+    reason = "the node pointers are owned nodes, reached only under the lock"
+)]
 // SAFETY: The cache owns its free nodes; moving it moves owned `T`s.
 unsafe impl<T: Send> Send for Cache<T> {}
 // SAFETY: The free nodes are reached only under the spin lock.
@@ -99,9 +103,10 @@ impl<T> Cache<T> {
     pub(crate) fn pop(&self) -> Option<Pooled<T>> {
         let mut free = self.free.lock_exclusive();
         let head = free.head?;
-        // SAFETY: `head` is a free node owned by the cache (type invariant); its link is read
-        // under the lock.
-        free.head = unsafe { *head.as_ref().next.get() };
+        // SAFETY: `head` is a free node owned by the cache (type invariant).
+        let link = unsafe { head.as_ref() }.next.get();
+        // SAFETY: Its link, read under the lock.
+        free.head = unsafe { *link };
         free.len = free.len.saturating_sub(1);
         drop(free);
         // SAFETY: The node left the stack here, once: ownership returns to the caller.
@@ -117,9 +122,10 @@ impl<T> Cache<T> {
             return;
         }
         let node = PoolBox::into_raw(object);
-        // SAFETY: The node is ours (just given up by the caller) and not on the stack; its link
-        // is written under the lock.
-        unsafe { *node.as_ref().next.get() = free.head };
+        // SAFETY: The node is ours (just given up by the caller) and not on the stack.
+        let link = unsafe { node.as_ref() }.next.get();
+        // SAFETY: Its link, written under the lock.
+        unsafe { *link = free.head };
         // INVARIANT: the node came from `into_raw` and now belongs to the cache.
         free.head = Some(node);
         free.len = free.len.saturating_add(1);

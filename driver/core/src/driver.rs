@@ -2,11 +2,10 @@
 
 use wskudp_abi::{
     ABI_OLDEST, ABI_VERSION, BenchApi, BenchResponse, CONTROL_CAPACITY, DescribeSendResponse,
-    InfoResponse, Ioctl,
-    MAX_COUNT, MAX_PAYLOAD, MAX_SEGMENTS, MAX_SENDS_PER_HANDLE, MAX_SENDS_PER_SOCKET, MAX_SOCKETS,
-    OpenSocketResponse, SEND_WINDOW, SendResponse, SocketOption, StatsResponse, WireAddr,
-    capability, feature, parse_close_socket, parse_open_socket, parse_query_stats, parse_send,
-    parse_bench, parse_set_option,
+    InfoResponse, Ioctl, MAX_COUNT, MAX_PAYLOAD, MAX_SEGMENTS, MAX_SENDS_PER_HANDLE,
+    MAX_SENDS_PER_SOCKET, MAX_SOCKETS, OpenSocketResponse, SEND_WINDOW, SendResponse, SocketOption,
+    StatsResponse, WireAddr, capability, feature, parse_bench, parse_close_socket,
+    parse_open_socket, parse_query_stats, parse_send, parse_set_option,
 };
 
 use crate::ddi::nt::NTSTATUS;

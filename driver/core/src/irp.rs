@@ -119,7 +119,7 @@ impl Irp {
 
     /// `IoReuseIrp(irp, STATUS_SUCCESS)`: makes an IRP that completed back into a fresh one (stack
     /// location, `Cancel`, `IoStatus` reset; the allocation and its stack size kept), so a pooled
-    /// send context issues one `IoAllocateIrp` IRP for its whole life. The IoReuseIrp page: a
+    /// send context issues one `IoAllocateIrp` IRP for its whole life. The `IoReuseIrp` page: a
     /// driver reuses an IRP it allocated with `IoAllocateIrp` this way, and only once the IRP
     /// completed, which the type invariant (owned, not in flight) guarantees.
     ///

@@ -87,7 +87,12 @@ impl Mdl {
     /// # Safety
     /// `source` must be a built MDL and `start..start + len` a non-empty range inside both its
     /// buffer and the range this MDL was sized for.
-    unsafe fn build_partial(&self, source: &Self, start: *const u8, len: u32) -> Result<(), NTSTATUS> {
+    unsafe fn build_partial(
+        &self,
+        source: &Self,
+        start: *const u8,
+        len: u32,
+    ) -> Result<(), NTSTATUS> {
         let flags;
         // SAFETY: A live MDL owned by this value.
         unsafe {
@@ -101,7 +106,12 @@ impl Mdl {
         //            was sized for (caller's guarantee);
         //         2. IoBuildPartialMdl may be called at IRQL <= DISPATCH_LEVEL.
         unsafe {
-            IoBuildPartialMdl(source.ptr.as_ptr(), self.ptr.as_ptr(), start.cast_mut().cast(), len);
+            IoBuildPartialMdl(
+                source.ptr.as_ptr(),
+                self.ptr.as_ptr(),
+                start.cast_mut().cast(),
+                len,
+            );
         }
         Ok(())
     }
@@ -137,6 +147,10 @@ pub(crate) struct BufferMdls {
     chain: usize,
 }
 
+#[allow(
+    clippy::non_send_fields_in_send_ty,
+    reason = "MDLs and buffer addresses are not tied to a thread"
+)]
 // SAFETY: MDLs over non-paged pool may be used from any thread; the owner serializes writes.
 unsafe impl Send for BufferMdls {}
 // SAFETY: Shared access only reads the MDLs.

@@ -281,10 +281,11 @@ impl Drop for PoolBytes {
     }
 }
 
-/// A block of pool whose bytes are left as the allocator hands them out
-/// (`POOL_FLAG_UNINITIALIZED`): for buffers that are written before anything reads them, so
-/// the pool does not zero what is overwritten anyway. It never hands out a Rust reference to
-/// its bytes: its owner writes and tracks how much it wrote.
+/// A block of pool left as the allocator hands it out (`POOL_FLAG_UNINITIALIZED`).
+///
+/// For buffers written before anything reads them: the pool does not zero what is overwritten
+/// anyway. It never hands out a Rust reference to its bytes: its owner writes and tracks how
+/// much it wrote.
 ///
 /// IRQL: <= `DISPATCH_LEVEL`.
 ///

@@ -26,7 +26,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use wskudp_abi::{BenchApi, BenchShape, SendSpec};
-use wskudp_harness::backend::{FrontDoor, MachineCounters, ModelBackend, ModelConfig};
+use wskudp_harness::backend::{Backend, FrontDoor, MachineCounters, ModelBackend, ModelConfig};
 use wskudp_harness::bench::{Cpu, Marking, Sink, rate, sendmmsg_loop, sendmsg_loop};
 use wskudp_harness::client::{Client, Pipeline};
 use wskudp_harness::pattern;
@@ -98,7 +98,7 @@ fn model_row(size: u32, path: Path, completion: CompletionMode, datagrams: u64) 
                 };
                 let response = client
                     .submit_bench(&spec, &shape)
-                    .and_then(|pending| pending.wait(Duration::from_secs(600)))
+                    .and_then(|pending| pending.wait(Duration::from_mins(10)))
                     .expect("bench");
                 assert_eq!(response.datagrams_sent, count, "{response:?}");
                 response.datagrams_sent
@@ -169,11 +169,11 @@ fn main() {
             source: Some(source()),
             ..Marking::default()
         };
-        let msg = sendmsg_loop(sink.address(), &payload, datagrams, marking);
-        let mmsg = sendmmsg_loop(sink.address(), &payload, datagrams, marking, BATCH as usize)
+        let one_by_one = sendmsg_loop(sink.address(), &payload, datagrams, marking);
+        let batched = sendmmsg_loop(sink.address(), &payload, datagrams, marking, BATCH as usize)
             .expect("sendmmsg");
         drop(sink);
-        let (base, base_mmsg) = (msg.pps(), mmsg.pps());
+        let (base, base_mmsg) = (one_by_one.pps(), batched.pps());
         println!(
             "{size:>5} {:<34} {base:>11.0} {:>8} {:>8}",
             "baseline: sendmsg", "1.00", ""
@@ -185,19 +185,31 @@ fn main() {
             "1.00"
         );
         let rows = [
-            ("BENCH sendto, inline", Path::Bench(BenchApi::SendTo), CompletionMode::Inline),
+            (
+                "BENCH sendto, inline",
+                Path::Bench(BenchApi::SendTo),
+                CompletionMode::Inline,
+            ),
             (
                 "BENCH sendmessages x16, inline",
                 Path::Bench(BenchApi::SendMessages),
                 CompletionMode::Inline,
             ),
-            ("BENCH sendto, worker", Path::Bench(BenchApi::SendTo), CompletionMode::worker()),
+            (
+                "BENCH sendto, worker",
+                Path::Bench(BenchApi::SendTo),
+                CompletionMode::worker(),
+            ),
             (
                 "BENCH sendmessages x16, worker",
                 Path::Bench(BenchApi::SendMessages),
                 CompletionMode::worker(),
             ),
-            ("SEND pipelined x8, inline", Path::SendPipelined, CompletionMode::Inline),
+            (
+                "SEND pipelined x8, inline",
+                Path::SendPipelined,
+                CompletionMode::Inline,
+            ),
         ];
         for (name, path, completion) in rows {
             let row = model_row(size, path, completion, datagrams);

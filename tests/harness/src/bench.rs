@@ -335,33 +335,61 @@ mod imp {
         }
     }
 
+    /// Appends one control message (`cmsghdr`, then `data`, padded as `CMSG_SPACE` says) to
+    /// `buffer` at `length`; returns the new length, or `length` if it does not fit.
+    fn push_cmsg(
+        buffer: &mut [u64; 16],
+        length: usize,
+        level: libc::c_int,
+        kind: libc::c_int,
+        data: &[u8],
+    ) -> usize {
+        let data_len = u32::try_from(data.len()).unwrap_or(0);
+        // SAFETY: Pure arithmetic on a length.
+        let space = unsafe { libc::CMSG_SPACE(data_len) } as usize;
+        // SAFETY: As above.
+        let cmsg_len = unsafe { libc::CMSG_LEN(data_len) } as usize;
+        let header_len = size_of::<libc::cmsghdr>();
+        let bytes: &mut [u8] = bytemuck_bytes(buffer);
+        let Some(slot) = bytes.get_mut(length..length + space) else {
+            return length;
+        };
+        slot.fill(0);
+        let header = libc::cmsghdr {
+            cmsg_len,
+            cmsg_level: level,
+            cmsg_type: kind,
+        };
+        // SAFETY: Viewing a plain C struct as its bytes.
+        let header_bytes =
+            unsafe { std::slice::from_raw_parts((&raw const header).cast::<u8>(), header_len) };
+        slot[..header_len].copy_from_slice(header_bytes);
+        // CMSG_DATA follows the header, aligned as CMSG_LEN counts it.
+        let data_at = cmsg_len - data.len();
+        slot[data_at..data_at + data.len()].copy_from_slice(data);
+        length + space
+    }
+
+    /// The `u64` buffer as bytes (8-aligned, as `cmsghdr` wants).
+    const fn bytemuck_bytes(buffer: &mut [u64; 16]) -> &mut [u8] {
+        // SAFETY: Any u64 array is valid as bytes, and the length covers it exactly.
+        unsafe {
+            std::slice::from_raw_parts_mut(buffer.as_mut_ptr().cast::<u8>(), size_of_val(buffer))
+        }
+    }
+
+    /// The bytes of a plain C value.
+    const fn raw_bytes<T>(value: &T) -> &[u8] {
+        // SAFETY: A plain C struct without padding is readable as its bytes.
+        unsafe {
+            std::slice::from_raw_parts(std::ptr::from_ref(value).cast::<u8>(), size_of::<T>())
+        }
+    }
+
     /// The control messages of `marking` for a datagram to `to`, in `buffer` (returns the
-    /// length used).
+    /// length used): what the driver's send carries, in Linux's layout.
     fn control(to: SocketAddr, marking: Marking, buffer: &mut [u64; 16]) -> usize {
         let mut length = 0_usize;
-        let bytes = buffer.as_mut_ptr().cast::<u8>();
-        let capacity = size_of_val(buffer);
-        let mut push = |level: libc::c_int, kind: libc::c_int, data: &[u8]| {
-            let data_len = u32::try_from(data.len()).unwrap_or(0);
-            // SAFETY: CMSG_SPACE / CMSG_LEN are pure arithmetic.
-            let (space, cmsg_len) =
-                unsafe { (libc::CMSG_SPACE(data_len) as usize, libc::CMSG_LEN(data_len)) };
-            if length + space > capacity {
-                return;
-            }
-            // SAFETY: `length + space` fits in the buffer (checked), which is 8-aligned.
-            unsafe {
-                let header = bytes.add(length).cast::<libc::cmsghdr>();
-                header.write_bytes(0, 1);
-                (*header).cmsg_len = cmsg_len as usize;
-                (*header).cmsg_level = level;
-                (*header).cmsg_type = kind;
-                let data_ptr = libc::CMSG_DATA(header);
-                std::ptr::copy_nonoverlapping(data.as_ptr(), data_ptr, data.len());
-            }
-            length += space;
-        };
-        let v4 = to.is_ipv4();
         match marking.source {
             Some(IpAddr::V4(ip)) => {
                 let info = libc::in_pktinfo {
@@ -371,11 +399,13 @@ mod imp {
                     },
                     ipi_addr: libc::in_addr { s_addr: 0 },
                 };
-                // SAFETY: Viewing plain data as bytes.
-                let raw = unsafe {
-                    std::slice::from_raw_parts((&raw const info).cast::<u8>(), size_of_val(&info))
-                };
-                push(libc::IPPROTO_IP, libc::IP_PKTINFO, raw);
+                length = push_cmsg(
+                    buffer,
+                    length,
+                    libc::IPPROTO_IP,
+                    libc::IP_PKTINFO,
+                    raw_bytes(&info),
+                );
             }
             Some(IpAddr::V6(ip)) => {
                 let info = libc::in6_pktinfo {
@@ -384,34 +414,44 @@ mod imp {
                     },
                     ipi6_ifindex: 0,
                 };
-                // SAFETY: Viewing plain data as bytes.
-                let raw = unsafe {
-                    std::slice::from_raw_parts((&raw const info).cast::<u8>(), size_of_val(&info))
-                };
-                push(libc::IPPROTO_IPV6, libc::IPV6_PKTINFO, raw);
+                length = push_cmsg(
+                    buffer,
+                    length,
+                    libc::IPPROTO_IPV6,
+                    libc::IPV6_PKTINFO,
+                    raw_bytes(&info),
+                );
             }
             None => {}
         }
         if let Some(tos) = marking.tos {
-            if v4 {
-                push(libc::IPPROTO_IP, libc::IP_TOS, &[tos]);
+            length = if to.is_ipv4() {
+                push_cmsg(buffer, length, libc::IPPROTO_IP, libc::IP_TOS, &[tos])
             } else {
-                push(
+                push_cmsg(
+                    buffer,
+                    length,
                     libc::IPPROTO_IPV6,
                     libc::IPV6_TCLASS,
                     &libc::c_int::from(tos).to_ne_bytes(),
-                );
-            }
+                )
+            };
         }
         if let Some(segment) = marking.segment {
-            push(libc::SOL_UDP, libc::UDP_SEGMENT, &segment.to_ne_bytes());
+            length = push_cmsg(
+                buffer,
+                length,
+                libc::SOL_UDP,
+                libc::UDP_SEGMENT,
+                &segment.to_ne_bytes(),
+            );
         }
         length
     }
 
     fn sockaddr(to: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
-        let storage = nix::sys::socket::SockaddrStorage::from(to);
         use nix::sys::socket::SockaddrLike;
+        let storage = nix::sys::socket::SockaddrStorage::from(to);
         // SAFETY: sockaddr_storage is plain data; zero is valid before the copy.
         let mut out: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
         let len = storage.len();
@@ -547,7 +587,13 @@ mod imp {
             dwHighDateTime: 0,
         };
         let (mut created, mut exited, mut kernel, mut user) = (zero, zero, zero, zero);
-        if get(&raw mut created, &raw mut exited, &raw mut kernel, &raw mut user) == 0 {
+        if get(
+            &raw mut created,
+            &raw mut exited,
+            &raw mut kernel,
+            &raw mut user,
+        ) == 0
+        {
             return Cpu::default();
         }
         Cpu {

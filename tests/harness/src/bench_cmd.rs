@@ -19,7 +19,7 @@ use std::time::Duration;
 use serde_json::json;
 use wskudp_abi::{BenchApi, BenchResponse, BenchShape, SendSpec};
 use wskudp_harness::backend::MachineCounters;
-use wskudp_harness::bench::{Cpu, Marking, Sink, rate, sendmmsg_loop, sendmsg_loop};
+use wskudp_harness::bench::{Cpu, LoopFigures, Marking, Sink, rate, sendmmsg_loop, sendmsg_loop};
 use wskudp_harness::client::Client;
 use wskudp_harness::{pattern, status_hex, status_text};
 
@@ -40,13 +40,18 @@ pub(super) fn run(client: &Client, args: &BenchArgs) -> Result<Outcome, String> 
     let (api, batch) = match args.api {
         BenchApiArg::Sendto => {
             if args.batch.is_some_and(|b| b != 1) {
-                return Err("--batch applies to --api sendmessages (sendto sends one datagram per call)".into());
+                return Err(
+                    "--batch applies to --api sendmessages (sendto sends one datagram per call)"
+                        .into(),
+                );
             }
             (BenchApi::SendTo, 1)
         }
         BenchApiArg::Sendmessages => (BenchApi::SendMessages, args.batch.unwrap_or(DEFAULT_BATCH)),
     };
-    let sink_address = args.to.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+    let sink_address = args
+        .to
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
     let sink = Sink::start(sink_address).ok();
     let to = match (&sink, args.to) {
         (Some(sink), _) => sink.address(),
@@ -93,7 +98,8 @@ fn measure(
         .submit_bench(spec, &warm)
         .and_then(|pending| pending.wait(timeout_for(warm.count)))
         .map_err(|e| format!("warm-up: {e}"))?;
-    let received_before = sink.map(|sink| sink.settle(warmed.datagrams_sent, Duration::from_millis(300)));
+    let received_before =
+        sink.map(|sink| sink.settle(warmed.datagrams_sent, Duration::from_millis(300)));
     let machine_before = client.backend().machine_counters();
     let cpu_before = Cpu::process();
     let sink_cpu_before = sink.map(Sink::cpu).unwrap_or_default();
@@ -111,7 +117,10 @@ fn measure(
         response
     });
     let response = response.map_err(|e| e.to_string())?;
-    let sink_cpu = sink.map(Sink::cpu).unwrap_or_default().since(sink_cpu_before);
+    let sink_cpu = sink
+        .map(Sink::cpu)
+        .unwrap_or_default()
+        .since(sink_cpu_before);
     let cpu = Cpu::process().since(cpu_before);
     let cpu = Cpu {
         user: (cpu.user - sink_cpu.user).max(0.0),
@@ -135,24 +144,33 @@ fn measure(
 
 /// How long a bench of `count` datagrams may take before it is cancelled: generous (a slow
 /// machine sends 50 000 a second).
-fn timeout_for(count: u64) -> Duration {
+const fn timeout_for(count: u64) -> Duration {
     Duration::from_secs(30 + count / 50_000)
 }
 
 /// The baselines' figures.
 struct Baseline {
-    sendmsg: wskudp_harness::bench::LoopFigures,
-    sendmmsg: Option<wskudp_harness::bench::LoopFigures>,
+    sendmsg: LoopFigures,
+    sendmmsg: Option<LoopFigures>,
     batch: u32,
 }
 
-fn baseline(to: SocketAddr, spec: &SendSpec, args: &BenchArgs, batch: u32, sink: Option<&Sink>) -> Baseline {
+fn baseline(
+    to: SocketAddr,
+    spec: &SendSpec,
+    args: &BenchArgs,
+    batch: u32,
+    sink: Option<&Sink>,
+) -> Baseline {
     let payload = pattern(args.size as usize);
     // The same control messages the driver sends: the source, the TOS byte with ECN folded in,
     // the USO segment size.
     let tos = match (spec.tos, spec.ecn) {
         (None, None) => None,
-        (tos, ecn) => Some(ecn.map_or(tos.unwrap_or(0), |ecn| (tos.unwrap_or(0) & !3) | ecn as u8)),
+        (tos, ecn) => {
+            let tos = tos.unwrap_or(0);
+            Some(ecn.map_or(tos, |ecn| (tos & !3) | ecn as u8))
+        }
     };
     let marking = Marking {
         source: spec.source,
@@ -162,25 +180,87 @@ fn baseline(to: SocketAddr, spec: &SendSpec, args: &BenchArgs, batch: u32, sink:
             .filter(|size| *size < args.size)
             .and_then(|size| u16::try_from(size).ok()),
     };
-    let settle = |sent: u64| {
+    // Each loop's datagrams are drained before the next loop starts.
+    let drained = |figures: LoopFigures| {
         if let Some(sink) = sink {
-            let before = sink.received();
-            let _ = sink.settle(before + sent, Duration::from_millis(300));
+            let _ = sink.settle(
+                sink.received() + figures.datagrams,
+                Duration::from_millis(300),
+            );
         }
+        figures
     };
-    let sendmsg = sendmsg_loop(to, &payload, args.count, marking);
-    settle(0);
-    let mmsg_batch = batch.max(DEFAULT_BATCH) as usize;
-    let sendmmsg = sendmmsg_loop(to, &payload, args.count, marking, mmsg_batch);
-    settle(0);
+    let one_by_one = drained(sendmsg_loop(to, &payload, args.count, marking));
+    let per_call = batch.max(DEFAULT_BATCH) as usize;
+    let batched = sendmmsg_loop(to, &payload, args.count, marking, per_call).map(drained);
     Baseline {
-        sendmsg,
-        sendmmsg,
-        batch: u32::try_from(mmsg_batch).unwrap_or(DEFAULT_BATCH),
+        sendmsg: one_by_one,
+        sendmmsg: batched,
+        batch: u32::try_from(per_call).unwrap_or(DEFAULT_BATCH),
     }
 }
 
+/// The figures of a timed run, derived once for the JSON and the text.
+struct Figures {
+    api: &'static str,
+    sent: u64,
+    seconds: f64,
+    pps: f64,
+    model_share: Option<f64>,
+    core_share: Option<f64>,
+    linux_share: Option<f64>,
+    driver_longest_us: f64,
+    dropped: Option<u64>,
+    vs_sendmsg: Option<f64>,
+    vs_sendmmsg: Option<f64>,
+}
+
 #[allow(clippy::cast_precision_loss, reason = "figures for display")]
+impl Figures {
+    fn of(measured: &Measured, baseline: Option<&Baseline>) -> Self {
+        let response = &measured.response;
+        let per_tick = |ticks: u64| {
+            if response.frequency == 0 {
+                0.0
+            } else {
+                ticks as f64 / response.frequency as f64
+            }
+        };
+        let seconds = per_tick(response.ticks);
+        let sent = response.datagrams_sent;
+        let pps = rate(sent, seconds);
+        let cpu_total = measured.cpu.total();
+        let model_share = measured.machine.and_then(|m| {
+            (cpu_total > 0.0).then(|| (m.model_ns as f64 / 1e9 / cpu_total).min(1.0))
+        });
+        let linux_share = (cpu_total > 0.0).then(|| measured.cpu.system / cpu_total);
+        Self {
+            api: BenchApi::from_u32(response.api).map_or("unknown", BenchApi::name),
+            sent,
+            seconds,
+            pps,
+            model_share,
+            core_share: model_share
+                .zip(linux_share)
+                .map(|(model, linux)| (1.0 - model - linux).max(0.0)),
+            linux_share,
+            driver_longest_us: per_tick(response.longest_completion_ticks) * 1e6,
+            dropped: measured.received.map(|r| sent.saturating_sub(r)),
+            vs_sendmsg: baseline.map(|b| ratio(pps, b.sendmsg.pps())),
+            vs_sendmmsg: baseline.and_then(|b| b.sendmmsg.as_ref().map(|m| ratio(pps, m.pps()))),
+        }
+    }
+
+    /// Per datagram sent.
+    fn per(&self, n: u64) -> f64 {
+        if self.sent == 0 {
+            0.0
+        } else {
+            n as f64 / self.sent as f64
+        }
+    }
+}
+
 fn report(
     args: &BenchArgs,
     measured: &Measured,
@@ -188,45 +268,38 @@ fn report(
     local: &str,
     to: SocketAddr,
 ) -> Outcome {
+    let figures = Figures::of(measured, baseline);
     let response = &measured.response;
-    let seconds = if response.frequency == 0 {
-        0.0
-    } else {
-        response.ticks as f64 / response.frequency as f64
-    };
-    let sent = response.datagrams_sent;
-    let per_datagram = |n: u64| if sent == 0 { 0.0 } else { n as f64 / sent as f64 };
-    let pps = rate(sent, seconds);
-    let api = BenchApi::from_u32(response.api).map_or("unknown", BenchApi::name);
-    let cpu_total = measured.cpu.total();
-    let model_share = measured.machine.and_then(|m| {
-        (cpu_total > 0.0).then(|| (m.model_ns as f64 / 1e9 / cpu_total).min(1.0))
-    });
-    let linux_share = (cpu_total > 0.0).then(|| measured.cpu.system / cpu_total);
-    let core_share = model_share
-        .zip(linux_share)
-        .map(|(model, linux)| (1.0 - model - linux).max(0.0));
-    let driver_longest_us = if response.frequency == 0 {
-        0.0
-    } else {
-        response.longest_completion_ticks as f64 * 1e6 / response.frequency as f64
-    };
-    let dropped = measured.received.map(|r| sent.saturating_sub(r));
+    Outcome {
+        json: json_of(args, measured, &figures, baseline, local, to),
+        text: text_of(args, measured, &figures, baseline),
+        ok: response.status >= 0 && response.datagrams_sent == response.datagrams,
+    }
+}
+
+#[allow(clippy::cast_precision_loss, reason = "figures for display")]
+fn json_of(
+    args: &BenchArgs,
+    measured: &Measured,
+    figures: &Figures,
+    baseline: Option<&Baseline>,
+    local: &str,
+    to: SocketAddr,
+) -> serde_json::Value {
+    let response = &measured.response;
     let baseline_json = baseline.map(|b| {
-        let mmsg = b.sendmmsg.as_ref();
+        let batched = b.sendmmsg.as_ref();
         json!({
             "sendmsg_pps": b.sendmsg.pps(),
             "sendmsg_error": b.sendmsg.error,
-            "sendmmsg_pps": mmsg.map(wskudp_harness::bench::LoopFigures::pps),
-            "sendmmsg_batch": b.batch,
-            "sendmmsg_error": mmsg.and_then(|m| m.error.clone()),
             "sendmsg_cpu_per_datagram_ns": per_cpu(&b.sendmsg),
-            "sendmmsg_cpu_per_datagram_ns": mmsg.map(per_cpu),
+            "sendmmsg_pps": batched.map(LoopFigures::pps),
+            "sendmmsg_batch": b.batch,
+            "sendmmsg_error": batched.and_then(|m| m.error.clone()),
+            "sendmmsg_cpu_per_datagram_ns": batched.map(per_cpu),
         })
     });
-    let ratio_msg = baseline.map(|b| ratio(pps, b.sendmsg.pps()));
-    let ratio_mmsg = baseline.and_then(|b| b.sendmmsg.as_ref().map(|m| ratio(pps, m.pps())));
-    let json = json!({
+    json!({
         "request": {
             "to": to.to_string(),
             "size": args.size,
@@ -237,52 +310,67 @@ fn report(
         },
         "status": status_hex(response.status),
         "status_name": wskudp_abi::status::status_name(response.status),
-        "api": api,
+        "api": figures.api,
         "local": local,
-        "datagrams": sent,
+        "datagrams": figures.sent,
         "datagrams_failed": response.datagrams_failed,
         "datagrams_not_sent": response.datagrams_not_sent,
         "bytes_sent": response.bytes_sent,
         "wsk_calls": response.wsk_calls,
-        "seconds": seconds,
-        "pps": pps,
-        "allocs_per_datagram": measured.machine.map(|m| per_datagram(m.allocations())),
-        "completion_contexts_per_datagram": measured.machine.map(|m| per_datagram(m.completion_contexts)),
-        "driver_allocs_per_datagram": per_datagram(response.allocations),
-        "copies_per_datagram": per_datagram(1),
+        "seconds": figures.seconds,
+        "pps": figures.pps,
+        "allocs_per_datagram": measured.machine.map(|m| figures.per(m.allocations())),
+        "completion_contexts_per_datagram": measured.machine.map(|m| figures.per(m.completion_contexts)),
+        "driver_allocs_per_datagram": figures.per(response.allocations),
+        "copies_per_datagram": figures.per(1),
         "cpu_user_seconds": measured.cpu.user,
         "cpu_system_seconds": measured.cpu.system,
-        "model_share": model_share,
-        "core_share": core_share,
-        "linux_share": linux_share,
+        "model_share": figures.model_share,
+        "core_share": figures.core_share,
+        "linux_share": figures.linux_share,
         "max_dispatch_run_us": measured.machine.map(|m| m.longest_completion_ns as f64 / 1e3),
-        "driver_max_completion_us": driver_longest_us,
+        "driver_max_completion_us": figures.driver_longest_us,
         "received": measured.received,
-        "dropped": dropped,
+        "dropped": figures.dropped,
         "baseline": baseline_json,
         "baseline_pps": baseline.map(|b| b.sendmsg.pps()),
-        "ratio": ratio_msg,
-        "ratio_sendmmsg": ratio_mmsg,
-    });
+        "ratio": figures.vs_sendmsg,
+        "ratio_sendmmsg": figures.vs_sendmmsg,
+    })
+}
+
+#[allow(clippy::cast_precision_loss, reason = "figures for display")]
+fn text_of(
+    args: &BenchArgs,
+    measured: &Measured,
+    figures: &Figures,
+    baseline: Option<&Baseline>,
+) -> String {
+    let response = &measured.response;
     let mut text = format!(
-        "{} of {} datagram(s) of {} bytes with {api} ({} WSK call(s), up to {} in flight) in {seconds:.3} s: {pps:.0} datagrams/s; {}\n",
-        sent,
+        "{} of {} datagram(s) of {} bytes with {} ({} WSK call(s), up to {} in flight) in {:.3} s: {:.0} datagrams/s; {}\n",
+        figures.sent,
         response.datagrams,
         args.size,
+        figures.api,
         response.wsk_calls,
         args.inflight,
+        figures.seconds,
+        figures.pps,
         status_text(response.status),
     );
     if let Some(machine) = measured.machine {
         let _ = writeln!(
             text,
             "  per datagram: {:.4} allocations (pool, IRP, MDL), {:.4} completion contexts; longest completion routine {:.1} us",
-            per_datagram(machine.allocations()),
-            per_datagram(machine.completion_contexts),
+            figures.per(machine.allocations()),
+            figures.per(machine.completion_contexts),
             machine.longest_completion_ns as f64 / 1e3,
         );
     }
-    if let (Some(model), Some(core), Some(linux)) = (model_share, core_share, linux_share) {
+    if let (Some(model), Some(core), Some(linux)) =
+        (figures.model_share, figures.core_share, figures.linux_share)
+    {
         let _ = writeln!(
             text,
             "  CPU: model {:.0}%, driver and harness {:.0}%, Linux {:.0}% ({:.2} s user, {:.2} s system)",
@@ -293,21 +381,29 @@ fn report(
             measured.cpu.system
         );
     }
-    match (measured.received, dropped) {
+    match (measured.received, figures.dropped) {
         (Some(received), Some(dropped)) => {
             let _ = writeln!(text, "  receiver: {received} arrived, {dropped} dropped");
         }
         _ => {
-            let _ = writeln!(text, "  receiver: none (not an address of this host): drops not counted");
+            let _ = writeln!(
+                text,
+                "  receiver: none (not an address of this host): drops not counted"
+            );
         }
     }
     if let Some(b) = baseline {
+        let stopped = |error: &Option<String>| {
+            error
+                .as_ref()
+                .map_or_else(String::new, |e| format!(", stopped: {e}"))
+        };
         let _ = writeln!(
             text,
             "  baseline sendmsg: {:.0} datagrams/s (driver {:.2}x){}",
             b.sendmsg.pps(),
-            ratio_msg.unwrap_or(0.0),
-            b.sendmsg.error.as_ref().map_or_else(String::new, |e| format!(", stopped: {e}"))
+            figures.vs_sendmsg.unwrap_or(0.0),
+            stopped(&b.sendmsg.error)
         );
         if let Some(m) = &b.sendmmsg {
             let _ = writeln!(
@@ -315,21 +411,17 @@ fn report(
                 "  baseline sendmmsg x{}: {:.0} datagrams/s (driver {:.2}x){}",
                 b.batch,
                 m.pps(),
-                ratio_mmsg.unwrap_or(0.0),
-                m.error.as_ref().map_or_else(String::new, |e| format!(", stopped: {e}"))
+                figures.vs_sendmmsg.unwrap_or(0.0),
+                stopped(&m.error)
             );
         }
     }
-    Outcome {
-        json,
-        text,
-        ok: response.status >= 0 && response.datagrams_sent == response.datagrams,
-    }
+    text
 }
 
 /// CPU nanoseconds per datagram of a baseline loop.
 #[allow(clippy::cast_precision_loss, reason = "figures for display")]
-fn per_cpu(figures: &wskudp_harness::bench::LoopFigures) -> f64 {
+fn per_cpu(figures: &LoopFigures) -> f64 {
     if figures.datagrams == 0 {
         0.0
     } else {

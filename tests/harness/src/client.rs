@@ -13,11 +13,10 @@ use wskudp_abi::status::{STATUS_DEVICE_BUSY, STATUS_INSUFFICIENT_RESOURCES, STAT
 
 use wskudp_abi::{
     ABI_OLDEST, ABI_VERSION, AbiError, BenchResponse, BenchShape, DescribeSendResponse,
-    InfoResponse, Ioctl,
-    OpenSocketResponse, RequestHeader, SendResponse, SendSpec, SocketOption, StatsResponse,
-    encode_bench, encode_close_socket, encode_open_socket_with, encode_query_stats, encode_send,
-    encode_set_option, read_any_version, read_response, send_request_len, set_request_version,
-    status::nt_success,
+    InfoResponse, Ioctl, OpenSocketResponse, RequestHeader, SendResponse, SendSpec, SocketOption,
+    StatsResponse, encode_bench, encode_close_socket, encode_open_socket_with, encode_query_stats,
+    encode_send, encode_set_option, read_any_version, read_response, send_request_len,
+    set_request_version, status::nt_success,
 };
 use zerocopy::{FromBytes, IntoBytes};
 

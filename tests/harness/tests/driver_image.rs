@@ -254,8 +254,8 @@ fn check_imports(arch: &str) {
         let module = String::from_utf8_lossy(import.library()).to_ascii_lowercase();
         let name = String::from_utf8_lossy(import.name()).into_owned();
         assert!(
-            ["ntoskrnl.exe", "netio.sys"].contains(&module.as_str()),
-            "{arch}: {name} is imported from {module}: a driver may import only from the kernel"
+            ["ntoskrnl.exe", "hal.dll", "netio.sys"].contains(&module.as_str()),
+            "{arch}: {name} is imported from {module}: a driver may import only from the kernel (ntoskrnl, the HAL, NETIO)"
         );
         assert!(
             seen.entry(module.clone()).or_default().insert(name.clone()),

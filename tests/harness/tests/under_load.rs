@@ -31,7 +31,7 @@ use wskudp_harness::receiver::Receiver;
 use wskudp_kmodel::iomgr::{self, EntryKind, Handle, LoadedDriver, PendingRequest};
 use wskudp_kmodel::{
     Access, Caller, CompletionMode, Config, FaultPlan, Machine, force_close_sockets,
-    held_completions, open_sockets, pend_closes, release_held,
+    held_completions, held_datagrams, open_sockets, pend_closes, release_held,
 };
 use zerocopy::IntoBytes;
 
@@ -169,7 +169,7 @@ impl Rig {
             "{front_door:?}"
         );
         assert_eq!(response.status, STATUS_CANCELLED, "{front_door:?}");
-        assert_eq!(held_completions(), 0, "{front_door:?}");
+        assert_eq!(held_datagrams(), 0, "{front_door:?}");
         assert_eq!(open_sockets(), 0, "{front_door:?}");
         self.received(0);
     }
@@ -182,7 +182,21 @@ impl Rig {
     }
 }
 
+/// Waits until the provider holds at least `at_least` datagrams (of its pending sends).
 fn wait_for_held(at_least: usize) {
+    let deadline = Instant::now() + BOUND;
+    while held_datagrams() < at_least {
+        assert!(
+            Instant::now() < deadline,
+            "only {} datagrams pending, expected {at_least}",
+            held_datagrams()
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Waits until the provider holds at least `at_least` WSK calls (sends or others).
+fn wait_for_calls(at_least: usize) {
     let deadline = Instant::now() + BOUND;
     while held_completions() < at_least {
         assert!(
@@ -243,7 +257,7 @@ fn close_with_window_held(front_door: FrontDoor, pend: bool) {
     let socket = rig.open_socket(OWN);
     let sending = rig.window_held(OWN, socket, 100);
     assert_eq!(
-        held_completions(),
+        held_datagrams(),
         SEND_WINDOW as usize,
         "{front_door:?}: the window bounds what is in flight"
     );
@@ -279,7 +293,7 @@ fn cleanup_with_sends_held_is_bounded_and_spares_other_handles() {
             "{front_door:?}: only the kept socket is open"
         );
         assert_eq!(
-            held_completions(),
+            held_datagrams(),
             3,
             "{front_door:?}: the other handle's sends wait"
         );
@@ -380,9 +394,10 @@ fn unload_with_sends_held(front_door: FrontDoor, pend: bool) {
         let unloading = scope.spawn(|| driver.unload());
         assert_still_running(&unloading, front_door, "the unload, under a handle,");
         if pend {
+            let sends = held_completions();
             let closing = scope.spawn(|| handle.close());
             // The close IRP joins the ten sends.
-            wait_for_held(11);
+            wait_for_calls(sends + 1);
             assert_still_running(&closing, front_door, "the handle's cleanup");
             assert_still_running(&unloading, front_door, "the unload");
             release_held(usize::MAX);
@@ -523,7 +538,7 @@ fn cancelling_a_send_cancels_its_wsk_irps() {
         let outcome = sending.wait(BOUND).unwrap();
         assert_eq!(outcome.status, STATUS_CANCELLED, "{front_door:?}");
         assert_eq!(
-            held_completions(),
+            held_datagrams(),
             0,
             "{front_door:?}: every WSK IRP was cancelled"
         );
@@ -824,8 +839,10 @@ fn held_until_released<T: Send>(
     work: impl FnOnce() -> T + Send,
 ) -> T {
     std::thread::scope(|scope| {
+        // The window's IRPs are held; the close IRP joins them.
+        let window = held_completions();
         let running = scope.spawn(work);
-        wait_for_held(SEND_WINDOW as usize + 1);
+        wait_for_calls(window + 1);
         assert_still_running(&running, front_door, what);
         release_held(usize::MAX);
         running.join().unwrap()
@@ -898,14 +915,17 @@ fn a_held_back_cancel_callback_does_not_hold_the_socket() {
     let socket = raw_open_socket(&handle);
     let sending = raw_send(&handle, socket, to, 2);
     wait_for_held(2);
+    let send_calls = held_completions();
     std::thread::scope(|scope| {
         // A request stays in the dispatch loop: OPEN_SOCKET waits in WskSocket, held.
         let opening = scope.spawn(|| open_socket_request(&handle));
-        wait_for_held(3);
+        wait_for_calls(send_calls + 1);
         sending.cancel();
-        // The two sends complete; the request waits for its EvtRequestCancel.
-        assert!(wskudp_kmodel::release_held_nth(0));
-        assert!(wskudp_kmodel::release_held_nth(0));
+        // The send's WSK calls (both datagrams) complete; the request waits for its
+        // EvtRequestCancel.
+        for _ in 0..send_calls {
+            assert!(wskudp_kmodel::release_held_nth(0));
+        }
         let closing = handle
             .ioctl(
                 Ioctl::CloseSocket.code(),

@@ -6,7 +6,7 @@ use std::sync::LazyLock;
 use std::time::Instant;
 
 /// Ticks per second.
-pub const FREQUENCY: i64 = 10_000_000;
+pub(crate) const FREQUENCY: i64 = 10_000_000;
 
 static BOOT: LazyLock<Instant> = LazyLock::new(Instant::now);
 
@@ -16,6 +16,7 @@ static BOOT: LazyLock<Instant> = LazyLock::new(Instant::now);
 /// `frequency` is null or writable.
 #[unsafe(export_name = "KeQueryPerformanceCounter")]
 pub(crate) unsafe extern "system" fn ke_query_performance_counter(frequency: *mut i64) -> i64 {
+    let _model = crate::accounting::InModel::enter();
     if !frequency.is_null() {
         // SAFETY: Writable when not null (caller's contract).
         unsafe { frequency.write(FREQUENCY) };

@@ -84,6 +84,8 @@ pub(crate) type Operation = Box<dyn FnOnce() -> (NTSTATUS, usize) + Send>;
 struct Work {
     irp: usize,
     socket: usize,
+    /// Datagrams the IRP carries (a send's `WSK_BUF`s; 0 for other calls).
+    datagrams: usize,
     operation: Operation,
 }
 
@@ -135,6 +137,16 @@ const fn irp_ptr(addr: usize) -> *mut IRP {
 /// completed and freed at once ("Using a Driver-Supplied Spin Lock", steps 2-3). Inline, the
 /// IRP is never queued, so no lock is taken.
 pub(crate) fn submit(irp: *mut IRP, socket: usize, operation: Operation) -> NTSTATUS {
+    submit_send(irp, socket, 0, operation)
+}
+
+/// [`submit`] for a send carrying `datagrams` datagrams (what [`held_datagrams`] counts).
+pub(crate) fn submit_send(
+    irp: *mut IRP,
+    socket: usize,
+    datagrams: usize,
+    operation: Operation,
+) -> NTSTATUS {
     if INLINE.load(Ordering::Acquire) {
         let (status, information) = if irp::is_cancelled(irp) {
             (STATUS_CANCELLED, 0)
@@ -161,6 +173,7 @@ pub(crate) fn submit(irp: *mut IRP, socket: usize, operation: Operation) -> NTST
     engine.queue.push_back(Work {
         irp: addr,
         socket,
+        datagrams,
         operation,
     });
     let racing = engine.mode == CompletionMode::Racing;
@@ -208,6 +221,9 @@ fn complete_taken(irp: usize, status: NTSTATUS, information: usize) {
 
 /// Runs queued work and completes its IRP (cancelled instead, if `IoCancelIrp` got there).
 fn run(work: Work) {
+    // The provider's work on its own thread is model code, but for the driver's routine and
+    // the system calls, which `complete` and the send leave out.
+    let _model = crate::accounting::InModel::enter();
     let Work { irp, operation, .. } = work;
     let (status, information) = if irp::is_cancelled(irp_ptr(irp)) {
         (STATUS_CANCELLED, 0)
@@ -215,6 +231,13 @@ fn run(work: Work) {
         operation()
     };
     complete_taken(irp, status, information);
+}
+
+/// Datagrams in the sends held back or queued, not completed yet (a `WskSendMessages` IRP
+/// counts each datagram of its list).
+#[must_use]
+pub fn held_datagrams() -> usize {
+    engine().queue.iter().map(|work| work.datagrams).sum()
 }
 
 /// IRPs held back ([`CompletionMode::Held`]) or queued for the worker, not completed yet.

@@ -42,6 +42,7 @@ pub(crate) unsafe extern "system" fn io_allocate_irp(
     stack_size: i8,
     _charge_quota: bool,
 ) -> *mut IRP {
+    let _model = crate::accounting::InModel::enter();
     irql::require_at_most("IoAllocateIrp", DISPATCH_LEVEL);
     if stack_size < 1 {
         state::violation("IrpStackSize", format!("IoAllocateIrp({stack_size})"));
@@ -59,13 +60,29 @@ pub(crate) unsafe extern "system" fn io_allocate_irp(
     if irp.is_null() {
         return irp;
     }
-    // SAFETY: `irp` is a fresh zeroed block large enough for the IRP and its locations.
+    // SAFETY: `irp` is a fresh block of `layout`'s size.
+    unsafe { initialize(irp, layout, stack_size) };
+    state::bump(&TABLES.stats.irp_allocations);
+    TABLES
+        .irps
+        .insert(irp.expose_provenance(), IrpRecord::new(stack_size));
+    irp
+}
+
+/// `IoInitializeIrp` as `IoAllocateIrp` and `IoReuseIrp` run it: the IRP and its locations
+/// zeroed, then its header, with the current location one past the last.
+///
+/// # Safety
+/// `irp` points to `layout.size()` writable bytes, the IRP and `stack_size` locations.
+unsafe fn initialize(irp: *mut IRP, layout: Layout, stack_size: i8) {
+    // SAFETY: The caller's guarantee; IRP and IO_STACK_LOCATION sizes are multiples of 8, so
+    // the past-the-end location stays aligned.
     unsafe {
+        irp.cast::<u8>().write_bytes(0, layout.size());
         (*irp).Type = i16::try_from(IO_TYPE_IRP).unwrap_or_default();
         (*irp).Size = u16::try_from(layout.size()).unwrap_or(u16::MAX);
         (*irp).StackCount = stack_size;
         (*irp).CurrentLocation = stack_size + 1;
-        // IRP and IO_STACK_LOCATION sizes are multiples of 8, so this stays aligned.
         #[allow(clippy::cast_ptr_alignment)]
         let past_last = irp
             .cast::<u8>()
@@ -73,11 +90,57 @@ pub(crate) unsafe extern "system" fn io_allocate_irp(
             .cast::<IO_STACK_LOCATION>();
         current_stack_location_slot(irp).write(past_last);
     }
-    state::bump(&TABLES.stats.irp_allocations);
-    TABLES
-        .irps
-        .insert(irp.expose_provenance(), IrpRecord::new(stack_size));
-    irp
+}
+
+/// `IoReuseIrp` (IRQL <= `DISPATCH_LEVEL`): resets an IRP the driver allocated, once it came
+/// back to it, for another call. The `IoReuseIrp` page: only for an IRP "previously allocated
+/// either as raw memory or with `IoAllocateIrp`" (the model's IRPs all come from
+/// `IoAllocateIrp`); "Using IRPs with Winsock Kernel Functions": a driver "reuses a completed
+/// IRP" this way. Reusing one a provider still owns, or with a cancel routine set (`ReactOS`'s
+/// `IoReuseIrp` asserts none is, an independent reading), is a violation.
+///
+/// # Safety
+/// `irp` must be an IRP from `IoAllocateIrp`.
+#[unsafe(export_name = "IoReuseIrp")]
+pub(crate) unsafe extern "system" fn io_reuse_irp(irp: *mut IRP, status: NTSTATUS) {
+    let _model = crate::accounting::InModel::enter();
+    irql::require_at_most("IoReuseIrp", DISPATCH_LEVEL);
+    let addr = irp.expose_provenance();
+    let Some(record) = TABLES.irps.get(&addr) else {
+        state::violation(
+            "IoReuseIrpNotAllocated",
+            format!(
+                "IoReuseIrp({addr:#x}) of an IRP not allocated by IoAllocateIrp, or freed (IoReuseIrp page)"
+            ),
+        );
+        return;
+    };
+    if !record.value().reset() {
+        state::violation(
+            "IrpReusedInFlight",
+            format!(
+                "IoReuseIrp({addr:#x}) while the WSK provider still owns it (before completion)"
+            ),
+        );
+        return;
+    }
+    // SAFETY: A live IRP the driver owns.
+    if unsafe { (*irp).CancelRoutine }.is_some() {
+        state::violation(
+            "IoReuseIrpCancelRoutine",
+            format!("IoReuseIrp({addr:#x}) of an IRP with a cancel routine still set"),
+        );
+    }
+    let stack_size = record.value().stack_size;
+    let Some(layout) = layout(stack_size) else {
+        return;
+    };
+    // SAFETY: A live IRP allocated with this layout, owned by the driver.
+    unsafe {
+        initialize(irp, layout, stack_size);
+        (*irp).IoStatus.Anonymous.Status = status;
+    }
+    state::bump(&TABLES.stats.irps_reused);
 }
 
 /// `IoFreeIrp` (IRQL <= `DISPATCH_LEVEL`): only for `IoAllocateIrp` IRPs the driver owns.
@@ -86,6 +149,7 @@ pub(crate) unsafe extern "system" fn io_allocate_irp(
 /// `irp` must be an IRP from `IoAllocateIrp`.
 #[unsafe(export_name = "IoFreeIrp")]
 pub(crate) unsafe extern "system" fn io_free_irp(irp: *const IRP) {
+    let _model = crate::accounting::InModel::enter();
     irql::require_at_most("IoFreeIrp", DISPATCH_LEVEL);
     let addr = irp.expose_provenance();
     let Some(record) = TABLES.irps.get(&addr) else {
@@ -249,6 +313,7 @@ pub(crate) fn is_cancelled(irp: *mut IRP) -> bool {
 /// None beyond the DDI's contract (the model checks the IRP is live before touching it).
 #[unsafe(export_name = "IoCancelIrp")]
 pub(crate) unsafe extern "system" fn io_cancel_irp(irp: *const IRP) -> bool {
+    let _model = crate::accounting::InModel::enter();
     irql::require_at_most("IoCancelIrp", DISPATCH_LEVEL);
     let addr = irp.expose_provenance();
     let known = TABLES.irps.contains_key(&addr) || crate::iomgr::is_live_request(addr);
@@ -325,15 +390,27 @@ pub(crate) fn complete(irp: *mut IRP, status: NTSTATUS, information: usize) {
         let guarded = routine as usize == unload_safe_completion_erased() as usize;
         crate::iomgr::routine_running(guarded, true);
         let previous = IN_DRIVER_ROUTINE.with(|flag| flag.replace(!guarded));
-        // SAFETY: Called as the I/O manager does: no device object for a driver-allocated
-        // IRP's top location, the IRP, and the driver's context; at DISPATCH_LEVEL.
-        let result = irql::at_dispatch("completion routine", || unsafe {
-            routine(
-                std::ptr::null::<DEVICE_OBJECT>(),
-                irp,
-                context.cast::<c_void>(),
-            )
+        let outermost = COMPLETION_DEPTH.with(|depth| depth.replace(depth.get() + 1)) == 0;
+        let started = std::time::Instant::now();
+        let result = crate::accounting::outside(|| {
+            // SAFETY: Called as the I/O manager does: no device object for a driver-allocated
+            // IRP's top location, the IRP, and the driver's context; at DISPATCH_LEVEL.
+            irql::at_dispatch("completion routine", || unsafe {
+                routine(
+                    std::ptr::null::<DEVICE_OBJECT>(),
+                    irp,
+                    context.cast::<c_void>(),
+                )
+            })
         });
+        if outermost {
+            let ran = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            TABLES
+                .stats
+                .longest_completion_ns
+                .fetch_max(ran, std::sync::atomic::Ordering::Relaxed);
+        }
+        COMPLETION_DEPTH.with(|depth| depth.set(depth.get().saturating_sub(1)));
         IN_DRIVER_ROUTINE.with(|flag| flag.set(previous));
         crate::iomgr::routine_running(guarded, false);
         if result == STATUS_MORE_PROCESSING_REQUIRED {
@@ -363,6 +440,25 @@ pub(crate) fn complete(irp: *mut IRP, status: NTSTATUS, information: usize) {
 thread_local! {
     /// Set while a driver completion routine runs unguarded by a device reference.
     static IN_DRIVER_ROUTINE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Driver completion routines running on this thread (nested when a provider completes
+    /// inline inside a call a routine made).
+    static COMPLETION_DEPTH: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Records `WskCallInCompletion` if `call` is made from inside a driver's completion routine:
+/// "A WSK application should not call new WSK functions in the context of the `IoCompletion`
+/// routine. Doing so may result in recursive calls and exhaust the kernel mode stack. When
+/// executing at IRQL = `DISPATCH_LEVEL`, this can also lead to starvation of other threads"
+/// ("Using IRPs with Winsock Kernel Functions").
+pub(crate) fn check_not_in_completion(call: &str) {
+    if COMPLETION_DEPTH.with(std::cell::Cell::get) > 0 {
+        state::violation(
+            "WskCallInCompletion",
+            format!(
+                "{call} called from inside a completion routine (\"Using IRPs with Winsock Kernel Functions\": a WSK application should not call new WSK functions in the context of the IoCompletion routine)"
+            ),
+        );
+    }
 }
 
 /// Inside a driver completion routine that no device reference protects, the model widens the
@@ -429,6 +525,7 @@ pub(crate) unsafe extern "system" fn io_set_completion_routine_ex(
     on_error: bool,
     on_cancel: bool,
 ) -> NTSTATUS {
+    let _model = crate::accounting::InModel::enter();
     irql::require_at_most("IoSetCompletionRoutineEx", DISPATCH_LEVEL);
     let Some(routine) = routine else {
         // `IoSetCompletionRoutineEx` page: CompletionRoutine is an [in] entry point, and the page
@@ -465,6 +562,8 @@ pub(crate) unsafe extern "system" fn io_set_completion_routine_ex(
         context: context.cast_mut(),
         device: device.expose_provenance(),
     }));
+    // The I/O manager's allocation (one per call): counted as the allocations are.
+    state::bump(&TABLES.stats.completion_contexts);
     TABLES
         .ex_contexts
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

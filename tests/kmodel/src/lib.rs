@@ -40,7 +40,9 @@
 //! One [`Machine`] exists per process at a time ([`Machine::boot`] waits for the previous
 //! one to shut down); IRQL is per thread.
 
+pub mod accounting;
 mod cancel;
+mod clock;
 mod completion;
 pub mod explore;
 mod faults;
@@ -56,17 +58,20 @@ mod security;
 mod state;
 mod sync;
 pub mod wdf;
+mod workitem;
 pub(crate) mod wsk;
 
 use std::sync::{Condvar, Mutex};
 
 pub use completion::{
-    CompletionMode, Order, held_completions, release_held, release_held_for, release_held_nth,
+    CompletionMode, Order, held_completions, held_datagrams, release_held, release_held_for,
+    release_held_nth,
 };
 pub use faults::FaultPlan;
 pub use profile::Profile;
 pub use report::{Leaks, Report, RuleCase, Stats, Violation, untripped};
 pub use security::{Access, Caller};
+pub use workitem::{hold_work_items, quiesce_work_items};
 pub use wsk::{
     PROVIDER_WSK_VERSION, fail_sends_at_once, force_close_sockets, open_sockets, pend_closes,
 };
@@ -85,12 +90,18 @@ pub const EXPORTS: &[&str] = &[
     "ExWaitForRundownProtectionRelease",
     "IoAllocateIrp",
     "IoAllocateMdl",
+    "IoAllocateWorkItem",
+    "IoBuildPartialMdl",
     "IoCancelIrp",
     "IoFreeIrp",
     "IoFreeMdl",
+    "IoFreeWorkItem",
+    "IoQueueWorkItem",
+    "IoReuseIrp",
     "IoSetCompletionRoutineEx",
     "KeGetCurrentIrql",
     "KeInitializeEvent",
+    "KeQueryPerformanceCounter",
     "KeSetEvent",
     "KeWaitForSingleObject",
     "MmBuildMdlForNonPagedPool",
@@ -147,6 +158,15 @@ fn exports_match_declarations() {
         sync::ex_wait_for_rundown_protection_release
     );
     same!(nt::IoAllocateIrp, irp::io_allocate_irp);
+    same!(nt::IoReuseIrp, irp::io_reuse_irp);
+    same!(nt::IoBuildPartialMdl, mdl::io_build_partial_mdl);
+    same!(nt::IoAllocateWorkItem, workitem::io_allocate_work_item);
+    same!(nt::IoQueueWorkItem, workitem::io_queue_work_item);
+    same!(nt::IoFreeWorkItem, workitem::io_free_work_item);
+    same!(
+        nt::KeQueryPerformanceCounter,
+        clock::ke_query_performance_counter
+    );
     same!(nt::IoAllocateMdl, mdl::io_allocate_mdl);
     same!(nt::IoFreeIrp, irp::io_free_irp);
     same!(nt::IoCancelIrp, irp::io_cancel_irp);
@@ -254,6 +274,7 @@ impl Machine {
         sync::reset();
         faults::start(config.faults);
         wsk::reset();
+        workitem::reset();
         iomgr::reset();
         object::reset();
         wdf::reset();
@@ -288,6 +309,7 @@ impl Machine {
     pub fn shutdown(mut self) -> Report {
         self.running = false;
         completion::stop();
+        let work_items = workitem::stop();
         object::check_closed();
         let (sockets, captures, registrations) = wsk::outstanding();
         let (device_objects, file_objects, io_requests) = iomgr::outstanding();
@@ -296,6 +318,7 @@ impl Machine {
         let report = {
             let mut leaked = state::leaks(sockets, captures, registrations);
             leaked.device_objects = device_objects;
+            leaked.work_items = work_items;
             leaked.file_objects = file_objects;
             leaked.io_requests = io_requests;
             leaked.symbolic_links = symbolic_links;
@@ -315,6 +338,7 @@ impl Drop for Machine {
     fn drop(&mut self) {
         if self.running {
             completion::stop();
+            let _ = workitem::stop();
         }
         *MACHINE_IN_USE
             .lock()

@@ -46,6 +46,7 @@ pub(crate) unsafe extern "system" fn io_allocate_mdl(
     _charge_quota: bool,
     irp: *mut IRP,
 ) -> *mut MDL {
+    let _model = crate::accounting::InModel::enter();
     irql::require_at_most("IoAllocateMdl", DISPATCH_LEVEL);
     if !irp.is_null() {
         state::violation(
@@ -127,6 +128,7 @@ fn fill_pfns(mdl: *mut MDL, pages: usize) {
 /// `mdl` must come from `IoAllocateMdl`.
 #[unsafe(export_name = "MmBuildMdlForNonPagedPool")]
 pub(crate) unsafe extern "system" fn mm_build_mdl_for_non_paged_pool(mdl: *mut MDL) {
+    let _model = crate::accounting::InModel::enter();
     irql::require_at_most("MmBuildMdlForNonPagedPool", DISPATCH_LEVEL);
     let addr = mdl.expose_provenance();
     let Some(pages) = TABLES.mdls.get(&addr).map(|entry| *entry.value()) else {
@@ -157,12 +159,144 @@ pub(crate) unsafe extern "system" fn mm_build_mdl_for_non_paged_pool(mdl: *mut M
     fill_pfns(mdl, pages);
 }
 
+/// `MDL_PARTIAL` (wdm.h).
+const MDL_PARTIAL: i16 = 0x0010;
+/// `MDL_PARTIAL_HAS_BEEN_MAPPED` (wdm.h).
+const MDL_PARTIAL_HAS_BEEN_MAPPED: i16 = 0x0020;
+/// `MDL_IO_PAGE_READ` (wdm.h).
+const MDL_IO_PAGE_READ: i16 = 0x0040;
+
+/// `IoBuildPartialMdl` (IRQL <= `DISPATCH_LEVEL`): makes `target` describe `[va, va + len)`, a
+/// range of the buffer `source` describes, with `source`'s pages.
+///
+/// The rules, from the `IoBuildPartialMdl` page: the range must lie in the source's buffer;
+/// the target must be large enough for the pages the range spans ("must be large enough to
+/// map the subrange"); a target that was mapped as a partial MDL must be prepared with
+/// `MmPrepareMdlForReuse` before it is built again; and the source must describe locked
+/// pages (research: "the source must be locked"), as an MDL over non-paged pool does. What
+/// the target takes from the source (flags, system address, page numbers) follows `ReactOS`'s
+/// `IoBuildPartialMdl`, an independent reading: the source's `MDL_IO_PAGE_READ`,
+/// `MDL_SOURCE_IS_NONPAGED_POOL` and `MDL_MAPPED_TO_SYSTEM_VA`, plus `MDL_PARTIAL`; a zero
+/// length means the rest of the source.
+///
+/// # Safety
+/// `source` and `target` must be MDLs.
+#[unsafe(export_name = "IoBuildPartialMdl")]
+pub(crate) unsafe extern "system" fn io_build_partial_mdl(
+    source: *const MDL,
+    target: *mut MDL,
+    virtual_address: *mut c_void,
+    length: u32,
+) {
+    let _model = crate::accounting::InModel::enter();
+    irql::require_at_most("IoBuildPartialMdl", DISPATCH_LEVEL);
+    let source_addr = source.expose_provenance();
+    let target_addr = target.expose_provenance();
+    let known_source = TABLES.mdls.contains_key(&source_addr) || is_locked_request_mdl(source_addr);
+    let Some(target_pages) = TABLES.mdls.get(&target_addr).map(|entry| *entry.value()) else {
+        state::violation(
+            "PartialMdlTarget",
+            format!("IoBuildPartialMdl into {target_addr:#x}, not an MDL from IoAllocateMdl"),
+        );
+        return;
+    };
+    if !known_source {
+        state::violation(
+            "PartialMdlSource",
+            format!("IoBuildPartialMdl from {source_addr:#x}, not a live MDL"),
+        );
+        return;
+    }
+    // SAFETY: Both are live MDLs (checked above).
+    let (source_flags, source_start, source_len, source_mapped, target_flags) = unsafe {
+        (
+            (*source).MdlFlags,
+            (*source).StartVa.expose_provenance() + (*source).ByteOffset as usize,
+            (*source).ByteCount as usize,
+            (*source).MappedSystemVa.expose_provenance(),
+            (*target).MdlFlags,
+        )
+    };
+    if source_flags & (MDL_SOURCE_IS_NONPAGED_POOL | MDL_PAGES_LOCKED) == 0 {
+        state::violation(
+            "PartialMdlSourceNotLocked",
+            format!(
+                "IoBuildPartialMdl from {source_addr:#x}, which describes neither locked pages nor non-paged pool"
+            ),
+        );
+        return;
+    }
+    if target_flags & MDL_PARTIAL_HAS_BEEN_MAPPED != 0 {
+        state::violation(
+            "PartialMdlReusedMapped",
+            format!(
+                "IoBuildPartialMdl into {target_addr:#x}, a partial MDL mapped since it was built: MmPrepareMdlForReuse first (IoBuildPartialMdl page)"
+            ),
+        );
+    }
+    let start = virtual_address.expose_provenance();
+    let offset = start.wrapping_sub(source_start);
+    let length = if length == 0 {
+        source_len.saturating_sub(offset)
+    } else {
+        length as usize
+    };
+    if start < source_start || offset.saturating_add(length) > source_len || length == 0 {
+        state::violation(
+            "PartialMdlOutsideSource",
+            format!(
+                "IoBuildPartialMdl of [{start:#x}, +{length}) from {source_addr:#x}, which describes [{source_start:#x}, +{source_len})"
+            ),
+        );
+        return;
+    }
+    let pages = span_pages(start, length);
+    if pages > target_pages {
+        state::violation(
+            "PartialMdlTooSmall",
+            format!(
+                "IoBuildPartialMdl of {pages} page(s) into {target_addr:#x}, sized for {target_pages} (IoBuildPartialMdl page: the target must be large enough)"
+            ),
+        );
+        return;
+    }
+    let inherited =
+        source_flags & (MDL_IO_PAGE_READ | MDL_SOURCE_IS_NONPAGED_POOL | MDL_MAPPED_TO_SYSTEM_VA);
+    // SAFETY: A live target with room for `pages` page numbers (checked), and a live source
+    // whose page array covers the range (it lies in the source's buffer).
+    unsafe {
+        (*target).StartVa = std::ptr::with_exposed_provenance_mut(start - start % PAGE_SIZE);
+        (*target).ByteOffset = u32::try_from(start % PAGE_SIZE).unwrap_or_default();
+        (*target).ByteCount = u32::try_from(length).unwrap_or(u32::MAX);
+        #[allow(clippy::cast_possible_truncation)]
+        let kept = (*target).MdlFlags & MDL_ALLOCATED_FIXED_SIZE as i16;
+        (*target).MdlFlags = kept | inherited | MDL_PARTIAL;
+        (*target).MappedSystemVa = if source_mapped == 0 {
+            std::ptr::null_mut()
+        } else {
+            std::ptr::with_exposed_provenance_mut(source_mapped + offset)
+        };
+        let first_page =
+            (start - start % PAGE_SIZE - (*source).StartVa.expose_provenance()) / PAGE_SIZE;
+        let from = source.add(1).cast::<usize>().add(first_page);
+        let to = target.add(1).cast::<usize>();
+        std::ptr::copy_nonoverlapping(from, to, pages);
+    }
+}
+
+/// Whether `mdl` is the locked MDL of a direct-I/O request the I/O manager has not completed
+/// (the model builds those itself; see [`build_locked`]).
+const fn is_locked_request_mdl(_mdl: usize) -> bool {
+    false
+}
+
 /// `IoFreeMdl` (IRQL <= `DISPATCH_LEVEL`).
 ///
 /// # Safety
 /// `mdl` must come from `IoAllocateMdl`.
 #[unsafe(export_name = "IoFreeMdl")]
 pub(crate) unsafe extern "system" fn io_free_mdl(mdl: *mut MDL) {
+    let _model = crate::accounting::InModel::enter();
     irql::require_at_most("IoFreeMdl", DISPATCH_LEVEL);
     let addr = mdl.expose_provenance();
     let Some(pages) = TABLES.mdls.remove(&addr).map(|entry| *entry.value()) else {

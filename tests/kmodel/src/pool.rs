@@ -43,6 +43,7 @@ pub(crate) unsafe extern "system" fn ex_allocate_pool2(
     size: usize,
     tag: u32,
 ) -> *mut c_void {
+    let _model = crate::accounting::InModel::enter();
     let kind = flags & (POOL_FLAG_NON_PAGED | POOL_FLAG_NON_PAGED_EXECUTE | POOL_FLAG_PAGED);
     let nonpaged = match kind {
         POOL_FLAG_NON_PAGED => true,
@@ -106,6 +107,7 @@ pub(crate) unsafe extern "system" fn ex_allocate_pool2(
 /// `p` must be a block from `ExAllocatePool2`.
 #[unsafe(export_name = "ExFreePoolWithTag")]
 pub(crate) unsafe extern "system" fn ex_free_pool_with_tag(p: *mut c_void, tag: u32) {
+    let _model = crate::accounting::InModel::enter();
     free(p, Some(tag), "ExFreePoolWithTag");
 }
 

@@ -41,6 +41,8 @@ pub struct Leaks {
     pub completion_contexts: usize,
     /// Device objects not deleted.
     pub device_objects: usize,
+    /// Work items from `IoAllocateWorkItem` not freed.
+    pub work_items: usize,
     /// Symbolic links not deleted.
     pub symbolic_links: usize,
     /// File objects (handles) still open.
@@ -86,6 +88,19 @@ pub struct Stats {
     /// Driver completion routines run without one (plain `IoSetCompletionRoutine`): an unload
     /// can unmap the image under them.
     pub unguarded_routines: u64,
+    /// `IoSetCompletionRoutineEx` contexts the I/O manager allocated (one per call).
+    pub completion_contexts: u64,
+    /// `IoReuseIrp` calls.
+    pub irps_reused: u64,
+    /// Work item routines the system worker ran.
+    pub work_items: u64,
+    /// The longest run of a completion routine, nanoseconds: the work a driver did at
+    /// `DISPATCH_LEVEL` in one go ("a typical DPC routine should run for no more than 100
+    /// microseconds", "Guidelines for Writing DPC Routines").
+    pub longest_completion_ns: u64,
+    /// Nanoseconds spent in the model's own code since the process started (its checks and
+    /// bookkeeping, not the driver's code or Linux's system calls).
+    pub model_ns: u64,
 }
 
 /// The unload report: violations, leaks, counters.

@@ -35,8 +35,8 @@ pub(crate) struct IrpRecord {
 
 /// [`IrpRecord`] state bit: a provider call owns the IRP (else the driver does).
 const IRP_PROVIDER: u8 = 1;
-/// [`IrpRecord`] state bit: completed once, so it may only be freed now (the model does not
-/// export `IoReuseIrp`).
+/// [`IrpRecord`] state bit: completed once, so it may only be freed or reset with `IoReuseIrp`
+/// now.
 const IRP_COMPLETED: u8 = 2;
 
 impl IrpRecord {
@@ -67,6 +67,16 @@ impl IrpRecord {
     /// The provider completed it: the driver owns it again, for good.
     pub(crate) fn to_driver_completed(&self) {
         self.state.store(IRP_COMPLETED, Ordering::Release);
+    }
+
+    /// `IoReuseIrp` made it fresh again (only while the driver owns it): `false` if a provider
+    /// owns it.
+    pub(crate) fn reset(&self) -> bool {
+        self.state
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |state| {
+                (state & IRP_PROVIDER == 0).then_some(0)
+            })
+            .is_ok()
     }
 }
 
@@ -141,6 +151,11 @@ pub(crate) struct AtomicStats {
     pub(crate) fault_points: AtomicU64,
     pub(crate) guarded_routines: AtomicU64,
     pub(crate) unguarded_routines: AtomicU64,
+    pub(crate) completion_contexts: AtomicU64,
+    pub(crate) irps_reused: AtomicU64,
+    pub(crate) work_items: AtomicU64,
+    /// The longest a completion routine ran, nanoseconds (a maximum, not a sum).
+    pub(crate) longest_completion_ns: AtomicU64,
 }
 
 /// Adds one to a counter.
@@ -149,7 +164,7 @@ pub(crate) fn bump(counter: &AtomicU64) {
 }
 
 impl AtomicStats {
-    const fn counters(&self) -> [&AtomicU64; 11] {
+    const fn counters(&self) -> [&AtomicU64; 15] {
         [
             &self.pool_allocations,
             &self.irp_allocations,
@@ -162,6 +177,10 @@ impl AtomicStats {
             &self.fault_points,
             &self.guarded_routines,
             &self.unguarded_routines,
+            &self.completion_contexts,
+            &self.irps_reused,
+            &self.work_items,
+            &self.longest_completion_ns,
         ]
     }
 
@@ -185,6 +204,10 @@ impl AtomicStats {
             fault_points,
             guarded_routines,
             unguarded_routines,
+            completion_contexts,
+            irps_reused,
+            work_items,
+            longest_completion_ns,
         ] = self.counters().map(|c| c.load(Ordering::Relaxed));
         Stats {
             pool_allocations,
@@ -198,8 +221,18 @@ impl AtomicStats {
             fault_points,
             guarded_routines,
             unguarded_routines,
+            completion_contexts,
+            irps_reused,
+            work_items,
+            longest_completion_ns,
+            model_ns: crate::accounting::model_ns(),
         }
     }
+}
+
+/// Counts one work item routine run.
+pub(crate) fn count_work_item() {
+    bump(&TABLES.stats.work_items);
 }
 
 /// What the model tracks off the hot path. Guarded by one mutex, held only briefly: never

@@ -26,6 +26,7 @@ use crate::state::{self, WAKE};
 /// None.
 #[unsafe(export_name = "KeGetCurrentIrql")]
 pub(crate) unsafe extern "system" fn ke_get_current_irql() -> u8 {
+    let _model = crate::accounting::InModel::enter();
     irql::current()
 }
 
@@ -200,6 +201,7 @@ pub(crate) unsafe extern "system" fn ex_initialize_rundown_protection(
 pub(crate) unsafe extern "system" fn ex_acquire_rundown_protection(
     rundown: *mut EX_RUNDOWN_REF,
 ) -> bool {
+    let _model = crate::accounting::InModel::enter();
     irql::require_at_most("ExAcquireRundownProtection", DISPATCH_LEVEL);
     if !check_rundown(rundown, "ExAcquireRundownProtection") {
         return false;
@@ -217,6 +219,7 @@ pub(crate) unsafe extern "system" fn ex_acquire_rundown_protection(
 /// `rundown` must be initialized and hold a reference of the caller's.
 #[unsafe(export_name = "ExReleaseRundownProtection")]
 pub(crate) unsafe extern "system" fn ex_release_rundown_protection(rundown: *mut EX_RUNDOWN_REF) {
+    let _model = crate::accounting::InModel::enter();
     irql::require_at_most("ExReleaseRundownProtection", DISPATCH_LEVEL);
     if !check_rundown(rundown, "ExReleaseRundownProtection") {
         return;
@@ -334,6 +337,7 @@ fn release(lock: *mut i32, old_irql: u8, ddi: &str, undo: impl Fn(&AtomicI32) ->
 /// `lock` must be a valid `EX_SPIN_LOCK`.
 #[unsafe(export_name = "ExAcquireSpinLockExclusive")]
 pub(crate) unsafe extern "system" fn ex_acquire_spin_lock_exclusive(lock: *mut i32) -> u8 {
+    let _model = crate::accounting::InModel::enter();
     acquire(lock, "ExAcquireSpinLockExclusive", |w| {
         w.compare_exchange(0, EXCLUSIVE, Ordering::Acquire, Ordering::Relaxed)
             .is_ok()
@@ -346,6 +350,7 @@ pub(crate) unsafe extern "system" fn ex_acquire_spin_lock_exclusive(lock: *mut i
 /// `lock` must be held exclusively by the caller.
 #[unsafe(export_name = "ExReleaseSpinLockExclusive")]
 pub(crate) unsafe extern "system" fn ex_release_spin_lock_exclusive(lock: *mut i32, old_irql: u8) {
+    let _model = crate::accounting::InModel::enter();
     release(lock, old_irql, "ExReleaseSpinLockExclusive", |w| {
         w.compare_exchange(EXCLUSIVE, 0, Ordering::Release, Ordering::Relaxed)
             .is_ok()
@@ -358,6 +363,7 @@ pub(crate) unsafe extern "system" fn ex_release_spin_lock_exclusive(lock: *mut i
 /// `lock` must be a valid `EX_SPIN_LOCK`.
 #[unsafe(export_name = "ExAcquireSpinLockShared")]
 pub(crate) unsafe extern "system" fn ex_acquire_spin_lock_shared(lock: *mut i32) -> u8 {
+    let _model = crate::accounting::InModel::enter();
     acquire(lock, "ExAcquireSpinLockShared", |w| {
         let current = w.load(Ordering::Relaxed);
         current >= 0
@@ -372,6 +378,7 @@ pub(crate) unsafe extern "system" fn ex_acquire_spin_lock_shared(lock: *mut i32)
 /// `lock` must be held shared by the caller.
 #[unsafe(export_name = "ExReleaseSpinLockShared")]
 pub(crate) unsafe extern "system" fn ex_release_spin_lock_shared(lock: *mut i32, old_irql: u8) {
+    let _model = crate::accounting::InModel::enter();
     // One reader leaves; other readers may come and go meanwhile, so retry until the count
     // is seen unchanged (a single compare-exchange failed under contention and reported a
     // lock not held).

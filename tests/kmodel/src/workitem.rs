@@ -2,18 +2,18 @@
 //! runs queued routines at `PASSIVE_LEVEL`, with the rules Microsoft documents:
 //!
 //! - `IoAllocateWorkItem` (IRQL <= `DISPATCH_LEVEL`): "If the caller will later pass the work item
-//!   to IoQueueWorkItem, DeviceObject must point to a device object".
-//! - `IoQueueWorkItem` (IRQL <= `DISPATCH_LEVEL`): "Drivers must specify DelayedWorkQueue"; "Do
-//!   not call IoQueueWorkItem or IoQueueWorkItemEx to queue a work item that is already in the
+//!   to `IoQueueWorkItem`, `DeviceObject` must point to a device object".
+//! - `IoQueueWorkItem` (IRQL <= `DISPATCH_LEVEL`): "Drivers must specify `DelayedWorkQueue`"; "Do
+//!   not call `IoQueueWorkItem` or `IoQueueWorkItemEx` to queue a work item that is already in the
 //!   queue. Doing so can cause corruption of system data structures" ("System Worker
 //!   Threads"); "a driver thread can safely queue the work item again as soon as the worker
 //!   thread starts to run" (same page); it "takes out a reference on the associated device
 //!   object; the driver cannot be unloaded if any such references remain" ("Releasing
-//!   Driver-Allocated Resources"), dropped after the routine returns (ReactOS
+//!   Driver-Allocated Resources"), dropped after the routine returns (`ReactOS`
 //!   `IopWorkItemCallback`, an independent reading).
 //! - `IoFreeWorkItem` (IRQL <= `DISPATCH_LEVEL`): "Only free a work item that is not currently
 //!   queued. The system dequeues a work item before it runs the work item's callback routine, so
-//!   IoFreeWorkItem can be called from within the WorkItem or WorkItemEx routine".
+//!   `IoFreeWorkItem` can be called from within the `WorkItem` or `WorkItemEx` routine".
 //!
 //! A work item still allocated when the machine shuts down is a leak.
 
@@ -52,6 +52,8 @@ struct Workers {
     queue: VecDeque<Queued>,
     /// Routines running now.
     running: usize,
+    /// A test holds queued routines back ([`hold_work_items`]).
+    held: bool,
     stop: bool,
     thread: Option<JoinHandle<()>>,
 }
@@ -118,6 +120,7 @@ pub(crate) unsafe extern "system" fn io_queue_work_item(
     queue_type: WORK_QUEUE_TYPE,
     context: *const c_void,
 ) {
+    let _model = crate::accounting::InModel::enter();
     irql::require_at_most("IoQueueWorkItem", DISPATCH_LEVEL);
     if queue_type != DelayedWorkQueue {
         state::violation(
@@ -220,7 +223,10 @@ fn worker() {
         let work = {
             let mut workers = workers();
             loop {
-                if let Some(work) = workers.queue.pop_front() {
+                if let Some(work) = (!workers.held || workers.stop)
+                    .then(|| workers.queue.pop_front())
+                    .flatten()
+                {
                     // Dequeued before the routine runs: it may queue or free the item again.
                     if let Some(record) = workers.items.get_mut(&work.item) {
                         record.queued = false;
@@ -251,11 +257,36 @@ fn worker() {
     }
 }
 
+/// Holds queued work item routines back (`true`) or lets them run: a test's way to keep a work
+/// item queued, as a busy system worker thread would.
+pub fn hold_work_items(held: bool) {
+    workers().held = held;
+    CHANGED.notify_all();
+}
+
+/// Waits until no work item routine is queued or running (bounded: 10 s), so what the driver
+/// does from its work item has happened; a test's way to reach a quiet point.
+pub fn quiesce_work_items() {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut workers = workers();
+    while (!workers.queue.is_empty() || workers.running > 0) && !workers.held {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        workers = CHANGED
+            .wait_timeout(workers, left)
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .0;
+    }
+}
+
 /// Forgets everything (a new machine).
 pub(crate) fn reset() {
     let mut workers = workers();
     workers.items.clear();
     workers.queue.clear();
+    workers.held = false;
     workers.stop = false;
 }
 

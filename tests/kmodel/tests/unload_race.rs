@@ -9,8 +9,10 @@
 //! of the driver is still running.
 //!
 //! The driver here is the smallest that shows it: one device, one `WskSocket` IRP whose
-//! completion routine closes the socket and releases a rundown reference that `DriverUnload`
-//! waits for. wskudp-core sets every routine with `IoSetCompletionRoutineEx` for this reason.
+//! completion routine keeps the new socket and releases a rundown reference that
+//! `DriverUnload` waits for; unload then closes the socket (never the routine: no WSK call from
+//! a completion routine). wskudp-core sets every routine with `IoSetCompletionRoutineEx` for
+//! this reason.
 
 mod common;
 
@@ -52,6 +54,8 @@ static GLOBALS: Globals = Globals {
 };
 static USE_EX: AtomicBool = AtomicBool::new(false);
 static DEVICE: AtomicPtr<DEVICE_OBJECT> = AtomicPtr::new(std::ptr::null_mut());
+/// The socket the routine kept, for unload to close.
+static SOCKET: AtomicPtr<WSK_SOCKET> = AtomicPtr::new(std::ptr::null_mut());
 static CLIENT_DISPATCH: WSK_CLIENT_DISPATCH = WSK_CLIENT_DISPATCH {
     Version: make_wsk_version(1, 0),
     Reserved: 0,
@@ -69,8 +73,8 @@ unsafe extern "system" fn closed(
     STATUS_MORE_PROCESSING_REQUIRED
 }
 
-/// Completion of `WskSocket`: closes the socket, frees the IRP, releases the rundown
-/// reference unload waits for, and only then returns.
+/// Completion of `WskSocket`: keeps the socket, frees the IRP, releases the rundown reference
+/// unload waits for, and only then returns.
 unsafe extern "system" fn created(
     _: *const DEVICE_OBJECT,
     irp: *mut IRP,
@@ -80,17 +84,7 @@ unsafe extern "system" fn created(
     let socket = unsafe { (*irp).IoStatus.Information } as *mut WSK_SOCKET;
     // SAFETY: As above.
     unsafe { IoFreeIrp(irp) };
-    if !socket.is_null() {
-        // SAFETY: A fresh IRP with one location; the socket's basic dispatch has WskCloseSocket.
-        unsafe {
-            let close_irp = IoAllocateIrp(1, false);
-            io_set_completion_routine(close_irp, closed, std::ptr::null_mut());
-            let dispatch = (*socket).Dispatch.cast::<WSK_PROVIDER_BASIC_DISPATCH>();
-            if let Some(close) = (*dispatch).WskCloseSocket {
-                close(socket, close_irp);
-            }
-        }
-    }
+    SOCKET.store(socket, Ordering::Release);
     // SAFETY: The reference DriverEntry took for this IRP.
     unsafe { ExReleaseRundownProtection(GLOBALS.rundown.get()) };
     STATUS_MORE_PROCESSING_REQUIRED
@@ -100,6 +94,16 @@ unsafe extern "system" fn driver_unload(_: *const DRIVER_OBJECT) {
     // SAFETY: The test driver's own objects, at PASSIVE_LEVEL, each once.
     unsafe {
         ExWaitForRundownProtectionRelease(GLOBALS.rundown.get());
+        let socket = SOCKET.swap(std::ptr::null_mut(), Ordering::AcqRel);
+        if !socket.is_null() {
+            // A fresh IRP with one location; the socket's basic dispatch has WskCloseSocket.
+            let close_irp = IoAllocateIrp(1, false);
+            io_set_completion_routine(close_irp, closed, std::ptr::null_mut());
+            let dispatch = (*socket).Dispatch.cast::<WSK_PROVIDER_BASIC_DISPATCH>();
+            if let Some(close) = (*dispatch).WskCloseSocket {
+                close(socket, close_irp);
+            }
+        }
         WskReleaseProviderNPI(GLOBALS.registration.get());
         WskDeregister(GLOBALS.registration.get());
         IoDeleteDevice(DEVICE.swap(std::ptr::null_mut(), Ordering::AcqRel));

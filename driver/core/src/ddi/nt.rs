@@ -9,18 +9,18 @@ use core::ffi::c_void;
 pub use windows_sys::Wdk::Foundation::{
     DEVICE_OBJECT, DRIVER_CANCEL, IO_STACK_LOCATION, IRP, KEVENT, MDL, PIO_WORKITEM,
 };
+pub use windows_sys::Wdk::System::SystemServices::{DelayedWorkQueue, WORK_QUEUE_TYPE};
 pub use windows_sys::Wdk::System::SystemServices::{
     EX_RUNDOWN_REF, ExAcquireRundownProtection, ExAcquireSpinLockExclusive,
     ExAcquireSpinLockShared, ExAllocatePool2, ExFreePoolWithTag, ExInitializeRundownProtection,
     ExReleaseRundownProtection, ExReleaseSpinLockExclusive, ExReleaseSpinLockShared,
-    ExWaitForRundownProtectionRelease, Executive, IoAllocateIrp, IoAllocateMdl,
-    IoAllocateWorkItem, IoBuildPartialMdl, IoCancelIrp, IoFreeIrp, IoFreeMdl, IoFreeWorkItem,
-    IoQueueWorkItem, IoReuseIrp, IoSetCompletionRoutineEx, KeGetCurrentIrql, KeInitializeEvent,
+    ExWaitForRundownProtectionRelease, Executive, IoAllocateIrp, IoAllocateMdl, IoAllocateWorkItem,
+    IoBuildPartialMdl, IoCancelIrp, IoFreeIrp, IoFreeMdl, IoFreeWorkItem, IoQueueWorkItem,
+    IoReuseIrp, IoSetCompletionRoutineEx, KeGetCurrentIrql, KeInitializeEvent,
     KeQueryPerformanceCounter, KeSetEvent, KeWaitForSingleObject, KernelMode,
     MmBuildMdlForNonPagedPool, PIO_WORKITEM_ROUTINE, SL_INVOKE_ON_CANCEL, SL_INVOKE_ON_ERROR,
     SL_INVOKE_ON_SUCCESS, SL_PENDING_RETURNED,
 };
-pub use windows_sys::Wdk::System::SystemServices::{DelayedWorkQueue, WORK_QUEUE_TYPE};
 pub use windows_sys::Win32::Foundation::NTSTATUS;
 pub use windows_sys::Win32::System::Kernel::{EVENT_TYPE, NotificationEvent, SynchronizationEvent};
 

@@ -19,8 +19,8 @@
 //! Who issues. Only code at `PASSIVE_LEVEL` makes WSK calls: the submitter (the request's own
 //! dispatch), then the driver's work item ([`super::deferred`]). A completion routine never
 //! does: "A WSK application should not call new WSK functions in the context of the
-//! IoCompletion routine. Doing so may result in recursive calls and exhaust the kernel mode
-//! stack. When executing at IRQL = DISPATCH_LEVEL, this can also lead to starvation of other
+//! `IoCompletion` routine. Doing so may result in recursive calls and exhaust the kernel mode
+//! stack. When executing at IRQL = `DISPATCH_LEVEL`, this can also lead to starvation of other
 //! threads" ("Using IRPs with Winsock Kernel Functions"). A completion routine returns its
 //! credit and, when more is to be issued and no pump runs, queues the job for the work item:
 //! its work at `DISPATCH_LEVEL` is a bounded handful of steps whatever the count.
@@ -40,9 +40,10 @@ use wskudp_abi::{BenchApi, BenchResponse, SendResponse};
 
 use super::Sender;
 use super::datagram::Datagram;
-use super::pool::{MAX_BATCH, SendUnit};
+use super::pool::{MAX_BATCH_U32, SendUnit};
 use crate::cache::{Node, Pooled};
 use crate::ddi::nt::{DEVICE_OBJECT, IRP, IoCancelIrp, NTSTATUS};
+use crate::ddi::wsk::WSK_BUF_LIST;
 use crate::dispatch::{IoctlRequest, Marked};
 use crate::handle::HandleState;
 use crate::pool::PoolBox;
@@ -56,7 +57,9 @@ use crate::sync::SpinLock;
 use crate::time;
 
 /// Most WSK calls one job keeps in flight.
-pub(crate) const MAX_DEPTH: usize = 64;
+pub(crate) const MAX_DEPTH_U32: u32 = 64;
+/// [`MAX_DEPTH_U32`] as a length.
+pub(crate) const MAX_DEPTH: usize = MAX_DEPTH_U32 as usize;
 const _: () = assert!(MAX_DEPTH <= u64::BITS as usize);
 
 /// `Batch::pump`: set while a thread holds the right to issue; the low bits count free credits.
@@ -146,7 +149,8 @@ pub(crate) struct Batch {
     remaining: AtomicU64,
     count: u64,
     api: Api,
-    batch: u32,
+    /// Datagrams per `WskSendMessages` call.
+    per_call: u32,
     /// The front door reported the request cancelled: issue nothing more.
     cancelled: AtomicBool,
     /// The request is marked cancelable (its cancel reference counts in `refs`).
@@ -161,7 +165,7 @@ pub(crate) struct Batch {
     handle: NonNull<HandleState>,
     sender: NonNull<Sender>,
     /// The next job queued for the work item ([`super::deferred::Pumps`]).
-    pub(super) next_queued: UnsafeCell<Option<NonNull<Batch>>>,
+    pub(super) next_queued: UnsafeCell<Option<NonNull<Self>>>,
     datagram: UnsafeCell<Datagram>,
     socket: UnsafeCell<ManuallyDrop<SocketRef>>,
     home: NonNull<Node<BatchMemory>>,
@@ -174,6 +178,10 @@ pub(crate) struct Batch {
 // submitter and the one that brings `work` to zero, which the front door's hooks allow
 // concurrently with its cancel).
 unsafe impl Sync for Batch {}
+#[allow(
+    clippy::non_send_fields_in_send_ty,
+    reason = "the pointers are to driver state and pooled units, not thread-bound"
+)]
 // SAFETY: As above.
 unsafe impl Send for Batch {}
 
@@ -205,7 +213,7 @@ pub(crate) fn start(
     plan: Plan,
     request: IoctlRequest,
 ) {
-    let depth = plan.depth.clamp(1, MAX_DEPTH as u32);
+    let depth = plan.depth.clamp(1, MAX_DEPTH_U32);
     let Ok(memory) = sender.batches.take(|| Ok(BatchMemory::new())) else {
         // Nothing was sent: the datagram's buffer goes back, the socket reference is let go.
         let mut datagram = datagram;
@@ -228,7 +236,7 @@ pub(crate) fn start(
         remaining: AtomicU64::new(plan.count),
         count: plan.count,
         api: plan.api,
-        batch: plan.batch.clamp(1, MAX_BATCH as u32),
+        per_call: plan.batch.clamp(1, MAX_BATCH_U32),
         cancelled: AtomicBool::new(false),
         cancelable: AtomicBool::new(false),
         used_send_messages: AtomicBool::new(false),
@@ -247,12 +255,11 @@ pub(crate) fn start(
         socket: UnsafeCell::new(ManuallyDrop::new(socket)),
         home: node,
     };
-    // SAFETY: The node's memory is ours (taken from the cache) and holds no batch.
-    let this = unsafe {
-        let slot = node.as_ref().0.get();
-        (*slot).write(batch);
-        NonNull::new_unchecked((*slot).as_mut_ptr())
-    };
+    // SAFETY: The node is ours (taken from the cache).
+    let slot = unsafe { node.as_ref() }.0.get();
+    // SAFETY: Its memory holds no batch; nothing else reaches it yet.
+    let this = unsafe { &mut *slot }.write(batch);
+    let this = NonNull::from(this);
     // SAFETY: The submitter's work reference keeps the batch alive.
     let batch = unsafe { this.as_ref() };
     // Charged to the socket until the work ends (`release_work`).
@@ -431,7 +438,8 @@ impl Batch {
                     continue;
                 }
                 // Left work nobody else would see (see `let_go`)? Then take the right back.
-                if batch.wants_pump() && batch.remaining.load(Ordering::Acquire) == 0
+                if batch.wants_pump()
+                    && batch.remaining.load(Ordering::Acquire) == 0
                     && batch.pump.fetch_or(PUMPING, Ordering::AcqRel) & PUMPING == 0
                 {
                     continue;
@@ -440,7 +448,12 @@ impl Batch {
             }
             if batch
                 .pump
-                .compare_exchange(state, state - 1, Ordering::AcqRel, Ordering::Acquire)
+                .compare_exchange(
+                    state,
+                    state.saturating_sub(1),
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
                 .is_err()
             {
                 continue;
@@ -485,7 +498,7 @@ impl Batch {
         };
         let messages = batch.api == Api::SendMessages && call.can_send_messages();
         let take = if messages {
-            u64::from(batch.batch).min(remaining)
+            u64::from(batch.per_call).min(remaining)
         } else {
             1
         };
@@ -500,35 +513,72 @@ impl Batch {
                 return false;
             }
         };
+        let Some((unit, list)) = Self::arm(this, unit, n) else {
+            return false;
+        };
+        batch.work.fetch_add(1, Ordering::AcqRel);
+        batch.socket().counters().datagrams.raise_by(n);
+        batch.sender().stats.counters.datagrams.raise_by(n);
+        batch
+            .socket()
+            .stats()
+            .pool
+            .charge(1, size_of::<Node<SendUnit>>());
+        batch.clock.calls.fetch_add(1, Ordering::Relaxed);
+        let irp = unit.irp().as_ptr();
+        let buffer = unit.first_buffer();
+        // Given up: the completion routine takes its reference back.
+        let _ = PoolBox::into_raw(unit);
+        let datagram = batch.datagram();
+        let remote = datagram.remote();
+        let control = datagram.control();
+        if messages {
+            batch.used_send_messages.store(true, Ordering::Relaxed);
+            // SAFETY: The entries, the MDL chain, payload, remote address and control buffer
+            // all live until the completion routine has run (the unit and the batch hold them);
+            // the returned status is also the IRP's, which `send_complete` reads. The provider
+            // has the function (checked above), so the IRP is issued.
+            let _ = unsafe { call.send_messages(list, remote, control, irp) };
+        } else {
+            // SAFETY: As above, for the first entry's buffer.
+            let _ = unsafe { call.send_to(buffer, remote, control, irp) };
+        }
+        // `call` was consumed: the gate is left once the WSK call returned.
+        true
+    }
+
+    /// Prepares `unit` for a call of `n` datagrams, places it in a free slot (so a cancel finds
+    /// it) and sets its completion routine: then it must be issued. `None` if the request was
+    /// cancelled meanwhile or no routine could be set (the datagrams are counted, the unit goes
+    /// back). The caller holds the right to issue and a work reference. IRQL: <= `DISPATCH_LEVEL`.
+    fn arm(
+        this: NonNull<Self>,
+        unit: Pooled<SendUnit>,
+        n: u32,
+    ) -> Option<(Pooled<SendUnit>, *mut WSK_BUF_LIST)> {
+        // SAFETY: The caller's work reference keeps the batch alive.
+        let batch = unsafe { this.as_ref() };
         let datagram = batch.datagram();
         // SAFETY: The unit was just taken from the pool; the datagram's chain and buffer live
         // until work reaches zero, after this call's completion.
-        let list = unsafe {
-            unit.prepare(
-                this.cast(),
-                datagram.head(),
-                datagram.len(),
-                n as usize,
-            )
-        };
+        let list =
+            unsafe { unit.prepare(this.cast(), datagram.head(), datagram.len(), n as usize) };
         let raw = NonNull::from(&*unit);
-        // Take a free slot (there is one: a credit was taken), so a cancel can find the IRP.
+        // Take a free slot (there is one: a credit was taken).
         let placed = {
             let mut in_flight = batch.in_flight.lock_exclusive();
-            let index = in_flight.free.trailing_zeros() as usize;
-            match in_flight.units.get_mut(index) {
-                Some(slot) => {
-                    *slot = Some(raw);
-                    in_flight.free &= !(1_u64 << index);
-                    Some(index)
-                }
-                None => None,
-            }
+            let InFlight { units, free } = &mut *in_flight;
+            let index = free.trailing_zeros() as usize;
+            units.get_mut(index).map(|slot| {
+                *slot = Some(raw);
+                *free &= !(1_u64 << index);
+                index
+            })
         };
         let Some(index) = placed else {
             batch.record(STATUS_INSUFFICIENT_RESOURCES, n, 0);
-            pool.give_unit(unit);
-            return false;
+            batch.socket().pool().give_unit(unit);
+            return None;
         };
         // SAFETY: Ours, not issued.
         unsafe { unit.set_slot(index) };
@@ -537,7 +587,7 @@ impl Batch {
             Self::unplace(batch, index);
             batch.give_up_from_current(n);
             Self::abandon(batch, unit);
-            return false;
+            return None;
         }
         // SAFETY: `send_complete` takes the unit back exactly once and returns
         // STATUS_MORE_PROCESSING_REQUIRED; it runs at <= DISPATCH_LEVEL on any thread. The unit
@@ -554,36 +604,9 @@ impl Batch {
             Self::unplace(batch, index);
             batch.record(status, n, 0);
             Self::abandon(batch, unit);
-            return false;
+            return None;
         }
-        batch.work.fetch_add(1, Ordering::AcqRel);
-        batch.socket().counters().datagrams.raise_by(n);
-        batch.sender().stats.counters.datagrams.raise_by(n);
-        batch
-            .socket()
-            .stats()
-            .pool
-            .charge(1, size_of::<Node<SendUnit>>());
-        batch.clock.calls.fetch_add(1, Ordering::Relaxed);
-        let irp = unit.irp().as_ptr();
-        let buffer = unit.first_buffer();
-        // Given up: the completion routine takes its reference back.
-        let _ = PoolBox::into_raw(unit);
-        let remote = datagram.remote();
-        let control = datagram.control();
-        if messages {
-            batch.used_send_messages.store(true, Ordering::Relaxed);
-            // SAFETY: The entries, the MDL chain, payload, remote address and control buffer
-            // all live until the completion routine has run (the unit and the batch hold them);
-            // the returned status is also the IRP's, which `send_complete` reads. The provider
-            // has the function (checked above), so the IRP is issued.
-            let _ = unsafe { call.send_messages(list, remote, control, irp) };
-        } else {
-            // SAFETY: As above, for the first entry's buffer.
-            let _ = unsafe { call.send_to(buffer, remote, control, irp) };
-        }
-        // `call` was consumed: the gate is left once the WSK call returned.
-        true
+        Some((unit, list))
     }
 
     /// Empties slot `index`. IRQL: <= `DISPATCH_LEVEL`.

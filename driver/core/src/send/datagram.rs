@@ -165,7 +165,6 @@ pub(crate) fn destination_sockaddr(
     Ok(Route::of(destination, socket)?.sockaddr(socket))
 }
 
-
 /// Everything one datagram is made of, validated, with its payload in a buffer of the socket's
 /// pool and the MDL chain over it.
 ///
@@ -290,9 +289,9 @@ impl Datagram {
 
     /// Bytes of pool the payload buffer holds (for the socket's pool accounting).
     pub(crate) fn footprint(&self) -> usize {
-        self.payload
-            .as_ref()
-            .map_or(0, |buffer| size_of::<PayloadBuffer>().saturating_add(buffer.capacity()))
+        self.payload.as_ref().map_or(0, |buffer| {
+            size_of::<PayloadBuffer>().saturating_add(buffer.capacity())
+        })
     }
 
     /// Gives the payload buffer back to `pool`, once every send of it completed.

@@ -1,7 +1,7 @@
 //! The driver's work item: where send jobs continue once their submitter has stopped.
 //!
 //! A completion routine that finds more to issue may not issue it ("A WSK application should
-//! not call new WSK functions in the context of the IoCompletion routine", "Using IRPs with
+//! not call new WSK functions in the context of the `IoCompletion` routine", "Using IRPs with
 //! Winsock Kernel Functions"): it queues the job here and returns. The work item runs at
 //! `PASSIVE_LEVEL` on a system worker thread and pumps every queued job in turn.
 //!
@@ -50,6 +50,10 @@ pub(crate) struct Pumps {
 // SAFETY: `item` is written once by `init` before the value is shared; the queue is behind a
 // spin lock; the jobs it links are Send + Sync.
 unsafe impl Sync for Pumps {}
+#[allow(
+    clippy::non_send_fields_in_send_ty,
+    reason = "the queue links jobs, which are Send, under its lock"
+)]
 // SAFETY: As above.
 unsafe impl Send for Pumps {}
 
@@ -99,12 +103,18 @@ impl Pumps {
     /// IRQL: <= `DISPATCH_LEVEL`.
     pub(super) fn schedule(&self, job: NonNull<Batch>) {
         let mut queue = self.queue.lock_exclusive();
+        // SAFETY: The job is alive (the caller gives its queue reference).
+        let link = unsafe { job.as_ref() }.next_queued.get();
         // SAFETY: The link is touched only under this lock (Batch invariant); the job is not
         // queued (only the holder of its right to issue queues it, once).
-        unsafe { *job.as_ref().next_queued.get() = None };
+        unsafe { *link = None };
         match queue.tail {
-            // SAFETY: A queued job is alive (its queue reference).
-            Some(tail) => unsafe { *tail.as_ref().next_queued.get() = Some(job) },
+            Some(tail) => {
+                // SAFETY: A queued job is alive (its queue reference).
+                let link = unsafe { tail.as_ref() }.next_queued.get();
+                // SAFETY: Under the lock.
+                unsafe { *link = Some(job) };
+            }
             None => queue.head = Some(job),
         }
         queue.tail = Some(job);
@@ -145,8 +155,10 @@ impl Pumps {
             queue.queued = false;
             return None;
         };
-        // SAFETY: A queued job is alive; its link is read under the lock.
-        queue.head = unsafe { *job.as_ref().next_queued.get() };
+        // SAFETY: A queued job is alive.
+        let link = unsafe { job.as_ref() }.next_queued.get();
+        // SAFETY: Its link, read under the lock.
+        queue.head = unsafe { *link };
         if queue.head.is_none() {
             queue.tail = None;
         }

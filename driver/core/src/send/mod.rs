@@ -83,7 +83,7 @@ pub(crate) const fn send_plan(spec: &SendSpec, send_messages: bool, version: u32
         count: spec.count as u64,
         api,
         batch,
-        depth: SEND_WINDOW / batch,
+        depth: SEND_WINDOW.div_ceil(batch),
         answer: Answer::Send { version },
     }
 }

@@ -22,7 +22,9 @@ use crate::pool::{RawBlock, TAG_BUFFER, TAG_UNIT};
 use crate::status::STATUS_INVALID_BUFFER_SIZE;
 
 /// Most datagrams one `WskSendMessages` call carries (its `WSK_BUF_LIST` entries per context).
-pub(crate) const MAX_BATCH: usize = 32;
+pub(crate) const MAX_BATCH_U32: u32 = 32;
+/// [`MAX_BATCH_U32`] as a length.
+pub(crate) const MAX_BATCH: usize = MAX_BATCH_U32 as usize;
 /// Payload buffers up to this size come from the small class: every datagram that fits one
 /// Ethernet frame (1472 bytes over IPv4, 1452 over IPv6) and a little more.
 pub(crate) const SMALL_PAYLOAD: usize = 2048;
@@ -46,7 +48,7 @@ const LARGE_DEPTH: usize = 4;
 /// One WSK call's context: its IRP, allocated once and reused with `IoReuseIrp`, and the
 /// `WSK_BUF_LIST` entries of a `WskSendMessages` batch (`WskSendTo` takes the first entry's
 /// buffer). `msquic`'s `CXPLAT_SEND_DATA` holds the same; its IRP is embedded and
-/// `IoInitializeIrp`'d, here it comes from `IoAllocateIrp`, the form the IoReuseIrp page and
+/// `IoInitializeIrp`'d, here it comes from `IoAllocateIrp`, the form the `IoReuseIrp` page and
 /// "Using IRPs with Winsock Kernel Functions" document for reuse.
 ///
 /// # Invariants
@@ -70,6 +72,10 @@ pub(crate) struct SendUnit {
     refs: AtomicU32,
 }
 
+#[allow(
+    clippy::non_send_fields_in_send_ty,
+    reason = "the entries point to MDLs over non-paged pool, usable on any thread"
+)]
 // SAFETY: The cells are written only by the unit's current owner before issuing, and read by
 // its completion routine after the provider completed the IRP (type invariant); the IRP may be
 // completed on any thread.
@@ -127,13 +133,13 @@ impl SendUnit {
         datagrams: usize,
     ) -> *mut WSK_BUF_LIST {
         // SAFETY: The caller owns the unit (type invariant: only the owner writes the cells).
-        let used = unsafe { &mut *self.used.get() };
-        if *used {
+        let issued_before = unsafe { &mut *self.used.get() };
+        if *issued_before {
             // "Using IRPs with Winsock Kernel Functions": a completed IRP is reset with
             // IoReuseIrp before it is passed to another WSK function.
             self.irp.reuse();
         }
-        *used = true;
+        *issued_before = true;
         // SAFETY: As above.
         let list = unsafe { &mut *self.list.get() };
         let count = datagrams.clamp(1, MAX_BATCH);
@@ -192,7 +198,10 @@ impl SendUnit {
     pub(crate) fn current(&self) -> (Option<NonNull<()>>, u32) {
         // SAFETY: Written before the IRP was issued and not written again until the unit goes
         // back to its pool (type invariant).
-        unsafe { (*self.user.get(), *self.datagrams.get()) }
+        let user = unsafe { *self.user.get() };
+        // SAFETY: As above.
+        let datagrams = unsafe { *self.datagrams.get() };
+        (user, datagrams)
     }
 
     /// The first entry's buffer, for `WskSendTo`.
@@ -261,9 +270,11 @@ impl PayloadBuffer {
                 unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), base, len) };
             }
             Payload::Pattern(_) => {
-                for (index, value) in (0..len).map(|i| (i, pattern_byte(i))) {
-                    // SAFETY: `index < len` <= the block's size; the caller owns the block.
-                    unsafe { base.add(index).write(value) };
+                for index in 0..len {
+                    // SAFETY: `index < len` <= the block's size: inside the block.
+                    let byte = unsafe { base.add(index) };
+                    // SAFETY: The caller owns the block; nothing reads it now.
+                    unsafe { byte.write(pattern_byte(index)) };
                 }
             }
         }

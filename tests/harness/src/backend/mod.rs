@@ -244,7 +244,9 @@ impl MachineCounters {
     #[must_use]
     pub const fn since(&self, earlier: &Self) -> Self {
         Self {
-            pool_allocations: self.pool_allocations.saturating_sub(earlier.pool_allocations),
+            pool_allocations: self
+                .pool_allocations
+                .saturating_sub(earlier.pool_allocations),
             irp_allocations: self.irp_allocations.saturating_sub(earlier.irp_allocations),
             mdl_allocations: self.mdl_allocations.saturating_sub(earlier.mdl_allocations),
             completion_contexts: self

@@ -707,6 +707,19 @@ mod imp {
             self.machine.take().map(Machine::shutdown)
         }
 
+        fn machine_counters(&self) -> Option<crate::backend::MachineCounters> {
+            let stats = self.stats()?;
+            Some(crate::backend::MachineCounters {
+                pool_allocations: stats.pool_allocations,
+                irp_allocations: stats.irp_allocations,
+                mdl_allocations: stats.mdl_allocations,
+                completion_contexts: stats.completion_contexts,
+                longest_completion_ns: stats.longest_completion_ns,
+                model_ns: stats.model_ns,
+                work_items: stats.work_items,
+            })
+        }
+
         fn open_another(&self) -> Result<Box<dyn Backend + '_>, BackendError> {
             let index = self.next_handle.fetch_add(1, Ordering::Relaxed);
             self.open_handle(index).map_err(BackendError::OpenFailed)?;

@@ -248,6 +248,8 @@ pub(super) unsafe extern "system" fn wsk_socket(
     _security: *mut c_void,
     irp: *mut IRP,
 ) -> NTSTATUS {
+    let _model = crate::accounting::InModel::enter();
+    crate::irp::check_not_in_completion("WskSocket");
     irql::require_at_most("WskSocket", DISPATCH_LEVEL);
     if !irp::accept(irp, "WskSocket") {
         return STATUS_INVALID_PARAMETER;
@@ -383,6 +385,8 @@ unsafe extern "system" fn wsk_control_socket(
     returned: *mut usize,
     irp: *mut IRP,
 ) -> NTSTATUS {
+    let _model = crate::accounting::InModel::enter();
+    crate::irp::check_not_in_completion("WskControlSocket");
     let entered = CallInProgress::enter(socket);
     if irp.is_null() {
         // Every option and IOCTL the model serves requires one (SO_BROADCAST,
@@ -494,6 +498,8 @@ fn read_control_input(
 /// function calls in progress to any of the socket's functions [...] in any of the
 /// application's other threads" (`PFN_WSK_CLOSE_SOCKET`, Remarks); pending IRPs are allowed.
 unsafe extern "system" fn wsk_close_socket(socket: *mut WSK_SOCKET, irp: *mut IRP) -> NTSTATUS {
+    let _model = crate::accounting::InModel::enter();
+    crate::irp::check_not_in_completion("WskCloseSocket");
     let call = CallInProgress::enter(socket);
     let found = match begin("WskCloseSocket", socket, &call, irp) {
         Ok(found) => found,
@@ -560,6 +566,8 @@ unsafe extern "system" fn wsk_bind(
     flags: u32,
     irp: *mut IRP,
 ) -> NTSTATUS {
+    let _model = crate::accounting::InModel::enter();
+    crate::irp::check_not_in_completion("WskBind");
     let entered = CallInProgress::enter(socket);
     let found = match begin("WskBind", socket, &entered, irp) {
         Ok(found) => found,
@@ -602,6 +610,8 @@ unsafe extern "system" fn wsk_get_local_address(
     local: *mut SOCKADDR,
     irp: *mut IRP,
 ) -> NTSTATUS {
+    let _model = crate::accounting::InModel::enter();
+    crate::irp::check_not_in_completion("WskGetLocalAddress");
     let entered = CallInProgress::enter(socket);
     let found = match begin("WskGetLocalAddress", socket, &entered, irp) {
         Ok(found) => found,
@@ -694,9 +704,11 @@ fn send(
         control_len: control_len as usize,
         profile: state::profile(),
     };
-    completion::submit(
+    let datagrams = request.buffers.len();
+    completion::submit_send(
         irp,
         key,
+        datagrams,
         Box::new(move || {
             if record.is_forced() {
                 (STATUS_FILE_FORCED_CLOSED, 0)
@@ -719,6 +731,8 @@ unsafe extern "system" fn wsk_send_to(
     control: *mut CMSGHDR,
     irp: *mut IRP,
 ) -> NTSTATUS {
+    let _model = crate::accounting::InModel::enter();
+    crate::irp::check_not_in_completion("WskSendTo");
     let entered = CallInProgress::enter(socket);
     let found = match begin("WskSendTo", socket, &entered, irp) {
         Ok(found) => found,
@@ -761,6 +775,8 @@ unsafe extern "system" fn wsk_send_messages(
     control: *mut CMSGHDR,
     irp: *mut IRP,
 ) -> NTSTATUS {
+    let _model = crate::accounting::InModel::enter();
+    crate::irp::check_not_in_completion("WskSendMessages");
     let entered = CallInProgress::enter(socket);
     let found = match begin("WskSendMessages", socket, &entered, irp) {
         Ok(found) => found,

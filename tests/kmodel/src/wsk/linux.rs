@@ -478,7 +478,8 @@ fn send_planned(fd: RawFd, iov: &[IoSlice<'_>], plan: &send::Plan) -> Result<usi
     loop {
         // SAFETY: `header` points to the address, the iovecs and the control buffer, all
         // alive for the call; the kernel only reads them.
-        let sent = unsafe { libc::sendmsg(fd, &raw const header, 0) };
+        let sent =
+            crate::accounting::outside(|| unsafe { libc::sendmsg(fd, &raw const header, 0) });
         if let Ok(sent) = usize::try_from(sent) {
             return Ok(sent);
         }
@@ -528,7 +529,9 @@ fn send_messages(
         let count = libc::c_uint::try_from(rest.len()).unwrap_or(libc::c_uint::MAX);
         // SAFETY: Each header points to the address, its iovecs and the shared control buffer,
         // all alive for the call; the kernel reads them and writes only `msg_len`.
-        let sent = unsafe { libc::sendmmsg(fd, rest.as_mut_ptr(), count, 0) };
+        let sent = crate::accounting::outside(|| unsafe {
+            libc::sendmmsg(fd, rest.as_mut_ptr(), count, 0)
+        });
         match usize::try_from(sent) {
             Ok(0) => return (Err(STATUS_UNSUCCESSFUL), total),
             Ok(sent) => {
