@@ -20,7 +20,7 @@ use crate::sockets::{Opened, Owner, SocketTable};
 use crate::status::{
     STATUS_BUFFER_TOO_SMALL, STATUS_DEVICE_BUSY, STATUS_FILE_CLOSED, STATUS_FILE_FORCED_CLOSED,
     STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_HANDLE, STATUS_INVALID_PARAMETER,
-    STATUS_NOT_SUPPORTED, STATUS_REVISION_MISMATCH,
+    STATUS_REVISION_MISMATCH,
 };
 use crate::wsk::{DatagramSocket, WskClient, options};
 
@@ -450,10 +450,6 @@ impl Driver {
             let view = parse_bench(request.input()).map_err(|e| e.status())?;
             self.serves(view.abi_version)?;
             request.require_output::<BenchResponse>()?;
-            if view.rate != 0 {
-                // Pacing in the driver is not there yet: refused, not ignored.
-                return Err(STATUS_NOT_SUPPORTED);
-            }
             let socket = self
                 .sockets
                 .reference(Owner::of(handle), view.spec.socket)?;
@@ -478,6 +474,7 @@ impl Driver {
                 },
                 batch: view.batch,
                 depth: view.depth,
+                rate: view.rate,
                 answer: send::Answer::Bench,
             };
             Ok((datagram, socket, plan))

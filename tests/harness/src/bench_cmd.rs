@@ -88,10 +88,12 @@ fn measure(
         depth: args.inflight,
         batch,
         count: args.count,
-        rate: 0,
+        rate: args.rate.unwrap_or(0),
     };
+    // Unpaced: the warm-up only grows the socket's pool.
     let warm = BenchShape {
         count: u64::from(args.inflight * batch * 4).min(args.count),
+        rate: 0,
         ..shape
     };
     let warmed = client
@@ -307,6 +309,7 @@ fn json_of(
             "inflight": args.inflight,
             "api": match args.api { BenchApiArg::Sendto => "sendto", BenchApiArg::Sendmessages => "sendmessages" },
             "batch": args.batch,
+            "rate": args.rate,
         },
         "status": status_hex(response.status),
         "status_name": wskudp_abi::status::status_name(response.status),

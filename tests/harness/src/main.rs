@@ -282,6 +282,10 @@ struct BenchArgs {
     /// Datagrams per `WskSendMessages` call (1 with sendto).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=i64::from(wskudp_abi::MAX_BENCH_BATCH)))]
     batch: Option<u32>,
+    /// Datagrams per second the driver paces to, with its own high-resolution timer (user-mode
+    /// timers on Windows are too coarse): each WSK call leaves when its first datagram is due.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    rate: Option<u64>,
     /// Also time the platform's plain user-mode path in the same run: `sendmsg` and
     /// `sendmmsg` on Linux, with the same control messages, to the same receiver.
     #[arg(long)]

@@ -57,6 +57,7 @@ mod report;
 mod security;
 mod state;
 mod sync;
+mod timer;
 pub mod wdf;
 mod workitem;
 pub(crate) mod wsk;
@@ -82,11 +83,14 @@ pub const EXPORTS: &[&str] = &[
     "ExAcquireSpinLockExclusive",
     "ExAcquireSpinLockShared",
     "ExAllocatePool2",
+    "ExAllocateTimer",
+    "ExDeleteTimer",
     "ExFreePoolWithTag",
     "ExInitializeRundownProtection",
     "ExReleaseRundownProtection",
     "ExReleaseSpinLockExclusive",
     "ExReleaseSpinLockShared",
+    "ExSetTimer",
     "ExWaitForRundownProtectionRelease",
     "IoAllocateIrp",
     "IoAllocateMdl",
@@ -159,6 +163,10 @@ fn exports_match_declarations() {
     );
     same!(nt::IoAllocateIrp, irp::io_allocate_irp);
     same!(nt::IoReuseIrp, irp::io_reuse_irp);
+    same!(nt::ExAllocateTimer, timer::ex_allocate_timer);
+    same!(nt::ExSetTimer, timer::ex_set_timer);
+    same!(nt::ExCancelTimer, timer::ex_cancel_timer);
+    same!(nt::ExDeleteTimer, timer::ex_delete_timer);
     same!(nt::IoBuildPartialMdl, mdl::io_build_partial_mdl);
     same!(nt::IoAllocateWorkItem, workitem::io_allocate_work_item);
     same!(nt::IoQueueWorkItem, workitem::io_queue_work_item);
@@ -275,6 +283,7 @@ impl Machine {
         faults::start(config.faults);
         wsk::reset();
         workitem::reset();
+        timer::reset();
         iomgr::reset();
         object::reset();
         wdf::reset();
@@ -310,6 +319,7 @@ impl Machine {
         self.running = false;
         completion::stop();
         let work_items = workitem::stop();
+        let timers = timer::stop();
         object::check_closed();
         let (sockets, captures, registrations) = wsk::outstanding();
         let (device_objects, file_objects, io_requests) = iomgr::outstanding();
@@ -319,6 +329,7 @@ impl Machine {
             let mut leaked = state::leaks(sockets, captures, registrations);
             leaked.device_objects = device_objects;
             leaked.work_items = work_items;
+            leaked.timers = timers;
             leaked.file_objects = file_objects;
             leaked.io_requests = io_requests;
             leaked.symbolic_links = symbolic_links;
@@ -339,6 +350,7 @@ impl Drop for Machine {
         if self.running {
             completion::stop();
             let _ = workitem::stop();
+            let _ = timer::stop();
         }
         *MACHINE_IN_USE
             .lock()

@@ -43,6 +43,8 @@ pub struct Leaks {
     pub device_objects: usize,
     /// Work items from `IoAllocateWorkItem` not freed.
     pub work_items: usize,
+    /// Timers from `ExAllocateTimer` not deleted.
+    pub timers: usize,
     /// Symbolic links not deleted.
     pub symbolic_links: usize,
     /// File objects (handles) still open.

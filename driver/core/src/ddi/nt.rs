@@ -6,10 +6,18 @@
 
 use core::ffi::c_void;
 
+pub use windows_sys::Wdk::Foundation::PEX_TIMER;
 pub use windows_sys::Wdk::Foundation::{
     DEVICE_OBJECT, DRIVER_CANCEL, IO_STACK_LOCATION, IRP, KEVENT, MDL, PIO_WORKITEM,
 };
-pub use windows_sys::Wdk::System::SystemServices::{DelayedWorkQueue, WORK_QUEUE_TYPE};
+pub use windows_sys::Wdk::System::SystemServices::{
+    DelayedWorkQueue, EX_TIMER_HIGH_RESOLUTION, ExAllocateTimer, ExDeleteTimer, ExSetTimer,
+    WORK_QUEUE_TYPE,
+};
+
+/// `EXT_CALLBACK` (wdm.h) with its real parameters. `windows-sys` declares `PEXT_CALLBACK`
+/// without them, so the pointer is converted where it is passed.
+pub type ExtCallback = unsafe extern "system" fn(PEX_TIMER, *mut c_void);
 pub use windows_sys::Wdk::System::SystemServices::{
     EX_RUNDOWN_REF, ExAcquireRundownProtection, ExAcquireSpinLockExclusive,
     ExAcquireSpinLockShared, ExAllocatePool2, ExFreePoolWithTag, ExInitializeRundownProtection,

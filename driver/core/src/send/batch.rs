@@ -54,7 +54,7 @@ use crate::status::{
     STATUS_MORE_PROCESSING_REQUIRED, STATUS_SUCCESS,
 };
 use crate::sync::SpinLock;
-use crate::time;
+use crate::time::{self, Timer};
 
 /// Most WSK calls one job keeps in flight.
 pub(crate) const MAX_DEPTH_U32: u32 = 64;
@@ -96,8 +96,16 @@ pub(crate) struct Plan {
     pub(crate) batch: u32,
     /// WSK calls in flight, 1..=[`MAX_DEPTH`].
     pub(crate) depth: u32,
+    /// Datagrams per second to pace to; 0: as fast as the window allows.
+    pub(crate) rate: u64,
     /// How the request is answered.
     pub(crate) answer: Answer,
+}
+
+/// Pacing: the rate, and the timer that resumes issuing when the next call is due.
+struct Pace {
+    rate: u64,
+    timer: Timer,
 }
 
 /// The units in flight, by slot, and which slots are free.
@@ -105,6 +113,16 @@ struct InFlight {
     units: [Option<NonNull<Node<SendUnit>>>; MAX_DEPTH],
     /// Bit `i` set: slot `i` is free.
     free: u64,
+}
+
+/// What a finished job completes its request with.
+enum Reply {
+    /// `STATUS_CANCELLED`, no output (a `SEND` cancelled before all was accounted for).
+    Cancelled,
+    /// A `SEND`'s response.
+    Send(SendResponse),
+    /// A `BENCH`'s response.
+    Bench(BenchResponse),
 }
 
 /// Timing of a `BENCH` job, in performance-counter ticks.
@@ -166,6 +184,10 @@ pub(crate) struct Batch {
     sender: NonNull<Sender>,
     /// The next job queued for the work item ([`super::deferred::Pumps`]).
     pub(super) next_queued: UnsafeCell<Option<NonNull<Self>>>,
+    /// Pacing, until every datagram was issued: touched only by the thread holding `PUMPING`
+    /// (and by `start`, before anyone else sees the batch). While set, the batch holds a work
+    /// reference for it.
+    pace: UnsafeCell<Option<Pace>>,
     datagram: UnsafeCell<Datagram>,
     socket: UnsafeCell<ManuallyDrop<SocketRef>>,
     home: NonNull<Node<BatchMemory>>,
@@ -231,7 +253,8 @@ pub(crate) fn start(
         request: UnsafeCell::new(ManuallyDrop::new(request)),
         // The work's reference, and the cancel routine's until known unneeded.
         refs: AtomicU32::new(2),
-        work: AtomicU32::new(1),
+        // The submitter's, and pacing's while the job is paced.
+        work: AtomicU32::new(if plan.rate > 0 { 2 } else { 1 }),
         pump: AtomicU32::new(PUMPING | depth),
         remaining: AtomicU64::new(plan.count),
         count: plan.count,
@@ -251,6 +274,7 @@ pub(crate) fn start(
         handle: NonNull::from(handle),
         sender: NonNull::from(sender),
         next_queued: UnsafeCell::new(None),
+        pace: UnsafeCell::new(None),
         datagram: UnsafeCell::new(datagram),
         socket: UnsafeCell::new(ManuallyDrop::new(socket)),
         home: node,
@@ -262,6 +286,25 @@ pub(crate) fn start(
     let this = NonNull::from(this);
     // SAFETY: The submitter's work reference keeps the batch alive.
     let batch = unsafe { this.as_ref() };
+    if plan.rate > 0 {
+        // SAFETY: `paced` takes the batch, alive while the timer exists: the pacing work
+        // reference is given up only after the timer was deleted (`finish_pacing`).
+        match unsafe { Timer::new(paced, this.as_ptr().cast()) } {
+            // SAFETY: Nobody else sees the batch yet.
+            Ok(timer) => unsafe {
+                *batch.pace.get() = Some(Pace {
+                    rate: plan.rate,
+                    timer,
+                });
+            },
+            Err(status) => {
+                // No timer, no pacing: the job fails as a whole, nothing issued.
+                batch.remaining.store(0, Ordering::Relaxed);
+                batch.record(status, plan.count, 0);
+                batch.work.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+    }
     // Charged to the socket until the work ends (`release_work`).
     batch.socket().stats().pool.charge(2, footprint);
     if matches!(batch.answer, Answer::Bench) {
@@ -328,7 +371,7 @@ impl Batch {
 
     /// Records `n` datagrams' outcome, here, on its socket and driver-wide.
     /// IRQL: <= `DISPATCH_LEVEL`.
-    fn record(&self, status: NTSTATUS, n: u32, bytes: usize) {
+    fn record(&self, status: NTSTATUS, n: u64, bytes: usize) {
         if status < 0 {
             let _ = self.first_error.compare_exchange(
                 STATUS_SUCCESS,
@@ -337,7 +380,6 @@ impl Batch {
                 Ordering::Relaxed,
             );
         }
-        let n = u64::from(n);
         self.tally.record_many(status, n, bytes);
         self.socket().stats().stats.record_many(status, n, bytes);
         self.sender().stats.record_many(status, n, bytes);
@@ -368,12 +410,67 @@ impl Batch {
             || self.socket().is_forced_closed()
     }
 
-    /// Whether a thread holding the right to issue has anything to do: datagrams to issue, or
-    /// a socket the provider forced closed to close.
+    /// Whether a thread holding the right to issue has anything to do: datagrams to issue, a
+    /// socket the provider forced closed to close, or a pacing timer to delete (at
+    /// `PASSIVE_LEVEL`). Only for the thread holding `PUMPING`.
     fn wants_pump(&self) -> bool {
         let socket = self.socket();
         (socket.is_forced_closed() && !socket.socket().is_closing())
             || (self.remaining.load(Ordering::Acquire) > 0 && !self.must_stop())
+            || self.is_paced()
+    }
+
+    /// Whether the job is still paced. Only for the thread holding `PUMPING`.
+    fn is_paced(&self) -> bool {
+        // SAFETY: Touched only by the thread holding PUMPING (field invariant).
+        unsafe { (*self.pace.get()).is_some() }
+    }
+
+    /// How long until the next call is due, in 100 ns units, if it is not due yet: the call
+    /// that starts with datagram `issued` is due `issued / rate` seconds after the start. Only
+    /// for the thread holding `PUMPING`.
+    fn pace_delay(&self) -> Option<u64> {
+        // SAFETY: Touched only by the thread holding PUMPING (field invariant).
+        let rate = unsafe { (*self.pace.get()).as_ref() }?.rate;
+        let frequency = u128::from(self.clock.frequency.load(Ordering::Relaxed)).max(1);
+        let issued = self
+            .count
+            .saturating_sub(self.remaining.load(Ordering::Acquire));
+        let due = u128::from(self.clock.started.load(Ordering::Relaxed))
+            .saturating_add(u128::from(issued).saturating_mul(frequency) / u128::from(rate));
+        let now = u128::from(time::ticks());
+        (now < due).then(|| {
+            u64::try_from(due.saturating_sub(now).saturating_mul(10_000_000) / frequency)
+                .unwrap_or(u64::MAX)
+        })
+    }
+
+    /// Lets the pacing timer resume issuing when the next call is due: the timer takes a work
+    /// reference and the right to issue, which its callback hands to the work item. Only for
+    /// the thread holding `PUMPING`; `false` if the job is not paced.
+    fn wait_for_pace(&self, delay: u64) -> bool {
+        // SAFETY: Touched only by the thread holding PUMPING (field invariant).
+        let Some(pace) = (unsafe { (*self.pace.get()).as_ref() }) else {
+            return false;
+        };
+        self.work.fetch_add(1, Ordering::AcqRel);
+        pace.timer.set(delay);
+        true
+    }
+
+    /// Every datagram was issued (or given up): deletes the pacing timer, waiting for a
+    /// callback still returning, and gives up pacing's work reference. Only for the thread
+    /// holding `PUMPING`, at `PASSIVE_LEVEL`, with a work reference of its own.
+    fn finish_pacing(this: NonNull<Self>) {
+        // SAFETY: The caller's work reference keeps the batch alive.
+        let batch = unsafe { this.as_ref() };
+        // SAFETY: Touched only by the thread holding PUMPING (field invariant).
+        let pace = unsafe { (*batch.pace.get()).take() };
+        if let Some(pace) = pace {
+            drop(pace);
+            // SAFETY: Pacing's work reference, given up once (the Option was taken once).
+            unsafe { Self::release_work(this) };
+        }
     }
 
     /// Adds one credit. If no thread holds the right to issue, the caller (a completion
@@ -428,6 +525,16 @@ impl Batch {
                 batch.socket().force_close();
             }
             let state = batch.pump.load(Ordering::Acquire);
+            if batch.remaining.load(Ordering::Acquire) == 0 {
+                Self::finish_pacing(this);
+            } else if state & !PUMPING != 0
+                && !batch.must_stop()
+                && let Some(delay) = batch.pace_delay()
+                && batch.wait_for_pace(delay)
+            {
+                // The timer holds the right to issue now.
+                return;
+            }
             if state & !PUMPING == 0 {
                 // No credit: stop; the completions in flight bring the credits back.
                 if batch
@@ -509,7 +616,7 @@ impl Batch {
         let unit = match pool.take_unit() {
             Ok(unit) => unit,
             Err(status) => {
-                batch.record(status, n, 0);
+                batch.record(status, u64::from(n), 0);
                 return false;
             }
         };
@@ -576,7 +683,7 @@ impl Batch {
             })
         };
         let Some(index) = placed else {
-            batch.record(STATUS_INSUFFICIENT_RESOURCES, n, 0);
+            batch.record(STATUS_INSUFFICIENT_RESOURCES, u64::from(n), 0);
             batch.socket().pool().give_unit(unit);
             return None;
         };
@@ -602,7 +709,7 @@ impl Batch {
         if let Err(status) = armed {
             // Nothing was set: the unit is still ours, and nothing was issued.
             Self::unplace(batch, index);
-            batch.record(status, n, 0);
+            batch.record(status, u64::from(n), 0);
             Self::abandon(batch, unit);
             return None;
         }
@@ -688,15 +795,22 @@ impl Batch {
         let batch = unsafe { this.as_ptr().read() };
         let home = batch.home;
         let sender = batch.sender;
-        batch.answer();
+        let (request, reply) = batch.answer();
+        // Back to the driver's cache before the request completes: once it has, nothing keeps
+        // the driver loaded (its handle may close and the driver unload at once).
         // SAFETY: The memory came from the driver's cache (`start`) and holds no batch any more.
         let memory = unsafe { PoolBox::from_raw(home, crate::pool::TAG_BATCH) };
-        // SAFETY: The driver's send state outlives every request (type invariant).
+        // SAFETY: The driver's send state outlives every pending request (type invariant).
         unsafe { sender.as_ref() }.batches.give(memory);
+        match reply {
+            Reply::Cancelled => request.complete(STATUS_CANCELLED, 0),
+            Reply::Send(response) => request.complete_with_response(&response),
+            Reply::Bench(response) => request.complete_with_response(&response),
+        }
     }
 
-    /// Writes the response and completes the request; consumes the batch.
-    fn answer(self) {
+    /// The request and what to complete it with; consumes the batch.
+    fn answer(self) -> (IoctlRequest, Reply) {
         let tally = self.tally.snapshot();
         let mut status = self.first_error.load(Ordering::Relaxed);
         if status == STATUS_SUCCESS && tally.datagrams_not_sent > 0 {
@@ -718,17 +832,17 @@ impl Batch {
             ..
         } = self;
         let request = ManuallyDrop::into_inner(request.into_inner());
-        match answer {
-            Answer::Send { .. } if cancelled => request.complete(STATUS_CANCELLED, 0),
+        let reply = match answer {
+            Answer::Send { .. } if cancelled => Reply::Cancelled,
             Answer::Send { version } => {
                 let not_sent = count_u32(tally.datagrams_not_sent);
-                request.complete_with_response(&SendResponse {
+                Reply::Send(SendResponse {
                     status,
                     datagrams_sent: count_u32(tally.datagrams_sent),
                     datagrams_failed: count_u32(tally.datagrams_failed),
                     datagrams_not_sent: if version >= 2 { not_sent } else { 0 },
                     bytes_sent: tally.bytes_sent,
-                });
+                })
             }
             Answer::Bench => {
                 let api = if used_send_messages.into_inner() {
@@ -736,7 +850,7 @@ impl Batch {
                 } else {
                     BenchApi::SendTo
                 };
-                request.complete_with_response(&BenchResponse {
+                Reply::Bench(BenchResponse {
                     status,
                     api: api as u32,
                     datagrams: count,
@@ -753,9 +867,10 @@ impl Batch {
                     longest_completion_ticks: clock.longest_completion.into_inner(),
                     allocations: super::allocations()
                         .saturating_sub(clock.allocations_before.into_inner()),
-                });
+                })
             }
-        }
+        };
+        (request, reply)
     }
 
     /// The front door's cancel routine: issue nothing more, and cancel every WSK IRP in flight.
@@ -818,6 +933,16 @@ impl Batch {
     }
 }
 
+/// The pacing timer's callback: the next call is due, so the timer's right to issue and work
+/// reference go to the work item. IRQL: `DISPATCH_LEVEL`.
+unsafe extern "system" fn paced(_timer: crate::ddi::nt::PEX_TIMER, context: *mut c_void) {
+    if let Some(this) = NonNull::new(context.cast::<Batch>()) {
+        // SAFETY: The timer's work reference (taken when it was set) keeps the batch alive;
+        // it becomes the queue's.
+        unsafe { this.as_ref() }.sender().pumps.schedule(this);
+    }
+}
+
 /// A request's datagram count, which the ABI bounds to `MAX_COUNT` for `SEND`.
 fn count_u32(count: u64) -> u32 {
     u32::try_from(count).unwrap_or(u32::MAX)
@@ -860,7 +985,7 @@ unsafe extern "system" fn send_complete(
         let unit = unsafe { PoolBox::from_raw(node, crate::pool::TAG_UNIT) };
         batch.socket().pool().give_unit(unit);
     }
-    batch.record(result.status, n, result.information);
+    batch.record(result.status, u64::from(n), result.information);
     batch.socket().counters().datagrams.lower_by(n);
     batch.sender().stats.counters.datagrams.lower_by(n);
     if result.status == STATUS_FILE_FORCED_CLOSED {

@@ -84,6 +84,7 @@ pub(crate) const fn send_plan(spec: &SendSpec, send_messages: bool, version: u32
         api,
         batch,
         depth: SEND_WINDOW.div_ceil(batch),
+        rate: 0,
         answer: Answer::Send { version },
     }
 }
