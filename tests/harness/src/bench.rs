@@ -604,14 +604,18 @@ mod imp {
 
     pub(super) fn process_cpu() -> Cpu {
         use windows_sys::Win32::System::Threading::{GetCurrentProcess, GetProcessTimes};
+        // SAFETY: A pseudo-handle; no preconditions.
+        let process = unsafe { GetCurrentProcess() };
         // SAFETY: The pseudo-handle of this process and four valid out pointers.
-        times(|a, b, c, d| unsafe { GetProcessTimes(GetCurrentProcess(), a, b, c, d) })
+        times(|a, b, c, d| unsafe { GetProcessTimes(process, a, b, c, d) })
     }
 
     pub(super) fn thread_cpu() -> Cpu {
         use windows_sys::Win32::System::Threading::{GetCurrentThread, GetThreadTimes};
+        // SAFETY: A pseudo-handle; no preconditions.
+        let thread = unsafe { GetCurrentThread() };
         // SAFETY: The pseudo-handle of this thread and four valid out pointers.
-        times(|a, b, c, d| unsafe { GetThreadTimes(GetCurrentThread(), a, b, c, d) })
+        times(|a, b, c, d| unsafe { GetThreadTimes(thread, a, b, c, d) })
     }
 
     pub(super) const fn grow_receive_buffer(_socket: &UdpSocket) {}

@@ -48,7 +48,7 @@ struct TimerRecord {
 
 #[derive(Default)]
 struct Timers {
-    timers: HashMap<usize, TimerRecord>,
+    live: HashMap<usize, TimerRecord>,
     stop: bool,
     thread: Option<JoinHandle<()>>,
 }
@@ -101,7 +101,7 @@ pub(crate) unsafe extern "system" fn ex_allocate_timer(
         unsafe { std::mem::transmute::<unsafe extern "system" fn(), ExtCallback>(callback) };
     let memory = Box::into_raw(Box::new(TimerMemory { _tag: 0 }));
     let key = memory.expose_provenance();
-    timers().timers.insert(
+    timers().live.insert(
         key,
         TimerRecord {
             callback,
@@ -130,7 +130,7 @@ pub(crate) unsafe extern "system" fn ex_set_timer(
     irql::require_at_most("ExSetTimer", DISPATCH_LEVEL);
     let key = timer.cast_unsigned();
     let mut timers = timers();
-    let Some(record) = timers.timers.get_mut(&key) else {
+    let Some(record) = timers.live.get_mut(&key) else {
         drop(timers);
         state::violation(
             "TimerUnknown",
@@ -178,7 +178,7 @@ pub(crate) unsafe extern "system" fn ex_cancel_timer(
     let _model = crate::accounting::InModel::enter();
     irql::require_at_most("ExCancelTimer", DISPATCH_LEVEL);
     timers()
-        .timers
+        .live
         .get_mut(&timer.cast_unsigned())
         .is_some_and(|record| record.due.take().is_some())
 }
@@ -208,7 +208,7 @@ pub(crate) unsafe extern "system" fn ex_delete_timer(
     }
     let key = timer.cast_unsigned();
     let mut timers = timers();
-    let Some(record) = timers.timers.get_mut(&key) else {
+    let Some(record) = timers.live.get_mut(&key) else {
         drop(timers);
         state::violation(
             "TimerUnknown",
@@ -226,7 +226,7 @@ pub(crate) unsafe extern "system" fn ex_delete_timer(
         return false;
     }
     if wait {
-        while timers.timers.get(&key).is_some_and(|record| record.running) {
+        while timers.live.get(&key).is_some_and(|record| record.running) {
             timers = CHANGED
                 .wait(timers)
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -234,12 +234,12 @@ pub(crate) unsafe extern "system" fn ex_delete_timer(
     }
     // Without Wait a running callback finishes first (the kernel frees the timer after it):
     // the record goes when it returns.
-    let running = timers.timers.get(&key).is_some_and(|record| record.running);
+    let running = timers.live.get(&key).is_some_and(|record| record.running);
     if !running {
-        timers.timers.remove(&key);
+        timers.live.remove(&key);
         // SAFETY: Allocated by ex_allocate_timer, freed once (just untracked).
         drop(unsafe { Box::from_raw(std::ptr::with_exposed_provenance_mut::<TimerMemory>(key)) });
-    } else if let Some(record) = timers.timers.get_mut(&key) {
+    } else if let Some(record) = timers.live.get_mut(&key) {
         record.deleted = true;
     }
     cancelled
@@ -254,13 +254,13 @@ fn run() {
         }
         let now = Instant::now();
         let expired = timers
-            .timers
+            .live
             .iter()
             .filter(|(_, record)| record.due.is_some_and(|due| due <= now))
             .map(|(key, _)| *key)
             .next();
         if let Some(key) = expired {
-            let Some(record) = timers.timers.get_mut(&key) else {
+            let Some(record) = timers.live.get_mut(&key) else {
                 continue;
             };
             record.due = None;
@@ -279,10 +279,10 @@ fn run() {
                 });
             });
             timers = self::timers();
-            if let Some(record) = timers.timers.get_mut(&key) {
+            if let Some(record) = timers.live.get_mut(&key) {
                 record.running = false;
                 if record.deleted {
-                    timers.timers.remove(&key);
+                    timers.live.remove(&key);
                     // SAFETY: Allocated by ex_allocate_timer; deleted while its callback ran,
                     // freed once, now.
                     drop(unsafe {
@@ -293,7 +293,7 @@ fn run() {
             CHANGED.notify_all();
             continue;
         }
-        let next = timers.timers.values().filter_map(|record| record.due).min();
+        let next = timers.live.values().filter_map(|record| record.due).min();
         timers = match next {
             Some(due) => {
                 CHANGED
@@ -311,7 +311,7 @@ fn run() {
 /// Forgets everything (a new machine).
 pub(crate) fn reset() {
     let mut timers = timers();
-    timers.timers.clear();
+    timers.live.clear();
     timers.stop = false;
 }
 
@@ -326,5 +326,5 @@ pub(crate) fn stop() -> usize {
     if let Some(thread) = thread {
         let _ = thread.join();
     }
-    timers().timers.len()
+    timers().live.len()
 }

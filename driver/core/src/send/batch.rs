@@ -436,12 +436,16 @@ impl Batch {
         let issued = self
             .count
             .saturating_sub(self.remaining.load(Ordering::Acquire));
-        let due = u128::from(self.clock.started.load(Ordering::Relaxed))
-            .saturating_add(u128::from(issued).saturating_mul(frequency) / u128::from(rate));
+        let due = u128::from(self.clock.started.load(Ordering::Relaxed)).saturating_add(
+            u128::from(issued)
+                .saturating_mul(frequency)
+                .checked_div(u128::from(rate))
+                .unwrap_or(u128::MAX),
+        );
         let now = u128::from(time::ticks());
         (now < due).then(|| {
-            u64::try_from(due.saturating_sub(now).saturating_mul(10_000_000) / frequency)
-                .unwrap_or(u64::MAX)
+            let ticks = due.saturating_sub(now).saturating_mul(10_000_000);
+            u64::try_from(ticks.checked_div(frequency).unwrap_or(ticks)).unwrap_or(u64::MAX)
         })
     }
 
