@@ -84,6 +84,13 @@ pub enum AbiError {
     SourceNotUnicast,
     /// A `SET_OPTION` option id this version does not define.
     UnknownOption(u32),
+    /// A `SEND_DIRECT` whose `payload_len` is not its output buffer's length.
+    DirectLengthMismatch {
+        /// The request's `payload_len`.
+        payload: u32,
+        /// The output buffer's length.
+        output: usize,
+    },
     /// A `BENCH` field outside its range.
     BenchOutOfRange {
         /// The field's name.
@@ -129,6 +136,7 @@ impl AbiError {
             | Self::ZeroLengthSegment { .. }
             | Self::SegmentSumMismatch { .. }
             | Self::EmptyPayload
+            | Self::DirectLengthMismatch { .. }
             | Self::PayloadTooLarge(_) => STATUS_INVALID_BUFFER_SIZE,
             Self::UnknownIoctl(_) => STATUS_INVALID_DEVICE_REQUEST,
         }
@@ -215,6 +223,10 @@ impl fmt::Display for AbiError {
             Self::OptionValueOutOfRange { option, value } => {
                 write!(f, "{value} is out of range for socket option {option}")
             }
+            Self::DirectLengthMismatch { payload, output } => write!(
+                f,
+                "payload_len is {payload} but the output buffer (the payload) is {output} bytes"
+            ),
             Self::BenchOutOfRange { field, value } => {
                 write!(f, "bench {field} {value} is out of range: ")?;
                 match *field {

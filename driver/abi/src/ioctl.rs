@@ -1,11 +1,13 @@
 //! IOCTL codes.
 //!
 //! All codes are `CTL_CODE(FILE_DEVICE_NETWORK, 0x800 + n, METHOD_BUFFERED, access)`, the
-//! convention of Microsoft's own WSK test drivers (msquic, win-net-test). `QUERY_INFO` and
+//! convention of Microsoft's own WSK test drivers (msquic, win-net-test), but `SEND_DIRECT`'s,
+//! which is `METHOD_IN_DIRECT`: its payload is the caller's output buffer, locked by the I/O
+//! manager and sent from where it lies. `QUERY_INFO` and
 //! `QUERY_STATS` need read access to the device handle, everything else write access.
 
 use windows_sys::Win32::System::Ioctl::{
-    FILE_DEVICE_NETWORK, FILE_READ_ACCESS, FILE_WRITE_ACCESS, METHOD_BUFFERED,
+    FILE_DEVICE_NETWORK, FILE_READ_ACCESS, FILE_WRITE_ACCESS, METHOD_BUFFERED, METHOD_IN_DIRECT,
 };
 
 /// `CTL_CODE` from `devioctl.h`.
@@ -39,11 +41,14 @@ pub enum Ioctl {
     SetOption,
     /// Send and time datagrams in the driver ([`crate::capability::BENCH`]).
     Bench,
+    /// `Send` without a copy: the payload is the output buffer (`METHOD_IN_DIRECT`)
+    /// ([`crate::capability::SEND_DIRECT`]).
+    SendDirect,
 }
 
 impl Ioctl {
     /// Every request, in code order.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::QueryInfo,
         Self::OpenSocket,
         Self::CloseSocket,
@@ -52,11 +57,20 @@ impl Ioctl {
         Self::QueryStats,
         Self::SetOption,
         Self::Bench,
+        Self::SendDirect,
     ];
 
     /// The request's `CTL_CODE`.
     #[must_use]
     pub const fn code(self) -> u32 {
+        if let Self::SendDirect = self {
+            return ctl_code(
+                FILE_DEVICE_NETWORK,
+                0x808,
+                METHOD_IN_DIRECT,
+                FILE_WRITE_ACCESS,
+            );
+        }
         let (function, access) = match self {
             Self::QueryInfo => (0x800, FILE_READ_ACCESS),
             Self::OpenSocket => (0x801, FILE_WRITE_ACCESS),
@@ -66,6 +80,7 @@ impl Ioctl {
             Self::QueryStats => (0x805, FILE_READ_ACCESS),
             Self::SetOption => (0x806, FILE_WRITE_ACCESS),
             Self::Bench => (0x807, FILE_WRITE_ACCESS),
+            Self::SendDirect => (0x808, FILE_WRITE_ACCESS),
         };
         ctl_code(FILE_DEVICE_NETWORK, function, METHOD_BUFFERED, access)
     }
@@ -75,7 +90,7 @@ impl Ioctl {
     #[must_use]
     pub const fn introduced(self) -> u32 {
         match self {
-            Self::QueryStats | Self::SetOption | Self::Bench => 2,
+            Self::QueryStats | Self::SetOption | Self::Bench | Self::SendDirect => 2,
             Self::QueryInfo
             | Self::OpenSocket
             | Self::CloseSocket
@@ -96,6 +111,7 @@ impl Ioctl {
             Self::QueryStats => "QUERY_STATS",
             Self::SetOption => "SET_OPTION",
             Self::Bench => "BENCH",
+            Self::SendDirect => "SEND_DIRECT",
         }
     }
 
@@ -111,11 +127,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn codes_are_network_buffered_and_distinct() {
+    fn codes_are_network_buffered_but_send_direct_and_distinct() {
         for (i, ioctl) in Ioctl::ALL.into_iter().enumerate() {
             let code = ioctl.code();
             assert_eq!(code >> 16, FILE_DEVICE_NETWORK);
-            assert_eq!(method_of(code), METHOD_BUFFERED);
+            let method = if ioctl == Ioctl::SendDirect {
+                METHOD_IN_DIRECT
+            } else {
+                METHOD_BUFFERED
+            };
+            assert_eq!(method_of(code), method);
             assert_eq!(Ioctl::from_code(code), Some(ioctl));
             for other in &Ioctl::ALL[i + 1..] {
                 assert_ne!(code, other.code());

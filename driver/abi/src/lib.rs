@@ -49,8 +49,9 @@ pub use ioctl::Ioctl;
 pub use send::{
     Ecn, OpenSocketView, SendSpec, SendView, SetOptionView, SocketOption, encode_close_socket,
     encode_open_socket, encode_open_socket_with, encode_query_stats, encode_send,
-    encode_set_option, parse_close_socket, parse_open_socket, parse_query_stats, parse_send,
-    parse_set_option, send_request_len, set_request_version,
+    encode_send_direct, encode_set_option, parse_close_socket, parse_open_socket,
+    parse_query_stats, parse_send, parse_send_direct, parse_set_option, send_request_len,
+    set_request_version,
 };
 pub use wire::{
     CloseSocketRequest, DescribeSendResponse, FailureCount, InfoResponse, OpenSocketRequest,
@@ -163,12 +164,23 @@ pub mod capability {
     /// `BENCH`: the driver sends and times datagrams itself (added within ABI 2: a driver
     /// without this bit answers the request `STATUS_INVALID_DEVICE_REQUEST`).
     pub const BENCH: u32 = 1 << 8;
+    /// `SEND_DIRECT`: a `SEND` sent from the caller's own locked pages (`METHOD_IN_DIRECT`),
+    /// no copy (added within ABI 2, as `BENCH`).
+    pub const SEND_DIRECT: u32 = 1 << 9;
     /// Every capability this ABI version defines.
-    pub const ALL: u32 =
-        IPV4 | IPV6 | SOURCE_ADDRESS | TOS | ECN | USO | MDL_CHAIN | DESCRIBE_SEND | BENCH;
+    pub const ALL: u32 = IPV4
+        | IPV6
+        | SOURCE_ADDRESS
+        | TOS
+        | ECN
+        | USO
+        | MDL_CHAIN
+        | DESCRIBE_SEND
+        | BENCH
+        | SEND_DIRECT;
 
     /// Each capability bit with the name user mode shows for it.
-    pub const NAMES: [(u32, &str); 9] = [
+    pub const NAMES: [(u32, &str); 10] = [
         (IPV4, "ipv4"),
         (IPV6, "ipv6"),
         (SOURCE_ADDRESS, "source_address"),
@@ -178,5 +190,6 @@ pub mod capability {
         (MDL_CHAIN, "mdl_chain"),
         (DESCRIBE_SEND, "describe_send"),
         (BENCH, "bench"),
+        (SEND_DIRECT, "send_direct"),
     ];
 }

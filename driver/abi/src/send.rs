@@ -71,8 +71,10 @@ pub struct SendView<'a> {
     pub spec: SendSpec,
     /// Raw segment lengths (`segment_count` native-endian `u32`s), possibly empty.
     segment_bytes: &'a [u8],
-    /// The payload.
+    /// The payload (empty for `SEND_DIRECT`, whose payload is the caller's output buffer).
     pub payload: &'a [u8],
+    /// The payload's length (`SEND_DIRECT`: the output buffer's).
+    pub payload_len: u32,
 }
 
 impl SendView<'_> {
@@ -84,9 +86,7 @@ impl SendView<'_> {
             .segment_bytes
             .chunks_exact(SEGMENT_LEN_SIZE)
             .map(|chunk| u32::from_ne_bytes(chunk.try_into().unwrap_or_default()));
-        // Validated: the payload is at most MAX_PAYLOAD, so its length fits in u32.
-        let whole = u32::try_from(self.payload.len()).unwrap_or(u32::MAX);
-        let implicit = self.segment_bytes.is_empty().then_some(whole);
+        let implicit = self.segment_bytes.is_empty().then_some(self.payload_len);
         SegmentLengths { explicit, implicit }
     }
 
@@ -225,6 +225,23 @@ pub const fn send_request_len(segment_count: usize, payload_len: usize) -> Optio
 /// The first rule the buffer breaks, in field order: size, version, reserved fields, flags,
 /// addresses, options, count, segments, payload, exact total length.
 pub fn parse_send(input: &[u8]) -> Result<SendView<'_>, AbiError> {
+    parse_send_with(input, None)
+}
+
+/// Validates a `SEND_DIRECT` input buffer: a `SEND` without its payload bytes, whose
+/// `payload_len` is the length of the caller's output buffer (`METHOD_IN_DIRECT`: the payload
+/// the driver sends from the caller's own locked pages).
+///
+/// # Errors
+/// As [`parse_send`]; [`AbiError::DirectLengthMismatch`] if `payload_len` is not the output
+/// buffer's length.
+pub fn parse_send_direct(input: &[u8], output_len: usize) -> Result<SendView<'_>, AbiError> {
+    parse_send_with(input, Some(output_len))
+}
+
+/// [`parse_send`] (`direct` `None`: the payload follows the segment lengths) or
+/// [`parse_send_direct`] (`direct` the output buffer's length: no payload in the input).
+fn parse_send_with(input: &[u8], direct: Option<usize>) -> Result<SendView<'_>, AbiError> {
     let (fixed, rest) =
         SendRequest::ref_from_prefix(input).map_err(|_| AbiError::InputTooShort {
             needed: size_of::<SendRequest>(),
@@ -269,8 +286,17 @@ pub fn parse_send(input: &[u8]) -> Result<SendView<'_>, AbiError> {
 
     let segment_count = fixed.segment_count as usize;
     let payload_len = fixed.payload_len as usize;
+    if let Some(output_len) = direct
+        && output_len != payload_len
+    {
+        return Err(AbiError::DirectLengthMismatch {
+            payload: fixed.payload_len,
+            output: output_len,
+        });
+    }
+    let in_input = if direct.is_some() { 0 } else { payload_len };
     let expected =
-        send_request_len(segment_count, payload_len).ok_or(AbiError::InputLengthMismatch {
+        send_request_len(segment_count, in_input).ok_or(AbiError::InputLengthMismatch {
             expected: usize::MAX,
             got: input.len(),
         })?;
@@ -302,6 +328,7 @@ pub fn parse_send(input: &[u8]) -> Result<SendView<'_>, AbiError> {
         },
         segment_bytes,
         payload,
+        payload_len: fixed.payload_len,
     };
     let mut sum: u64 = 0;
     for (index, len) in (0_u32..).zip(view.segment_lengths()) {
@@ -319,6 +346,25 @@ pub fn parse_send(input: &[u8]) -> Result<SendView<'_>, AbiError> {
     Ok(view)
 }
 
+/// Builds a `SEND_DIRECT` request into `out` (a `SEND` of `payload_len` bytes without them:
+/// they travel as the output buffer) and returns its length. `segments` may be empty (one
+/// segment holding the whole payload).
+///
+/// # Errors
+/// [`AbiError::OutputTooSmall`] if `out` is too short, or whatever [`parse_send_direct`] says
+/// about the result.
+pub fn encode_send_direct(
+    spec: &SendSpec,
+    segments: &[u32],
+    payload_len: usize,
+    out: &mut [u8],
+) -> Result<usize, AbiError> {
+    let needed = encode_send_fixed(spec, segments, payload_len, out)?;
+    let request = out.get(..needed).unwrap_or_default();
+    parse_send_direct(request, payload_len)?;
+    Ok(needed)
+}
+
 /// Builds a `SEND`/`DESCRIBE_SEND` request into `out` and returns its length. `segments`
 /// may be empty (one segment holding the whole payload).
 ///
@@ -331,12 +377,32 @@ pub fn encode_send(
     payload: &[u8],
     out: &mut [u8],
 ) -> Result<usize, AbiError> {
+    let fixed = encode_send_fixed(spec, segments, payload.len(), out)?;
+    let needed = fixed.saturating_add(payload.len());
+    let got = out.len();
+    let out = out
+        .get_mut(..needed)
+        .ok_or(AbiError::OutputTooSmall { needed, got })?;
+    out.get_mut(fixed..)
+        .ok_or(AbiError::OutputTooSmall { needed, got })?
+        .copy_from_slice(payload);
+    parse_send(out)?;
+    Ok(needed)
+}
+
+/// Writes a `SEND`'s fixed part and segment lengths for a `payload_len`-byte payload into
+/// `out`; returns their length.
+fn encode_send_fixed(
+    spec: &SendSpec,
+    segments: &[u32],
+    payload_len: usize,
+    out: &mut [u8],
+) -> Result<usize, AbiError> {
     let too_large = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
-    let needed =
-        send_request_len(segments.len(), payload.len()).ok_or(AbiError::OutputTooSmall {
-            needed: usize::MAX,
-            got: out.len(),
-        })?;
+    let needed = send_request_len(segments.len(), 0).ok_or(AbiError::OutputTooSmall {
+        needed: usize::MAX,
+        got: out.len(),
+    })?;
     let got = out.len();
     let out = out
         .get_mut(..needed)
@@ -351,7 +417,7 @@ pub fn encode_send(
             .map_or(WireAddr::NONE, WireAddr::from_socket_addr),
         count: spec.count,
         segment_count: too_large(segments.len()),
-        payload_len: too_large(payload.len()),
+        payload_len: too_large(payload_len),
         ..SendRequest::default()
     };
     if let Some(source) = spec.source {
@@ -376,15 +442,11 @@ pub fn encode_send(
     }
     fixed.flags = flags;
 
-    let (head, rest) = out.split_at_mut(size_of::<SendRequest>());
+    let (head, segment_out) = out.split_at_mut(size_of::<SendRequest>());
     head.copy_from_slice(fixed.as_bytes());
-    let (segment_out, payload_out) =
-        rest.split_at_mut(segments.len().saturating_mul(SEGMENT_LEN_SIZE));
     for (chunk, len) in segment_out.chunks_exact_mut(SEGMENT_LEN_SIZE).zip(segments) {
         chunk.copy_from_slice(&len.to_ne_bytes());
     }
-    payload_out.copy_from_slice(payload);
-    parse_send(out)?;
     Ok(needed)
 }
 

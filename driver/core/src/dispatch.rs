@@ -6,10 +6,11 @@
 //! later from a WSK completion routine.
 
 use core::ffi::c_void;
+use core::ptr::NonNull;
 
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
-use crate::ddi::nt::NTSTATUS;
+use crate::ddi::nt::{MDL, NTSTATUS};
 use crate::status::{STATUS_BUFFER_TOO_SMALL, STATUS_INTERNAL_ERROR, STATUS_SUCCESS};
 
 /// How a front door completes a request: `complete(context, status, information)`.
@@ -66,6 +67,8 @@ pub struct IoctlRequest {
     complete: CompleteFn,
     context: *mut c_void,
     cancel: Option<&'static CancelHooks>,
+    /// `METHOD_IN_DIRECT`'s locked MDL over the caller's output buffer, with its length.
+    direct: Option<(NonNull<MDL>, usize)>,
 }
 
 // SAFETY: The request may be completed from any thread (the front door's contract for
@@ -99,7 +102,24 @@ impl IoctlRequest {
             complete,
             context,
             cancel: None,
+            direct: None,
         }
+    }
+
+    /// Gives core the caller's output buffer of a `METHOD_IN_DIRECT` request: `mdl`
+    /// (`Irp->MdlAddress`, `WdfRequestRetrieveOutputWdmMdl`), describing `len` bytes. A null
+    /// `mdl` (a zero-length output buffer has none) leaves the request without one.
+    ///
+    /// # Safety
+    /// `mdl` must be null or the request's MDL the I/O manager locked over `len` bytes, which
+    /// stays locked until the request is completed.
+    #[must_use]
+    pub const unsafe fn with_direct_output(mut self, mdl: *mut MDL, len: usize) -> Self {
+        self.direct = match NonNull::new(mdl) {
+            Some(mdl) => Some((mdl, len)),
+            None => None,
+        };
+        self
     }
 
     /// Lets core make the request cancelable through `hooks`.
@@ -160,6 +180,13 @@ impl IoctlRequest {
         // SAFETY: Valid for reads of `input_len` bytes (type invariant); no `&mut` to the
         // buffer exists while this shared borrow of `self` lives.
         unsafe { core::slice::from_raw_parts(self.buffer, self.input_len) }
+    }
+
+    /// The locked MDL over the caller's output buffer and its length (`METHOD_IN_DIRECT`
+    /// only), valid until the request completes.
+    #[must_use]
+    pub(crate) const fn direct_output(&self) -> Option<(NonNull<MDL>, usize)> {
+        self.direct
     }
 
     /// Bytes available for the response.

@@ -5,7 +5,7 @@ use wskudp_abi::{
     InfoResponse, Ioctl, MAX_COUNT, MAX_PAYLOAD, MAX_SEGMENTS, MAX_SENDS_PER_HANDLE,
     MAX_SENDS_PER_SOCKET, MAX_SOCKETS, OpenSocketResponse, SEND_WINDOW, SendResponse, SocketOption,
     StatsResponse, WireAddr, capability, feature, parse_bench, parse_close_socket,
-    parse_open_socket, parse_query_stats, parse_send, parse_set_option,
+    parse_open_socket, parse_query_stats, parse_send, parse_send_direct, parse_set_option,
 };
 
 use crate::ddi::nt::NTSTATUS;
@@ -74,7 +74,8 @@ const BASE_CAPABILITIES: u32 = capability::IPV4
     | capability::SOURCE_ADDRESS
     | capability::MDL_CHAIN
     | capability::DESCRIBE_SEND
-    | capability::BENCH;
+    | capability::BENCH
+    | capability::SEND_DIRECT;
 
 /// `QUERY_INFO`'s capability bits from [`Driver::provider_features`]: TOS, ECN and USO only as
 /// the provider probe found them (none before it ran). ECN rides in the TOS byte where the
@@ -202,6 +203,7 @@ impl Driver {
             }
             Ioctl::Send => self.send(handle, request),
             Ioctl::Bench => self.bench(handle, request),
+            Ioctl::SendDirect => self.send_direct(handle, request),
         }
     }
 
@@ -440,6 +442,59 @@ impl Driver {
             Err(status) => return request.complete(status, 0),
         };
         self.start(datagram, socket, handle, plan, request);
+    }
+
+    /// `SEND_DIRECT`: as `SEND`, but the payload is the caller's output buffer, which the I/O
+    /// manager locked (`METHOD_IN_DIRECT`): partial MDLs over it, one per segment, are the
+    /// `WSK_BUF`s, so nothing is copied, and the request completes only after its last WSK IRP
+    /// has (its pages stay locked until then).
+    ///
+    /// Direct I/O has no output to write the response to (the output buffer is the payload),
+    /// and `IoStatus.Information` may not exceed the output buffer's length (KMDF's verifier:
+    /// `fxrequest.cpp:433-513`), so the request completes with the status a `SEND` response
+    /// would carry — `STATUS_SUCCESS` only when every datagram was sent, else the first WSK
+    /// failure or `STATUS_CANCELLED` — and Information 0. The per-status counts are in
+    /// `QUERY_STATS`. IRQL: `PASSIVE_LEVEL`.
+    fn send_direct(&self, handle: &HandleState, request: IoctlRequest) {
+        let prepared = (|| {
+            let direct = request.direct_output();
+            let len = direct.map_or(0, |(_, len)| len);
+            // Without an output buffer the payload is empty or mismatched: refused here.
+            let view = parse_send_direct(request.input(), len).map_err(|e| e.status())?;
+            let (mdl, _) = direct.ok_or(STATUS_INVALID_PARAMETER)?;
+            self.serves(view.abi_version)?;
+            let socket = self
+                .sockets
+                .reference(Owner::of(handle), view.spec.socket)?;
+            if socket.is_forced_closed() {
+                return Err(STATUS_FILE_FORCED_CLOSED);
+            }
+            let segments = Segments::of(&view);
+            // SAFETY: The request's own locked MDL; the request completes only after the
+            // job ends and releases the datagram (`batch::Batch::release_work`).
+            let datagram = unsafe {
+                Datagram::prepare_direct(
+                    &Addressing {
+                        spec: &view.spec,
+                        segments: segments.as_slice(),
+                    },
+                    mdl,
+                    len,
+                    &socket.info(),
+                )?
+            };
+            let mut plan = send::send_plan(
+                &view.spec,
+                socket.socket().has_send_messages(),
+                view.abi_version,
+            );
+            plan.answer = send::Answer::Direct;
+            Ok((datagram, socket, plan))
+        })();
+        match prepared {
+            Ok((datagram, socket, plan)) => self.start(datagram, socket, handle, plan, request),
+            Err(status) => request.complete(status, 0),
+        }
     }
 
     /// `BENCH`: validate, generate the payload into the socket's pool, and send `count` copies

@@ -80,34 +80,39 @@ impl Mdl {
     /// `IoBuildPartialMdl(source, self, start, len)`: this MDL now describes `start..start + len`,
     /// a range of `source`'s buffer, with `source`'s pages (no allocation).
     ///
-    /// The `IoBuildPartialMdl` page: the target must not describe a mapping of its own when it
-    /// is built again (`MmPrepareMdlForReuse`). Over non-paged pool it never does: the partial
-    /// MDL inherits `MDL_SOURCE_IS_NONPAGED_POOL` and its system address, so nobody maps it.
+    /// The `IoBuildPartialMdl` page: a target someone mapped since it was built
+    /// (`MDL_PARTIAL_HAS_BEEN_MAPPED`) must be unmapped (`MmPrepareMdlForReuse`) before it is
+    /// built again. Only the pooled MDLs are rebuilt, and over non-paged pool nobody maps them:
+    /// the partial inherits `MDL_SOURCE_IS_NONPAGED_POOL` and its system address. A `SEND_DIRECT`'s
+    /// partials are built once and freed, and `IoFreeMdl` releases a partial's mapping itself.
+    ///
+    /// # Errors
+    /// `STATUS_INVALID_BUFFER_SIZE` if this MDL was mapped since its last build (never over
+    /// non-paged pool; refused rather than leak a mapping).
     ///
     /// # Safety
-    /// `source` must be a built MDL and `start..start + len` a non-empty range inside both its
-    /// buffer and the range this MDL was sized for.
+    /// `source` must be a built or locked MDL and `start..start + len` a non-empty range inside
+    /// both its buffer and the range this MDL was sized for.
     unsafe fn build_partial(
         &self,
-        source: &Self,
+        source: NonNull<MDL>,
         start: *const u8,
         len: u32,
     ) -> Result<(), NTSTATUS> {
         let flags;
-        // SAFETY: A live MDL owned by this value.
+        // SAFETY: A live MDL owned by this value (type invariant).
         unsafe {
             flags = (*self.ptr.as_ptr()).MdlFlags;
         }
         if flags & MDL_PARTIAL_HAS_BEEN_MAPPED != 0 {
-            // Never over non-paged pool (see above); refuse rather than leak a mapping.
             return Err(STATUS_INVALID_BUFFER_SIZE);
         }
-        // SAFETY: 1. `source` is built and the range lies in its buffer and in what this MDL
-        //            was sized for (caller's guarantee);
+        // SAFETY: 1. `source` describes locked or non-paged memory and the range lies in its
+        //            buffer and in what this MDL was sized for (caller's guarantee);
         //         2. IoBuildPartialMdl may be called at IRQL <= DISPATCH_LEVEL.
         unsafe {
             IoBuildPartialMdl(
-                source.ptr.as_ptr(),
+                source.as_ptr(),
                 self.ptr.as_ptr(),
                 start.cast_mut().cast(),
                 len,
@@ -214,7 +219,7 @@ impl BufferMdls {
             let start = self.base.wrapping_add(offset as usize);
             // SAFETY: `offset..end` is a non-empty range inside the buffer (checked above), which
             // `whole` describes and every partial was sized for.
-            unsafe { partial.build_partial(&self.whole, start, length)? };
+            unsafe { partial.build_partial(self.whole.ptr, start, length)? };
             self.chain = self.chain.saturating_add(1);
             offset = end;
         }
@@ -259,5 +264,106 @@ impl BufferMdls {
             // SAFETY: A live MDL owned by this value.
             unsafe { (*mdl.ptr.as_ptr()).ByteCount }
         })
+    }
+}
+
+/// The partial MDLs of a `SEND_DIRECT`, one per segment, over the caller's buffer the I/O
+/// manager locked (`Irp->MdlAddress`): allocated per request, each sized for its own range,
+/// and freed (`IoFreeMdl` releases a mapping the stack made) when the request's last send
+/// completed. A single segment needs
+/// none: the request's MDL itself is the chain.
+///
+/// IRQL: <= `DISPATCH_LEVEL`.
+///
+/// # Invariants
+/// `source` is the request's locked MDL, valid until the request completes, after this value
+/// is dropped; `partials[..chain]` describe consecutive ranges of its buffer, linked.
+pub(crate) struct DirectMdls {
+    source: NonNull<MDL>,
+    partials: [Option<Mdl>; MAX_SEGMENTS as usize],
+    chain: usize,
+}
+
+// SAFETY: MDLs over locked pages may be used from any thread; the owner serializes writes.
+#[allow(
+    clippy::non_send_fields_in_send_ty,
+    reason = "MDLs are not tied to a thread"
+)]
+unsafe impl Send for DirectMdls {}
+// SAFETY: Shared access only reads the MDLs.
+unsafe impl Sync for DirectMdls {}
+
+impl DirectMdls {
+    /// The chain over `source`'s buffer, split into `lengths` (none: `source` alone).
+    ///
+    /// # Errors
+    /// `STATUS_INVALID_BUFFER_SIZE` if the lengths do not add up to the buffer's;
+    /// `STATUS_INSUFFICIENT_RESOURCES` if a partial MDL cannot be allocated.
+    ///
+    /// # Safety
+    /// `source` must be the locked MDL of a request this driver completes only after this value
+    /// is dropped.
+    pub(crate) unsafe fn new(
+        source: NonNull<MDL>,
+        lengths: impl IntoIterator<Item = u32>,
+    ) -> Result<Self, NTSTATUS> {
+        let (start, total);
+        // SAFETY: A locked MDL (caller's guarantee): its header is readable.
+        unsafe {
+            let mdl = source.as_ptr();
+            start = (*mdl)
+                .StartVa
+                .cast::<u8>()
+                .wrapping_add((*mdl).ByteOffset as usize)
+                .cast_const();
+            total = (*mdl).ByteCount;
+        }
+        let mut mdls = Self {
+            source,
+            partials: [const { None }; MAX_SEGMENTS as usize],
+            chain: 0,
+        };
+        let mut offset: u32 = 0;
+        for length in lengths {
+            let end = offset
+                .checked_add(length)
+                .filter(|end| length > 0 && *end <= total)
+                .ok_or(STATUS_INVALID_BUFFER_SIZE)?;
+            let slot = mdls
+                .partials
+                .get_mut(mdls.chain)
+                .ok_or(STATUS_INVALID_BUFFER_SIZE)?;
+            let piece = start.wrapping_add(offset as usize);
+            // SAFETY: `length` > 0; built only over this piece.
+            let partial = unsafe { Mdl::sized_for(piece, length)? };
+            // SAFETY: The piece lies in the source's locked buffer (checked against its
+            // ByteCount) and is exactly what `partial` was sized for.
+            unsafe { partial.build_partial(source, piece, length)? };
+            *slot = Some(partial);
+            mdls.chain = mdls.chain.saturating_add(1);
+            offset = end;
+        }
+        if mdls.chain > 0 && offset != total {
+            return Err(STATUS_INVALID_BUFFER_SIZE);
+        }
+        let mut next: *mut MDL = core::ptr::null_mut();
+        for mdl in mdls.partials.iter().take(mdls.chain).rev().flatten() {
+            // SAFETY: A live MDL owned here, not in flight yet.
+            unsafe {
+                (*mdl.ptr.as_ptr()).Next = next;
+            }
+            next = mdl.ptr.as_ptr();
+        }
+        // INVARIANT: `chain` partials over consecutive pieces, linked; or none.
+        Ok(mdls)
+    }
+
+    /// The chain's first MDL: the first partial, or the request's MDL itself.
+    pub(crate) fn head(&self) -> *mut MDL {
+        self.partials
+            .first()
+            .and_then(Option::as_ref)
+            .filter(|_| self.chain > 0)
+            .map_or(self.source.as_ptr(), |mdl| mdl.ptr.as_ptr())
     }
 }

@@ -31,11 +31,12 @@ use wdk_sys::{
     _WDF_DRIVER_INIT_FLAGS, _WDF_EXECUTION_LEVEL, _WDF_FILEOBJECT_CLASS,
     _WDF_IO_QUEUE_DISPATCH_TYPE, _WDF_SYNCHRONIZATION_SCOPE, _WDF_TRI_STATE, NTSTATUS,
     PCUNICODE_STRING, PDRIVER_OBJECT, PFN_WDF_DEVICE_FILE_CREATE, PFN_WDF_DRIVER_DEVICE_ADD,
-    PFN_WDF_FILE_CLEANUP, PFN_WDF_FILE_CLOSE, PWDFDEVICE_INIT, ULONG, UNICODE_STRING,
+    PFN_WDF_FILE_CLEANUP, PFN_WDF_FILE_CLOSE, PMDL, PWDFDEVICE_INIT, ULONG, UNICODE_STRING,
     WDF_DRIVER_CONFIG, WDF_FILEOBJECT_CONFIG, WDF_IO_QUEUE_CONFIG, WDF_NO_OBJECT_ATTRIBUTES,
     WDF_OBJECT_ATTRIBUTES, WDF_OBJECT_CONTEXT_TYPE_INFO, WDFDEVICE, WDFDRIVER, WDFFILEOBJECT,
     WDFOBJECT, WDFQUEUE, WDFREQUEST, call_unsafe_wdf_function_binding,
 };
+use windows_sys::Win32::System::Ioctl::{METHOD_BUFFERED, METHOD_IN_DIRECT, METHOD_OUT_DIRECT};
 use wskudp_abi::status::{
     STATUS_DEVICE_NOT_READY, STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_HANDLE, STATUS_SUCCESS,
 };
@@ -667,6 +668,28 @@ fn system_buffer(request: WDFREQUEST, input_len: usize, output_len: usize) -> *m
     }
 }
 
+/// The locked MDL over a direct-I/O request's output buffer (`Irp->MdlAddress`), or null when
+/// the buffer is empty (`WdfRequestRetrieveOutputWdmMdl`: `STATUS_BUFFER_TOO_SMALL`).
+///
+/// IRQL: <= `DISPATCH_LEVEL`.
+fn output_mdl(request: WDFREQUEST) -> PMDL {
+    let mut mdl: PMDL = core::ptr::null_mut();
+    let status;
+    // SAFETY: A live, driver-owned device-control request; `mdl` is writable.
+    unsafe {
+        status = call_unsafe_wdf_function_binding!(
+            WdfRequestRetrieveOutputWdmMdl,
+            request,
+            &raw mut mdl
+        );
+    }
+    if status < 0 {
+        core::ptr::null_mut()
+    } else {
+        mdl
+    }
+}
+
 /// `EvtIoDeviceControl`: hands the request to core, which completes it through `complete`.
 ///
 /// IRQL: `PASSIVE_LEVEL` (the device's execution level).
@@ -677,6 +700,7 @@ extern "C" fn evt_io_device_control(
     input_len: usize,
     code: ULONG,
 ) {
+    let direct_len = output_len;
     let file;
     // SAFETY: `request` was just presented to this driver.
     unsafe {
@@ -687,22 +711,26 @@ extern "C" fn evt_io_device_control(
         unsafe { complete(request.cast(), STATUS_DEVICE_NOT_READY, 0) };
         return;
     };
-    let buffered = wskudp_abi::ioctl::method_of(code) == 0;
-    let buffer = if buffered {
-        system_buffer(request, input_len, output_len)
-    } else {
-        // Core implements buffered codes only; it refuses the others without a buffer.
-        core::ptr::null_mut()
+    let method = wskudp_abi::ioctl::method_of(code);
+    let buffer = match method {
+        METHOD_BUFFERED => system_buffer(request, input_len, output_len),
+        // The direct methods' input is buffered too.
+        METHOD_IN_DIRECT | METHOD_OUT_DIRECT if input_len > 0 => {
+            system_buffer(request, input_len, 0)
+        }
+        // Core implements METHOD_NEITHER for nothing; it refuses the request without buffers.
+        _ => core::ptr::null_mut(),
     };
-    let (input_len, output_len) = if buffer.is_null() {
-        (0, 0)
-    } else {
-        (input_len, output_len)
+    let (input_len, output_len) = match (buffer.is_null(), method) {
+        (true, _) => (0, 0),
+        // A direct method's output buffer is the MDL below, not the system buffer.
+        (false, METHOD_BUFFERED) => (input_len, output_len),
+        (false, _) => (input_len, 0),
     };
     // SAFETY: 1. the system buffer holds max(input, output) bytes of non-paged memory until
     //            the request completes;
     //         2. `complete` completes the request once, at <= DISPATCH_LEVEL, any thread.
-    let ioctl = unsafe {
+    let mut ioctl = unsafe {
         IoctlRequest::new(
             code,
             buffer,
@@ -712,6 +740,15 @@ extern "C" fn evt_io_device_control(
             request.cast(),
         )
     };
+    if matches!(method, METHOD_IN_DIRECT | METHOD_OUT_DIRECT) {
+        let mdl = output_mdl(request);
+        // SAFETY: The request's locked MDL over its `output_len`-byte output buffer (or null),
+        // locked until the request completes ("The MDL is only valid until the request is
+        // completed", WdfRequestRetrieveOutputWdmMdl).
+        ioctl = unsafe {
+            ioctl.with_direct_output(mdl.cast(), if mdl.is_null() { 0 } else { direct_len })
+        };
+    }
     // SAFETY: The cancel hooks take this request (the context) until it completes.
     let ioctl = unsafe { ioctl.with_cancel(&CANCEL_HOOKS) };
     driver.dispatch(handle, ioctl);

@@ -19,7 +19,9 @@ use windows_sys::Win32::Foundation::{
     NTSTATUS, STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_HANDLE, STATUS_PENDING, STATUS_SUCCESS,
     STATUS_UNSUCCESSFUL, UNICODE_STRING,
 };
-use windows_sys::Win32::System::Ioctl::{FILE_DEVICE_NETWORK, METHOD_BUFFERED};
+use windows_sys::Win32::System::Ioctl::{
+    FILE_DEVICE_NETWORK, METHOD_BUFFERED, METHOD_IN_DIRECT, METHOD_OUT_DIRECT,
+};
 use wskudp_abi::ioctl::method_of;
 use wskudp_core::ddi::nt::{
     device_io_control_parameters, io_get_current_irp_stack_location, io_mark_irp_pending,
@@ -469,32 +471,36 @@ unsafe extern "system" fn dispatch_device_control(
         unsafe { complete(irp, STATUS_INVALID_HANDLE, 0) };
         return STATUS_INVALID_HANDLE;
     };
-    let buffer = if method_of(parameters.IoControlCode) == METHOD_BUFFERED {
+    let method = method_of(parameters.IoControlCode);
+    let direct = matches!(method, METHOD_IN_DIRECT | METHOD_OUT_DIRECT);
+    let buffer = if method == METHOD_BUFFERED || direct {
         let slot;
         // SAFETY: A delivered IRP; only an address is computed.
         unsafe {
             slot = &raw const (*irp).AssociatedIrp.SystemBuffer;
         }
-        // SAFETY: For METHOD_BUFFERED, AssociatedIrp.SystemBuffer is the union member in use.
+        // SAFETY: For METHOD_BUFFERED and the direct methods (their input),
+        // AssociatedIrp.SystemBuffer is the union member in use.
         unsafe { slot.read() }.cast::<u8>()
     } else {
-        // Core implements buffered codes only; it refuses the others without a buffer.
+        // Core implements METHOD_NEITHER for nothing; it refuses the request without buffers.
         core::ptr::null_mut()
     };
-    let (input_len, output_len) = if buffer.is_null() {
-        (0, 0)
-    } else {
-        (
+    let (input_len, output_len) = match (buffer.is_null(), direct) {
+        (true, _) => (0, 0),
+        (false, false) => (
             parameters.InputBufferLength as usize,
             parameters.OutputBufferLength as usize,
-        )
+        ),
+        // A direct method's output buffer is Irp->MdlAddress, not the system buffer.
+        (false, true) => (parameters.InputBufferLength as usize, 0),
     };
     // SAFETY: Marked pending before core may complete it; STATUS_PENDING is returned below.
     unsafe { io_mark_irp_pending(irp) };
     // SAFETY: 1. the system buffer is max(input, output) bytes of non-paged memory, valid
     //            until the IRP completes;
     //         2. `complete_ioctl` completes the IRP once, at <= DISPATCH_LEVEL, any thread.
-    let request = unsafe {
+    let mut request = unsafe {
         IoctlRequest::new(
             parameters.IoControlCode,
             buffer,
@@ -504,6 +510,17 @@ unsafe extern "system" fn dispatch_device_control(
             irp.cast::<c_void>(),
         )
     };
+    if direct {
+        let mdl;
+        // SAFETY: A delivered IRP.
+        unsafe {
+            mdl = (*irp).MdlAddress;
+        }
+        // SAFETY: The I/O manager's MDL over the output buffer (null when it is empty),
+        // locked until the IRP completes ("Buffer Descriptions for I/O Control Codes").
+        request =
+            unsafe { request.with_direct_output(mdl, parameters.OutputBufferLength as usize) };
+    }
     // SAFETY: The cancel hooks take this IRP (the request's context) until it completes.
     let request = unsafe { request.with_cancel(&CANCEL_HOOKS) };
     // SAFETY: Our device, between DriverEntry and unload.

@@ -223,6 +223,9 @@ wdf_functions! {
         Buffer: *mut PVOID,
         Length: *mut usize,
     ) -> NTSTATUS;
+    #[must_use]
+    WdfRequestRetrieveOutputWdmMdl = WdfRequestRetrieveOutputWdmMdlTableIndex(272),
+    PFN_WDFREQUESTRETRIEVEOUTPUTWDMMDL: fn(Request: WDFREQUEST, Mdl: *mut PMDL) -> NTSTATUS;
     WdfRequestSetInformation = WdfRequestSetInformationTableIndex(275),
     PFN_WDFREQUESTSETINFORMATION: fn(Request: WDFREQUEST, Information: ULONG_PTR);
     #[must_use]

@@ -7,7 +7,7 @@
 
 use core::ffi::{c_int, c_void};
 
-pub use windows_sys::Wdk::Foundation::{DEVICE_OBJECT, DRIVER_OBJECT, FILE_OBJECT, IRP};
+pub use windows_sys::Wdk::Foundation::{DEVICE_OBJECT, DRIVER_OBJECT, FILE_OBJECT, IRP, MDL};
 pub use windows_sys::Wdk::System::SystemServices::DEVICE_RELATION_TYPE;
 pub use windows_sys::Win32::Foundation::{
     STATUS_BUFFER_OVERFLOW, STATUS_CANCELLED, STATUS_INSUFFICIENT_RESOURCES,
@@ -25,6 +25,8 @@ pub type LONG = i32;
 pub type NTSTATUS = LONG;
 pub type PVOID = *mut c_void;
 pub type HANDLE = *mut c_void;
+/// wdm.h's `PMDL`.
+pub type PMDL = *mut MDL;
 /// `unsigned __int64` on 64-bit Windows targets.
 pub type ULONG_PTR = u64;
 /// `SIZE_T` (basetsd.h): `ULONG_PTR`, as `wdk-sys` declares it.

@@ -14,13 +14,13 @@ use std::fmt::Write as _;
 use std::io::IsTerminal as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 use wskudp_abi::{BenchApi, BenchResponse, BenchShape, SendSpec};
 use wskudp_harness::backend::MachineCounters;
 use wskudp_harness::bench::{Cpu, LoopFigures, Marking, Sink, rate, sendmmsg_loop, sendmsg_loop};
-use wskudp_harness::client::Client;
+use wskudp_harness::client::{Client, MAX_INFLIGHT, Pipeline};
 use wskudp_harness::{pattern, status_hex, status_text};
 
 use super::{BenchApiArg, BenchArgs, Outcome, open_for};
@@ -30,7 +30,17 @@ const DEFAULT_BATCH: u32 = 16;
 
 /// What a timed run measured.
 struct Measured {
+    /// `BENCH`'s own figures; for `zerocopy`, the same fields from the `SEND_DIRECT` requests'
+    /// outcomes and the wall clock (what only the driver knows is left out: see `in_kernel`).
     response: BenchResponse,
+    /// The API's name in the report.
+    api: &'static str,
+    /// Timed by the driver (`BENCH`): its WSK calls, longest completion and allocations are
+    /// known; else (`zerocopy`) timed in user mode, requests and transitions included.
+    in_kernel: bool,
+    /// Payload copies the driver made: `BENCH` writes its generated payload once per run, a
+    /// `SEND_DIRECT` none.
+    copies: u64,
     cpu: Cpu,
     machine: Option<MachineCounters>,
     received: Option<u64>,
@@ -45,9 +55,24 @@ pub(super) fn run(client: &Client, args: &BenchArgs) -> Result<Outcome, String> 
                         .into(),
                 );
             }
-            (BenchApi::SendTo, 1)
+            (Some(BenchApi::SendTo), 1)
         }
-        BenchApiArg::Sendmessages => (BenchApi::SendMessages, args.batch.unwrap_or(DEFAULT_BATCH)),
+        BenchApiArg::Sendmessages => (
+            Some(BenchApi::SendMessages),
+            args.batch.unwrap_or(DEFAULT_BATCH),
+        ),
+        BenchApiArg::Zerocopy => {
+            if args.batch.is_some() || args.rate.is_some() {
+                return Err("--batch and --rate apply to the in-kernel bench (--api sendto or sendmessages); zerocopy sends SEND_DIRECT requests, in WskSendMessages batches of the driver's own size".into());
+            }
+            if args.inflight as usize > MAX_INFLIGHT {
+                return Err(format!(
+                    "--inflight {}: zerocopy keeps 1 to {MAX_INFLIGHT} requests in flight",
+                    args.inflight
+                ));
+            }
+            (None, DEFAULT_BATCH)
+        }
     };
     let sink_address = args
         .to
@@ -59,7 +84,10 @@ pub(super) fn run(client: &Client, args: &BenchArgs) -> Result<Outcome, String> 
         (None, None) => return Err(format!("could not start a receiver on {sink_address}")),
     };
     let opened = open_for(client, &args.address, to)?;
-    let result = measure(client, &opened.spec, args, api, batch, sink.as_ref());
+    let result = match api {
+        Some(api) => measure(client, &opened.spec, args, api, batch, sink.as_ref()),
+        None => measure_zero_copy(client, &opened.spec, args, sink.as_ref()),
+    };
     let closed = client.close_socket(opened.socket);
     let measured = result?;
     let baseline = args
@@ -137,7 +165,91 @@ fn measure(
         sink.settle(before + response.datagrams_sent, Duration::from_millis(300)) - before
     });
     Ok(Measured {
+        api: BenchApi::from_u32(response.api).map_or("unknown", BenchApi::name),
         response,
+        in_kernel: true,
+        copies: 1,
+        cpu,
+        machine,
+        received,
+    })
+}
+
+/// `--api zerocopy`: `SEND_DIRECT` requests, `--inflight` of them outstanding, timed in user
+/// mode from the first submission to the last completion (user/kernel transitions included:
+/// one request per `max_count` datagrams). A warm-up of the same shape goes first.
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "a duration in nanoseconds"
+)]
+fn measure_zero_copy(
+    client: &Client,
+    spec: &SendSpec,
+    args: &BenchArgs,
+    sink: Option<&Sink>,
+) -> Result<Measured, String> {
+    let payload = pattern(args.size as usize);
+    let inflight = args.inflight as usize;
+    let pipeline = |total| Pipeline {
+        zero_copy: true,
+        ..Pipeline::new(total, inflight)
+    };
+    let warm = u64::from(args.inflight * DEFAULT_BATCH * 4).min(args.count);
+    let warmed = client
+        .send_pipelined_with(spec, &[], &payload, pipeline(warm))
+        .map_err(|e| format!("warm-up: {e}"))?;
+    let received_before =
+        sink.map(|sink| sink.settle(warmed.datagrams_sent, Duration::from_millis(300)));
+    let machine_before = client.backend().machine_counters();
+    let cpu_before = Cpu::process();
+    let sink_cpu_before = sink.map(Sink::cpu).unwrap_or_default();
+    let started = Instant::now();
+    let show_progress = !args.json && std::io::stderr().is_terminal();
+    let done = AtomicBool::new(false);
+    let summary = std::thread::scope(|scope| {
+        if show_progress {
+            scope.spawn(|| progress(client, spec.socket, args.count, &done));
+        }
+        let summary = client.send_pipelined_with(spec, &[], &payload, pipeline(args.count));
+        done.store(true, Ordering::Relaxed);
+        summary
+    });
+    let elapsed = started.elapsed();
+    let summary = summary.map_err(|e| e.to_string())?;
+    let sink_cpu = sink
+        .map(Sink::cpu)
+        .unwrap_or_default()
+        .since(sink_cpu_before);
+    let cpu = Cpu::process().since(cpu_before);
+    let cpu = Cpu {
+        user: (cpu.user - sink_cpu.user).max(0.0),
+        system: (cpu.system - sink_cpu.system).max(0.0),
+    };
+    let machine = client
+        .backend()
+        .machine_counters()
+        .zip(machine_before)
+        .map(|(after, before)| after.since(&before));
+    let received = sink.zip(received_before).map(|(sink, before)| {
+        sink.settle(before + summary.datagrams_sent, Duration::from_millis(300)) - before
+    });
+    let response = BenchResponse {
+        status: summary.first_error.unwrap_or(0),
+        datagrams: summary.total,
+        datagrams_sent: summary.datagrams_sent,
+        datagrams_failed: summary.datagrams_failed,
+        datagrams_not_sent: summary.datagrams_not_sent + summary.datagrams_unsent,
+        bytes_sent: summary.bytes_sent,
+        ticks: elapsed.as_nanos() as u64,
+        frequency: 1_000_000_000,
+        ..BenchResponse::default()
+    };
+    Ok(Measured {
+        response,
+        api: "zerocopy",
+        in_kernel: false,
+        copies: 0,
         cpu,
         machine,
         received,
@@ -211,7 +323,7 @@ struct Figures {
     model_share: Option<f64>,
     core_share: Option<f64>,
     linux_share: Option<f64>,
-    driver_longest_us: f64,
+    driver_longest_us: Option<f64>,
     dropped: Option<u64>,
     vs_sendmsg: Option<f64>,
     vs_sendmmsg: Option<f64>,
@@ -237,7 +349,7 @@ impl Figures {
         });
         let linux_share = (cpu_total > 0.0).then(|| measured.cpu.system / cpu_total);
         Self {
-            api: BenchApi::from_u32(response.api).map_or("unknown", BenchApi::name),
+            api: measured.api,
             sent,
             seconds,
             pps,
@@ -246,7 +358,9 @@ impl Figures {
                 .zip(linux_share)
                 .map(|(model, linux)| (1.0 - model - linux).max(0.0)),
             linux_share,
-            driver_longest_us: per_tick(response.longest_completion_ticks) * 1e6,
+            driver_longest_us: measured
+                .in_kernel
+                .then(|| per_tick(response.longest_completion_ticks) * 1e6),
             dropped: measured.received.map(|r| sent.saturating_sub(r)),
             vs_sendmsg: baseline.map(|b| ratio(pps, b.sendmsg.pps())),
             vs_sendmmsg: baseline.and_then(|b| b.sendmmsg.as_ref().map(|m| ratio(pps, m.pps()))),
@@ -307,7 +421,11 @@ fn json_of(
             "size": args.size,
             "count": args.count,
             "inflight": args.inflight,
-            "api": match args.api { BenchApiArg::Sendto => "sendto", BenchApiArg::Sendmessages => "sendmessages" },
+            "api": match args.api {
+                BenchApiArg::Sendto => "sendto",
+                BenchApiArg::Sendmessages => "sendmessages",
+                BenchApiArg::Zerocopy => "zerocopy",
+            },
             "batch": args.batch,
             "rate": args.rate,
         },
@@ -319,13 +437,14 @@ fn json_of(
         "datagrams_failed": response.datagrams_failed,
         "datagrams_not_sent": response.datagrams_not_sent,
         "bytes_sent": response.bytes_sent,
-        "wsk_calls": response.wsk_calls,
+        "wsk_calls": measured.in_kernel.then_some(response.wsk_calls),
+        "timed_by": if measured.in_kernel { "driver" } else { "user mode" },
         "seconds": figures.seconds,
         "pps": figures.pps,
         "allocs_per_datagram": measured.machine.map(|m| figures.per(m.allocations())),
         "completion_contexts_per_datagram": measured.machine.map(|m| figures.per(m.completion_contexts)),
-        "driver_allocs_per_datagram": figures.per(response.allocations),
-        "copies_per_datagram": figures.per(1),
+        "driver_allocs_per_datagram": measured.in_kernel.then(|| figures.per(response.allocations)),
+        "copies_per_datagram": figures.per(measured.copies),
         "cpu_user_seconds": measured.cpu.user,
         "cpu_system_seconds": measured.cpu.system,
         "model_share": figures.model_share,
@@ -350,14 +469,23 @@ fn text_of(
     baseline: Option<&Baseline>,
 ) -> String {
     let response = &measured.response;
+    let how = if measured.in_kernel {
+        format!(
+            "{} WSK call(s), up to {} in flight, timed by the driver",
+            response.wsk_calls, args.inflight
+        )
+    } else {
+        format!(
+            "SEND_DIRECT requests, up to {} in flight, timed in user mode",
+            args.inflight
+        )
+    };
     let mut text = format!(
-        "{} of {} datagram(s) of {} bytes with {} ({} WSK call(s), up to {} in flight) in {:.3} s: {:.0} datagrams/s; {}\n",
+        "{} of {} datagram(s) of {} bytes with {} ({how}) in {:.3} s: {:.0} datagrams/s; {}\n",
         figures.sent,
         response.datagrams,
         args.size,
         figures.api,
-        response.wsk_calls,
-        args.inflight,
         figures.seconds,
         figures.pps,
         status_text(response.status),
@@ -365,9 +493,10 @@ fn text_of(
     if let Some(machine) = measured.machine {
         let _ = writeln!(
             text,
-            "  per datagram: {:.4} allocations (pool, IRP, MDL), {:.4} completion contexts; longest completion routine {:.1} us",
+            "  per datagram: {:.4} allocations (pool, IRP, MDL), {:.4} completion contexts, {:.4} payload copies; longest completion routine {:.1} us",
             figures.per(machine.allocations()),
             figures.per(machine.completion_contexts),
+            figures.per(measured.copies),
             machine.longest_completion_ns as f64 / 1e3,
         );
     }

@@ -15,8 +15,8 @@ use wskudp_abi::{
     ABI_OLDEST, ABI_VERSION, AbiError, BenchResponse, BenchShape, DescribeSendResponse,
     InfoResponse, Ioctl, OpenSocketResponse, RequestHeader, SendResponse, SendSpec, SocketOption,
     StatsResponse, encode_bench, encode_close_socket, encode_open_socket_with, encode_query_stats,
-    encode_send, encode_set_option, read_any_version, read_response, send_request_len,
-    set_request_version, status::nt_success,
+    encode_send, encode_send_direct, encode_set_option, read_any_version, read_response,
+    send_request_len, set_request_version, status::nt_success,
 };
 use zerocopy::{FromBytes, IntoBytes};
 
@@ -284,6 +284,22 @@ impl<B: Backend + ?Sized> Client<B> {
         succeeded(self.backend.ioctl(Ioctl::CloseSocket.code(), &request, 0)?).map(drop)
     }
 
+    /// A `SEND_DIRECT` request for a `payload_len`-byte payload (which travels as the output
+    /// buffer).
+    fn encode_direct(
+        &self,
+        spec: &SendSpec,
+        segments: &[u32],
+        payload_len: usize,
+    ) -> Result<Vec<u8>, ClientError> {
+        let len = send_request_len(segments.len(), 0)
+            .ok_or(ClientError::Invalid(AbiError::PayloadTooLarge(u32::MAX)))?;
+        let mut request = vec![0; len];
+        encode_send_direct(spec, segments, payload_len, &mut request)
+            .map_err(ClientError::Invalid)?;
+        self.versioned(request)
+    }
+
     fn encode(
         &self,
         spec: &SendSpec,
@@ -330,7 +346,53 @@ impl<B: Backend + ?Sized> Client<B> {
         let request =
             self.backend
                 .submit(Ioctl::Send.code(), request, size_of::<SendResponse>())?;
-        Ok(PendingSend { request })
+        Ok(PendingSend {
+            request,
+            direct: None,
+        })
+    }
+
+    /// `SEND_DIRECT` without waiting: as [`Client::submit_send`], but the driver sends
+    /// `payload` from the caller's own pages (`METHOD_IN_DIRECT`, no copy). Its completion
+    /// carries only a status, so [`PendingSend::wait`] reports success as every datagram sent.
+    ///
+    /// # Errors
+    /// [`ClientError::Usage`] if the driver has no `SEND_DIRECT`; otherwise as
+    /// [`Client::submit_send`].
+    pub fn submit_send_direct(
+        &self,
+        spec: &SendSpec,
+        segments: &[u32],
+        payload: &[u8],
+    ) -> Result<PendingSend<'_>, ClientError> {
+        self.require_send_direct()?;
+        let request = self.encode_direct(spec, segments, payload.len())?;
+        self.submit_encoded_direct(&request, payload, spec.count)
+    }
+
+    fn require_send_direct(&self) -> Result<(), ClientError> {
+        if self.info()?.capabilities & wskudp_abi::capability::SEND_DIRECT == 0 {
+            return Err(ClientError::Usage(
+                "this driver has no SEND_DIRECT request (install a driver from this release)"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn submit_encoded_direct(
+        &self,
+        request: &[u8],
+        payload: &[u8],
+        count: u32,
+    ) -> Result<PendingSend<'_>, ClientError> {
+        let request = self
+            .backend
+            .submit_direct(Ioctl::SendDirect.code(), request, payload)?;
+        Ok(PendingSend {
+            request,
+            direct: Some((count, payload.len() as u64)),
+        })
     }
 
     /// Sends `total` datagrams of `payload` (MDLs of `segments` lengths) with `spec`'s options
@@ -377,6 +439,7 @@ impl<B: Backend + ?Sized> Client<B> {
             total,
             inflight,
             per_request,
+            zero_copy,
         } = pipeline;
         if total == 0 {
             return Err(ClientError::Usage(
@@ -399,10 +462,20 @@ impl<B: Backend + ?Sized> Client<B> {
                 "QUERY_INFO reports a max_count of 0".into(),
             )));
         }
+        if zero_copy {
+            self.require_send_direct()?;
+        }
         let per_request = per_request.map_or(max_count, |n| n.min(max_count));
         // Every request but perhaps the last has the same bytes: encode them once.
         let full_count = u32::try_from(total.min(u64::from(per_request))).unwrap_or(per_request);
-        let encode = |count: u32| self.encode(&SendSpec { count, ..*spec }, segments, payload);
+        let encode = |count: u32| {
+            let spec = SendSpec { count, ..*spec };
+            if zero_copy {
+                self.encode_direct(&spec, segments, payload.len())
+            } else {
+                self.encode(&spec, segments, payload)
+            }
+        };
         let full = encode(full_count)?;
         let tail = match u32::try_from(total % u64::from(per_request)) {
             Ok(count) if count != 0 && total > u64::from(per_request) => Some(encode(count)?),
@@ -427,7 +500,12 @@ impl<B: Backend + ?Sized> Client<B> {
                     Some(tail) if count != full_count => tail,
                     _ => &full,
                 };
-                match self.submit_encoded_send(request) {
+                let submitted_one = if zero_copy {
+                    self.submit_encoded_direct(request, payload, count)
+                } else {
+                    self.submit_encoded_send(request)
+                };
+                match submitted_one {
                     Ok(pending) => {
                         queue.push_back((pending, count));
                         submitted += u64::from(count);
@@ -537,17 +615,29 @@ fn succeeded(
 #[must_use = "a SEND in flight completes whether or not it is waited for; dropping it cancels it and waits"]
 pub struct PendingSend<'a> {
     request: InFlight<'a>,
+    /// A `SEND_DIRECT`'s datagram count and payload length: its completion has no response.
+    direct: Option<(u32, u64)>,
 }
 
 impl PendingSend<'_> {
     /// Waits for the response (cancelling the request after
-    /// [`crate::backend::COMPLETION_TIMEOUT`]).
+    /// [`crate::backend::COMPLETION_TIMEOUT`]). A `SEND_DIRECT` completes with a status only,
+    /// `STATUS_SUCCESS` when every datagram was sent: its response is that, written out.
     ///
     /// # Errors
-    /// [`ClientError::Status`] if the driver refused the request as a whole, otherwise as
-    /// [`Client::send`].
+    /// [`ClientError::Status`] if the driver refused the request as a whole (or a
+    /// `SEND_DIRECT` did not send every datagram), otherwise as [`Client::send`].
     pub fn wait(self) -> Result<SendResponse, ClientError> {
-        response(self.request.wait(COMPLETION_TIMEOUT)?)
+        let outcome = self.request.wait(COMPLETION_TIMEOUT)?;
+        match self.direct {
+            None => response(outcome),
+            Some((count, len)) => succeeded(outcome).map(|_| SendResponse {
+                status: STATUS_SUCCESS,
+                datagrams_sent: count,
+                bytes_sent: u64::from(count) * len,
+                ..SendResponse::default()
+            }),
+        }
     }
 
     /// Asks the driver to cancel the request (`CancelIoEx`); it still completes: wait for it.
@@ -587,6 +677,8 @@ pub struct Pipeline {
     pub inflight: usize,
     /// Datagrams per request at most; `None`: the driver's `max_count`.
     pub per_request: Option<u32>,
+    /// `SEND_DIRECT` requests (the payload sent from the caller's pages) instead of `SEND`.
+    pub zero_copy: bool,
 }
 
 impl Pipeline {
@@ -597,6 +689,7 @@ impl Pipeline {
             total,
             inflight,
             per_request: None,
+            zero_copy: false,
         }
     }
 }

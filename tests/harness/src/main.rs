@@ -256,6 +256,9 @@ enum BenchApiArg {
     Sendto,
     /// `WskSendMessages`, `--batch` datagrams per call.
     Sendmessages,
+    /// `SEND_DIRECT` requests (`METHOD_IN_DIRECT`: the payload sent from the caller's own
+    /// pages, no copy), timed in user mode.
+    Zerocopy,
 }
 
 #[derive(clap::Args)]
@@ -273,7 +276,7 @@ struct BenchArgs {
     /// Datagrams to send.
     #[arg(long, default_value_t = 1_000_000, value_parser = parse_count)]
     count: u64,
-    /// WSK calls the driver keeps in flight.
+    /// WSK calls the driver keeps in flight (zerocopy: `SEND_DIRECT` requests).
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=i64::from(wskudp_abi::MAX_BENCH_DEPTH)))]
     inflight: u32,
     /// The WSK function.

@@ -14,11 +14,12 @@ use wskudp_abi::status::{
     STATUS_INVALID_PARAMETER, STATUS_NOT_SUPPORTED, STATUS_REVISION_MISMATCH, STATUS_SUCCESS,
 };
 use wskudp_abi::{
-    Ecn, Ioctl, SendRequest, SendResponse, SendSpec, encode_close_socket, encode_send, feature,
-    send_request_len,
+    Ecn, Ioctl, SendRequest, SendResponse, SendSpec, capability, encode_close_socket, encode_send,
+    encode_send_direct, feature, send_request_len,
 };
 use zerocopy::{FromBytes, IntoBytes};
 
+use crate::backend::BackendError;
 use crate::client::{Client, ClientError};
 use crate::pattern;
 use crate::receiver::{Arrival, Receiver};
@@ -57,6 +58,10 @@ pub const fn all() -> &'static [Scenario] {
         Scenario {
             name: "pipelined: 5000 datagrams in several requests, 4 in flight",
             run: pipelined,
+        },
+        Scenario {
+            name: "zero copy (SEND_DIRECT): the caller's locked pages go out through any MDL chain",
+            run: zero_copy,
         },
         Scenario {
             name: "IPv4 source address (IP_PKTINFO)",
@@ -397,6 +402,58 @@ fn count_copies(client: &Client) -> Result<Option<String>, Failure> {
     let mut skipped = Vec::new();
     let expect = Expect::loopback(&payload, source_of(&socket.local, None));
     expect_arrivals(&receive(&rx, 128)?, &expect, "a copy", &mut skipped)?;
+    client.close_socket(socket.socket).map_err(error)?;
+    Ok(skips(&skipped))
+}
+
+/// `SEND_DIRECT`: the payload is the output buffer, sent from the caller's pages through
+/// partial MDLs; the request completes with the status only. A `payload_len` other than the
+/// output buffer's is refused (`STATUS_INVALID_BUFFER_SIZE`) and sends nothing.
+fn zero_copy(client: &Client) -> Result<Option<String>, Failure> {
+    let capabilities = client.info().map_err(error)?.capabilities;
+    ensure!(
+        capabilities & capability::SEND_DIRECT != 0,
+        "QUERY_INFO lacks the send_direct capability"
+    );
+    let rx = receiver("127.0.0.1:0")?;
+    let socket = client.open_socket(addr("127.0.0.1:0")).map_err(error)?;
+    let payload = pattern(1000);
+    let to = rx.local_addr().map_err(error)?;
+    let expect = Expect::loopback(&payload, source_of(&socket.local, None));
+    let mut skipped = Vec::new();
+    for segments in [&[][..], &[1, 998, 1], &[100; 10]] {
+        let pending =
+            match client.submit_send_direct(&plain(socket.socket, to, 3), segments, &payload) {
+                Err(ClientError::Backend(BackendError::Unsupported(reason))) => {
+                    client.close_socket(socket.socket).map_err(error)?;
+                    return Ok(Some(reason.into()));
+                }
+                pending => pending.map_err(error)?,
+            };
+        sent_ok(&pending.wait().map_err(error)?, 3)?;
+        let what = format!("SEND_DIRECT, MDLs {segments:?}");
+        expect_arrivals(&receive(&rx, 3)?, &expect, &what, &mut skipped)?;
+    }
+    let before = client.stats().map_err(error)?;
+    let mut request = vec![0; send_request_len(0, 0).unwrap_or_default()];
+    encode_send_direct(&plain(socket.socket, to, 1), &[], 999, &mut request).map_err(error)?;
+    let outcome = client
+        .backend()
+        .submit_direct(Ioctl::SendDirect.code(), &request, &payload)
+        .map_err(error)?
+        .wait(WAIT)
+        .map_err(error)?;
+    ensure!(
+        outcome.status == STATUS_INVALID_BUFFER_SIZE,
+        "payload_len 999 with a 1000-byte output buffer: {}",
+        crate::status_text(outcome.status)
+    );
+    let after = client.stats().map_err(error)?;
+    ensure!(
+        after.driver.datagrams_sent == before.driver.datagrams_sent
+            && rx.recv_up_to(1, Duration::from_millis(100)).is_empty(),
+        "a refused SEND_DIRECT sent something"
+    );
     client.close_socket(socket.socket).map_err(error)?;
     Ok(skips(&skipped))
 }

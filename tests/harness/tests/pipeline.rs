@@ -259,6 +259,7 @@ fn send_three_of_eight<B: Backend + ?Sized>(
                 total: 24,
                 inflight: 2,
                 per_request: Some(8),
+                zero_copy: false,
             },
         )
         .unwrap()
@@ -641,6 +642,7 @@ fn impossible_pipelines_are_refused_before_any_request() {
             total: 5,
             inflight: 1,
             per_request: Some(0),
+            zero_copy: false,
         },
     );
     assert!(matches!(result, Err(ClientError::Usage(_))), "{result:?}");

@@ -748,6 +748,10 @@ pub(crate) fn complete_request(irp: *mut IRP) {
         request.output = bytes.to_vec();
     }
     request.completed = Some((status, information));
+    if let Some((mdl, _)) = request.caller.mdl {
+        // IopCompleteRequest unlocks the caller's pages and frees the MDL.
+        crate::mdl::unlock_request_mdl(mdl);
+    }
     let file = request.file;
     if let Some(record) = io.files.get_mut(&file) {
         record.outstanding = record.outstanding.saturating_sub(1);
@@ -1518,6 +1522,9 @@ fn retire(irp: usize, record: &RequestRecord) {
         // SAFETY: Allocated in `send` with this layout; the request is complete.
         unsafe { std::alloc::dealloc(std::ptr::with_exposed_provenance_mut(buffer), layout) };
     }
+    if let Some((mdl, _)) = record.caller.mdl {
+        crate::mdl::forget_request_mdl(mdl);
+    }
     record.caller.free();
     if let Some(layout) = irp_layout() {
         // SAFETY: Allocated in `send` with this layout; completed and retired.
@@ -1555,11 +1562,13 @@ pub(crate) fn is_live_request(irp: usize) -> bool {
 enum Request<'a> {
     /// `IRP_MJ_CREATE`, `IRP_MJ_CLEANUP`, `IRP_MJ_CLOSE`: no parameters the model fills.
     Plain,
-    /// `DeviceIoControl`: the code, the input bytes, the output buffer's length.
+    /// `DeviceIoControl`: the code, the input bytes, the output buffer's length and what the
+    /// caller wrote in it (read by a `METHOD_IN_DIRECT` driver; empty: not initialized).
     Control {
         code: u32,
         input: &'a [u8],
         output_len: usize,
+        output: &'a [u8],
     },
     /// `ReadFile` of `len` bytes.
     Read { len: usize },
@@ -1619,6 +1628,7 @@ fn send_irp(device: usize, file: usize, major: u32, request: Request<'_>) -> Pen
             code,
             input,
             output_len,
+            output,
         } => {
             // "Buffer Descriptions for I/O Control Codes": METHOD_BUFFERED shares one system
             // buffer, copied back; the direct methods buffer the input and lock the caller's
@@ -1634,7 +1644,7 @@ fn send_irp(device: usize, file: usize, major: u32, request: Request<'_>) -> Pen
                 _ => system_buffer(input.len(), 0, input),
             };
             if !buffered {
-                caller.output = system_buffer(output_len, UNINITIALIZED_FILL, &[]);
+                caller.output = system_buffer(output_len, UNINITIALIZED_FILL, output);
             }
             if method != METHOD_BUFFERED && method != METHOD_NEITHER {
                 caller.mdl = caller
@@ -1862,6 +1872,34 @@ impl Handle {
                 code,
                 input,
                 output_len,
+                output: &[],
+            },
+        ))
+    }
+
+    /// `DeviceIoControl` with `output` as the output buffer's contents: for the direct
+    /// methods, whose driver reads the caller's buffer through `Irp->MdlAddress`
+    /// (`METHOD_IN_DIRECT`: "the output buffer ... data to be sent"), asynchronously.
+    ///
+    /// # Errors
+    /// As [`Handle::ioctl`].
+    pub fn ioctl_direct(
+        &self,
+        code: u32,
+        input: &[u8],
+        output: &[u8],
+    ) -> Result<PendingRequest, NTSTATUS> {
+        let required = (code >> 14) & 3;
+        let device = self.reference(required & 1 != 0, required & 2 != 0)?;
+        Ok(send_irp(
+            device,
+            self.file,
+            IRP_MJ_DEVICE_CONTROL,
+            Request::Control {
+                code,
+                input,
+                output_len: output.len(),
+                output,
             },
         ))
     }

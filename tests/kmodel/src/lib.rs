@@ -19,6 +19,12 @@
 //! | `IrpCompletedPastDriver` | no routine returned `STATUS_MORE_PROCESSING_REQUIRED` (the I/O manager would touch an IRP it does not own) |
 //! | `IrpCompletedPending` | an IRP completed with `STATUS_PENDING` (0xC9) |
 //! | `MdlNotNonPagedPool` / `MdlNotLocked` / `MdlBufferFreed` / `MdlFreedInFlight` / `WskBufTooShort` | an MDL chain that does not describe locked, live memory until completion |
+//! | `IrpReusedInFlight` / `IoReuseIrpNotAllocated` / `IoReuseIrpCancelRoutine` | `IoReuseIrp` of an IRP still with the provider, not from `IoAllocateIrp`, or with a cancel routine set (`IoReuseIrp` page) |
+//! | `WskCallInCompletion` | a WSK call from inside an IRP's completion routine ("Using IRPs with Winsock Kernel Functions") |
+//! | `PartialMdlTarget` / `PartialMdlSource` / `PartialMdlSourceNotLocked` / `PartialMdlOutsideSource` / `PartialMdlTooSmall` / `PartialMdlReusedMapped` | `IoBuildPartialMdl` outside its contract: target or source not an MDL, source pages not locked, range outside the source, target too small, a mapped partial rebuilt without `MmPrepareMdlForReuse` |
+//! | `DirectIoUnlockedInFlight` | a WSK send reads a direct-I/O request's buffer after the request completed and the I/O manager unlocked it (KMDF DDI rule `MdlAfterReqCompletedIoctl`) |
+//! | `WorkItemUnknown` / `WorkItemQueuedTwice` / `WorkItemFreedQueued` / `WorkItemQueueType` / `WorkItemDevice` / `WorkItemRoutine` | `IoAllocateWorkItem` / `IoQueueWorkItem` / `IoFreeWorkItem` misuse (their pages: one queuing at a time, not freed while queued) |
+//! | `TimerUnknown` / `ExAllocateTimerFlags` / `ExSetTimerAbsolute` / `ExDeleteTimerWaitWithoutCancel` | `ExAllocateTimer` / `ExSetTimer` / `ExDeleteTimer` misuse (their pages) |
 //! | `BufferFreedInFlight` | remote address or control buffer freed before completion |
 //! | `CmsgPaddingNotZero` | a control message with non-zero padding (the model's own rule: Windows documents none) |
 //! | `CmsgMisaligned` | a `ControlInfo` not aligned as a `WSACMSGHDR` (8 on x64) |

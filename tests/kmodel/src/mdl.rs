@@ -5,6 +5,7 @@
 use std::alloc::Layout;
 use std::ffi::c_void;
 use std::io::IoSlice;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use windows_sys::Wdk::Foundation::{IRP, MDL};
 use windows_sys::Wdk::System::SystemServices::MDL_ALLOCATED_FIXED_SIZE;
@@ -84,7 +85,34 @@ pub(crate) unsafe extern "system" fn io_allocate_mdl(
 pub(crate) fn build_locked(va: usize, len: usize) -> Option<(usize, Layout)> {
     let (mdl, layout, pages) = new_mdl(va, u32::try_from(len).ok()?, MDL_PAGES_LOCKED)?;
     fill_pfns(mdl, pages);
+    TABLES
+        .request_mdls
+        .insert(mdl.expose_provenance(), AtomicBool::new(true));
     Some((mdl.expose_provenance(), layout))
+}
+
+/// The request owning the locked MDL `mdl` completed: `IopCompleteRequest` unlocks its pages
+/// (`MmUnlockPages`) and frees it, so nothing may read it or a partial MDL built over it
+/// after that. KMDF's DDI rule `MdlAfterReqCompletedIoctl` states the same for a driver: "the
+/// MDL is only valid until the request is completed" (`WdfRequestRetrieveOutputWdmMdl`).
+pub(crate) fn unlock_request_mdl(mdl: usize) {
+    if let Some(entry) = TABLES.request_mdls.get(&mdl) {
+        entry.value().store(false, Ordering::Release);
+    }
+}
+
+/// The request owning `mdl` was retired: its MDL is freed.
+pub(crate) fn forget_request_mdl(mdl: usize) {
+    TABLES.request_mdls.remove(&mdl);
+}
+
+/// The request MDL whose pages `mdl` describes: itself, or the source of a partial MDL built
+/// over one. `None`: the driver's own MDL over pool.
+fn request_source(mdl: usize) -> Option<usize> {
+    if TABLES.request_mdls.contains_key(&mdl) {
+        return Some(mdl);
+    }
+    TABLES.partial_sources.get(&mdl).map(|entry| *entry.value())
 }
 
 /// A zeroed MDL block describing `[va, va + len)` with `flags`: the header `IoAllocateMdl`
@@ -260,6 +288,11 @@ pub(crate) unsafe extern "system" fn io_build_partial_mdl(
         );
         return;
     }
+    if TABLES.request_mdls.contains_key(&source_addr) {
+        TABLES.partial_sources.insert(target_addr, source_addr);
+    } else {
+        TABLES.partial_sources.remove(&target_addr);
+    }
     let inherited =
         source_flags & (MDL_IO_PAGE_READ | MDL_SOURCE_IS_NONPAGED_POOL | MDL_MAPPED_TO_SYSTEM_VA);
     // SAFETY: A live target with room for `pages` page numbers (checked), and a live source
@@ -286,8 +319,11 @@ pub(crate) unsafe extern "system" fn io_build_partial_mdl(
 
 /// Whether `mdl` is the locked MDL of a direct-I/O request the I/O manager has not completed
 /// (the model builds those itself; see [`build_locked`]).
-const fn is_locked_request_mdl(_mdl: usize) -> bool {
-    false
+fn is_locked_request_mdl(mdl: usize) -> bool {
+    TABLES
+        .request_mdls
+        .get(&mdl)
+        .is_some_and(|entry| entry.value().load(Ordering::Acquire))
 }
 
 /// `IoFreeMdl` (IRQL <= `DISPATCH_LEVEL`).
@@ -299,6 +335,7 @@ pub(crate) unsafe extern "system" fn io_free_mdl(mdl: *mut MDL) {
     let _model = crate::accounting::InModel::enter();
     irql::require_at_most("IoFreeMdl", DISPATCH_LEVEL);
     let addr = mdl.expose_provenance();
+    TABLES.partial_sources.remove(&addr);
     let Some(pages) = TABLES.mdls.remove(&addr).map(|entry| *entry.value()) else {
         state::violation(
             "MdlFreeUnknown",
@@ -309,6 +346,29 @@ pub(crate) unsafe extern "system" fn io_free_mdl(mdl: *mut MDL) {
     if let Some(layout) = layout(pages) {
         // SAFETY: Allocated with this layout, untracked just now, freed once.
         unsafe { std::alloc::dealloc(mdl.cast(), layout) };
+    }
+}
+
+/// What the stack does to send from an MDL over locked pages that is not mapped
+/// (`MmGetSystemAddressForMdlSafe`, as `IoBuildPartialMdl`'s page says of a partial over an
+/// unmapped source): maps it, setting `MDL_MAPPED_TO_SYSTEM_VA`, and on a partial MDL
+/// `MDL_PARTIAL_HAS_BEEN_MAPPED` too (which is why `MmPrepareMdlForReuse` must come before the
+/// partial is built again; `IoFreeMdl` releases the mapping itself). The model's system
+/// address is the caller's own.
+fn map_locked(mdl: *mut MDL) {
+    // SAFETY: A live MDL over locked pages (checked by the caller); the driver does not touch
+    // an MDL it has handed to the provider.
+    unsafe {
+        if (*mdl).MdlFlags & MDL_MAPPED_TO_SYSTEM_VA != 0 {
+            return;
+        }
+        (*mdl).MappedSystemVa = (*mdl).StartVa.byte_add((*mdl).ByteOffset as usize);
+        let partial = if (*mdl).MdlFlags & MDL_PARTIAL != 0 {
+            MDL_PARTIAL_HAS_BEEN_MAPPED
+        } else {
+            0
+        };
+        (*mdl).MdlFlags |= MDL_MAPPED_TO_SYSTEM_VA | partial;
     }
 }
 
@@ -349,7 +409,10 @@ pub(crate) unsafe fn read_wsk_buf<'a>(
             return Err(BadBuffer);
         }
         walked += 1;
-        if walked > live_mdls || !TABLES.mdls.contains_key(&addr) {
+        let source = request_source(addr);
+        if walked > live_mdls.saturating_add(1)
+            || !(TABLES.mdls.contains_key(&addr) || source == Some(addr))
+        {
             state::violation(
                 "MdlFreedInFlight",
                 format!(
@@ -357,6 +420,20 @@ pub(crate) unsafe fn read_wsk_buf<'a>(
                 ),
             );
             return Err(BadBuffer);
+        }
+        if let Some(source) = source {
+            // A caller's buffer under the I/O manager's lock (direct I/O): read as the stack
+            // reads it, mapped to a system address, while the request is pending.
+            if !is_locked_request_mdl(source) {
+                state::violation(
+                    "DirectIoUnlockedInFlight",
+                    format!(
+                        "{call}: MDL {addr:#x} describes the buffer of a direct-I/O request that was completed (its pages unlocked, its MDL freed) before this IRP completed (MdlAfterReqCompletedIoctl)"
+                    ),
+                );
+                return Err(BadBuffer);
+            }
+            map_locked(mdl);
         }
         // SAFETY: A live MDL.
         let (flags, mapped, count, next) = unsafe {
@@ -368,7 +445,8 @@ pub(crate) unsafe fn read_wsk_buf<'a>(
             )
         };
         let locked = flags & MDL_SOURCE_IS_NONPAGED_POOL != 0
-            || (flags & MDL_PAGES_LOCKED != 0 && flags & MDL_MAPPED_TO_SYSTEM_VA != 0);
+            || (flags & MDL_PAGES_LOCKED != 0 && flags & MDL_MAPPED_TO_SYSTEM_VA != 0)
+            || (source.is_some() && flags & MDL_MAPPED_TO_SYSTEM_VA != 0);
         if !locked {
             state::violation(
                 "MdlNotLocked",
@@ -379,7 +457,7 @@ pub(crate) unsafe fn read_wsk_buf<'a>(
             return Err(BadBuffer);
         }
         let start = mapped.expose_provenance();
-        if !pool::is_live_nonpaged(start, count) {
+        if source.is_none() && !pool::is_live_nonpaged(start, count) {
             state::violation(
                 "MdlBufferFreed",
                 format!(

@@ -90,6 +90,11 @@ pub(crate) struct Tables {
     pub(crate) irps: SkipMap<usize, IrpRecord>,
     /// Live `IoAllocateMdl` MDLs, with the pages each spans.
     pub(crate) mdls: SkipMap<usize, usize>,
+    /// The I/O manager's MDLs over direct-I/O callers' buffers, from the request's IRP until
+    /// it is retired: `true` while the pages are locked (until the request completes).
+    pub(crate) request_mdls: SkipMap<usize, std::sync::atomic::AtomicBool>,
+    /// Partial MDLs (`IoBuildPartialMdl`) last built over a request's MDL: partial → source.
+    pub(crate) partial_sources: SkipMap<usize, usize>,
     /// Successful `ExAllocatePool2` calls by tag.
     pub(crate) allocations_by_tag: SkipMap<u32, AtomicU64>,
     /// Live `IoSetCompletionRoutineEx` contexts.
@@ -103,6 +108,8 @@ pub(crate) static TABLES: LazyLock<Tables> = LazyLock::new(|| Tables {
     pool: SkipMap::new(),
     irps: SkipMap::new(),
     mdls: SkipMap::new(),
+    request_mdls: SkipMap::new(),
+    partial_sources: SkipMap::new(),
     allocations_by_tag: SkipMap::new(),
     ex_contexts: AtomicUsize::new(0),
     stats: AtomicStats::default(),
@@ -115,6 +122,8 @@ pub(crate) fn reset_tables(profile: crate::Profile) {
     tables.pool.clear();
     tables.irps.clear();
     tables.mdls.clear();
+    tables.request_mdls.clear();
+    tables.partial_sources.clear();
     tables.allocations_by_tag.clear();
     tables.ex_contexts.store(0, Ordering::Relaxed);
     tables.stats.reset();

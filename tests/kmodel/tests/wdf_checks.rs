@@ -1737,6 +1737,33 @@ fn retrieve_and_complete(request: WDFREQUEST, input: bool, required: usize) {
     complete(request, STATUS_SUCCESS);
 }
 
+/// `WdfRequestRetrieveOutputWdmMdl` of `request`: its status is recorded; the request
+/// completes.
+fn retrieve_mdl_and_complete(request: WDFREQUEST) {
+    let mut mdl = std::ptr::null_mut();
+    // SAFETY: A request the test driver owns.
+    let status = unsafe {
+        call_unsafe_wdf_function_binding!(WdfRequestRetrieveOutputWdmMdl, request, &raw mut mdl)
+    };
+    *OBSERVED.lock().unwrap() = Some(status);
+    complete(request, STATUS_SUCCESS);
+}
+
+/// One IOCTL with transfer method `method` and `output` bytes of output buffer, through a
+/// driver that asks for its output MDL.
+fn retrieve_mdl_of(method: u32, output: usize) -> Report {
+    run(
+        working_driver,
+        Some(|_, request, _, _| retrieve_mdl_and_complete(request)),
+        move |handle| {
+            let pending = handle
+                .ioctl(0x0012_2000 | method, &[1, 2, 3, 4], output)
+                .unwrap();
+            let _ = pending.wait(Some(Duration::from_secs(2)));
+        },
+    )
+}
+
 /// A status-only check (`Check::reported` false): `(rule, the status KMDF returns, a run
 /// returning its report)`; the run records what the driver saw in `OBSERVED`.
 type StatusCase = (&'static str, NTSTATUS, fn() -> Report);
@@ -1784,6 +1811,25 @@ const STATUS_CASES: &[StatusCase] = &[
             )
         },
     ),
+    ("WdfRetrieveMdlWrite", STATUS_INVALID_DEVICE_REQUEST, || {
+        *ON_WRITE.lock().unwrap() = Some(|_, request, _| retrieve_mdl_and_complete(request));
+        run_pnp(Config::default(), PnpHooks::default(), |handle| {
+            let _ = handle
+                .write(&[1, 2, 3])
+                .unwrap()
+                .wait(Some(Duration::from_secs(5)));
+        })
+    }),
+    // METHOD_IN_DIRECT (1) without an output buffer: no MDL.
+    ("WdfRetrieveMdlNoBuffer", STATUS_BUFFER_TOO_SMALL, || {
+        retrieve_mdl_of(1, 0)
+    }),
+    // METHOD_NEITHER (3), from user mode.
+    (
+        "WdfRetrieveMdlNeither",
+        STATUS_INVALID_DEVICE_REQUEST,
+        || retrieve_mdl_of(3, 8),
+    ),
 ];
 
 /// A status-only check answers the driver with KMDF's status and reports nothing.
@@ -1801,6 +1847,44 @@ fn every_status_only_check_returns_kmdf_status() {
         }
     }
     assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
+/// `WdfRequestRetrieveOutputWdmMdl` of a `METHOD_IN_DIRECT` IOCTL is the I/O manager's locked
+/// MDL over the caller's output buffer, which holds the caller's bytes.
+#[test]
+fn the_output_mdl_of_a_direct_ioctl_describes_the_callers_buffer() {
+    static SEEN: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+    let report = run(
+        working_driver,
+        Some(|_, request, _, _| {
+            let mut mdl: *mut windows_sys::Wdk::Foundation::MDL = std::ptr::null_mut();
+            // SAFETY: A request the test driver owns.
+            let status = unsafe {
+                call_unsafe_wdf_function_binding!(
+                    WdfRequestRetrieveOutputWdmMdl,
+                    request,
+                    &raw mut mdl
+                )
+            };
+            assert_eq!(status, STATUS_SUCCESS);
+            // SAFETY: The locked MDL, valid until the request completes.
+            let bytes = unsafe {
+                let start = (*mdl).StartVa.cast::<u8>().add((*mdl).ByteOffset as usize);
+                std::slice::from_raw_parts(start, (*mdl).ByteCount as usize).to_vec()
+            };
+            *SEEN.lock().unwrap() = bytes;
+            complete(request, STATUS_SUCCESS);
+        }),
+        |handle| {
+            let pending = handle
+                .ioctl_direct(0x0012_2001, &[1, 2, 3, 4], b"payload")
+                .unwrap();
+            let (status, _) = pending.wait(Some(Duration::from_secs(2))).unwrap();
+            assert_eq!(status, STATUS_SUCCESS);
+        },
+    );
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(SEEN.lock().unwrap().as_slice(), b"payload");
 }
 
 #[test]

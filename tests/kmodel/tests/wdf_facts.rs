@@ -625,6 +625,12 @@ fn function_table_indexes_match_wdffuncenum() {
             "wdffuncenum.h:467",
         ),
         (
+            "WdfRequestRetrieveOutputWdmMdl",
+            value(_WDFFUNCENUM::WdfRequestRetrieveOutputWdmMdlTableIndex),
+            272,
+            "wdffuncenum.h:469",
+        ),
+        (
             "WdfRequestSetInformation",
             value(_WDFFUNCENUM::WdfRequestSetInformationTableIndex),
             275,

@@ -84,6 +84,9 @@ pub(crate) enum Answer {
     },
     /// `BENCH`: a [`BenchResponse`], timed with the performance counter.
     Bench,
+    /// `SEND_DIRECT`: no output buffer to write (it is the payload): the status a `SEND`
+    /// response would carry, `IoStatus.Information` 0.
+    Direct,
 }
 
 /// What a job sends, besides its datagram.
@@ -123,6 +126,8 @@ enum Reply {
     Send(SendResponse),
     /// A `BENCH`'s response.
     Bench(BenchResponse),
+    /// A `SEND_DIRECT`'s status.
+    Direct(NTSTATUS),
 }
 
 /// Timing of a `BENCH` job, in performance-counter ticks.
@@ -248,7 +253,11 @@ pub(crate) fn start(
         return;
     };
     let node = PoolBox::into_raw(memory);
-    let footprint = size_of::<Batch>().saturating_add(datagram.footprint());
+    let (payload_blocks, payload_bytes) = datagram.footprint();
+    let (blocks, footprint) = (
+        payload_blocks.saturating_add(1),
+        size_of::<Batch>().saturating_add(payload_bytes),
+    );
     let batch = Batch {
         request: UnsafeCell::new(ManuallyDrop::new(request)),
         // The work's reference, and the cancel routine's until known unneeded.
@@ -306,7 +315,7 @@ pub(crate) fn start(
         }
     }
     // Charged to the socket until the work ends (`release_work`).
-    batch.socket().stats().pool.charge(2, footprint);
+    batch.socket().stats().pool.charge(blocks, footprint);
     if matches!(batch.answer, Answer::Bench) {
         let (now, frequency) = time::ticks_and_frequency();
         batch.clock.frequency.store(frequency, Ordering::Relaxed);
@@ -763,11 +772,16 @@ impl Batch {
         batch.socket().counters().requests.lower();
         // SAFETY: Work reached zero here, once: no send reads the datagram any more.
         let datagram = unsafe { &mut *batch.datagram.get() };
-        let footprint = size_of::<Self>().saturating_add(datagram.footprint());
+        let (payload_blocks, payload_bytes) = datagram.footprint();
+        let footprint = size_of::<Self>().saturating_add(payload_bytes);
         datagram.release(batch.socket().pool());
         // The socket is let go here, so its pool charge goes now too: the batch only waits
         // to complete the request.
-        batch.socket().stats().pool.discharge(2, footprint);
+        batch
+            .socket()
+            .stats()
+            .pool
+            .discharge(payload_blocks.saturating_add(1), footprint);
         // SAFETY: Work reached zero here, once: nobody else reads the cell any more.
         let socket = unsafe { &mut *batch.socket.get() };
         // SAFETY: The last use of the socket reference (type invariant); dropped once.
@@ -810,6 +824,7 @@ impl Batch {
             Reply::Cancelled => request.complete(STATUS_CANCELLED, 0),
             Reply::Send(response) => request.complete_with_response(&response),
             Reply::Bench(response) => request.complete_with_response(&response),
+            Reply::Direct(status) => request.complete(status, 0),
         }
     }
 
@@ -837,7 +852,8 @@ impl Batch {
         } = self;
         let request = ManuallyDrop::into_inner(request.into_inner());
         let reply = match answer {
-            Answer::Send { .. } if cancelled => Reply::Cancelled,
+            Answer::Send { .. } | Answer::Direct if cancelled => Reply::Cancelled,
+            Answer::Direct => Reply::Direct(status),
             Answer::Send { version } => {
                 let not_sent = count_u32(tally.datagrams_not_sent);
                 Reply::Send(SendResponse {

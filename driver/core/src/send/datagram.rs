@@ -2,6 +2,7 @@
 //! payload in a pooled buffer with its MDL chain.
 
 use core::net::{IpAddr, SocketAddr, SocketAddrV6};
+use core::ptr::NonNull;
 
 use wskudp_abi::{DescribeSendResponse, Ecn, SendSpec, feature};
 
@@ -9,6 +10,7 @@ use super::pool::{Payload, PayloadBuffer, SendPool};
 use crate::cache::Pooled;
 use crate::cmsg::{ControlBuffer, ControlMessage};
 use crate::ddi::nt::{MDL, NTSTATUS};
+use crate::mdl::DirectMdls;
 use crate::sockaddr::SockAddrBuffer;
 use crate::sockets::SocketInfo;
 use crate::status::{
@@ -165,8 +167,52 @@ pub(crate) fn destination_sockaddr(
     Ok(Route::of(destination, socket)?.sockaddr(socket))
 }
 
+/// Validates a send of `payload_len` bytes for `socket` and encodes its control messages and
+/// `RemoteAddress` (`None`: the socket's fixed destination). IRQL: any.
+///
+/// # Errors
+/// As [`Datagram::prepare`], but for the buffer.
+fn addressed(
+    spec: &SendSpec,
+    payload_len: usize,
+    socket: &SocketInfo,
+) -> Result<(ControlBuffer, Option<SockAddrBuffer>), NTSTATUS> {
+    let destination = spec
+        .remote
+        .or(socket.destination)
+        .ok_or(STATUS_INVALID_PARAMETER)?;
+    let route = Route::of(destination, socket)?;
+    // Only a payload of more than one segment needs USO: one segment goes without it.
+    let segments = spec
+        .uso_segment_size
+        .is_some_and(|size| (size as usize) < payload_len);
+    if segments && socket.features & feature::USO == 0 {
+        return Err(STATUS_NOT_SUPPORTED);
+    }
+    // The largest datagram that leaves: a USO segment, or the whole payload when USO is not
+    // asked for or one segment holds it all (then no UDP_SEND_MSG_SIZE is sent).
+    let largest = spec
+        .uso_segment_size
+        .map_or(payload_len, |size| (size as usize).min(payload_len));
+    if route.ipv4 && largest > MAX_PAYLOAD_V4 {
+        return Err(STATUS_INVALID_BUFFER_SIZE);
+    }
+    let mut control = ControlBuffer::new();
+    {
+        let mut encoder = control.encoder();
+        for message in control_messages(spec, route, socket.features, payload_len)? {
+            // Cannot fail: the capacity covers every message at once (cmsg.rs asserts it).
+            encoder
+                .push(&message)
+                .map_err(|_| STATUS_INVALID_PARAMETER)?;
+        }
+    }
+    // A request without a destination leaves RemoteAddress NULL: the socket's fixed one.
+    Ok((control, spec.remote.map(|_| route.sockaddr(socket))))
+}
+
 /// Everything one datagram is made of, validated, with its payload in a buffer of the socket's
-/// pool and the MDL chain over it.
+/// pool (or the caller's locked pages) and the MDL chain over it.
 ///
 /// IRQL: <= `DISPATCH_LEVEL` (non-paged pool only).
 ///
@@ -178,9 +224,17 @@ pub(crate) struct Datagram {
     control: ControlBuffer,
     /// `None`: `RemoteAddress` NULL, the socket's fixed destination.
     remote: Option<SockAddrBuffer>,
-    payload: Option<Pooled<PayloadBuffer>>,
+    payload: Option<Held>,
     head: *mut MDL,
     len: usize,
+}
+
+/// Where a datagram's payload lies.
+enum Held {
+    /// A buffer of the socket's pool, the request's bytes copied in.
+    Pooled(Pooled<PayloadBuffer>),
+    /// The caller's own pages, locked by the I/O manager (`SEND_DIRECT`).
+    Direct(DirectMdls),
 }
 
 // SAFETY: The MDL chain and buffer are non-paged pool owned by this value; sends only read them.
@@ -213,40 +267,8 @@ impl Datagram {
         socket: &SocketInfo,
         pool: &SendPool,
     ) -> Result<Self, NTSTATUS> {
-        let spec = addressing.spec;
         let payload_len = payload.len();
-        let destination = spec
-            .remote
-            .or(socket.destination)
-            .ok_or(STATUS_INVALID_PARAMETER)?;
-        let route = Route::of(destination, socket)?;
-        // Only a payload of more than one segment needs USO: one segment goes without it.
-        let segments = spec
-            .uso_segment_size
-            .is_some_and(|size| (size as usize) < payload_len);
-        if segments && socket.features & feature::USO == 0 {
-            return Err(STATUS_NOT_SUPPORTED);
-        }
-        // The largest datagram that leaves: a USO segment, or the whole payload when USO is
-        // not asked for or one segment holds it all (then no UDP_SEND_MSG_SIZE is sent).
-        let largest = spec
-            .uso_segment_size
-            .map_or(payload_len, |size| (size as usize).min(payload_len));
-        if route.ipv4 && largest > MAX_PAYLOAD_V4 {
-            return Err(STATUS_INVALID_BUFFER_SIZE);
-        }
-        let mut control = ControlBuffer::new();
-        {
-            let mut encoder = control.encoder();
-            for message in control_messages(spec, route, socket.features, payload_len)? {
-                // Cannot fail: the capacity covers every message at once (cmsg.rs asserts it).
-                encoder
-                    .push(&message)
-                    .map_err(|_| STATUS_INVALID_PARAMETER)?;
-            }
-        }
-        // A request without a destination leaves RemoteAddress NULL: the socket's fixed one.
-        let remote = spec.remote.map(|_| route.sockaddr(socket));
+        let (control, remote) = addressed(addressing.spec, payload_len, socket)?;
         let buffer = pool.take_buffer(payload_len)?;
         // SAFETY: Just taken from the pool: ours, nothing in flight over it.
         let filled = unsafe { buffer.fill(payload, addressing.segments.iter().copied()) };
@@ -261,9 +283,37 @@ impl Datagram {
         Ok(Self {
             control,
             remote,
-            payload: Some(buffer),
+            payload: Some(Held::Pooled(buffer)),
             head,
             len: payload_len,
+        })
+    }
+
+    /// As [`Datagram::prepare`], for a payload that stays where the caller wrote it: the
+    /// `len` bytes the request's locked MDL `source` describes (`METHOD_IN_DIRECT`), split into
+    /// partial MDLs as `addressing` asks. Nothing is copied.
+    ///
+    /// # Errors
+    /// As [`Datagram::prepare`].
+    ///
+    /// # Safety
+    /// `source` must be the request's locked MDL, and the request completed only after this
+    /// datagram is released.
+    pub(crate) unsafe fn prepare_direct(
+        addressing: &Addressing<'_>,
+        source: NonNull<MDL>,
+        len: usize,
+        socket: &SocketInfo,
+    ) -> Result<Self, NTSTATUS> {
+        let (control, remote) = addressed(addressing.spec, len, socket)?;
+        // SAFETY: The caller's guarantee.
+        let mdls = unsafe { DirectMdls::new(source, addressing.segments.iter().copied())? };
+        Ok(Self {
+            control,
+            remote,
+            head: mdls.head(),
+            payload: Some(Held::Direct(mdls)),
+            len,
         })
     }
 
@@ -287,19 +337,26 @@ impl Datagram {
         self.remote.as_ref()
     }
 
-    /// Bytes of pool the payload buffer holds (for the socket's pool accounting).
-    pub(crate) fn footprint(&self) -> usize {
-        self.payload.as_ref().map_or(0, |buffer| {
-            size_of::<PayloadBuffer>().saturating_add(buffer.capacity())
-        })
+    /// Pool blocks and bytes the payload holds (for the socket's pool accounting): its pooled
+    /// buffer, or nothing for a payload in the caller's own pages.
+    pub(crate) fn footprint(&self) -> (u64, usize) {
+        match self.payload.as_ref() {
+            Some(Held::Pooled(buffer)) => (
+                1,
+                size_of::<PayloadBuffer>().saturating_add(buffer.capacity()),
+            ),
+            Some(Held::Direct(_)) | None => (0, 0),
+        }
     }
 
-    /// Gives the payload buffer back to `pool`, once every send of it completed.
-    /// IRQL: <= `DISPATCH_LEVEL`.
+    /// Gives the payload buffer back to `pool` (a direct payload's partial MDLs are freed),
+    /// once every send of it completed. IRQL: <= `DISPATCH_LEVEL`.
     pub(crate) fn release(&mut self, pool: &SendPool) {
-        if let Some(buffer) = self.payload.take() {
-            self.head = core::ptr::null_mut();
-            pool.give_buffer(buffer);
+        self.head = core::ptr::null_mut();
+        match self.payload.take() {
+            Some(Held::Pooled(buffer)) => pool.give_buffer(buffer),
+            Some(Held::Direct(mdls)) => drop(mdls),
+            None => {}
         }
     }
 
@@ -315,7 +372,7 @@ impl Datagram {
             .map_or(&[][..], SockAddrBuffer::as_bytes);
         copy_prefix(&mut response.control, control);
         copy_prefix(&mut response.remote, remote);
-        if let Some(buffer) = self.payload.as_ref() {
+        if let Some(Held::Pooled(buffer)) = self.payload.as_ref() {
             let mdls = buffer.mdls();
             for (slot, len) in response.mdl_lengths.iter_mut().zip(mdls.byte_counts()) {
                 *slot = len;

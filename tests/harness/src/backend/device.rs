@@ -267,6 +267,42 @@ mod imp {
             input: &[u8],
             output_len: usize,
         ) -> Result<InFlight<'_>, BackendError> {
+            self.issue(code, input, vec![0_u8; output_len].into_boxed_slice())
+        }
+
+        fn submit_direct(
+            &self,
+            code: u32,
+            input: &[u8],
+            payload: &[u8],
+        ) -> Result<InFlight<'_>, BackendError> {
+            self.issue(code, input, payload.into())
+        }
+
+        fn finish(self: Box<Self>) -> Option<ModelReport> {
+            None
+        }
+
+        fn open_another(&self) -> Result<Box<dyn Backend + '_>, BackendError> {
+            Ok(Box::new(Self::open()?))
+        }
+
+        fn close_now(&self) -> Result<(), BackendError> {
+            self.close();
+            Ok(())
+        }
+    }
+
+    impl DeviceBackend {
+        /// `DeviceIoControl` with `input` and `output` (the output buffer, with what the caller
+        /// wrote in it), overlapped.
+        fn issue(
+            &self,
+            code: u32,
+            input: &[u8],
+            output: Box<[u8]>,
+        ) -> Result<InFlight<'_>, BackendError> {
+            let output_len = output.len();
             let device = self.handle.load(Ordering::Acquire);
             if device.is_null() {
                 return Err(BackendError::Unsupported("the handle is closed"));
@@ -289,7 +325,7 @@ mod imp {
                 overlapped,
                 event,
                 input: input.into(),
-                output: vec![0_u8; output_len].into_boxed_slice(),
+                output,
             });
             let request = NonNull::from(Box::leak(request));
             let raw = request.as_ptr();
@@ -334,19 +370,6 @@ mod imp {
                 }
             }
             Ok(InFlight::pending(Box::new(pending)))
-        }
-
-        fn finish(self: Box<Self>) -> Option<ModelReport> {
-            None
-        }
-
-        fn open_another(&self) -> Result<Box<dyn Backend + '_>, BackendError> {
-            Ok(Box::new(Self::open()?))
-        }
-
-        fn close_now(&self) -> Result<(), BackendError> {
-            self.close();
-            Ok(())
         }
     }
 

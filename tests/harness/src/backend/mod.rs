@@ -279,6 +279,24 @@ pub trait Backend: Send + Sync {
         output_len: usize,
     ) -> Result<InFlight<'_>, BackendError>;
 
+    /// Issues one direct-I/O IOCTL (`METHOD_IN_DIRECT`) whose output buffer holds `payload`,
+    /// which the driver reads through the I/O manager's locked MDL, and returns without waiting.
+    ///
+    /// # Errors
+    /// [`BackendError`] if the request could not be issued; [`BackendError::Unsupported`]
+    /// where there is no I/O manager to lock the buffer (the model's `none` front door).
+    fn submit_direct(
+        &self,
+        code: u32,
+        input: &[u8],
+        payload: &[u8],
+    ) -> Result<InFlight<'_>, BackendError> {
+        let _ = (code, input, payload);
+        Err(BackendError::Unsupported(
+            "direct I/O needs the I/O manager: a front door (kmdf or wdm) or the device",
+        ))
+    }
+
     /// Issues one buffered IOCTL and waits for its completion: [`Backend::submit`], then
     /// [`InFlight::wait`] for up to [`COMPLETION_TIMEOUT`] (then it is cancelled).
     ///

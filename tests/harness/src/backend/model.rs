@@ -118,6 +118,15 @@ mod imp {
         closed_early: Mutex<BTreeSet<usize>>,
     }
 
+    /// A request's output buffer.
+    #[derive(Clone, Copy)]
+    enum Output<'a> {
+        /// This many bytes, for the driver to write.
+        Empty(usize),
+        /// The caller's bytes, for the driver to read (direct I/O).
+        Filled(&'a [u8]),
+    }
+
     /// The first handle [`Backend::open_another`] opens (above those tests pick by number).
     const FIRST_ANOTHER: usize = 1000;
 
@@ -142,7 +151,18 @@ mod imp {
             input: &[u8],
             output_len: usize,
         ) -> Result<InFlight<'_>, BackendError> {
-            self.model.issue(self.index, code, input, output_len)
+            self.model
+                .issue(self.index, code, input, Output::Empty(output_len))
+        }
+
+        fn submit_direct(
+            &self,
+            code: u32,
+            input: &[u8],
+            payload: &[u8],
+        ) -> Result<InFlight<'_>, BackendError> {
+            self.model
+                .issue(self.index, code, input, Output::Filled(payload))
         }
 
         fn finish(self: Box<Self>) -> Option<ModelReport> {
@@ -531,7 +551,7 @@ mod imp {
             input: &[u8],
             output_len: usize,
         ) -> Result<InFlight<'_>, BackendError> {
-            self.issue(handle, code, input, output_len)
+            self.issue(handle, code, input, Output::Empty(output_len))
         }
 
         /// Closes handle `index` (`IRP_MJ_CLEANUP` now, `IRP_MJ_CLOSE` once its requests are
@@ -573,7 +593,7 @@ mod imp {
             index: usize,
             code: u32,
             input: &[u8],
-            output_len: usize,
+            output: Output<'_>,
         ) -> Result<InFlight<'_>, BackendError> {
             if self
                 .closed_early
@@ -592,7 +612,11 @@ mod imp {
                         .get(&index)
                         .cloned();
                     let handle = handle.ok_or(BackendError::Unsupported("the handle is closed"))?;
-                    Ok(match handle.ioctl(code, input, output_len) {
+                    let issued = match output {
+                        Output::Empty(len) => handle.ioctl(code, input, len),
+                        Output::Filled(bytes) => handle.ioctl_direct(code, input, bytes),
+                    };
+                    Ok(match issued {
                         Ok(pending) => InFlight::pending(Box::new(IrpInFlight(pending))),
                         // Refused by the I/O manager: it never reached the driver.
                         Err(status) => InFlight::completed(IoctlOutcome {
@@ -611,6 +635,11 @@ mod imp {
                         .get(&index)
                         .cloned()
                         .ok_or(BackendError::Unsupported("the handle is closed"))?;
+                    let Output::Empty(output_len) = output else {
+                        return Err(BackendError::Unsupported(
+                            "direct I/O needs the I/O manager: the none front door has none",
+                        ));
+                    };
                     Ok(direct_submit(state, handle, code, input, output_len))
                 }
             }
@@ -699,7 +728,16 @@ mod imp {
             input: &[u8],
             output_len: usize,
         ) -> Result<InFlight<'_>, BackendError> {
-            self.issue(OWN_HANDLE, code, input, output_len)
+            self.issue(OWN_HANDLE, code, input, Output::Empty(output_len))
+        }
+
+        fn submit_direct(
+            &self,
+            code: u32,
+            input: &[u8],
+            payload: &[u8],
+        ) -> Result<InFlight<'_>, BackendError> {
+            self.issue(OWN_HANDLE, code, input, Output::Filled(payload))
         }
 
         fn finish(mut self: Box<Self>) -> Option<ModelReport> {

@@ -468,6 +468,24 @@ pub const CHECKS: &[Check] = &[
         "a METHOD_NEITHER IOCTL from user mode: STATUS_INVALID_DEVICE_REQUEST (traced; status only: the driver must use buffered or direct I/O)",
         "shared/core/fxrequest.cpp:1376-1409, 1666-1697",
     ),
+    status_check(
+        "WdfRetrieveMdlWrite",
+        "WdfRequestRetrieveOutputWdmMdl",
+        "the output MDL of a write: STATUS_INVALID_DEVICE_REQUEST (traced; status only)",
+        "shared/core/fxrequestapi.cpp:1787-1799",
+    ),
+    status_check(
+        "WdfRetrieveMdlNoBuffer",
+        "WdfRequestRetrieveOutputWdmMdl",
+        "a METHOD_IN_DIRECT / OUT_DIRECT IOCTL without an output MDL (a zero-length output buffer): STATUS_BUFFER_TOO_SMALL (traced; status only)",
+        "shared/core/km/fxrequestkm.cpp:450-492",
+    ),
+    status_check(
+        "WdfRetrieveMdlNeither",
+        "WdfRequestRetrieveOutputWdmMdl",
+        "a METHOD_NEITHER IOCTL: STATUS_INVALID_DEVICE_REQUEST (traced; status only)",
+        "shared/core/km/fxrequestkm.cpp:494-507",
+    ),
     check(
         "WdfDefaultQueueAfterStart",
         "WdfIoQueueCreate",

@@ -30,7 +30,7 @@ use std::cell::RefCell;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
-use windows_sys::Wdk::Foundation::{DEVICE_OBJECT, IRP};
+use windows_sys::Wdk::Foundation::{DEVICE_OBJECT, IRP, MDL};
 use windows_sys::Wdk::System::SystemServices::{
     IRP_MJ_CREATE, IRP_MJ_DEVICE_CONTROL, IRP_MJ_INTERNAL_DEVICE_CONTROL, IRP_MJ_READ, IRP_MJ_WRITE,
 };
@@ -40,6 +40,7 @@ use windows_sys::Win32::Foundation::{
     STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_DEVICE_STATE, STATUS_INVALID_PARAMETER,
     STATUS_INVALID_PARAMETER_4, STATUS_PENDING, STATUS_SUCCESS, STATUS_UNSUCCESSFUL,
 };
+use windows_sys::Win32::System::Ioctl::{METHOD_IN_DIRECT, METHOD_NEITHER, METHOD_OUT_DIRECT};
 use wskudp_core::ddi::nt::{device_io_control_parameters, io_get_current_irp_stack_location};
 use wskudp_wdf_decls::{
     _WDF_EXECUTION_LEVEL, _WDF_FILEOBJECT_CLASS, _WDF_IO_QUEUE_DISPATCH_TYPE,
@@ -994,6 +995,64 @@ pub(crate) unsafe extern "C" fn wdf_request_retrieve_output_buffer(
         length,
         false,
     )
+}
+
+/// `WdfRequestRetrieveOutputWdmMdl` (`fxrequestapi.cpp:1706-1809`,
+/// `FxRequest::GetDeviceControlOutputMdl` `km/fxrequestkm.cpp:348-470`): for a device
+/// control, the direct methods' `Irp->MdlAddress` (`STATUS_BUFFER_TOO_SMALL` when there is
+/// none, a zero-length buffer), `STATUS_INVALID_DEVICE_REQUEST` for `METHOD_NEITHER` and for a
+/// write. `METHOD_BUFFERED` (an MDL the framework builds over the system buffer) and reads are
+/// not modelled.
+pub(crate) unsafe extern "C" fn wdf_request_retrieve_output_wdm_mdl(
+    globals: PWDF_DRIVER_GLOBALS,
+    request: WDFREQUEST,
+    mdl: *mut *mut MDL,
+) -> NTSTATUS {
+    const API: &str = "WdfRequestRetrieveOutputWdmMdl";
+    let _ = check_globals(globals, API);
+    if mdl.is_null() {
+        null_parameter(API, "Mdl");
+        return STATUS_INVALID_PARAMETER;
+    }
+    // SAFETY: Non-null out pointer.
+    unsafe { mdl.write(std::ptr::null_mut()) };
+    let Some((irp, major, code)) =
+        live_request(API, request, |state| (state.irp, state.major, state.code))
+    else {
+        return STATUS_INVALID_DEVICE_REQUEST;
+    };
+    if major == IRP_MJ_WRITE {
+        return STATUS_INVALID_DEVICE_REQUEST;
+    }
+    if major != IRP_MJ_DEVICE_CONTROL {
+        violation(
+            "WdfFunctionNotModelled",
+            format!("{API} of a read request is not modelled"),
+        );
+        return STATUS_INVALID_DEVICE_REQUEST;
+    }
+    match code & 3 {
+        METHOD_IN_DIRECT | METHOD_OUT_DIRECT => {
+            // SAFETY: The IRP the request wraps, owned by the framework until completion.
+            let address = unsafe { (*pointer::<IRP>(irp)).MdlAddress };
+            if address.is_null() {
+                return STATUS_BUFFER_TOO_SMALL;
+            }
+            // SAFETY: Non-null out pointer.
+            unsafe { mdl.write(address) };
+            STATUS_SUCCESS
+        }
+        METHOD_NEITHER => STATUS_INVALID_DEVICE_REQUEST,
+        _ => {
+            violation(
+                "WdfFunctionNotModelled",
+                format!(
+                    "{API} of a METHOD_BUFFERED request (an MDL over the system buffer) is not modelled"
+                ),
+            );
+            STATUS_INVALID_DEVICE_REQUEST
+        }
+    }
 }
 
 /// `WdfRequestGetFileObject` (`fxrequestapi.cpp:2613-2686`, `fxfileobject.cpp:279-455`).

@@ -194,6 +194,12 @@ static TABLE: LazyLock<Box<[WDFFUNC]>> = LazyLock::new(|| {
     );
     entry!(
         table,
+        WdfRequestRetrieveOutputWdmMdlTableIndex,
+        PFN_WDFREQUESTRETRIEVEOUTPUTWDMMDL,
+        queue::wdf_request_retrieve_output_wdm_mdl
+    );
+    entry!(
+        table,
         WdfRequestSetInformationTableIndex,
         PFN_WDFREQUESTSETINFORMATION,
         queue::wdf_request_set_information
