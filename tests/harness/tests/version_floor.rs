@@ -45,13 +45,16 @@ const PRIMITIVE_INF_BUILD: u32 = 18362;
 const IMPORT_FIRST_BUILD: &[(&str, Option<u32>)] = &[
     ("ExAllocatePool2", Some(19041)), // Windows 10, version 2004
     ("ExAcquireRundownProtection", None),
+    ("ExAllocateTimer", None), // Windows 8.1, as are ExSetTimer and ExDeleteTimer
     ("ExAcquireSpinLockExclusive", None),
     ("ExAcquireSpinLockShared", None),
+    ("ExDeleteTimer", None),
     ("ExFreePoolWithTag", None),
     ("ExInitializeRundownProtection", None),
     ("ExReleaseRundownProtection", None),
     ("ExReleaseSpinLockExclusive", None),
     ("ExReleaseSpinLockShared", None),
+    ("ExSetTimer", None),
     ("ExWaitForRundownProtectionRelease", None),
     ("IoAllocateIrp", None),
     ("IoAllocateMdl", None),
