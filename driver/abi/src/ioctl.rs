@@ -63,7 +63,7 @@ impl Ioctl {
     /// The request's `CTL_CODE`.
     #[must_use]
     pub const fn code(self) -> u32 {
-        if let Self::SendDirect = self {
+        if matches!(self, Self::SendDirect) {
             return ctl_code(
                 FILE_DEVICE_NETWORK,
                 0x808,

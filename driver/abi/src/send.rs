@@ -228,9 +228,10 @@ pub fn parse_send(input: &[u8]) -> Result<SendView<'_>, AbiError> {
     parse_send_with(input, None)
 }
 
-/// Validates a `SEND_DIRECT` input buffer: a `SEND` without its payload bytes, whose
-/// `payload_len` is the length of the caller's output buffer (`METHOD_IN_DIRECT`: the payload
-/// the driver sends from the caller's own locked pages).
+/// Validates a `SEND_DIRECT` input buffer: a `SEND` without its payload bytes.
+///
+/// Its `payload_len` is the length of the caller's output buffer (`METHOD_IN_DIRECT`: the
+/// payload the driver sends from the caller's own locked pages).
 ///
 /// # Errors
 /// As [`parse_send`]; [`AbiError::DirectLengthMismatch`] if `payload_len` is not the output
@@ -247,7 +248,8 @@ fn parse_send_with(input: &[u8], direct: Option<usize>) -> Result<SendView<'_>, 
             needed: size_of::<SendRequest>(),
             got: input.len(),
         })?;
-    let abi_version = fixed.header.check(1)?;
+    let ioctl = direct.map_or(Ioctl::Send, |_| Ioctl::SendDirect);
+    let abi_version = fixed.header.check(ioctl.introduced())?;
     if fixed.reserved != 0 {
         return Err(AbiError::ReservedNotZero);
     }
@@ -285,16 +287,7 @@ fn parse_send_with(input: &[u8], direct: Option<usize>) -> Result<SendView<'_>, 
     }
 
     let segment_count = fixed.segment_count as usize;
-    let payload_len = fixed.payload_len as usize;
-    if let Some(output_len) = direct
-        && output_len != payload_len
-    {
-        return Err(AbiError::DirectLengthMismatch {
-            payload: fixed.payload_len,
-            output: output_len,
-        });
-    }
-    let in_input = if direct.is_some() { 0 } else { payload_len };
+    let in_input = payload_in_input(fixed, direct)?;
     let expected =
         send_request_len(segment_count, in_input).ok_or(AbiError::InputLengthMismatch {
             expected: usize::MAX,
@@ -346,9 +339,24 @@ fn parse_send_with(input: &[u8], direct: Option<usize>) -> Result<SendView<'_>, 
     Ok(view)
 }
 
-/// Builds a `SEND_DIRECT` request into `out` (a `SEND` of `payload_len` bytes without them:
-/// they travel as the output buffer) and returns its length. `segments` may be empty (one
-/// segment holding the whole payload).
+/// The payload bytes a request's input carries: all of them for a `SEND`; none for a
+/// `SEND_DIRECT` (`direct`: its output buffer's length), whose `payload_len` must be the output
+/// buffer's.
+const fn payload_in_input(fixed: &SendRequest, direct: Option<usize>) -> Result<usize, AbiError> {
+    match direct {
+        None => Ok(fixed.payload_len as usize),
+        Some(output) if output == fixed.payload_len as usize => Ok(0),
+        Some(output) => Err(AbiError::DirectLengthMismatch {
+            payload: fixed.payload_len,
+            output,
+        }),
+    }
+}
+
+/// Builds a `SEND_DIRECT` request into `out` and returns its length.
+///
+/// It is a `SEND` of `payload_len` bytes without them (they travel as the output buffer).
+/// `segments` may be empty (one segment holding the whole payload).
 ///
 /// # Errors
 /// [`AbiError::OutputTooSmall`] if `out` is too short, or whatever [`parse_send_direct`] says
@@ -780,6 +788,61 @@ mod tests {
         assert_eq!(view.payload, &payload[..]);
         assert_eq!(view.segment_lengths().collect::<Vec<_>>(), [1, 55, 200]);
         assert_eq!(view.segment_count(), 3);
+    }
+
+    fn encode_direct(spec: &SendSpec, segments: &[u32], len: usize) -> Vec<u8> {
+        let mut out = vec![0; send_request_len(segments.len(), 0).unwrap()];
+        let n = encode_send_direct(spec, segments, len, &mut out).unwrap();
+        assert_eq!(n, out.len());
+        out
+    }
+
+    #[test]
+    fn send_direct_carries_no_payload_and_takes_the_output_length() {
+        let bytes = encode_direct(&spec(), &[1, 55, 200], 256);
+        assert_eq!(bytes.len(), send_request_len(3, 0).unwrap());
+        let view = parse_send_direct(&bytes, 256).unwrap();
+        assert_eq!(view.spec, spec());
+        assert!(view.payload.is_empty());
+        assert_eq!(view.payload_len, 256);
+        assert_eq!(view.segment_lengths().collect::<Vec<_>>(), [1, 55, 200]);
+        // No segments: one, the whole output buffer.
+        let view_bytes = encode_direct(&spec(), &[], 1000);
+        let view = parse_send_direct(&view_bytes, 1000).unwrap();
+        assert_eq!(view.segment_lengths().collect::<Vec<_>>(), [1000]);
+    }
+
+    #[test]
+    fn send_direct_refuses_a_mismatch_a_payload_and_version_1() {
+        let bytes = encode_direct(&spec(), &[], 256);
+        assert_eq!(
+            parse_send_direct(&bytes, 255),
+            Err(AbiError::DirectLengthMismatch {
+                payload: 256,
+                output: 255
+            })
+        );
+        assert_eq!(
+            parse_send_direct(&bytes, 255).unwrap_err().status(),
+            STATUS_INVALID_BUFFER_SIZE
+        );
+        // A SEND's payload bytes after the segments are not a SEND_DIRECT.
+        let with_payload = encode(&spec(), &[], &[9; 256]).unwrap();
+        assert!(parse_send_direct(&with_payload, 256).is_err());
+        // Introduced in ABI 2.
+        let mut old = encode_direct(
+            &SendSpec {
+                source_ifindex: None,
+                ..spec()
+            },
+            &[],
+            256,
+        );
+        set_request_version(&mut old, 1);
+        assert_eq!(
+            parse_send_direct(&old, 256).unwrap_err().status(),
+            STATUS_REVISION_MISMATCH
+        );
     }
 
     #[test]

@@ -284,11 +284,11 @@ pub(crate) struct DirectMdls {
     chain: usize,
 }
 
-// SAFETY: MDLs over locked pages may be used from any thread; the owner serializes writes.
 #[allow(
     clippy::non_send_fields_in_send_ty,
     reason = "MDLs are not tied to a thread"
 )]
+// SAFETY: MDLs over locked pages may be used from any thread; the owner serializes writes.
 unsafe impl Send for DirectMdls {}
 // SAFETY: Shared access only reads the MDLs.
 unsafe impl Sync for DirectMdls {}
@@ -307,17 +307,25 @@ impl DirectMdls {
         source: NonNull<MDL>,
         lengths: impl IntoIterator<Item = u32>,
     ) -> Result<Self, NTSTATUS> {
-        let (start, total);
+        let mdl = source.as_ptr();
+        let (start_va, byte_offset, total);
         // SAFETY: A locked MDL (caller's guarantee): its header is readable.
         unsafe {
-            let mdl = source.as_ptr();
-            start = (*mdl)
-                .StartVa
-                .cast::<u8>()
-                .wrapping_add((*mdl).ByteOffset as usize)
-                .cast_const();
+            start_va = (*mdl).StartVa;
+        }
+        // SAFETY: As above.
+        unsafe {
+            byte_offset = (*mdl).ByteOffset;
+        }
+        // SAFETY: As above.
+        unsafe {
             total = (*mdl).ByteCount;
         }
+        // MmGetMdlVirtualAddress: the caller's buffer starts ByteOffset into StartVa's page.
+        let start = start_va
+            .cast::<u8>()
+            .wrapping_add(byte_offset as usize)
+            .cast_const();
         let mut mdls = Self {
             source,
             partials: [const { None }; MAX_SEGMENTS as usize],

@@ -8,10 +8,12 @@
 //!   itself (one `BENCH` request), on the KMDF front door, provider completing inline and then
 //!   on a worker thread;
 //! - `SEND pipelined`: what `wskudpctl send --count` does: `SEND` requests of the driver's
-//!   `max_count` datagrams, 8 in flight.
+//!   `max_count` datagrams, 8 in flight (the payload copied into the driver once per request);
+//! - `SEND_DIRECT pipelined`: the same with zero-copy `SEND_DIRECT` requests (the payload sent
+//!   from the caller's pages), what `wskudpctl bench --api zerocopy` does.
 //!
-//! Per row: datagrams/s and the ratios to both baselines; per datagram, the pool, IRP and MDL
-//! allocations and the `IoSetCompletionRoutineEx` contexts the model counted at the kernel-call
+//! Per row: datagrams/s and the ratios to both baselines; per datagram, the payload copies the
+//! driver made, the pool, IRP and MDL allocations and the `IoSetCompletionRoutineEx` contexts the model counted at the kernel-call
 //! boundary (after a warm-up run on the same socket); the model's and Linux's share of the
 //! sender's CPU; and the longest completion routine the model timed.
 //!
@@ -38,6 +40,7 @@ const DEPTH: u32 = 8;
 /// A row's figures.
 struct Row {
     pps: f64,
+    copies: u64,
     machine: MachineCounters,
     datagrams: u64,
     cpu: Cpu,
@@ -65,6 +68,20 @@ fn spec(socket: u32, to: SocketAddr) -> SendSpec {
 enum Path {
     Bench(BenchApi),
     SendPipelined,
+    SendDirectPipelined,
+}
+
+impl Path {
+    /// Payload copies the driver makes for `datagrams` datagrams in requests of `per_request`:
+    /// `BENCH` writes its payload once, `SEND` copies it in once per request, `SEND_DIRECT`
+    /// never.
+    const fn copies(self, datagrams: u64, per_request: u64) -> u64 {
+        match self {
+            Self::Bench(_) => 1,
+            Self::SendPipelined => datagrams.div_ceil(per_request),
+            Self::SendDirectPipelined => 0,
+        }
+    }
 }
 
 fn model_row(size: u32, path: Path, completion: CompletionMode, datagrams: u64) -> Row {
@@ -103,9 +120,13 @@ fn model_row(size: u32, path: Path, completion: CompletionMode, datagrams: u64) 
                 assert_eq!(response.datagrams_sent, count, "{response:?}");
                 response.datagrams_sent
             }
-            Path::SendPipelined => {
+            Path::SendPipelined | Path::SendDirectPipelined => {
+                let pipeline = Pipeline {
+                    zero_copy: matches!(path, Path::SendDirectPipelined),
+                    ..Pipeline::new(count, 8)
+                };
                 let summary = client
-                    .send_pipelined_with(&spec, &[], &payload, Pipeline::new(count, 8))
+                    .send_pipelined_with(&spec, &[], &payload, pipeline)
                     .expect("send");
                 assert!(summary.all_sent(), "{summary:?}");
                 summary.datagrams_sent
@@ -127,11 +148,13 @@ fn model_row(size: u32, path: Path, completion: CompletionMode, datagrams: u64) 
         .machine_counters()
         .expect("model")
         .since(&before);
+    let per_request = u64::from(client.info().expect("info").max_count);
     client.close_socket(socket).expect("close");
     let report = client.finish().expect("model report");
     assert!(report.is_clean(), "model report not clean: {report}");
     Row {
         pps: rate(sent, seconds),
+        copies: path.copies(sent, per_request),
         machine,
         datagrams: sent,
         cpu: Cpu {
@@ -150,12 +173,13 @@ fn main() {
         "wskudp send throughput on the kernel model (KMDF front door), {datagrams} datagrams per row, loopback, IP_PKTINFO on every datagram"
     );
     println!(
-        "{:>5} {:<34} {:>11} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>9}",
+        "{:>5} {:<34} {:>11} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>9}",
         "bytes",
         "path",
         "dgrams/s",
         "/sendmsg",
         "/mmsg16",
+        "copy/dg",
         "alloc/dg",
         "ctx/dg",
         "model%",
@@ -169,7 +193,7 @@ fn main() {
             source: Some(source()),
             ..Marking::default()
         };
-        let one_by_one = sendmsg_loop(sink.address(), &payload, datagrams, marking);
+        let one_by_one = sendmsg_loop(sink.address(), &payload, datagrams, marking, &[]);
         let batched = sendmmsg_loop(sink.address(), &payload, datagrams, marking, BATCH as usize)
             .expect("sendmmsg");
         drop(sink);
@@ -210,16 +234,22 @@ fn main() {
                 Path::SendPipelined,
                 CompletionMode::Inline,
             ),
+            (
+                "SEND_DIRECT pipelined x8, inline",
+                Path::SendDirectPipelined,
+                CompletionMode::Inline,
+            ),
         ];
         for (name, path, completion) in rows {
             let row = model_row(size, path, completion, datagrams);
             let per = |n: u64| n as f64 / row.datagrams.max(1) as f64;
             let total = row.cpu.total().max(f64::MIN_POSITIVE);
             println!(
-                "{size:>5} {name:<34} {:>11.0} {:>8.2} {:>8.2} {:>8.4} {:>8.4} {:>6.1}% {:>6.1}% {:>7.1}us",
+                "{size:>5} {name:<34} {:>11.0} {:>8.2} {:>8.2} {:>8.4} {:>8.4} {:>8.4} {:>6.1}% {:>6.1}% {:>7.1}us",
                 row.pps,
                 row.pps / base,
                 row.pps / base_mmsg,
+                per(row.copies),
                 per(row.machine.allocations()),
                 per(row.machine.completion_contexts),
                 row.machine.model_ns as f64 / 1e9 / total * 100.0,

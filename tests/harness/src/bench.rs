@@ -213,11 +213,20 @@ pub fn rate(datagrams: u64, seconds: f64) -> f64 {
     }
 }
 
-/// Sends `count` datagrams of `payload` to `to` from a plain socket of `to`'s family, one
-/// `sendmsg` (`WSASendMsg`) per datagram, with `marking`'s control messages.
+/// Sends `count` datagrams of `payload` to `to`, one `sendmsg` (`WSASendMsg`) per datagram.
+///
+/// From a plain socket of `to`'s family, with the driver's control messages: on Linux
+/// `marking`'s, as Linux's own cmsgs; on Windows `driver_control` as is, the `ControlInfo`
+/// bytes the driver passes to WSK (`DESCRIBE_SEND`), the same `WSACMSGHDR` layout.
 #[must_use]
-pub fn sendmsg_loop(to: SocketAddr, payload: &[u8], count: u64, marking: Marking) -> LoopFigures {
-    imp::send_loop(to, payload, count, marking, 1)
+pub fn sendmsg_loop(
+    to: SocketAddr,
+    payload: &[u8],
+    count: u64,
+    marking: Marking,
+    driver_control: &[u8],
+) -> LoopFigures {
+    imp::send_loop(to, payload, count, marking, 1, driver_control)
 }
 
 /// As [`sendmsg_loop`], `batch` datagrams per `sendmmsg` call (Linux only: `None` elsewhere).
@@ -229,7 +238,7 @@ pub fn sendmmsg_loop(
     marking: Marking,
     batch: usize,
 ) -> Option<LoopFigures> {
-    imp::HAS_SENDMMSG.then(|| imp::send_loop(to, payload, count, marking, batch.max(1)))
+    imp::HAS_SENDMMSG.then(|| imp::send_loop(to, payload, count, marking, batch.max(1), &[]))
 }
 
 #[cfg(unix)]
@@ -466,12 +475,14 @@ mod imp {
         (out, len)
     }
 
+    /// `driver_control` is for Windows: Linux encodes `marking` as its own cmsgs.
     pub(super) fn send_loop(
         to: SocketAddr,
         payload: &[u8],
         count: u64,
         marking: Marking,
         batch: usize,
+        _driver_control: &[u8],
     ) -> LoopFigures {
         let bind: SocketAddr = if to.is_ipv4() {
             (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
@@ -560,8 +571,14 @@ mod imp {
 #[cfg(windows)]
 mod imp {
     use std::net::{SocketAddr, UdpSocket};
+    use std::os::windows::io::AsRawSocket as _;
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::time::Instant;
+
+    use windows_sys::Win32::Networking::WinSock::{
+        AF_INET, AF_INET6, IN_ADDR, IN_ADDR_0, IN6_ADDR, IN6_ADDR_0, SOCKADDR_IN, SOCKADDR_IN6,
+        SOCKADDR_IN6_0, SOCKADDR_INET, SOCKET, WSABUF, WSAGetLastError, WSAMSG, WSASendMsg,
+    };
 
     use super::{Cpu, LoopFigures, Marking};
 
@@ -639,14 +656,58 @@ mod imp {
         }
     }
 
-    /// The Windows baseline: `send_to` per datagram. Control messages (`WSASendMsg`) are not
-    /// sent here yet: a marking is reported as an error rather than silently dropped.
+    /// `to` as a `SOCKADDR_IN` / `SOCKADDR_IN6` in a `SOCKADDR_INET`, with its length.
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_possible_wrap,
+        reason = "a SOCKADDR's size, at most 28"
+    )]
+    const fn sockaddr_of(to: SocketAddr) -> (SOCKADDR_INET, i32) {
+        // SAFETY: SOCKADDR_INET is plain data; all zero is a valid value.
+        let mut address: SOCKADDR_INET = unsafe { std::mem::zeroed() };
+        match to {
+            SocketAddr::V4(v4) => {
+                address.Ipv4 = SOCKADDR_IN {
+                    sin_family: AF_INET,
+                    sin_port: v4.port().to_be(),
+                    sin_addr: IN_ADDR {
+                        S_un: IN_ADDR_0 {
+                            S_addr: u32::from_ne_bytes(v4.ip().octets()),
+                        },
+                    },
+                    sin_zero: [0; 8],
+                };
+                (address, size_of::<SOCKADDR_IN>() as i32)
+            }
+            SocketAddr::V6(v6) => {
+                address.Ipv6 = SOCKADDR_IN6 {
+                    sin6_family: AF_INET6,
+                    sin6_port: v6.port().to_be(),
+                    sin6_flowinfo: v6.flowinfo(),
+                    sin6_addr: IN6_ADDR {
+                        u: IN6_ADDR_0 {
+                            Byte: v6.ip().octets(),
+                        },
+                    },
+                    Anonymous: SOCKADDR_IN6_0 {
+                        sin6_scope_id: v6.scope_id(),
+                    },
+                };
+                (address, size_of::<SOCKADDR_IN6>() as i32)
+            }
+        }
+    }
+
+    /// The Windows baseline: one `WSASendMsg` per datagram (user mode has no batched call),
+    /// from a plain socket, with `control` as `Control`: the driver's own `ControlInfo` bytes
+    /// (`WSASendMsg` takes the `WSACMSGHDR` layout WSK does).
     pub(super) fn send_loop(
         to: SocketAddr,
         payload: &[u8],
         count: u64,
-        marking: Marking,
+        _marking: Marking,
         _batch: usize,
+        control: &[u8],
     ) -> LoopFigures {
         let failed = |error: String| LoopFigures {
             datagrams: 0,
@@ -654,9 +715,6 @@ mod imp {
             cpu: Cpu::default(),
             error: Some(error),
         };
-        if marking != Marking::default() {
-            return failed("the Windows baseline sends no control messages yet".into());
-        }
         let bind: SocketAddr = if to.is_ipv4() {
             (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
         } else {
@@ -666,17 +724,71 @@ mod imp {
             Ok(socket) => socket,
             Err(error) => return failed(error.to_string()),
         };
+        let Ok(payload_len) = u32::try_from(payload.len()) else {
+            return failed("payload too large".into());
+        };
+        let (mut remote, remote_len) = sockaddr_of(to);
+        // WSACMSGHDR's alignment: 8 on 64-bit Windows.
+        let mut control_bytes: Vec<u64> = vec![0; control.len().div_ceil(8)];
+        // SAFETY: `control_bytes` holds at least `control.len()` bytes.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                control.as_ptr(),
+                control_bytes.as_mut_ptr().cast::<u8>(),
+                control.len(),
+            );
+        }
+        let mut data = payload.to_vec();
+        let mut buffer = WSABUF {
+            len: payload_len,
+            buf: data.as_mut_ptr(),
+        };
+        let message = WSAMSG {
+            name: (&raw mut remote).cast(),
+            namelen: remote_len,
+            lpBuffers: &raw mut buffer,
+            dwBufferCount: 1,
+            Control: WSABUF {
+                len: u32::try_from(control.len()).unwrap_or(0),
+                buf: if control.is_empty() {
+                    std::ptr::null_mut()
+                } else {
+                    control_bytes.as_mut_ptr().cast()
+                },
+            },
+            dwFlags: 0,
+        };
+        let Ok(raw) = SOCKET::try_from(socket.as_raw_socket()) else {
+            return failed("the socket handle does not fit a SOCKET".into());
+        };
         let mut sent = 0_u64;
         let mut error = None;
         let cpu_before = Cpu::thread();
         let start = Instant::now();
         while sent < count {
-            match socket.send_to(payload, to) {
-                Ok(_) => sent += 1,
-                Err(failure) => {
-                    error = Some(failure.to_string());
-                    break;
-                }
+            let mut bytes = 0_u32;
+            // SAFETY: A bound UDP socket; the message, its buffers, the destination and the
+            // control bytes live across the (synchronous: no OVERLAPPED) call.
+            let result = unsafe {
+                WSASendMsg(
+                    raw,
+                    &raw const message,
+                    0,
+                    &raw mut bytes,
+                    std::ptr::null_mut(),
+                    None,
+                )
+            };
+            if result == 0 {
+                sent += 1;
+            } else {
+                // SAFETY: No preconditions.
+                let code = unsafe { WSAGetLastError() };
+                error = Some(format!(
+                    "WSASendMsg: {}",
+                    std::io::Error::from_raw_os_error(code)
+                ));
+                break;
             }
         }
         LoopFigures {

@@ -88,11 +88,41 @@ pub(super) fn run(client: &Client, args: &BenchArgs) -> Result<Outcome, String> 
         Some(api) => measure(client, &opened.spec, args, api, batch, sink.as_ref()),
         None => measure_zero_copy(client, &opened.spec, args, sink.as_ref()),
     };
+    // The baseline's control messages on Windows are the driver's own `ControlInfo` bytes.
+    let driver_control = if args.baseline && result.is_ok() {
+        client
+            .describe_send(
+                &SendSpec {
+                    count: 1,
+                    ..opened.spec
+                },
+                &[],
+                &pattern(args.size as usize),
+            )
+            .map(|described| {
+                described
+                    .control
+                    .get(..described.control_len as usize)
+                    .unwrap_or_default()
+                    .to_vec()
+            })
+            .map_err(|e| format!("DESCRIBE_SEND for the baseline's control messages: {e}"))
+    } else {
+        Ok(Vec::new())
+    };
     let closed = client.close_socket(opened.socket);
     let measured = result?;
-    let baseline = args
-        .baseline
-        .then(|| baseline(to, &opened.spec, args, batch, sink.as_ref()));
+    let driver_control = driver_control?;
+    let baseline = args.baseline.then(|| {
+        baseline(
+            to,
+            &opened.spec,
+            args,
+            batch,
+            sink.as_ref(),
+            &driver_control,
+        )
+    });
     let mut outcome = report(args, &measured, baseline.as_ref(), &opened.local, to);
     if let Err(error) = closed {
         outcome.ok = false;
@@ -275,6 +305,7 @@ fn baseline(
     args: &BenchArgs,
     batch: u32,
     sink: Option<&Sink>,
+    driver_control: &[u8],
 ) -> Baseline {
     let payload = pattern(args.size as usize);
     // The same control messages the driver sends: the source, the TOS byte with ECN folded in,
@@ -304,7 +335,13 @@ fn baseline(
         }
         figures
     };
-    let one_by_one = drained(sendmsg_loop(to, &payload, args.count, marking));
+    let one_by_one = drained(sendmsg_loop(
+        to,
+        &payload,
+        args.count,
+        marking,
+        driver_control,
+    ));
     let per_call = batch.max(DEFAULT_BATCH) as usize;
     let batched = sendmmsg_loop(to, &payload, args.count, marking, per_call).map(drained);
     Baseline {

@@ -441,21 +441,7 @@ impl<B: Backend + ?Sized> Client<B> {
             per_request,
             zero_copy,
         } = pipeline;
-        if total == 0 {
-            return Err(ClientError::Usage(
-                "the datagram count must be at least 1".into(),
-            ));
-        }
-        if !(1..=MAX_INFLIGHT).contains(&inflight) {
-            return Err(ClientError::Usage(format!(
-                "{inflight} requests in flight: it must be 1 to {MAX_INFLIGHT}"
-            )));
-        }
-        if per_request == Some(0) {
-            return Err(ClientError::Usage(
-                "requests must carry at least 1 datagram".into(),
-            ));
-        }
+        pipeline.check()?;
         let max_count = self.info()?.max_count;
         if max_count == 0 {
             return Err(ClientError::Backend(BackendError::DriverBug(
@@ -500,12 +486,12 @@ impl<B: Backend + ?Sized> Client<B> {
                     Some(tail) if count != full_count => tail,
                     _ => &full,
                 };
-                let submitted_one = if zero_copy {
+                let issued = if zero_copy {
                     self.submit_encoded_direct(request, payload, count)
                 } else {
                     self.submit_encoded_send(request)
                 };
-                match submitted_one {
+                match issued {
                     Ok(pending) => {
                         queue.push_back((pending, count));
                         submitted += u64::from(count);
@@ -682,6 +668,27 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
+    /// Refuses a pipeline that cannot run.
+    fn check(&self) -> Result<(), ClientError> {
+        if self.total == 0 {
+            return Err(ClientError::Usage(
+                "the datagram count must be at least 1".into(),
+            ));
+        }
+        if !(1..=MAX_INFLIGHT).contains(&self.inflight) {
+            return Err(ClientError::Usage(format!(
+                "{} requests in flight: it must be 1 to {MAX_INFLIGHT}",
+                self.inflight
+            )));
+        }
+        if self.per_request == Some(0) {
+            return Err(ClientError::Usage(
+                "requests must carry at least 1 datagram".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// `total` datagrams, `inflight` requests at a time, as large as the driver takes.
     #[must_use]
     pub const fn new(total: u64, inflight: usize) -> Self {

@@ -96,9 +96,10 @@ pub struct Stats {
     pub irps_reused: u64,
     /// Work item routines the system worker ran.
     pub work_items: u64,
-    /// The longest run of a completion routine, nanoseconds: the work a driver did at
-    /// `DISPATCH_LEVEL` in one go ("a typical DPC routine should run for no more than 100
-    /// microseconds", "Guidelines for Writing DPC Routines").
+    /// The longest run of a completion routine, nanoseconds of the thread's CPU time: the work
+    /// a driver did at `DISPATCH_LEVEL` in one go ("a typical DPC routine should run for no
+    /// more than 100 microseconds", "Guidelines for Writing DPC Routines"), without the host's
+    /// preemption, which `DISPATCH_LEVEL` does not have.
     pub longest_completion_ns: u64,
     /// Nanoseconds spent in the model's own code since the process started (its checks and
     /// bookkeeping, not the driver's code or Linux's system calls).

@@ -230,6 +230,10 @@ pub(crate) struct Datagram {
 }
 
 /// Where a datagram's payload lies.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "a datagram lives in its request's pooled batch memory, never on a hot stack"
+)]
 enum Held {
     /// A buffer of the socket's pool, the request's bytes copied in.
     Pooled(Pooled<PayloadBuffer>),
