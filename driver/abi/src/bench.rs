@@ -244,12 +244,19 @@ pub struct BenchShape {
 /// # Errors
 /// Whatever [`parse_bench`] says about the result.
 pub fn encode_bench(spec: &SendSpec, shape: &BenchShape) -> Result<BenchRequest, AbiError> {
-    let mut fixed = BenchRequest {
+    let options = crate::send::options_of(spec);
+    let fixed = BenchRequest {
         header: RequestHeader::CURRENT,
         socket: spec.socket,
         remote: spec
             .remote
             .map_or(WireAddr::NONE, WireAddr::from_socket_addr),
+        flags: options.flags,
+        source: options.source,
+        tos: options.tos,
+        ecn: options.ecn,
+        uso_segment_size: options.uso_segment_size,
+        source_ifindex: options.source_ifindex,
         api: shape.api as u32,
         size: shape.size,
         depth: shape.depth,
@@ -258,28 +265,6 @@ pub fn encode_bench(spec: &SendSpec, shape: &BenchShape) -> Result<BenchRequest,
         rate: shape.rate,
         ..BenchRequest::default()
     };
-    let mut flags = 0;
-    if let Some(source) = spec.source {
-        flags |= SendRequest::FLAG_SOURCE;
-        fixed.source = WireAddr::from_ip(source);
-    }
-    if let Some(tos) = spec.tos {
-        flags |= SendRequest::FLAG_TOS;
-        fixed.tos = tos;
-    }
-    if let Some(ecn) = spec.ecn {
-        flags |= SendRequest::FLAG_ECN;
-        fixed.ecn = ecn as u8;
-    }
-    if let Some(size) = spec.uso_segment_size {
-        flags |= SendRequest::FLAG_USO;
-        fixed.uso_segment_size = size;
-    }
-    if let Some(index) = spec.source_ifindex {
-        flags |= SendRequest::FLAG_SOURCE_IFINDEX;
-        fixed.source_ifindex = index;
-    }
-    fixed.flags = flags;
     parse_bench(fixed.as_bytes())?;
     Ok(fixed)
 }

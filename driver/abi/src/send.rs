@@ -353,6 +353,33 @@ const fn payload_in_input(fixed: &SendRequest, direct: Option<usize>) -> Result<
     }
 }
 
+/// `spec`'s options as `SEND` carries them (`flags`, `source`, `tos`, `ecn`,
+/// `uso_segment_size`, `source_ifindex`; every other field default). `BENCH` carries the same.
+pub(crate) fn options_of(spec: &SendSpec) -> SendRequest {
+    let mut fixed = SendRequest::default();
+    if let Some(source) = spec.source {
+        fixed.flags |= SendRequest::FLAG_SOURCE;
+        fixed.source = WireAddr::from_ip(source);
+    }
+    if let Some(tos) = spec.tos {
+        fixed.flags |= SendRequest::FLAG_TOS;
+        fixed.tos = tos;
+    }
+    if let Some(ecn) = spec.ecn {
+        fixed.flags |= SendRequest::FLAG_ECN;
+        fixed.ecn = ecn as u8;
+    }
+    if let Some(size) = spec.uso_segment_size {
+        fixed.flags |= SendRequest::FLAG_USO;
+        fixed.uso_segment_size = size;
+    }
+    if let Some(index) = spec.source_ifindex {
+        fixed.flags |= SendRequest::FLAG_SOURCE_IFINDEX;
+        fixed.source_ifindex = index;
+    }
+    fixed
+}
+
 /// Builds a `SEND_DIRECT` request into `out` and returns its length.
 ///
 /// It is a `SEND` of `payload_len` bytes without them (they travel as the output buffer).
@@ -416,8 +443,7 @@ fn encode_send_fixed(
         .get_mut(..needed)
         .ok_or(AbiError::OutputTooSmall { needed, got })?;
 
-    let mut flags = 0;
-    let mut fixed = SendRequest {
+    let fixed = SendRequest {
         header: RequestHeader::CURRENT,
         socket: spec.socket,
         remote: spec
@@ -426,29 +452,8 @@ fn encode_send_fixed(
         count: spec.count,
         segment_count: too_large(segments.len()),
         payload_len: too_large(payload_len),
-        ..SendRequest::default()
+        ..options_of(spec)
     };
-    if let Some(source) = spec.source {
-        flags |= SendRequest::FLAG_SOURCE;
-        fixed.source = WireAddr::from_ip(source);
-    }
-    if let Some(tos) = spec.tos {
-        flags |= SendRequest::FLAG_TOS;
-        fixed.tos = tos;
-    }
-    if let Some(ecn) = spec.ecn {
-        flags |= SendRequest::FLAG_ECN;
-        fixed.ecn = ecn as u8;
-    }
-    if let Some(size) = spec.uso_segment_size {
-        flags |= SendRequest::FLAG_USO;
-        fixed.uso_segment_size = size;
-    }
-    if let Some(index) = spec.source_ifindex {
-        flags |= SendRequest::FLAG_SOURCE_IFINDEX;
-        fixed.source_ifindex = index;
-    }
-    fixed.flags = flags;
 
     let (head, segment_out) = out.split_at_mut(size_of::<SendRequest>());
     head.copy_from_slice(fixed.as_bytes());

@@ -353,16 +353,26 @@ impl Driver {
         Ok(features)
     }
 
+    /// `owner`'s socket `id`, referenced, unless the transport closed it.
+    ///
+    /// # Errors
+    /// As `SocketTable::reference`; `STATUS_FILE_FORCED_CLOSED` for a socket the transport
+    /// closed. IRQL: <= `DISPATCH_LEVEL`.
+    fn live_socket(&self, owner: Owner, id: u32) -> Result<crate::sockets::SocketRef, NTSTATUS> {
+        let socket = self.sockets.reference(owner, id)?;
+        if socket.is_forced_closed() {
+            return Err(STATUS_FILE_FORCED_CLOSED);
+        }
+        Ok(socket)
+    }
+
     /// `SET_OPTION`: one option through `WskControlSocket`, for the family the socket sends
     /// (both families for a dual-stack socket where the option has an IPv4 form).
     /// IRQL: `PASSIVE_LEVEL`.
     fn set_option(&self, owner: Owner, request: &IoctlRequest) -> Result<(), NTSTATUS> {
         let view = parse_set_option(request.input()).map_err(|e| e.status())?;
         self.serves(view.abi_version)?;
-        let socket = self.sockets.reference(owner, view.socket)?;
-        if socket.is_forced_closed() {
-            return Err(STATUS_FILE_FORCED_CLOSED);
-        }
+        let socket = self.live_socket(owner, view.socket)?;
         let info = socket.info();
         let wsk = socket.socket();
         if let SocketOption::Destination(destination) = view.option {
@@ -414,12 +424,7 @@ impl Driver {
             let view = parse_send(request.input()).map_err(|e| e.status())?;
             self.serves(view.abi_version)?;
             request.require_output::<SendResponse>()?;
-            let socket = self
-                .sockets
-                .reference(Owner::of(handle), view.spec.socket)?;
-            if socket.is_forced_closed() {
-                return Err(STATUS_FILE_FORCED_CLOSED);
-            }
+            let socket = self.live_socket(Owner::of(handle), view.spec.socket)?;
             let segments = Segments::of(&view);
             let datagram = Datagram::prepare(
                 &Addressing {
@@ -463,12 +468,7 @@ impl Driver {
             let view = parse_send_direct(request.input(), len).map_err(|e| e.status())?;
             let (mdl, _) = direct.ok_or(STATUS_INVALID_PARAMETER)?;
             self.serves(view.abi_version)?;
-            let socket = self
-                .sockets
-                .reference(Owner::of(handle), view.spec.socket)?;
-            if socket.is_forced_closed() {
-                return Err(STATUS_FILE_FORCED_CLOSED);
-            }
+            let socket = self.live_socket(Owner::of(handle), view.spec.socket)?;
             let segments = Segments::of(&view);
             // SAFETY: The request's own locked MDL; the request completes only after the
             // job ends and releases the datagram (`batch::Batch::release_work`).
@@ -505,12 +505,7 @@ impl Driver {
             let view = parse_bench(request.input()).map_err(|e| e.status())?;
             self.serves(view.abi_version)?;
             request.require_output::<BenchResponse>()?;
-            let socket = self
-                .sockets
-                .reference(Owner::of(handle), view.spec.socket)?;
-            if socket.is_forced_closed() {
-                return Err(STATUS_FILE_FORCED_CLOSED);
-            }
+            let socket = self.live_socket(Owner::of(handle), view.spec.socket)?;
             let size = usize::try_from(view.size).map_err(|_| STATUS_INVALID_PARAMETER)?;
             let datagram = Datagram::prepare(
                 &Addressing {

@@ -131,6 +131,62 @@ pub(super) fn run(client: &Client, args: &BenchArgs) -> Result<Outcome, String> 
     Ok(outcome)
 }
 
+/// What the sender's process, the model and the receiver did during one timed run.
+struct Metered<T> {
+    value: T,
+    cpu: Cpu,
+    machine: Option<MachineCounters>,
+    received: Option<u64>,
+}
+
+/// Runs `timed` (which returns what it sent and how many datagrams) with a progress line on a
+/// terminal, and meters it: the sender's CPU without the receiver thread's, the model's
+/// counters, and what arrived (`warmed`: the warm-up's datagrams, drained first).
+fn metered<T>(
+    client: &Client,
+    spec: &SendSpec,
+    args: &BenchArgs,
+    sink: Option<&Sink>,
+    warmed: u64,
+    timed: impl FnOnce() -> Result<(T, u64), String>,
+) -> Result<Metered<T>, String> {
+    let received_before = sink.map(|sink| sink.settle(warmed, Duration::from_millis(300)));
+    let machine_before = client.backend().machine_counters();
+    let cpu_before = Cpu::process();
+    let sink_cpu_before = sink.map(Sink::cpu).unwrap_or_default();
+    let show_progress = !args.json && std::io::stderr().is_terminal();
+    let done = AtomicBool::new(false);
+    let outcome = std::thread::scope(|scope| {
+        if show_progress {
+            scope.spawn(|| progress(client, spec.socket, args.count, &done));
+        }
+        let outcome = timed();
+        done.store(true, Ordering::Relaxed);
+        outcome
+    });
+    let (value, sent) = outcome?;
+    let sink_cpu = sink
+        .map(Sink::cpu)
+        .unwrap_or_default()
+        .since(sink_cpu_before);
+    let cpu = Cpu::process().since(cpu_before);
+    Ok(Metered {
+        value,
+        cpu: Cpu {
+            user: (cpu.user - sink_cpu.user).max(0.0),
+            system: (cpu.system - sink_cpu.system).max(0.0),
+        },
+        machine: client
+            .backend()
+            .machine_counters()
+            .zip(machine_before)
+            .map(|(after, before)| after.since(&before)),
+        received: sink.zip(received_before).map(|(sink, before)| {
+            sink.settle(before + sent, Duration::from_millis(300)) - before
+        }),
+    })
+}
+
 /// A warm-up run (the socket's pool grows to the bench's depth), then the timed run.
 fn measure(
     client: &Client,
@@ -158,50 +214,22 @@ fn measure(
         .submit_bench(spec, &warm)
         .and_then(|pending| pending.wait(timeout_for(warm.count)))
         .map_err(|e| format!("warm-up: {e}"))?;
-    let received_before =
-        sink.map(|sink| sink.settle(warmed.datagrams_sent, Duration::from_millis(300)));
-    let machine_before = client.backend().machine_counters();
-    let cpu_before = Cpu::process();
-    let sink_cpu_before = sink.map(Sink::cpu).unwrap_or_default();
-    let pending = client
-        .submit_bench(spec, &shape)
-        .map_err(|e| e.to_string())?;
-    let show_progress = !args.json && std::io::stderr().is_terminal();
-    let done = AtomicBool::new(false);
-    let response = std::thread::scope(|scope| {
-        if show_progress {
-            scope.spawn(|| progress(client, spec.socket, args.count, &done));
-        }
-        let response = pending.wait(timeout_for(args.count));
-        done.store(true, Ordering::Relaxed);
-        response
-    });
-    let response = response.map_err(|e| e.to_string())?;
-    let sink_cpu = sink
-        .map(Sink::cpu)
-        .unwrap_or_default()
-        .since(sink_cpu_before);
-    let cpu = Cpu::process().since(cpu_before);
-    let cpu = Cpu {
-        user: (cpu.user - sink_cpu.user).max(0.0),
-        system: (cpu.system - sink_cpu.system).max(0.0),
-    };
-    let machine = client
-        .backend()
-        .machine_counters()
-        .zip(machine_before)
-        .map(|(after, before)| after.since(&before));
-    let received = sink.zip(received_before).map(|(sink, before)| {
-        sink.settle(before + response.datagrams_sent, Duration::from_millis(300)) - before
-    });
+    let run = metered(client, spec, args, sink, warmed.datagrams_sent, || {
+        let response = client
+            .submit_bench(spec, &shape)
+            .and_then(|pending| pending.wait(timeout_for(args.count)))
+            .map_err(|e| e.to_string())?;
+        let sent = response.datagrams_sent;
+        Ok((response, sent))
+    })?;
     Ok(Measured {
-        api: BenchApi::from_u32(response.api).map_or("unknown", BenchApi::name),
-        response,
+        api: BenchApi::from_u32(run.value.api).map_or("unknown", BenchApi::name),
+        response: run.value,
         in_kernel: true,
         copies: 1,
-        cpu,
-        machine,
-        received,
+        cpu: run.cpu,
+        machine: run.machine,
+        received: run.received,
     })
 }
 
@@ -210,7 +238,6 @@ fn measure(
 /// one request per `max_count` datagrams). A warm-up of the same shape goes first.
 #[allow(
     clippy::cast_possible_truncation,
-    clippy::cast_sign_loss,
     reason = "a duration in nanoseconds"
 )]
 fn measure_zero_copy(
@@ -229,41 +256,15 @@ fn measure_zero_copy(
     let warmed = client
         .send_pipelined_with(spec, &[], &payload, pipeline(warm))
         .map_err(|e| format!("warm-up: {e}"))?;
-    let received_before =
-        sink.map(|sink| sink.settle(warmed.datagrams_sent, Duration::from_millis(300)));
-    let machine_before = client.backend().machine_counters();
-    let cpu_before = Cpu::process();
-    let sink_cpu_before = sink.map(Sink::cpu).unwrap_or_default();
-    let started = Instant::now();
-    let show_progress = !args.json && std::io::stderr().is_terminal();
-    let done = AtomicBool::new(false);
-    let summary = std::thread::scope(|scope| {
-        if show_progress {
-            scope.spawn(|| progress(client, spec.socket, args.count, &done));
-        }
-        let summary = client.send_pipelined_with(spec, &[], &payload, pipeline(args.count));
-        done.store(true, Ordering::Relaxed);
-        summary
-    });
-    let elapsed = started.elapsed();
-    let summary = summary.map_err(|e| e.to_string())?;
-    let sink_cpu = sink
-        .map(Sink::cpu)
-        .unwrap_or_default()
-        .since(sink_cpu_before);
-    let cpu = Cpu::process().since(cpu_before);
-    let cpu = Cpu {
-        user: (cpu.user - sink_cpu.user).max(0.0),
-        system: (cpu.system - sink_cpu.system).max(0.0),
-    };
-    let machine = client
-        .backend()
-        .machine_counters()
-        .zip(machine_before)
-        .map(|(after, before)| after.since(&before));
-    let received = sink.zip(received_before).map(|(sink, before)| {
-        sink.settle(before + summary.datagrams_sent, Duration::from_millis(300)) - before
-    });
+    let run = metered(client, spec, args, sink, warmed.datagrams_sent, || {
+        let started = Instant::now();
+        let summary = client
+            .send_pipelined_with(spec, &[], &payload, pipeline(args.count))
+            .map_err(|e| e.to_string())?;
+        let sent = summary.datagrams_sent;
+        Ok(((summary, started.elapsed()), sent))
+    })?;
+    let (summary, elapsed) = run.value;
     let response = BenchResponse {
         status: summary.first_error.unwrap_or(0),
         datagrams: summary.total,
@@ -280,9 +281,9 @@ fn measure_zero_copy(
         api: "zerocopy",
         in_kernel: false,
         copies: 0,
-        cpu,
-        machine,
-        received,
+        cpu: run.cpu,
+        machine: run.machine,
+        received: run.received,
     })
 }
 

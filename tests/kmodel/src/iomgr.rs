@@ -1861,20 +1861,7 @@ impl Handle {
         input: &[u8],
         output_len: usize,
     ) -> Result<PendingRequest, NTSTATUS> {
-        // CTL_CODE access bits: FILE_READ_ACCESS (1) needs read, FILE_WRITE_ACCESS (2) write.
-        let required = (code >> 14) & 3;
-        let device = self.reference(required & 1 != 0, required & 2 != 0)?;
-        Ok(send_irp(
-            device,
-            self.file,
-            IRP_MJ_DEVICE_CONTROL,
-            Request::Control {
-                code,
-                input,
-                output_len,
-                output: &[],
-            },
-        ))
+        self.control(code, input, output_len, &[])
     }
 
     /// `DeviceIoControl` with `output` as the output buffer's contents: for the direct
@@ -1889,6 +1876,19 @@ impl Handle {
         input: &[u8],
         output: &[u8],
     ) -> Result<PendingRequest, NTSTATUS> {
+        self.control(code, input, output.len(), output)
+    }
+
+    /// `IRP_MJ_DEVICE_CONTROL` with an `output_len`-byte output buffer holding `output` (empty:
+    /// not initialized).
+    fn control(
+        &self,
+        code: u32,
+        input: &[u8],
+        output_len: usize,
+        output: &[u8],
+    ) -> Result<PendingRequest, NTSTATUS> {
+        // CTL_CODE access bits: FILE_READ_ACCESS (1) needs read, FILE_WRITE_ACCESS (2) write.
         let required = (code >> 14) & 3;
         let device = self.reference(required & 1 != 0, required & 2 != 0)?;
         Ok(send_irp(
@@ -1898,7 +1898,7 @@ impl Handle {
             Request::Control {
                 code,
                 input,
-                output_len: output.len(),
+                output_len,
                 output,
             },
         ))
