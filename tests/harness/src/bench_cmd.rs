@@ -181,9 +181,9 @@ fn metered<T>(
             .machine_counters()
             .zip(machine_before)
             .map(|(after, before)| after.since(&before)),
-        received: sink.zip(received_before).map(|(sink, before)| {
-            sink.settle(before + sent, Duration::from_millis(300)) - before
-        }),
+        received: sink
+            .zip(received_before)
+            .map(|(sink, before)| sink.settle(before + sent, Duration::from_millis(300)) - before),
     })
 }
 
@@ -236,10 +236,7 @@ fn measure(
 /// `--api zerocopy`: `SEND_DIRECT` requests, `--inflight` of them outstanding, timed in user
 /// mode from the first submission to the last completion (user/kernel transitions included:
 /// one request per `max_count` datagrams). A warm-up of the same shape goes first.
-#[allow(
-    clippy::cast_possible_truncation,
-    reason = "a duration in nanoseconds"
-)]
+#[allow(clippy::cast_possible_truncation, reason = "a duration in nanoseconds")]
 fn measure_zero_copy(
     client: &Client,
     spec: &SendSpec,

@@ -42,9 +42,10 @@ pub struct Scenario {
 const ZERO_COPY: &str =
     "zero copy (SEND_DIRECT): the caller's locked pages go out through any MDL chain";
 
-/// Every scenario that can run through `front_door` ([`Client::front_door`]), in order: all
-/// but zero copy on the model's `none` front door, where no I/O manager locks a buffer (as
-/// an unload needs one too, `none` has none).
+/// Every scenario that can run through `front_door` ([`Client::front_door`]), in order.
+///
+/// All but zero copy on the model's `none` front door, where no I/O manager locks a buffer
+/// (as an unload needs one too, `none` has none).
 pub fn all_through(front_door: &str) -> impl Iterator<Item = &'static Scenario> {
     all()
         .iter()
